@@ -1,0 +1,1 @@
+"""HTTP adapters, thin: parse, call the core, render."""

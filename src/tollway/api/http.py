@@ -1,0 +1,128 @@
+"""What every adapter shares: request ids, body reading, JSON responses, the error handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tollway.core.ids import new_request_id
+from tollway.errors import ErrorCode, TollwayError, openai_envelope
+
+log = logging.getLogger("tollway.http")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or "")
+
+
+def error_response(err: TollwayError, rid: str) -> JSON:
+    return JSON(openai_envelope(err, rid), status_code=err.status, headers=err.headers)
+
+
+class RequestContext:
+    """Pure ASGI middleware: a request id on every request and response; oversized bodies → 413.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        header = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", header)]
+            await send(message)
+
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(scope, receive, send_with_id, rid)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise TollwayError(
+                        ErrorCode.REQUEST_TOO_LARGE,
+                        f"The request body is larger than {self.max_body_bytes} bytes.",
+                    )
+            return message
+
+        await self.app(scope, limited_receive, send_with_id)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        err = TollwayError(
+            ErrorCode.REQUEST_TOO_LARGE, f"The request body is larger than {self.max_body_bytes} bytes."
+        )
+        await error_response(err, rid)(scope, receive, send)
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON: 415 for another content type, 400 for bytes that are not JSON."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise TollwayError(ErrorCode.INVALID_CONTENT_TYPE)
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise TollwayError(ErrorCode.VALIDATION, "The body is not valid JSON.") from None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_tollway(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TollwayError)
+        return error_response(exc, request_id(request))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        param = ".".join(loc) or None
+        err = TollwayError(
+            ErrorCode.VALIDATION, f"Invalid `{param}`: {first.get('msg', 'invalid')}.", param=param
+        )
+        return error_response(err, request_id(request))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, ErrorCode.VALIDATION
+        )
+        return error_response(TollwayError(code), request_id(request))
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": request_id(request)})
+        return error_response(TollwayError(ErrorCode.INTERNAL), request_id(request))
+
+    app.add_exception_handler(TollwayError, on_tollway)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

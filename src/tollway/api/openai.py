@@ -1,0 +1,78 @@
+"""The OpenAI surface: chat completions, embeddings, models. Also served under /api/v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from tollway.api.auth import inference_caller
+from tollway.api.http import JSON, read_json, request_id
+from tollway.core.catalog import MODEL_TYPES
+from tollway.core.keys import Caller
+from tollway.core.models_view import model_object
+from tollway.core.pipeline import Call, Result
+from tollway.core.schemas import ChatRequest, EmbeddingsRequest
+from tollway.errors import ErrorCode, TollwayError
+
+router = APIRouter()
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _body_doc(schema: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}},
+        }
+    }
+
+
+def _render(result: Result) -> Response:
+    if result.frames is not None:
+        return StreamingResponse(
+            result.frames, media_type="text/event-stream", headers={**result.headers, **SSE_HEADERS}
+        )
+    return JSON(result.body, headers=result.headers)
+
+
+@router.post(
+    "/chat/completions",
+    summary="Chat completion (buffered, or SSE with stream=true)",
+    openapi_extra=_body_doc(ChatRequest),
+    tags=["inference"],
+)
+async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "chat")
+    return _render(await request.app.state.services.pipeline.chat(call, body))
+
+
+@router.post(
+    "/embeddings", summary="Embeddings", openapi_extra=_body_doc(EmbeddingsRequest), tags=["inference"]
+)
+async def embeddings(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "embeddings")
+    return _render(await request.app.state.services.pipeline.embeddings(call, body))
+
+
+@router.get("/models", summary="The model catalog (OpenAI list shape, Venice `type` filter)", tags=["models"])
+async def list_models(
+    request: Request,
+    type: str = Query(
+        "all", description="text | embedding | image | tts | stt | video | music | upscale | all"
+    ),
+    who: Caller = Depends(inference_caller),
+) -> Response:
+    if type not in (*MODEL_TYPES, "all"):
+        raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
+    catalog = request.app.state.services.catalog
+    return JSON({"object": "list", "type": type, "data": [model_object(m) for m in catalog.of_type(type)]})
+
+
+@router.get("/models/{model_id}", summary="One model", tags=["models"])
+async def get_model(request: Request, model_id: str, who: Caller = Depends(inference_caller)) -> Response:
+    catalog = request.app.state.services.catalog
+    return JSON(model_object(catalog.resolve(model_id)))

@@ -1,0 +1,1 @@
+"""The domain: no HTTP in here."""

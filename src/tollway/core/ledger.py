@@ -1,0 +1,333 @@
+"""Balances, reservations and settlement: every amount in integer nano-USD.
+
+Rules (DESIGN §4): a reservation is ONE conditional UPDATE that only succeeds while
+balance - reserved >= amount; every change appends a ledger entry in the same transaction;
+balance = sum(amount_nano) and reserved = sum(reserved_delta_nano) over an account's entries.
+A reservation row is deleted by exactly one of settle, release and the sweeper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tollway.core.clock import period_key, utcnow
+from tollway.core.pricing import nano_to_usd
+from tollway.errors import ErrorCode, TollwayError
+from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimit:
+    """A key's consumption limit: a second reservation, against the key, in its UTC period."""
+
+    key_id: str
+    limit_nano: int
+    period: str  # day | week | month | total
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    request_id: str
+    amount_nano: int
+    available_before_nano: int  # what the account could spend before this request
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine, reservation_ttl_seconds: int = 900) -> None:
+        self._engine = engine
+        self._ttl = timedelta(seconds=reservation_ttl_seconds)
+
+    async def credit(
+        self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"
+    ) -> bool:
+        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False."""
+        if kind not in ("credit", "refund", "adjust"):
+            raise ValueError(kind)
+        if amount_nano <= 0 and kind != "adjust":
+            raise ValueError("a credit must be positive")
+        try:
+            async with self._engine.begin() as conn:
+                await self._append(conn, account_id, kind, amount_nano, 0, reference, None)
+                result = await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
+                    .values(balance_nano=accounts.c.balance_nano + amount_nano)
+                )
+                if result.rowcount != 1:
+                    raise TollwayError(
+                        ErrorCode.NOT_FOUND,
+                        f"No account {account_id!r}, or the adjustment "
+                        "would make its available balance negative.",
+                    )
+        except IntegrityError:
+            return False  # uq_ledger_account_kind_reference: this reference was already applied
+        return True
+
+    async def reserve(
+        self,
+        account_id: str,
+        request_id: str,
+        amount_nano: int,
+        key_limit: KeyLimit | None = None,
+        key_id: str | None = None,
+    ) -> Reservation:
+        """Hold `amount_nano` or raise 402 without touching anything."""
+        now = utcnow()
+        key_period = period_key(key_limit.period, now) if key_limit else None
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .where(accounts.c.balance_nano - accounts.c.reserved_nano >= amount_nano)
+                    .values(reserved_nano=accounts.c.reserved_nano + amount_nano)
+                    .returning(accounts.c.balance_nano, accounts.c.reserved_nano)
+                )
+            ).first()
+            if row is None:
+                available = await self._available(conn, account_id)
+                raise TollwayError(
+                    ErrorCode.INSUFFICIENT_BALANCE,
+                    f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
+                    f"${nano_to_usd(available)}. Top up, or set a lower max_tokens.",
+                    extra={
+                        "required": nano_to_usd(amount_nano),
+                        "available": nano_to_usd(available),
+                        "limit_source": "account",
+                    },
+                )
+            if key_limit is not None and key_period is not None:
+                await self._reserve_key(conn, key_limit, key_period, amount_nano)
+            await self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
+            await conn.execute(
+                insert(reservations).values(
+                    id=request_id,
+                    account_id=account_id,
+                    key_id=key_id,
+                    amount_nano=amount_nano,
+                    key_period=key_period,
+                    expires_at=now + self._ttl,
+                )
+            )
+        available_before = row.balance_nano - row.reserved_nano + amount_nano
+        return Reservation(request_id, amount_nano, available_before)
+
+    async def _reserve_key(self, conn: AsyncConnection, limit: KeyLimit, period: str, amount: int) -> None:
+        exists = (
+            await conn.execute(
+                select(key_spend.c.key_id).where(
+                    key_spend.c.key_id == limit.key_id, key_spend.c.period == period
+                )
+            )
+        ).first()
+        if exists is None:
+            await conn.execute(
+                insert(key_spend).values(key_id=limit.key_id, period=period, spent_nano=0, reserved_nano=0)
+            )
+        row = (
+            await conn.execute(
+                update(key_spend)
+                .where(key_spend.c.key_id == limit.key_id, key_spend.c.period == period)
+                .where(key_spend.c.spent_nano + key_spend.c.reserved_nano + amount <= limit.limit_nano)
+                .values(reserved_nano=key_spend.c.reserved_nano + amount)
+                .returning(key_spend.c.spent_nano)
+            )
+        ).first()
+        if row is None:
+            used = (
+                await conn.execute(
+                    select(key_spend.c.spent_nano + key_spend.c.reserved_nano).where(
+                        key_spend.c.key_id == limit.key_id, key_spend.c.period == period
+                    )
+                )
+            ).scalar_one()
+            remaining = max(limit.limit_nano - used, 0)
+            raise TollwayError(
+                ErrorCode.KEY_LIMIT_EXCEEDED,
+                f"This request may cost up to ${nano_to_usd(amount)} but this key has "
+                f"${nano_to_usd(remaining)} left of its {limit.period} consumption limit.",
+                extra={
+                    "required": nano_to_usd(amount),
+                    "available": nano_to_usd(remaining),
+                    "limit_source": "key_limit",
+                },
+            )
+
+    async def settle(
+        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
+    ) -> int:
+        """Charge the actual cost, free the rest of the hold, write the usage row: one transaction.
+
+        Returns what was charged. The charge never exceeds what the account holds (the hold plus
+        what is still available), so the balance cannot go negative; the shortfall, if a provider
+        reported more than the estimate allowed, is visible as usage cost > charged.
+        """
+        async with self._engine.begin() as conn:
+            held = (
+                await conn.execute(
+                    delete(reservations)
+                    .where(reservations.c.id == request_id)
+                    .returning(
+                        reservations.c.account_id,
+                        reservations.c.amount_nano,
+                        reservations.c.key_id,
+                        reservations.c.key_period,
+                    )
+                )
+            ).first()
+            # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
+            hold = held.amount_nano if held else 0
+            key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
+            account = (
+                await conn.execute(
+                    select(accounts.c.balance_nano, accounts.c.reserved_nano)
+                    .where(accounts.c.id == account_id)
+                    .with_for_update()
+                )
+            ).one()
+            room = hold + account.balance_nano - account.reserved_nano
+            charge = max(0, min(cost_nano, room))
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(
+                    balance_nano=accounts.c.balance_nano - charge,
+                    reserved_nano=accounts.c.reserved_nano - hold,
+                )
+            )
+            await self._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
+            if key_period is not None:
+                await conn.execute(
+                    update(key_spend)
+                    .where(key_spend.c.key_id == key_id, key_spend.c.period == key_period)
+                    .values(
+                        spent_nano=key_spend.c.spent_nano + charge,
+                        reserved_nano=key_spend.c.reserved_nano - hold,
+                    )
+                )
+            if usage_row is not None:
+                await conn.execute(insert(usage).values(**usage_row, cost_nano=charge))
+        return int(charge)
+
+    async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
+        """Free a hold without charging (failure before the first byte). False if it was already gone."""
+        async with self._engine.begin() as conn:
+            return await self._release(conn, request_id, usage_row)
+
+    async def _release(
+        self, conn: AsyncConnection, request_id: str, usage_row: dict[str, Any] | None
+    ) -> bool:
+        held = (
+            await conn.execute(
+                delete(reservations)
+                .where(reservations.c.id == request_id)
+                .returning(
+                    reservations.c.account_id,
+                    reservations.c.amount_nano,
+                    reservations.c.key_id,
+                    reservations.c.key_period,
+                )
+            )
+        ).first()
+        if held is None:
+            return False
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.id == held.account_id)
+            .values(reserved_nano=accounts.c.reserved_nano - held.amount_nano)
+        )
+        await self._append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
+        if held.key_period is not None:
+            await conn.execute(
+                update(key_spend)
+                .where(key_spend.c.key_id == held.key_id, key_spend.c.period == held.key_period)
+                .values(reserved_nano=key_spend.c.reserved_nano - held.amount_nano)
+            )
+        if usage_row is not None:
+            await conn.execute(insert(usage).values(**usage_row, cost_nano=0))
+        return True
+
+    async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:
+        """Release holds left by a crashed process once their TTL has passed."""
+        async with self._engine.connect() as conn:
+            expired = (
+                (
+                    await conn.execute(
+                        select(reservations.c.id)
+                        .where(reservations.c.expires_at < (now or utcnow()))
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        released = 0
+        for request_id in expired:
+            async with self._engine.begin() as conn:
+                released += await self._release(conn, request_id, None)
+        return released
+
+    async def balances(self, account_id: str) -> tuple[int, int]:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts.c.balance_nano, accounts.c.reserved_nano).where(
+                        accounts.c.id == account_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
+        return row.balance_nano, row.reserved_nano
+
+    async def ledger_sums(self, account_id: str) -> tuple[int, int]:
+        """(sum of amounts, sum of reserved deltas): must equal (balance, reserved)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.coalesce(func.sum(ledger.c.amount_nano), 0),
+                        func.coalesce(func.sum(ledger.c.reserved_delta_nano), 0),
+                    ).where(ledger.c.account_id == account_id)
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    async def _available(self, conn: AsyncConnection, account_id: str) -> int:
+        row = (
+            await conn.execute(
+                select(accounts.c.balance_nano - accounts.c.reserved_nano).where(accounts.c.id == account_id)
+            )
+        ).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
+        return int(row[0])
+
+    @staticmethod
+    async def _append(
+        conn: AsyncConnection,
+        account_id: str,
+        kind: str,
+        amount: int,
+        reserved_delta: int,
+        reference: str,
+        key_id: str | None,
+    ) -> None:
+        await conn.execute(
+            insert(ledger).values(
+                account_id=account_id,
+                kind=kind,
+                amount_nano=amount,
+                reserved_delta_nano=reserved_delta,
+                reference=reference,
+                key_id=key_id,
+                created_at=utcnow(),
+            )
+        )

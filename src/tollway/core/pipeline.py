@@ -1,0 +1,430 @@
+"""The request pipeline shared by every inference route (DESIGN §3).
+
+admission (policy, estimate, reservation) → route → relay while metering → settle.
+Nothing here knows HTTP: adapters pass a validated body in and render what comes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from tollway.core import tokens
+from tollway.core.catalog import Catalog, CatalogModel
+from tollway.core.clock import utcnow
+from tollway.core.keys import Caller
+from tollway.core.ledger import Ledger, Reservation
+from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost
+from tollway.core.router import Router, upstream_failure
+from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate
+from tollway.errors import ErrorCode, TollwayError
+from tollway.providers.base import Provider, UpstreamError
+
+log = logging.getLogger("tollway.pipeline")
+T = TypeVar("T")
+DEFAULT_OUTPUT_CAP = 4096
+_END = object()
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference request as it moves through the pipeline."""
+
+    request_id: str
+    caller: Caller
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class Result:
+    """What an adapter renders: a JSON body, or SSE frames, plus headers for the client."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    frames: AsyncIterator[bytes] | None = None
+
+
+@dataclass(slots=True)
+class _Admitted:
+    model: CatalogModel
+    reservation: Reservation
+    headers: dict[str, str]
+
+
+def _usage_of(raw: Any) -> TokenUsage | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("prompt_tokens"), int):
+        return None
+    details_in = raw.get("prompt_tokens_details") or {}
+    details_out = raw.get("completion_tokens_details") or {}
+    return TokenUsage(
+        prompt_tokens=raw["prompt_tokens"],
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(details_in.get("cached_tokens") or 0) if isinstance(details_in, dict) else 0,
+        reasoning_tokens=int(details_out.get("reasoning_tokens") or 0)
+        if isinstance(details_out, dict)
+        else 0,
+    )
+
+
+def _usage_dict(usage: TokenUsage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data.encode() if isinstance(data, str) else orjson.dumps(data)
+    return b"data: " + payload + b"\n\n"
+
+
+def _delta_texts(chunk: dict[str, Any]) -> list[str]:
+    texts = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            texts.append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                texts.append(arguments)
+    return texts
+
+
+class Pipeline:
+    def __init__(self, catalog: Catalog, ledger: Ledger, router: Router, *, drain_seconds: float) -> None:
+        self.catalog = catalog
+        self.ledger = ledger
+        self.router = router
+        self._drain_seconds = drain_seconds
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def _resolve(self, name: str, model_type: str) -> CatalogModel:
+        model = self.catalog.resolve(name)
+        if model.type != model_type:
+            raise TollwayError(
+                ErrorCode.INVALID_MODEL,
+                f"{model.id!r} is a {model.type} model; this route needs a {model_type} model.",
+                param="model",
+            )
+        return model
+
+    @staticmethod
+    def _check_policy(caller: Caller, model: CatalogModel) -> None:
+        if model.config.tier != "uncensored":
+            return
+        if caller.content_tier != "uncensored":
+            raise TollwayError(ErrorCode.CONTENT_TIER_FORBIDDEN, param="model")
+        if not caller.age_verified:
+            raise TollwayError(ErrorCode.AGE_VERIFICATION_REQUIRED, param="model")
+
+    async def _admit(self, call: Call, model: CatalogModel, estimate_nano: int) -> _Admitted:
+        caller = call.caller
+        if caller.account_id is None:
+            raise TollwayError(
+                ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
+            )
+        self._check_policy(caller, model)
+        reservation = await self.ledger.reserve(
+            caller.account_id, call.request_id, estimate_nano, caller.key_limit, key_id=caller.key_id
+        )
+        balance = nano_to_usd(reservation.available_before_nano)
+        headers = {
+            "x-balance-usd": balance,
+            "x-venice-balance-usd": balance,
+            "x-tollway-model-id": model.id,
+            "x-venice-model-id": model.id,
+        }
+        return _Admitted(model, reservation, headers)
+
+    def _usage_row(
+        self,
+        call: Call,
+        model: CatalogModel,
+        provider: str | None,
+        usage: TokenUsage,
+        source: str,
+        outcome: str,
+        status: int,
+    ) -> dict[str, Any]:
+        return {
+            "request_id": call.request_id,
+            "account_id": call.caller.account_id,
+            "key_id": call.caller.key_id,
+            "key_label": call.caller.label,
+            "model": model.id,
+            "endpoint": call.endpoint,
+            "provider": provider,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "usage_source": source,
+            "outcome": outcome,
+            "status_code": status,
+            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "created_at": utcnow(),
+        }
+
+    async def _settle(
+        self,
+        call: Call,
+        admitted: _Admitted,
+        provider: str | None,
+        usage: TokenUsage,
+        source: str,
+        outcome: str,
+        status: int = 200,
+    ) -> int:
+        assert admitted.model.token_prices is not None
+        cost = token_cost(admitted.model.token_prices, usage)
+        row = self._usage_row(call, admitted.model, provider, usage, source, outcome, status)
+        assert call.caller.account_id is not None
+        return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
+
+    async def _release(self, call: Call, admitted: _Admitted, error: TollwayError) -> None:
+        row = self._usage_row(
+            call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status
+        )
+        await self.ledger.release(call.request_id, row)
+
+    async def _first_route(
+        self, model: CatalogModel, attempt: Callable[[Provider, str], Awaitable[T]]
+    ) -> tuple[Provider, T]:
+        """Try each route until one answers; only failures before any byte reach the client get here."""
+        last: UpstreamError | None = None
+        for provider, route in self.router.routes(model):
+            try:
+                return provider, await attempt(provider, route.model)
+            except UpstreamError as exc:
+                last = exc
+                log.warning("upstream failed", extra={"provider": provider.id, "status": exc.status})
+                if not exc.retryable:
+                    break
+        assert last is not None
+        raise upstream_failure(last)
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    async def chat(self, call: Call, body: dict[str, Any]) -> Result:
+        request = validate(ChatRequest, body)
+        model = self._resolve(request.model, "text")
+        assert model.token_prices is not None
+        cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
+        asked = request.max_completion_tokens or request.max_tokens
+        max_output = min(asked, cap) if asked else cap
+        prompt_estimate = tokens.count_prompt(body)
+        estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
+        admitted = await self._admit(call, model, estimate)
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        try:
+            if request.stream:
+                return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
+            return await self._chat_buffered(call, admitted, body, prompt_estimate)
+        except TollwayError as exc:
+            await self._release(call, admitted, exc)
+            raise
+        except BaseException:
+            await self.ledger.release(call.request_id)
+            raise
+
+    async def _chat_buffered(
+        self, call: Call, admitted: _Admitted, body: dict[str, Any], prompt_estimate: int
+    ) -> Result:
+        provider, result = await self._first_route(
+            admitted.model, lambda p, upstream_model: p.chat({**body, "model": upstream_model})
+        )
+        usage = _usage_of(result.get("usage"))
+        source = "provider"
+        if usage is None:
+            texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
+            usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
+        await self._settle(call, admitted, provider.id, usage, source, "completed")
+        result["model"] = admitted.model.id
+        result["usage"] = _usage_dict(usage)
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+
+    async def _chat_stream(
+        self, call: Call, admitted: _Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
+    ) -> Result:
+        """Relay chunk by chunk. The upstream is read by its own task, so a client that leaves does
+        not stop the metering: the task drains the upstream (bounded) and bills what it produced."""
+
+        async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
+            iterator = provider.chat_stream({**body, "model": upstream_model}).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = None
+            return first, iterator
+
+        provider, (first, upstream) = await self._first_route(admitted.model, open_stream)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+        state = {"client_gone": False}
+        model_id = admitted.model.id
+
+        async def produce() -> None:
+            last_usage: TokenUsage | None = None
+            produced: list[str] = []
+            outcome, status, meta = "completed", 200, {"id": "", "created": 0}
+
+            async def emit(frame: bytes | object) -> None:
+                if not state["client_gone"]:
+                    await queue.put(frame)
+
+            async def relay(chunk: dict[str, Any]) -> None:
+                nonlocal last_usage
+                usage = _usage_of(chunk.pop("usage", None))
+                if usage is not None:
+                    last_usage = usage  # the LAST usage object is the total; never sum them
+                meta["id"], meta["created"] = (
+                    chunk.get("id", meta["id"]),
+                    chunk.get("created", meta["created"]),
+                )
+                produced.extend(_delta_texts(chunk))
+                if chunk.get("choices"):
+                    chunk["model"] = model_id
+                    await emit(_sse(chunk))
+
+            try:
+                async with asyncio.timeout(None) as deadline:
+                    if first is not None:
+                        await relay(first)
+                    async for chunk in upstream:
+                        if state["client_gone"] and deadline.when() is None:
+                            deadline.reschedule(asyncio.get_running_loop().time() + self._drain_seconds)
+                        await relay(chunk)
+            except UpstreamError as exc:
+                outcome, status = "upstream_error", 502
+                await emit(
+                    _sse(
+                        {
+                            "error": {
+                                "message": f"{exc}. The answer is incomplete.",
+                                "type": "server_error",
+                                "code": ErrorCode.UPSTREAM_ERROR.name,
+                                "param": None,
+                                "request_id": call.request_id,
+                            }
+                        }
+                    )
+                )
+            except TimeoutError:
+                outcome, status = "client_disconnect_timeout", 499
+            except Exception:
+                log.exception("stream relay failed")
+                outcome, status = "internal_error", 500
+                await emit(
+                    _sse(
+                        {
+                            "error": {
+                                "message": ErrorCode.INTERNAL.default_message,
+                                "type": "server_error",
+                                "code": ErrorCode.INTERNAL.name,
+                                "param": None,
+                                "request_id": call.request_id,
+                            }
+                        }
+                    )
+                )
+            if state["client_gone"] and outcome == "completed":
+                outcome, status = "client_disconnect", 499
+            source = "provider"
+            if last_usage is None:
+                source = "estimated"
+                last_usage = TokenUsage(prompt_estimate, tokens.count(produced))
+            try:
+                await self._settle(call, admitted, provider.id, last_usage, source, outcome, status)
+            except Exception:
+                log.exception("settlement failed; the reservation sweeper will release the hold")
+            if outcome == "completed":
+                if wants_usage:
+                    await emit(
+                        _sse(
+                            {
+                                "id": meta["id"],
+                                "object": "chat.completion.chunk",
+                                "created": meta["created"],
+                                "model": model_id,
+                                "choices": [],
+                                "usage": _usage_dict(last_usage),
+                            }
+                        )
+                    )
+                await emit(_sse("[DONE]"))
+            await emit(_END)
+
+        task = asyncio.create_task(produce())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                while (frame := await queue.get()) is not _END:
+                    yield frame
+            finally:
+                if not task.done():
+                    state["client_gone"] = True
+                    while not queue.empty():  # unblock a producer waiting on a full queue
+                        queue.get_nowait()
+
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, frames=frames())
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def embeddings(self, call: Call, body: dict[str, Any]) -> Result:
+        request = validate(EmbeddingsRequest, body)
+        model = self._resolve(request.model, "embedding")
+        assert model.token_prices is not None
+        if request.dimensions is not None and not model.supports("dimensions"):
+            raise TollwayError(
+                ErrorCode.UNSUPPORTED_CAPABILITY,
+                f"{model.id!r} does not support `dimensions`.",
+                param="dimensions",
+            )
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if any(not t for t in texts):
+            raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
+        estimate_tokens = tokens.count(texts) + len(texts) * 2
+        admitted = await self._admit(call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)))
+        try:
+            provider, result = await self._first_route(
+                model, lambda p, upstream_model: p.embed({**body, "model": upstream_model})
+            )
+        except TollwayError as exc:
+            await self._release(call, admitted, exc)
+            raise
+        except BaseException:
+            await self.ledger.release(call.request_id)
+            raise
+        usage = _usage_of(result.get("usage"))
+        source = "provider"
+        if usage is None:
+            usage, source = TokenUsage(estimate_tokens), "estimated"
+        await self._settle(call, admitted, provider.id, usage, source, "completed")
+        if request.encoding_format == "base64":
+            for item in result.get("data") or ():
+                vector = item["embedding"]
+                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        result["model"] = model.id
+        result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait for streams still metering (shutdown)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=seconds)

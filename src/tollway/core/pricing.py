@@ -1,0 +1,76 @@
+"""Exact money arithmetic in integer nano-USD (1e-9 USD). No float ever touches an amount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+NANO_PER_USD = 1_000_000_000
+PER_MILLION = 1_000_000
+
+
+def usd_to_nano(value: str | int | Decimal) -> int:
+    """Parse a USD amount ("10.00", "0.000000001") to nano-USD; finer than a nano-USD is an error."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal USD amount: {value!r}") from exc
+    if not amount.is_finite():
+        raise ValueError(f"not a finite USD amount: {value!r}")
+    nano = amount * NANO_PER_USD
+    if nano != nano.to_integral_value():
+        raise ValueError(f"{value!r} has more than 9 decimal places of USD")
+    return int(nano)
+
+
+def nano_to_usd(nano: int) -> str:
+    """Render nano-USD as a decimal string of USD with 9 places, e.g. 1500000000 -> "1.500000000"."""
+    sign = "-" if nano < 0 else ""
+    whole, frac = divmod(abs(nano), NANO_PER_USD)
+    return f"{sign}{whole}.{frac:09d}"
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def scale_price(usd: str, markup: Decimal) -> int:
+    """A catalog price (USD per unit-block) times markup, as integer nano-USD per unit-block.
+
+    Rounds up to the nano: a markup never makes a price cheaper than intended.
+    """
+    exact = Decimal(usd) * markup * NANO_PER_USD
+    return int(exact.to_integral_value(rounding="ROUND_CEILING"))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrices:
+    """Nano-USD per 1M tokens, markup included."""
+
+    input: int
+    output: int
+    cached_input: int | None = None  # None: cached tokens cost as much as uncached ones
+    reasoning: int | None = None  # None: reasoning tokens are output tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
+
+
+def token_cost(prices: TokenPrices, usage: TokenUsage) -> int:
+    """The cost of a call, summed exactly and rounded up to the nano-USD once."""
+    cached = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
+    reasoning = min(max(usage.reasoning_tokens, 0), usage.completion_tokens)
+    cached_price = prices.input if prices.cached_input is None else prices.cached_input
+    reasoning_price = prices.output if prices.reasoning is None else prices.reasoning
+    total = (
+        (usage.prompt_tokens - cached) * prices.input
+        + cached * cached_price
+        + (usage.completion_tokens - reasoning) * prices.output
+        + reasoning * reasoning_price
+    )
+    return ceil_div(total, PER_MILLION)

@@ -1,0 +1,105 @@
+"""THE table of error codes, and the envelopes they are rendered in.
+
+Codes are seed 000's table (NightVeil) plus Venice's where NightVeil has none. Every layer raises
+`TollwayError(ErrorCode.X, ...)`; only the HTTP adapters decide how the envelope looks.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(Enum):
+    # name = (HTTP status, OpenAI-style type, default message that says what to do)
+    VALIDATION = (400, "invalid_request_error", "The request is malformed. Check the field named in `param`.")
+    INVALID_MODEL = (
+        400,
+        "invalid_request_error",
+        "Unknown model. GET /v1/models lists the models you can use.",
+    )
+    UNSUPPORTED_CAPABILITY = (400, "invalid_request_error", "This model does not support that parameter.")
+    AUTHENTICATION_FAILED = (
+        401,
+        "authentication_error",
+        "Authentication failed. Send a valid API key as 'Authorization: Bearer <key>'.",
+    )
+    INSUFFICIENT_BALANCE = (
+        402,
+        "insufficient_balance",
+        "The request would exceed your balance. Top up, or lower max_tokens.",
+    )
+    KEY_LIMIT_EXCEEDED = (
+        402,
+        "insufficient_balance",
+        "The request would exceed this key's consumption limit.",
+    )
+    UNAUTHORIZED = (403, "permission_error", "This key is not allowed to use this route.")
+    CONTENT_TIER_FORBIDDEN = (
+        403,
+        "permission_error",
+        "This model is uncensored-tier: use a key minted with content_tier=uncensored.",
+    )
+    AGE_VERIFICATION_REQUIRED = (403, "permission_error", "Uncensored access needs an age-verified account.")
+    NOT_FOUND = (404, "not_found_error", "Not found.")
+    JOB_NOT_FOUND = (404, "not_found_error", "Unknown queue_id / job, or not owned by your account.")
+    METHOD_NOT_ALLOWED = (405, "invalid_request_error", "Method not allowed on this route.")
+    CONFLICT = (409, "conflict_error", "A request with this Idempotency-Key is still running. Retry later.")
+    REQUEST_TOO_LARGE = (413, "invalid_request_error", "The request body is too large.")
+    INVALID_CONTENT_TYPE = (
+        415,
+        "invalid_request_error",
+        "Send the body as JSON with 'Content-Type: application/json'.",
+    )
+    CONTENT_BLOCKED = (422, "invalid_request_error", "Blocked by content policy.")
+    RATE_LIMITED = (
+        429,
+        "rate_limit_error",
+        "Too many requests. Retry after the time in the Retry-After header.",
+    )
+    INTERNAL = (500, "server_error", "Unexpected server error. Retry; contact support with the request_id.")
+    UPSTREAM_ERROR = (502, "server_error", "Upstream provider error. Safe to retry.")
+    SERVICE_UNAVAILABLE = (503, "server_error", "The service is temporarily unavailable. Retry with backoff.")
+    UPSTREAM_TIMEOUT = (504, "server_error", "The upstream provider did not answer in time. Safe to retry.")
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        self.status = status
+        self.type = type_
+        self.default_message = message
+
+
+class TollwayError(Exception):
+    """An error with a stable code. `extra` fields are added to the error object (e.g. `required`)."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message or code.default_message
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+
+def openai_envelope(err: TollwayError, request_id: str) -> dict[str, Any]:
+    """`{"error": {"message","type","code","param","request_id"}}`: every OpenAI-shaped surface."""
+    body: dict[str, Any] = {
+        "message": err.message,
+        "type": err.code.type,
+        "code": err.code.name,
+        "param": err.param,
+        "request_id": request_id,
+    }
+    body.update(err.extra)
+    return {"error": body}

@@ -1,0 +1,1 @@
+"""Upstream adapters. A provider knows protocols, never accounts or money."""

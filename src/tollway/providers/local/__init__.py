@@ -1,0 +1,43 @@
+"""The `local` provider kind: embedded models, no network, no key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tollway.providers.base import UpstreamError
+from tollway.providers.local.chat import LlamaChat, smollm2_path
+from tollway.providers.local.embeddings import MiniLmEmbeddings
+
+
+class LocalProvider:
+    """Routes `model` (a route's upstream id) to an embedded engine, created on first use."""
+
+    def __init__(self, provider_id: str) -> None:
+        self.id = provider_id
+        self._chat: dict[str, LlamaChat] = {}
+        self._embeddings: dict[str, MiniLmEmbeddings] = {}
+
+    def _chat_engine(self, model: str) -> LlamaChat:
+        if model != "smollm2-135m-instruct":
+            raise UpstreamError(f"no embedded chat model {model!r}", retryable=False)
+        if model not in self._chat:
+            self._chat[model] = LlamaChat(smollm2_path())
+        return self._chat[model]
+
+    def _embedding_engine(self, model: str) -> MiniLmEmbeddings:
+        if model != "all-minilm-l6-v2":
+            raise UpstreamError(f"no embedded embedding model {model!r}", retryable=False)
+        return self._embeddings.setdefault(model, MiniLmEmbeddings())
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._chat_engine(body["model"]).chat(body)
+
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._chat_engine(body["model"]).chat_stream(body)
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._embedding_engine(body["model"]).embed(body)
+
+    async def aclose(self) -> None:
+        """llama.cpp's server stops with the process; nothing holds a socket we opened."""

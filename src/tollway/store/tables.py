@@ -1,0 +1,136 @@
+"""The schema. Money columns are integer nano-USD (1e-9 USD); nothing here holds a prompt or an answer."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("balance_nano", BigInteger, nullable=False, default=0),
+    Column("reserved_nano", BigInteger, nullable=False, default=0),
+    Column("age_verified", Boolean, nullable=False, default=False),
+    Column("plan", String(40), nullable=False, default="standard"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # The money invariant, enforced by the database itself: available = balance - reserved >= 0.
+    CheckConstraint("reserved_nano >= 0", name="reserved_nonnegative"),
+    CheckConstraint("balance_nano - reserved_nano >= 0", name="available_nonnegative"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("display_prefix", String(16), nullable=False),
+    Column("last6", String(6), nullable=False),
+    Column("label", String(200)),
+    Column("scope", String(16), nullable=False),  # admin | inference
+    Column("content_tier", String(16), nullable=False),  # sfw | uncensored
+    Column("consumption_limit_nano", BigInteger),
+    Column("consumption_period", String(8)),  # day | week | month | total
+    Column("rate_limits", JSON),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Append-only. balance = sum(amount_nano); reserved = sum(reserved_delta_nano), per account.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(8), nullable=False),  # credit reserve settle release refund adjust
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("reserved_delta_nano", BigInteger, nullable=False),
+    Column("reference", String(120), nullable=False),
+    Column("key_id", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # One entry of each kind per reference: a retried credit or a double settle cannot land twice.
+    UniqueConstraint("account_id", "kind", "reference", name="uq_ledger_account_kind_reference"),
+)
+Index("ix_ledger_account_created", ledger.c.account_id, ledger.c.created_at)
+
+# Open reservations; a row is deleted by exactly one of settle, release or the sweeper.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the request id
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40)),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("key_period", String(16)),  # which key_spend row holds the key-side reservation
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Per-key consumption within a period (UTC day/week/month, or "total"), reserved like the balance.
+key_spend = Table(
+    "key_spend",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("spent_nano", BigInteger, nullable=False, default=0),
+    Column("reserved_nano", BigInteger, nullable=False, default=0),
+)
+
+# One row per call: metadata only, never content.
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("account_id", String(40), nullable=False),
+    Column("key_id", String(40)),
+    Column("key_label", String(200)),
+    Column("model", String(200), nullable=False),
+    Column("endpoint", String(40), nullable=False),
+    Column("provider", String(80)),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("units", BigInteger, nullable=False, default=0),  # images, characters, seconds: by endpoint
+    Column("cost_nano", BigInteger, nullable=False, default=0),
+    Column("usage_source", String(12), nullable=False),  # provider | estimated | none
+    Column("outcome", String(24), nullable=False),  # completed client_disconnect upstream_error ...
+    Column("status_code", Integer, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_usage_account_created", usage.c.account_id, usage.c.created_at)
+
+# Server-wide values: the operator key's hash.
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+)

@@ -1,0 +1,325 @@
+"""A deterministic fake OpenAI-compatible upstream: "the outside world" in Tollway's tests.
+
+Run it as ``python -m tests.fakes.openai_upstream --port P`` from the repo root, or mount
+``create_app()`` in-process. Answers depend only on the request, so tests can assert exact
+content and token counts: the reply is "echo: " + the last user message, one token per
+whitespace-separated word (prompt tokens: words of all messages).
+
+Faults: ``POST /_fake/script {"behaviors": [...]}`` queues behaviors (FIFO, per process); each
+authenticated chat/embeddings request pops one (an empty queue means "answer normally"):
+
+- ``{"type": "status", "status": 503, "retry_after": 2, "body": {...}}``: answer that status at once.
+- ``{"type": "delay_first_byte", "seconds": S}``: sleep before the headers, then answer normally.
+- ``{"type": "cut", "after_chunks": N}``: stream N chunks, then drop the connection mid-body
+  (no finish_reason, no [DONE]); a buffered chat answer is dropped halfway through its JSON.
+- ``{"type": "error_event", "after_chunks": N}``: stream N chunks, then an ``{"error": ...}`` event.
+- ``{"type": "usage", "mode": "last_chunk_with_choices" | "none" | "every_chunk"}``: provider
+  quirks; the first and last send usage even when ``stream_options.include_usage`` was not asked.
+- ``{"type": "slow", "delay": S}``: seconds between streamed chunks for this request.
+
+Stream-only behaviors are ignored by embeddings and (except cut) by buffered chat.
+``POST /_fake/reset`` clears queue and stats; ``GET /_fake/stats`` shows calls and bodies seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import struct
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+JSON = dict[str, Any]
+
+# A fixed timestamp keeps whole responses byte-for-byte reproducible.
+CREATED = 1_700_000_000
+MODELS = ("gpt-4o-mini", "text-embedding-3-small")
+DEFAULT_EMBEDDING_DIMS = 8
+BEHAVIOR_TYPES = {"status", "delay_first_byte", "cut", "error_event", "usage", "slow"}
+
+
+class CutConnection(Exception):
+    """Raised mid-body so the server drops the TCP connection before the response completes."""
+
+
+class _State:
+    def __init__(self, api_key: str, chunk_delay: float) -> None:
+        self.api_key = api_key
+        self.chunk_delay = chunk_delay
+        self.behaviors: deque[JSON] = deque()
+        self.calls = {"chat": 0, "embeddings": 0}
+        self.requests: deque[JSON] = deque(maxlen=50)
+
+    def reset(self) -> None:
+        self.behaviors.clear()
+        self.calls = {"chat": 0, "embeddings": 0}
+        self.requests.clear()
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "code": code}}, status_code=status)
+
+
+def _message_text(message: JSON) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: only the text ones carry words
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def _sse(payload: JSON | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def _embedding(text: str, dims: int) -> list[float]:
+    # shake_256 gives any length, and a shorter digest is a prefix of a longer one, so
+    # `dimensions` truncates the default vector exactly as the real API's Matryoshka models do.
+    raw = hashlib.shake_256(text.encode()).digest(4 * dims)
+    values = [u / 2**32 * 2 - 1 for u in struct.unpack(f"<{dims}I", raw)]
+    # Round through float32 so the "float" and "base64" encodings carry identical numbers.
+    return list(struct.unpack(f"<{dims}f", struct.pack(f"<{dims}f", *values)))
+
+
+def _check_key(request: Request) -> Response | None:
+    auth = request.headers.get("authorization", "")
+    key = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
+    if key == request.app.state.fake.api_key:
+        return None
+    # Echoing the key is deliberate: Tollway's tests use it to prove Tollway never relays this text.
+    return _error(401, f"Incorrect API key provided: {key}", "invalid_request_error", "invalid_api_key")
+
+
+async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
+    """Authenticate, parse, record and pop the scripted behavior shared by chat and embeddings."""
+    state: _State = request.app.state.fake
+    if denied := _check_key(request):
+        return denied
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "Request body is not valid JSON", "invalid_request_error")
+    if not isinstance(body, dict):
+        return _error(400, "Request body must be a JSON object", "invalid_request_error")
+    state.calls[kind] += 1
+    state.requests.append(body)
+    behavior = state.behaviors.popleft() if state.behaviors else {"type": "normal"}
+    if behavior["type"] == "delay_first_byte":
+        await asyncio.sleep(float(behavior["seconds"]))
+    if behavior["type"] == "status":
+        status = int(behavior["status"])
+        default = {"error": {"message": f"scripted status {status}", "type": "server_error", "code": None}}
+        headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
+        return JSONResponse(behavior.get("body", default), status_code=status, headers=headers)
+    return body, behavior
+
+
+@dataclass
+class _Reply:
+    id: str
+    model: str
+    words: list[str]
+    finish: str
+    prompt_tokens: int
+
+    def usage(self, completion: int | None = None) -> JSON:
+        done = len(self.words) if completion is None else completion
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": done,
+            "total_tokens": self.prompt_tokens + done,
+        }
+
+    def envelope(self, obj: str, choices: list[JSON]) -> JSON:
+        return {"id": self.id, "object": obj, "created": CREATED, "model": self.model, "choices": choices}
+
+
+async def chat_completions(request: Request) -> Response:
+    begun = await _begin(request, "chat")
+    if isinstance(begun, Response):
+        return begun
+    body, behavior = begun
+    state: _State = request.app.state.fake
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    last_user = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    words = ("echo: " + last_user).split()
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    finish = "stop"
+    if isinstance(limit, int) and len(words) > limit:
+        words, finish = words[:limit], "length"
+    prompt_tokens = sum(len(_message_text(m).split()) for m in messages)
+    reply = _Reply(
+        f"chatcmpl-fake-{state.calls['chat']}", body.get("model", MODELS[0]), words, finish, prompt_tokens
+    )
+    if body.get("stream"):
+        delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
+        chunks = _stream_chat(reply, body, behavior, delay)
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+    message = {"role": "assistant", "content": " ".join(words)}
+    answer = reply.envelope("chat.completion", [{"index": 0, "message": message, "finish_reason": finish}])
+    answer["usage"] = reply.usage()
+    if behavior["type"] == "cut":  # a buffered answer dies halfway through its JSON body
+        return StreamingResponse(_truncated(json.dumps(answer).encode()), media_type="application/json")
+    return JSONResponse(answer)
+
+
+async def _truncated(data: bytes) -> AsyncIterator[bytes]:
+    yield data[: len(data) // 2]
+    raise CutConnection("scripted cut")
+
+
+async def _stream_chat(reply: _Reply, body: JSON, behavior: JSON, delay: float) -> AsyncIterator[bytes]:
+    kind = behavior["type"]
+    usage_mode = behavior.get("mode") if kind == "usage" else "separate"
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    stop_after = int(behavior.get("after_chunks", 0)) if kind in ("cut", "error_event") else None
+    pieces = reply.words or [""]  # an empty reply still needs one chunk to carry role and finish_reason
+    for i, word in enumerate(pieces):
+        if i == stop_after:
+            break
+        delta: JSON = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
+        last = i == len(pieces) - 1
+        # A cut stream must never look finished, even when cut after its last word.
+        reason = reply.finish if last and kind != "cut" else None
+        chunk = reply.envelope(
+            "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": reason}]
+        )
+        if usage_mode == "every_chunk":  # running totals: only the last one is the true count
+            chunk["usage"] = reply.usage(min(i + 1, len(reply.words)))
+        elif usage_mode == "last_chunk_with_choices" and last:
+            chunk["usage"] = reply.usage()
+        elif usage_mode == "separate" and include_usage:
+            chunk["usage"] = None  # what OpenAI puts on every other chunk once usage is asked for
+        if i:
+            await asyncio.sleep(delay)
+        yield _sse(chunk)
+    if kind == "cut":
+        await asyncio.sleep(delay)  # lets the client see the last chunk arrive before the drop
+        raise CutConnection("scripted cut")
+    if kind == "error_event":
+        yield _sse({"error": {"message": "upstream exploded", "type": "server_error"}})
+        return
+    if usage_mode == "separate" and include_usage:
+        yield _sse({**reply.envelope("chat.completion.chunk", []), "usage": reply.usage()})
+    yield _sse("[DONE]")
+
+
+async def embeddings(request: Request) -> Response:
+    begun = await _begin(request, "embeddings")
+    if isinstance(begun, Response):
+        return begun
+    body, _ = begun
+    raw = body.get("input", "")
+    # Token-array inputs are valid in the real API; stringifying them keeps them deterministic.
+    texts = [raw] if isinstance(raw, str) else [t if isinstance(t, str) else str(t) for t in raw]
+    dims = int(body.get("dimensions") or DEFAULT_EMBEDDING_DIMS)
+    data = []
+    for index, text in enumerate(texts):
+        vector = _embedding(text, dims)
+        encoded: list[float] | str = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(t.split()) for t in texts)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", MODELS[1]),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+async def models(request: Request) -> Response:
+    if denied := _check_key(request):
+        return denied
+    data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "fake"} for m in MODELS]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def script(request: Request) -> Response:
+    state: _State = request.app.state.fake
+    behaviors = (await request.json()).get("behaviors", [])
+    unknown = [b for b in behaviors if not isinstance(b, dict) or b.get("type") not in BEHAVIOR_TYPES]
+    if unknown:  # fail loudly so a typo in a test cannot silently become "normal"
+        return JSONResponse({"error": f"unknown behaviors: {unknown}"}, status_code=400)
+    state.behaviors.extend(behaviors)
+    return JSONResponse({"queued": len(state.behaviors)})
+
+
+async def reset(request: Request) -> Response:
+    request.app.state.fake.reset()
+    return JSONResponse({"ok": True})
+
+
+async def stats(request: Request) -> Response:
+    state: _State = request.app.state.fake
+    last = state.requests[-1] if state.requests else None
+    return JSONResponse(
+        {
+            "calls": state.calls,
+            "last_request": last,
+            "requests": list(state.requests),
+            "pending_behaviors": len(state.behaviors),
+        }
+    )
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(api_key: str = "upstream-secret", *, chunk_delay: float = 0.02) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/_fake/script", script, methods=["POST"]),
+            Route("/_fake/reset", reset, methods=["POST"]),
+            Route("/_fake/stats", stats, methods=["GET"]),
+            Route("/_fake/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.fake = _State(api_key, chunk_delay)
+    return app
+
+
+class _HideScriptedCuts(logging.Filter):
+    # A scripted cut is the fake working as intended; a traceback in the log would read as a bug.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], CutConnection))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", default="upstream-secret")
+    parser.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between streamed chunks")
+    args = parser.parse_args(argv)
+    app = create_app(args.api_key, chunk_delay=args.chunk_delay)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+    # Added after Config() because Config configures logging in its constructor.
+    logging.getLogger("uvicorn.error").addFilter(_HideScriptedCuts())
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
