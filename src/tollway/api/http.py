@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway.core.ids import new_request_id
+from tollway.core.schemas import param_of
 from tollway.errors import ErrorCode, TollwayError, openai_envelope
 
 log = logging.getLogger("tollway.http")
@@ -104,8 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        param = ".".join(loc) or None
+        param = param_of(tuple(p for p in first.get("loc", ()) if p not in ("body", "query", "path")))
         err = TollwayError(
             ErrorCode.VALIDATION, f"Invalid `{param}`: {first.get('msg', 'invalid')}.", param=param
         )

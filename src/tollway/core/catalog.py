@@ -25,6 +25,8 @@ def _decimal_string(value: str) -> str:
         number = Decimal(value)
     except InvalidOperation as exc:
         raise ValueError(f'{value!r} is not a decimal number; write prices as strings like "0.10"') from exc
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal number")
     if number < 0:
         raise ValueError(f"{value!r} is negative")
     return value
@@ -88,6 +90,9 @@ class ModelConfig(_Strict):
     traits: list[str] = Field(default_factory=list)
     deprecation: DeprecationConfig | None = None
     description: str | None = None
+    # The operator's default system prompt, put before the caller's own messages (Venice's
+    # include_venice_system_prompt; a request opts out with venice_parameters).
+    system_prompt: str | None = None
     owned_by: str = "tollway"
 
 

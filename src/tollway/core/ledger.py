@@ -53,7 +53,6 @@ class Ledger:
             raise ValueError("a credit must be positive")
         try:
             async with self._engine.begin() as conn:
-                await self._append(conn, account_id, kind, amount_nano, 0, reference, None)
                 result = await conn.execute(
                     update(accounts)
                     .where(accounts.c.id == account_id)
@@ -66,6 +65,9 @@ class Ledger:
                         f"No account {account_id!r}, or the adjustment "
                         "would make its available balance negative.",
                     )
+                # After the UPDATE: a missing account is NOT_FOUND above, not a foreign-key IntegrityError
+                # that would read as "reference already applied".
+                await self._append(conn, account_id, kind, amount_nano, 0, reference, None)
         except IntegrityError:
             return False  # uq_ledger_account_kind_reference: this reference was already applied
         return True

@@ -103,6 +103,14 @@ def _delta_texts(chunk: dict[str, Any]) -> list[str]:
     return texts
 
 
+def with_system_prompt(body: dict[str, Any], model: CatalogModel) -> dict[str, Any]:
+    prompt = model.config.system_prompt
+    venice = body.get("venice_parameters")
+    if not prompt or (isinstance(venice, dict) and venice.get("include_venice_system_prompt") is False):
+        return body
+    return {**body, "messages": [{"role": "system", "content": prompt}, *body["messages"]]}
+
+
 class Pipeline:
     def __init__(self, catalog: Catalog, ledger: Ledger, router: Router, *, drain_seconds: float) -> None:
         self.catalog = catalog
@@ -223,6 +231,7 @@ class Pipeline:
     async def chat(self, call: Call, body: dict[str, Any]) -> Result:
         request = validate(ChatRequest, body)
         model = self._resolve(request.model, "text")
+        body = with_system_prompt(body, model)
         assert model.token_prices is not None
         cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
         asked = request.max_completion_tokens or request.max_tokens
@@ -300,6 +309,7 @@ class Pipeline:
                     chunk["model"] = model_id
                     await emit(_sse(chunk))
 
+            failure: ErrorCode | None = None
             try:
                 async with asyncio.timeout(None) as deadline:
                     if first is not None:
@@ -308,39 +318,13 @@ class Pipeline:
                         if state["client_gone"] and deadline.when() is None:
                             deadline.reschedule(asyncio.get_running_loop().time() + self._drain_seconds)
                         await relay(chunk)
-            except UpstreamError as exc:
-                outcome, status = "upstream_error", 502
-                await emit(
-                    _sse(
-                        {
-                            "error": {
-                                "message": f"{exc}. The answer is incomplete.",
-                                "type": "server_error",
-                                "code": ErrorCode.UPSTREAM_ERROR.name,
-                                "param": None,
-                                "request_id": call.request_id,
-                            }
-                        }
-                    )
-                )
+            except UpstreamError:
+                outcome, status, failure = "upstream_error", 502, ErrorCode.UPSTREAM_ERROR
             except TimeoutError:
                 outcome, status = "client_disconnect_timeout", 499
             except Exception:
                 log.exception("stream relay failed")
-                outcome, status = "internal_error", 500
-                await emit(
-                    _sse(
-                        {
-                            "error": {
-                                "message": ErrorCode.INTERNAL.default_message,
-                                "type": "server_error",
-                                "code": ErrorCode.INTERNAL.name,
-                                "param": None,
-                                "request_id": call.request_id,
-                            }
-                        }
-                    )
-                )
+                outcome, status, failure = "internal_error", 500, ErrorCode.INTERNAL
             if state["client_gone"] and outcome == "completed":
                 outcome, status = "client_disconnect", 499
             source = "provider"
@@ -348,10 +332,29 @@ class Pipeline:
                 source = "estimated"
                 last_usage = TokenUsage(prompt_estimate, tokens.count(produced))
             try:
+                # Settle before the last frame: a client that has seen the end of the stream can
+                # already see the charge.
                 await self._settle(call, admitted, provider.id, last_usage, source, outcome, status)
             except Exception:
                 log.exception("settlement failed; the reservation sweeper will release the hold")
-            if outcome == "completed":
+            if failure is not None:
+                message = "The upstream failed mid-stream; the answer is incomplete."
+                if failure is ErrorCode.INTERNAL:
+                    message = failure.default_message
+                await emit(
+                    _sse(
+                        {
+                            "error": {
+                                "message": message,
+                                "type": failure.type,
+                                "code": failure.name,
+                                "param": None,
+                                "request_id": call.request_id,
+                            }
+                        }
+                    )
+                )
+            elif outcome == "completed":
                 if wants_usage:
                     await emit(
                         _sse(

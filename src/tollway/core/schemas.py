@@ -51,6 +51,17 @@ class EmbeddingsRequest(_Open):
 
 
 Schema = TypeVar("Schema", bound=BaseModel)
+# pydantic puts the union member it tried into `loc` ("input.str"); the client named only "input".
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "literal", "json-or-python"}
+
+
+def param_of(loc: tuple[int | str, ...]) -> str | None:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
+            break
+        parts.append(str(part))
+    return ".".join(parts) or None
 
 
 def validate(schema: type[Schema], body: Any) -> Schema:
@@ -60,5 +71,5 @@ def validate(schema: type[Schema], body: Any) -> Schema:
         return schema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = param_of(first["loc"])
         raise TollwayError(ErrorCode.VALIDATION, f"Invalid `{param}`: {first['msg']}.", param=param) from None

@@ -1,0 +1,232 @@
+"""Contract-test fixtures: a real `tollway serve` on a random 127.0.0.1 port, a fake upstream, SDK clients.
+
+Servers run as subprocesses on real sockets: in-process transports buffer streams and would hide
+relay bugs. The fake upstream stands for the providers we cannot reach from here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from tests.support.processes import ServerProcess, free_port, start_server
+
+OPERATOR_KEY = "op-test-operator-key"
+UPSTREAM_KEY = "upstream-secret"
+REPO = Path(__file__).resolve().parents[2]
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+CATALOG = """
+markup: "1.0"
+providers:
+  - {{id: local, kind: local}}
+  - {{id: fake, kind: openai, base_url: "{fake}/v1", api_key_env: FAKE_UPSTREAM_KEY}}
+models:
+  - id: smollm2-135m
+    type: text
+    routes: [{{provider: local, model: smollm2-135m-instruct}}]
+    pricing: {{input: "0.10", output: "0.40"}}
+    context_length: 4096
+    max_output_tokens: 1024
+    aliases: [default]
+    system_prompt: "You are a helpful assistant. Answer in English."
+  - id: minilm-l6-v2
+    type: embedding
+    routes: [{{provider: local, model: all-minilm-l6-v2}}]
+    pricing: {{input: "0.02"}}
+  - id: fake-chat
+    type: text
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "1.00", output: "2.00"}}
+    max_output_tokens: 1000
+    capabilities: [tools]
+  - id: fake-uncensored
+    type: text
+    tier: uncensored
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "1.00", output: "2.00"}}
+    max_output_tokens: 1000
+  - id: fake-embed
+    type: embedding
+    routes: [{{provider: fake, model: text-embedding-3-small}}]
+    pricing: {{input: "0.10"}}
+    capabilities: [dimensions]
+"""
+
+
+@dataclass
+class Tollway:
+    """A running server plus what tests need to drive it."""
+
+    process: ServerProcess
+    database_url: str
+    fake_url: str
+
+    @property
+    def url(self) -> str:
+        return self.process.base_url
+
+    def admin(self, method: str, path: str, json: Any = None) -> httpx2.Response:
+        return httpx2.request(
+            method,
+            f"{self.url}/v1/admin{path}",
+            json=json,
+            headers={"authorization": f"Bearer {OPERATOR_KEY}"},
+        )
+
+    def new_account(self, credit: str = "5.00", age_verified: bool = False) -> str:
+        response = self.admin(
+            "POST",
+            "/accounts",
+            {"name": f"acct-{uuid.uuid4().hex[:6]}", "credit_usd": credit, "age_verified": age_verified},
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def new_key(self, account_id: str, **settings: Any) -> str:
+        response = self.admin("POST", f"/accounts/{account_id}/keys", settings)
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        response = self.admin("GET", f"/accounts/{account_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def client(self, key: str, base: str = "/v1") -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}{base}", api_key=key, max_retries=0, timeout=120)
+
+    def fake(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        response = httpx2.request(method, f"{self.fake_url}/_fake/{path}", json=json)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def script(self, *behaviors: dict[str, Any]) -> None:
+        self.fake("POST", "script", {"behaviors": list(behaviors)})
+
+    def fake_calls(self, kind: str = "chat") -> int:
+        return int(self.fake("GET", "stats")["calls"].get(kind, 0))
+
+    def ledger_sums(self, account_id: str) -> tuple[int, int, int, int]:
+        """(balance, reserved, sum of ledger amounts, sum of reserved deltas), read from the database."""
+        query = (
+            "select a.balance_nano, a.reserved_nano, coalesce(sum(l.amount_nano), 0), "
+            "coalesce(sum(l.reserved_delta_nano), 0) from accounts a left join ledger l on l.account_id = a.id "
+            "where a.id = :id group by a.balance_nano, a.reserved_nano"
+        )
+        if self.database_url.startswith("sqlite:///"):
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
+                row = conn.execute(query.replace(":id", "?"), (account_id,)).fetchone()
+        else:
+            import asyncio
+
+            import asyncpg
+
+            async def fetch() -> Any:
+                conn = await asyncpg.connect(self.database_url)
+                try:
+                    return await conn.fetchrow(query.replace(":id", "$1"), account_id)
+                finally:
+                    await conn.close()
+
+            row = asyncio.run(fetch())
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _start_tollway(tmp: Path, fake_url: str, database_url: str) -> ServerProcess:
+    catalog = tmp / "catalog.yaml"
+    catalog.write_text(CATALOG.format(fake=fake_url))
+    port = free_port()
+    env = {
+        "TOLLWAY_DATABASE_URL": database_url,
+        "TOLLWAY_DATA_DIR": str(tmp / "data"),
+        "TOLLWAY_CONFIG": str(catalog),
+        "TOLLWAY_OPERATOR_KEY": OPERATOR_KEY,
+        "TOLLWAY_LOG_LEVEL": "warning",
+        "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
+    }
+    return start_server(
+        [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
+        port=port,
+        env=env,
+        cwd=REPO,
+        timeout=90,
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[ServerProcess]:
+    port = free_port()
+    with start_server(
+        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
+        port=port,
+        ready_path="/_fake/health",
+        cwd=REPO,
+    ) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def tollway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Tollway]:
+    tmp = tmp_path_factory.mktemp("tollway-sqlite")
+    database_url = f"sqlite:///{tmp}/tollway.db"
+    process = _start_tollway(tmp, fake_upstream.base_url, database_url)
+    yield Tollway(process, database_url, fake_upstream.base_url)
+    process.stop()
+
+
+def _postgres_database() -> str:
+    """A fresh database on the machine's PostgreSQL, or a skip that says why."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"tollway_contract_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        try:
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({exc}); PostgreSQL contract tests skipped")
+    return PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def tollway_pg(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Tollway]:
+    database_url = _postgres_database()
+    process = _start_tollway(tmp_path_factory.mktemp("tollway-pg"), fake_upstream.base_url, database_url)
+    yield Tollway(process, database_url, fake_upstream.base_url)
+    process.stop()
+
+
+@pytest.fixture
+def fresh_fake(tollway: Tollway) -> Iterator[Tollway]:
+    tollway.fake("POST", "reset")
+    yield tollway
+    tollway.fake("POST", "reset")
+
+
+@pytest.fixture
+def funded(tollway: Tollway) -> Callable[..., tuple[str, str]]:
+    """Make an account with `credit` USD and an inference key on it: (account_id, key)."""
+
+    def make(credit: str = "5.00", **key_settings: Any) -> tuple[str, str]:
+        account_id = tollway.new_account(credit)
+        return account_id, tollway.new_key(account_id, **key_settings)
+
+    return make

@@ -1,0 +1,232 @@
+"""Chat completions through the official openai SDK against a real server: buffered, streamed, billed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx2
+import openai
+import pytest
+
+from tests.contract.conftest import Tollway
+
+pytestmark = pytest.mark.slow
+MESSAGES = [{"role": "user", "content": "one two three four five six"}]
+
+
+def cost_nano(prompt: int, completion: int) -> int:
+    return prompt * 1_000 + completion * 2_000  # fake-chat: $1.00 in, $2.00 out per 1M tokens
+
+
+def test_buffered_chat_is_answered_and_billed_exactly(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    raw = fresh_fake.client(key).chat.completions.with_raw_response.create(
+        model="fake-chat", messages=MESSAGES, max_tokens=50, temperature=0.5, top_p=0.9, seed=7, stop=["zz"]
+    )
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "echo: one two three four five six"
+    assert reply.model == "fake-chat"
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert raw.headers["x-balance-usd"] == "5.000000000"
+    assert raw.headers["x-tollway-model-id"] == "fake-chat"
+    assert raw.headers["x-tollway-provider"] == "fake"
+    sent = fresh_fake.fake("GET", "stats")["last_request"]
+    assert sent["model"] == "gpt-4o-mini"  # the route's upstream id, not ours
+    assert (sent["temperature"], sent["top_p"], sent["seed"], sent["stop"]) == (0.5, 0.9, 7, ["zz"])
+    usage = reply.usage
+    assert usage is not None
+    balance, reserved, ledger_sum, reserved_sum = fresh_fake.ledger_sums(account_id)
+    assert balance == 5_000_000_000 - cost_nano(usage.prompt_tokens, usage.completion_tokens)
+    assert (reserved, ledger_sum, reserved_sum) == (0, balance, 0)
+
+
+def test_stream_arrives_incrementally_without_usage_unless_asked(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    fresh_fake.script({"type": "slow", "delay": 0.1})
+    arrivals, chunks = [], []
+    for chunk in fresh_fake.client(key).chat.completions.create(
+        model="fake-chat", messages=MESSAGES, stream=True
+    ):
+        arrivals.append(time.monotonic())
+        chunks.append(chunk)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == "echo: one two three four five six"
+    assert all(c.usage is None for c in chunks)
+    assert all(c.model == "fake-chat" for c in chunks)
+    assert arrivals[-1] - arrivals[0] > 0.5, "chunks must be relayed as they come, not buffered"
+    # Usage was still requested upstream, and billed: the client's choice only decides what it sees.
+    assert fresh_fake.fake("GET", "stats")["last_request"]["stream_options"] == {"include_usage": True}
+    balance, reserved, ledger_sum, _ = fresh_fake.ledger_sums(account_id)
+    assert balance < 5_000_000_000 and reserved == 0 and ledger_sum == balance
+
+
+def test_stream_usage_chunk_when_asked_matches_the_charge(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    stream = fresh_fake.client(key).chat.completions.create(
+        model="fake-chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    final = chunks[-1]
+    assert final.choices == [] and final.usage is not None
+    assert all(c.usage is None for c in chunks[:-1])
+    balance, *_ = fresh_fake.ledger_sums(account_id)
+    assert balance == 5_000_000_000 - cost_nano(final.usage.prompt_tokens, final.usage.completion_tokens)
+
+
+@pytest.mark.parametrize("mode", ["last_chunk_with_choices", "every_chunk"])
+def test_the_last_usage_object_is_billed_never_a_sum(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]], mode: str
+) -> None:
+    account_id, key = funded("5.00")
+    fresh_fake.script({"type": "usage", "mode": mode})
+    chunks = list(
+        fresh_fake.client(key).chat.completions.create(
+            model="fake-chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    balance, *_ = fresh_fake.ledger_sums(account_id)
+    assert balance == 5_000_000_000 - cost_nano(usage.prompt_tokens, usage.completion_tokens)
+
+
+def test_stream_without_any_upstream_usage_is_estimated(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    fresh_fake.script({"type": "usage", "mode": "none"})
+    chunks = list(
+        fresh_fake.client(key).chat.completions.create(
+            model="fake-chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    balance, reserved, ledger_sum, _ = fresh_fake.ledger_sums(account_id)
+    assert 5_000_000_000 - balance > 0 and reserved == 0 and ledger_sum == balance
+
+
+def test_upstream_cut_mid_stream_is_an_error_not_a_short_answer(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    fresh_fake.script({"type": "cut", "after_chunks": 3})
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in fresh_fake.client(key).chat.completions.create(
+            model="fake-chat", messages=MESSAGES, stream=True
+        ):
+            received.append(chunk)
+    assert "incomplete" in str(caught.value)
+    assert 1 <= len(received) <= 3
+    balance, reserved, ledger_sum, _ = fresh_fake.ledger_sums(account_id)
+    assert reserved == 0 and ledger_sum == balance  # settled on what was produced, nothing left held
+
+
+def test_upstream_500_before_first_byte_charges_nothing(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    for stream in (False, True):
+        fresh_fake.script({"type": "status", "status": 500})
+        before = fresh_fake.fake_calls()
+        with pytest.raises(openai.APIStatusError) as caught:
+            result = fresh_fake.client(key).chat.completions.create(
+                model="fake-chat", messages=MESSAGES, stream=stream
+            )
+            if stream:
+                list(result)  # type: ignore[arg-type]
+        assert caught.value.status_code == 502
+        assert caught.value.body["code"] == "UPSTREAM_ERROR"  # type: ignore[index]
+        assert fresh_fake.fake_calls() == before + 1
+    assert fresh_fake.ledger_sums(account_id)[:2] == (5_000_000_000, 0)
+
+
+def test_upstream_secret_never_leaks_in_errors(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    _, key = funded("5.00")
+    fresh_fake.script(
+        {
+            "type": "status",
+            "status": 401,
+            "body": {"error": {"message": "Incorrect API key provided: upstream-secret"}},
+        }
+    )
+    response = httpx2.post(
+        f"{fresh_fake.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "fake-chat", "messages": MESSAGES},
+    )
+    assert response.status_code == 502
+    assert "upstream-secret" not in response.text
+    assert "upstream-secret" not in fresh_fake.process.log_text()
+
+
+def test_insufficient_balance_is_402_before_any_upstream_call(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("0.000500")  # $0.0005 < 1000 output tokens at $2/1M
+    before = fresh_fake.fake_calls()
+    with pytest.raises(openai.APIStatusError) as caught:
+        fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=1000)
+    error = caught.value.body
+    assert caught.value.status_code == 402
+    assert error["code"] == "INSUFFICIENT_BALANCE"  # type: ignore[index]
+    assert error["available"] == "0.000500000"  # type: ignore[index]
+    assert int(error["required"].replace(".", "")) > 500_000  # type: ignore[index]
+    assert fresh_fake.fake_calls() == before
+    assert fresh_fake.ledger_sums(account_id)[:2] == (500_000, 0)
+    # A smaller max_tokens fits: the reservation is bounded by what was asked, not by the balance.
+    fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=10)
+
+
+def test_client_disconnect_mid_stream_still_bills_the_whole_upstream_answer(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account_id, key = funded("5.00")
+    body = {"model": "fake-chat", "messages": MESSAGES, "stream": True}
+    fresh_fake.script({"type": "slow", "delay": 0.2})
+    with httpx2.stream(
+        "POST", f"{fresh_fake.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")  # one chunk, then hang up
+    deadline = time.monotonic() + 15
+    while fresh_fake.ledger_sums(account_id)[1] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    balance, reserved, ledger_sum, _ = fresh_fake.ledger_sums(account_id)
+    assert reserved == 0 and ledger_sum == balance
+    # The same request, read to the end, costs exactly the same: the upstream was drained and billed.
+    account2, key2 = funded("5.00")
+    list(fresh_fake.client(key2).chat.completions.create(model="fake-chat", messages=MESSAGES, stream=True))
+    assert fresh_fake.ledger_sums(account2)[0] == balance
+
+
+def test_uncensored_model_needs_tier_and_age(fresh_fake: Tollway) -> None:
+    unverified = fresh_fake.new_account("1.00")
+    sfw_key = fresh_fake.new_key(unverified)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        fresh_fake.client(sfw_key).chat.completions.create(model="fake-uncensored", messages=MESSAGES)
+    assert caught.value.body["code"] == "CONTENT_TIER_FORBIDDEN"  # type: ignore[index]
+    refused = fresh_fake.admin("POST", f"/accounts/{unverified}/keys", {"content_tier": "uncensored"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "AGE_VERIFICATION_REQUIRED"
+    verified = fresh_fake.new_account("1.00", age_verified=True)
+    key = fresh_fake.new_key(verified, content_tier="uncensored")
+    reply = fresh_fake.client(key).chat.completions.create(model="fake-uncensored", messages=MESSAGES)
+    assert reply.choices[0].message.content
+
+
+def test_api_v1_base_serves_the_same_routes(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    _, key = funded("1.00")
+    client = fresh_fake.client(key, base="/api/v1")
+    assert "fake-chat" in [m.id for m in client.models.list()]
+    assert client.chat.completions.create(model="fake-chat", messages=MESSAGES).choices[0].message.content

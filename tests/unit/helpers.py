@@ -1,0 +1,39 @@
+"""Assertions shared by the store tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.ledger import Ledger
+from tollway.store.tables import accounts, reservations
+
+
+async def open_reserved(engine: AsyncEngine, account_id: str) -> int:
+    """The sum of the account's open reservation rows."""
+    async with engine.connect() as conn:
+        value = (
+            await conn.execute(
+                select(func.coalesce(func.sum(reservations.c.amount_nano), 0)).where(
+                    reservations.c.account_id == account_id
+                )
+            )
+        ).scalar_one()
+    return int(value)
+
+
+async def assert_invariants(ledger: Ledger, engine: AsyncEngine, account_id: str) -> tuple[int, int]:
+    """DESIGN §4: balance = sum(ledger), reserved = sum(reserved deltas) = open holds, available >= 0."""
+    balance, reserved = await ledger.balances(account_id)
+    assert await ledger.ledger_sums(account_id) == (balance, reserved)
+    assert reserved == await open_reserved(engine, account_id)
+    assert reserved >= 0
+    assert balance - reserved >= 0
+    return balance, reserved
+
+
+async def account_row(engine: AsyncEngine, account_id: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one()

@@ -1,0 +1,459 @@
+"""The ledger on SQLite and PostgreSQL (DESIGN §4, §7): credit, reserve, settle, release, sweep, key limits."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.accounts import Accounts
+from tollway.core.clock import period_key, utcnow
+from tollway.core.ledger import KeyLimit, Ledger
+from tollway.errors import ErrorCode, TollwayError
+from tollway.store.tables import accounts as accounts_table
+from tollway.store.tables import key_spend, reservations, usage
+from tollway.store.tables import ledger as ledger_table
+
+from .helpers import assert_invariants
+
+FAR_FUTURE = utcnow() + timedelta(days=3650)
+
+
+def rid(tag: str = "req") -> str:
+    """Request ids are global primary keys: unique across tests sharing a PostgreSQL database."""
+    return f"{tag}_{secrets.token_hex(8)}"
+
+
+async def new_account(accounts_service: Accounts, credit: int = 0, **kwargs: Any) -> str:
+    account = await accounts_service.create(f"unit-{secrets.token_hex(3)}", credit_nano=credit, **kwargs)
+    return account.id
+
+
+async def ledger_rows(engine: AsyncEngine, account_id: str) -> list[tuple[str, int, int, str]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                ledger_table.c.kind,
+                ledger_table.c.amount_nano,
+                ledger_table.c.reserved_delta_nano,
+                ledger_table.c.reference,
+            )
+            .where(ledger_table.c.account_id == account_id)
+            .order_by(ledger_table.c.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def usage_row(account_id: str, request_id: str, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "request_id": request_id,
+        "account_id": account_id,
+        "key_id": None,
+        "key_label": "unit",
+        "model": "smollm2-135m",
+        "endpoint": "chat.completions",
+        "provider": "local",
+        "prompt_tokens": 1234,
+        "completion_tokens": 567,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "units": 0,
+        "usage_source": "provider",
+        "outcome": "completed",
+        "status_code": 200,
+        "latency_ms": 42,
+        "created_at": utcnow(),
+    }
+    row.update(overrides)
+    return row
+
+
+async def usage_of(engine: AsyncEngine, request_id: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(usage).where(usage.c.request_id == request_id))).one_or_none()
+
+
+# -- credit ----------------------------------------------------------------------------------------
+
+
+async def test_credit_is_idempotent_by_reference(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service)
+    assert await ledger.credit(account, 5_000, reference="topup-1") is True
+    assert await ledger.credit(account, 5_000, reference="topup-1") is False
+    assert await ledger.credit(account, 9_999, reference="topup-1") is False  # same reference, other amount
+    assert await ledger.balances(account) == (5_000, 0)
+    assert await ledger.credit(account, 7, reference="topup-2") is True
+    # A refund is another kind: the same reference string is a different entry.
+    assert await ledger.credit(account, 3, reference="topup-1", kind="refund") is True
+    assert await ledger.credit(account, 3, reference="topup-1", kind="refund") is False
+    assert await ledger.balances(account) == (5_010, 0)
+    assert [r[0] for r in await ledger_rows(engine, account)] == ["credit", "credit", "refund"]
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_initial_credit_goes_through_the_ledger(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000_000)
+    assert await ledger.balances(account) == (1_000_000, 0)
+    assert await ledger_rows(engine, account) == [("credit", 1_000_000, 0, "initial-credit")]
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_credit_rejects_non_positive_amounts_and_unknown_kinds(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=100)
+    with pytest.raises(ValueError):
+        await ledger.credit(account, 0, reference="zero")
+    with pytest.raises(ValueError):
+        await ledger.credit(account, -5, reference="neg")
+    with pytest.raises(ValueError):
+        await ledger.credit(account, 5, reference="x", kind="settle")
+    assert await ledger.balances(account) == (100, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_credit_to_unknown_account_is_not_found(ledger: Ledger) -> None:
+    # Not False: False means "this reference was already applied", which would hide a typo in an id.
+    with pytest.raises(TollwayError) as info:
+        await ledger.credit(f"acct_{secrets.token_hex(10)}", 100, reference="r1")
+    assert info.value.code is ErrorCode.NOT_FOUND
+
+
+async def test_adjust_cannot_make_available_negative(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    await ledger.reserve(account, rid(), 600)
+    with pytest.raises(TollwayError) as info:
+        await ledger.credit(account, -401, reference="adj-1", kind="adjust")
+    assert info.value.code is ErrorCode.NOT_FOUND
+    assert await ledger.balances(account) == (1_000, 600)
+    assert await ledger.credit(account, -400, reference="adj-1", kind="adjust") is True
+    assert await ledger.balances(account) == (600, 600)
+    await assert_invariants(ledger, engine, account)
+
+
+# -- reserve ---------------------------------------------------------------------------------------
+
+
+async def test_reserve_holds_money_and_reports_what_was_available(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=10_000)
+    first = await ledger.reserve(account, rid(), 3_000)
+    assert (first.amount_nano, first.available_before_nano) == (3_000, 10_000)
+    second = await ledger.reserve(account, rid(), 7_000)
+    assert second.available_before_nano == 7_000
+    assert await ledger.balances(account) == (10_000, 10_000)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_reserve_insufficient_is_402_and_changes_nothing(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000_000_000)  # $1
+    await ledger.reserve(account, rid(), 250_000_000)
+    before_rows = await ledger_rows(engine, account)
+    request_id = rid()
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, request_id, 750_000_001)
+    err = info.value
+    assert err.code is ErrorCode.INSUFFICIENT_BALANCE
+    assert err.status == 402
+    assert err.extra["required"] == "0.750000001"
+    assert err.extra["available"] == "0.750000000"
+    assert err.extra["limit_source"] == "account"
+    assert await ledger.balances(account) == (1_000_000_000, 250_000_000)
+    assert await ledger_rows(engine, account) == before_rows
+    async with engine.connect() as conn:
+        held = await conn.execute(select(reservations.c.id).where(reservations.c.id == request_id))
+        assert held.first() is None
+    # Exactly what is available still works.
+    await ledger.reserve(account, request_id, 750_000_000)
+    assert await ledger.balances(account) == (1_000_000_000, 1_000_000_000)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_reserve_on_unknown_account_is_not_found(ledger: Ledger) -> None:
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(f"acct_{secrets.token_hex(10)}", rid(), 1)
+    assert info.value.code is ErrorCode.NOT_FOUND
+
+
+# -- settle and release -------------------------------------------------------------------------------
+
+
+async def test_settle_charges_the_cost_releases_the_rest_and_writes_usage(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=10_000_000)
+    request_id = rid()
+    await ledger.reserve(account, request_id, 4_000_000)
+    charged = await ledger.settle(account, request_id, 350_200, usage_row(account, request_id))
+    assert charged == 350_200
+    assert await ledger.balances(account) == (10_000_000 - 350_200, 0)
+    assert (await ledger_rows(engine, account))[-1] == ("settle", -350_200, -4_000_000, request_id)
+    row = await usage_of(engine, request_id)
+    assert row is not None
+    assert row.cost_nano == 350_200
+    assert (row.account_id, row.prompt_tokens, row.completion_tokens) == (account, 1234, 567)
+    assert (row.usage_source, row.outcome, row.status_code) == ("provider", "completed", 200)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settle_without_usage_row_writes_none(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    request_id = rid()
+    await ledger.reserve(account, request_id, 500)
+    assert await ledger.settle(account, request_id, 0) == 0
+    assert await ledger.balances(account) == (1_000, 0)
+    assert await usage_of(engine, request_id) is None
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settle_negative_cost_charges_nothing(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    request_id = rid()
+    await ledger.reserve(account, request_id, 500)
+    assert await ledger.settle(account, request_id, -300) == 0
+    assert await ledger.balances(account) == (1_000, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settle_above_the_hold_takes_from_available(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    request_id = rid()
+    await ledger.reserve(account, request_id, 300)
+    assert await ledger.settle(account, request_id, 450) == 450
+    assert await ledger.balances(account) == (550, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settle_is_capped_at_what_the_account_holds(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    capped, other = rid(), rid()
+    await ledger.reserve(account, capped, 300)
+    await ledger.reserve(account, other, 200)  # held by another request: not available to `capped`
+    # The provider reported far more than the estimate: charge hold + available (300 + 500), not 5000.
+    charged = await ledger.settle(account, capped, 5_000, usage_row(account, capped))
+    assert charged == 800
+    assert await ledger.balances(account) == (200, 200)
+    row = await usage_of(engine, capped)
+    assert row.cost_nano == 800  # what was charged, not the provider's 5000
+    await assert_invariants(ledger, engine, account)
+    # The other hold is intact and can still be settled in full.
+    assert await ledger.settle(account, other, 200) == 200
+    assert await ledger.balances(account) == (0, 0)
+    await assert_invariants(ledger, engine, account)
+    # An empty account: a late settle charges nothing and never goes negative.
+    late = rid()
+    with pytest.raises(TollwayError):
+        await ledger.reserve(account, late, 1)
+    assert await ledger.settle(account, late, 10) == 0
+    assert await ledger.balances(account) == (0, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_release_frees_the_hold_and_charges_nothing(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    request_id = rid()
+    await ledger.reserve(account, request_id, 700)
+    row = usage_row(account, request_id, outcome="upstream_error", status_code=502, usage_source="none")
+    assert await ledger.release(request_id, row) is True
+    assert await ledger.balances(account) == (1_000, 0)
+    assert (await ledger_rows(engine, account))[-1] == ("release", 0, -700, request_id)
+    written = await usage_of(engine, request_id)
+    assert (written.cost_nano, written.outcome, written.status_code) == (0, "upstream_error", 502)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_double_settle_and_release_are_harmless(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    settled, released = rid(), rid()
+    await ledger.reserve(account, settled, 400)
+    await ledger.reserve(account, released, 400)
+    assert await ledger.settle(account, settled, 100) == 100
+    assert await ledger.release(released) is True
+    assert await ledger.balances(account) == (900, 0)
+    rows = await ledger_rows(engine, account)
+
+    assert await ledger.release(released) is False
+    assert await ledger.release(settled) is False  # settled: the hold is gone
+    # A second settle of the same request must not charge twice. Today it is refused by the
+    # ledger's unique (account, kind, reference) constraint; returning 0 would be fine too.
+    try:
+        again = await ledger.settle(account, settled, 100)
+    except IntegrityError:
+        again = 0
+    assert again == 0
+    assert await ledger.balances(account) == (900, 0)
+    assert await ledger_rows(engine, account) == rows
+    await assert_invariants(ledger, engine, account)
+
+
+# -- sweeper ---------------------------------------------------------------------------------------
+
+
+async def test_sweeper_releases_only_expired_holds(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    short = Ledger(engine, reservation_ttl_seconds=60)
+    account = await new_account(accounts_service, credit=1_000)
+    request_id = rid()
+    await short.reserve(account, request_id, 600)
+    await short.sweep(now=utcnow())  # not expired yet
+    assert await short.balances(account) == (1_000, 600)
+    released = 0
+    while swept := await short.sweep(now=FAR_FUTURE):
+        released += swept
+    assert released >= 1
+    assert await short.balances(account) == (1_000, 0)
+    assert (await ledger_rows(engine, account))[-1] == ("release", 0, -600, request_id)
+    assert await short.release(request_id) is False
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settle_after_sweep_charges_from_available_without_going_negative(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000)
+    slow, other = rid(), rid()
+    await ledger.reserve(account, slow, 600)
+    while await ledger.sweep(now=FAR_FUTURE):
+        pass
+    assert await ledger.balances(account) == (1_000, 0)
+    await ledger.reserve(account, other, 700)  # the freed money was taken by another request
+    # The slow call finally finishes and costs 500; only 300 is available.
+    assert await ledger.settle(account, slow, 500) == 300
+    assert await ledger.balances(account) == (700, 700)
+    await assert_invariants(ledger, engine, account)
+    assert await ledger.settle(account, other, 700) == 700
+    assert await ledger.balances(account) == (0, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+# -- per-key consumption limits ----------------------------------------------------------------------
+
+
+async def key_spend_of(engine: AsyncEngine, key_id: str) -> dict[str, tuple[int, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(key_spend.c.period, key_spend.c.spent_nano, key_spend.c.reserved_nano).where(
+                key_spend.c.key_id == key_id
+            )
+        )
+        return {r.period: (r.spent_nano, r.reserved_nano) for r in rows}
+
+
+async def test_key_limit_is_a_second_reservation(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    limit = KeyLimit(key_id, 1_000, "day")
+    day = period_key("day", utcnow())
+    first = rid()
+    await ledger.reserve(account, first, 600, limit, key_id)
+    assert await key_spend_of(engine, key_id) == {day: (0, 600)}
+
+    rows_before = await ledger_rows(engine, account)
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, rid(), 401, limit, key_id)
+    err = info.value
+    assert err.code is ErrorCode.KEY_LIMIT_EXCEEDED
+    assert err.status == 402
+    assert err.extra == {"required": "0.000000401", "available": "0.000000400", "limit_source": "key_limit"}
+    # The account side was rolled back with the key side.
+    assert await ledger.balances(account) == (1_000_000, 600)
+    assert await ledger_rows(engine, account) == rows_before
+    assert await key_spend_of(engine, key_id) == {day: (0, 600)}
+
+    assert await ledger.settle(account, first, 250) == 250
+    assert await key_spend_of(engine, key_id) == {day: (250, 0)}
+    second = rid()
+    await ledger.reserve(account, second, 750, limit, key_id)  # 250 spent + 750 = the limit exactly
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, rid(), 1, limit, key_id)
+    assert info.value.code is ErrorCode.KEY_LIMIT_EXCEEDED
+    assert await ledger.settle(account, second, 100) == 100
+    third = rid()
+    await ledger.reserve(account, third, 50, limit, key_id)
+    assert await ledger.release(third) is True
+    assert await key_spend_of(engine, key_id) == {day: (350, 0)}
+    assert await ledger.balances(account) == (1_000_000 - 350, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_key_spend_is_kept_per_period(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    now = utcnow()
+    for period, cost in (("total", 10), ("month", 20), ("week", 30), ("day", 40), ("total", 5)):
+        request_id = rid()
+        await ledger.reserve(account, request_id, 100, KeyLimit(key_id, 10_000, period), key_id)
+        assert await ledger.settle(account, request_id, cost) == cost
+    assert await key_spend_of(engine, key_id) == {
+        "total": (15, 0),
+        period_key("month", now): (20, 0),
+        period_key("week", now): (30, 0),
+        period_key("day", now): (40, 0),
+    }
+    # A limit that another period has used up does not touch this period's room.
+    await ledger.reserve(account, rid(), 10_000 - 40, KeyLimit(key_id, 10_000, "day"), key_id)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_key_limit_hold_is_released_by_the_sweeper(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    limit = KeyLimit(key_id, 1_000, "total")
+    await ledger.reserve(account, rid(), 1_000, limit, key_id)
+    while await ledger.sweep(now=FAR_FUTURE):
+        pass
+    assert await key_spend_of(engine, key_id) == {"total": (0, 0)}
+    await ledger.reserve(account, rid(), 1_000, limit, key_id)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_database_refuses_a_negative_available_balance(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """Defence in depth: the CHECK constraint holds even against a direct write."""
+
+    account = await new_account(accounts_service, credit=100)
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(
+                accounts_table.update().where(accounts_table.c.id == account).values(reserved_nano=101)
+            )
+    async with engine.connect() as conn:
+        count = await conn.execute(
+            select(func.count()).select_from(ledger_table).where(ledger_table.c.account_id == account)
+        )
+        assert count.scalar_one() == 1
+    await assert_invariants(ledger, engine, account)
