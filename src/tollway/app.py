@@ -6,81 +6,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway import __version__
 from tollway.api import admin, ops
 from tollway.api import openai as openai_api
 from tollway.api.http import RequestContext, install_error_handlers
-from tollway.core.accounts import Accounts
-from tollway.core.catalog import Catalog
-from tollway.core.keys import Keys, KeySettings
+from tollway.core.keys import KeySettings
 from tollway.core.ledger import Ledger
-from tollway.core.pipeline import Pipeline
-from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest
-from tollway.providers.base import Provider
-from tollway.providers.local import LocalProvider
-from tollway.providers.openai import OpenAIProvider
+from tollway.services import build_services
 from tollway.settings import Settings
-from tollway.store.db import create_engine
-from tollway.store.migrate import upgrade_async
 
 log = logging.getLogger("tollway")
 SWEEP_SECONDS = 30.0
-
-
-@dataclass
-class Services:
-    settings: Settings
-    engine: AsyncEngine
-    catalog: Catalog
-    ledger: Ledger
-    accounts: Accounts
-    keys: Keys
-    providers: dict[str, Provider]
-    pipeline: Pipeline
-
-    async def aclose(self) -> None:
-        await self.pipeline.drain(self.settings.stream_drain_seconds)
-        for provider in self.providers.values():
-            await provider.aclose()
-        await self.engine.dispose()
-
-
-def build_providers(catalog: Catalog, settings: Settings) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {}
-    for config in catalog.providers.values():
-        if config.kind == "local":
-            providers[config.id] = LocalProvider(config.id)
-        elif config.kind == "openai":
-            providers[config.id] = OpenAIProvider(config, timeout=settings.upstream_timeout_seconds)
-        else:
-            raise NotImplementedError(
-                f"provider kind {config.kind!r} (provider {config.id!r}) is not built yet"
-            )
-    return providers
-
-
-async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    if migrate:
-        if settings.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await upgrade_async(settings.async_database_url)
-    engine = create_engine(settings.async_database_url)
-    catalog = Catalog.load(settings.catalog_path)
-    ledger = Ledger(engine, settings.reservation_ttl_seconds)
-    keys = Keys(
-        engine, settings.pepper(), settings.key_prefix, settings.key_cache_seconds, settings.operator_key
-    )
-    providers = build_providers(catalog, settings)
-    pipeline = Pipeline(catalog, ledger, Router(providers), drain_seconds=settings.stream_drain_seconds)
-    return Services(settings, engine, catalog, ledger, Accounts(engine, ledger), keys, providers, pipeline)
 
 
 async def _sweep_forever(ledger: Ledger) -> None:

@@ -10,11 +10,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tollway.app import Services, build_services
 from tollway.core.keys import ConsumptionLimit, KeySettings
 from tollway.core.models_view import model_object
 from tollway.core.pricing import usd_to_nano
 from tollway.errors import TollwayError
+from tollway.services import Services, build_services
 from tollway.settings import Settings
 
 app = typer.Typer(help="Tollway: a self-hosted OpenAI-compatible AI API platform.", no_args_is_help=True)
@@ -40,6 +40,9 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     except TollwayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a bad amount or setting on the command line
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:

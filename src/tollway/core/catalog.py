@@ -32,6 +32,12 @@ def _decimal_string(value: str) -> str:
     return value
 
 
+def _markup_string(value: str) -> str:
+    if Decimal(_decimal_string(value)) <= 0:
+        raise ValueError(f'markup {value!r} must be positive, e.g. "1.25"')
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +89,12 @@ class ModelConfig(_Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     pricing: PricingConfig
     markup: str | None = None
+
+    @field_validator("markup")
+    @classmethod
+    def _markup(cls, value: str | None) -> str | None:
+        return None if value is None else _markup_string(value)
+
     context_length: int | None = None
     max_output_tokens: int | None = None
     capabilities: list[str] = Field(default_factory=list)
@@ -98,6 +110,12 @@ class ModelConfig(_Strict):
 
 class CatalogConfig(_Strict):
     markup: str = "1.0"
+
+    @field_validator("markup")
+    @classmethod
+    def _markup(cls, value: str) -> str:
+        return _markup_string(value)
+
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
 

@@ -8,6 +8,7 @@ A reservation row is deleted by exactly one of settle, release and the sweeper.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from tollway.core.clock import period_key, utcnow
 from tollway.core.pricing import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
+
+log = logging.getLogger("tollway.ledger")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +171,23 @@ class Ledger:
         """Charge the actual cost, free the rest of the hold, write the usage row: one transaction.
 
         Returns what was charged. The charge never exceeds what the account holds (the hold plus
-        what is still available), so the balance cannot go negative; the shortfall, if a provider
-        reported more than the estimate allowed, is visible as usage cost > charged.
+        what is still available), so the balance cannot go negative; a shortfall (a provider that
+        reported more than the estimate allowed and the balance covers) is logged. A second
+        settlement of the same request changes nothing and returns 0.
         """
+        try:
+            return await self._settle(account_id, request_id, cost_nano, usage_row)
+        except IntegrityError:
+            return 0  # uq_ledger_account_kind_reference: this request was already settled
+
+    async def _settle(
+        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+    ) -> int:
         async with self._engine.begin() as conn:
             held = (
                 await conn.execute(
                     delete(reservations)
-                    .where(reservations.c.id == request_id)
+                    .where(reservations.c.id == request_id, reservations.c.account_id == account_id)
                     .returning(
                         reservations.c.account_id,
                         reservations.c.amount_nano,
@@ -196,6 +208,13 @@ class Ledger:
             ).one()
             room = hold + account.balance_nano - account.reserved_nano
             charge = max(0, min(cost_nano, room))
+            if charge < cost_nano:
+                log.warning(
+                    "shortfall: request %s cost %d nano-USD, %d could be charged",
+                    request_id,
+                    cost_nano,
+                    charge,
+                )
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.id == account_id)
