@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
-from tollway.api import admin, ops
+from tollway.api import admin, billing, ops
 from tollway.api import openai as openai_api
 from tollway.api.http import RequestContext, install_error_handlers
 from tollway.core.keys import KeySettings
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for prefix, documented in (("/v1", True), ("/api/v1", False)):
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(admin.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(billing.router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
