@@ -33,6 +33,7 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
         try:
             return await work(services)
         finally:
+            services.ledger.close()
             await services.engine.dispose()
 
     try:

@@ -38,6 +38,7 @@ class Services:
         await self.pipeline.drain(self.settings.stream_drain_seconds)
         for provider in self.providers.values():
             await provider.aclose()
+        self.ledger.close()
         await self.engine.dispose()
 
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.clock import period_key, utcnow
 from tollway.core.pricing import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
+from tollway.store.db import Transactor
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
 
 log = logging.getLogger("tollway.ledger")
@@ -44,7 +46,11 @@ class Reservation:
 class Ledger:
     def __init__(self, engine: AsyncEngine, reservation_ttl_seconds: int = 900) -> None:
         self._engine = engine
+        self._tx = Transactor(engine)
         self._ttl = timedelta(seconds=reservation_ttl_seconds)
+
+    def close(self) -> None:
+        self._tx.close()
 
     async def credit(
         self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"
@@ -54,23 +60,26 @@ class Ledger:
             raise ValueError(kind)
         if amount_nano <= 0 and kind != "adjust":
             raise ValueError("a credit must be positive")
-        try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    update(accounts)
-                    .where(accounts.c.id == account_id)
-                    .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
-                    .values(balance_nano=accounts.c.balance_nano + amount_nano)
+
+        def tx(conn: Connection) -> None:
+            result = conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
+                .values(balance_nano=accounts.c.balance_nano + amount_nano)
+            )
+            if result.rowcount != 1:
+                raise TollwayError(
+                    ErrorCode.NOT_FOUND,
+                    f"No account {account_id!r}, or the adjustment "
+                    "would make its available balance negative.",
                 )
-                if result.rowcount != 1:
-                    raise TollwayError(
-                        ErrorCode.NOT_FOUND,
-                        f"No account {account_id!r}, or the adjustment "
-                        "would make its available balance negative.",
-                    )
-                # After the UPDATE: a missing account is NOT_FOUND above, not a foreign-key IntegrityError
-                # that would read as "reference already applied".
-                await self._append(conn, account_id, kind, amount_nano, 0, reference, None)
+            # After the UPDATE: a missing account is NOT_FOUND above, not a foreign-key IntegrityError
+            # that would read as "reference already applied".
+            self._append(conn, account_id, kind, amount_nano, 0, reference, None)
+
+        try:
+            await self._tx.run(tx)
         except IntegrityError:
             return False  # uq_ledger_account_kind_reference: this reference was already applied
         return True
@@ -86,9 +95,10 @@ class Ledger:
         """Hold `amount_nano` or raise 402 without touching anything."""
         now = utcnow()
         key_period = period_key(key_limit.period, now) if key_limit else None
-        async with self._engine.begin() as conn:
+
+        def tx(conn: Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     update(accounts)
                     .where(accounts.c.id == account_id)
                     .where(accounts.c.balance_nano - accounts.c.reserved_nano >= amount_nano)
@@ -97,7 +107,7 @@ class Ledger:
                 )
             ).first()
             if row is None:
-                available = await self._available(conn, account_id)
+                available = self._available(conn, account_id)
                 raise TollwayError(
                     ErrorCode.INSUFFICIENT_BALANCE,
                     f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
@@ -109,9 +119,9 @@ class Ledger:
                     },
                 )
             if key_limit is not None and key_period is not None:
-                await self._reserve_key(conn, key_limit, key_period, amount_nano)
-            await self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
-            await conn.execute(
+                self._reserve_key(conn, key_limit, key_period, amount_nano)
+            self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
+            conn.execute(
                 insert(reservations).values(
                     id=request_id,
                     account_id=account_id,
@@ -121,23 +131,27 @@ class Ledger:
                     expires_at=now + self._ttl,
                 )
             )
+            return row
+
+        row = await self._tx.run(tx)
         available_before = row.balance_nano - row.reserved_nano + amount_nano
         return Reservation(request_id, amount_nano, available_before)
 
-    async def _reserve_key(self, conn: AsyncConnection, limit: KeyLimit, period: str, amount: int) -> None:
+    @staticmethod
+    def _reserve_key(conn: Connection, limit: KeyLimit, period: str, amount: int) -> None:
         exists = (
-            await conn.execute(
+            conn.execute(
                 select(key_spend.c.key_id).where(
                     key_spend.c.key_id == limit.key_id, key_spend.c.period == period
                 )
             )
         ).first()
         if exists is None:
-            await conn.execute(
+            conn.execute(
                 insert(key_spend).values(key_id=limit.key_id, period=period, spent_nano=0, reserved_nano=0)
             )
         row = (
-            await conn.execute(
+            conn.execute(
                 update(key_spend)
                 .where(key_spend.c.key_id == limit.key_id, key_spend.c.period == period)
                 .where(key_spend.c.spent_nano + key_spend.c.reserved_nano + amount <= limit.limit_nano)
@@ -147,7 +161,7 @@ class Ledger:
         ).first()
         if row is None:
             used = (
-                await conn.execute(
+                conn.execute(
                     select(key_spend.c.spent_nano + key_spend.c.reserved_nano).where(
                         key_spend.c.key_id == limit.key_id, key_spend.c.period == period
                     )
@@ -183,70 +197,74 @@ class Ledger:
     async def _settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
     ) -> int:
-        async with self._engine.begin() as conn:
-            held = (
-                await conn.execute(
-                    delete(reservations)
-                    .where(reservations.c.id == request_id, reservations.c.account_id == account_id)
-                    .returning(
-                        reservations.c.account_id,
-                        reservations.c.amount_nano,
-                        reservations.c.key_id,
-                        reservations.c.key_period,
-                    )
-                )
-            ).first()
-            # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
-            hold = held.amount_nano if held else 0
-            key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
-            account = (
-                await conn.execute(
-                    select(accounts.c.balance_nano, accounts.c.reserved_nano)
-                    .where(accounts.c.id == account_id)
-                    .with_for_update()
-                )
-            ).one()
-            room = hold + account.balance_nano - account.reserved_nano
-            charge = max(0, min(cost_nano, room))
-            if charge < cost_nano:
-                log.warning(
-                    "shortfall: request %s cost %d nano-USD, %d could be charged",
-                    request_id,
-                    cost_nano,
-                    charge,
-                )
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id)
-                .values(
-                    balance_nano=accounts.c.balance_nano - charge,
-                    reserved_nano=accounts.c.reserved_nano - hold,
+        return await self._tx.run(
+            lambda conn: self._settle_tx(conn, account_id, request_id, cost_nano, usage_row)
+        )
+
+    @staticmethod
+    def _settle_tx(
+        conn: Connection, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+    ) -> int:
+        held = (
+            conn.execute(
+                delete(reservations)
+                .where(reservations.c.id == request_id, reservations.c.account_id == account_id)
+                .returning(
+                    reservations.c.account_id,
+                    reservations.c.amount_nano,
+                    reservations.c.key_id,
+                    reservations.c.key_period,
                 )
             )
-            await self._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
-            if key_period is not None:
-                await conn.execute(
-                    update(key_spend)
-                    .where(key_spend.c.key_id == key_id, key_spend.c.period == key_period)
-                    .values(
-                        spent_nano=key_spend.c.spent_nano + charge,
-                        reserved_nano=key_spend.c.reserved_nano - hold,
-                    )
+        ).first()
+        # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
+        hold = held.amount_nano if held else 0
+        key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
+        account = (
+            conn.execute(
+                select(accounts.c.balance_nano, accounts.c.reserved_nano)
+                .where(accounts.c.id == account_id)
+                .with_for_update()
+            )
+        ).one()
+        room = hold + account.balance_nano - account.reserved_nano
+        charge = max(0, min(cost_nano, room))
+        if charge < cost_nano:
+            log.warning(
+                "shortfall: request %s cost %d nano-USD, %d could be charged",
+                request_id,
+                cost_nano,
+                charge,
+            )
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                balance_nano=accounts.c.balance_nano - charge,
+                reserved_nano=accounts.c.reserved_nano - hold,
+            )
+        )
+        Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
+        if key_period is not None:
+            conn.execute(
+                update(key_spend)
+                .where(key_spend.c.key_id == key_id, key_spend.c.period == key_period)
+                .values(
+                    spent_nano=key_spend.c.spent_nano + charge,
+                    reserved_nano=key_spend.c.reserved_nano - hold,
                 )
-            if usage_row is not None:
-                await conn.execute(insert(usage).values(**usage_row, cost_nano=charge))
+            )
+        if usage_row is not None:
+            conn.execute(insert(usage).values(**usage_row, cost_nano=charge))
         return int(charge)
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
         """Free a hold without charging (failure before the first byte). False if it was already gone."""
-        async with self._engine.begin() as conn:
-            return await self._release(conn, request_id, usage_row)
+        return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
 
-    async def _release(
-        self, conn: AsyncConnection, request_id: str, usage_row: dict[str, Any] | None
-    ) -> bool:
+    def _release(self, conn: Connection, request_id: str, usage_row: dict[str, Any] | None) -> bool:
         held = (
-            await conn.execute(
+            conn.execute(
                 delete(reservations)
                 .where(reservations.c.id == request_id)
                 .returning(
@@ -259,20 +277,20 @@ class Ledger:
         ).first()
         if held is None:
             return False
-        await conn.execute(
+        conn.execute(
             update(accounts)
             .where(accounts.c.id == held.account_id)
             .values(reserved_nano=accounts.c.reserved_nano - held.amount_nano)
         )
-        await self._append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
+        self._append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
         if held.key_period is not None:
-            await conn.execute(
+            conn.execute(
                 update(key_spend)
                 .where(key_spend.c.key_id == held.key_id, key_spend.c.period == held.key_period)
                 .values(reserved_nano=key_spend.c.reserved_nano - held.amount_nano)
             )
         if usage_row is not None:
-            await conn.execute(insert(usage).values(**usage_row, cost_nano=0))
+            conn.execute(insert(usage).values(**usage_row, cost_nano=0))
         return True
 
     async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:
@@ -291,8 +309,7 @@ class Ledger:
             )
         released = 0
         for request_id in expired:
-            async with self._engine.begin() as conn:
-                released += await self._release(conn, request_id, None)
+            released += await self._tx.run(partial(self._release, request_id=request_id, usage_row=None))
         return released
 
     async def balances(self, account_id: str) -> tuple[int, int]:
@@ -321,9 +338,10 @@ class Ledger:
             ).one()
         return int(row[0]), int(row[1])
 
-    async def _available(self, conn: AsyncConnection, account_id: str) -> int:
+    @staticmethod
+    def _available(conn: Connection, account_id: str) -> int:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(accounts.c.balance_nano - accounts.c.reserved_nano).where(accounts.c.id == account_id)
             )
         ).first()
@@ -332,8 +350,8 @@ class Ledger:
         return int(row[0])
 
     @staticmethod
-    async def _append(
-        conn: AsyncConnection,
+    def _append(
+        conn: Connection,
         account_id: str,
         kind: str,
         amount: int,
@@ -341,7 +359,7 @@ class Ledger:
         reference: str,
         key_id: str | None,
     ) -> None:
-        await conn.execute(
+        conn.execute(
             insert(ledger).values(
                 account_id=account_id,
                 kind=kind,
