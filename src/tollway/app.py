@@ -12,8 +12,14 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
-from tollway.api import admin, billing, ops
+from tollway.api import admin, billing, ops, venice_keys, web3_keys
+from tollway.api import anthropic as anthropic_api
+from tollway.api import audio as audio_api
+from tollway.api import gemini as gemini_api
+from tollway.api import images as images_api
+from tollway.api import keys as keys_api
 from tollway.api import openai as openai_api
+from tollway.api import rate_limits as rate_limits_api
 from tollway.api.http import RequestContext, install_error_handlers
 from tollway.core.keys import KeySettings
 from tollway.core.ledger import Ledger
@@ -83,9 +89,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for prefix, documented in (("/v1", True), ("/api/v1", False)):
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
+        # before any api_keys/{id} route: api_keys/rate_limits must win.
+        app.include_router(rate_limits_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(admin.router, prefix=prefix, include_in_schema=documented)
         app.include_router(billing.router, prefix=prefix, include_in_schema=documented)
+        # web3 before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}.
+        app.include_router(web3_keys.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(web3_keys.admin_router, prefix=prefix, include_in_schema=documented)
+        app.include_router(keys_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(venice_keys.router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
+    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
+    app.add_middleware(rate_limits_api.FailedRequests)  # inside RequestContext: sees the request id
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
     return app

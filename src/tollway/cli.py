@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tollway.core.keys import ConsumptionLimit, KeySettings
+from tollway.core.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.models_view import model_object
 from tollway.core.pricing import usd_to_nano
 from tollway.errors import TollwayError
@@ -172,13 +172,37 @@ def keys_create(
     tier: Annotated[str, typer.Option(help="sfw | uncensored")] = "sfw",
     limit_usd: Annotated[str | None, typer.Option(help="Consumption limit in USD.")] = None,
     limit_period: Annotated[str, typer.Option(help="day | week | month | total")] = "total",
+    description: Annotated[
+        str | None, typer.Option(help="Venice's name for the label (used when --label is not given).")
+    ] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="ISO 8601 instant, e.g. 2027-01-01T00:00:00Z; absent = never.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight at once.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Mint a key. The secret is printed once."""
     try:
         limit = ConsumptionLimit(usd=limit_usd, period=limit_period) if limit_usd else None  # type: ignore[arg-type]
-        settings = KeySettings(label=label, scope=scope, content_tier=tier, consumption_limit=limit)  # type: ignore[arg-type]
-    except ValueError as exc:
+        rates = {"rpm": rpm, "rpd": rpd, "tpm": tpm, "concurrency": concurrency}
+        settings = KeySettings.model_validate(
+            {
+                "label": label or description,
+                "scope": scope,
+                "content_tier": tier,
+                "consumption_limit": limit,
+                "expires_at": expires_at,
+                "rate_limits": {k: v for k, v in rates.items() if v is not None} or None,
+            }
+        )
+        check_future(settings.expires_at, "--expires-at")
+    except (ValueError, TollwayError) as exc:
+        if isinstance(exc, TollwayError):
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2) from None
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -201,7 +225,29 @@ def keys_list(account: Annotated[str, typer.Option(help="Account id.")], as_json
     _emit(
         keys,
         as_json,
-        "\n".join(f"{k['id']}  {k['display']}  {k['scope']}  {k['label'] or ''}" for k in keys) or "no keys",
+        "\n".join(
+            f"{k['id']}  {k['display']}  {k['scope']}  {k['content_tier']}  {k['label'] or ''}"
+            + (f"  expires {k['expires_at']}" if k["expires_at"] else "")
+            for k in keys
+        )
+        or "no keys",
+    )
+
+
+@keys_app.command("events")
+def keys_events(account: Annotated[str, typer.Option(help="Account id.")], as_json: JsonFlag = False) -> None:
+    """The account's key audit trail, newest first (minted, revoked, …; never a secret)."""
+
+    async def work(services: Services) -> list[dict[str, Any]]:
+        await services.accounts.get(account)
+        return await services.keys.events(account)
+
+    events = _run(work)
+    _emit(
+        events,
+        as_json,
+        "\n".join(f"{e['created_at']}  {e['event']:<8} {e['key_id']}  by {e['actor']}" for e in events)
+        or "no events",
     )
 
 
@@ -220,11 +266,28 @@ def keys_revoke(key_id: str, as_json: JsonFlag = False) -> None:
 def models(
     type: Annotated[str, typer.Option(help="Filter by type (text, embedding, …, all).")] = "all",
     as_json: JsonFlag = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the catalog and exit (1 if invalid).")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="Catalog YAML (default: TOLLWAY_CONFIG or embedded).")
+    ] = None,
 ) -> None:
-    """List the catalog's models with their prices."""
-    from tollway.core.catalog import Catalog
+    """List the catalog's models with their prices, or validate a catalog with --check."""
+    from tollway.core.catalog import Catalog, CatalogError
 
-    catalog = Catalog.load(Settings().catalog_path)
+    path = config or Settings().catalog_path
+    try:
+        catalog = Catalog.load(path)
+    except CatalogError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if check:
+        summary = f"{path}: OK ({len(catalog.providers)} providers, {len(catalog.models)} models)"
+        _emit(
+            {"ok": True, "providers": len(catalog.providers), "models": len(catalog.models)}, as_json, summary
+        )
+        return
     rows = [model_object(m) for m in catalog.of_type(type)]
     lines = []
     for row in rows:

@@ -46,6 +46,11 @@ class ErrorCode(Enum):
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "Method not allowed on this route.")
     CONFLICT = (409, "conflict_error", "A request with this Idempotency-Key is still running. Retry later.")
     REQUEST_TOO_LARGE = (413, "invalid_request_error", "The request body is too large.")
+    # Media inputs (Venice's codes and statuses, seed 002 §13).
+    INVALID_FILE_SIZE = (413, "invalid_request_error", "File size exceeds maximum limit.")
+    INVALID_IMAGE_FORMAT = (400, "invalid_request_error", "Invalid image format. Send PNG, JPEG or WebP.")
+    CORRUPTED_IMAGE = (400, "invalid_request_error", "The image file is corrupted or unreadable.")
+    UPSCALE_FAILED = (500, "server_error", "Image upscaling failed. Retry; you were not charged.")
     INVALID_CONTENT_TYPE = (
         415,
         "invalid_request_error",

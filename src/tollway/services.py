@@ -5,17 +5,21 @@ No HTTP here, so the CLI can build them without importing the web stack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.accounts import Accounts
 from tollway.core.catalog import Catalog
+from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.keys import Keys
 from tollway.core.ledger import Ledger
+from tollway.core.limits import Limiter, MemoryLimiter, RateGate
 from tollway.core.pipeline import Pipeline
-from tollway.core.router import Router
+from tollway.core.router import RetryPolicy, Router
+from tollway.providers.anthropic import AnthropicProvider
 from tollway.providers.base import Provider
+from tollway.providers.gemini import GeminiProvider
 from tollway.providers.local import LocalProvider
 from tollway.providers.openai import OpenAIProvider
 from tollway.settings import Settings
@@ -33,12 +37,15 @@ class Services:
     keys: Keys
     providers: dict[str, Provider]
     pipeline: Pipeline
+    idempotency: Idempotency
+    limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits.py)
 
     async def aclose(self) -> None:
         await self.pipeline.drain(self.settings.stream_drain_seconds)
         for provider in self.providers.values():
             await provider.aclose()
         self.ledger.close()
+        await self.limiter.aclose()
         await self.engine.dispose()
 
 
@@ -49,11 +56,47 @@ def build_providers(catalog: Catalog, settings: Settings) -> dict[str, Provider]
             providers[config.id] = LocalProvider(config.id)
         elif config.kind == "openai":
             providers[config.id] = OpenAIProvider(config, timeout=settings.upstream_timeout_seconds)
+        elif config.kind == "anthropic":
+            providers[config.id] = AnthropicProvider(config, timeout=settings.upstream_timeout_seconds)
+        elif config.kind == "gemini":
+            providers[config.id] = GeminiProvider(config, timeout=settings.upstream_timeout_seconds)
         else:
             raise NotImplementedError(
                 f"provider kind {config.kind!r} (provider {config.id!r}) is not built yet"
             )
     return providers
+
+
+def build_router(providers: dict[str, Provider], settings: Settings) -> Router:
+    return Router(
+        providers,
+        RetryPolicy(
+            retries=settings.upstream_retries,
+            backoff_seconds=settings.retry_backoff_seconds,
+            backoff_max_seconds=settings.retry_backoff_max_seconds,
+            retry_after_max_seconds=settings.retry_after_max_seconds,
+            failure_threshold=settings.route_failure_threshold,
+            cooldown_seconds=settings.route_cooldown_seconds,
+            deadline_seconds=settings.request_deadline_seconds,
+        ),
+    )
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """Redis when configured (replicas share one limit), else this process's memory."""
+    if not settings.redis_url:
+        return MemoryLimiter(slot_seconds=settings.reservation_ttl_seconds)
+    from tollway.core.limits_redis import RedisLimiter
+
+    return RedisLimiter(
+        settings.redis_url,
+        prefix=settings.redis_key_prefix,
+        on_error=settings.limits_on_redis_error,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        slot_seconds=settings.reservation_ttl_seconds,
+    )
 
 
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
@@ -68,5 +111,32 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         engine, settings.pepper(), settings.key_prefix, settings.key_cache_seconds, settings.operator_key
     )
     providers = build_providers(catalog, settings)
-    pipeline = Pipeline(catalog, ledger, Router(providers), drain_seconds=settings.stream_drain_seconds)
-    return Services(settings, engine, catalog, ledger, Accounts(engine, ledger), keys, providers, pipeline)
+    limiter = build_limiter(settings)
+    keys.limiter = limiter
+    pipeline = Pipeline(
+        catalog,
+        ledger,
+        build_router(providers, settings),
+        drain_seconds=settings.stream_drain_seconds,
+        rate_gate=RateGate(limiter, catalog.config.plans),
+    )
+    return Services(
+        settings,
+        engine,
+        catalog,
+        ledger,
+        Accounts(engine, ledger),
+        keys,
+        providers,
+        pipeline,
+        _idempotency(settings),
+        limiter=limiter,
+    )
+
+
+def _idempotency(settings: Settings) -> Idempotency:
+    if settings.redis_url:
+        import redis.asyncio
+
+        return Idempotency(RedisRecords(redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)))
+    return Idempotency(MemoryRecords())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,7 +31,23 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = 900
     stream_drain_seconds: float = 120.0
     upstream_timeout_seconds: float = 600.0
+    # Routing (core/router.py): retries before the first byte, per route, then the next route.
+    upstream_retries: int = 2
+    retry_backoff_seconds: float = 0.25  # doubled per retry, with full jitter
+    retry_backoff_max_seconds: float = 4.0
+    retry_after_max_seconds: float = 10.0  # an upstream's retry-after above this: fall back instead
+    route_failure_threshold: int = 5  # consecutive failures that open a route's circuit
+    route_cooldown_seconds: float = 30.0  # then one probe request (half-open)
+    request_deadline_seconds: float = 600.0  # whole buffered answer, or a stream's first byte
     log_level: str = "info"
+    # Rate limits (core/limits.py). With redis_url set, replicas share limits through Redis.
+    limits_on_redis_error: Literal["open", "closed"] = "closed"  # closed: 503; open: admit unlimited
+    redis_max_connections: int = 64
+    redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
+    redis_socket_timeout_seconds: float = 0.5
+    redis_key_prefix: str = "tollway:rl:"
+    # Venice web3 key creation (api_keys/generate_web3_key): off unless the operator enables it.
+    web3_keys: bool = False
 
     @property
     def catalog_path(self) -> Path:

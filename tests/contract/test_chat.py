@@ -230,3 +230,47 @@ def test_api_v1_base_serves_the_same_routes(
     client = fresh_fake.client(key, base="/api/v1")
     assert "fake-chat" in [m.id for m in client.models.list()]
     assert client.chat.completions.create(model="fake-chat", messages=MESSAGES).choices[0].message.content
+
+
+def test_tools_response_format_and_unknown_fields_pass_through(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    _, key = funded("1.00")
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
+    fresh_fake.client(key).chat.completions.create(
+        model="fake-chat",
+        messages=MESSAGES,
+        tools=tools,
+        tool_choice="auto",
+        n=2,  # type: ignore[arg-type]
+        response_format={"type": "json_object"},
+        max_completion_tokens=20,
+        extra_body={"top_k": 5},
+    )
+    sent = fresh_fake.fake("GET", "stats")["last_request"]
+    assert (sent["tools"], sent["tool_choice"], sent["n"]) == (tools, "auto", 2)
+    assert sent["response_format"] == {"type": "json_object"}
+    assert (sent["max_completion_tokens"], sent["top_k"]) == (20, 5)
+
+
+def test_key_consumption_limit_is_a_second_ceiling(fresh_fake: Tollway) -> None:
+    account_id = fresh_fake.new_account("5.00")
+    key = fresh_fake.new_key(account_id, consumption_limit={"usd": "0.000100", "period": "day"})
+    calls_before = fresh_fake.fake_calls()
+    with pytest.raises(openai.APIStatusError) as caught:
+        fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=100)
+    assert caught.value.status_code == 402
+    assert caught.value.body["code"] == "KEY_LIMIT_EXCEEDED"  # type: ignore[index]
+    assert caught.value.body["available"] == "0.000100000"  # type: ignore[index]
+    assert fresh_fake.fake_calls() == calls_before
+    # Within the limit it works, and what it spent counts against the limit.
+    fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=20)
+    with pytest.raises(openai.APIStatusError) as again:
+        fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=40)
+    assert again.value.body["code"] == "KEY_LIMIT_EXCEEDED"  # type: ignore[index]
+    assert fresh_fake.ledger_sums(account_id)[1] == 0

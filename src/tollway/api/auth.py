@@ -9,12 +9,16 @@ from tollway.errors import ErrorCode, TollwayError
 
 
 def raw_key(request: Request) -> str | None:
-    """The key from `Authorization: Bearer`, `x-api-key` (Anthropic) or `x-goog-api-key` (Gemini)."""
+    """The key from `Authorization: Bearer`, `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` (Gemini)."""
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
-    return request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+    return (
+        request.headers.get("x-api-key")
+        or request.headers.get("x-goog-api-key")
+        or request.query_params.get("key")
+    )
 
 
 async def caller(request: Request) -> Caller:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,6 +38,18 @@ def _render(result: Result) -> Response:
     return JSON(result.body, headers=result.headers)
 
 
+async def _once(
+    request: Request, who: Caller, endpoint: str, produce: Callable[[], Awaitable[Result]]
+) -> Result:
+    """Run the call, or replay it when an `Idempotency-Key` was already used by this account."""
+    key = request.headers.get("idempotency-key")
+    if key is None or who.account_id is None:
+        return await produce()
+    idempotency = request.app.state.services.idempotency
+    result: Result = await idempotency.run(who.account_id, key, endpoint, await request.body(), produce)
+    return result
+
+
 @router.post(
     "/chat/completions",
     summary="Chat completion (buffered, or SSE with stream=true)",
@@ -46,7 +59,9 @@ def _render(result: Result) -> Response:
 async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
     call = Call(request_id(request), who, "chat")
-    return _render(await request.app.state.services.pipeline.chat(call, body))
+    return _render(
+        await _once(request, who, "chat", lambda: request.app.state.services.pipeline.chat(call, body))
+    )
 
 
 @router.post(
@@ -55,7 +70,8 @@ async def chat_completions(request: Request, who: Caller = Depends(inference_cal
 async def embeddings(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
     call = Call(request_id(request), who, "embeddings")
-    return _render(await request.app.state.services.pipeline.embeddings(call, body))
+    pipeline = request.app.state.services.pipeline
+    return _render(await _once(request, who, "embeddings", lambda: pipeline.embeddings(call, body)))
 
 
 @router.get("/models", summary="The model catalog (OpenAI list shape, Venice `type` filter)", tags=["models"])

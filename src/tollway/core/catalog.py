@@ -9,6 +9,7 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tollway.core.policy import ContentPolicyConfig
 from tollway.core.pricing import TokenPrices, scale_price
 from tollway.errors import ErrorCode, TollwayError
 
@@ -50,6 +51,10 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     organization: str | None = None
     timeout_seconds: float | None = None
+    # `openai` kind: the request parameters this upstream takes; others are dropped, not refused.
+    allowed_params: list[str] | None = None
+    # `openai` kind: `venice` uses Venice's native image routes (providers/openai/media.py).
+    flavor: Literal["openai", "venice"] = "openai"
 
 
 class RouteConfig(_Strict):
@@ -74,6 +79,15 @@ class PricingConfig(_Strict):
     @classmethod
     def _decimal(cls, value: str | None) -> str | None:
         return None if value is None else _decimal_string(value)
+
+
+class RateLimitsConfig(_Strict):
+    """Rate limits of a plan or a model (DESIGN §5); unset = no limit from this source."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    rpd: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
 
 
 class DeprecationConfig(_Strict):
@@ -106,6 +120,10 @@ class ModelConfig(_Strict):
     # include_venice_system_prompt; a request opts out with venice_parameters).
     system_prompt: str | None = None
     owned_by: str = "tollway"
+    # Rate limiting (core/limits.py): the model's class (a Venice table row; default by type) and
+    # optional overrides of that class's limits.
+    rate_class: str | None = None
+    rate_limits: RateLimitsConfig | None = None
 
 
 class CatalogConfig(_Strict):
@@ -118,6 +136,11 @@ class CatalogConfig(_Strict):
 
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    # Custom or overridden account plans: plan name → model type (or "default") → limits.
+    # Seed 004's free/standard/pro are built in (core/limits.py); entries here replace them.
+    plans: dict[str, dict[str, RateLimitsConfig]] = Field(default_factory=dict)
+    # Optional content policy (tollway.core.policy): regex rules and an optional moderation model.
+    content_policy: ContentPolicyConfig | None = None
 
 
 class CatalogModel:

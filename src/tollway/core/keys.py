@@ -7,6 +7,7 @@ revocation in this process evicts at once.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
@@ -17,14 +18,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.clock import as_utc, utcnow
 from tollway.core.ids import new_id
 from tollway.core.ledger import KeyLimit
+from tollway.core.limits import Limiter, check_key_creation
 from tollway.core.pricing import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
-from tollway.store.tables import accounts, api_keys, server_state
+from tollway.store.tables import accounts, api_keys, key_events, server_state
 
 OPERATOR_HASH = "operator_key_hash"
 
@@ -62,6 +64,12 @@ class KeySettings(BaseModel):
     rate_limits: RateLimits | None = None
 
 
+def check_future(expires_at: datetime | None, param: str) -> None:
+    """A new key's expiry must lie ahead: 400 naming `param` otherwise."""
+    if expires_at is not None and as_utc(expires_at) <= utcnow():
+        raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be in the future.", param=param)
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is calling: the operator, or a key of an account."""
@@ -75,6 +83,7 @@ class Caller:
     key_limit: KeyLimit | None = None
     rate_limits: dict[str, int] | None = None
     expires_at: datetime | None = None
+    plan: str = "standard"  # the account's plan: default rate limits (core/limits.py)
 
     @property
     def is_operator(self) -> bool:
@@ -119,6 +128,7 @@ class Keys:
         self._cache: dict[str, tuple[float, Caller]] = {}
         self._operator_env_hash = self.hash(operator_key) if operator_key else None
         self._operator_hash: str | None = None
+        self.limiter: Limiter | None = None  # set by services: key-creation limits
 
     def hash(self, raw: str) -> str:
         return hmac.new(self._pepper, raw.encode(), hashlib.sha256).hexdigest()
@@ -177,7 +187,7 @@ class Keys:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(api_keys, accounts.c.age_verified)
+                    select(api_keys, accounts.c.age_verified, accounts.c.plan)
                     .join(accounts, accounts.c.id == api_keys.c.account_id)
                     .where(api_keys.c.key_hash == digest)
                 )
@@ -197,12 +207,16 @@ class Keys:
             key_limit=key_limit,
             rate_limits=row.rate_limits,
             expires_at=as_utc(row.expires_at) if row.expires_at else None,
+            plan=row.plan,
         )
 
     # -- management ---------------------------------------------------------------------------
 
-    async def mint(self, account_id: str, settings: KeySettings) -> dict[str, Any]:
+    async def mint(
+        self, account_id: str, settings: KeySettings, *, actor: str = "operator"
+    ) -> dict[str, Any]:
         """Create a key. The response carries the secret as `key`, this one time only."""
+        await check_key_creation(self.limiter, self._engine, account_id)  # 20/min, 500 active
         async with self._engine.connect() as conn:
             account = (
                 await conn.execute(select(accounts.c.age_verified).where(accounts.c.id == account_id))
@@ -237,6 +251,7 @@ class Keys:
         }
         async with self._engine.begin() as conn:
             await conn.execute(insert(api_keys).values(**values))
+            await record_event(conn, account_id, str(values["id"]), "minted", actor)
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == values["id"]))).one()
         return {**key_view(row), "key": raw}
 
@@ -251,7 +266,9 @@ class Keys:
             ).all()
         return [key_view(r) for r in rows]
 
-    async def revoke(self, key_id: str, *, account_id: str | None = None) -> dict[str, Any]:
+    async def revoke(
+        self, key_id: str, *, account_id: str | None = None, actor: str = "operator"
+    ) -> dict[str, Any]:
         """Revoke at once. `account_id` scopes it to one tenant: another tenant's key is 'not found'."""
         condition = [api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)]
         if account_id is not None:
@@ -262,7 +279,56 @@ class Keys:
                     update(api_keys).where(*condition).values(revoked_at=utcnow()).returning(api_keys)
                 )
             ).first()
+            if row is not None:
+                await record_event(conn, row.account_id, key_id, "revoked", actor)
         if row is None:
             raise TollwayError(ErrorCode.NOT_FOUND, f"No active key {key_id!r}.", param="id")
         self._cache = {h: c for h, c in self._cache.items() if c[1].key_id != key_id}
         return key_view(row)
+
+    async def get(self, key_id: str, account_id: str) -> dict[str, Any]:
+        """One active key of one account; another tenant's key is 'not found', never data."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(api_keys).where(
+                        api_keys.c.id == key_id,
+                        api_keys.c.account_id == account_id,
+                        api_keys.c.revoked_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No active key {key_id!r}.", param="id")
+        return key_view(row)
+
+    async def events(self, account_id: str, limit: int = 200) -> builtins.list[dict[str, Any]]:
+        """The account's key events, newest first: who did what to which key id (never a secret)."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(key_events)
+                    .where(key_events.c.account_id == account_id)
+                    .order_by(key_events.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            {
+                "object": "key_event",
+                "key_id": r.key_id,
+                "event": r.event,
+                "actor": r.actor,
+                "created_at": as_utc(r.created_at).isoformat(),
+            }
+            for r in rows
+        ]
+
+
+async def record_event(conn: AsyncConnection, account_id: str, key_id: str, event: str, actor: str) -> None:
+    """Append one audit row in the caller's transaction."""
+    await conn.execute(
+        insert(key_events).values(
+            account_id=account_id, key_id=key_id, event=event, actor=actor, created_at=utcnow()
+        )
+    )

@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tollway.core import tokens
+from tollway.core import policy, tokens
 from tollway.core.catalog import Catalog, CatalogModel
 from tollway.core.clock import utcnow
 from tollway.core.keys import Caller
 from tollway.core.ledger import Ledger, Reservation
+from tollway.core.limits import RateGate, Ticket
 from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost
-from tollway.core.router import Router, upstream_failure
+from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
@@ -58,6 +59,7 @@ class _Admitted:
     model: CatalogModel
     reservation: Reservation
     headers: dict[str, str]
+    rate: Ticket = field(default_factory=lambda: Ticket(None))  # limiter lease, finished once
 
 
 def _usage_of(raw: Any) -> TokenUsage | None:
@@ -112,8 +114,17 @@ def with_system_prompt(body: dict[str, Any], model: CatalogModel) -> dict[str, A
 
 
 class Pipeline:
-    def __init__(self, catalog: Catalog, ledger: Ledger, router: Router, *, drain_seconds: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        ledger: Ledger,
+        router: Router,
+        *,
+        drain_seconds: float,
+        rate_gate: RateGate | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.rate_gate = rate_gate
         self.ledger = ledger
         self.router = router
         self._drain_seconds = drain_seconds
@@ -140,24 +151,35 @@ class Pipeline:
         if not caller.age_verified:
             raise TollwayError(ErrorCode.AGE_VERIFICATION_REQUIRED, param="model")
 
-    async def _admit(self, call: Call, model: CatalogModel, estimate_nano: int) -> _Admitted:
+    async def _admit(
+        self, call: Call, model: CatalogModel, estimate_nano: int, estimate_tokens: int = 0
+    ) -> _Admitted:
         caller = call.caller
         if caller.account_id is None:
             raise TollwayError(
                 ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
             )
         self._check_policy(caller, model)
-        reservation = await self.ledger.reserve(
-            caller.account_id, call.request_id, estimate_nano, caller.key_limit, key_id=caller.key_id
-        )
+        # Rate limits before money: a refused request holds nothing (DESIGN §3 step 6).
+        rate = Ticket(None)
+        if self.rate_gate is not None:
+            rate = await self.rate_gate.admit(caller, model, estimate_tokens)
+        try:
+            reservation = await self.ledger.reserve(
+                caller.account_id, call.request_id, estimate_nano, caller.key_limit, key_id=caller.key_id
+            )
+        except BaseException:
+            rate.finish_soon()  # free the in-flight slot and the token estimate
+            raise
         balance = nano_to_usd(reservation.available_before_nano)
         headers = {
             "x-balance-usd": balance,
             "x-venice-balance-usd": balance,
             "x-tollway-model-id": model.id,
             "x-venice-model-id": model.id,
+            **rate.headers,  # computed at admission, so streams carry them from the first byte
         }
-        return _Admitted(model, reservation, headers)
+        return _Admitted(model, reservation, headers, rate)
 
     def _usage_row(
         self,
@@ -202,35 +224,39 @@ class Pipeline:
         cost = token_cost(admitted.model.token_prices, usage)
         row = self._usage_row(call, admitted.model, provider, usage, source, outcome, status)
         assert call.caller.account_id is not None
-        return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
+        try:
+            return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
+        finally:
+            await admitted.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # actual tokens
 
     async def _release(self, call: Call, admitted: _Admitted, error: TollwayError) -> None:
         row = self._usage_row(
             call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status
         )
+        await admitted.rate.finish(0)
         await self.ledger.release(call.request_id, row)
 
     async def _first_route(
-        self, model: CatalogModel, attempt: Callable[[Provider, str], Awaitable[T]]
+        self,
+        model: CatalogModel,
+        attempt: Callable[[Provider, str], Awaitable[T]],
+        headers: dict[str, str] | None = None,
     ) -> tuple[Provider, T]:
-        """Try each route until one answers; only failures before any byte reach the client get here."""
-        last: UpstreamError | None = None
-        for provider, route in self.router.routes(model):
-            try:
-                return provider, await attempt(provider, route.model)
-            except UpstreamError as exc:
-                last = exc
-                log.warning("upstream failed", extra={"provider": provider.id, "status": exc.status})
-                if not exc.retryable:
-                    break
-        assert last is not None
-        raise upstream_failure(last)
+        """Try the routes (retries, fallback, circuit breakers, deadline: core/router.py) until one
+        answers; only failures before any byte reaches the client get here. `headers` (the
+        response's) learn the provider that served and the number of attempts."""
+        served = await self.router.first(model, attempt)
+        if headers is not None:
+            headers["x-tollway-provider"] = served.provider.id
+            headers["x-tollway-attempts"] = str(served.attempts)
+        return served.provider, served.value
 
     # -- chat ---------------------------------------------------------------------------------
 
     async def chat(self, call: Call, body: dict[str, Any]) -> Result:
         request = validate(ChatRequest, body)
         model = self._resolve(request.model, "text")
+        await policy.enforce(self.catalog, call.caller, body)  # 422 CONTENT_BLOCKED before any charge
         body = with_system_prompt(body, model)
         assert model.token_prices is not None
         cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
@@ -238,7 +264,7 @@ class Pipeline:
         max_output = min(asked, cap) if asked else cap
         prompt_estimate = tokens.count_prompt(body)
         estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
-        admitted = await self._admit(call, model, estimate)
+        admitted = await self._admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         try:
             if request.stream:
@@ -248,6 +274,7 @@ class Pipeline:
             await self._release(call, admitted, exc)
             raise
         except BaseException:
+            admitted.rate.finish_soon()
             await self.ledger.release(call.request_id)
             raise
 
@@ -255,7 +282,9 @@ class Pipeline:
         self, call: Call, admitted: _Admitted, body: dict[str, Any], prompt_estimate: int
     ) -> Result:
         provider, result = await self._first_route(
-            admitted.model, lambda p, upstream_model: p.chat({**body, "model": upstream_model})
+            admitted.model,
+            lambda p, upstream_model: p.chat({**body, "model": upstream_model}),
+            admitted.headers,
         )
         usage = _usage_of(result.get("usage"))
         source = "provider"
@@ -281,7 +310,7 @@ class Pipeline:
                 first = None
             return first, iterator
 
-        provider, (first, upstream) = await self._first_route(admitted.model, open_stream)
+        provider, (first, upstream) = await self._first_route(admitted.model, open_stream, admitted.headers)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         state = {"client_gone": False}
         model_id = admitted.model.id
@@ -403,15 +432,18 @@ class Pipeline:
         if any(not t for t in texts):
             raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
         estimate_tokens = tokens.count(texts) + len(texts) * 2
-        admitted = await self._admit(call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)))
+        admitted = await self._admit(
+            call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
+        )
         try:
             provider, result = await self._first_route(
-                model, lambda p, upstream_model: p.embed({**body, "model": upstream_model})
+                model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
             )
         except TollwayError as exc:
             await self._release(call, admitted, exc)
             raise
         except BaseException:
+            admitted.rate.finish_soon()
             await self.ledger.release(call.request_id)
             raise
         usage = _usage_of(result.get("usage"))

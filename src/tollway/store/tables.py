@@ -134,3 +134,25 @@ server_state = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(200), nullable=False),
 )
+
+# Audit trail of key events (minted, revoked, limits_changed, …): who and when, never the secret.
+key_events = Table(
+    "key_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("event", String(24), nullable=False),  # minted revoked limits_changed expired
+    Column("actor", String(64), nullable=False),  # "operator", the acting admin key id, or "web3:0x…"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_key_events_account_created", key_events.c.account_id, key_events.c.created_at)
+
+# Wallet addresses (lower-case 0x…) the operator bound to accounts, for web3 key creation.
+wallet_bindings = Table(
+    "wallet_bindings",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -8,9 +8,10 @@ from typing import Any
 from tollway.providers.base import UpstreamError
 from tollway.providers.local.chat import LlamaChat, smollm2_path
 from tollway.providers.local.embeddings import MiniLmEmbeddings
+from tollway.providers.local.media import LocalMedia
 
 
-class LocalProvider:
+class LocalProvider(LocalMedia):
     """Routes `model` (a route's upstream id) to an embedded engine, created on first use."""
 
     def __init__(self, provider_id: str) -> None:
@@ -40,4 +41,5 @@ class LocalProvider:
         return await self._embedding_engine(body["model"]).embed(body)
 
     async def aclose(self) -> None:
-        """llama.cpp's server stops with the process; nothing holds a socket we opened."""
+        """llama.cpp's server stops with the process; the Piper child is ours to stop."""
+        await self.close_media()

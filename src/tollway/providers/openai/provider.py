@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,83 +10,62 @@ import httpx2
 import orjson
 
 from tollway.core.catalog import ProviderConfig
+from tollway.providers import http
 from tollway.providers.base import UpstreamError
+from tollway.providers.openai.media import OpenAIMedia
 from tollway.providers.sse import iter_events
 
-RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+log = logging.getLogger("tollway.providers.openai")
+# What a request cannot do without, whatever an allow-list says.
+ESSENTIAL_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "input", "encoding_format"})
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                return None
-    return None
-
-
-class OpenAIProvider:
+class OpenAIProvider(OpenAIMedia):
     def __init__(self, config: ProviderConfig, *, timeout: float) -> None:
-        if not config.base_url:
-            raise ValueError(f"provider {config.id!r} needs a base_url")
         self.id = config.id
-        headers = {"content-type": "application/json", **config.headers}
-        secret = os.environ.get(config.api_key_env) if config.api_key_env else None
-        if secret:
-            headers["authorization"] = f"Bearer {secret}"
+        self.flavor = config.flavor
+        headers = {}
+        if key := http.secret(config):
+            headers["authorization"] = f"Bearer {key}"
         if config.organization:
             headers["openai-organization"] = config.organization
-        self._client = httpx2.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx2.Timeout(config.timeout_seconds or timeout, connect=10.0),
-            limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+        self._allowed = (
+            None if config.allowed_params is None else ESSENTIAL_PARAMS | set(config.allowed_params)
         )
+        self._client = http.client(config, headers, timeout=timeout)
 
-    def _failure(self, response: httpx2.Response) -> UpstreamError:
-        # The upstream's own message is NOT passed on: it may echo our key (OpenAI does) or content.
-        return UpstreamError(
-            f"provider {self.id!r} answered HTTP {response.status_code}",
-            status=response.status_code,
-            retryable=response.status_code in RETRYABLE_STATUSES,
-            retry_after=_retry_after(response),
-        )
-
-    def _transport_failure(self, exc: httpx2.HTTPError) -> UpstreamError:
-        timeout = isinstance(exc, httpx2.TimeoutException)
-        kind = "timed out" if timeout else f"failed ({type(exc).__name__})"
-        return UpstreamError(f"provider {self.id!r} {kind}", timeout=timeout)
-
-    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._client.post(path, content=orjson.dumps(body))
-        except httpx2.HTTPError as exc:
-            raise self._transport_failure(exc) from None
-        if response.status_code != 200:
-            raise self._failure(response)
-        try:
-            result = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
-        if not isinstance(result, dict):
-            raise UpstreamError(f"provider {self.id!r} sent an unexpected body")
-        return result
+    def _filter(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Drop what this upstream does not take (vLLM and Ollama refuse unknown fields, some with 400)."""
+        if self._allowed is None:
+            return body
+        dropped = [name for name in body if name not in self._allowed]
+        if dropped:
+            log.debug(
+                "dropped parameters the upstream does not take",
+                extra={"provider": self.id, "params": dropped},
+            )
+            return {k: v for k, v in body.items() if k in self._allowed}
+        return body
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._post_json("/chat/completions", {**body, "stream": False})
+        return await http.post_json(
+            self._client, self.id, "/chat/completions", self._filter({**body, "stream": False})
+        )
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._post_json("/embeddings", {**body, "encoding_format": "float"})
+        return await http.post_json(
+            self._client, self.id, "/embeddings", self._filter({**body, "encoding_format": "float"})
+        )
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         # Usage is always requested upstream: it is what we bill (DESIGN §4).
-        request = {
-            **body,
-            "stream": True,
-            "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
-        }
+        request = self._filter(
+            {
+                **body,
+                "stream": True,
+                "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+            }
+        )
         done = False
         try:
             async with self._client.stream(
@@ -94,27 +73,22 @@ class OpenAIProvider:
             ) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise self._failure(response)
+                    raise http.status_failure(self.id, response)
                 async for event in iter_events(response.aiter_lines()):
                     if event.data == "[DONE]":
                         done = True
                         break
-                    try:
-                        chunk = orjson.loads(event.data)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(f"provider {self.id!r} sent a malformed stream event") from None
-                    if isinstance(chunk, dict) and "error" in chunk:
+                    chunk = http.load_event(self.id, event.data)
+                    if "error" in chunk:
                         raise UpstreamError(
                             f"provider {self.id!r} reported an error mid-stream", retryable=False
                         )
                     yield chunk
         except httpx2.HTTPError as exc:
-            raise self._transport_failure(exc) from None
+            raise http.transport_failure(self.id, exc) from None
         if not done:
             # No [DONE]: the upstream was cut off. Never pass a truncated answer off as complete.
-            raise UpstreamError(
-                f"provider {self.id!r} ended the stream before it was complete", retryable=False
-            )
+            raise http.cut_failure(self.id)
 
     async def aclose(self) -> None:
         await self._client.aclose()

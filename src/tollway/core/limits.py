@@ -1,0 +1,468 @@
+"""Rate limits (DESIGN §5): one Limiter interface, an in-process backend here, Redis in limits_redis.py.
+
+The algorithm is GCRA (a token bucket stored as one number, the "theoretical arrival time"): each
+admitted unit pushes the TAT forward by period/limit; a request is admitted while TAT − now stays
+within the period. No fixed windows (bursts at the edges) and no per-request logs (memory grows
+with traffic). Requests per minute, per day, tokens per minute and the in-flight count are checked
+together and committed only if all pass, so a refused request costs nothing.
+
+Where limits come from, per dimension, first set wins: the key's own `rate_limits` → the account's
+plan (seed 004's table, or `plans:` in the catalog YAML) → the model's own `rate_limits` → the model's
+class (Venice's per-model table). A bucket is (key, model class): "per key and per model class".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tollway.core.catalog import RateLimitsConfig
+from tollway.errors import ErrorCode, TollwayError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from tollway.core.catalog import CatalogModel
+    from tollway.core.keys import Caller
+
+log = logging.getLogger("tollway.limits")
+
+MINUTE_US = 60_000_000
+DAY_US = 86_400_000_000
+# (name in headers/logs, period) of the three GCRA dimensions, in the order every backend uses.
+DIMENSIONS: tuple[tuple[str, int], ...] = (("RPM", MINUTE_US), ("RPD", DAY_US), ("TPM", MINUTE_US))
+# Float rounding of period/limit must never refuse the limit-th request of a burst.
+TOLERANCE_US = 1.0
+
+# Venice Rate Limits page, verbatim (seed-002-venice-docs.txt "Failed Request Rate Limits").
+FAILED_MESSAGE = (
+    "Too many failed attempts (> 20) resulting in a non-success status code. Please wait 30s and try "
+    "again. See https://docs.venice.ai/api-reference/rate-limiting for more information."
+)
+FAILED_LIMIT = 20
+FAILED_WINDOW_SECONDS = 30
+KEY_CREATION_PER_MINUTE = 20
+MAX_ACTIVE_KEYS = 500
+EVENT_LOG_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+    def gcra(self) -> tuple[int, int, int]:
+        """(rpm, rpd, tpm) with 0 for "no limit": the argument order of every backend."""
+        return (self.rpm or 0, self.rpd or 0, self.tpm or 0)
+
+
+def _cfg(**values: int) -> RateLimitsConfig:
+    return RateLimitsConfig.model_validate(values)
+
+
+# Seed 004's plan table: RPM for chat and for images; everything else comes from the model class.
+DEFAULT_PLANS: dict[str, dict[str, RateLimitsConfig]] = {
+    "free": {"text": _cfg(rpm=10), "image": _cfg(rpm=5)},
+    "standard": {"text": _cfg(rpm=60), "image": _cfg(rpm=20)},
+    "pro": {"text": _cfg(rpm=300), "image": _cfg(rpm=60)},
+}
+# Venice's paid-tier table (seed-002 inventory §12.2), one row per class of model.
+MODEL_CLASSES: dict[str, RateLimitsConfig] = {
+    "llm-small": _cfg(rpm=500, rpd=288_000, tpm=1_000_000),  # llama-3.2-3b, qwen3-4b
+    "llm-medium": _cfg(rpm=75, rpd=54_000, tpm=750_000),  # venice-uncensored, mistral-31-24b
+    "llm-large": _cfg(rpm=50, rpd=36_000, tpm=750_000),  # llama-3.3-70b
+    "llm-xl": _cfg(rpm=20, rpd=15_000, tpm=750_000),  # qwen3-235b
+    "image": _cfg(rpm=20, rpd=28_800),
+    "image-flux": _cfg(rpm=20, rpd=14_400),
+    "audio": _cfg(rpm=60, rpd=86_400),
+    "embedding": _cfg(rpm=500, rpd=288_000, tpm=1_000_000),  # text-embedding-bge-m3
+}
+CLASS_OF_TYPE = {
+    "text": "llm-medium",
+    "embedding": "embedding",
+    "image": "image",
+    "inpaint": "image",
+    "upscale": "image",
+    "video": "image",
+    "tts": "audio",
+    "stt": "audio",
+    "music": "audio",
+}
+
+
+def model_class(model: CatalogModel) -> str:
+    return model.config.rate_class or CLASS_OF_TYPE.get(model.type, "llm-medium")
+
+
+def resolve_limits(
+    key_limits: Mapping[str, int] | None,
+    plan: RateLimitsConfig | None,
+    model: CatalogModel,
+) -> Limits:
+    """Per dimension, the first source that sets it: key → plan → model → model class."""
+    sources: list[Mapping[str, Any]] = [key_limits or {}]
+    for config in (plan, model.config.rate_limits, MODEL_CLASSES.get(model_class(model))):
+        if config is not None:
+            sources.append(config.model_dump(exclude_none=True))
+    values: dict[str, int | None] = {}
+    for name in ("rpm", "rpd", "tpm", "concurrency"):
+        values[name] = next((int(s[name]) for s in sources if s.get(name)), None)
+    return Limits(**values)
+
+
+def format_duration(us: float) -> str:
+    """OpenAI's reset format: "12ms" under a second, else Go-style "6s", "1m30s", "2h0m0s"."""
+    ms = max(0, math.ceil(us / 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Lease:
+    """What admission holds until the request ends: the token estimate and the in-flight slot."""
+
+    bucket: str
+    tokens: int  # the token cost admitted (estimate, capped at the limit)
+    tpm: int
+    slot: str | None  # in-flight slot id, when a concurrency limit applies
+    done: bool = False
+
+
+@dataclass(slots=True)
+class Verdict:
+    allowed: bool
+    # (limit, remaining, reset µs) per GCRA dimension that has a limit; None when it has none.
+    state: tuple[tuple[int, int, float] | None, ...]
+    retry_after_us: float = 0.0
+    limit_type: str | None = None  # RPM | RPD | TPM | CONCURRENCY
+    lease: Lease | None = None
+
+    @property
+    def transient(self) -> bool:
+        # A daily cap will not clear within any sensible retry loop: tell SDKs not to retry.
+        return self.limit_type != "RPD"
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's six headers. Requests: whichever of per-minute/per-day has less left."""
+        out: dict[str, str] = {}
+        requests = [s for s in self.state[:2] if s is not None]
+        if requests:
+            limit, remaining, reset = min(requests, key=lambda s: s[1])
+            out["x-ratelimit-limit-requests"] = str(limit)
+            out["x-ratelimit-remaining-requests"] = str(remaining)
+            out["x-ratelimit-reset-requests"] = format_duration(reset)
+        tokens = self.state[2] if len(self.state) > 2 else None
+        if tokens is not None:
+            out["x-ratelimit-limit-tokens"] = str(tokens[0])
+            out["x-ratelimit-remaining-tokens"] = str(tokens[1])
+            out["x-ratelimit-reset-tokens"] = format_duration(tokens[2])
+        return out
+
+
+def open_verdict() -> Verdict:
+    """Admission without limiting (no limits apply, or the backend is down in `open` mode)."""
+    return Verdict(True, (None, None, None))
+
+
+def retry_headers(retry_after_us: float, transient: bool = True) -> dict[str, str]:
+    """Retry-After (whole seconds, rounded up) and the finer retry-after-ms the openai SDKs honour."""
+    ms = max(1, math.ceil(retry_after_us / 1000))
+    headers = {"retry-after": str(max(1, math.ceil(ms / 1000))), "retry-after-ms": str(ms)}
+    if not transient:
+        headers["x-should-retry"] = "false"
+    return headers
+
+
+def gcra_step(
+    tat: float | None, now: float, period: int, limit: int, cost: int
+) -> tuple[bool, float, tuple[int, float], tuple[int, float], float]:
+    """One GCRA check: (allowed, TAT if committed, (remaining, reset µs) if committed, the same as
+    things stand, retry µs). A refused request reports things as they stand. Lua mirrors this."""
+    interval = period / limit
+    base = now if tat is None or tat < now else tat
+    new = base + cost * interval
+    excess = new - now - period
+    current = (max(0, math.floor((period - (base - now)) / interval + 1e-9)), base - now)
+    committed = (max(0, math.floor((period - (new - now)) / interval + 1e-9)), new - now)
+    if excess > TOLERANCE_US:
+        return False, base, current, current, excess
+    return True, new, committed, current, 0.0
+
+
+# -- the interface -----------------------------------------------------------------------------
+
+
+class Limiter(ABC):
+    """A shared-state store for every limit Tollway enforces. All methods are atomic per bucket."""
+
+    @abstractmethod
+    async def admit(self, bucket: str, limits: Limits, tokens: int) -> Verdict:
+        """Admit one request costing `tokens` against every limit at once, or none of them."""
+
+    @abstractmethod
+    async def finish(self, lease: Lease, actual_tokens: int) -> None:
+        """Correct the token estimate with the actual count and free the in-flight slot."""
+
+    @abstractmethod
+    async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
+        """A plain GCRA hit (key creation): (allowed, retry µs)."""
+
+    @abstractmethod
+    async def record_failure(self, subject: str) -> None:
+        """Count one non-2xx response; past the limit, block the subject for the window."""
+
+    @abstractmethod
+    async def blocked_for(self, subject: str) -> float:
+        """µs left of a failed-request block, 0 when not blocked."""
+
+    @abstractmethod
+    async def log_event(self, account_id: str, event: dict[str, Any]) -> None:
+        """Remember a rate-limited request (metadata only); the newest EVENT_LOG_SIZE are kept."""
+
+    @abstractmethod
+    async def events(self, account_id: str) -> list[dict[str, Any]]: ...
+
+    async def aclose(self) -> None:
+        return None
+
+    def release_soon(self, lease: Lease | None, actual_tokens: int = 0) -> None:
+        """Finish a lease from a path that may be cancelled: the release runs in its own task."""
+        if lease is None or lease.done:
+            return
+        task = asyncio.get_running_loop().create_task(self.finish(lease, actual_tokens))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+class MemoryLimiter(Limiter):
+    """Single-process backend. Each method runs without an await, so the event loop makes it atomic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, slot_seconds: float = 900.0) -> None:
+        self._clock = clock
+        self._tats: dict[str, float] = {}
+        self._slots: dict[str, dict[str, float]] = {}  # bucket → slot id → expiry (µs)
+        self._blocks: dict[str, float] = {}
+        self._failures: dict[str, deque[float]] = {}
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self._ids = itertools.count()
+        self._slot_us = slot_seconds * 1e6
+
+    def _now(self) -> float:
+        return self._clock() * 1e6
+
+    async def admit(self, bucket: str, limits: Limits, tokens: int) -> Verdict:
+        now = self._now()
+        state: list[tuple[int, int, float] | None] = []  # as if admitted
+        current: list[tuple[int, int, float] | None] = []  # as things stand, reported on refusal
+        commits: list[tuple[str, float]] = []
+        refused: list[tuple[float, str]] = []
+        tpm = limits.tpm or 0
+        for (name, period), limit in zip(DIMENSIONS, limits.gcra(), strict=True):
+            if not limit:
+                state.append(None)
+                current.append(None)
+                continue
+            key = f"{bucket}:{name}"
+            cost = min(max(tokens, 0), limit) if name == "TPM" else 1
+            allowed, tat, after, before, retry = gcra_step(self._tats.get(key), now, period, limit, cost)
+            state.append((limit, *after))
+            current.append((limit, *before))
+            if allowed:
+                commits.append((key, tat))
+            else:
+                refused.append((retry, name))
+        slots = self._slots.setdefault(bucket, {})
+        if limits.concurrency:
+            for held, expiry in list(slots.items()):
+                if expiry <= now:  # a crashed request must not hold its slot forever
+                    del slots[held]
+            if len(slots) >= limits.concurrency:
+                refused.append((1e6, "CONCURRENCY"))
+        if refused:
+            retry, name = max(refused)
+            return Verdict(False, tuple(current), retry, name)
+        for key, tat in commits:
+            self._tats[key] = tat
+        slot: str | None = None
+        if limits.concurrency:
+            slot = str(next(self._ids))
+            slots[slot] = now + self._slot_us
+        cost = min(max(tokens, 0), tpm) if tpm else 0
+        return Verdict(True, tuple(state), lease=Lease(bucket, cost, tpm, slot))
+
+    async def finish(self, lease: Lease, actual_tokens: int) -> None:
+        if lease.done:
+            return
+        lease.done = True
+        if lease.slot is not None:
+            self._slots.get(lease.bucket, {}).pop(lease.slot, None)
+        if lease.tpm:
+            key = f"{lease.bucket}:TPM"
+            if key in self._tats:
+                self._tats[key] += (actual_tokens - lease.tokens) * MINUTE_US / lease.tpm
+
+    async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
+        now = self._now()
+        allowed, tat, _, _, retry = gcra_step(
+            self._tats.get(bucket), now, period_seconds * 1_000_000, limit, 1
+        )
+        if allowed:
+            self._tats[bucket] = tat
+        return allowed, retry
+
+    async def record_failure(self, subject: str) -> None:
+        # Venice's rule is an exact count ("> 20 in 30 s"), which GCRA only approximates (it
+        # refills while the failures arrive). The last 21 failure times decide it exactly, and 21
+        # numbers per key is a bounded ring, not a growing log.
+        now = self._now()
+        ring = self._failures.setdefault(subject, deque(maxlen=FAILED_LIMIT + 1))
+        ring.append(now)
+        window = FAILED_WINDOW_SECONDS * 1e6
+        if len(ring) > FAILED_LIMIT and now - ring[0] <= window and self._blocks.get(subject, 0) <= now:
+            self._blocks[subject] = now + window
+
+    async def blocked_for(self, subject: str) -> float:
+        until = self._blocks.get(subject)
+        if until is None:
+            return 0.0
+        left = until - self._now()
+        if left <= 0:
+            del self._blocks[subject]
+            return 0.0
+        return left
+
+    async def log_event(self, account_id: str, event: dict[str, Any]) -> None:
+        self._events.setdefault(account_id, deque(maxlen=EVENT_LOG_SIZE)).appendleft(event)
+
+    async def events(self, account_id: str) -> list[dict[str, Any]]:
+        return list(self._events.get(account_id, ()))
+
+
+# -- what the pipeline uses --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request's limiter state; `finish` is idempotent and safe in every exit path."""
+
+    limiter: Limiter | None
+    headers: dict[str, str] = field(default_factory=dict)
+    lease: Lease | None = None
+
+    async def finish(self, actual_tokens: int = 0) -> None:
+        if self.limiter is None or self.lease is None or self.lease.done:
+            return
+        try:
+            await self.limiter.finish(self.lease, actual_tokens)
+        except Exception:
+            # The slot has a TTL and the token debt decays: a failed release never locks a key out.
+            log.warning("rate-limit release failed", exc_info=True)
+
+    def finish_soon(self, actual_tokens: int = 0) -> None:
+        if self.limiter is not None:
+            self.limiter.release_soon(self.lease, actual_tokens)
+
+
+class RateGate:
+    """Resolves a caller's limits for a model and admits against the limiter (pipeline step 6)."""
+
+    def __init__(self, limiter: Limiter, plans: Mapping[str, Mapping[str, RateLimitsConfig]]) -> None:
+        self.limiter = limiter
+        self.plans: dict[str, Mapping[str, RateLimitsConfig]] = {**DEFAULT_PLANS, **plans}
+
+    def plan_limits(self, plan: str, model_type: str) -> RateLimitsConfig | None:
+        table = self.plans.get(plan) or self.plans.get("standard") or {}
+        return table.get(model_type) or table.get("default")
+
+    def limits_for(self, caller: Caller, model: CatalogModel) -> Limits:
+        return resolve_limits(caller.rate_limits, self.plan_limits(caller.plan, model.type), model)
+
+    async def admit(self, caller: Caller, model: CatalogModel, tokens: int) -> Ticket:
+        limits = self.limits_for(caller, model)
+        bucket = f"{caller.key_id}:{model_class(model)}"
+        verdict = await self.limiter.admit(bucket, limits, tokens)
+        headers = verdict.headers()
+        if verdict.allowed:
+            return Ticket(self.limiter, headers, verdict.lease)
+        if caller.account_id is not None:
+            await self._log(caller, model, verdict.limit_type or "RPM")
+        raise TollwayError(
+            ErrorCode.RATE_LIMITED,
+            f"Rate limit reached ({verdict.limit_type}) for {model.id!r} on this key. "
+            "Retry after the time in the Retry-After header.",
+            headers={**headers, **retry_headers(verdict.retry_after_us, verdict.transient)},
+        )
+
+    async def _log(self, caller: Caller, model: CatalogModel, limit_type: str) -> None:
+        assert caller.account_id is not None
+        event = {
+            "apiKeyId": caller.key_id,
+            "modelId": model.id,
+            "rateLimitTier": caller.plan,
+            "rateLimitType": limit_type,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        try:
+            await self.limiter.log_event(caller.account_id, event)
+        except Exception:
+            log.warning("rate-limit log write failed", exc_info=True)
+
+
+async def check_key_creation(limiter: Limiter | None, engine: AsyncEngine, account_id: str) -> None:
+    """Venice's key-creation limits: 20 mints per minute and 500 active keys per account.
+
+    The active count is read, not reserved: two mints racing at 499 can both pass. The cap stops
+    runaway scripts, not a precise quota, so a read is enough here.
+    """
+    if limiter is None:
+        return
+    from sqlalchemy import func, select
+
+    from tollway.store.tables import api_keys
+
+    allowed, retry = await limiter.hit(f"keys:{account_id}", KEY_CREATION_PER_MINUTE, 60)
+    if not allowed:
+        raise TollwayError(
+            ErrorCode.RATE_LIMITED,
+            f"At most {KEY_CREATION_PER_MINUTE} keys may be created per minute.",
+            headers=retry_headers(retry),
+        )
+    async with engine.connect() as conn:
+        active = (
+            await conn.execute(
+                select(func.count())
+                .select_from(api_keys)
+                .where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+            )
+        ).scalar_one()
+    if active >= MAX_ACTIVE_KEYS:
+        raise TollwayError(
+            ErrorCode.RATE_LIMITED,
+            f"This account has {MAX_ACTIVE_KEYS} active keys, the most allowed. Revoke one first.",
+            headers={"x-should-retry": "false"},
+        )

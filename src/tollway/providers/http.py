@@ -1,0 +1,94 @@
+"""What every HTTP upstream adapter shares: the pooled client, and failures mapped to UpstreamError.
+
+An upstream's own error text is never passed on: it may echo our key (OpenAI does) or content.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx2
+import orjson
+
+from tollway.core.catalog import ProviderConfig
+from tollway.providers.base import UpstreamError
+
+# 408/409 are what the official SDKs retry too; 4xx otherwise never (anchors §0 item 8).
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def secret(config: ProviderConfig) -> str | None:
+    """The upstream key: only ever from the environment variable the catalog names."""
+    return os.environ.get(config.api_key_env) if config.api_key_env else None
+
+
+def retry_after(response: httpx2.Response) -> float | None:
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None  # an HTTP date: rare upstream, treated as "no hint"
+    return None
+
+
+def client(config: ProviderConfig, headers: dict[str, str], *, timeout: float) -> httpx2.AsyncClient:
+    if not config.base_url:
+        raise ValueError(f"provider {config.id!r} needs a base_url")
+    return httpx2.AsyncClient(
+        base_url=config.base_url.rstrip("/"),
+        headers={"content-type": "application/json", **headers, **config.headers},
+        timeout=httpx2.Timeout(config.timeout_seconds or timeout, connect=10.0),
+        limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+    )
+
+
+def status_failure(provider_id: str, response: httpx2.Response) -> UpstreamError:
+    return UpstreamError(
+        f"provider {provider_id!r} answered HTTP {response.status_code}",
+        status=response.status_code,
+        retryable=response.status_code in RETRYABLE_STATUSES,
+        retry_after=retry_after(response),
+    )
+
+
+def transport_failure(provider_id: str, exc: httpx2.HTTPError) -> UpstreamError:
+    timeout = isinstance(exc, httpx2.TimeoutException)
+    kind = "timed out" if timeout else f"failed ({type(exc).__name__})"
+    return UpstreamError(f"provider {provider_id!r} {kind}", timeout=timeout)
+
+
+def cut_failure(provider_id: str) -> UpstreamError:
+    return UpstreamError(f"provider {provider_id!r} ended the stream before it was complete", retryable=False)
+
+
+async def post_json(
+    http: httpx2.AsyncClient, provider_id: str, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        response = await http.post(path, content=orjson.dumps(body))
+    except httpx2.HTTPError as exc:
+        raise transport_failure(provider_id, exc) from None
+    if response.status_code != 200:
+        raise status_failure(provider_id, response)
+    try:
+        result = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"provider {provider_id!r} sent invalid JSON") from None
+    if not isinstance(result, dict):
+        raise UpstreamError(f"provider {provider_id!r} sent an unexpected body")
+    return result
+
+
+def load_event(provider_id: str, data: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            f"provider {provider_id!r} sent a malformed stream event", retryable=False
+        ) from None
+    if not isinstance(value, dict):
+        raise UpstreamError(f"provider {provider_id!r} sent a malformed stream event", retryable=False)
+    return value

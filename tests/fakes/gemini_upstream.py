@@ -1,0 +1,176 @@
+"""A deterministic fake Gemini upstream (same control API as tests/fakes/openai_upstream.py).
+
+``python -m tests.fakes.gemini_upstream --port P``. ``POST /v1beta/models/{m}:generateContent`` and
+``:streamGenerateContent?alt=sse`` answer "echo: " + the last user text, one token per word
+(prompt: words of systemInstruction and all text parts). A systemInstruction containing "cached" is
+reported as cachedContentTokenCount (its words); a last user text containing "think" adds
+thoughtsTokenCount 2. With `tools` and no functionResponse in the last turn, the answer is a
+functionCall of the first function with ``{"echo": <last user text>}``. Behaviors as in the OpenAI fake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes.openai_upstream import CutConnection, _HideScriptedCuts, _State, health, reset, script, stats
+
+JSON = dict[str, Any]
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def _text(parts: Any) -> str:
+    return " ".join(p["text"] for p in parts or () if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _sse(data: JSON) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\r\n\r\n".encode()
+
+
+async def generate(request: Request) -> Response:
+    state: _State = request.app.state.fake
+    key = request.headers.get("x-goog-api-key", "")
+    if key != state.api_key:
+        return _error(401, f"API key not valid: {key}")
+    model, _, action = request.path_params["target"].rpartition(":")
+    if action not in ("generateContent", "streamGenerateContent"):
+        return _error(404, f"unknown method {action}")
+    body = await request.json()
+    state.calls["chat"] += 1
+    state.requests.append({**body, "_model": model, "_action": action})
+    behavior = state.behaviors.popleft() if state.behaviors else {"type": "normal"}
+    if behavior["type"] == "delay_first_byte":
+        await asyncio.sleep(float(behavior["seconds"]))
+    if behavior["type"] == "status":
+        status = int(behavior["status"])
+        headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
+        return _error(status, f"scripted status {status}", headers)
+    contents = body.get("contents") or []
+    system_text = _text((body.get("systemInstruction") or {}).get("parts"))
+    last = contents[-1] if contents else {}
+    last_text = _text(last.get("parts"))
+    prompt = len(system_text.split()) + sum(len(_text(c.get("parts")).split()) for c in contents)
+    responses = [p["functionResponse"] for p in last.get("parts") or () if "functionResponse" in p]
+    declarations = [d for t in body.get("tools") or () for d in t.get("functionDeclarations") or ()]
+    config = body.get("generationConfig") or {}
+    parts: list[JSON]
+    if declarations and not responses:
+        parts, finish, completion = (
+            [{"functionCall": {"name": declarations[0]["name"], "args": {"echo": last_text}}}],
+            "STOP",
+            5,
+        )
+    else:
+        if responses:
+            last_text = "result " + json.dumps(responses[0].get("response"), separators=(",", ":"))
+        words = ("echo: " + last_text).split()
+        finish = "STOP"
+        limit = config.get("maxOutputTokens")
+        if isinstance(limit, int) and len(words) > limit:
+            words, finish = words[:limit], "MAX_TOKENS"
+        parts, completion = [{"text": w if i == 0 else " " + w} for i, w in enumerate(words)], len(words)
+    usage = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": completion,
+        "totalTokenCount": prompt + completion,
+    }
+    if "cached" in system_text:
+        usage["cachedContentTokenCount"] = len(system_text.split())
+    if "think" in last_text:
+        usage["thoughtsTokenCount"] = 2
+        usage["totalTokenCount"] += 2
+    if action == "streamGenerateContent":
+        delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
+        return StreamingResponse(
+            _stream(parts, finish, usage, model, behavior, delay), media_type="text/event-stream"
+        )
+    text = "".join(p["text"] for p in parts if "text" in p)
+    merged = ([{"text": text}] if text else []) + [p for p in parts if "functionCall" in p]
+    return JSONResponse(
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": merged}, "finishReason": finish, "index": 0}
+            ],
+            "usageMetadata": usage,
+            "modelVersion": model,
+            "responseId": f"resp-fake-{state.calls['chat']}",
+        }
+    )
+
+
+async def _stream(
+    parts: list[JSON], finish: str, usage: JSON, model: str, behavior: JSON, delay: float
+) -> AsyncIterator[bytes]:
+    kind = behavior["type"]
+    stop_after = int(behavior.get("after_chunks", 0)) if kind in ("cut", "error_event") else None
+    for i, part in enumerate(parts):
+        if i == stop_after:
+            if kind == "cut":
+                await asyncio.sleep(delay)
+                raise CutConnection("scripted cut")
+            yield _sse({"error": {"code": 500, "message": "upstream exploded", "status": "INTERNAL"}})
+            return
+        if i:
+            await asyncio.sleep(delay)
+        candidate: JSON = {"content": {"role": "model", "parts": [part]}, "index": 0}
+        running = {**usage, "candidatesTokenCount": min(i + 1, usage["candidatesTokenCount"])}
+        if i == len(parts) - 1:
+            candidate["finishReason"] = finish
+            running = usage
+        yield _sse({"candidates": [candidate], "usageMetadata": running, "modelVersion": model})
+
+
+def create_app(api_key: str = "upstream-secret", *, chunk_delay: float = 0.02) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/v1beta/models/{target:path}", generate, methods=["POST"]),
+            Route("/_fake/script", script, methods=["POST"]),
+            Route("/_fake/reset", reset, methods=["POST"]),
+            Route("/_fake/stats", stats, methods=["GET"]),
+            Route("/_fake/health", health, methods=["GET"]),
+        ]
+    )
+    app.state.fake = _State(api_key, chunk_delay)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", default="upstream-secret")
+    parser.add_argument("--chunk-delay", type=float, default=0.02)
+    args = parser.parse_args(argv)
+    config = uvicorn.Config(
+        create_app(args.api_key, chunk_delay=args.chunk_delay),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+    )
+    logging.getLogger("uvicorn.error").addFilter(_HideScriptedCuts())
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""URL rules for client-supplied image URLs (DESIGN §8): scheme, public addresses, size, redirects."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+
+from tollway.core.fetch import UrlFetcher, is_public
+from tollway.errors import ErrorCode, TollwayError
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("224.0.0.1", False),
+        ("not-an-ip", False),
+    ],
+)
+def test_public_addresses(address: str, public: bool) -> None:
+    assert is_public(address) is public
+
+
+def _fetcher(addresses: dict[str, list[str]], handler: object, max_bytes: int = 1000) -> UrlFetcher:
+    async def resolve(host: str, port: int) -> list[str]:
+        return addresses[host]
+
+    return UrlFetcher(
+        max_bytes=max_bytes,
+        resolver=resolve,
+        transport=httpx2.MockTransport(handler),  # type: ignore[arg-type]
+    )
+
+
+async def _refused(fetcher: UrlFetcher, url: str) -> TollwayError:
+    with pytest.raises(TollwayError) as caught:
+        await fetcher.fetch(url)
+    return caught.value
+
+
+async def test_private_loopback_and_odd_schemes_are_refused_before_any_request() -> None:
+    calls: list[httpx2.Request] = []
+    fetcher = _fetcher(
+        {"internal.example": ["10.0.0.5"], "mixed.example": ["93.184.216.34", "127.0.0.1"]},
+        lambda request: calls.append(request) or httpx2.Response(200),
+    )
+    for url in (
+        "http://127.0.0.1/x.png",
+        "http://[::1]/x.png",
+        "http://internal.example/x.png",
+        "http://mixed.example/x.png",
+        "ftp://example.com/x.png",
+        "file:///etc/passwd",
+        "http://user:pw@internal.example/",
+    ):
+        err = await _refused(fetcher, url)
+        assert err.code is ErrorCode.VALIDATION and err.status == 400
+    assert calls == []
+
+
+async def test_a_public_url_is_fetched_from_the_vetted_address_with_its_host() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, content=b"png-bytes")
+
+    fetcher = _fetcher({"cdn.example": ["93.184.216.34"]}, handler)
+    assert await fetcher.fetch("https://cdn.example/a.png?x=1") == b"png-bytes"
+    assert seen[0].url.host == "93.184.216.34"
+    assert seen[0].headers["host"] == "cdn.example"
+    assert seen[0].url.query == b"x=1"
+
+
+async def test_oversized_bodies_are_413() -> None:
+    fetcher = _fetcher({"cdn.example": ["93.184.216.34"]}, lambda r: httpx2.Response(200, content=b"x" * 2000))
+    err = await _refused(fetcher, "http://cdn.example/big.png")
+    assert err.code is ErrorCode.INVALID_FILE_SIZE and err.status == 413
+
+
+async def test_a_redirect_to_a_private_address_is_refused() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(302, headers={"location": "http://169.254.169.254/latest/meta-data"})
+
+    fetcher = _fetcher({"cdn.example": ["93.184.216.34"]}, handler)
+    err = await _refused(fetcher, "http://cdn.example/a.png")
+    assert err.status == 400

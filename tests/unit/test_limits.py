@@ -1,0 +1,311 @@
+"""The limiter: GCRA arithmetic with a fake clock, the in-process backend, and the Redis backend against
+the machine's Redis (two limiter instances stand for two replicas), including Redis being down."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tollway.core.catalog import CatalogModel, ModelConfig, RateLimitsConfig
+from tollway.core.keys import Caller
+from tollway.core.limits import (
+    FAILED_MESSAGE,
+    Limiter,
+    Limits,
+    MemoryLimiter,
+    RateGate,
+    format_duration,
+    resolve_limits,
+    retry_headers,
+)
+from tollway.errors import ErrorCode, TollwayError
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def model(model_type: str = "text", **extra: object) -> CatalogModel:
+    config = ModelConfig.model_validate(
+        {
+            "id": "m",
+            "type": model_type,
+            "routes": [{"provider": "p", "model": "x"}],
+            "pricing": {"input": "1"},
+        }
+        | extra
+    )
+    from decimal import Decimal
+
+    return CatalogModel(config, Decimal(1))
+
+
+# -- pure pieces --------------------------------------------------------------------------------
+
+
+def test_reset_durations_use_openai_format() -> None:
+    assert format_duration(12_000) == "12ms"
+    assert format_duration(999_000) == "999ms"
+    assert format_duration(6_000_000) == "6s"
+    assert format_duration(6_500_000) == "6.5s"
+    assert format_duration(90_000_000) == "1m30s"
+    assert format_duration(7_200_000_000) == "2h0m0s"
+    assert format_duration(0) == "0ms"
+
+
+def test_retry_headers_round_up_and_mark_daily_caps_not_retryable() -> None:
+    assert retry_headers(1_500) == {"retry-after": "1", "retry-after-ms": "2"}
+    assert retry_headers(6_000_000) == {"retry-after": "6", "retry-after-ms": "6000"}
+    assert retry_headers(6_000_001, transient=False)["x-should-retry"] == "false"
+
+
+def test_limits_resolve_key_then_plan_then_model_then_class() -> None:
+    text = model()
+    assert resolve_limits(None, None, text) == Limits(75, 54_000, 750_000, None)  # llm-medium class
+    plan = RateLimitsConfig(rpm=60)
+    assert resolve_limits(None, plan, text) == Limits(60, 54_000, 750_000, None)
+    assert resolve_limits({"rpm": 10, "concurrency": 2}, plan, text) == Limits(10, 54_000, 750_000, 2)
+    own = model(rate_limits={"rpd": 7}, rate_class="llm-small")
+    assert resolve_limits(None, None, own) == Limits(500, 7, 1_000_000, None)
+    assert resolve_limits(None, None, model("image")).tpm is None
+
+
+def test_plans_default_to_seed_004_and_yaml_overrides_them() -> None:
+    gate = RateGate(MemoryLimiter(), {"custom": {"default": RateLimitsConfig(rpm=5, concurrency=1)}})
+    caller = Caller(scope="inference", key_id="k", account_id="a", plan="free")
+    assert gate.limits_for(caller, model()).rpm == 10
+    assert gate.limits_for(caller, model("image")).rpm == 5
+    pro = Caller(scope="inference", key_id="k", account_id="a", plan="pro")
+    assert gate.limits_for(pro, model()).rpm == 300
+    custom = Caller(scope="inference", key_id="k", account_id="a", plan="custom")
+    assert gate.limits_for(custom, model("embedding")) == Limits(5, 288_000, 1_000_000, 1)
+
+
+# -- in-process backend, fake clock -------------------------------------------------------------
+
+
+async def test_burst_then_refill_and_reset_headers() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    limits = Limits(rpm=10)
+    verdicts = [await limiter.admit("b", limits, 0) for _ in range(11)]
+    assert [v.allowed for v in verdicts] == [True] * 10 + [False]
+    first = verdicts[0].headers()
+    assert first == {
+        "x-ratelimit-limit-requests": "10",
+        "x-ratelimit-remaining-requests": "9",
+        "x-ratelimit-reset-requests": "6s",
+    }
+    assert verdicts[9].headers()["x-ratelimit-remaining-requests"] == "0"
+    assert verdicts[9].headers()["x-ratelimit-reset-requests"] == "1m0s"
+    refused = verdicts[10]
+    assert refused.limit_type == "RPM" and refused.transient
+    assert refused.retry_after_us == pytest.approx(6_000_000)
+    clock.advance(5.9)
+    assert not (await limiter.admit("b", limits, 0)).allowed
+    clock.advance(0.1)  # one emission interval (60 s / 10) after the burst: exactly one more
+    assert (await limiter.admit("b", limits, 0)).allowed
+    assert not (await limiter.admit("b", limits, 0)).allowed
+    clock.advance(60)
+    again = await limiter.admit("b", limits, 0)
+    assert again.allowed and again.headers()["x-ratelimit-remaining-requests"] == "9"
+
+
+async def test_daily_cap_is_not_transient_and_independent_of_rpm() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    limits = Limits(rpm=100, rpd=3)
+    for _ in range(3):
+        assert (await limiter.admit("b", limits, 0)).allowed
+    refused = await limiter.admit("b", limits, 0)
+    assert not refused.allowed and refused.limit_type == "RPD" and not refused.transient
+    # remaining-requests reports whichever limit is tighter: the daily one
+    assert refused.headers()["x-ratelimit-remaining-requests"] == "0"
+    assert refused.retry_after_us == pytest.approx(8 * 3600 * 1e6)
+    clock.advance(8 * 3600)
+    assert (await limiter.admit("b", limits, 0)).allowed
+
+
+async def test_tokens_are_admitted_with_the_request_and_corrected_after() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    limits = Limits(rpm=1000, tpm=1000)
+    first = await limiter.admit("b", limits, 600)
+    assert first.allowed and first.headers()["x-ratelimit-remaining-tokens"] == "400"
+    assert first.headers()["x-ratelimit-reset-tokens"] == "36s"
+    refused = await limiter.admit("b", limits, 600)
+    assert not refused.allowed and refused.limit_type == "TPM"
+    # Neither dimension moved: the request count was not spent by the refused call.
+    assert refused.headers()["x-ratelimit-remaining-requests"] == "999"
+    assert first.lease is not None
+    await limiter.finish(first.lease, 100)  # the call used 100 tokens, not 600
+    after = await limiter.admit("b", limits, 600)
+    assert after.allowed and after.headers()["x-ratelimit-remaining-tokens"] == "300"
+    # An estimate above the whole limit is capped, so it waits for a full bucket instead of never running.
+    clock.advance(60)
+    big = await limiter.admit("b", limits, 50_000)
+    assert big.allowed and big.headers()["x-ratelimit-remaining-tokens"] == "0"
+
+
+async def test_concurrency_slots_are_released_once() -> None:
+    limiter = MemoryLimiter(FakeClock())
+    limits = Limits(rpm=100, concurrency=2)
+    a, b = [await limiter.admit("b", limits, 0) for _ in range(2)]
+    assert a.allowed and b.allowed
+    refused = await limiter.admit("b", limits, 0)
+    assert not refused.allowed and refused.limit_type == "CONCURRENCY"
+    assert a.lease is not None
+    await limiter.finish(a.lease, 0)
+    await limiter.finish(a.lease, 0)  # idempotent: a second release must not free b's slot
+    assert (await limiter.admit("b", limits, 0)).allowed
+    assert not (await limiter.admit("b", limits, 0)).allowed
+
+
+async def test_failed_request_block_lasts_thirty_seconds() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    for _ in range(20):
+        await limiter.record_failure("s")
+    assert await limiter.blocked_for("s") == 0
+    await limiter.record_failure("s")  # the 21st failure within 30 s
+    assert await limiter.blocked_for("s") == pytest.approx(30e6)
+    clock.advance(29.9)
+    assert await limiter.blocked_for("s") > 0
+    clock.advance(0.2)
+    assert await limiter.blocked_for("s") == 0
+    assert "Too many failed attempts (> 20)" in FAILED_MESSAGE
+
+
+async def test_gate_refusal_is_a_429_with_retry_headers_and_a_log_entry() -> None:
+    clock = FakeClock()
+    gate = RateGate(MemoryLimiter(clock), {})
+    caller = Caller(scope="inference", key_id="key_1", account_id="acct_1", rate_limits={"rpm": 1})
+    ticket = await gate.admit(caller, model(), 10)
+    assert ticket.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(TollwayError) as info:
+        await gate.admit(caller, model(), 10)
+    assert info.value.code is ErrorCode.RATE_LIMITED
+    assert info.value.headers["retry-after"] == "60"
+    assert info.value.headers["retry-after-ms"] == "60000"
+    assert "x-should-retry" not in info.value.headers
+    [event] = await gate.limiter.events("acct_1")
+    assert event["apiKeyId"] == "key_1" and event["rateLimitType"] == "RPM" and event["modelId"] == "m"
+
+
+# -- Redis backend ------------------------------------------------------------------------------
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+async def redis_factory() -> AsyncIterator[Callable[..., Limiter]]:
+    if not _redis_up():
+        print("Redis not reachable at 127.0.0.1:6379; Redis limiter tests skipped")
+        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    from tollway.core.limits_redis import RedisLimiter
+
+    prefix = f"test:{uuid.uuid4().hex[:10]}:"
+    made: list[RedisLimiter] = []
+
+    def make(url: str = REDIS_URL, **options: object) -> Limiter:
+        limiter = RedisLimiter(url, prefix=prefix, **options)  # type: ignore[arg-type]
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.aclose()
+
+
+async def test_redis_two_replicas_share_one_limit_exactly(redis_factory: Callable[..., Limiter]) -> None:
+    one, two = redis_factory(), redis_factory()
+    limits = Limits(rpm=10, tpm=10_000)
+    verdicts = await asyncio.gather(*(r.admit("k", limits, 100) for r in [one, two] * 15))
+    assert sum(v.allowed for v in verdicts) == 10
+    remaining = sorted(int(v.headers()["x-ratelimit-remaining-requests"]) for v in verdicts if v.allowed)
+    assert remaining == list(range(10))  # each admission saw the other replica's
+    refused = [v for v in verdicts if not v.allowed]
+    assert all(v.limit_type == "RPM" and 0 < v.retry_after_us <= 6_000_000 for v in refused)
+
+
+async def test_redis_tokens_concurrency_and_correction(redis_factory: Callable[..., Limiter]) -> None:
+    limiter = redis_factory()
+    limits = Limits(rpm=100, tpm=1000, concurrency=1)
+    first = await limiter.admit("k", limits, 600)
+    assert first.allowed and first.headers()["x-ratelimit-remaining-tokens"] == "400"
+    busy = await limiter.admit("k", limits, 1)
+    assert not busy.allowed and busy.limit_type == "CONCURRENCY"
+    assert first.lease is not None
+    await limiter.finish(first.lease, 100)
+    second = await limiter.admit("k", limits, 600)
+    assert second.allowed
+    assert int(second.headers()["x-ratelimit-remaining-tokens"]) in (299, 300)  # Redis time moves
+
+
+async def test_redis_failed_request_block_and_key_creation(redis_factory: Callable[..., Limiter]) -> None:
+    limiter = redis_factory()
+    for _ in range(21):
+        await limiter.record_failure("subject")
+    assert 29e6 < await limiter.blocked_for("subject") <= 30e6
+    assert await limiter.blocked_for("other") == 0
+    hits = [await limiter.hit("keys:a", 20, 60) for _ in range(21)]
+    assert [h[0] for h in hits] == [True] * 20 + [False]
+    await limiter.log_event("acct", {"modelId": "m"})
+    assert await limiter.events("acct") == [{"modelId": "m"}]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_down_closed_is_503_and_open_admits_without_hanging(
+    redis_factory: Callable[..., Limiter],
+) -> None:
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    closed, opened = redis_factory(url), redis_factory(url, on_error="open")
+    started = time.monotonic()
+    with pytest.raises(TollwayError) as info:
+        await closed.admit("k", Limits(rpm=1), 0)
+    assert info.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    verdict = await opened.admit("k", Limits(rpm=1), 0)
+    assert verdict.allowed and verdict.headers() == {}
+    await opened.record_failure("s")  # abuse counting never raises
+    assert await closed.blocked_for("s") == 0
+    assert time.monotonic() - started < 2
+
+
+async def test_redis_unresponsive_server_times_out(redis_factory: Callable[..., Limiter]) -> None:
+    """A server that accepts connections but never answers (a hung Redis) → 503 within the deadline."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        limiter = redis_factory(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(TollwayError):
+            await limiter.admit("k", Limits(rpm=1), 0)
+        assert time.monotonic() - started < 2
+    finally:
+        listener.close()
