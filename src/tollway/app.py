@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
-from tollway.api import admin, billing, ops, venice_keys, web3_keys
+from tollway.api import admin, billing, ops, ops_admin, venice_keys, web3_keys
 from tollway.api import anthropic as anthropic_api
 from tollway.api import audio as audio_api
 from tollway.api import gemini as gemini_api
@@ -21,25 +22,53 @@ from tollway.api import keys as keys_api
 from tollway.api import openai as openai_api
 from tollway.api import rate_limits as rate_limits_api
 from tollway.api.http import RequestContext, install_error_handlers
+from tollway.core.key_events_bus import KeyEventsBus
 from tollway.core.keys import KeySettings
-from tollway.core.ledger import Ledger
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest
-from tollway.services import build_services
+from tollway.ops import maintenance
+from tollway.ops.access import AccessLog, InFlight
+from tollway.ops.reload import Reloader
+from tollway.services import Services, build_services
 from tollway.settings import Settings
 
 log = logging.getLogger("tollway")
-SWEEP_SECONDS = 30.0
 
 
-async def _sweep_forever(ledger: Ledger) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+async def _start_key_events(services: Services) -> KeyEventsBus | None:
+    """Redis configured: revocations reach every replica's key cache at once (core/key_events_bus.py)."""
+    settings = services.settings
+    if not settings.redis_url:
+        return None
+    bus = KeyEventsBus(
+        settings.redis_url,
+        settings.redis_events_channel,
+        on_revoked=services.keys.forget,
+        on_reset=services.keys.forget_all,
+    )
+    await bus.start()
+    services.keys.publish_revoked = bus.publish_revoked
+    return bus
+
+
+def _on_sighup(reloader: Reloader) -> None:
+    """SIGHUP reloads the catalog (main thread only; in-process test servers have no signals)."""
+
+    async def reload() -> None:
         try:
-            released = await ledger.sweep()
-            if released:
-                log.warning("released %d expired reservations", released)
-        except Exception:
-            log.exception("reservation sweep failed")
+            await reloader.reload()
+        except Exception as exc:
+            log.error("catalog reload (SIGHUP) failed; the old catalog stays: %s", exc)
+
+    def handler() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+
+
+_pending: set[asyncio.Task[None]] = set()
 
 
 def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
@@ -70,14 +99,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if operator_key:
             print(f"\n  Operator key (shown once, keep it safe): {operator_key}\n", flush=True)
         app.state.services = services
-        sweeper = asyncio.create_task(_sweep_forever(services.ledger))
+        bus = await _start_key_events(services)
+        reloader = Reloader(services, in_flight)
+        app.state.reloader = reloader
+        _on_sighup(reloader)
+        tasks = [
+            asyncio.create_task(
+                maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
+            )
+        ]
+        if settings.usage_retention_days > 0:
+            tasks.append(
+                asyncio.create_task(
+                    maintenance.retention_forever(
+                        services.engine, settings.usage_retention_days, settings.maintenance_interval_seconds
+                    )
+                )
+            )
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            sweeper.cancel()
-            await services.aclose()
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            # Streams whose client is still there were given shutdown_grace_seconds by uvicorn; those
+            # still metering (client gone) get as long again, then everything settles and closes.
+            await services.aclose(min(settings.stream_drain_seconds, settings.shutdown_grace_seconds))
+            await reloader.aclose(settings.shutdown_grace_seconds)
+            if bus is not None:
+                await bus.aclose()
 
     app = FastAPI(
         title="Tollway",
@@ -86,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ready = False
+    in_flight = InFlight()
+    app.state.in_flight = in_flight
     install_error_handlers(app)
     for prefix, documented in (("/v1", True), ("/api/v1", False)):
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
@@ -95,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # before any api_keys/{id} route: api_keys/rate_limits must win.
         app.include_router(rate_limits_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(admin.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(ops_admin.router, prefix=prefix, include_in_schema=documented)
         app.include_router(billing.router, prefix=prefix, include_in_schema=documented)
         # web3 before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}.
         app.include_router(web3_keys.router, prefix=prefix, include_in_schema=documented)
@@ -104,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
     app.add_middleware(rate_limits_api.FailedRequests)  # inside RequestContext: sees the request id
+    app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
     return app

@@ -57,16 +57,14 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="Catalog YAML (default: the embedded catalog).")] = None,
 ) -> None:
     """Serve the API. An empty database is created and migrated first."""
-    import uvicorn
-
-    from tollway.app import create_app
+    from tollway.ops.server import serve as serve_forever
 
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port), ("config", config)) if v}
     settings = Settings(**overrides)
     typer.echo(
         f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path})"
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    serve_forever(settings)  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (ops/server.py)
 
 
 @app.command()

@@ -40,8 +40,11 @@ class Services:
     idempotency: Idempotency
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits.py)
 
-    async def aclose(self) -> None:
-        await self.pipeline.drain(self.settings.stream_drain_seconds)
+    async def aclose(self, drain_seconds: float | None = None) -> None:
+        """Wait (bounded) for streams still metering, then close everything."""
+        await self.pipeline.drain(
+            self.settings.stream_drain_seconds if drain_seconds is None else drain_seconds
+        )
         for provider in self.providers.values():
             await provider.aclose()
         self.ledger.close()
@@ -104,7 +107,9 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         if settings.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade_async(settings.async_database_url)
-    engine = create_engine(settings.async_database_url)
+    engine = create_engine(
+        settings.async_database_url, settings.database_pool_size, settings.database_max_overflow
+    )
     catalog = Catalog.load(settings.catalog_path)
     ledger = Ledger(engine, settings.reservation_ttl_seconds)
     keys = Keys(

@@ -48,6 +48,24 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "tollway:rl:"
     # Venice web3 key creation (api_keys/generate_web3_key): off unless the operator enables it.
     web3_keys: bool = False
+    # Operations (docs/deploy.md). Reservations older than reservation_ttl_seconds are released by
+    # every replica's sweeper, run every sweep_interval_seconds.
+    sweep_interval_seconds: float = 30.0
+    # SIGTERM: /ready turns 503 at once; after shutdown_delay_seconds (let the load balancer notice)
+    # the listener closes; in-flight calls and streams get shutdown_grace_seconds to finish; then
+    # streams whose client left are metered for up to that long again, everything settles, exit.
+    shutdown_delay_seconds: float = 0.0
+    shutdown_grace_seconds: float = 30.0
+    # Usage rows older than this many days are deleted in batches (0 keeps them forever); the
+    # usage_daily rollup keeps their totals. The maintenance task runs every maintenance_interval_seconds.
+    usage_retention_days: int = 0
+    maintenance_interval_seconds: float = 3600.0
+    log_format: Literal["json", "text"] = "json"
+    metrics: bool = True  # GET /metrics (Prometheus); multi-process with PROMETHEUS_MULTIPROC_DIR
+    redis_events_channel: str = "tollway:key-events"  # key revocations, to every replica
+    # PostgreSQL connections per replica: up to pool + overflow. replicas × that < max_connections.
+    database_pool_size: int = 20
+    database_max_overflow: int = 20
 
     @property
     def catalog_path(self) -> Path:

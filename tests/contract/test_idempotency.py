@@ -47,11 +47,14 @@ def test_streams_replay_and_a_running_call_is_409(
     fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:
     account_id, key = funded("1.00")
+    balance = fresh_fake.ledger_sums(account_id)[0]
     stream_body = {**BODY, "stream": True}
     first = call(fresh_fake, key, "s-1", stream_body)
     replay = call(fresh_fake, key, "s-1", stream_body)
     assert replay.text == first.text and first.text.rstrip().endswith("data: [DONE]")
     assert fresh_fake.fake_calls() == 1
+    charged_once = fresh_fake.ledger_sums(account_id)[0]
+    assert charged_once < balance
     fresh_fake.script({"type": "delay_first_byte", "seconds": 2})
     results: list[httpx2.Response] = []
     slow = threading.Thread(target=lambda: results.append(call(fresh_fake, key, "slow-1")))
@@ -71,6 +74,7 @@ def test_a_failed_call_is_forgotten_so_its_retry_runs(
     account_id, key = funded("1.00")
     fresh_fake.script({"type": "status", "status": 500})
     assert call(fresh_fake, key, "retry-1").status_code == 502
+    assert fresh_fake.ledger_sums(account_id)[0] == 1_000_000_000  # the failure cost nothing
     retried = call(fresh_fake, key, "retry-1")
     assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
     assert fresh_fake.fake_calls() == 2

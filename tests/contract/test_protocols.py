@@ -53,7 +53,10 @@ def test_anthropic_sdk_buffered_on_every_upstream_kind(
 ) -> None:
     account, key = funded()
     raw = claude(fresh_protocols, key).messages.with_raw_response.create(
-        model=model, max_tokens=100, system="be brief", messages=[{"role": "user", "content": "one two three"}]
+        model=model,
+        max_tokens=100,
+        system="be brief",
+        messages=[{"role": "user", "content": "one two three"}],
     )
     message = raw.parse()
     assert message.content[0].type == "text" and message.content[0].text == "echo: one two three"
@@ -109,7 +112,10 @@ def test_anthropic_sdk_tools_and_images_round_trip(
         messages=[
             {"role": "user", "content": "find cats"},
             {"role": "assistant", "content": [call.model_dump()]},  # type: ignore[list-item]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "three"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "three"}],
+            },
         ],
     )
     assert second.content[0].type == "text" and second.content[0].text == "echo: result three"
@@ -135,7 +141,9 @@ def test_genai_sdk_buffered_usage_and_billing(
     assert_billed(fresh_protocols, account, 4 * 1_000 + 2 * 250 + 5 * 2_000 + 2 * 3_000)
 
 
-def test_genai_sdk_streams_and_bills(fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]]) -> None:
+def test_genai_sdk_streams_and_bills(
+    fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]]
+) -> None:
     account, key = funded()
     client = gemini(fresh_protocols, key)
     chunks = list(client.models.generate_content_stream(model="gemini-fake", contents="red green blue"))

@@ -37,7 +37,10 @@ models:
 
 def test_shipped_catalog_loads_with_exact_prices() -> None:
     catalog = Catalog.load(SHIPPED)
-    assert set(catalog.models) == {"smollm2-135m", "minilm-l6-v2"}
+    media = {"local-procedural", "local-image-edit", "local-upscaler", "local-background-remover"}
+    media |= {"local-tts", "local-whisper-tiny-en"}
+    assert set(catalog.models) == {"smollm2-135m", "minilm-l6-v2", *media}
+    assert catalog.resolve("local-tts").config.pricing.per_million_chars == "3.50"
     chat = catalog.resolve("smollm2-135m")
     assert chat.type == "text"
     assert chat.token_prices is not None

@@ -85,7 +85,9 @@ async def test_a_public_url_is_fetched_from_the_vetted_address_with_its_host() -
 
 
 async def test_oversized_bodies_are_413() -> None:
-    fetcher = _fetcher({"cdn.example": ["93.184.216.34"]}, lambda r: httpx2.Response(200, content=b"x" * 2000))
+    fetcher = _fetcher(
+        {"cdn.example": ["93.184.216.34"]}, lambda r: httpx2.Response(200, content=b"x" * 2000)
+    )
     err = await _refused(fetcher, "http://cdn.example/big.png")
     assert err.code is ErrorCode.INVALID_FILE_SIZE and err.status == 413
 

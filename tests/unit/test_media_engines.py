@@ -51,7 +51,7 @@ def test_exif_is_embedded_on_request() -> None:
 def test_edit_tints_toward_the_prompt_colour() -> None:
     grey = Image.new("RGB", (300, 300), (128, 128, 128))
     edited = images.edit(grey, "make it blue").convert("RGB")
-    r, g, b = edited.getpixel((150, 50))  # type: ignore[misc]
+    r, _g, b = edited.getpixel((150, 50))  # type: ignore[misc]
     assert b > r and b > 128
     assert edited.size == grey.size
 
@@ -115,7 +115,8 @@ def test_atempo_chain_stays_in_ffmpeg_range() -> None:
 
 def _tone(seconds: float = 1.0, rate: int = 22050) -> bytes:
     return b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(int(seconds * rate))
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+        for i in range(int(seconds * rate))
     )
 
 
@@ -123,7 +124,12 @@ def _tone(seconds: float = 1.0, rate: int = 22050) -> bytes:
 def test_ffmpeg_encodes_every_speech_format_and_probes_it_back(fmt: str) -> None:
     data = ffmpeg.encode_pcm(_tone(), 22050, fmt)
     assert data
-    magic = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3"), "opus": (b"OggS",), "flac": (b"fLaC",), "wav": (b"RIFF",)}
+    magic = {
+        "mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3"),
+        "opus": (b"OggS",),
+        "flac": (b"fLaC",),
+        "wav": (b"RIFF",),
+    }
     if fmt in magic:
         assert data.startswith(magic[fmt])
     if fmt == "pcm":

@@ -50,8 +50,11 @@ def test_the_store_is_size_capped_oldest_first(tmp_path: Path) -> None:
 
 
 def test_sweep_removes_expired_entries(tmp_path: Path) -> None:
-    store = MediaStore(tmp_path, b"p", ttl_seconds=10)
+    store = MediaStore(tmp_path, b"p", ttl_seconds=1000)
     old = store.put("a", b"x", "image/png", now=100)
     fresh = store.put("a", b"y", "image/png", now=1000)
-    assert store.sweep(now=500) == 1
+    assert store.sweep(now=1500) == 1
     assert not old.path.exists() and fresh.path.exists()
+    # A write sweeps too (at most once a minute): no background task is needed.
+    store.put("a", b"z", "image/png", now=2500)
+    assert not fresh.path.exists()

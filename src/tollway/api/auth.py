@@ -6,6 +6,7 @@ from fastapi import Request
 
 from tollway.core.keys import Caller
 from tollway.errors import ErrorCode, TollwayError
+from tollway.ops import logs
 
 
 def raw_key(request: Request) -> str | None:
@@ -23,6 +24,7 @@ def raw_key(request: Request) -> str | None:
 
 async def caller(request: Request) -> Caller:
     who: Caller = await request.app.state.services.keys.authenticate(raw_key(request))
+    logs.note(account_id=who.account_id, key_id=who.key_id)  # ids only: the access log
     return who
 
 

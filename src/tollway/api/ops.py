@@ -19,3 +19,13 @@ async def health() -> Response:
 async def ready(request: Request) -> Response:
     ready = getattr(request.app.state, "ready", False)
     return JSON({"ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (no key, account or prompt in any label)")
+async def metrics_endpoint(request: Request) -> Response:
+    from tollway.ops import metrics
+
+    if not request.app.state.services.settings.metrics:
+        return JSON({"error": "metrics are disabled (TOLLWAY_METRICS=false)"}, status_code=404)
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

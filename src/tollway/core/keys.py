@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -129,6 +130,8 @@ class Keys:
         self._operator_env_hash = self.hash(operator_key) if operator_key else None
         self._operator_hash: str | None = None
         self.limiter: Limiter | None = None  # set by services: key-creation limits
+        # Set by the app when Redis is configured: tells every replica to evict (core/key_events_bus.py).
+        self.publish_revoked: Callable[[str], Awaitable[None]] | None = None
 
     def hash(self, raw: str) -> str:
         return hmac.new(self._pepper, raw.encode(), hashlib.sha256).hexdigest()
@@ -283,8 +286,17 @@ class Keys:
                 await record_event(conn, row.account_id, key_id, "revoked", actor)
         if row is None:
             raise TollwayError(ErrorCode.NOT_FOUND, f"No active key {key_id!r}.", param="id")
-        self._cache = {h: c for h, c in self._cache.items() if c[1].key_id != key_id}
+        self.forget(key_id)
+        if self.publish_revoked is not None:
+            await self.publish_revoked(key_id)  # never raises; the cache TTL is the safety net
         return key_view(row)
+
+    def forget(self, key_id: str) -> None:
+        """Evict one key from this process's auth cache (a revocation here or on another replica)."""
+        self._cache = {h: c for h, c in self._cache.items() if c[1].key_id != key_id}
+
+    def forget_all(self) -> None:
+        self._cache = {}
 
     async def get(self, key_id: str, account_id: str) -> dict[str, Any]:
         """One active key of one account; another tenant's key is 'not found', never data."""

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.core.clock import period_key, utcnow
 from tollway.core.pricing import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
+from tollway.ops import metrics
+from tollway.store import rollup
 from tollway.store.db import Transactor
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
 
@@ -190,9 +192,11 @@ class Ledger:
         settlement of the same request changes nothing and returns 0.
         """
         try:
-            return await self._settle(account_id, request_id, cost_nano, usage_row)
+            charged = await self._settle(account_id, request_id, cost_nano, usage_row)
         except IntegrityError:
             return 0  # uq_ledger_account_kind_reference: this request was already settled
+        metrics.record_usage(usage_row, charged)
+        return charged
 
     async def _settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
@@ -256,6 +260,7 @@ class Ledger:
             )
         if usage_row is not None:
             conn.execute(insert(usage).values(**usage_row, cost_nano=charge))
+            rollup.add(conn, usage_row, charge)
         return int(charge)
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
@@ -291,6 +296,7 @@ class Ledger:
             )
         if usage_row is not None:
             conn.execute(insert(usage).values(**usage_row, cost_nano=0))
+            rollup.add(conn, usage_row, 0)
         return True
 
     async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from tollway.core import policy
 from tollway.core.catalog import CatalogModel
 from tollway.core.pipeline import Call, Pipeline, _Admitted
 from tollway.core.pricing import TokenUsage, ceil_div, scale_price
@@ -217,12 +218,17 @@ class Media:
             raise
         return admitted, provider.id, out
 
+    async def _check_policy(self, call: Call, *texts: str) -> None:
+        """The catalog's content policy on prompts and speech input: 422 before any charge."""
+        await policy.enforce(self.pipeline.catalog, call.caller, {"input": [t for t in texts if t]})
+
     def _headers(self, admitted: _Admitted, provider: str, cost: int) -> dict[str, str]:
         return {**admitted.headers, "x-tollway-provider": provider, "x-tollway-cost-nano": str(cost)}
 
     # -- images ---------------------------------------------------------------------------------
 
     async def generate(self, call: Call, model: CatalogModel, job: ImageJob) -> tuple[list[bytes], Charged]:
+        await self._check_policy(call, job.prompt)
         cost = image_cost(
             unit_price(self.pipeline, model, "per_image"), job.width, job.height, job.quality, job.n
         )
@@ -241,6 +247,7 @@ class Media:
         self, call: Call, model: CatalogModel, kind: str, op: ImageOp
     ) -> tuple[bytes, Charged]:
         """kind: edit | upscale | background."""
+        await self._check_policy(call, op.prompt)
         price = unit_price(self.pipeline, model, "per_image")
         cost = upscale_cost(price, op.scale) if kind == "upscale" else price
 
@@ -260,6 +267,7 @@ class Media:
     # -- speech ---------------------------------------------------------------------------------
 
     async def speech(self, call: Call, model: CatalogModel, job: SpeechJob) -> tuple[bytes, Charged]:
+        await self._check_policy(call, job.input)
         characters = len(job.input)
         cost = speech_cost(unit_price(self.pipeline, model, "per_million_chars"), characters)
         admitted, provider, audio = await self._run(
@@ -273,6 +281,7 @@ class Media:
     ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Audio chunks as they are encoded. Routing falls back only before the first chunk; the
         call is settled when the stream ends, also when the client leaves (the audio was made)."""
+        await self._check_policy(call, job.input)
         characters = len(job.input)
         cost = speech_cost(unit_price(self.pipeline, model, "per_million_chars"), characters)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+SWEEP_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class MediaStore:
         # A key of its own, derived from the pepper: a media signature can never double as a key hash.
         self._key = hmac.new(pepper, b"tollway-media-url-v1", hashlib.sha256).digest()
         self._lock = threading.Lock()
+        self._last_sweep = 0.0
 
     def _sign(self, media_id: str, owner: str, expires_at: int) -> str:
         message = f"{media_id}|{owner}|{expires_at}".encode()
@@ -54,6 +56,11 @@ class MediaStore:
     def put(self, owner: str, data: bytes, content_type: str, *, now: float | None = None) -> StoredMedia:
         """Write the bytes (blocking: call from a worker thread) and return the entry."""
         now = time.time() if now is None else now
+        if now - self._last_sweep > SWEEP_EVERY_SECONDS:
+            # Expired media goes on the next write, at most once a minute: no background task needed.
+            self._last_sweep = now
+            if self.root.exists():
+                self.sweep(now)
         media_id = "med_" + secrets.token_urlsafe(18)
         expires_at = int(now) + self.ttl_seconds
         self.root.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost
 from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.errors import ErrorCode, TollwayError
+from tollway.ops import logs, metrics
 from tollway.providers.base import Provider, UpstreamError
 
 log = logging.getLogger("tollway.pipeline")
@@ -113,6 +114,25 @@ def with_system_prompt(body: dict[str, Any], model: CatalogModel) -> dict[str, A
     return {**body, "messages": [{"role": "system", "content": prompt}, *body["messages"]]}
 
 
+def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
+    """An upstream attempt that records its latency and failure in the metrics (ops/metrics.py)."""
+
+    async def timed(provider: Provider, upstream_model: str) -> T:
+        started = time.perf_counter()
+        try:
+            value = await attempt(provider, upstream_model)
+        except UpstreamError as exc:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, exc.status or 0)
+            raise
+        except TimeoutError:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, 504)
+            raise
+        metrics.record_upstream(provider.id, time.perf_counter() - started)
+        return value
+
+    return timed
+
+
 class Pipeline:
     def __init__(
         self,
@@ -160,6 +180,7 @@ class Pipeline:
                 ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
             )
         self._check_policy(caller, model)
+        logs.note(model=model.id, account_id=caller.account_id, key_id=caller.key_id)  # access log
         # Rate limits before money: a refused request holds nothing (DESIGN §3 step 6).
         rate = Ticket(None)
         if self.rate_gate is not None:
@@ -245,7 +266,8 @@ class Pipeline:
         """Try the routes (retries, fallback, circuit breakers, deadline: core/router.py) until one
         answers; only failures before any byte reaches the client get here. `headers` (the
         response's) learn the provider that served and the number of attempts."""
-        served = await self.router.first(model, attempt)
+        served = await self.router.first(model, _timed(attempt))
+        logs.note(provider=served.provider.id)
         if headers is not None:
             headers["x-tollway-provider"] = served.provider.id
             headers["x-tollway-attempts"] = str(served.attempts)
@@ -458,6 +480,10 @@ class Pipeline:
         result["model"] = model.id
         result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
         return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+
+    def background_tasks(self) -> set[asyncio.Task[None]]:
+        """A copy of the streams still metering (a catalog reload waits for them)."""
+        return set(self._background)
 
     async def drain(self, seconds: float) -> None:
         """Wait for streams still metering (shutdown)."""

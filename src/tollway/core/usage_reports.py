@@ -14,12 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.clock import as_utc, utcnow
 from tollway.core.pricing import NANO_PER_USD, ceil_div, nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
-from tollway.store.tables import ledger, usage
+from tollway.store.tables import ledger, usage, usage_daily
 
 DEFAULT_DAYS = 30
 CREDIT_ENV = "TOLLWAY_CREDIT_USD"
@@ -63,6 +63,10 @@ def check_range(start: datetime | None, end: datetime | None, param: str) -> Non
         raise TollwayError(ErrorCode.VALIDATION, f"`{param}` is before the start of the range.", param=param)
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 def _usd_number(nano: int) -> float:
     """A JSON number for specs that want numbers (Venice); strings stay exact elsewhere."""
     return float(Decimal(nano) / NANO_PER_USD)
@@ -98,35 +102,28 @@ class UsageReports:
         return and_(*clauses)
 
     async def grouped(self, account_id: str, start: datetime | None, end: datetime | None) -> dict[str, Any]:
-        """NightVeil /v1/usage: rows grouped by key label, model and UTC day; cost summed exactly."""
+        """NightVeil /v1/usage: rows grouped by key label, model and UTC day; cost summed exactly.
+
+        Whole UTC days inside the range are read from the usage_daily rollup (store/rollup.py); only the
+        partial days at the edges are read row by row, so a report stays fast at millions of rows.
+        """
         now = utcnow()
         end = end or now
         start = start or end - timedelta(days=DEFAULT_DAYS)
-        query = (
-            select(
-                usage.c.key_id,
-                usage.c.key_label,
-                usage.c.model,
-                usage.c.created_at,
-                usage.c.prompt_tokens,
-                usage.c.completion_tokens,
-                usage.c.cost_nano,
-            )
-            .where(self._filters(account_id, start, end))
-            .order_by(usage.c.created_at, usage.c.id)
-        )
         groups: dict[tuple[str, str, str, str], list[int]] = {}
+        first_full = start.date() if start == _midnight(start.date()) else start.date() + timedelta(days=1)
+        end_covers_day = end >= now or end + timedelta(microseconds=1) >= _midnight(end.date() + timedelta(1))
+        last_full = end.date() if end_covers_day else end.date() - timedelta(days=1)
         async with self._engine.connect() as conn:
-            result = await conn.stream(query)
-            async for row in result:
-                day = as_utc(row.created_at).date().isoformat()
-                bucket = groups.setdefault(
-                    (day, row.key_label or "", row.key_id or "", row.model), [0, 0, 0, 0]
-                )
-                bucket[0] += 1
-                bucket[1] += row.prompt_tokens
-                bucket[2] += row.completion_tokens
-                bucket[3] += row.cost_nano
+            if first_full > last_full:
+                await self._add_rows(conn, groups, account_id, start, end, end_inclusive=True)
+            else:
+                if start < _midnight(first_full):
+                    await self._add_rows(conn, groups, account_id, start, _midnight(first_full))
+                await self._add_rollup(conn, groups, account_id, first_full, last_full)
+                after = _midnight(last_full + timedelta(days=1))
+                if after <= end:
+                    await self._add_rows(conn, groups, account_id, after, end, end_inclusive=True)
         data = [
             {
                 "day": day,
@@ -148,6 +145,63 @@ class UsageReports:
             "data": data,
             "total_cost_usd": nano_to_usd(total),
         }
+
+    async def _add_rows(
+        self,
+        conn: AsyncConnection,
+        groups: dict[tuple[str, str, str, str], list[int]],
+        account_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        end_inclusive: bool = False,
+    ) -> None:
+        upper = usage.c.created_at <= end if end_inclusive else usage.c.created_at < end
+        query = select(
+            usage.c.key_id,
+            usage.c.key_label,
+            usage.c.model,
+            usage.c.created_at,
+            usage.c.prompt_tokens,
+            usage.c.completion_tokens,
+            usage.c.cost_nano,
+        ).where(usage.c.account_id == account_id, usage.c.created_at >= start, upper)
+        result = await conn.stream(query)
+        async for row in result:
+            day = as_utc(row.created_at).date().isoformat()
+            bucket = groups.setdefault((day, row.key_label or "", row.key_id or "", row.model), [0, 0, 0, 0])
+            bucket[0] += 1
+            bucket[1] += row.prompt_tokens
+            bucket[2] += row.completion_tokens
+            bucket[3] += row.cost_nano
+
+    @staticmethod
+    async def _add_rollup(
+        conn: AsyncConnection,
+        groups: dict[tuple[str, str, str, str], list[int]],
+        account_id: str,
+        first: date,
+        last: date,
+    ) -> None:
+        c = usage_daily.c
+        rows = await conn.execute(
+            select(
+                c.day,
+                c.key_label,
+                c.key_id,
+                c.model,
+                c.requests,
+                c.prompt_tokens,
+                c.completion_tokens,
+                c.cost_nano,
+            ).where(c.account_id == account_id, c.day >= first.isoformat(), c.day <= last.isoformat())
+        )
+        for row in rows:
+            bucket = groups.setdefault((row.day, row.key_label, row.key_id, row.model), [0, 0, 0, 0])
+            bucket[0] += int(row.requests)
+            bucket[1] += int(row.prompt_tokens)
+            bucket[2] += int(row.completion_tokens)
+            bucket[3] += int(row.cost_nano)
 
     async def entries(
         self,

@@ -156,3 +156,21 @@ wallet_bindings = Table(
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Daily rollup of `usage` (migration 0003), kept in the settle/release transaction (store/rollup.py):
+# reports read it instead of millions of rows, and it outlives usage-row retention. "" = no key/label.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), nullable=False),
+    Column("day", String(10), nullable=False),  # UTC date, YYYY-MM-DD
+    Column("key_id", String(40), nullable=False, default=""),
+    Column("key_label", String(200), nullable=False, default=""),
+    Column("model", String(200), nullable=False),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("prompt_tokens", BigInteger, nullable=False, default=0),
+    Column("completion_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_nano", BigInteger, nullable=False, default=0),
+    UniqueConstraint("account_id", "day", "key_id", "key_label", "model", name="uq_usage_daily_group"),
+)

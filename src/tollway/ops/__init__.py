@@ -1,0 +1,1 @@
+"""Operations: metrics, structured logs, the serving lifecycle, maintenance and catalog reload (DESIGN §7)."""

@@ -1,0 +1,234 @@
+"""Operations on a real `tollway serve`: graceful SIGTERM (readiness first, streams finish, ledger
+settled), Prometheus metrics and JSON access logs without secrets or content, catalog hot reload
+(admin route and SIGHUP) without dropping an in-flight stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _start_tollway
+from tests.support.processes import ServerProcess, free_port, start_server
+
+pytestmark = pytest.mark.slow
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"
+
+
+@pytest.fixture(scope="module")
+def own_fake() -> Iterator[ServerProcess]:
+    port = free_port()
+    with start_server(
+        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
+        port=port,
+        ready_path="/_fake/health",
+        cwd=REPO,
+    ) as process:
+        yield process
+
+
+def _server(tmp: Path, fake: ServerProcess, **env: str) -> Tollway:
+    tmp.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{tmp}/tollway.db"
+    process = _start_tollway(tmp, fake.base_url, database_url, {"TOLLWAY_LOG_LEVEL": "info", **env})
+    return Tollway(process, database_url, fake.base_url)
+
+
+@pytest.fixture(scope="module")
+def ops_server(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess) -> Iterator[Tollway]:
+    server = _server(tmp_path_factory.mktemp("ops"), own_fake)
+    yield server
+    server.process.stop()
+
+
+class Stream(threading.Thread):
+    """A streamed chat call read to the end in the background; `started` is set at the first chunk."""
+
+    def __init__(self, url: str, key: str, model: str = "fake-chat") -> None:
+        super().__init__(daemon=True)
+        self.url, self.key, self.model = url, key, model
+        self.started = threading.Event()
+        self.text = ""
+        self.status = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        body = {"model": self.model, "messages": [{"role": "user", "content": WORDS}], "stream": True}
+        try:
+            with httpx2.stream(
+                "POST",
+                f"{self.url}/v1/chat/completions",
+                json=body,
+                headers={"authorization": f"Bearer {self.key}"},
+                timeout=60,
+            ) as response:
+                self.status = response.status_code
+                for line in response.iter_lines():
+                    self.text += line + "\n"
+                    if line.startswith("data: {"):
+                        self.started.set()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.started.set()
+
+    def content(self) -> str:
+        parts = []
+        for line in self.text.splitlines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:]).get("choices") or ():
+                    parts.append(choice.get("delta", {}).get("content") or "")
+        return "".join(parts)
+
+
+def test_sigterm_turns_ready_false_then_finishes_the_stream_and_settles(
+    tmp_path: Path, own_fake: ServerProcess
+) -> None:
+    server = _server(
+        tmp_path, own_fake, TOLLWAY_SHUTDOWN_DELAY_SECONDS="1.5", TOLLWAY_SHUTDOWN_GRACE_SECONDS="20"
+    )
+    try:
+        account_id = server.new_account("1.00")
+        key = server.new_key(account_id)
+        server.fake("POST", "reset")
+        server.script({"type": "slow", "delay": 0.3})  # 13 chunks: about 4 s
+        stream = Stream(server.url, key)
+        stream.start()
+        assert stream.started.wait(10)
+        os.kill(server.process.proc.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        # Readiness first: the load balancer stops routing here, liveness stays green.
+        assert httpx2.get(f"{server.url}/ready").status_code == 503
+        assert httpx2.get(f"{server.url}/health").status_code == 200
+        stream.join(30)
+        assert stream.error is None, stream.error
+        assert stream.status == 200
+        assert stream.text.rstrip().endswith("data: [DONE]"), stream.text[-300:]
+        assert stream.content() == "echo: " + WORDS
+        server.process.proc.wait(30)
+        balance, reserved, ledger_sum, reserved_sum = server.ledger_sums(account_id)
+        assert reserved == reserved_sum == 0
+        assert balance == ledger_sum < 10**9, "the stream was charged before the process exited"
+    finally:
+        server.process.stop()
+
+
+def test_metrics_and_access_logs_carry_no_key_or_prompt(ops_server: Tollway) -> None:
+    marker = f"confidential-{uuid.uuid4().hex}"
+    account_id = ops_server.new_account("1.00")
+    created = ops_server.admin("POST", f"/accounts/{account_id}/keys", {"label": f"label-{marker}"}).json()
+    key, key_id = created["key"], created["id"]
+    ops_server.fake("POST", "reset")
+    reply = httpx2.post(
+        f"{ops_server.url}/v1/chat/completions",
+        json={"model": "fake-chat", "messages": [{"role": "user", "content": f"say {marker}"}]},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert reply.status_code == 200, reply.text
+    bad = httpx2.get(f"{ops_server.url}/v1/models/{marker}", headers={"authorization": f"Bearer {key}"})
+    assert bad.status_code in (400, 404)
+    scrape = httpx2.get(f"{ops_server.url}/metrics")
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    text = scrape.text
+    for secret in (key, marker, key_id, account_id, OPERATOR_KEY):
+        assert secret not in text
+    assert 'route="/v1/chat/completions"' in text and 'model="fake-chat"' in text
+    assert "tollway_http_request_duration_seconds_bucket{" in text
+    assert 'tollway_upstream_duration_seconds_count{provider="fake"}' in text
+    assert 'tollway_tokens_total{kind="prompt",model="fake-chat"}' in text
+    assert "tollway_spend_nano_usd_total" in text and "tollway_reservations_outstanding" in text
+    assert 'route="/v1/models/{model_id}"' in text or 'route="unmatched"' in text
+    # One JSON access line per request: ids, never content or secrets.
+    time.sleep(0.3)
+    log = ops_server.process.log_text()
+    for secret in (key, marker, OPERATOR_KEY):
+        assert secret not in log
+    lines = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    [access] = [
+        x
+        for x in lines
+        if x.get("logger") == "tollway.access" and x.get("request_id") == reply.headers["x-request-id"]
+    ]
+    assert access["account_id"] == account_id and access["key_id"] == key_id
+    assert access["model"] == "fake-chat" and access["status"] == 200 and access["provider"] == "fake"
+    assert access["route"] == "/v1/chat/completions" and access["latency_ms"] >= 0
+
+
+def _models(server: Tollway, key: str) -> set[str]:
+    response = httpx2.get(f"{server.url}/v1/models", headers={"authorization": f"Bearer {key}"})
+    return {m["id"] for m in response.json()["data"]}
+
+
+def _reload(server: Tollway) -> httpx2.Response:
+    return httpx2.post(f"{server.url}/v1/admin/reload", headers={"authorization": f"Bearer {OPERATOR_KEY}"})
+
+
+def test_catalog_reload_by_admin_route_and_sighup_keeps_in_flight_streams(
+    tmp_path: Path, own_fake: ServerProcess
+) -> None:
+    server = _server(tmp_path, own_fake)
+    catalog = tmp_path / "catalog.yaml"
+    original = catalog.read_text()
+    try:
+        account_id = server.new_account("1.00")
+        key = server.new_key(account_id)
+        server.fake("POST", "reset")
+        server.script({"type": "slow", "delay": 0.25})
+        stream = Stream(server.url, key)
+        stream.start()
+        assert stream.started.wait(10)
+        # The fake provider changes (a header): it is replaced, and closed only after this stream ends.
+        changed = original.replace(
+            "api_key_env: FAKE_UPSTREAM_KEY}", 'api_key_env: FAKE_UPSTREAM_KEY, headers: {x-reloaded: "1"}}'
+        )
+        extra = (
+            "\n  - id: reloaded-chat\n    type: text\n    routes: [{provider: fake, model: gpt-4o-mini}]\n"
+            '    pricing: {input: "1.00", output: "2.00"}\n'
+        )
+        catalog.write_text(_with_model(changed, extra))
+        response = _reload(server)
+        assert response.status_code == 200, response.text
+        assert response.json()["replaced_providers"] == ["fake"]
+        assert "reloaded-chat" in _models(server, key)
+        stream.join(30)
+        assert stream.error is None and stream.text.rstrip().endswith("data: [DONE]"), stream.text[-300:]
+        assert stream.content() == "echo: " + WORDS
+        # New calls go through the new provider.
+        reply = httpx2.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "reloaded-chat", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {key}"},
+        )
+        assert reply.status_code == 200, reply.text
+        # An invalid catalog changes nothing.
+        catalog.write_text("models: [{id: broken, routes: [{provider: nowhere, model: x}]}]\n")
+        refused = _reload(server)
+        assert refused.status_code == 400 and "not reloaded" in refused.json()["error"]["message"]
+        assert "reloaded-chat" in _models(server, key)
+        # SIGHUP does the same.
+        catalog.write_text(_with_model(original, extra.replace("reloaded-chat", "hup-chat")))
+        os.kill(server.process.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "hup-chat" not in _models(server, key) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "hup-chat" in _models(server, key) and "reloaded-chat" not in _models(server, key)
+        assert server.process.proc.poll() is None
+        balance, reserved, ledger_sum, _ = server.ledger_sums(account_id)
+        assert reserved == 0 and balance == ledger_sum
+    finally:
+        server.process.stop()
+
+
+def _with_model(catalog: str, model: str) -> str:
+    head, sep, tail = catalog.partition("content_policy:")
+    return head.rstrip("\n") + model + "\n" + sep + tail

@@ -1,0 +1,191 @@
+"""Three `tollway serve` replicas on one PostgreSQL and one Redis behave as one service (DESIGN §7):
+a revocation holds on the next request everywhere, balance reservations hold globally under load
+spread over all replicas, and a replica killed mid-load loses no money (its holds are swept).
+
+Not here yet: "a job queued on A runs once and downloads from B" needs the async-jobs issue.
+Rate limits shared by replicas: tests/contract/test_rate_limits.py (two replicas, one Redis limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _postgres_database, _start_tollway
+from tests.contract.test_rate_limits import _redis_url
+from tests.support.processes import ServerProcess, free_port, start_server
+
+pytestmark = pytest.mark.slow
+BODY = {
+    "model": "fake-chat",
+    "messages": [{"role": "user", "content": "one two three four five six"}],
+    "max_tokens": 100,
+}
+COST_EACH = 6 * 1_000 + 7 * 2_000  # 6 prompt words, "echo: …" 7 words; $1 in, $2 out per 1M tokens
+
+
+@pytest.fixture(scope="module")
+def own_fake() -> Iterator[ServerProcess]:
+    """An upstream for this module alone: its scripted delays must not leak into other tests."""
+    port = free_port()
+    with start_server(
+        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
+        port=port,
+        ready_path="/_fake/health",
+        cwd=REPO,
+    ) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess) -> Iterator[list[Tollway]]:
+    redis_url = _redis_url()
+    database_url = _postgres_database()
+    env = {
+        "TOLLWAY_REDIS_URL": redis_url,
+        "TOLLWAY_REDIS_KEY_PREFIX": f"test-scale-{uuid.uuid4().hex[:8]}:",
+        "TOLLWAY_REDIS_EVENTS_CHANNEL": f"test-scale-{uuid.uuid4().hex[:8]}:key-events",
+        "TOLLWAY_SECRET": uuid.uuid4().hex,  # replicas share the key pepper
+        "TOLLWAY_KEY_CACHE_SECONDS": "600",  # so only the pub/sub eviction can explain a refusal
+        "TOLLWAY_RESERVATION_TTL_SECONDS": "4",
+        "TOLLWAY_SWEEP_INTERVAL_SECONDS": "1",
+        # 3 replicas on a shared CI PostgreSQL (max_connections 100, other tests use some).
+        "TOLLWAY_DATABASE_POOL_SIZE": "6",
+        "TOLLWAY_DATABASE_MAX_OVERFLOW": "4",
+    }
+    tmp: Path = tmp_path_factory.mktemp("three")
+    servers: list[ServerProcess] = []
+    try:
+        for name in "abc":  # one at a time: each migrates the (shared) database on start
+            (tmp / name).mkdir()
+            servers.append(_start_tollway(tmp / name, own_fake.base_url, database_url, env))
+        yield [Tollway(s, database_url, own_fake.base_url) for s in servers]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _chat(url: str, key: str) -> httpx2.Response:
+    return httpx2.post(
+        f"{url}/v1/chat/completions", json=BODY, headers={"authorization": f"Bearer {key}"}, timeout=60
+    )
+
+
+def _mint(server: Tollway, account_id: str, **settings: object) -> tuple[str, str]:
+    response = server.admin(
+        "POST", f"/accounts/{account_id}/keys", {"rate_limits": {"rpm": 100_000}, **settings}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"]), str(response.json()["key"])
+
+
+def _estimate(server: Tollway) -> int:
+    probe = server.new_account("0.000001")
+    _, key = _mint(server, probe)
+    refused = _chat(server.url, key)
+    assert refused.status_code == 402, refused.text
+    return int(Decimal(refused.json()["error"]["required"]) * 10**9)
+
+
+def test_a_key_revoked_on_a_is_refused_by_b_and_c_on_the_next_request(three: list[Tollway]) -> None:
+    a, b, c = three
+    account_id = a.new_account("1.00")
+    key_id, key = _mint(a, account_id)
+    # Every replica has authenticated (and cached, for 600 s) the key.
+    assert [_chat(s.url, key).status_code for s in (a, b, c)] == [200, 200, 200]
+    revoked = httpx2.delete(
+        f"{a.url}/v1/admin/keys/{key_id}", headers={"authorization": f"Bearer {OPERATOR_KEY}"}
+    )
+    assert revoked.status_code == 200, revoked.text
+    statuses = [_chat(s.url, key).status_code for s in (b, c, a)]
+    assert statuses == [401, 401, 401]
+    # Other keys of the account still work everywhere.
+    _, other = _mint(b, account_id)
+    assert [_chat(s.url, other).status_code for s in (a, b, c)] == [200, 200, 200]
+
+
+def test_reservations_hold_globally_under_load_spread_over_three_replicas(three: list[Tollway]) -> None:
+    a, _, _ = three
+    estimate = _estimate(a)
+    credit_nano = 20 * estimate + estimate // 2  # room for 20 holds, not 21
+    account_id = a.new_account(str(Decimal(credit_nano) / 10**9))
+    _, key = _mint(a, account_id)
+    a.fake("POST", "reset")
+    a.script(*[{"type": "delay_first_byte", "seconds": 3}] * 40)  # admitted calls overlap
+
+    async def storm() -> list[tuple[str, int]]:
+        limits = httpx2.Limits(max_connections=200)
+        async with httpx2.AsyncClient(limits=limits, timeout=120) as client:
+
+            async def one(server: Tollway) -> tuple[str, int]:
+                response = await client.post(
+                    f"{server.url}/v1/chat/completions", json=BODY, headers={"authorization": f"Bearer {key}"}
+                )
+                return server.url, response.status_code
+
+            return await asyncio.gather(*(one(three[i % 3]) for i in range(90)))
+
+    results = asyncio.run(storm())
+    a.fake("POST", "reset")
+    statuses = [status for _, status in results]
+    assert statuses.count(200) == 20 and statuses.count(402) == 70, sorted(set(statuses))
+    assert {url for url, status in results if status == 200} == {s.url for s in three}
+    balance, reserved, ledger_sum, reserved_sum = a.ledger_sums(account_id)
+    assert reserved == reserved_sum == 0
+    assert balance == ledger_sum == credit_nano - 20 * COST_EACH
+
+
+def test_sigkill_of_one_replica_mid_load_loses_no_money(three: list[Tollway]) -> None:
+    a, b, c = three
+    credit_nano = 5 * 10**9
+    account_id = a.new_account("5.00")
+    _, key = _mint(a, account_id)
+    a.fake("POST", "reset")
+    a.script(*[{"type": "delay_first_byte", "seconds": 2}] * 60)
+
+    async def load() -> list[int | str]:
+        limits = httpx2.Limits(max_connections=200)
+        async with httpx2.AsyncClient(limits=limits, timeout=60) as client:
+
+            async def one(server: Tollway) -> int | str:
+                try:
+                    response = await client.post(
+                        f"{server.url}/v1/chat/completions",
+                        json=BODY,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                except httpx2.TransportError:
+                    return "dropped"
+                return response.status_code
+
+            async def kill_c() -> None:
+                await asyncio.sleep(1.0)  # every call is admitted and held by now, none answered
+                c.process.kill()
+
+            calls = [asyncio.ensure_future(one(three[i % 3])) for i in range(30)]
+            await kill_c()
+            return list(await asyncio.gather(*calls))
+
+    outcomes = asyncio.run(load())
+    a.fake("POST", "reset")
+    assert outcomes.count("dropped") == 10, outcomes  # every call on C died with it
+    assert outcomes.count(200) == 20, outcomes
+    # C's holds stay until their TTL (4 s), then a surviving replica's sweeper releases them.
+    deadline = time.monotonic() + 30
+    while True:
+        balance, reserved, ledger_sum, reserved_sum = a.ledger_sums(account_id)
+        if reserved == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert reserved == reserved_sum == 0, "the dead replica's reservations were swept"
+    assert balance == ledger_sum == credit_nano - 20 * COST_EACH, "only answered calls were charged"
+    # The survivors keep serving.
+    assert _chat(a.url, key).status_code == 200 and _chat(b.url, key).status_code == 200
