@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     # PostgreSQL connections per replica: up to pool + overflow. replicas × that < max_connections.
     database_pool_size: int = 20
     database_max_overflow: int = 20
+    # Async media jobs (core/jobs.py): `tollway serve` runs a job runner unless jobs_runner is off
+    # (then run `tollway jobs worker` processes). A claimed job's lease expires after
+    # jobs_lease_seconds if its runner dies; polling that fails for jobs_poll_timeout_seconds leaves
+    # the job `unknown` (hold kept) until reconciliation, tried every jobs_reconcile_interval_seconds.
+    jobs_runner: bool = True
+    jobs_concurrency: int = 2
+    jobs_poll_interval_seconds: float = 2.0
+    jobs_poll_timeout_seconds: float = 1800.0
+    jobs_lease_seconds: float = 60.0
+    jobs_reconcile_interval_seconds: float = 300.0
+    jobs_hold_days: int = 30  # a job's hold is never swept before this
+    # Generated media (core/media_store.py): kept this long, in at most this many bytes.
+    media_ttl_seconds: int = 3600
+    media_max_bytes: int = 1024 * 1024 * 1024
 
     @property
     def catalog_path(self) -> Path:

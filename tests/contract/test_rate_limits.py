@@ -172,9 +172,21 @@ def test_rate_limits_endpoint_has_venice_shape(
 
 
 def test_key_creation_is_limited_to_20_per_minute(tollway: Tollway) -> None:
+    import concurrent.futures
+    import time
+
     account_id = tollway.new_account("1.00")
-    statuses = [tollway.admin("POST", f"/accounts/{account_id}/keys", {}).status_code for _ in range(21)]
-    assert statuses == [201] * 20 + [429]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(
+                lambda _: tollway.admin("POST", f"/accounts/{account_id}/keys", {}).status_code, range(26)
+            )
+        )
+    elapsed = time.monotonic() - started
+    # 20 at once, then one more every 3 s (GCRA at 20/min): a slow machine may earn a few extra.
+    assert set(statuses) == {201, 429}
+    assert 20 <= statuses.count(201) <= 20 + int(elapsed // 3)
 
 
 # -- two replicas ---------------------------------------------------------------------------------

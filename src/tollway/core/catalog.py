@@ -43,6 +43,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class QueueApiConfig(_Strict):
+    """Paths (relative to base_url) of an upstream's queue/poll media API, Venice/NightVeil shaped:
+    POST queue {model, prompt, ...} → {queue_id}; POST retrieve {model, queue_id} → status JSON or
+    the media bytes (or JSON with a download url) once done."""
+
+    video_queue: str = "video/queue"
+    video_retrieve: str = "video/retrieve"
+    audio_queue: str = "audio/queue"
+    audio_retrieve: str = "audio/retrieve"
+    poll_interval_seconds: float | None = None  # default: TOLLWAY_JOBS_POLL_INTERVAL_SECONDS
+    poll_timeout_seconds: float | None = None  # then `unknown`: default TOLLWAY_JOBS_POLL_TIMEOUT_SECONDS
+
+
 class ProviderConfig(_Strict):
     id: str
     kind: Literal["openai", "anthropic", "gemini", "local"]
@@ -55,6 +68,8 @@ class ProviderConfig(_Strict):
     allowed_params: list[str] | None = None
     # `openai` kind: `venice` uses Venice's native image routes (providers/openai/media.py).
     flavor: Literal["openai", "venice"] = "openai"
+    # `openai` kind: the upstream's queue/poll media API for async jobs (providers/queue_media.py).
+    jobs: QueueApiConfig | None = None
 
 
 class RouteConfig(_Strict):
@@ -74,11 +89,28 @@ class PricingConfig(_Strict):
     per_image: str | None = None
     per_million_chars: str | None = None
     per_second: str | None = None
+    # Async media jobs (core/job_pricing.py): per image when an input image is given (image mode);
+    # flat additions per generation (images: per image) by option ("2K", "4K", "hd", ...); additions
+    # per second of video by option ("1080p", "audio"); exact prices per "RES/DURs[/audio]" key.
+    per_image_input: str | None = None
+    surcharges: dict[str, str] = Field(default_factory=dict)
+    per_second_surcharges: dict[str, str] = Field(default_factory=dict)
+    per_generation: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("*")
+    @field_validator("input", "output", "cached_input", "reasoning", "per_image", "per_million_chars")
     @classmethod
     def _decimal(cls, value: str | None) -> str | None:
         return None if value is None else _decimal_string(value)
+
+    @field_validator("per_second", "per_image_input")
+    @classmethod
+    def _decimal_media(cls, value: str | None) -> str | None:
+        return None if value is None else _decimal_string(value)
+
+    @field_validator("surcharges", "per_second_surcharges", "per_generation")
+    @classmethod
+    def _decimal_table(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key: _decimal_string(price) for key, price in value.items()}
 
 
 class RateLimitsConfig(_Strict):
