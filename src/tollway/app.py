@@ -16,12 +16,17 @@ from tollway import __version__
 from tollway.api import admin, billing, ops, ops_admin, venice_keys, web3_keys
 from tollway.api import anthropic as anthropic_api
 from tollway.api import audio as audio_api
+from tollway.api import characters as characters_api
 from tollway.api import gemini as gemini_api
 from tollway.api import images as images_api
+from tollway.api import jobs as jobs_api
 from tollway.api import keys as keys_api
 from tollway.api import openai as openai_api
 from tollway.api import rate_limits as rate_limits_api
+from tollway.api import tasks as tasks_api
+from tollway.api import venice_models as venice_models_api
 from tollway.api.http import RequestContext, install_error_handlers
+from tollway.core.jobs import jobs_from
 from tollway.core.key_events_bus import KeyEventsBus
 from tollway.core.keys import KeySettings
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest
@@ -116,6 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
             )
+        # Async media jobs (core/jobs.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
+        jobs = jobs_from(services)
+        app.state.jobs = jobs
+        if settings.jobs_runner:
+            tasks.append(asyncio.create_task(jobs.runner.run_forever()))
         app.state.ready = True
         try:
             yield
@@ -123,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             for task in tasks:
                 task.cancel()
+            await jobs.aclose()  # leases of jobs in flight go back: another runner resumes them
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             # Streams whose client is still there were given shutdown_grace_seconds by uvicorn; those
@@ -143,9 +154,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.in_flight = in_flight
     install_error_handlers(app)
     for prefix, documented in (("/v1", True), ("/api/v1", False)):
+        # before openai's models/{model_id}: models/traits and models/compatibility_mapping must win.
+        app.include_router(venice_models_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(characters_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
         # before any api_keys/{id} route: api_keys/rate_limits must win.
         app.include_router(rate_limits_api.router, prefix=prefix, include_in_schema=documented)

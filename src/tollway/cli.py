@@ -14,6 +14,7 @@ from tollway.core.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.models_view import model_object
 from tollway.core.pricing import usd_to_nano
 from tollway.errors import TollwayError
+from tollway.jobs_cli import jobs_app
 from tollway.services import Services, build_services
 from tollway.settings import Settings
 
@@ -22,6 +23,7 @@ accounts_app = typer.Typer(help="Create, credit and inspect accounts.", no_args_
 keys_app = typer.Typer(help="Mint, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")  # tollway/jobs_cli.py: worker, reconcile, stats
 
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

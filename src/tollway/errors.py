@@ -43,8 +43,14 @@ class ErrorCode(Enum):
     AGE_VERIFICATION_REQUIRED = (403, "permission_error", "Uncensored access needs an age-verified account.")
     NOT_FOUND = (404, "not_found_error", "Not found.")
     JOB_NOT_FOUND = (404, "not_found_error", "Unknown queue_id / job, or not owned by your account.")
+    CHARACTER_NOT_FOUND = (404, "not_found_error", "Unknown character. GET /v1/characters lists them.")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "Method not allowed on this route.")
     CONFLICT = (409, "conflict_error", "A request with this Idempotency-Key is still running. Retry later.")
+    MODEL_DEPRECATED = (
+        410,
+        "invalid_request_error",
+        "This model was retired. GET /v1/models lists the models you can use.",
+    )
     REQUEST_TOO_LARGE = (413, "invalid_request_error", "The request body is too large.")
     # Media inputs (Venice's codes and statuses, seed 002 §13).
     INVALID_FILE_SIZE = (413, "invalid_request_error", "File size exceeds maximum limit.")

@@ -17,6 +17,7 @@ from tollway.core.ledger import Ledger
 from tollway.core.limits import Limiter, MemoryLimiter, RateGate
 from tollway.core.pipeline import Pipeline
 from tollway.core.router import RetryPolicy, Router
+from tollway.core.search import SearxngSearch
 from tollway.providers.anthropic import AnthropicProvider
 from tollway.providers.base import Provider
 from tollway.providers.gemini import GeminiProvider
@@ -47,6 +48,8 @@ class Services:
         )
         for provider in self.providers.values():
             await provider.aclose()
+        if self.pipeline.search is not None:
+            await self.pipeline.search.aclose()
         self.ledger.close()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -125,6 +128,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         drain_seconds=settings.stream_drain_seconds,
         rate_gate=RateGate(limiter, catalog.config.plans),
     )
+    pipeline.search = SearxngSearch(settings.search_url) if settings.search_url else None
     return Services(
         settings,
         engine,

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "tollway:rl:"
     # Venice web3 key creation (api_keys/generate_web3_key): off unless the operator enables it.
     web3_keys: bool = False
+    # Web search for chat (venice_parameters.enable_web_search): a SearXNG-compatible JSON endpoint.
+    search_url: str | None = None
     # Operations (docs/deploy.md). Reservations older than reservation_ttl_seconds are released by
     # every replica's sweeper, run every sweep_interval_seconds.
     sweep_interval_seconds: float = 30.0

@@ -16,6 +16,8 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "usage", "mode": "last_chunk_with_choices" | "none" | "every_chunk"}``: provider
   quirks; the first and last send usage even when ``stream_options.include_usage`` was not asked.
 - ``{"type": "slow", "delay": S}``: seconds between streamed chunks for this request.
+- ``{"type": "reply", "chunks": ["<thi", "nk>…"]}``: answer exactly these content pieces, one
+  stream chunk each (tags split across chunks, as reasoning models do); buffered: joined.
 
 Stream-only behaviors are ignored by embeddings and (except cut) by buffered chat.
 ``POST /_fake/reset`` clears queue and stats; ``GET /_fake/stats`` shows calls and bodies seen.
@@ -47,7 +49,7 @@ JSON = dict[str, Any]
 CREATED = 1_700_000_000
 MODELS = ("gpt-4o-mini", "text-embedding-3-small")
 DEFAULT_EMBEDDING_DIMS = 8
-BEHAVIOR_TYPES = {"status", "delay_first_byte", "cut", "error_event", "usage", "slow"}
+BEHAVIOR_TYPES = {"status", "delay_first_byte", "cut", "error_event", "usage", "slow", "reply"}
 
 
 class CutConnection(Exception):
@@ -163,6 +165,8 @@ async def chat_completions(request: Request) -> Response:
     reply = _Reply(
         f"chatcmpl-fake-{state.calls['chat']}", body.get("model", MODELS[0]), words, finish, prompt_tokens
     )
+    if behavior["type"] == "reply":
+        return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]])
     if body.get("stream"):
         delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
         chunks = _stream_chat(reply, body, behavior, delay)
@@ -175,6 +179,30 @@ async def chat_completions(request: Request) -> Response:
     if behavior["type"] == "cut":  # a buffered answer dies halfway through its JSON body
         return StreamingResponse(_truncated(json.dumps(answer).encode()), media_type="application/json")
     return JSONResponse(answer)
+
+
+def _scripted_reply(reply: _Reply, body: JSON, pieces: list[str]) -> Response:
+    usage = reply.usage(len(pieces))
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "".join(pieces)}
+        answer = reply.envelope(
+            "chat.completion", [{"index": 0, "message": message, "finish_reason": "stop"}]
+        )
+        return JSONResponse({**answer, "usage": usage})
+
+    async def frames() -> AsyncIterator[bytes]:
+        for i, piece in enumerate(pieces):
+            delta: JSON = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            reason = "stop" if i == len(pieces) - 1 else None
+            yield _sse(
+                reply.envelope(
+                    "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": reason}]
+                )
+            )
+        yield _sse({**reply.envelope("chat.completion.chunk", []), "usage": usage})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
 async def _truncated(data: bytes) -> AsyncIterator[bytes]:

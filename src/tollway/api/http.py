@@ -12,11 +12,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tollway import __version__
 from tollway.core.ids import new_request_id
 from tollway.core.schemas import param_of
 from tollway.errors import ErrorCode, TollwayError, openai_envelope
 
 log = logging.getLogger("tollway.http")
+# The API revision on every response (Venice's x-venice-version; README "Response headers").
+_VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", __version__.encode())]
 
 
 class JSON(Response):
@@ -55,7 +58,7 @@ class RequestContext:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", header)]
+                message["headers"] = [*message["headers"], (b"x-request-id", header), *_VERSION]
             await send(message)
 
         length = dict(scope.get("headers") or ()).get(b"content-length")

@@ -34,7 +34,12 @@ def store_of(request: Request) -> MediaStore:
     state = request.app.state
     if getattr(state, "media_store", None) is None:
         settings = state.services.settings
-        state.media_store = MediaStore(settings.data_dir / "media", settings.pepper())
+        state.media_store = MediaStore(
+            settings.data_dir / "media",
+            settings.pepper(),
+            ttl_seconds=settings.media_ttl_seconds,
+            max_bytes=settings.media_max_bytes,
+        )
     store: MediaStore = state.media_store
     return store
 

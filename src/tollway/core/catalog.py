@@ -9,6 +9,9 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tollway.core import characters as _characters
+from tollway.core import model_names as _model_names
+from tollway.core.characters import CharacterConfig
 from tollway.core.policy import ContentPolicyConfig
 from tollway.core.pricing import TokenPrices, scale_price
 from tollway.errors import ErrorCode, TollwayError
@@ -146,6 +149,7 @@ class ModelConfig(_Strict):
     capabilities: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     traits: list[str] = Field(default_factory=list)
+    compatible_with: list[str] = Field(default_factory=list)  # foreign names (gpt-4o) for this model
     deprecation: DeprecationConfig | None = None
     description: str | None = None
     # The operator's default system prompt, put before the caller's own messages (Venice's
@@ -173,6 +177,10 @@ class CatalogConfig(_Strict):
     plans: dict[str, dict[str, RateLimitsConfig]] = Field(default_factory=dict)
     # Optional content policy (tollway.core.policy): regex rules and an optional moderation model.
     content_policy: ContentPolicyConfig | None = None
+    # Venice extensions (core/model_names.py, core/characters.py): foreign model name → model id,
+    # and the characters chat requests name with venice_parameters.character_slug.
+    compatibility: dict[str, str] = Field(default_factory=dict)
+    characters: list[CharacterConfig] = Field(default_factory=list)
 
 
 class CatalogModel:
@@ -228,6 +236,7 @@ class Catalog:
                 if alias in self._names and self._names[alias] is not model:
                     problems.append(f"alias {alias!r} of {model.id!r} is already a model id or alias")
                 self._names.setdefault(alias, model)
+        problems += _model_names.problems(config) + _characters.problems(config.characters)
         if problems:
             raise CatalogError("; ".join(problems))
 

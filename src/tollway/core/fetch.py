@@ -85,14 +85,14 @@ class UrlFetcher:
         host_header = host if parts.port is None else f"{host}:{parts.port}"
         return pinned, host_header, host
 
-    async def fetch(self, url: str, *, param: str = "image") -> bytes:
+    async def fetch(self, url: str, *, param: str = "image", accept: str = "image/*") -> bytes:
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                return await self._fetch(url, param)
+                return await self._fetch(url, param, accept)
         except TimeoutError:
             raise _refuse("The image URL did not answer in time.", param) from None
 
-    async def _fetch(self, url: str, param: str) -> bytes:
+    async def _fetch(self, url: str, param: str, accept: str) -> bytes:
         async with httpx2.AsyncClient(
             transport=self._transport, follow_redirects=False, timeout=self.timeout_seconds
         ) as client:
@@ -101,7 +101,7 @@ class UrlFetcher:
                 request = client.build_request(
                     "GET",
                     pinned,
-                    headers={"host": host_header, "accept": "image/*"},
+                    headers={"host": host_header, "accept": accept},
                     extensions={"sni_hostname": server_name},
                 )
                 try:

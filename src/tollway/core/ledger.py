@@ -9,6 +9,7 @@ A reservation row is deleted by exactly one of settle, release and the sweeper.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -93,8 +94,15 @@ class Ledger:
         amount_nano: int,
         key_limit: KeyLimit | None = None,
         key_id: str | None = None,
+        *,
+        ttl: timedelta | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> Reservation:
-        """Hold `amount_nano` or raise 402 without touching anything."""
+        """Hold `amount_nano` or raise 402 without touching anything.
+
+        `ttl` overrides the sweeper's TTL for this hold (async jobs hold for days); `also` runs in
+        the same transaction after the hold (a job row: the hold exists if and only if the job does).
+        """
         now = utcnow()
         key_period = period_key(key_limit.period, now) if key_limit else None
 
@@ -130,9 +138,11 @@ class Ledger:
                     key_id=key_id,
                     amount_nano=amount_nano,
                     key_period=key_period,
-                    expires_at=now + self._ttl,
+                    expires_at=now + (ttl or self._ttl),
                 )
             )
+            if also is not None:
+                also(conn)
             return row
 
         row = await self._tx.run(tx)

@@ -5,6 +5,12 @@ A URL carries `exp` and `sig` = HMAC-SHA256(pepper, id|owner|exp): whoever holds
 until it expires (the OpenAI SDK fetches `url` with no key), and a request that presents another
 account's key gets 404, so a leaked link is bounded in time and never serves a different tenant.
 The directory is size-capped: the oldest files go first.
+
+Interface for other backends (an S3-compatible store for multi-replica deployments): `put(owner,
+data, content_type) -> StoredMedia`, `signed_path(entry)`, `open(id, exp, sig, account_id=)`,
+`get(id, owner=)`, `delete(id)` and `sweep()`; readers only use `entry.path.read_bytes()` today,
+which an S3 backend would replace with a ranged GET (or a short-lived presigned redirect: never the
+upstream's URL). Today every replica must share `data_dir` (one host or a shared volume).
 """
 
 from __future__ import annotations
@@ -98,6 +104,30 @@ class MediaStore:
         if account_id is not None and account_id != owner:
             return None
         return StoredMedia(media_id, owner, str(meta["content_type"]), expires_at, path)
+
+    def get(self, media_id: str, *, owner: str, now: float | None = None) -> StoredMedia | None:
+        """The entry by id for its owner (no signature: for routes that authenticate the caller,
+        e.g. video/download/{id}); None when unknown, expired or someone else's."""
+        now = time.time() if now is None else now
+        if not media_id.startswith("med_") or "/" in media_id:
+            return None
+        path = self.root / media_id
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
+        if str(meta["owner"]) != owner:
+            return None
+        if now > int(meta["expires_at"]):
+            self._remove(path)
+            return None
+        return StoredMedia(media_id, owner, str(meta["content_type"]), int(meta["expires_at"]), path)
+
+    def delete(self, media_id: str) -> None:
+        """Delete now (a client that asked for deletion on download)."""
+        if media_id.startswith("med_") and "/" not in media_id:
+            with self._lock:
+                self._remove(self.root / media_id)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired entries; returns how many went."""

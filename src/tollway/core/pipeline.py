@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tollway.core import policy, tokens
+from tollway.core import chat_plan, model_names, policy, tokens
 from tollway.core.catalog import Catalog, CatalogModel
 from tollway.core.clock import utcnow
 from tollway.core.keys import Caller
@@ -26,6 +26,7 @@ from tollway.core.limits import RateGate, Ticket
 from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost
 from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate
+from tollway.core.search import SearchProvider
 from tollway.errors import ErrorCode, TollwayError
 from tollway.ops import logs, metrics
 from tollway.providers.base import Provider, UpstreamError
@@ -61,6 +62,7 @@ class _Admitted:
     reservation: Reservation
     headers: dict[str, str]
     rate: Ticket = field(default_factory=lambda: Ticket(None))  # limiter lease, finished once
+    venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/chat_plan.py)
 
 
 def _usage_of(raw: Any) -> TokenUsage | None:
@@ -149,18 +151,12 @@ class Pipeline:
         self.router = router
         self._drain_seconds = drain_seconds
         self._background: set[asyncio.Task[None]] = set()
+        self.search: SearchProvider | None = None  # web search for chat (core/search.py)
 
     # -- admission ----------------------------------------------------------------------------
 
     def _resolve(self, name: str, model_type: str) -> CatalogModel:
-        model = self.catalog.resolve(name)
-        if model.type != model_type:
-            raise TollwayError(
-                ErrorCode.INVALID_MODEL,
-                f"{model.id!r} is a {model.type} model; this route needs a {model_type} model.",
-                param="model",
-            )
-        return model
+        return model_names.resolve(self.catalog, name, model_type)  # id, alias, trait, compatibility
 
     @staticmethod
     def _check_policy(caller: Caller, model: CatalogModel) -> None:
@@ -198,6 +194,10 @@ class Pipeline:
             "x-venice-balance-usd": balance,
             "x-tollway-model-id": model.id,
             "x-venice-model-id": model.id,
+            "x-tollway-model-name": model.config.name or model.id,
+            "x-venice-model-name": model.config.name or model.id,
+            "x-tollway-timestamp": utcnow().isoformat(timespec="milliseconds"),
+            "x-venice-timestamp": utcnow().isoformat(timespec="milliseconds"),
             **rate.headers,  # computed at admission, so streams carry them from the first byte
         }
         return _Admitted(model, reservation, headers, rate)
@@ -277,18 +277,23 @@ class Pipeline:
 
     async def chat(self, call: Call, body: dict[str, Any]) -> Result:
         request = validate(ChatRequest, body)
-        model = self._resolve(request.model, "text")
+        # suffix, venice_parameters, trait/compatibility, deprecation, character, system prompts
+        plan = chat_plan.prepare(self.catalog, body, call.caller, search_configured=self.search is not None)
+        model = plan.model
         await policy.enforce(self.catalog, call.caller, body)  # 422 CONTENT_BLOCKED before any charge
-        body = with_system_prompt(body, model)
+        body = plan.body
         assert model.token_prices is not None
         cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
         asked = request.max_completion_tokens or request.max_tokens
         max_output = min(asked, cap) if asked else cap
-        prompt_estimate = tokens.count_prompt(body)
+        prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
         estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
         admitted = await self._admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
+        admitted.headers.update(plan.headers)
+        admitted.venice = plan
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         try:
+            body = await plan.augment(self.search)  # web search / scraping, after the money is held
             if request.stream:
                 return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
             return await self._chat_buffered(call, admitted, body, prompt_estimate)
@@ -314,6 +319,8 @@ class Pipeline:
             texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
         await self._settle(call, admitted, provider.id, usage, source, "completed")
+        if admitted.venice is not None:
+            admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
         result["usage"] = _usage_dict(usage)
         return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
@@ -356,6 +363,8 @@ class Pipeline:
                     chunk.get("created", meta["created"]),
                 )
                 produced.extend(_delta_texts(chunk))
+                if admitted.venice is not None:
+                    chunk = admitted.venice.chunk(chunk)  # <think> stripping across chunks, search results
                 if chunk.get("choices"):
                     chunk["model"] = model_id
                     await emit(_sse(chunk))

@@ -41,6 +41,16 @@ class ChatRequest(_Open):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0)
+    # Venice's sampling extensions (seed 002 §3.2): passed to upstreams that take them, else dropped.
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    repetition_penalty: float | None = Field(default=None, ge=0)
+    min_temp: float | None = Field(default=None, ge=0, le=2)
+    max_temp: float | None = Field(default=None, ge=0, le=2)
+    stop_token_ids: list[int] | None = None
+    venice_parameters: dict[str, Any] | None = None  # core/venice.py
 
 
 class EmbeddingsRequest(_Open):

@@ -174,3 +174,41 @@ usage_daily = Table(
     Column("cost_nano", BigInteger, nullable=False, default=0),
     UniqueConstraint("account_id", "day", "key_id", "key_label", "model", name="uq_usage_daily_group"),
 )
+
+# Async media jobs (migration 0004, core/jobs.py). The hold is the reservation whose id is the job's
+# id. `params` holds the generation request only while the job is in flight (a restarted runner
+# needs it to submit) and is erased when the job ends: no prompt outlives its job.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),  # queue_id / task_id
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40)),
+    Column("key_label", String(200)),
+    Column("kind", String(8), nullable=False),  # video | audio | image
+    Column("model", String(200), nullable=False),  # public model id
+    Column("provider", String(80)),  # the route that took it
+    Column("upstream_model", String(200)),
+    Column("upstream_id", String(200)),  # the upstream's task id, persisted once submitted
+    Column("status", String(12), nullable=False),  # queued processing completed failed unknown
+    Column("progress", Integer, nullable=False, default=0),
+    Column("params", JSON),
+    Column("quote_nano", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger),  # charged at completion (the quote, or the upstream's lower actual)
+    Column("units", BigInteger, nullable=False, default=0),  # seconds, characters or images billed
+    Column("media_id", String(40)),
+    Column("content_type", String(40)),
+    Column("error_code", String(40)),
+    Column("error_message", String(300)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("next_run_at", DateTime(timezone=True), nullable=False),
+    Column("poll_deadline", DateTime(timezone=True)),
+    Column("eta_seconds", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+Index("ix_jobs_status_next_run", jobs.c.status, jobs.c.next_run_at)
+Index("ix_jobs_account_created", jobs.c.account_id, jobs.c.created_at)

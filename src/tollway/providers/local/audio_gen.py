@@ -126,7 +126,9 @@ def sound_effect(spec: AudioSpec) -> bytes:
         freq = start + (end - start) * t / duration
         track = np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.sin(np.pi * t / duration)
         if kind == "whoosh":
-            track = track * 0.3 + np.convolve(noise, np.ones(8) / 8, mode="same") * np.sin(np.pi * t / duration)
+            track = track * 0.3 + np.convolve(noise, np.ones(8) / 8, mode="same") * np.sin(
+                np.pi * t / duration
+            )
     else:  # beep, click: pulses
         period = rng.uniform(0.25, 0.6)
         gate = ((t % period) < (0.12 if kind == "beep" else 0.01)).astype(float)

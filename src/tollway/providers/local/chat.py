@@ -38,6 +38,8 @@ _PASSED = {
     "min_p",
     "top_k",
     "repeat_penalty",
+    "dynatemp_range",
+    "chat_template_kwargs",
     "stream",
     "stream_options",
 }
@@ -82,6 +84,13 @@ class LlamaChat:
         request = {k: v for k, v in body.items() if k in _PASSED}
         if "max_completion_tokens" in body and "max_tokens" not in request:
             request["max_tokens"] = body["max_completion_tokens"]
+        # Venice's sampling names → llama.cpp's (seed 002 §3.2).
+        if "repetition_penalty" in body and "repeat_penalty" not in request:
+            request["repeat_penalty"] = body["repetition_penalty"]
+        low, high = body.get("min_temp"), body.get("max_temp")
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and high >= low:
+            request["temperature"] = (low + high) / 2  # dynamic temperature: centre ± range
+            request["dynatemp_range"] = (high - low) / 2
         return request
 
     @staticmethod

@@ -14,6 +14,7 @@ import math
 import subprocess
 import tempfile
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,12 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     """(width, height): the short side is the resolution's lines, both even (yuv420p needs it)."""
     short = RESOLUTIONS[resolution]
     w_ratio, h_ratio = ASPECT_RATIOS[aspect_ratio]
+    width: float = short
+    height: float = short
     if w_ratio >= h_ratio:
-        width, height = short * w_ratio / h_ratio, short
+        width = short * w_ratio / h_ratio
     else:
-        width, height = short, short * h_ratio / w_ratio
+        height = short * h_ratio / w_ratio
     return int(round(width / 2) * 2), int(round(height / 2) * 2)
 
 
@@ -72,7 +75,7 @@ def _canvas(spec: VideoSpec, width: int, height: int) -> Image.Image:
     return still.convert("RGB")
 
 
-def render_mp4(spec: VideoSpec) -> bytes:
+def render_mp4(spec: VideoSpec, on_progress: Callable[[float], None] | None = None) -> bytes:
     """Encode the video (blocking: run in a worker thread). Returns the MP4 bytes."""
     if spec.resolution not in RESOLUTIONS or spec.aspect_ratio not in ASPECT_RATIOS:
         raise UpstreamError("unsupported resolution or aspect ratio", retryable=False)
@@ -81,8 +84,14 @@ def render_mp4(spec: VideoSpec) -> bytes:
     rng = images._rng("video", spec.seed, spec.prompt)
     palette = images._palette(rng)
     sprites = [
-        (rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15),
-         rng.uniform(0.04, 0.12), (*rng.choice(palette), 150))
+        (
+            rng.uniform(0, 1),
+            rng.uniform(0, 1),
+            rng.uniform(-0.15, 0.15),
+            rng.uniform(-0.15, 0.15),
+            rng.uniform(0.04, 0.12),
+            (*rng.choice(palette), 150),
+        )
         for _ in range(5)
     ]
     pan_x, pan_y = rng.uniform(-1, 1), rng.uniform(-1, 1)
@@ -112,7 +121,10 @@ def render_mp4(spec: VideoSpec) -> bytes:
         assert process.stdin is not None
         try:
             for index in range(total):
-                process.stdin.write(_frame(canvas, width, height, index / max(total - 1, 1), sprites, pan_x, pan_y))
+                progress = index / max(total - 1, 1)
+                process.stdin.write(_frame(canvas, width, height, progress, sprites, pan_x, pan_y))
+                if on_progress is not None and index % spec.fps == 0:
+                    on_progress(progress)
             process.stdin.close()
             stderr = process.stderr.read() if process.stderr else b""
             code = process.wait(timeout=ENCODE_TIMEOUT_SECONDS)

@@ -1,0 +1,307 @@
+"""NightVeil async media (seed 000 "Audio & video (async)", Venice's video API): `video/quote`,
+`video/queue`, `video/retrieve`, `video/download/{id}`, `audio/queue`, `audio/retrieve`,
+`audio/download/{id}`. The lifecycle and the money are core/jobs.py's; this file reads requests and
+renders jobs. Also served under /api/v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, Response
+
+from tollway.api.auth import inference_caller
+from tollway.api.http import JSON
+from tollway.api.media_input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
+from tollway.core import job_pricing
+from tollway.core.catalog import CatalogModel
+from tollway.core.job_store import JobRow
+from tollway.core.jobs import Jobs, NewJob
+from tollway.core.keys import Caller
+from tollway.core.pricing import nano_to_usd
+from tollway.errors import ErrorCode, TollwayError
+from tollway.providers.local import ffmpeg, video
+
+router = APIRouter(tags=["async media"])
+SEED_LIMIT = 999_999_999
+MAX_VIDEO_SECONDS = 60
+MAX_AUDIO_SECONDS = 600
+MAX_SPEECH_CHARS = 100_000
+PROMPT_MAX = 2500
+STATUS = {
+    "queued": "QUEUED",
+    "processing": "PROCESSING",
+    "completed": "COMPLETED",
+    "failed": "FAILED",
+    "unknown": "UNKNOWN",
+}
+UNKNOWN_NOTE = (
+    "The upstream has not confirmed the result in time; the job is being reconciled. "
+    "Your quote stays held and is charged only if the job completes."
+)
+
+
+def jobs_of(request: Request) -> Jobs:
+    jobs: Jobs | None = getattr(request.app.state, "jobs", None)
+    if jobs is None:
+        raise TollwayError(ErrorCode.INTERNAL, "Async jobs are not running in this process.")
+    return jobs
+
+
+# -- requests → jobs (shared with the seed-001 task API) ---------------------------------------
+
+
+def video_model(request: Request, name: object) -> CatalogModel:
+    return media_of(request).resolve(name, ("video",))
+
+
+def video_ask(
+    fields: Fields, model: CatalogModel, *, duration: str = "duration", audio: str = "audio"
+) -> job_pricing.VideoAsk:
+    seconds = integer(fields, duration, 5, low=1, high=MAX_VIDEO_SECONDS)
+    resolution = choice(fields, "resolution", tuple(video.RESOLUTIONS), "720p") or "720p"
+    offered = job_pricing.offered_video(model)
+    if offered is not None:
+        resolutions, durations = offered
+        if resolution not in resolutions:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                f"{model.id!r} offers resolutions {', '.join(sorted(resolutions))}.",
+                param="resolution",
+            )
+        if seconds not in durations:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                f"{model.id!r} offers durations {', '.join(str(d) for d in sorted(durations))} s.",
+                param=duration,
+            )
+    return job_pricing.VideoAsk(seconds, resolution, flag(fields, audio, False))
+
+
+async def video_job(
+    request: Request,
+    who: Caller,
+    fields: Fields,
+    model: CatalogModel,
+    *,
+    endpoint: str,
+    duration: str = "duration",
+    audio: str = "audio",
+) -> NewJob:
+    prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
+    assert prompt is not None
+    ask = video_ask(fields, model, duration=duration, audio=audio)
+    aspect = choice(fields, "aspect_ratio", tuple(video.ASPECT_RATIOS), "16:9") or "16:9"
+    negative = text(fields, "negative_prompt", max_len=PROMPT_MAX) or ""
+    quote = job_pricing.video_quote(jobs_of(request).catalog, model, ask)
+    params: dict[str, Any] = {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "duration": ask.seconds,
+        "seconds": ask.seconds,
+        "resolution": ask.resolution,
+        "aspect_ratio": aspect,
+        "audio": ask.audio,
+        "seed": integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT),
+    }
+    if fields.get("image_url") or fields.get("image"):
+        params["input_media"] = await _keep_input(request, who, fields)
+    width, height = video.frame_size(ask.resolution, aspect)
+    eta = max(5, int(ask.seconds * width * height / 400_000))
+    return NewJob("video", model, quote, ask.seconds, params, endpoint, eta, (prompt, negative))
+
+
+async def _keep_input(request: Request, who: Caller, fields: Fields) -> str:
+    """The reference image, kept in the media store (owner-bound, TTL) until the job has run."""
+    data = await image_bytes(request, fields)
+    assert who.account_id is not None
+    entry = await asyncio.to_thread(
+        jobs_of(request).media.put, who.account_id, data, "application/octet-stream"
+    )
+    return entry.id
+
+
+def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
+    catalog = jobs_of(request).catalog
+    fmt = choice(fields, "format", tuple(ffmpeg.AUDIO_FORMATS), None) or choice(
+        fields, "response_format", tuple(ffmpeg.AUDIO_FORMATS), "mp3"
+    )
+    if model.type == "tts":
+        spoken = fields.get("input") if fields.get("input") is not None else fields.get("prompt")
+        body = {"input": spoken}
+        words = text(body, "input", required=True, min_len=1, max_len=MAX_SPEECH_CHARS)
+        assert words is not None
+        params = {"input": words, "voice": fields.get("voice"), "format": fmt, "speed": 1.0}
+        quote = job_pricing.speech_quote(catalog, model, len(words))
+        return NewJob(
+            "audio", model, quote, len(words), params, "audio_queue", max(3, len(words) // 200), (words,)
+        )
+    prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
+    assert prompt is not None
+    seconds = integer(fields, "duration", 10, low=1, high=MAX_AUDIO_SECONDS)
+    params = {
+        "prompt": prompt,
+        "duration": seconds,
+        "seconds": seconds,
+        "format": fmt,
+        "seed": integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT),
+    }
+    quote = job_pricing.seconds_quote(catalog, model, seconds)
+    return NewJob("audio", model, quote, seconds, params, "audio_queue", max(2, seconds // 10), (prompt,))
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def _base(request: Request) -> str:
+    return "/api/v1/" if request.url.path.startswith("/api/v1/") else "/v1/"
+
+
+def job_view(request: Request, job: JobRow) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "queue_id": job.id,
+        "model": job.model,
+        "status": STATUS[job.status],
+        "progress": job.progress,
+        "eta_seconds": job.eta_seconds,
+        "quote_usd": nano_to_usd(job.quote_nano),
+        "created_at": job.created_at.isoformat().replace("+00:00", "Z"),
+        "execution_duration": int(((job.finished_at or _now()) - job.created_at).total_seconds() * 1000),
+    }
+    if job.status == "completed":
+        path = f"{_base(request)}{job.kind}/download/{job.id}"
+        view.update(
+            cost_usd=nano_to_usd(job.cost_nano or 0),
+            download_path=path,
+            download_url=str(request.base_url).rstrip("/") + path,
+            content_type=job.content_type,
+            completed_at=job.finished_at.isoformat().replace("+00:00", "Z") if job.finished_at else None,
+        )
+    elif job.status == "failed":
+        view.update(
+            cost_usd=nano_to_usd(0),
+            refunded=True,
+            error={"code": job.error_code, "message": job.error_message},
+        )
+    elif job.status == "unknown":
+        view["message"] = UNKNOWN_NOTE
+    return view
+
+
+def _now() -> Any:
+    from tollway.core.clock import utcnow
+
+    return utcnow()
+
+
+async def _queue(request: Request, who: Caller, new: NewJob) -> Response:
+    job, available = await jobs_of(request).queue(who, new)
+    body = {
+        "model": job.model,
+        "queue_id": job.id,
+        "quote_usd": nano_to_usd(job.quote_nano),
+        "quote": float(nano_to_usd(job.quote_nano)),
+        "status": STATUS[job.status],
+        "eta_seconds": job.eta_seconds,
+    }
+    headers = {"x-balance-usd": nano_to_usd(available - job.quote_nano), "x-tollway-model-id": job.model}
+    return JSON(body, headers=headers)
+
+
+async def _retrieve(request: Request, who: Caller, kind: str) -> Response:
+    fields = await read_fields(request)
+    queue_id = fields.get("queue_id")
+    if not isinstance(queue_id, str) or not queue_id:
+        raise TollwayError(ErrorCode.VALIDATION, "`queue_id` is required.", param="queue_id")
+    job = await jobs_of(request).owned(who, queue_id)
+    model = fields.get("model")
+    if job.kind != kind or (
+        model is not None and model != job.model and _resolved(request, model) != job.model
+    ):
+        raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
+    return JSON(job_view(request, job))
+
+
+def _resolved(request: Request, name: object) -> str | None:
+    try:
+        return jobs_of(request).catalog.resolve(name).id
+    except TollwayError:
+        return None
+
+
+async def download(request: Request, who: Caller, job_id: str, kind: str | None) -> Response:
+    jobs = jobs_of(request)
+    job = await jobs.owned(who, job_id)
+    if kind is not None and job.kind != kind:
+        raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
+    if job.status != "completed" or job.media_id is None:
+        raise TollwayError(
+            ErrorCode.CONFLICT, f"The job is {STATUS[job.status]}; download it once COMPLETED."
+        )
+    entry = jobs.media.get(job.media_id, owner=job.account_id)
+    if entry is None:
+        raise TollwayError(ErrorCode.NOT_FOUND, "The media expired or was deleted after download.")
+    delete = request.query_params.get("delete", "").lower() in ("1", "true", "yes")
+    cleanup = BackgroundTask(jobs.media.delete, entry.id) if delete else None
+    extension = {"video/mp4": "mp4"}.get(entry.content_type, entry.content_type.split("/")[-1])
+    return FileResponse(
+        entry.path,
+        media_type=entry.content_type,
+        filename=f"{job.id}.{extension}",
+        headers={"cache-control": "private, no-store"},
+        background=cleanup,
+    )
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+@router.post("/video/quote", summary="Price a video before queueing it")
+async def video_quote(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    fields = await read_fields(request)
+    model = video_model(request, fields.get("model"))
+    ask = video_ask(fields, model)
+    quote = job_pricing.video_quote(jobs_of(request).catalog, model, ask)
+    return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
+
+
+@router.post("/video/queue", summary="Queue a video generation (the quote is held)")
+async def video_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    fields = await read_fields(request)
+    if fields.get("model") is None:
+        raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
+    model = video_model(request, fields["model"])
+    return await _queue(request, who, await video_job(request, who, fields, model, endpoint="video_queue"))
+
+
+@router.post("/video/retrieve", summary="A video job's status, and its download path when done")
+async def video_retrieve(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    return await _retrieve(request, who, "video")
+
+
+@router.get("/video/download/{job_id}", summary="Download a finished video (?delete=true deletes it after)")
+async def video_download(request: Request, job_id: str, who: Caller = Depends(inference_caller)) -> Response:
+    return await download(request, who, job_id, "video")
+
+
+@router.post("/audio/queue", summary="Queue music, a sound effect or long speech (the quote is held)")
+async def audio_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    fields = await read_fields(request)
+    if fields.get("model") is None:
+        raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
+    model = media_of(request).resolve(fields["model"], ("music", "tts"))
+    return await _queue(request, who, audio_job(request, fields, model))
+
+
+@router.post("/audio/retrieve", summary="An audio job's status, and its download path when done")
+async def audio_retrieve(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    return await _retrieve(request, who, "audio")
+
+
+@router.get("/audio/download/{job_id}", summary="Download finished audio (?delete=true deletes it after)")
+async def audio_download(request: Request, job_id: str, who: Caller = Depends(inference_caller)) -> Response:
+    return await download(request, who, job_id, "audio")

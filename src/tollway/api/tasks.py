@@ -1,0 +1,208 @@
+"""The seed-001 task API: `images/generate`, `images/status`, `videos/generate`, `videos/status`.
+
+Its own envelope (`{"success": true, "data": …}` / `{"success": false, "error": {"code",
+"message"}}`) and codes (INSUFFICIENT_CREDITS 402, TASK_NOT_FOUND 404, CONTENT_FILTERED 451,
+INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each, core/usage_reports.py); the
+money underneath is core/jobs.py's: the quote is held at submit and settled when the task is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from tollway.api.billing import SEED001_CODES, account_caller
+from tollway.api.http import JSON
+from tollway.api.jobs import _keep_input, jobs_of, video_job, video_model
+from tollway.api.media_input import Fields, choice, integer, media_of, read_fields, text
+from tollway.core import job_pricing
+from tollway.core.job_store import JobRow
+from tollway.core.jobs import NewJob
+from tollway.core.keys import Caller
+from tollway.core.pricing import nano_to_usd
+from tollway.core.usage_reports import credit_nano, credits_needed, credits_of
+from tollway.errors import ErrorCode, TollwayError
+
+router = APIRouter(tags=["task API (seed 001)"])
+ASPECTS = {
+    "1:1": (1, 1),
+    "3:4": (3, 4),
+    "4:3": (4, 3),
+    "9:16": (9, 16),
+    "16:9": (16, 9),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+    "4:5": (4, 5),
+    "5:4": (5, 4),
+    "21:9": (21, 9),
+}
+LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+# Codes of seed 001 (the rest: billing.SEED001_CODES). Statuses that differ from Tollway's own.
+TASK_CODES = {
+    **SEED001_CODES,
+    ErrorCode.JOB_NOT_FOUND: "TASK_NOT_FOUND",
+    ErrorCode.CONTENT_BLOCKED: "CONTENT_FILTERED",
+    ErrorCode.KEY_LIMIT_EXCEEDED: "INSUFFICIENT_CREDITS",
+    ErrorCode.CONTENT_TIER_FORBIDDEN: "FORBIDDEN",
+    ErrorCode.AGE_VERIFICATION_REQUIRED: "FORBIDDEN",
+}
+STATUS_CODES = {"CONTENT_FILTERED": 451}
+IMAGE_STATUS = {"queued": "pending", "processing": "processing", "completed": "completed", "failed": "failed"}
+VIDEO_STATUS = {
+    "queued": "processing",
+    "processing": "processing",
+    "completed": "succeeded",
+    "failed": "failed",
+}
+
+
+async def _task(request: Request, work: Callable[[Caller], Awaitable[dict[str, Any]]]) -> Response:
+    try:
+        who = await account_caller(request)
+        return JSON({"success": True, "data": await work(who)})
+    except TollwayError as err:
+        code = TASK_CODES.get(err.code, err.code.name)
+        if err.code is ErrorCode.VALIDATION:
+            code = "INVALID_PROMPT" if err.param == "prompt" else "VALIDATION_ERROR"
+        error: dict[str, Any] = {"code": code, "message": err.message}
+        if err.param:
+            error["param"] = err.param
+        status = STATUS_CODES.get(code, err.status)
+        return JSON({"success": False, "error": error}, status_code=status, headers=err.headers)
+
+
+def _prompt(fields: Fields) -> str:
+    prompt = text(fields, "prompt", required=True, min_len=1, max_len=2500)
+    if prompt is None or not prompt.strip():
+        raise TollwayError(ErrorCode.VALIDATION, "Prompt is empty or invalid.", param="prompt")
+    return prompt
+
+
+async def _submitted(request: Request, who: Caller, new: NewJob, status: str) -> dict[str, Any]:
+    job, available = await jobs_of(request).queue(who, new)
+    per_credit = credit_nano()
+    return {
+        "task_id": job.id,
+        "status": status,
+        "credits_used": credits_needed(job.quote_nano, per_credit),
+        "credits_remaining": credits_of(available - job.quote_nano, per_credit),
+        "cost_usd": nano_to_usd(job.quote_nano),
+        "provider": new.model.config.routes[0].provider,
+    }
+
+
+def _image_size(aspect: str, resolution: str) -> tuple[int, int]:
+    w, h = ASPECTS[aspect]
+    long_side = LONG_SIDE[resolution]
+    if w >= h:
+        return long_side, max(64, round(long_side * h / w / 8) * 8)
+    return max(64, round(long_side * w / h / 8) * 8), long_side
+
+
+@router.post("/images/generate", summary="Generate images as a task (seed-001 envelope)")
+async def images_generate(request: Request) -> Response:
+    async def work(who: Caller) -> dict[str, Any]:
+        fields = await read_fields(request)
+        prompt = _prompt(fields)
+        media = media_of(request)
+        model = media.resolve(fields.get("model"), ("image",))
+        mode = choice(fields, "mode", ("text", "image"), "text") or "text"
+        aspect = choice(fields, "aspect_ratio", tuple(ASPECTS), "1:1") or "1:1"
+        resolution = choice(fields, "resolution", tuple(LONG_SIDE), "1K") or "1K"
+        n = integer(fields, "num_images", 1, low=1, high=4)
+        quality = choice(fields, "quality", ("standard", "hd"), "standard") or "standard"
+        fmt = choice(fields, "output_format", ("png", "jpeg"), "png") or "png"
+        if mode == "image" and not fields.get("image_url"):
+            raise TollwayError(
+                ErrorCode.VALIDATION, "`image_url` is required when mode is image.", param="image_url"
+            )
+        width, height = _image_size(aspect, resolution)
+        quote = job_pricing.image_quote(
+            jobs_of(request).catalog, model, n=n, tier=resolution, quality=quality, with_input=mode == "image"
+        )
+        params: dict[str, Any] = {
+            "prompt": prompt,
+            "width": width,
+            "height": height,
+            "n": n,
+            "format": fmt,
+            "quality": quality,
+            "seed": integer(fields, "seed", 0, low=0, high=999_999_999),
+        }
+        if mode == "image":
+            params["input_media"] = await _keep_input(request, who, fields)
+        new = NewJob("image", model, quote, n, params, "images_task", max(2, n * 2), (prompt,))
+        return await _submitted(request, who, new, "pending")
+
+    return await _task(request, work)
+
+
+@router.post("/videos/generate", summary="Generate a video as a task (seed-001 envelope)")
+async def videos_generate(request: Request) -> Response:
+    async def work(who: Caller) -> dict[str, Any]:
+        fields = await read_fields(request)
+        _prompt(fields)
+        model = video_model(request, fields.get("model_id", fields.get("model")))
+        offered = job_pricing.offered_video(model)
+        if fields.get("duration") is None and offered is not None:
+            fields = {**fields, "duration": min(offered[1])}
+        if fields.get("resolution") is None and offered is not None:
+            fields = {**fields, "resolution": "720p" if "720p" in offered[0] else min(offered[0])}
+        new = await video_job(request, who, fields, model, endpoint="videos_task", audio="generate_audio")
+        return await _submitted(request, who, new, "processing")
+
+    return await _task(request, work)
+
+
+def _status_view(request: Request, job: JobRow, statuses: dict[str, str], url_field: str) -> dict[str, Any]:
+    per_credit = credit_nano()
+    view: dict[str, Any] = {
+        "task_id": job.id,
+        "status": statuses.get(job.status, job.status),
+        "progress": job.progress,
+        "credits_used": credits_needed(
+            job.quote_nano if job.cost_nano is None else job.cost_nano, per_credit
+        ),
+    }
+    if job.status == "completed":
+        jobs = jobs_of(request)
+        base = "/api/v1/" if request.url.path.startswith("/api/v1/") else "/v1/"
+        urls = []
+        for media_id in job.params.get("media_ids") or []:
+            entry = jobs.media.get(str(media_id), owner=job.account_id)
+            if entry is not None:
+                urls.append(str(request.base_url).rstrip("/") + base + jobs.media.signed_path(entry))
+        view[url_field] = urls[0] if urls else None
+        if url_field == "image_url":
+            view["image_urls"] = urls
+        view["completed_at"] = job.finished_at.isoformat().replace("+00:00", "Z") if job.finished_at else None
+    elif job.status == "failed":
+        view["error"] = {"code": job.error_code, "message": job.error_message}
+        view["credits_refunded"] = credits_needed(job.quote_nano, per_credit)
+    return view
+
+
+async def _status(request: Request, kind: str, statuses: dict[str, str], url_field: str) -> Response:
+    async def work(who: Caller) -> dict[str, Any]:
+        task_id = request.query_params.get("task_id")
+        if not task_id:
+            raise TollwayError(ErrorCode.VALIDATION, "`task_id` is required.", param="task_id")
+        job = await jobs_of(request).owned(who, task_id)
+        if job.kind != kind:
+            raise TollwayError(ErrorCode.JOB_NOT_FOUND, "Generation task does not exist.")
+        return _status_view(request, job, statuses, url_field)
+
+    return await _task(request, work)
+
+
+@router.get("/images/status", summary="An image task's status (seed-001 envelope)")
+async def images_status(request: Request) -> Response:
+    return await _status(request, "image", IMAGE_STATUS, "image_url")
+
+
+@router.get("/videos/status", summary="A video task's status (seed-001 envelope)")
+async def videos_status(request: Request) -> Response:
+    return await _status(request, "video", VIDEO_STATUS, "video_url")
