@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint unit clean
+.PHONY: install serve test lint unit clean bench bench-full bench-venv
 
 $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	@echo "==> creating $(VENV) and installing Tollway with its embedded models (about a minute)"
@@ -26,6 +26,29 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go
+# into their own venv, never Tollway's. LiteLLM is pinned: 1.82.7/1.82.8 and 1.107.0 were trojaned, and
+# 1.106.10 needs a certifi newer than the registry serves. A failed bench-venv leaves LiteLLM out of the run.
+BENCH_VENV := bench/.venv-litellm
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+BENCH_PINS := 'litellm[proxy]==1.106.2' matplotlib==3.11.2 py-spy==0.4.3
+
+$(BENCH_STAMP):
+	@echo "==> creating $(BENCH_VENV) (LiteLLM proxy, matplotlib, py-spy: a few minutes)"
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check $(BENCH_PINS)
+	@touch $(BENCH_STAMP)
+
+bench-venv: $(BENCH_STAMP)
+
+bench: install   # quick: concurrency 1, 16, 64, 4 s per point, under 5 minutes
+	-@$(MAKE) --no-print-directory bench-venv
+	$(BIN)/python bench/run.py --mode quick --doc docs/benchmarks.md
+
+bench-full: install   # the whole matrix: concurrency 1, 16, 64, 256, 15 s per point
+	-@$(MAKE) --no-print-directory bench-venv
+	$(BIN)/python bench/run.py --mode full --doc docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) tollway.db tollway.db-* tollway-data

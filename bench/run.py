@@ -49,7 +49,7 @@ MODEL = "gpt-4o-mini"
 ALL_SYSTEMS = ["direct", "passthrough", "tollway-sqlite", "tollway-pg", "litellm-pg", "litellm-nodb"]
 MODES = {
     "smoke": {"concurrency": [1, 4], "duration": 1.0, "warmup": 0.3, "systems": ALL_SYSTEMS[:3]},
-    "quick": {"concurrency": [1, 16, 64], "duration": 5.0, "warmup": 1.0, "systems": ALL_SYSTEMS},
+    "quick": {"concurrency": [1, 16, 64], "duration": 4.0, "warmup": 1.0, "systems": ALL_SYSTEMS},
     "full": {"concurrency": [1, 16, 64, 256], "duration": 15.0, "warmup": 2.0, "systems": ALL_SYSTEMS},
 }
 
@@ -300,6 +300,17 @@ def start_litellm(name: str, upstream: str, tmp: Path, with_db: bool) -> System:
 # -- measuring -------------------------------------------------------------------------------------
 
 
+def prime(system: System) -> None:
+    """A few calls of each kind before any measurement: first-call costs (imports, caches, pools) are not overhead."""
+    headers = {"authorization": f"Bearer {system.key}"} if system.key else {}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 16}
+    with httpx2.Client(trust_env=False, timeout=120, headers=headers) as client:
+        for stream in (False, True, False, True, False, True):
+            response = client.post(system.chat_url, json={**body, "stream": stream})
+            if response.status_code != 200:
+                raise RuntimeError(f"warm-up call failed: {response.status_code} {response.text[:300]}")
+
+
 def measure(system: System, concurrency: int, stream: bool, duration: float, warmup: float) -> dict[str, Any]:
     cmd = [sys.executable, str(HERE / "load.py"), "--url", system.chat_url, "--model", MODEL,
            "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup)]
@@ -516,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # one system that cannot run must not sink the others
                 results["skipped"][name] = str(exc).strip().replace("\n", " ")[:600]
                 print(f"  skipped {name}: {results['skipped'][name]}", file=sys.stderr, flush=True)
+                continue
+            try:
+                prime(running[name])
+            except Exception as exc:
+                results["skipped"][name] = str(exc).strip().replace("\n", " ")[:600]
+                stop(running.pop(name))
         for concurrency in levels:
             for stream in stream_modes:
                 for name, system in running.items():

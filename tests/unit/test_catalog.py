@@ -39,6 +39,7 @@ def test_shipped_catalog_loads_with_exact_prices() -> None:
     catalog = Catalog.load(SHIPPED)
     media = {"local-procedural", "local-image-edit", "local-upscaler", "local-background-remover"}
     media |= {"local-tts", "local-whisper-tiny-en"}
+    media |= {"local-procedural-video", "local-procedural-music", "local-procedural-sfx"}  # async jobs
     assert set(catalog.models) == {"smollm2-135m", "minilm-l6-v2", *media}
     assert catalog.resolve("local-tts").config.pricing.per_million_chars == "3.50"
     chat = catalog.resolve("smollm2-135m")

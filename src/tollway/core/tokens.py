@@ -19,7 +19,9 @@ PER_IMAGE_TOKENS = 1_105  # a high-detail 1024x1024 tile budget: an upper estima
 
 def count(texts: Iterable[str]) -> int:
     batch = [t for t in texts if t]
-    return sum(toktok.batch_count(batch, ENCODING)) if batch else 0
+    # One thread: this runs on the event loop for every call, and toktok's default (a thread per core)
+    # cost more than the counting itself under load (docs/benchmarks.md).
+    return sum(toktok.batch_count(batch, ENCODING, threads=1)) if batch else 0
 
 
 def _message_texts(messages: list[Any]) -> tuple[list[str], int]:

@@ -89,6 +89,14 @@ class Transactor:
             while self._pending and len(batch) < self.MAX_BATCH:
                 batch.append(self._pending.popleft())
             outcomes: list[tuple[bool, Any]] = []
+            if len(batch) == 1:  # alone: its own transaction, no SAVEPOINT round (most calls at low load)
+                try:
+                    with self._sync.begin() as conn:
+                        outcomes.append((True, batch[0].fn(conn)))
+                except BaseException as exc:  # rolled back, or the COMMIT failed: nothing landed
+                    outcomes = [(False, exc)]
+                batch[0].loop.call_soon_threadsafe(_settle_future, batch[0].future, *outcomes[0])
+                continue
             try:
                 with self._sync.begin() as conn:
                     for job in batch:

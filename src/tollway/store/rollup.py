@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,19 +28,29 @@ def add(conn: Connection, row: dict[str, Any], cost_nano: int) -> None:
         "completion_tokens": int(row.get("completion_tokens") or 0),
         "cost_nano": int(cost_nano),
     }
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(usage_daily).values(**values)
-    c = usage_daily.c
-    statement = statement.on_conflict_do_update(
+    statement = _UPSERTS.get(conn.dialect.name)
+    if statement is None:
+        statement = _UPSERTS[conn.dialect.name] = _upsert(conn.dialect.name)
+    conn.execute(statement, values)
+
+
+_UPSERTS: dict[str, Insert] = {}
+
+
+def _upsert(dialect: str) -> Insert:
+    """Built once per dialect (it runs in every settlement); the values are bound parameters."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(usage_daily)
+    c, new = usage_daily.c, statement.excluded
+    return statement.on_conflict_do_update(
         index_elements=[c.account_id, c.day, c.key_id, c.key_label, c.model],
         set_={
-            "requests": c.requests + 1,
-            "prompt_tokens": c.prompt_tokens + values["prompt_tokens"],
-            "completion_tokens": c.completion_tokens + values["completion_tokens"],
-            "cost_nano": c.cost_nano + values["cost_nano"],
+            "requests": c.requests + new.requests,
+            "prompt_tokens": c.prompt_tokens + new.prompt_tokens,
+            "completion_tokens": c.completion_tokens + new.completion_tokens,
+            "cost_nano": c.cost_nano + new.cost_nano,
         },
     )
-    conn.execute(statement)
 
 
 async def rebuild(engine: AsyncEngine) -> None:
