@@ -18,7 +18,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, free_port, start_fake, start_server
 
 OPERATOR_KEY = "op-test-operator-key"
 UPSTREAM_KEY = "upstream-secret"
@@ -184,13 +184,7 @@ def _start_tollway(
 
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[ServerProcess]:
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
-        port=port,
-        ready_path="/_fake/health",
-        cwd=REPO,
-    ) as process:
+    with start_fake("tests.fakes.openai_upstream") as process:
         yield process
 
 
@@ -327,10 +321,7 @@ PROTOCOL_ENV = {
 
 
 def _fake_process(module: str) -> Iterator[ServerProcess]:
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", module, "--port", str(port)], port=port, ready_path="/_fake/health", cwd=REPO
-    ) as process:
+    with start_fake(module) as process:
         yield process
 
 

@@ -21,7 +21,7 @@ import httpx2
 import pytest
 
 from tests.contract.conftest import OPERATOR_KEY, REPO, UPSTREAM_KEY, Tollway, _postgres_database
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, free_port, start_fake, start_server
 
 CATALOG = """
 markup: "1.0"
@@ -113,14 +113,7 @@ class Jobs(Tollway):
 
 @pytest.fixture(scope="module")
 def queue_upstream() -> Iterator[ServerProcess]:
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", "tests.fakes.queue_upstream", "--port", str(port)],
-        port=port,
-        ready_path="/_fake/health",
-        cwd=REPO,
-        timeout=90,
-    ) as process:
+    with start_fake("tests.fakes.queue_upstream", timeout=90) as process:
         yield process
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -17,8 +16,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _start_tollway
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.contract.conftest import OPERATOR_KEY, Tollway, _start_tollway
+from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"
@@ -26,13 +25,7 @@ WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lim
 
 @pytest.fixture(scope="module")
 def own_fake() -> Iterator[ServerProcess]:
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
-        port=port,
-        ready_path="/_fake/health",
-        cwd=REPO,
-    ) as process:
+    with start_fake("tests.fakes.openai_upstream") as process:
         yield process
 
 

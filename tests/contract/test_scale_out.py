@@ -9,7 +9,6 @@ Rate limits shared by replicas: tests/contract/test_rate_limits.py (two replicas
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _postgres_database, _start_tollway
+from tests.contract.conftest import OPERATOR_KEY, Tollway, _postgres_database, _start_tollway
 from tests.contract.test_rate_limits import _redis_url
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
 BODY = {
@@ -35,13 +34,7 @@ COST_EACH = 6 * 1_000 + 7 * 2_000  # 6 prompt words, "echo: …" 7 words; $1 in,
 @pytest.fixture(scope="module")
 def own_fake() -> Iterator[ServerProcess]:
     """An upstream for this module alone: its scripted delays must not leak into other tests."""
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)],
-        port=port,
-        ready_path="/_fake/health",
-        cwd=REPO,
-    ) as process:
+    with start_fake("tests.fakes.openai_upstream") as process:
         yield process
 
 
@@ -137,7 +130,11 @@ def test_reservations_hold_globally_under_load_spread_over_three_replicas(three:
     a.fake("POST", "reset")
     statuses = [status for _, status in results]
     assert statuses.count(200) == 20 and statuses.count(402) == 70, sorted(set(statuses))
-    assert {url for url, status in results if status == 200} == {s.url for s in three}
+    # Every replica took part (30 calls each, all answered 200 or 402); which ones won the 20 holds
+    # depends on scheduling, so only the global count is asserted.
+    for server in three:
+        assert sorted({status for url, status in results if url == server.url}) in ([200, 402], [402], [200])
+        assert sum(1 for url, _ in results if url == server.url) == 30
     balance, reserved, ledger_sum, reserved_sum = a.ledger_sums(account_id)
     assert reserved == reserved_sum == 0
     assert balance == ledger_sum == credit_nano - 20 * COST_EACH

@@ -8,7 +8,6 @@ deprecations and characters that the shared server's tests should not see.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _start_tollway
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.contract.conftest import OPERATOR_KEY, Tollway, _start_tollway
+from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "why is the sky blue"}]
@@ -85,13 +84,7 @@ characters:
 
 @pytest.fixture(scope="module")
 def search_upstream() -> Iterator[ServerProcess]:
-    port = free_port()
-    with start_server(
-        [sys.executable, "-m", "tests.fakes.search_upstream", "--port", str(port)],
-        port=port,
-        ready_path="/_fake/health",
-        cwd=REPO,
-    ) as process:
+    with start_fake("tests.fakes.search_upstream") as process:
         yield process
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -121,3 +122,16 @@ def start_server(
                     f"--- log tail ({log_name}) ---\n{server.log_tail()}"
                 )
             time.sleep(0.1)
+
+
+def start_fake(module: str, *, timeout: float = 60) -> ServerProcess:
+    """One of the fake upstreams in tests/fakes (`python -m MODULE --port P`), ready to script."""
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    return start_server(
+        [sys.executable, "-m", module, "--port", str(port)],
+        port=port,
+        ready_path="/_fake/health",
+        cwd=repo,
+        timeout=timeout,
+    )

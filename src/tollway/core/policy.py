@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tollway.core import tokens
 from tollway.errors import ErrorCode, TollwayError
 
 if TYPE_CHECKING:
@@ -103,16 +104,9 @@ class OpenAIModerator:
 
 
 def texts_of(body: dict[str, Any]) -> list[str]:
-    """Every piece of text a client sent: message contents (strings and text parts), prompt, input."""
-    texts: list[str] = []
-    for message in body.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    """Every piece of text a client sent: messages (as the tokenizer sees them), prompt, input."""
+    messages = body.get("messages")
+    texts, _ = tokens.message_texts(messages if isinstance(messages, list) else [])
     for name in ("prompt", "input"):
         value = body.get(name)
         if isinstance(value, str):

@@ -24,7 +24,8 @@ def count(texts: Iterable[str]) -> int:
     return sum(toktok.batch_count(batch, ENCODING, threads=1)) if batch else 0
 
 
-def _message_texts(messages: list[Any]) -> tuple[list[str], int]:
+def message_texts(messages: list[Any]) -> tuple[list[str], int]:
+    """The texts of chat messages (contents, text parts, tool calls, names) and the number of images."""
     texts: list[str] = []
     images = 0
     for message in messages:
@@ -51,7 +52,7 @@ def _message_texts(messages: list[Any]) -> tuple[list[str], int]:
 def count_prompt(body: dict[str, Any]) -> int:
     """Prompt tokens of a chat request: messages, images at a fixed budget, tool schemas."""
     messages = body.get("messages") or []
-    texts, images = _message_texts(messages)
+    texts, images = message_texts(messages)
     if body.get("tools"):
         texts.append(orjson.dumps(body["tools"]).decode())
     return count(texts) + PER_MESSAGE_OVERHEAD * len(messages) + 3 + images * PER_IMAGE_TOKENS
