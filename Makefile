@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go
 # into their own venv, never Tollway's. LiteLLM is pinned: 1.82.7/1.82.8 and 1.107.0 were trojaned, and
