@@ -45,7 +45,12 @@ _INSERT_USAGE = insert(usage)
 _TAKE_HOLD = (
     delete(reservations)
     .where(reservations.c.id == bindparam("p_request"), reservations.c.account_id == bindparam("p_account"))
-    .returning(reservations.c.account_id, reservations.c.amount_nano, reservations.c.key_id, reservations.c.key_period)
+    .returning(
+        reservations.c.account_id,
+        reservations.c.amount_nano,
+        reservations.c.key_id,
+        reservations.c.key_period,
+    )
 )
 _LOCK_ACCOUNT = (
     select(accounts.c.balance_nano, accounts.c.reserved_nano)
