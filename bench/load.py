@@ -89,7 +89,9 @@ class Connection:
         return status, first_data, keep_alive
 
 
-def build_request(url: str, key: str | None, model: str, stream: bool, max_tokens: int) -> tuple[str, int, bytes]:
+def build_request(
+    url: str, key: str | None, model: str, stream: bool, max_tokens: int
+) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
@@ -176,13 +178,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "error_rate": round(sum(errors.values()) / total, 5) if total else 0.0,
         "rps": round(len(latencies) / wall, 2) if wall > 0 else 0.0,
         "latency_ms": {f"p{q}": ms(latencies, q) for q in (50, 90, 95, 99)}
-        | {"max": ms(latencies, 100), "mean": round(sum(latencies) / len(latencies) * 1000, 3) if latencies else None},
+        | {
+            "max": ms(latencies, 100),
+            "mean": round(sum(latencies) / len(latencies) * 1000, 3) if latencies else None,
+        },
         "ttfb_ms": {f"p{q}": ms(ttfbs, q) for q in (50, 95, 99)} if args.stream else None,
     }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="full URL of the chat completions route")
     parser.add_argument("--key", default=None)
     parser.add_argument("--model", default="gpt-4o-mini")

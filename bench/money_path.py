@@ -38,10 +38,24 @@ async def measure(url: str, calls: int, concurrency: int) -> dict[str, float]:
             request_id = f"req_{uuid.uuid4().hex}"
             started = time.perf_counter()
             await ledger.reserve(account.id, request_id, 213_000)
-            row = {"request_id": request_id, "account_id": account.id, "key_id": None, "key_label": None,
-                   "model": "bench", "endpoint": "chat", "provider": "bench", "prompt_tokens": 6,
-                   "completion_tokens": 7, "cached_tokens": 0, "reasoning_tokens": 0, "usage_source": "provider",
-                   "outcome": "completed", "status_code": 200, "latency_ms": 1, "created_at": utcnow()}
+            row = {
+                "request_id": request_id,
+                "account_id": account.id,
+                "key_id": None,
+                "key_label": None,
+                "model": "bench",
+                "endpoint": "chat",
+                "provider": "bench",
+                "prompt_tokens": 6,
+                "completion_tokens": 7,
+                "cached_tokens": 0,
+                "reasoning_tokens": 0,
+                "usage_source": "provider",
+                "outcome": "completed",
+                "status_code": 200,
+                "latency_ms": 1,
+                "created_at": utcnow(),
+            }
             await ledger.settle(account.id, request_id, 20_000, row)
             latencies.append(time.perf_counter() - started)
 
@@ -56,7 +70,9 @@ async def measure(url: str, calls: int, concurrency: int) -> dict[str, float]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -72,8 +88,11 @@ async def main() -> None:
                     print(f"{name}: skipped ({exc})")
                     break
                 results.append({"db": name, "concurrency": concurrency, **figures})
-                print(f"{name:<11} concurrency {concurrency:>3}: {figures['calls_per_s']:8.0f} calls/s   "
-                      f"p50 {figures['p50_ms']:6.2f} ms   p99 {figures['p99_ms']:6.2f} ms", flush=True)
+                print(
+                    f"{name:<11} concurrency {concurrency:>3}: {figures['calls_per_s']:8.0f} calls/s   "
+                    f"p50 {figures['p50_ms']:6.2f} ms   p99 {figures['p99_ms']:6.2f} ms",
+                    flush=True,
+                )
     print(json.dumps(results))
 
 

@@ -44,7 +44,9 @@ def create_app(upstream: str) -> Starlette:
         client = state["client"]
         headers = {"content-type": "application/json", "authorization": "Bearer upstream-secret"}
         if orjson.loads(body).get("stream"):
-            upstream_request = client.build_request("POST", "/v1/chat/completions", content=body, headers=headers)
+            upstream_request = client.build_request(
+                "POST", "/v1/chat/completions", content=body, headers=headers
+            )
             response = await client.send(upstream_request, stream=True)
             return StreamingResponse(
                 response.aiter_raw(),
@@ -65,7 +67,9 @@ def create_app(upstream: str) -> Starlette:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--upstream", required=True, help="base URL of the upstream, without /v1")

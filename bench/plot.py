@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def main(source: str, target: str) -> None:
-    results = json.loads(open(source).read())
+    results = json.loads(Path(source).read_text())
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
     for ax, stream in zip(axes, (False, True), strict=True):
         for name in results["systems"]:
@@ -29,8 +30,14 @@ def main(source: str, target: str) -> None:
                 continue
             xs = [r["concurrency"] for r in rows]
             (line,) = ax.plot(xs, [r["latency_ms"]["p50"] for r in rows], marker="o", label=f"{name} p50")
-            ax.plot(xs, [r["latency_ms"]["p99"] for r in rows], marker="x", linestyle="--", color=line.get_color(),
-                    label=f"{name} p99")
+            ax.plot(
+                xs,
+                [r["latency_ms"]["p99"] for r in rows],
+                marker="x",
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{name} p99",
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("concurrency (connections)")

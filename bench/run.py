@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -85,6 +86,17 @@ general_settings:
 """
 
 
+def _reason(exc: BaseException) -> str:
+    """One line, no terminal colour codes, short enough for a table cell."""
+    text = re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", str(exc)).strip().replace("\n", " ")
+    if "binaries.prisma.sh" in text:
+        return (
+            "LiteLLM's database mode needs Prisma engine binaries, which Prisma downloads from "
+            "binaries.prisma.sh at first start; that host is unreachable here (no package registry ships them)"
+        )
+    return text[-400:]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,7 +126,12 @@ def start(
     merged = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            cmd, env=merged, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            cmd,
+            env=merged,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     system = System(name, f"http://127.0.0.1:{port}", proc=proc, log_path=log_path)
@@ -191,7 +208,9 @@ def _pg(sql: str) -> None:
 def fresh_pg_database(prefix: str) -> tuple[str, Any]:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     _pg(f'create database "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", lambda: _pg(f'drop database if exists "{name}" with (force)')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", lambda: _pg(
+        f'drop database if exists "{name}" with (force)'
+    )
 
 
 # -- the systems -----------------------------------------------------------------------------------
@@ -220,7 +239,9 @@ def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra:
     cmd = [sys.executable, "-m", "tollway", "serve", "--port", str(port)]
     system = start(name, cmd, port, env, "/ready", tmp)
     admin = {"authorization": f"Bearer {OPERATOR_KEY}"}
-    with httpx2.Client(base_url=system.base_url + "/v1/admin", headers=admin, trust_env=False, timeout=30) as c:
+    with httpx2.Client(
+        base_url=system.base_url + "/v1/admin", headers=admin, trust_env=False, timeout=30
+    ) as c:
         account = c.post("/accounts", json={"name": "bench", "credit_usd": "1000000.00"})
         account.raise_for_status()
         account_id = account.json()["id"]
@@ -236,7 +257,9 @@ def tollway_ledger_check(system: System) -> dict[str, Any]:
     admin = {"authorization": f"Bearer {OPERATOR_KEY}"}
     with httpx2.Client(trust_env=False, timeout=30) as client:
         for _ in range(50):  # streams settle in their own task; give the last ones a moment
-            body = client.get(f"{system.base_url}/v1/admin/accounts/{system.notes['account_id']}", headers=admin)
+            body = client.get(
+                f"{system.base_url}/v1/admin/accounts/{system.notes['account_id']}", headers=admin
+            )
             data = body.json()
             if float(data.get("reserved_usd", "1")) == 0:
                 break
@@ -269,11 +292,22 @@ def start_litellm(name: str, upstream: str, tmp: Path, with_db: bool) -> System:
         env["DATABASE_URL"] = url
     config = home / "config.yaml"
     config.write_text(
-        LITELLM_CONFIG.format(model=MODEL, upstream=upstream, master_key=LITELLM_MASTER_KEY, database=database)
+        LITELLM_CONFIG.format(
+            model=MODEL, upstream=upstream, master_key=LITELLM_MASTER_KEY, database=database
+        )
     )
     port = free_port()
-    cmd = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--port", str(port),
-           "--host", "127.0.0.1", "--num_workers", "1"]
+    cmd = [
+        str(LITELLM_VENV / "bin" / "litellm"),
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--num_workers",
+        "1",
+    ]
     try:
         system = start(name, cmd, port, env, "/health/liveliness", tmp, timeout=240)
     except Exception:
@@ -312,8 +346,20 @@ def prime(system: System) -> None:
 
 
 def measure(system: System, concurrency: int, stream: bool, duration: float, warmup: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "load.py"), "--url", system.chat_url, "--model", MODEL,
-           "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup)]
+    cmd = [
+        sys.executable,
+        str(HERE / "load.py"),
+        "--url",
+        system.chat_url,
+        "--model",
+        MODEL,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
     if system.key:
         cmd += ["--key", system.key]
     if stream:
@@ -345,7 +391,12 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 entry["overhead_ms"][key] = {
                     q: round(row["latency_ms"][q] - base["latency_ms"][q], 3) for q in ("p50", "p95", "p99")
                 }
-                if stream and row.get("ttfb_ms") and base.get("ttfb_ms") and row["ttfb_ms"]["p50"] is not None:
+                if (
+                    stream
+                    and row.get("ttfb_ms")
+                    and base.get("ttfb_ms")
+                    and row["ttfb_ms"]["p50"] is not None
+                ):
                     entry["ttfb_overhead_ms"][key] = {
                         q: round(row["ttfb_ms"][q] - base["ttfb_ms"][q], 3) for q in ("p50", "p95", "p99")
                     }
@@ -371,7 +422,11 @@ def markdown(results: dict[str, Any]) -> str:
                 if results["skipped"].get(name):
                     continue
                 row = next(
-                    (r for r in results["runs"].get(name, []) if r["stream"] == stream and r["concurrency"] == concurrency),
+                    (
+                        r
+                        for r in results["runs"].get(name, [])
+                        if r["stream"] == stream and r["concurrency"] == concurrency
+                    ),
                     None,
                 )
                 if row is None:
@@ -386,18 +441,32 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(
                     f"| {name} | {mode} | {concurrency} | {row['rps']:.0f} | {row['error_rate'] * 100:.1f}% | "
                     f"{_f(lat['p50'])} | {_f(lat['p95'])} | {_f(lat['p99'])} | "
-                    + (f"{_f(over['p50'])} / {_f(over['p95'])} / {_f(over['p99'])}" if over and name != "direct" else "")
+                    + (
+                        f"{_f(over['p50'])} / {_f(over['p95'])} / {_f(over['p99'])}"
+                        if over and name != "direct"
+                        else ""
+                    )
                     + f" | {_f(ttfb)} | "
-                    + (f"{_f(ttfb_over['p50'])} / {_f(ttfb_over['p99'])}" if ttfb_over and name != "direct" else "")
+                    + (
+                        f"{_f(ttfb_over['p50'])} / {_f(ttfb_over['p99'])}"
+                        if ttfb_over and name != "direct"
+                        else ""
+                    )
                     + " |"
                 )
-    lines += ["", "| system | max RPS buffered (< 1 % errors) | max RPS stream | RSS after run (MiB) |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "| system | max RPS buffered (< 1 % errors) | max RPS stream | RSS after run (MiB) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name in results["systems"]:
         if results["skipped"].get(name):
             lines.append(f"| {name} | skipped: {results['skipped'][name]} | | |")
             continue
         rps = summary[name]["max_rps"]
-        lines.append(f"| {name} | {_f(rps['buffered'], 0)} | {_f(rps['stream'], 0)} | {_f(results['rss_mib'].get(name), 0)} |")
+        lines.append(
+            f"| {name} | {_f(rps['buffered'], 0)} | {_f(rps['stream'], 0)} | {_f(results['rss_mib'].get(name), 0)} |"
+        )
     ratios = results.get("ratios") or {}
     if ratios:
         lines += ["", "Ratios (same run): " + "; ".join(f"{k} = {v}" for k, v in ratios.items()) + "."]
@@ -440,7 +509,10 @@ def plot(json_path: Path, png_path: Path) -> str | None:
         if not python.exists():
             continue
         done = subprocess.run(
-            [str(python), str(HERE / "plot.py"), str(json_path), str(png_path)], capture_output=True, text=True, check=False
+            [str(python), str(HERE / "plot.py"), str(json_path), str(png_path)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode == 0:
             return None
@@ -449,7 +521,9 @@ def plot(json_path: Path, png_path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
     parser.add_argument("--systems", nargs="+", choices=ALL_SYSTEMS)
     parser.add_argument("--concurrency", type=int, nargs="+")
@@ -496,9 +570,24 @@ def main(argv: list[str] | None = None) -> int:
     up_port = free_port()
     upstream = start(
         "upstream",
-        [sys.executable, str(HERE / "upstream.py"), "--port", str(up_port), "--latency-ms", str(args.latency_ms),
-         "--ttft-ms", str(args.ttft_ms), "--chunks", str(args.chunks), "--tokens-per-s", str(args.tokens_per_s)],
-        up_port, {}, "/health", tmp,
+        [
+            sys.executable,
+            str(HERE / "upstream.py"),
+            "--port",
+            str(up_port),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--ttft-ms",
+            str(args.ttft_ms),
+            "--chunks",
+            str(args.chunks),
+            "--tokens-per-s",
+            str(args.tokens_per_s),
+        ],
+        up_port,
+        {},
+        "/health",
+        tmp,
     )
     running: dict[str, System] = {}
     try:
@@ -510,11 +599,15 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "passthrough":
                     running[name] = start_passthrough(upstream.base_url, tmp)
                 elif name == "tollway-sqlite":
-                    running[name] = start_tollway(name, upstream.base_url, tmp, f"sqlite:///{tmp}/tollway.db", {})
+                    running[name] = start_tollway(
+                        name, upstream.base_url, tmp, f"sqlite:///{tmp}/tollway.db", {}
+                    )
                 elif name == "tollway-pg":
                     url, drop = fresh_pg_database("tollway_bench")
                     try:
-                        running[name] = start_tollway(name, upstream.base_url, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL})
+                        running[name] = start_tollway(
+                            name, upstream.base_url, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL}
+                        )
                     except Exception:
                         drop()
                         raise
@@ -525,13 +618,13 @@ def main(argv: list[str] | None = None) -> int:
                         raise RuntimeError(missing)
                     running[name] = start_litellm(name, upstream.base_url, tmp, with_db=name == "litellm-pg")
             except Exception as exc:  # one system that cannot run must not sink the others
-                results["skipped"][name] = str(exc).strip().replace("\n", " ")[:600]
+                results["skipped"][name] = _reason(exc)
                 print(f"  skipped {name}: {results['skipped'][name]}", file=sys.stderr, flush=True)
                 continue
             try:
                 prime(running[name])
             except Exception as exc:
-                results["skipped"][name] = str(exc).strip().replace("\n", " ")[:600]
+                results["skipped"][name] = _reason(exc)
                 stop(running.pop(name))
         for concurrency in levels:
             for stream in stream_modes:
@@ -543,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name:<15} {'stream' if stream else 'buffered':<8} c={concurrency:<4} "
                         f"rps={row.get('rps', 'FAILED')!s:<9} p50={lat.get('p50')} p99={lat.get('p99')} "
                         f"errors={row.get('errors')} {row.get('error_kinds') or row.get('failed') or ''}",
-                        file=sys.stderr, flush=True,
+                        file=sys.stderr,
+                        flush=True,
                     )
         for name, system in running.items():
             results["rss_mib"][name] = rss_mib(system)

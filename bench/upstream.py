@@ -89,9 +89,12 @@ def _frame(data: bytes) -> bytes:
 
 def _response(status: int, body: bytes, content_type: bytes = b"application/json") -> bytes:
     reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}.get(status, b"Error")
-    return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
-        % (status, reason, content_type, len(body), body)
+    return b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        status,
+        reason,
+        content_type,
+        len(body),
+        body,
     )
 
 
@@ -151,7 +154,9 @@ class Upstream(asyncio.Protocol):
                 return
             if method == b"GET":
                 if path.endswith(b"/models"):
-                    transport.write(_response(200, b'{"object":"list","data":[{"id":"gpt-4o-mini","object":"model"}]}'))
+                    transport.write(
+                        _response(200, b'{"object":"list","data":[{"id":"gpt-4o-mini","object":"model"}]}')
+                    )
                 else:
                     transport.write(_response(200, b'{"status":"ok"}'))
                 continue
@@ -226,7 +231,9 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=10.0, help="buffered: time before the answer")
