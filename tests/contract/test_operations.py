@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -111,6 +112,46 @@ def test_sigterm_turns_ready_false_then_finishes_the_stream_and_settles(
         balance, reserved, ledger_sum, reserved_sum = server.ledger_sums(account_id)
         assert reserved == reserved_sum == 0
         assert balance == ledger_sum < 10**9, "the stream was charged before the process exited"
+    finally:
+        server.process.stop()
+
+
+def test_a_stream_outliving_the_shutdown_grace_is_cut_and_billed_for_what_it_relayed(
+    tmp_path: Path, own_fake: ServerProcess
+) -> None:
+    # The reservation TTL is an hour: only the shutdown path itself can explain a settled ledger.
+    server = _server(
+        tmp_path,
+        own_fake,
+        TOLLWAY_SHUTDOWN_DELAY_SECONDS="0",
+        TOLLWAY_SHUTDOWN_GRACE_SECONDS="1",
+        TOLLWAY_STREAM_DRAIN_SECONDS="60",
+        TOLLWAY_RESERVATION_TTL_SECONDS="3600",
+    )
+    try:
+        account_id = server.new_account("1.00")
+        key = server.new_key(account_id)
+        server.fake("POST", "reset")
+        server.script({"type": "slow", "delay": 1.0})  # 13 chunks: about 13 s, far past the grace
+        stream = Stream(server.url, key)
+        stream.start()
+        assert stream.started.wait(10)
+        before = time.monotonic()
+        os.kill(server.process.proc.pid, signal.SIGTERM)
+        server.process.proc.wait(30)
+        assert time.monotonic() - before < 10, "the process waited for the stream instead of cutting it"
+        stream.join(10)
+        assert "echo: " + WORDS not in stream.content()  # it really was cut
+        balance, reserved, ledger_sum, reserved_sum = server.ledger_sums(account_id)
+        assert reserved == reserved_sum == 0, "the hold was left for a sweeper"
+        assert balance == ledger_sum < 10**9, "the relayed part was charged"
+        with sqlite3.connect(server.database_url.removeprefix("sqlite:///")) as conn:
+            outcome, source, completion = conn.execute(
+                "select outcome, usage_source, completion_tokens from usage where account_id = ?",
+                (account_id,),
+            ).fetchone()
+        assert (outcome, source) == ("shutdown", "estimated")
+        assert 0 < completion < len(("echo: " + WORDS).split()) + 2
     finally:
         server.process.stop()
 

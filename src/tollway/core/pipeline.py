@@ -382,6 +382,14 @@ class Pipeline:
                 outcome, status, failure = "upstream_error", 502, ErrorCode.UPSTREAM_ERROR
             except TimeoutError:
                 outcome, status = "client_disconnect_timeout", 499
+            except asyncio.CancelledError:
+                # Only drain() cancels a producer: the process is stopping and the grace is over.
+                # Bill what was relayed (estimated when the upstream never sent usage) rather
+                # than leave the hold for a sweeper on another replica to release unpaid.
+                outcome, status, failure = "shutdown", 503, ErrorCode.SERVICE_UNAVAILABLE
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
             except Exception:
                 log.exception("stream relay failed")
                 outcome, status, failure = "internal_error", 500, ErrorCode.INTERNAL
@@ -398,9 +406,11 @@ class Pipeline:
             except Exception:
                 log.exception("settlement failed; the reservation sweeper will release the hold")
             if failure is not None:
-                message = "The upstream failed mid-stream; the answer is incomplete."
-                if failure is ErrorCode.INTERNAL:
-                    message = failure.default_message
+                message = {
+                    ErrorCode.UPSTREAM_ERROR: "The upstream failed mid-stream; the answer is incomplete.",
+                    ErrorCode.SERVICE_UNAVAILABLE: "The server is shutting down; the answer is "
+                    "incomplete and was billed as far as it went. Retry on another replica.",
+                }.get(failure, failure.default_message)
                 await emit(
                     _sse(
                         {
@@ -494,7 +504,16 @@ class Pipeline:
         """A copy of the streams still metering (a catalog reload waits for them)."""
         return set(self._background)
 
-    async def drain(self, seconds: float) -> None:
-        """Wait for streams still metering (shutdown)."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=seconds)
+    async def drain(self, seconds: float, settle_seconds: float = 10.0) -> None:
+        """Shutdown: wait (bounded) for streams still metering, then cut the rest; a cut stream
+        settles what it relayed before the ledger closes."""
+        if not self._background:
+            return
+        _, pending = await asyncio.wait(set(self._background), timeout=seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
+            )
+            await asyncio.wait(pending, timeout=settle_seconds)
