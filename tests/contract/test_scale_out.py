@@ -2,7 +2,7 @@
 a revocation holds on the next request everywhere, balance reservations hold globally under load
 spread over all replicas, and a replica killed mid-load loses no money (its holds are swept).
 
-Not here yet: "a job queued on A runs once and downloads from B" needs the async-jobs issue.
+A job queued on A runs once and downloads from B (shared media store): tests/contract/test_scale_out_jobs.py.
 Rate limits shared by replicas: tests/contract/test_rate_limits.py (two replicas, one Redis limit).
 """
 

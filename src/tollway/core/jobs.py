@@ -15,6 +15,8 @@
   within the poll timeout becomes `unknown` with its hold kept, and is polled again every
   `jobs_reconcile_interval_seconds` (or at once by `tollway jobs reconcile`) until it ends.
 - A runner that dies leaves leases that expire: another runner resumes the job where its row says.
+  The runner that finished a job is kept in its params (`_runner`: host:pid:nonce), for operators
+  of a scale-out deployment (which process ran job X?) and the multi-replica contract test.
 """
 
 from __future__ import annotations
@@ -402,7 +404,11 @@ class JobRunner:
             cost_nano=cost,
             media_id=entries[0].id if entries else None,
             content_type=entries[0].content_type if entries else None,
-            params={"media_ids": [e.id for e in entries], "_endpoint": job.params.get("_endpoint")},
+            params={
+                "media_ids": [e.id for e in entries],
+                "_endpoint": job.params.get("_endpoint"),
+                "_runner": self.owner,
+            },
             error_code=None,
         )
         self._drop_input(job)
@@ -437,7 +443,7 @@ class JobRunner:
             cost_nano=0,
             error_code=code[:40],
             error_message=message[:300],
-            params={"_endpoint": job.params.get("_endpoint")},
+            params={"_endpoint": job.params.get("_endpoint"), "_runner": self.owner},
         )
         self._drop_input(job)
 

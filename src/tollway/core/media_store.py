@@ -11,6 +11,11 @@ data, content_type) -> StoredMedia`, `signed_path(entry)`, `open(id, exp, sig, a
 `get(id, owner=)`, `delete(id)` and `sweep()`; readers only use `entry.path.read_bytes()` today,
 which an S3 backend would replace with a ranged GET (or a short-lived presigned redirect: never the
 upstream's URL). Today every replica must share `data_dir` (one host or a shared volume).
+
+Shared by several processes, so every file appears whole or not at all: bytes and metadata are
+written to dot-named temporary files (which no `med_*` glob matches) and renamed into place, the
+metadata last (an entry exists once its `.json` does). Otherwise another replica's sweep could read
+a half-written `.json`, take it for garbage and delete a fresh entry.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
@@ -27,6 +33,7 @@ from pathlib import Path
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 SWEEP_EVERY_SECONDS = 60.0
+TEMP_PREFIX = ".tmp-"  # never matched by the `med_*` globs below
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +81,19 @@ class MediaStore:
         meta = {"owner": owner, "content_type": content_type, "expires_at": expires_at}
         with self._lock:
             self._make_room(len(data), now)
-            path.write_bytes(data)
-            path.with_suffix(".json").write_text(json.dumps(meta))
+            self._write(path, data)
+            self._write(path.with_suffix(".json"), json.dumps(meta).encode())
         return StoredMedia(media_id, owner, content_type, expires_at, path)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Whole or not at all, for readers in other processes: a temporary file, then a rename."""
+        temporary = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def signed_path(self, entry: StoredMedia) -> str:
         """`media/{id}?exp=…&sig=…`, relative to the API base the client used."""
@@ -137,11 +154,19 @@ class MediaStore:
             for meta_path in self.root.glob("med_*.json"):
                 try:
                     expires_at = int(json.loads(meta_path.read_text())["expires_at"])
+                except FileNotFoundError:
+                    continue  # removed meanwhile (by another process, or a download's deletion)
                 except (OSError, ValueError, KeyError):
-                    expires_at = 0
+                    expires_at = 0  # unreadable: written whole (see put), so it is garbage
                 if now > expires_at:
                     self._remove(meta_path.with_suffix(""))
                     removed += 1
+            for temporary in self.root.glob(f"{TEMP_PREFIX}med_*"):  # left by a process that died
+                try:
+                    if now - temporary.stat().st_mtime > self.ttl_seconds:
+                        temporary.unlink(missing_ok=True)
+                except OSError:
+                    continue
         return removed
 
     def _make_room(self, incoming: int, now: float) -> None:
