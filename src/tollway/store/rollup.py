@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.clock import as_utc
+from tollway.store.prepared import Prepared
 from tollway.store.tables import usage_daily
 
 
@@ -30,11 +31,11 @@ def add(conn: Connection, row: dict[str, Any], cost_nano: int) -> None:
     }
     statement = _UPSERTS.get(conn.dialect.name)
     if statement is None:
-        statement = _UPSERTS[conn.dialect.name] = _upsert(conn.dialect.name)
-    conn.execute(statement, values)
+        statement = _UPSERTS[conn.dialect.name] = Prepared(_upsert(conn.dialect.name))
+    statement.first(conn, values)
 
 
-_UPSERTS: dict[str, Insert] = {}
+_UPSERTS: dict[str, Prepared] = {}
 
 
 def _upsert(dialect: str) -> Insert:

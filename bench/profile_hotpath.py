@@ -1,0 +1,137 @@
+"""Where Tollway's time goes under load: py-spy samples `tollway serve` while bench/load.py drives it.
+
+    python bench/profile_hotpath.py [--db sqlite|pg] [--stream] [--concurrency 16] [--duration 15] [--out DIR]
+
+Starts the same fake upstream and the same Tollway as bench/run.py, runs the load, and has py-spy
+(from bench/.venv-litellm, `make bench-venv`) record the server process. Writes the collapsed stacks
+(<out>/<label>.folded, loadable in speedscope) and prints the share of samples spent in each area of
+the hot path (inclusive: an area counts when any frame of the stack is in it), plus the throughput
+measured while sampling. py-spy's sampling runs outside the server, so it costs the server nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import run  # bench/run.py: the same upstream, Tollway and load generator as the benchmark
+
+# Frames where a thread waits rather than works (py-spy counts some of these waits as active).
+IDLE = ("select (selectors.py", "_worker (concurrent/futures/thread.py:81)", "wait (threading.py")
+# Areas of the hot path. A sample belongs to the first area matched walking from the leaf frame
+# up ("file:function" substrings), so library time lands where it is spent and our own code where
+# it runs; stdlib frames (asyncio, contextlib) are walked past.
+AREAS = [
+    ("logging (log records, formatting)", ("logging/",)),
+    ("upstream call (httpx2, httpcore, anyio)", ("providers/http.py", "httpx2/", "httpcore2/", "anyio/")),
+    ("ledger (SQLAlchemy, driver)", ("store/db.py", "core/ledger.py", "sqlalchemy/", "sqlite")),
+    ("auth: key lookup", ("core/keys.py", "api/auth.py")),
+    ("rate limits", ("core/limits", "api/rate_limits.py")),
+    ("token counting", ("core/tokens.py", "toktok")),
+    ("request ids, access log, metrics", ("core/ids.py", "ops/", "api/http.py", "prometheus")),
+    ("chat plan, policy, validation", ("core/chat_plan.py", "core/policy.py", "core/schemas.py", "pydantic")),
+    ("pipeline, router, adapters", ("tollway/",)),
+    ("HTTP server and framework (uvicorn, h11, FastAPI, Starlette)", ("uvicorn/", "h11/", "fastapi/", "starlette/")),
+]
+
+
+def _area(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for label, needles in AREAS:
+            if any(n in frame for n in needles):
+                return label
+    return "event loop, stdlib"
+
+
+def area_shares(folded: Path) -> tuple[int, int, list[tuple[str, int]]]:
+    """(busy samples on the event loop thread, busy samples on other threads, samples per area)."""
+    loop_busy = other_busy = 0
+    counts: Counter[str] = Counter()
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames, n = stack.split(";"), int(count)
+        if any(frames[-1].startswith(idle) for idle in IDLE):
+            continue
+        if frames[0].startswith("Thread._bootstrap"):  # the SQLite writer, to_thread workers
+            other_busy += n
+            counts["other threads (SQLite writer, to_thread)"] += n
+            continue
+        loop_busy += n
+        counts[_area(frames)] += n
+    return loop_busy, other_busy, counts.most_common()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "pg"], default="sqlite")
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--out", type=Path, default=run.HERE / "results" / "profiles")
+    parser.add_argument("--label", default=None)
+    args = parser.parse_args()
+    py_spy = run.LITELLM_VENV / "bin" / "py-spy"
+    if not py_spy.exists():
+        print("py-spy is missing: run `make bench-venv` first", file=sys.stderr)
+        return 2
+    label = args.label or f"{args.db}-{'stream' if args.stream else 'buffered'}-c{args.concurrency}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    folded = args.out / f"{label}.folded"
+    tmp = Path(tempfile.mkdtemp(prefix="tollway-profile-"))
+    up_port = run.free_port()
+    upstream = run.start(
+        "upstream", [sys.executable, str(run.HERE / "upstream.py"), "--port", str(up_port)], up_port, {}, "/health", tmp
+    )
+    cleanup = None
+    try:
+        if args.db == "pg":
+            database_url, cleanup = run.fresh_pg_database("bench_profile")
+            extra = {"TOLLWAY_REDIS_URL": run.REDIS_URL}
+        else:
+            database_url, extra = f"sqlite:///{tmp}/tollway.db", {}
+        system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, extra)
+        try:
+            run.prime(system)
+            assert system.proc is not None
+            recorder = subprocess.Popen(
+                [str(py_spy), "record", "--pid", str(system.proc.pid), "--rate", str(args.rate),
+                 "--format", "raw", "--output", str(folded), "--nonblocking", "--duration",
+                 str(int(args.duration) + 1)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            figures = run.measure(system, args.concurrency, args.stream, args.duration, 0.5)
+            _, err = recorder.communicate(timeout=args.duration + 60)
+            if recorder.returncode != 0:
+                print(err.decode(errors="replace")[-2000:], file=sys.stderr)
+                return 1
+        finally:
+            run.stop(system)
+    finally:
+        run.stop(upstream)
+        if cleanup is not None:
+            cleanup()
+    loop_busy, other_busy, shares = area_shares(folded)
+    requests = figures["rps"] * args.duration
+    per_call = {name: round(n / args.rate / requests * 1000, 3) for name, n in shares}
+    print(
+        f"{label}: {figures['rps']:.0f} RPS, p50 {figures['latency_ms']['p50']} ms; "
+        f"event loop busy {loop_busy / args.rate / requests * 1000:.2f} ms per call"
+    )
+    for name, ms in per_call.items():
+        print(f"  {ms:7.3f} ms/call  {name}")
+    (args.out / f"{label}.json").write_text(
+        json.dumps({"label": label, "load": figures, "cpu_ms_per_call": per_call}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
