@@ -30,7 +30,7 @@ from tollway.core.jobs import jobs_from
 from tollway.core.key_events_bus import KeyEventsBus
 from tollway.core.keys import KeySettings
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest
-from tollway.ops import maintenance
+from tollway.ops import maintenance, tracing
 from tollway.ops.access import AccessLog, InFlight
 from tollway.ops.reload import Reloader
 from tollway.services import Services, build_services
@@ -96,6 +96,7 @@ def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    tracing.configure(settings.traces)  # TOLLWAY_TRACES: off by default (ops/tracing.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await reloader.aclose(settings.shutdown_grace_seconds)
             if bus is not None:
                 await bus.aclose()
+            tracing.shutdown()  # last: flush the spans of everything above (otlp batches)
 
     app = FastAPI(
         title="Tollway",
@@ -176,6 +178,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
     app.add_middleware(rate_limits_api.FailedRequests)  # inside RequestContext: sees the request id
+    if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
+        app.add_middleware(tracing.ServerSpans)
     app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])

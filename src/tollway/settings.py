@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     maintenance_interval_seconds: float = 3600.0
     log_format: Literal["json", "text"] = "json"
     metrics: bool = True  # GET /metrics (Prometheus); multi-process with PROMETHEUS_MULTIPROC_DIR
+    traces: str = Field(
+        default="off",
+        pattern=r"^(off|console|otlp|file:.+)$",
+        description="OpenTelemetry spans (ops/tracing.py): off (no SDK loaded); console (JSON lines on "
+        "stderr); file:<path> (JSON lines appended); otlp (needs opentelemetry-exporter-otlp-proto-http, "
+        "OTEL_EXPORTER_OTLP_* variables). The SDK comes with the `otel` extra.",
+    )
     redis_events_channel: str = "tollway:key-events"  # key revocations, to every replica
     # PostgreSQL connections per replica: up to pool + overflow. replicas × that < max_connections.
     database_pool_size: int = 20

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.core.clock import period_key, utcnow
 from tollway.core.pricing import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
-from tollway.ops import metrics
+from tollway.ops import metrics, tracing
 from tollway.store import rollup
 from tollway.store.db import Transactor
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
@@ -183,7 +183,8 @@ class Ledger:
                 also(conn)
             return row
 
-        row = await self._tx.run(tx)
+        with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # ops/tracing.py
+            row = await self._tx.run(tx)
         available_before = row.balance_nano - row.reserved_nano + amount_nano
         return Reservation(request_id, amount_nano, available_before)
 
@@ -240,7 +241,8 @@ class Ledger:
         settlement of the same request changes nothing and returns 0.
         """
         try:
-            charged = await self._settle(account_id, request_id, cost_nano, usage_row)
+            with tracing.span("ledger.settle", {"tollway.amount_nano": cost_nano}):  # ops/tracing.py
+                charged = await self._settle(account_id, request_id, cost_nano, usage_row)
         except IntegrityError:
             return 0  # uq_ledger_account_kind_reference: this request was already settled
         metrics.record_usage(usage_row, charged)
@@ -284,7 +286,8 @@ class Ledger:
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
         """Free a hold without charging (failure before the first byte). False if it was already gone."""
-        return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
+        with tracing.span("ledger.release"):  # ops/tracing.py
+            return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
 
     def _release(self, conn: Connection, request_id: str, usage_row: dict[str, Any] | None) -> bool:
         held = (

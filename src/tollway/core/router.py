@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 from tollway.core.catalog import CatalogModel, RouteConfig
 from tollway.errors import ErrorCode, TollwayError
+from tollway.ops import tracing
 from tollway.providers.base import Provider, UpstreamError
 
 log = logging.getLogger("tollway.router")
@@ -112,8 +113,7 @@ class Router:
                     raise _deadline(model, attempts)
                 attempts += 1
                 try:
-                    async with asyncio.timeout(remaining):
-                        value = await attempt(provider, route.model)
+                    value = await _traced(attempt, provider, route.model, attempts, remaining)
                 except TimeoutError:
                     circuit.failed(self.clock(), policy)
                     raise _deadline(model, attempts) from None
@@ -156,6 +156,44 @@ class Router:
                 headers={"retry-after": str(wait), "x-tollway-attempts": "0"},
             )
         raise _failure(last, attempts)
+
+
+async def _traced(
+    attempt: Callable[[Provider, str], Awaitable[T]],
+    provider: Provider,
+    upstream_model: str,
+    number: int,
+    seconds: float,
+) -> T:
+    """One attempt within `seconds`, as a CLIENT span when tracing is on (ops/tracing.py): provider,
+    upstream model, attempt number, outcome and upstream status; never the request or the answer.
+    A stream's attempt ends at its first chunk: the rest is relayed under the request's own span."""
+    attributes: tracing.Attributes = {
+        "tollway.provider": provider.id,
+        "tollway.upstream.model": upstream_model,
+        "tollway.upstream.attempt": number,
+    }
+    outcome, status = "error", None
+    with tracing.span(f"upstream {provider.id}", attributes, kind=tracing.CLIENT) as span:
+        try:
+            async with asyncio.timeout(seconds):
+                value = await attempt(provider, upstream_model)
+            outcome = "ok"
+            return value
+        except UpstreamError as exc:
+            outcome, status = ("timeout" if exc.timeout else "error"), exc.status
+            raise
+        except TimeoutError:
+            outcome = "deadline"  # the request's deadline, not the upstream's own timeout
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # the client left, or shutdown
+            raise
+        finally:
+            if span.is_recording():
+                tracing.set_attributes(
+                    {"tollway.upstream.outcome": outcome, "http.response.status_code": status}, span
+                )
 
 
 def _deadline(model: CatalogModel, attempts: int) -> TollwayError:
