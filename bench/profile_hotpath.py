@@ -7,6 +7,8 @@ Starts the same fake upstream and the same Tollway as bench/run.py, runs the loa
 (<out>/<label>.folded, loadable in speedscope) and prints the share of samples spent in each area of
 the hot path (inclusive: an area counts when any frame of the stack is in it), plus the throughput
 measured while sampling. py-spy's sampling runs outside the server, so it costs the server nothing.
+Only the thread holding the GIL is sampled (`--gil`): the server is one Python process, so GIL time is
+the CPU that limits its throughput; a thread waiting for the GIL or blocked in I/O is not counted.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def main() -> int:
             assert system.proc is not None
             recorder = subprocess.Popen(
                 [str(py_spy), "record", "--pid", str(system.proc.pid), "--rate", str(args.rate),
-                 "--format", "raw", "--output", str(folded), "--nonblocking", "--duration",
+                 "--format", "raw", "--output", str(folded), "--nonblocking", "--gil", "--duration",
                  str(int(args.duration) + 1)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
@@ -123,7 +125,7 @@ def main() -> int:
     per_call = {name: round(n / args.rate / requests * 1000, 3) for name, n in shares}
     print(
         f"{label}: {figures['rps']:.0f} RPS, p50 {figures['latency_ms']['p50']} ms; "
-        f"event loop busy {loop_busy / args.rate / requests * 1000:.2f} ms per call"
+        f"GIL held {(loop_busy + other_busy) / args.rate / requests * 1000:.2f} ms per call"
     )
     for name, ms in per_call.items():
         print(f"  {ms:7.3f} ms/call  {name}")

@@ -25,6 +25,7 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.ops import metrics, tracing
 from tollway.store import rollup
 from tollway.store.db import Transactor
+from tollway.store.prepared import Prepared
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
 
 log = logging.getLogger("tollway.ledger")
@@ -32,17 +33,17 @@ log = logging.getLogger("tollway.ledger")
 # The statements of every call's reserve and settle, built once. Building a Core statement and its cache
 # key per call cost more CPU than running it (docs/benchmarks.md); values go in as bound parameters,
 # named p_* so that none is mistaken for a column to SET.
-_HOLD = (
+_HOLD = Prepared(
     update(accounts)
     .where(accounts.c.id == bindparam("p_account"))
     .where(accounts.c.balance_nano - accounts.c.reserved_nano >= bindparam("p_amount"))
     .values(reserved_nano=accounts.c.reserved_nano + bindparam("p_amount"))
     .returning(accounts.c.balance_nano, accounts.c.reserved_nano)
 )
-_INSERT_RESERVATION = insert(reservations)
-_INSERT_LEDGER = insert(ledger)
-_INSERT_USAGE = insert(usage)
-_TAKE_HOLD = (
+_INSERT_RESERVATION = Prepared(insert(reservations))
+_INSERT_LEDGER = Prepared(insert(ledger))
+_INSERT_USAGE = Prepared(insert(usage))
+_TAKE_HOLD = Prepared(
     delete(reservations)
     .where(reservations.c.id == bindparam("p_request"), reservations.c.account_id == bindparam("p_account"))
     .returning(
@@ -52,12 +53,12 @@ _TAKE_HOLD = (
         reservations.c.key_period,
     )
 )
-_LOCK_ACCOUNT = (
+_LOCK_ACCOUNT = Prepared(
     select(accounts.c.balance_nano, accounts.c.reserved_nano)
     .where(accounts.c.id == bindparam("p_account"))
     .with_for_update()
 )
-_CHARGE_ACCOUNT = (
+_CHARGE_ACCOUNT = Prepared(
     update(accounts)
     .where(accounts.c.id == bindparam("p_account"))
     .values(
@@ -65,7 +66,7 @@ _CHARGE_ACCOUNT = (
         reserved_nano=accounts.c.reserved_nano - bindparam("p_hold"),
     )
 )
-_CHARGE_KEY = (
+_CHARGE_KEY = Prepared(
     update(key_spend)
     .where(key_spend.c.key_id == bindparam("p_key"), key_spend.c.period == bindparam("p_period"))
     .values(
@@ -152,7 +153,22 @@ class Ledger:
         key_period = period_key(key_limit.period, now) if key_limit else None
 
         def tx(conn: Connection) -> Any:
-            row = conn.execute(_HOLD, {"p_account": account_id, "p_amount": amount_nano}).first()
+            # The rows that only this request touches come first, so the account row (which every
+            # call of the account updates) stays locked for as short a time as possible on
+            # PostgreSQL; a refused hold rolls them back.
+            _INSERT_RESERVATION.first(
+                conn,
+                {
+                    "id": request_id,
+                    "account_id": account_id,
+                    "key_id": key_id,
+                    "amount_nano": amount_nano,
+                    "key_period": key_period,
+                    "expires_at": now + (ttl or self._ttl),
+                },
+            )
+            self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
+            row = _HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
                 available = self._available(conn, account_id)
                 raise TollwayError(
@@ -167,24 +183,18 @@ class Ledger:
                 )
             if key_limit is not None and key_period is not None:
                 self._reserve_key(conn, key_limit, key_period, amount_nano)
-            self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
-            conn.execute(
-                _INSERT_RESERVATION,
-                {
-                    "id": request_id,
-                    "account_id": account_id,
-                    "key_id": key_id,
-                    "amount_nano": amount_nano,
-                    "key_period": key_period,
-                    "expires_at": now + (ttl or self._ttl),
-                },
-            )
             if also is not None:
                 also(conn)
             return row
 
         with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # ops/tracing.py
-            row = await self._tx.run(tx)
+            try:
+                row = await self._tx.run(tx)
+            except IntegrityError:
+                # The inserts run before the account is read: an unknown account shows up as a
+                # foreign-key violation. Name it (404) when that is what it was.
+                await self._tx.run(lambda conn: self._available(conn, account_id))
+                raise
         available_before = row.balance_nano - row.reserved_nano + amount_nano
         return Reservation(request_id, amount_nano, available_before)
 
@@ -259,29 +269,35 @@ class Ledger:
     def _settle_tx(
         conn: Connection, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
     ) -> int:
-        held = conn.execute(_TAKE_HOLD, {"p_request": request_id, "p_account": account_id}).first()
+        held = _TAKE_HOLD.first(conn, {"p_request": request_id, "p_account": account_id})
         # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
         hold = held.amount_nano if held else 0
         key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
-        account = conn.execute(_LOCK_ACCOUNT, {"p_account": account_id}).one()
-        room = hold + account.balance_nano - account.reserved_nano
-        charge = max(0, min(cost_nano, room))
-        if charge < cost_nano:
-            log.warning(
-                "shortfall: request %s cost %d nano-USD, %d could be charged",
-                request_id,
-                cost_nano,
-                charge,
-            )
-        conn.execute(_CHARGE_ACCOUNT, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
+        if 0 <= cost_nano <= hold:
+            # balance - reserved >= 0 (a CHECK constraint) and the hold is part of reserved, so the
+            # account can pay the cost: no need to read the account row.
+            charge = cost_nano
+        else:
+            account = _LOCK_ACCOUNT.first(conn, {"p_account": account_id})
+            room = hold + account.balance_nano - account.reserved_nano
+            charge = max(0, min(cost_nano, room))
+            if charge < cost_nano:
+                log.warning(
+                    "shortfall: request %s cost %d nano-USD, %d could be charged",
+                    request_id,
+                    cost_nano,
+                    charge,
+                )
         Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
         if key_period is not None:
-            conn.execute(
-                _CHARGE_KEY, {"p_key": key_id, "p_period": key_period, "p_charge": charge, "p_hold": hold}
+            _CHARGE_KEY.first(
+                conn, {"p_key": key_id, "p_period": key_period, "p_charge": charge, "p_hold": hold}
             )
         if usage_row is not None:
-            conn.execute(_INSERT_USAGE, {**usage_row, "cost_nano": charge})
+            _INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
             rollup.add(conn, usage_row, charge)
+        # Last: the account row, shared by every call of the account, is locked until COMMIT.
+        _CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
         return int(charge)
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
@@ -387,8 +403,8 @@ class Ledger:
         reference: str,
         key_id: str | None,
     ) -> None:
-        conn.execute(
-            _INSERT_LEDGER,
+        _INSERT_LEDGER.first(
+            conn,
             {
                 "account_id": account_id,
                 "kind": kind,
