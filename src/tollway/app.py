@@ -150,6 +150,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
+        # exception messages (which can quote a prompt); ours is ops/tracing.py, allow-listed.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.ready = False
     in_flight = InFlight()

@@ -43,6 +43,11 @@ def end_request(token: contextvars.Token[dict[str, Any] | None]) -> None:
     _request.reset(token)
 
 
+def current() -> dict[str, Any]:
+    """The identifiers collected so far for the current request (empty outside a request)."""
+    return _request.get() or {}
+
+
 def note(**fields: Any) -> None:
     """Add identifiers (never content) to the current request's access-log line."""
     info = _request.get()

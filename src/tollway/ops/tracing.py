@@ -281,7 +281,7 @@ class ServerSpans:
         finally:
             otel_context.detach(token)
             # AccessLog's dict for this request (ops/logs.py), filled by logs.note() as it moved on.
-            info: Mapping[str, Any] = logs._request.get() or {}
+            info: Mapping[str, Any] = logs.current()
             route = access.route_template(scope)
             if route != access.UNMATCHED:
                 server.update_name(f"{method} {route}")  # the template, never the path
