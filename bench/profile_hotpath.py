@@ -1,6 +1,6 @@
 """Where Tollway's time goes under load: py-spy samples `tollway serve` while bench/load.py drives it.
 
-    python bench/profile_hotpath.py [--db sqlite|pg] [--stream] [--concurrency 16] [--duration 15] [--out DIR]
+    python bench/profile_hotpath.py [--system tollway|passthrough] [--db sqlite|pg] [--stream] [--concurrency 16] [--duration 15] [--out DIR]
 
 Starts the same fake upstream and the same Tollway as bench/run.py, runs the load, and has py-spy
 (from bench/.venv-litellm, `make bench-venv`) record the server process. Writes the collapsed stacks
@@ -72,6 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--system", choices=["tollway", "passthrough"], default="tollway")
     parser.add_argument("--db", choices=["sqlite", "pg"], default="sqlite")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -84,7 +85,7 @@ def main() -> int:
     if not py_spy.exists():
         print("py-spy is missing: run `make bench-venv` first", file=sys.stderr)
         return 2
-    label = args.label or f"{args.db}-{'stream' if args.stream else 'buffered'}-c{args.concurrency}"
+    label = args.label or f"{args.system}-{args.db}-{'stream' if args.stream else 'buffered'}-c{args.concurrency}"
     args.out.mkdir(parents=True, exist_ok=True)
     folded = args.out / f"{label}.folded"
     tmp = Path(tempfile.mkdtemp(prefix="tollway-profile-"))
@@ -94,12 +95,15 @@ def main() -> int:
     )
     cleanup = None
     try:
-        if args.db == "pg":
+        if args.system == "passthrough":  # the same measure for the bare proxy: the Python floor
+            system = run.start_passthrough(upstream.base_url, tmp)
+        elif args.db == "pg":
             database_url, cleanup = run.fresh_pg_database("bench_profile")
             extra = {"TOLLWAY_REDIS_URL": run.REDIS_URL}
+            system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, extra)
         else:
-            database_url, extra = f"sqlite:///{tmp}/tollway.db", {}
-        system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, extra)
+            database_url = f"sqlite:///{tmp}/tollway.db"
+            system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, {})
         try:
             run.prime(system)
             assert system.proc is not None

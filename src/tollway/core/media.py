@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from tollway.core import policy
 from tollway.core.catalog import CatalogModel
-from tollway.core.pipeline import Call, Pipeline, _Admitted
+from tollway.core.pipeline import Admitted, Call, Pipeline
 from tollway.core.pricing import TokenUsage, ceil_div, scale_price
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
@@ -168,13 +168,13 @@ class Media:
     def _row(
         self, call: Call, model: CatalogModel, provider: str | None, units: int, outcome: str, status: int
     ) -> dict[str, Any]:
-        row = self.pipeline._usage_row(call, model, provider, TokenUsage(), "provider", outcome, status)
+        row = self.pipeline.usage_row(call, model, provider, TokenUsage(), "provider", outcome, status)
         row["units"] = units
         if provider is None:
             row["usage_source"] = "none"
         return row
 
-    async def _settle(self, call: Call, admitted: _Admitted, provider: str, cost: int, units: int) -> int:
+    async def _settle(self, call: Call, admitted: Admitted, provider: str, cost: int, units: int) -> int:
         assert call.caller.account_id is not None
         row = self._row(call, admitted.model, provider, units, "completed", 200)
         try:
@@ -182,7 +182,7 @@ class Media:
         finally:
             await admitted.rate.finish(0)
 
-    async def _release(self, call: Call, admitted: _Admitted, status: int) -> None:
+    async def _release(self, call: Call, admitted: Admitted, status: int) -> None:
         await admitted.rate.finish(0)
         await self.pipeline.ledger.release(
             call.request_id, self._row(call, admitted.model, None, 0, "upstream_error", status)
@@ -196,9 +196,9 @@ class Media:
         attempt: Callable[[MediaProvider, str], Awaitable[T]],
         *,
         failure: ErrorCode | None = None,
-    ) -> tuple[_Admitted, str, T]:
+    ) -> tuple[Admitted, str, T]:
         """Admit (402 before any work), route, and release on any failure. Returns (hold, provider, out)."""
-        admitted = await self.pipeline._admit(call, model, estimate)
+        admitted = await self.pipeline.admit(call, model, estimate)
 
         async def on_route(provider: Provider, upstream_model: str) -> T:
             if not isinstance(provider, MediaProvider):
@@ -206,7 +206,7 @@ class Media:
             return await attempt(provider, upstream_model)
 
         try:
-            provider, out = await self.pipeline._first_route(model, on_route)
+            provider, out = await self.pipeline.first_route(model, on_route)
         except TollwayError as exc:
             await self._release(call, admitted, exc.status)
             if failure is not None and exc.code in (ErrorCode.UPSTREAM_ERROR, ErrorCode.UPSTREAM_TIMEOUT):
@@ -222,7 +222,7 @@ class Media:
         """The catalog's content policy on prompts and speech input: 422 before any charge."""
         await policy.enforce(self.pipeline.catalog, call.caller, {"input": [t for t in texts if t]})
 
-    def _headers(self, admitted: _Admitted, provider: str, cost: int) -> dict[str, str]:
+    def _headers(self, admitted: Admitted, provider: str, cost: int) -> dict[str, str]:
         return {**admitted.headers, "x-tollway-provider": provider, "x-tollway-cost-nano": str(cost)}
 
     # -- images ---------------------------------------------------------------------------------

@@ -15,15 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
-
 from tollway.core import chat_plan, model_names, policy, tokens
 from tollway.core.catalog import Catalog, CatalogModel
+from tollway.core.chat_stream import ChatStream
 from tollway.core.clock import utcnow
 from tollway.core.keys import Caller
 from tollway.core.ledger import Ledger, Reservation
 from tollway.core.limits import RateGate, Ticket
-from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost
+from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
 from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.search import SearchProvider
@@ -34,7 +33,6 @@ from tollway.providers.base import Provider, UpstreamError
 log = logging.getLogger("tollway.pipeline")
 T = TypeVar("T")
 DEFAULT_OUTPUT_CAP = 4096
-_END = object()
 
 
 @dataclass(slots=True)
@@ -57,55 +55,14 @@ class Result:
 
 
 @dataclass(slots=True)
-class _Admitted:
+class Admitted:
+    """A request that passed admission: its model, its hold, the headers known so far, its limiter lease."""
+
     model: CatalogModel
     reservation: Reservation
     headers: dict[str, str]
     rate: Ticket = field(default_factory=lambda: Ticket(None))  # limiter lease, finished once
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/chat_plan.py)
-
-
-def _usage_of(raw: Any) -> TokenUsage | None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("prompt_tokens"), int):
-        return None
-    details_in = raw.get("prompt_tokens_details") or {}
-    details_out = raw.get("completion_tokens_details") or {}
-    return TokenUsage(
-        prompt_tokens=raw["prompt_tokens"],
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(details_in.get("cached_tokens") or 0) if isinstance(details_in, dict) else 0,
-        reasoning_tokens=int(details_out.get("reasoning_tokens") or 0)
-        if isinstance(details_out, dict)
-        else 0,
-    )
-
-
-def _usage_dict(usage: TokenUsage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def _sse(data: dict[str, Any] | str) -> bytes:
-    payload = data.encode() if isinstance(data, str) else orjson.dumps(data)
-    return b"data: " + payload + b"\n\n"
-
-
-def _delta_texts(chunk: dict[str, Any]) -> list[str]:
-    texts = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            texts.append(delta["content"])
-        for call in delta.get("tool_calls") or ():
-            arguments = (call.get("function") or {}).get("arguments")
-            if isinstance(arguments, str):
-                texts.append(arguments)
-    return texts
 
 
 def with_system_prompt(body: dict[str, Any], model: CatalogModel) -> dict[str, Any]:
@@ -167,9 +124,10 @@ class Pipeline:
         if not caller.age_verified:
             raise TollwayError(ErrorCode.AGE_VERIFICATION_REQUIRED, param="model")
 
-    async def _admit(
+    async def admit(
         self, call: Call, model: CatalogModel, estimate_nano: int, estimate_tokens: int = 0
-    ) -> _Admitted:
+    ) -> Admitted:
+        """Policy, rate limits, then the hold (402 before any upstream call). Media and jobs use it too."""
         caller = call.caller
         if caller.account_id is None:
             raise TollwayError(
@@ -200,9 +158,9 @@ class Pipeline:
             "x-venice-timestamp": utcnow().isoformat(timespec="milliseconds"),
             **rate.headers,  # computed at admission, so streams carry them from the first byte
         }
-        return _Admitted(model, reservation, headers, rate)
+        return Admitted(model, reservation, headers, rate)
 
-    def _usage_row(
+    def usage_row(
         self,
         call: Call,
         model: CatalogModel,
@@ -212,6 +170,7 @@ class Pipeline:
         outcome: str,
         status: int,
     ) -> dict[str, Any]:
+        """The usage table's row for this call: metadata only, never content."""
         return {
             "request_id": call.request_id,
             "account_id": call.caller.account_id,
@@ -231,33 +190,33 @@ class Pipeline:
             "created_at": utcnow(),
         }
 
-    async def _settle(
+    async def settle(
         self,
         call: Call,
-        admitted: _Admitted,
+        admitted: Admitted,
         provider: str | None,
         usage: TokenUsage,
         source: str,
         outcome: str,
         status: int = 200,
     ) -> int:
+        """Charge the tokens used at the model's prices, free the rest of the hold; returns the charge."""
         assert admitted.model.token_prices is not None
         cost = token_cost(admitted.model.token_prices, usage)
-        row = self._usage_row(call, admitted.model, provider, usage, source, outcome, status)
+        row = self.usage_row(call, admitted.model, provider, usage, source, outcome, status)
         assert call.caller.account_id is not None
         try:
             return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
         finally:
             await admitted.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # actual tokens
 
-    async def _release(self, call: Call, admitted: _Admitted, error: TollwayError) -> None:
-        row = self._usage_row(
-            call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status
-        )
+    async def release(self, call: Call, admitted: Admitted, error: TollwayError) -> None:
+        """A failure before the first byte: free the hold, charge nothing, record the outcome."""
+        row = self.usage_row(call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status)
         await admitted.rate.finish(0)
         await self.ledger.release(call.request_id, row)
 
-    async def _first_route(
+    async def first_route(
         self,
         model: CatalogModel,
         attempt: Callable[[Provider, str], Awaitable[T]],
@@ -288,7 +247,7 @@ class Pipeline:
         max_output = min(asked, cap) if asked else cap
         prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
         estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
-        admitted = await self._admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
+        admitted = await self.admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
         admitted.headers.update(plan.headers)
         admitted.venice = plan
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -298,7 +257,7 @@ class Pipeline:
                 return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
             return await self._chat_buffered(call, admitted, body, prompt_estimate)
         except TollwayError as exc:
-            await self._release(call, admitted, exc)
+            await self.release(call, admitted, exc)
             raise
         except BaseException:
             admitted.rate.finish_soon()
@@ -306,30 +265,30 @@ class Pipeline:
             raise
 
     async def _chat_buffered(
-        self, call: Call, admitted: _Admitted, body: dict[str, Any], prompt_estimate: int
+        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int
     ) -> Result:
-        provider, result = await self._first_route(
+        provider, result = await self.first_route(
             admitted.model,
             lambda p, upstream_model: p.chat({**body, "model": upstream_model}),
             admitted.headers,
         )
-        usage = _usage_of(result.get("usage"))
+        usage = usage_of(result.get("usage"))
         source = "provider"
         if usage is None:
             texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
-        await self._settle(call, admitted, provider.id, usage, source, "completed")
+        await self.settle(call, admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
-        result["usage"] = _usage_dict(usage)
+        result["usage"] = usage_dict(usage)
         return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
 
     async def _chat_stream(
-        self, call: Call, admitted: _Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
+        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
     ) -> Result:
-        """Relay chunk by chunk. The upstream is read by its own task, so a client that leaves does
-        not stop the metering: the task drains the upstream (bounded) and bills what it produced."""
+        """Open the upstream stream (retries and fallback only before its first chunk), then relay
+        and meter it in its own task (core/chat_stream.py)."""
 
         async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
             iterator = provider.chat_stream({**body, "model": upstream_model}).__aiter__()
@@ -339,123 +298,24 @@ class Pipeline:
                 first = None
             return first, iterator
 
-        provider, (first, upstream) = await self._first_route(admitted.model, open_stream, admitted.headers)
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
-        state = {"client_gone": False}
-        model_id = admitted.model.id
+        provider, (first, upstream) = await self.first_route(admitted.model, open_stream, admitted.headers)
 
-        async def produce() -> None:
-            last_usage: TokenUsage | None = None
-            produced: list[str] = []
-            outcome, status, meta = "completed", 200, {"id": "", "created": 0}
+        async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
+            return await self.settle(call, admitted, provider.id, usage, source, outcome, status)
 
-            async def emit(frame: bytes | object) -> None:
-                if not state["client_gone"]:
-                    await queue.put(frame)
-
-            async def relay(chunk: dict[str, Any]) -> None:
-                nonlocal last_usage
-                usage = _usage_of(chunk.pop("usage", None))
-                if usage is not None:
-                    last_usage = usage  # the LAST usage object is the total; never sum them
-                meta["id"], meta["created"] = (
-                    chunk.get("id", meta["id"]),
-                    chunk.get("created", meta["created"]),
-                )
-                produced.extend(_delta_texts(chunk))
-                if admitted.venice is not None:
-                    chunk = admitted.venice.chunk(chunk)  # <think> stripping across chunks, search results
-                if chunk.get("choices"):
-                    chunk["model"] = model_id
-                    await emit(_sse(chunk))
-
-            failure: ErrorCode | None = None
-            try:
-                async with asyncio.timeout(None) as deadline:
-                    if first is not None:
-                        await relay(first)
-                    async for chunk in upstream:
-                        if state["client_gone"] and deadline.when() is None:
-                            deadline.reschedule(asyncio.get_running_loop().time() + self._drain_seconds)
-                        await relay(chunk)
-            except UpstreamError:
-                outcome, status, failure = "upstream_error", 502, ErrorCode.UPSTREAM_ERROR
-            except TimeoutError:
-                outcome, status = "client_disconnect_timeout", 499
-            except asyncio.CancelledError:
-                # Only drain() cancels a producer: the process is stopping and the grace is over.
-                # Bill what was relayed (estimated when the upstream never sent usage) rather
-                # than leave the hold for a sweeper on another replica to release unpaid.
-                outcome, status, failure = "shutdown", 503, ErrorCode.SERVICE_UNAVAILABLE
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-            except Exception:
-                log.exception("stream relay failed")
-                outcome, status, failure = "internal_error", 500, ErrorCode.INTERNAL
-            if state["client_gone"] and outcome == "completed":
-                outcome, status = "client_disconnect", 499
-            source = "provider"
-            if last_usage is None:
-                source = "estimated"
-                last_usage = TokenUsage(prompt_estimate, tokens.count(produced))
-            try:
-                # Settle before the last frame: a client that has seen the end of the stream can
-                # already see the charge.
-                await self._settle(call, admitted, provider.id, last_usage, source, outcome, status)
-            except Exception:
-                log.exception("settlement failed; the reservation sweeper will release the hold")
-            if failure is not None:
-                message = {
-                    ErrorCode.UPSTREAM_ERROR: "The upstream failed mid-stream; the answer is incomplete.",
-                    ErrorCode.SERVICE_UNAVAILABLE: "The server is shutting down; the answer is "
-                    "incomplete and was billed as far as it went. Retry on another replica.",
-                }.get(failure, failure.default_message)
-                await emit(
-                    _sse(
-                        {
-                            "error": {
-                                "message": message,
-                                "type": failure.type,
-                                "code": failure.name,
-                                "param": None,
-                                "request_id": call.request_id,
-                            }
-                        }
-                    )
-                )
-            elif outcome == "completed":
-                if wants_usage:
-                    await emit(
-                        _sse(
-                            {
-                                "id": meta["id"],
-                                "object": "chat.completion.chunk",
-                                "created": meta["created"],
-                                "model": model_id,
-                                "choices": [],
-                                "usage": _usage_dict(last_usage),
-                            }
-                        )
-                    )
-                await emit(_sse("[DONE]"))
-            await emit(_END)
-
-        task = asyncio.create_task(produce())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-        async def frames() -> AsyncIterator[bytes]:
-            try:
-                while (frame := await queue.get()) is not _END:
-                    yield frame
-            finally:
-                if not task.done():
-                    state["client_gone"] = True
-                    while not queue.empty():  # unblock a producer waiting on a full queue
-                        queue.get_nowait()
-
-        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, frames=frames())
+        stream = ChatStream(
+            request_id=call.request_id,
+            model_id=admitted.model.id,
+            first=first,
+            upstream=upstream,
+            settle=settle,
+            prompt_estimate=prompt_estimate,
+            wants_usage=wants_usage,
+            drain_seconds=self._drain_seconds,
+            venice=admitted.venice,
+        )
+        frames = stream.start(self._background)
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, frames=frames)
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -473,25 +333,25 @@ class Pipeline:
         if any(not t for t in texts):
             raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
         estimate_tokens = tokens.count(texts) + len(texts) * 2
-        admitted = await self._admit(
+        admitted = await self.admit(
             call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
         )
         try:
-            provider, result = await self._first_route(
+            provider, result = await self.first_route(
                 model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
             )
         except TollwayError as exc:
-            await self._release(call, admitted, exc)
+            await self.release(call, admitted, exc)
             raise
         except BaseException:
             admitted.rate.finish_soon()
             await self.ledger.release(call.request_id)
             raise
-        usage = _usage_of(result.get("usage"))
+        usage = usage_of(result.get("usage"))
         source = "provider"
         if usage is None:
             usage, source = TokenUsage(estimate_tokens), "estimated"
-        await self._settle(call, admitted, provider.id, usage, source, "completed")
+        await self.settle(call, admitted, provider.id, usage, source, "completed")
         if request.encoding_format == "base64":
             for item in result.get("data") or ():
                 vector = item["embedding"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 NANO_PER_USD = 1_000_000_000
 PER_MILLION = 1_000_000
@@ -74,3 +75,29 @@ def token_cost(prices: TokenPrices, usage: TokenUsage) -> int:
         + reasoning * reasoning_price
     )
     return ceil_div(total, PER_MILLION)
+
+
+def usage_of(raw: Any) -> TokenUsage | None:
+    """An OpenAI `usage` object as TokenUsage; None when it is missing or malformed."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("prompt_tokens"), int):
+        return None
+    details_in = raw.get("prompt_tokens_details") or {}
+    details_out = raw.get("completion_tokens_details") or {}
+    return TokenUsage(
+        prompt_tokens=raw["prompt_tokens"],
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        cached_tokens=int(details_in.get("cached_tokens") or 0) if isinstance(details_in, dict) else 0,
+        reasoning_tokens=int(details_out.get("reasoning_tokens") or 0)
+        if isinstance(details_out, dict)
+        else 0,
+    )
+
+
+def usage_dict(usage: TokenUsage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
