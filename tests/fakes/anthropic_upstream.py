@@ -10,22 +10,18 @@ error_event (an `overloaded_error` event), slow, as in the OpenAI fake.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.openai_upstream import CutConnection, _HideScriptedCuts, _State, health, reset, script, stats
-
-JSON = dict[str, Any]
+from tests.fakes import common
+from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutConnection, ScriptedState
 
 
 def _text(content: Any) -> str:
@@ -46,22 +42,16 @@ def _event(name: str, data: JSON) -> bytes:
 
 
 async def messages(request: Request) -> Response:
-    state: _State = request.app.state.fake
+    state: ScriptedState = common.fake_state(request)
     key = request.headers.get("x-api-key", "")
     if key != state.api_key:
         return _error(401, "authentication_error", f"invalid x-api-key: {key}")
     body = await request.json()
-    state.calls["chat"] += 1
-    state.requests.append(
-        {**body, "_headers": {"anthropic-version": request.headers.get("anthropic-version")}}
-    )
-    behavior = state.behaviors.popleft() if state.behaviors else {"type": "normal"}
-    if behavior["type"] == "delay_first_byte":
-        await asyncio.sleep(float(behavior["seconds"]))
-    if behavior["type"] == "status":
-        status = int(behavior["status"])
-        headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
-        return _error(status, "api_error", f"scripted status {status}", headers)
+    headers = {"anthropic-version": request.headers.get("anthropic-version")}
+    behavior = await state.take("chat", {**body, "_headers": headers})
+    if scripted := common.scripted_status(behavior):
+        status, retry = scripted
+        return _error(status, "api_error", f"scripted status {status}", retry)
     if "max_tokens" not in body:
         return _error(400, "invalid_request_error", "max_tokens: Field required")
     messages_ = body.get("messages") or []
@@ -110,14 +100,14 @@ async def messages(request: Request) -> Response:
         "usage": usage,
     }
     if body.get("stream"):
-        delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
+        delay = state.chunk_delay_for(behavior)
         return StreamingResponse(_stream(message, behavior, delay), media_type="text/event-stream")
     return JSONResponse(message)
 
 
 async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[bytes]:
     kind = behavior["type"]
-    stop_after = int(behavior.get("after_chunks", 0)) if kind in ("cut", "error_event") else None
+    last_chunk = common.stop_after(behavior)
     start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
     yield _event("message_start", {"type": "message_start", "message": start})
     yield _event("ping", {"type": "ping"})
@@ -139,7 +129,7 @@ async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[
         )
         deltas = [(index, p) for p in pieces]
         for sent, (i, piece) in enumerate(deltas):
-            if sent == stop_after:
+            if sent == last_chunk:
                 if kind == "cut":
                     await asyncio.sleep(delay)
                     raise CutConnection("scripted cut")
@@ -163,35 +153,14 @@ async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[
     yield _event("message_stop", {"type": "message_stop"})
 
 
-def create_app(api_key: str = "upstream-secret", *, chunk_delay: float = 0.02) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/v1/messages", messages, methods=["POST"]),
-            Route("/_fake/script", script, methods=["POST"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-            Route("/_fake/stats", stats, methods=["GET"]),
-            Route("/_fake/health", health, methods=["GET"]),
-        ]
+def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_CHUNK_DELAY) -> Starlette:
+    return common.fake_app(
+        [Route("/v1/messages", messages, methods=["POST"])], ScriptedState(api_key, chunk_delay)
     )
-    app.state.fake = _State(api_key, chunk_delay)
-    return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", default="upstream-secret")
-    parser.add_argument("--chunk-delay", type=float, default=0.02)
-    args = parser.parse_args(argv)
-    config = uvicorn.Config(
-        create_app(args.api_key, chunk_delay=args.chunk_delay),
-        host=args.host,
-        port=args.port,
-        log_level="info",
-    )
-    logging.getLogger("uvicorn.error").addFilter(_HideScriptedCuts())
-    uvicorn.Server(config).run()
+    common.upstream_main(__doc__, create_app, argv)
 
 
 if __name__ == "__main__":

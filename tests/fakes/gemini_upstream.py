@@ -10,22 +10,19 @@ functionCall of the first function with ``{"echo": <last user text>}``. Behavior
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.openai_upstream import CutConnection, _HideScriptedCuts, _State, health, reset, script, stats
+from tests.fakes import common
+from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutConnection, ScriptedState
 
-JSON = dict[str, Any]
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -49,7 +46,7 @@ def _sse(data: JSON) -> bytes:
 
 
 async def generate(request: Request) -> Response:
-    state: _State = request.app.state.fake
+    state: ScriptedState = common.fake_state(request)
     key = request.headers.get("x-goog-api-key", "")
     if key != state.api_key:
         return _error(401, f"API key not valid: {key}")
@@ -57,14 +54,9 @@ async def generate(request: Request) -> Response:
     if action not in ("generateContent", "streamGenerateContent"):
         return _error(404, f"unknown method {action}")
     body = await request.json()
-    state.calls["chat"] += 1
-    state.requests.append({**body, "_model": model, "_action": action})
-    behavior = state.behaviors.popleft() if state.behaviors else {"type": "normal"}
-    if behavior["type"] == "delay_first_byte":
-        await asyncio.sleep(float(behavior["seconds"]))
-    if behavior["type"] == "status":
-        status = int(behavior["status"])
-        headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
+    behavior = await state.take("chat", {**body, "_model": model, "_action": action})
+    if scripted := common.scripted_status(behavior):
+        status, headers = scripted
         return _error(status, f"scripted status {status}", headers)
     contents = body.get("contents") or []
     system_text = _text((body.get("systemInstruction") or {}).get("parts"))
@@ -101,7 +93,7 @@ async def generate(request: Request) -> Response:
         usage["thoughtsTokenCount"] = 2
         usage["totalTokenCount"] += 2
     if action == "streamGenerateContent":
-        delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
+        delay = state.chunk_delay_for(behavior)
         return StreamingResponse(
             _stream(parts, finish, usage, model, behavior, delay), media_type="text/event-stream"
         )
@@ -123,9 +115,9 @@ async def _stream(
     parts: list[JSON], finish: str, usage: JSON, model: str, behavior: JSON, delay: float
 ) -> AsyncIterator[bytes]:
     kind = behavior["type"]
-    stop_after = int(behavior.get("after_chunks", 0)) if kind in ("cut", "error_event") else None
+    last_chunk = common.stop_after(behavior)
     for i, part in enumerate(parts):
-        if i == stop_after:
+        if i == last_chunk:
             if kind == "cut":
                 await asyncio.sleep(delay)
                 raise CutConnection("scripted cut")
@@ -141,35 +133,13 @@ async def _stream(
         yield _sse({"candidates": [candidate], "usageMetadata": running, "modelVersion": model})
 
 
-def create_app(api_key: str = "upstream-secret", *, chunk_delay: float = 0.02) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/v1beta/models/{target:path}", generate, methods=["POST"]),
-            Route("/_fake/script", script, methods=["POST"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-            Route("/_fake/stats", stats, methods=["GET"]),
-            Route("/_fake/health", health, methods=["GET"]),
-        ]
-    )
-    app.state.fake = _State(api_key, chunk_delay)
-    return app
+def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_CHUNK_DELAY) -> Starlette:
+    routes = [Route("/v1beta/models/{target:path}", generate, methods=["POST"])]
+    return common.fake_app(routes, ScriptedState(api_key, chunk_delay))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", default="upstream-secret")
-    parser.add_argument("--chunk-delay", type=float, default=0.02)
-    args = parser.parse_args(argv)
-    config = uvicorn.Config(
-        create_app(args.api_key, chunk_delay=args.chunk_delay),
-        host=args.host,
-        port=args.port,
-        log_level="info",
-    )
-    logging.getLogger("uvicorn.error").addFilter(_HideScriptedCuts())
-    uvicorn.Server(config).run()
+    common.upstream_main(__doc__, create_app, argv)
 
 
 if __name__ == "__main__":

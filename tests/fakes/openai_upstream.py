@@ -25,49 +25,26 @@ Stream-only behaviors are ignored by embeddings and (except cut) by buffered cha
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
 import json
-import logging
 import struct
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-JSON = dict[str, Any]
+from tests.fakes import common
+from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutConnection, ScriptedState
 
 # A fixed timestamp keeps whole responses byte-for-byte reproducible.
 CREATED = 1_700_000_000
 MODELS = ("gpt-4o-mini", "text-embedding-3-small")
 DEFAULT_EMBEDDING_DIMS = 8
-BEHAVIOR_TYPES = {"status", "delay_first_byte", "cut", "error_event", "usage", "slow", "reply"}
-
-
-class CutConnection(Exception):
-    """Raised mid-body so the server drops the TCP connection before the response completes."""
-
-
-class _State:
-    def __init__(self, api_key: str, chunk_delay: float) -> None:
-        self.api_key = api_key
-        self.chunk_delay = chunk_delay
-        self.behaviors: deque[JSON] = deque()
-        self.calls = {"chat": 0, "embeddings": 0}
-        self.requests: deque[JSON] = deque(maxlen=50)
-
-    def reset(self) -> None:
-        self.behaviors.clear()
-        self.calls = {"chat": 0, "embeddings": 0}
-        self.requests.clear()
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
@@ -98,7 +75,7 @@ def _embedding(text: str, dims: int) -> list[float]:
 def _check_key(request: Request) -> Response | None:
     auth = request.headers.get("authorization", "")
     key = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
-    if key == request.app.state.fake.api_key:
+    if key == common.fake_state(request).api_key:
         return None
     # Echoing the key is deliberate: Tollway's tests use it to prove Tollway never relays this text.
     return _error(401, f"Incorrect API key provided: {key}", "invalid_request_error", "invalid_api_key")
@@ -106,7 +83,7 @@ def _check_key(request: Request) -> Response | None:
 
 async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
     """Authenticate, parse, record and pop the scripted behavior shared by chat and embeddings."""
-    state: _State = request.app.state.fake
+    state: ScriptedState = common.fake_state(request)
     if denied := _check_key(request):
         return denied
     try:
@@ -115,15 +92,10 @@ async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
         return _error(400, "Request body is not valid JSON", "invalid_request_error")
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
-    state.calls[kind] += 1
-    state.requests.append(body)
-    behavior = state.behaviors.popleft() if state.behaviors else {"type": "normal"}
-    if behavior["type"] == "delay_first_byte":
-        await asyncio.sleep(float(behavior["seconds"]))
-    if behavior["type"] == "status":
-        status = int(behavior["status"])
+    behavior = await state.take(kind, body)
+    if scripted := common.scripted_status(behavior):
+        status, headers = scripted
         default = {"error": {"message": f"scripted status {status}", "type": "server_error", "code": None}}
-        headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
         return JSONResponse(behavior.get("body", default), status_code=status, headers=headers)
     return body, behavior
 
@@ -153,7 +125,7 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(begun, Response):
         return begun
     body, behavior = begun
-    state: _State = request.app.state.fake
+    state: ScriptedState = common.fake_state(request)
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     last_user = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
     words = ("echo: " + last_user).split()
@@ -168,8 +140,7 @@ async def chat_completions(request: Request) -> Response:
     if behavior["type"] == "reply":
         return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]])
     if body.get("stream"):
-        delay = float(behavior["delay"]) if behavior["type"] == "slow" else state.chunk_delay
-        chunks = _stream_chat(reply, body, behavior, delay)
+        chunks = _stream_chat(reply, body, behavior, state.chunk_delay_for(behavior))
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
@@ -215,10 +186,10 @@ async def _stream_chat(reply: _Reply, body: JSON, behavior: JSON, delay: float) 
     usage_mode = behavior.get("mode") if kind == "usage" else "separate"
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    stop_after = int(behavior.get("after_chunks", 0)) if kind in ("cut", "error_event") else None
+    last_chunk = common.stop_after(behavior)
     pieces = reply.words or [""]  # an empty reply still needs one chunk to carry role and finish_reason
     for i, word in enumerate(pieces):
-        if i == stop_after:
+        if i == last_chunk:
             break
         delta: JSON = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
         last = i == len(pieces) - 1
@@ -281,72 +252,17 @@ async def models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-async def script(request: Request) -> Response:
-    state: _State = request.app.state.fake
-    behaviors = (await request.json()).get("behaviors", [])
-    unknown = [b for b in behaviors if not isinstance(b, dict) or b.get("type") not in BEHAVIOR_TYPES]
-    if unknown:  # fail loudly so a typo in a test cannot silently become "normal"
-        return JSONResponse({"error": f"unknown behaviors: {unknown}"}, status_code=400)
-    state.behaviors.extend(behaviors)
-    return JSONResponse({"queued": len(state.behaviors)})
-
-
-async def reset(request: Request) -> Response:
-    request.app.state.fake.reset()
-    return JSONResponse({"ok": True})
-
-
-async def stats(request: Request) -> Response:
-    state: _State = request.app.state.fake
-    last = state.requests[-1] if state.requests else None
-    return JSONResponse(
-        {
-            "calls": state.calls,
-            "last_request": last,
-            "requests": list(state.requests),
-            "pending_behaviors": len(state.behaviors),
-        }
-    )
-
-
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-def create_app(api_key: str = "upstream-secret", *, chunk_delay: float = 0.02) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/_fake/script", script, methods=["POST"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-            Route("/_fake/stats", stats, methods=["GET"]),
-            Route("/_fake/health", health, methods=["GET"]),
-        ]
-    )
-    app.state.fake = _State(api_key, chunk_delay)
-    return app
-
-
-class _HideScriptedCuts(logging.Filter):
-    # A scripted cut is the fake working as intended; a traceback in the log would read as a bug.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], CutConnection))
+def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_CHUNK_DELAY) -> Starlette:
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ]
+    return common.fake_app(routes, ScriptedState(api_key, chunk_delay))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", default="upstream-secret")
-    parser.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between streamed chunks")
-    args = parser.parse_args(argv)
-    app = create_app(args.api_key, chunk_delay=args.chunk_delay)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
-    # Added after Config() because Config configures logging in its constructor.
-    logging.getLogger("uvicorn.error").addFilter(_HideScriptedCuts())
-    uvicorn.Server(config).run()
+    common.upstream_main(__doc__, create_app, argv)
 
 
 if __name__ == "__main__":

@@ -20,24 +20,21 @@ submit (an empty queue means ``{"type": "complete", "after_polls": 1}``):
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
-import logging
 import subprocess
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-JSON = dict[str, Any]
+from tests.fakes.common import JSON, FakeState, arg_parser, fake_app, fake_state, serve
+
 API_KEY = "upstream-secret"
 FAKE_SECONDS = 2
 
@@ -62,9 +59,11 @@ def sample_mp4() -> bytes:
         return out.read_bytes()
 
 
-class _State:
+class _State(FakeState):
+    health: ClassVar[JSON] = {"ok": True}
+
     def __init__(self) -> None:
-        self.behaviors: deque[JSON] = deque()
+        super().__init__()
         self.jobs: dict[str, JSON] = {}
         self.keys: dict[str, str] = {}
         self.calls = {"submit": 0, "poll": 0, "download": 0}
@@ -75,48 +74,52 @@ class _State:
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
 
+    def stats(self) -> JSON:
+        jobs = {k: {"type": v["type"], "polls": v["polls"], "key": v["key"]} for k, v in self.jobs.items()}
+        return {"calls": self.calls, "jobs": jobs, "last_submit": self.last_submit}
 
-STATE = _State()
 
-
-def _auth(request: Request) -> Response | None:
+def _count(request: Request, call: str) -> _State | Response:
+    """The fake's state, with this authenticated call counted; a 401 (not counted) for a wrong key."""
     if request.headers.get("authorization") != f"Bearer {API_KEY}":
         return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
-    return None
+    state: _State = fake_state(request)
+    state.calls[call] += 1
+    return state
 
 
 async def submit(request: Request) -> Response:
-    if (denied := _auth(request)) is not None:
-        return denied
-    STATE.calls["submit"] += 1
+    state = _count(request, "submit")
+    if isinstance(state, Response):
+        return state
     body = await request.json()
     key = request.headers.get("idempotency-key")
-    if key and key in STATE.keys:
-        return JSONResponse({"model": body.get("model"), "queue_id": STATE.keys[key]})
-    behavior = STATE.behaviors.popleft() if STATE.behaviors else {"type": "complete", "after_polls": 1}
+    if key and key in state.keys:
+        return JSONResponse({"model": body.get("model"), "queue_id": state.keys[key]})
+    behavior = state.next_behavior({"type": "complete", "after_polls": 1})
     if behavior["type"] in ("reject", "status"):
         status = int(behavior.get("status", 400))
         return JSONResponse({"error": {"message": "refused"}}, status_code=status)
-    queue_id = f"up-{next(STATE.ids)}"
+    queue_id = f"up-{next(state.ids)}"
     if key:
-        STATE.keys[key] = queue_id
+        state.keys[key] = queue_id
     kind = "audio" if "audio" in request.url.path else "video"
-    STATE.jobs[queue_id] = {**behavior, "kind": kind, "submitted": time.monotonic(), "polls": 0, "key": key}
-    STATE.last_submit = {k: v for k, v in body.items() if k != "prompt"} | {"has_prompt": "prompt" in body}
+    state.jobs[queue_id] = {**behavior, "kind": kind, "submitted": time.monotonic(), "polls": 0, "key": key}
+    state.last_submit = {k: v for k, v in body.items() if k != "prompt"} | {"has_prompt": "prompt" in body}
     return JSONResponse({"model": body.get("model"), "queue_id": queue_id})
 
 
 async def retrieve(request: Request) -> Response:
-    if (denied := _auth(request)) is not None:
-        return denied
-    STATE.calls["poll"] += 1
+    state = _count(request, "poll")
+    if isinstance(state, Response):
+        return state
     body = await request.json()
-    job = STATE.jobs.get(str(body.get("queue_id")))
+    job = state.jobs.get(str(body.get("queue_id")))
     if job is None:
         return JSONResponse({"error": {"message": "no such job"}}, status_code=404)
     job["polls"] += 1
     kind = job["type"]
-    if kind == "hang" and not STATE.released:
+    if kind == "hang" and not state.released:
         return JSONResponse({"error": {"message": "unavailable"}}, status_code=503)
     if kind == "filtered":
         return JSONResponse({"status": "FAILED", "error": {"code": "CONTENT_FILTERED"}})
@@ -144,60 +147,32 @@ async def retrieve(request: Request) -> Response:
 
 
 async def files(request: Request) -> Response:
-    if (denied := _auth(request)) is not None:
+    if isinstance(denied := _count(request, "download"), Response):
         return denied
-    STATE.calls["download"] += 1
     return Response(sample_mp4(), media_type="video/mp4")
 
 
-async def script(request: Request) -> Response:
-    STATE.behaviors.extend((await request.json())["behaviors"])
-    return JSONResponse({"queued": len(STATE.behaviors)})
-
-
-async def reset(request: Request) -> Response:
-    STATE.reset()
-    return JSONResponse({"ok": True})
-
-
 async def release(request: Request) -> Response:
-    STATE.released = True
-    return JSONResponse({"ok": True})
-
-
-async def stats(request: Request) -> Response:
-    jobs = {k: {"type": v["type"], "polls": v["polls"], "key": v["key"]} for k, v in STATE.jobs.items()}
-    return JSONResponse({"calls": STATE.calls, "jobs": jobs, "last_submit": STATE.last_submit})
-
-
-async def health(request: Request) -> Response:
+    fake_state(request).released = True
     return JSONResponse({"ok": True})
 
 
 def create_app() -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/v1/video/queue", submit, methods=["POST"]),
-            Route("/v1/audio/queue", submit, methods=["POST"]),
-            Route("/v1/video/retrieve", retrieve, methods=["POST"]),
-            Route("/v1/audio/retrieve", retrieve, methods=["POST"]),
-            Route("/v1/files/{queue_id}", files),
-            Route("/_fake/script", script, methods=["POST"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-            Route("/_fake/release", release, methods=["POST"]),
-            Route("/_fake/stats", stats),
-            Route("/_fake/health", health),
-        ]
-    )
+    routes = [
+        Route("/v1/video/queue", submit, methods=["POST"]),
+        Route("/v1/audio/queue", submit, methods=["POST"]),
+        Route("/v1/video/retrieve", retrieve, methods=["POST"]),
+        Route("/v1/audio/retrieve", retrieve, methods=["POST"]),
+        Route("/v1/files/{queue_id}", files),
+        Route("/_fake/release", release, methods=["POST"]),
+    ]
+    return fake_app(routes, _State())
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = arg_parser(host=False).parse_args(argv)
     sample_mp4()
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    serve(create_app(), port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
