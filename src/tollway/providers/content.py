@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+JSON = dict[str, Any]
+DEFAULT_IMAGE_TYPE = "image/png"  # what an inline image without a media type is taken to be
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
 
@@ -38,6 +43,20 @@ def text_of(content: Any) -> str:
     return "".join(p.get("text") or "" for p in parts(content) if p.get("type") == "text")
 
 
+def split_system(messages: Iterable[JSON]) -> tuple[str, list[JSON]]:
+    """(the text of the system and developer messages, joined by blank lines; the other messages),
+    for upstreams that take the system prompt apart from the turns."""
+    system: list[str] = []
+    rest: list[JSON] = []
+    for message in messages:
+        if message.get("role") in ("system", "developer"):
+            if text := text_of(message.get("content")):
+                system.append(text)
+        else:
+            rest.append(message)
+    return "\n\n".join(system), rest
+
+
 def image_url_of(part: dict[str, Any]) -> str | None:
     image = part.get("image_url")
     if isinstance(image, str):
@@ -45,6 +64,62 @@ def image_url_of(part: dict[str, Any]) -> str | None:
     if isinstance(image, dict) and isinstance(image.get("url"), str):
         return str(image["url"])
     return None
+
+
+@dataclass(frozen=True)
+class Image:
+    """An OpenAI `image_url` part as an upstream takes it: inline base64 with its media type, or a URL."""
+
+    url: str
+    media_type: str | None = None  # with `data`: the image is inline (a base64 data URL)
+    data: str | None = None
+
+
+def image_of(part: JSON) -> Image | None:
+    """The image of an OpenAI `image_url` content part; None for any other part or an empty URL."""
+    if part.get("type") != "image_url" or not (url := image_url_of(part)):
+        return None
+    inline = data_url(url)
+    if inline is None:
+        return Image(url)
+    return Image(url, *inline)
+
+
+def image_part(url: str) -> JSON:
+    """An OpenAI `image_url` content part."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def inline_image_part(media_type: Any, data: Any) -> JSON:
+    """An upstream's inline (base64) image as an OpenAI `image_url` part holding a data URL."""
+    return image_part(to_data_url(str(media_type or DEFAULT_IMAGE_TYPE), str(data or "")))
+
+
+def collapse(content: list[JSON]) -> str | list[JSON]:
+    """Text-only OpenAI content parts as a plain string: the form every OpenAI-compatible upstream takes."""
+    if all(p["type"] == "text" for p in content):
+        return "".join(p["text"] for p in content)
+    return content
+
+
+def append_turn(turns: list[JSON], role: str, items: list[JSON], key: str) -> None:
+    """Add `items` as a `role` turn, merged into the last turn when it has the same role: Anthropic
+    and Gemini want user and assistant/model turns to alternate. `key` names the turn's item list."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
+
+
+def tool_call(call_id: Any, name: Any, arguments: Any) -> JSON:
+    """An OpenAI tool call from an upstream's (id, name, arguments object)."""
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": dumps(arguments or {})},
+    }
 
 
 def arguments_object(arguments: Any) -> dict[str, Any]:

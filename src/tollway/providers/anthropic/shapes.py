@@ -10,13 +10,17 @@ import time
 from typing import Any
 
 from tollway.providers.content import (
+    Image,
+    append_turn,
     arguments_object,
-    data_url,
-    dumps,
-    image_url_of,
+    collapse,
+    image_of,
+    image_part,
+    inline_image_part,
     parts,
+    split_system,
     text_of,
-    to_data_url,
+    tool_call,
 )
 
 JSON = dict[str, Any]
@@ -41,12 +45,13 @@ FINISH_TO_STOP = {
 # -- OpenAI → Anthropic (the upstream request) ---------------------------------------------------
 
 
-def _image_block(url: str) -> JSON:
-    inline = data_url(url)
-    if inline is not None:
-        mime, data = inline
-        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
-    return {"type": "image", "source": {"type": "url", "url": url}}
+def _image_block(image: Image) -> JSON:
+    if image.data is not None:
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": image.url}}
 
 
 def _blocks(content: Any) -> list[JSON]:
@@ -55,8 +60,8 @@ def _blocks(content: Any) -> list[JSON]:
         kind = part.get("type")
         if kind == "text" and part.get("text"):
             blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url" and (url := image_url_of(part)):
-            blocks.append(_image_block(url))
+        elif (image := image_of(part)) is not None:
+            blocks.append(_image_block(image))
     return blocks
 
 
@@ -85,51 +90,41 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
     return out
 
 
-def _append(messages: list[JSON], role: str, blocks: list[JSON]) -> None:
-    """Anthropic wants user and assistant turns to alternate: consecutive turns are merged."""
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
+def _tool_use(call: JSON, fallback_id: str) -> JSON:
+    """An OpenAI tool call as a tool_use block."""
+    function = call.get("function") or {}
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or fallback_id,
+        "name": function.get("name") or "",
+        "input": arguments_object(function.get("arguments")),
+    }
 
 
 def request_from_openai(body: JSON) -> JSON:
-    system: list[str] = []
+    system, rest = split_system(body.get("messages") or ())
     messages: list[JSON] = []
-    for message in body.get("messages") or ():
+    for message in rest:
         role = message.get("role")
-        if role in ("system", "developer"):
-            if text := text_of(message.get("content")):
-                system.append(text)
-        elif role == "assistant":
+        if role == "assistant":
             blocks = _blocks(message.get("content"))
             for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id") or f"toolu_{len(blocks)}",
-                        "name": function.get("name") or "",
-                        "input": arguments_object(function.get("arguments")),
-                    }
-                )
-            _append(messages, "assistant", blocks)
+                blocks.append(_tool_use(call, f"toolu_{len(blocks)}"))
+            append_turn(messages, "assistant", blocks, "content")
         elif role == "tool":
             result: JSON = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}
             content = message.get("content")
             result["content"] = content if isinstance(content, str) else _blocks(content)
-            _append(messages, "user", [result])
+            append_turn(messages, "user", [result], "content")
         else:
-            _append(messages, "user", _blocks(message.get("content")))
+            append_turn(messages, "user", _blocks(message.get("content")), "content")
     out: JSON = {
         "model": body["model"],
         "messages": messages,
         "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS,
     }
     if system:
-        out["system"] = "\n\n".join(system)
+        out["system"] = system
     for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -174,13 +169,7 @@ def response_to_openai(message: JSON) -> JSON:
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": dumps(block.get("input") or {})},
-                }
-            )
+            calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
     reply: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
@@ -218,18 +207,10 @@ def _openai_parts(content: Any) -> list[JSON]:
         elif block.get("type") == "image":
             source = block.get("source") or {}
             if source.get("type") == "base64":
-                url = to_data_url(source.get("media_type") or "image/png", source.get("data") or "")
+                out.append(inline_image_part(source.get("media_type"), source.get("data")))
             else:
-                url = source.get("url") or ""
-            out.append({"type": "image_url", "image_url": {"url": url}})
+                out.append(image_part(source.get("url") or ""))
     return out
-
-
-def _collapse(content: list[JSON]) -> str | list[JSON]:
-    """Text-only content as a plain string: the form every OpenAI-compatible upstream takes."""
-    if all(p["type"] == "text" for p in content):
-        return "".join(p["text"] for p in content)
-    return content
 
 
 def _tool_result_text(content: Any) -> str:
@@ -255,13 +236,9 @@ def request_to_openai(body: JSON) -> JSON:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
         if role == "assistant":
             texts = _openai_parts([b for b in blocks if isinstance(b, dict) and b.get("type") == "text"])
-            reply: JSON = {"role": "assistant", "content": _collapse(texts) if texts else None}
+            reply: JSON = {"role": "assistant", "content": collapse(texts) if texts else None}
             calls = [
-                {
-                    "id": b.get("id"),
-                    "type": "function",
-                    "function": {"name": b.get("name"), "arguments": dumps(b.get("input") or {})},
-                }
+                tool_call(b.get("id"), b.get("name"), b.get("input"))
                 for b in blocks
                 if isinstance(b, dict) and b.get("type") == "tool_use"
             ]
@@ -273,7 +250,7 @@ def request_to_openai(body: JSON) -> JSON:
         for block in blocks:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 if pending:
-                    messages.append({"role": "user", "content": _collapse(pending)})
+                    messages.append({"role": "user", "content": collapse(pending)})
                     pending = []
                 messages.append(
                     {
@@ -285,7 +262,7 @@ def request_to_openai(body: JSON) -> JSON:
             else:
                 pending.extend(_openai_parts([block]))
         if pending:
-            messages.append({"role": "user", "content": _collapse(pending)})
+            messages.append({"role": "user", "content": collapse(pending)})
     out: JSON = {"model": body.get("model"), "messages": messages, "max_tokens": body.get("max_tokens")}
     for name in ("temperature", "top_p", "top_k", "stream"):
         if body.get(name) is not None:
@@ -350,15 +327,7 @@ def response_from_openai(result: JSON, model: str) -> JSON:
     if text := text_of(message.get("content")):
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        content.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or f"toolu_{len(content)}",
-                "name": function.get("name") or "",
-                "input": arguments_object(function.get("arguments")),
-            }
-        )
+        content.append(_tool_use(call, f"toolu_{len(content)}"))
     return {
         "id": message_id(str(result.get("id") or "")),
         "type": "message",

@@ -10,13 +10,17 @@ import time
 from typing import Any
 
 from tollway.providers.content import (
+    append_turn,
     arguments_object,
-    data_url,
+    collapse,
     dumps,
-    image_url_of,
+    image_of,
+    image_part,
+    inline_image_part,
     parts,
+    split_system,
     text_of,
-    to_data_url,
+    tool_call,
 )
 
 JSON = dict[str, Any]
@@ -63,22 +67,16 @@ def get(obj: Any, camel: str) -> Any:
 def _part(part: JSON) -> JSON | None:
     if part.get("type") == "text" and part.get("text"):
         return {"text": part["text"]}
-    if part.get("type") == "image_url" and (url := image_url_of(part)):
-        inline = data_url(url)
-        if inline is not None:
-            return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
-        mime = "image/png" if url.lower().endswith(".png") else "image/jpeg"
-        return {"fileData": {"mimeType": mime, "fileUri": url}}
+    if (image := image_of(part)) is not None:
+        if image.data is not None:
+            return {"inlineData": {"mimeType": image.media_type, "data": image.data}}
+        mime = "image/png" if image.url.lower().endswith(".png") else "image/jpeg"
+        return {"fileData": {"mimeType": mime, "fileUri": image.url}}
     return None
 
 
-def _append(contents: list[JSON], role: str, new: list[JSON]) -> None:
-    if not new:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(new)
-    else:
-        contents.append({"role": role, "parts": new})
+def _parts(content: Any) -> list[JSON]:
+    return [p for p in (_part(x) for x in parts(content)) if p is not None]
 
 
 def _response_object(content: Any) -> JSON:
@@ -89,16 +87,13 @@ def _response_object(content: Any) -> JSON:
 
 
 def request_from_openai(body: JSON) -> JSON:
-    system: list[str] = []
+    system, rest = split_system(body.get("messages") or ())
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool call id → function name: functionResponse needs the name
-    for message in body.get("messages") or ():
+    for message in rest:
         role = message.get("role")
-        if role in ("system", "developer"):
-            if text := text_of(message.get("content")):
-                system.append(text)
-        elif role == "assistant":
-            new = [p for p in (_part(x) for x in parts(message.get("content"))) if p is not None]
+        if role == "assistant":
+            new = _parts(message.get("content"))
             for call in message.get("tool_calls") or ():
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = function.get("name") or ""
@@ -110,23 +105,19 @@ def request_from_openai(body: JSON) -> JSON:
                         }
                     }
                 )
-            _append(contents, "model", new)
+            append_turn(contents, "model", new, "parts")
         elif role == "tool":
             call_id = str(message.get("tool_call_id") or "")
             response = {
                 "name": names.get(call_id, message.get("name") or call_id),
                 "response": _response_object(message.get("content")),
             }
-            _append(contents, "user", [{"functionResponse": response}])
+            append_turn(contents, "user", [{"functionResponse": response}], "parts")
         else:
-            _append(
-                contents,
-                "user",
-                [p for p in (_part(x) for x in parts(message.get("content"))) if p is not None],
-            )
+            append_turn(contents, "user", _parts(message.get("content")), "parts")
     out: JSON = {"contents": contents}
     if system:
-        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+        out["systemInstruction"] = {"parts": [{"text": system}]}
     generation: JSON = {
         gemini: body[openai_name]
         for openai_name, gemini in _GENERATION.items()
@@ -202,9 +193,7 @@ def candidate_delta(candidate: JSON, first_tool_index: int = 0) -> tuple[str, li
             calls.append(
                 {
                     "index": index,
-                    "id": call.get("id") or f"call_{index}",
-                    "type": "function",
-                    "function": {"name": call.get("name") or "", "arguments": dumps(call.get("args") or {})},
+                    **tool_call(call.get("id") or f"call_{index}", call.get("name") or "", call.get("args")),
                 }
             )
     reason = get(candidate, "finishReason")
@@ -250,18 +239,11 @@ def _openai_part(part: JSON) -> JSON | None:
         return {"type": "text", "text": part["text"]}
     inline = get(part, "inlineData")
     if isinstance(inline, dict):
-        url = to_data_url(str(get(inline, "mimeType") or "image/png"), str(inline.get("data") or ""))
-        return {"type": "image_url", "image_url": {"url": url}}
+        return inline_image_part(get(inline, "mimeType"), inline.get("data"))
     file = get(part, "fileData")
     if isinstance(file, dict):
-        return {"type": "image_url", "image_url": {"url": str(get(file, "fileUri") or "")}}
+        return image_part(str(get(file, "fileUri") or ""))
     return None
-
-
-def _collapse(content: list[JSON]) -> str | list[JSON]:
-    if all(p["type"] == "text" for p in content):
-        return "".join(p["text"] for p in content)
-    return content
 
 
 def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
@@ -281,7 +263,7 @@ def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
         gemini_parts = [p for p in get(content, "parts") or () if isinstance(p, dict)]
         if content.get("role") == "model":
             openai_parts = [p for p in (_openai_part(x) for x in gemini_parts) if p is not None]
-            reply: JSON = {"role": "assistant", "content": _collapse(openai_parts) if openai_parts else None}
+            reply: JSON = {"role": "assistant", "content": collapse(openai_parts) if openai_parts else None}
             calls = []
             for part in gemini_parts:
                 call = get(part, "functionCall")
@@ -289,16 +271,7 @@ def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
                     call_id = str(call.get("id") or f"call_{counter}")
                     counter += 1
                     pending_ids.setdefault(str(call.get("name")), []).append(call_id)
-                    calls.append(
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {
-                                "name": call.get("name"),
-                                "arguments": dumps(call.get("args") or {}),
-                            },
-                        }
-                    )
+                    calls.append(tool_call(call_id, call.get("name"), call.get("args")))
             if calls:
                 reply["tool_calls"] = calls
             messages.append(reply)
@@ -316,7 +289,7 @@ def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
             elif (converted := _openai_part(part)) is not None:
                 user.append(converted)
         if user:
-            messages.append({"role": "user", "content": _collapse(user)})
+            messages.append({"role": "user", "content": collapse(user)})
     out: JSON = {"model": model, "messages": messages}
     config = get(body, "generationConfig") or {}
     for openai_name, gemini_name in _GENERATION.items():
