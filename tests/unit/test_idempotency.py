@@ -1,14 +1,15 @@
-"""Idempotency record stores: claim once, replay, forget; in memory and on the real Redis."""
+"""Idempotency: record stores (claim once, replay, forget) and the rules of `Idempotency.run`, in
+memory and on the real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tollway.core.idempotency import Idempotency, MemoryRecords, RecordStore, RedisRecords
-from tollway.core.pipeline import Result
+from tollway.core.idempotency import Idempotency, MemoryRecords, RecordStore, RedisRecords, Reply
 from tollway.errors import ErrorCode, TollwayError
 
 
@@ -47,30 +48,131 @@ async def test_memory_records_are_bounded() -> None:
     assert await records.claim("c", b"new", 60) == b"c"
 
 
-async def test_run_replays_and_forgets_failures(records: RecordStore) -> None:
+async def test_memory_records_are_bounded_by_bytes() -> None:
+    records = MemoryRecords(capacity=100, max_bytes=10)
+    await records.put("a", b"12345", 60)
+    await records.put("b", b"12345", 60)
+    await records.put("c", b"1", 60)  # 11 bytes: the oldest goes
+    assert await records.claim("a", b"new", 60) is None
+    assert await records.claim("c", b"new", 60) == b"1"
+    await records.put("b", b"", 60)  # replacing a record frees its bytes
+    await records.forget("a")
+    await records.put("d", b"123456789", 60)
+    assert await records.claim("d", b"x", 60) == b"123456789"
+
+
+def _counter() -> tuple[Callable[[], Awaitable[Reply]], list[int]]:
+    calls = [0]
+
+    async def produce() -> Reply:
+        calls[0] += 1
+        return Reply(201, {"content-type": "audio/mpeg", "x-n": str(calls[0])}, bytes([0, 255, calls[0]]))
+
+    return produce, calls
+
+
+async def test_run_replays_bytes_and_forgets_failures(records: RecordStore) -> None:
+    idempotency = Idempotency(records)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    produce, calls = _counter()
+
+    first = await idempotency.run(account, "k", "speech", b"{}", produce)
+    again = await idempotency.run(account, "k", "speech", b"{}", produce)
+    assert (first.body, again.body, calls[0]) == (b"\x00\xff\x01", b"\x00\xff\x01", 1)
+    assert again.status == 201
+    assert again.headers == {"content-type": "audio/mpeg", "x-n": "1", "idempotent-replayed": "true"}
+    other_account = await idempotency.run(f"{account}x", "k", "speech", b"{}", produce)
+    assert other_account.body == b"\x00\xff\x02" and "idempotent-replayed" not in other_account.headers
+    for endpoint, request in (("speech", b'{"other": 1}'), ("chat", b"{}")):
+        with pytest.raises(TollwayError) as caught:
+            await idempotency.run(account, "k", endpoint, request, produce)
+        assert (caught.value.code, caught.value.param) == (ErrorCode.VALIDATION, "Idempotency-Key")
+
+    async def fail() -> Reply:
+        raise TollwayError(ErrorCode.UPSTREAM_ERROR)
+
+    with pytest.raises(TollwayError):
+        await idempotency.run(account, "k2", "speech", b"{}", fail)
+    assert (await idempotency.run(account, "k2", "speech", b"{}", produce)).body == b"\x00\xff\x03"
+
+    async def refused() -> Reply:
+        return Reply(402, {}, b'{"error": {}}')
+
+    assert (await idempotency.run(account, "k3", "speech", b"{}", refused)).status == 402
+    assert (await idempotency.run(account, "k3", "speech", b"{}", produce)).body == b"\x00\xff\x04"
+    with pytest.raises(TollwayError) as too_long:
+        await idempotency.run(account, "x" * 256, "speech", b"{}", produce)
+    assert too_long.value.param == "Idempotency-Key"
+
+
+async def test_a_running_key_is_409(records: RecordStore) -> None:
+    idempotency = Idempotency(records)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> Reply:
+        started.set()
+        await release.wait()
+        return Reply(200, {}, b"done")
+
+    first = asyncio.create_task(idempotency.run(account, "k", "chat", b"{}", slow))
+    await started.wait()
+    with pytest.raises(TollwayError) as busy:
+        await idempotency.run(account, "k", "chat", b"{}", slow)
+    assert busy.value.code is ErrorCode.CONFLICT and busy.value.headers == {"retry-after": "1"}
+    release.set()
+    assert (await first).body == b"done"
+    assert (await idempotency.run(account, "k", "chat", b"{}", slow)).headers["idempotent-replayed"] == "true"
+
+
+async def _drain(reply: Reply) -> bytes:
+    assert reply.chunks is not None
+    return b"".join([chunk async for chunk in reply.chunks])
+
+
+async def test_streams_are_kept_when_complete_and_forgotten_when_left(records: RecordStore) -> None:
     idempotency = Idempotency(records)
     account = f"acct_{uuid.uuid4().hex[:8]}"
     calls = 0
 
-    async def produce() -> Result:
+    async def stream() -> Reply:
         nonlocal calls
         calls += 1
-        return Result(headers={"x-n": str(calls)}, body={"n": calls})
 
-    first = await idempotency.run(account, "k", "chat", b"{}", produce)
-    again = await idempotency.run(account, "k", "chat", b"{}", produce)
-    assert (first.body, again.body, calls) == ({"n": 1}, {"n": 1}, 1)
-    assert again.headers == {"x-n": "1", "idempotent-replayed": "true"}
+        async def chunks() -> AsyncIterator[bytes]:
+            for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
+                yield part
+
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=chunks())
+
+    left = await idempotency.run(account, "s", "chat", b"{}", stream)
+    assert left.chunks is not None
+    assert await left.chunks.__anext__() == b"data: 1\n\n"
+    await left.chunks.aclose()  # the client went away: forgotten
+    whole = await _drain(await idempotency.run(account, "s", "chat", b"{}", stream))
+    replayed = await idempotency.run(account, "s", "chat", b"{}", stream)
+    assert calls == 2 and await _drain(replayed) == whole == b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+    assert replayed.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_answer_too_large_to_keep_is_not_run_twice(records: RecordStore) -> None:
+    idempotency = Idempotency(records, max_body_bytes=2)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    produce, calls = _counter()
+    assert (await idempotency.run(account, "big", "image", b"{}", produce)).body == b"\x00\xff\x01"
     with pytest.raises(TollwayError) as caught:
-        await idempotency.run(account, "k", "chat", b'{"other": 1}', produce)
-    assert caught.value.code is ErrorCode.VALIDATION
+        await idempotency.run(account, "big", "image", b"{}", produce)
+    assert caught.value.param == "Idempotency-Key" and "3 bytes" in caught.value.message
+    assert calls[0] == 1
 
-    async def fail() -> Result:
-        raise TollwayError(ErrorCode.UPSTREAM_ERROR)
+    async def stream() -> Reply:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"ab"
+            yield b"cd"
 
-    with pytest.raises(TollwayError):
-        await idempotency.run(account, "k2", "chat", b"{}", fail)
-    assert (await idempotency.run(account, "k2", "chat", b"{}", produce)).body == {"n": 2}
-    with pytest.raises(TollwayError) as too_long:
-        await idempotency.run(account, "x" * 256, "chat", b"{}", produce)
-    assert too_long.value.param == "Idempotency-Key"
+        return Reply(200, {}, chunks=chunks())
+
+    assert await _drain(await idempotency.run(account, "big-stream", "speech", b"{}", stream)) == b"abcd"
+    with pytest.raises(TollwayError) as streamed:
+        await idempotency.run(account, "big-stream", "speech", b"{}", stream)
+    assert "4 bytes" in streamed.value.message

@@ -15,7 +15,9 @@ from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
+from tollway.api.idempotent import once
 from tollway.api.relay import DONE, openai_chunks
+from tollway.core.keys import Caller
 from tollway.core.pipeline import Call
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.anthropic.shapes import request_to_openai, response_from_openai
@@ -80,13 +82,15 @@ async def messages(request: Request) -> Response:
     rid = request_id(request)
     try:
         who = await inference_caller(request)
-        body = _validated(await read_json(request))
-        model = str(body.get("model") or "")
-        result = await request.app.state.services.pipeline.chat(
-            Call(rid, who, "chat"), request_to_openai(body)
-        )
+        return await once(request, who, "messages", lambda: _messages(request, who, rid))
     except TollwayError as err:
         return error_response(err, rid)
+
+
+async def _messages(request: Request, who: Caller, rid: str) -> Response:
+    body = _validated(await read_json(request))
+    model = str(body.get("model") or "")
+    result = await request.app.state.services.pipeline.chat(Call(rid, who, "chat"), request_to_openai(body))
     if result.frames is not None:
         return StreamingResponse(
             _events(result.frames, model),

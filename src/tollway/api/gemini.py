@@ -17,7 +17,9 @@ from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
+from tollway.api.idempotent import once
 from tollway.api.relay import DONE, openai_chunks
+from tollway.core.keys import Caller
 from tollway.core.pipeline import Call
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.gemini.shapes import request_to_openai, response_from_openai
@@ -111,17 +113,22 @@ async def _generate(request: Request, target: str) -> Response:
                 f"Unknown method {action!r}: use generateContent or streamGenerateContent.",
             )
         who = await inference_caller(request)
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise TollwayError(ErrorCode.VALIDATION, "The body must be a JSON object.")
-        stream = action == "streamGenerateContent"
-        result = await request.app.state.services.pipeline.chat(
-            Call(rid, who, "chat"), request_to_openai(body, model, stream=stream)
-        )
+        as_sse = request.query_params.get("alt") == "sse"
+        endpoint = f"gemini:{model}:{action}:{'sse' if as_sse else 'json'}"  # what the body does not say
+        return await once(request, who, endpoint, lambda: _run(request, who, rid, model, action, as_sse))
     except TollwayError as err:
         return error_response(err)
+
+
+async def _run(request: Request, who: Caller, rid: str, model: str, action: str, as_sse: bool) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise TollwayError(ErrorCode.VALIDATION, "The body must be a JSON object.")
+    stream = action == "streamGenerateContent"
+    result = await request.app.state.services.pipeline.chat(
+        Call(rid, who, "chat"), request_to_openai(body, model, stream=stream)
+    )
     if result.frames is not None:
-        as_sse = request.query_params.get("alt") == "sse"
         return StreamingResponse(
             _events(result.frames, model, as_sse),
             media_type="text/event-stream" if as_sse else "application/json",

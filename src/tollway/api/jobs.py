@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
+from tollway.api.idempotent import once
 from tollway.api.media_input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
 from tollway.core import job_pricing
 from tollway.core.catalog import CatalogModel
@@ -271,6 +272,10 @@ async def video_quote(request: Request, who: Caller = Depends(inference_caller))
 
 @router.post("/video/queue", summary="Queue a video generation (the quote is held)")
 async def video_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    return await once(request, who, "video/queue", lambda: _video_queue(request, who))
+
+
+async def _video_queue(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     if fields.get("model") is None:
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
@@ -290,6 +295,10 @@ async def video_download(request: Request, job_id: str, who: Caller = Depends(in
 
 @router.post("/audio/queue", summary="Queue music, a sound effect or long speech (the quote is held)")
 async def audio_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    return await once(request, who, "audio/queue", lambda: _audio_queue(request, who))
+
+
+async def _audio_queue(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     if fields.get("model") is None:
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")

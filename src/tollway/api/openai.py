@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
+from tollway.api.idempotent import once
 from tollway.core.catalog import MODEL_TYPES
 from tollway.core.keys import Caller
 from tollway.core.models_view import model_object
@@ -38,16 +39,8 @@ def _render(result: Result) -> Response:
     return JSON(result.body, headers=result.headers)
 
 
-async def _once(
-    request: Request, who: Caller, endpoint: str, produce: Callable[[], Awaitable[Result]]
-) -> Result:
-    """Run the call, or replay it when an `Idempotency-Key` was already used by this account."""
-    key = request.headers.get("idempotency-key")
-    if key is None or who.account_id is None:
-        return await produce()
-    idempotency = request.app.state.services.idempotency
-    result: Result = await idempotency.run(who.account_id, key, endpoint, await request.body(), produce)
-    return result
+async def _rendered(result: Awaitable[Result]) -> Response:
+    return _render(await result)
 
 
 @router.post(
@@ -59,9 +52,8 @@ async def _once(
 async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
     call = Call(request_id(request), who, "chat")
-    return _render(
-        await _once(request, who, "chat", lambda: request.app.state.services.pipeline.chat(call, body))
-    )
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "chat", lambda: _rendered(pipeline.chat(call, body)))
 
 
 @router.post(
@@ -71,7 +63,7 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
     body = await read_json(request)
     call = Call(request_id(request), who, "embeddings")
     pipeline = request.app.state.services.pipeline
-    return _render(await _once(request, who, "embeddings", lambda: pipeline.embeddings(call, body)))
+    return await once(request, who, "embeddings", lambda: _rendered(pipeline.embeddings(call, body)))
 
 
 @router.get("/models", summary="The model catalog (OpenAI list shape, Venice `type` filter)", tags=["models"])

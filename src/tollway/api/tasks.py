@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from tollway.api.billing import SEED001_CODES, account_caller
 from tollway.api.http import JSON
+from tollway.api.idempotent import once
 from tollway.api.jobs import _keep_input, jobs_of, video_job, video_model
 from tollway.api.media_input import Fields, choice, integer, media_of, read_fields, text
 from tollway.core import job_pricing
@@ -59,10 +60,17 @@ VIDEO_STATUS = {
 }
 
 
-async def _task(request: Request, work: Callable[[Caller], Awaitable[dict[str, Any]]]) -> Response:
+async def _task(
+    request: Request, work: Callable[[Caller], Awaitable[dict[str, Any]]], creates: str | None = None
+) -> Response:
+    """Run `work` in the task envelope; a route that `creates` a task honours `Idempotency-Key`."""
     try:
         who = await account_caller(request)
-        return JSON({"success": True, "data": await work(who)})
+
+        async def render() -> Response:
+            return JSON({"success": True, "data": await work(who)})
+
+        return await (render() if creates is None else once(request, who, creates, render))
     except TollwayError as err:
         code = TASK_CODES.get(err.code, err.code.name)
         if err.code is ErrorCode.VALIDATION:
@@ -137,7 +145,7 @@ async def images_generate(request: Request) -> Response:
         new = NewJob("image", model, quote, n, params, "images_task", max(2, n * 2), (prompt,))
         return await _submitted(request, who, new, "pending")
 
-    return await _task(request, work)
+    return await _task(request, work, creates="task:images/generate")
 
 
 @router.post("/videos/generate", summary="Generate a video as a task (seed-001 envelope)")
@@ -154,7 +162,7 @@ async def videos_generate(request: Request) -> Response:
         new = await video_job(request, who, fields, model, endpoint="videos_task", audio="generate_audio")
         return await _submitted(request, who, new, "processing")
 
-    return await _task(request, work)
+    return await _task(request, work, creates="task:videos/generate")
 
 
 def _status_view(request: Request, job: JobRow, statuses: dict[str, str], url_field: str) -> dict[str, Any]:
