@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tollway.errors import ErrorCode, TollwayError
+from tollway.providers.anthropic.shapes import IMAGE_TYPES
 from tollway.providers.content import (
     Image,
     append_turn,
@@ -29,6 +31,7 @@ def _part(url: Any) -> dict[str, Any]:
         ("data:image/png;base64,iVBORw0KGgo=", "image/png", "iVBORw0KGgo="),
         ("data:image/webp;charset=x;base64,UklG", "image/webp", "UklG"),  # parameters before ;base64
         ("data:image/jpeg;base64,/9j/\n4AAQ", "image/jpeg", "/9j/\n4AAQ"),  # the payload is passed as is
+        ("DATA:image/png;base64,AAAA", "image/png", "AAAA"),  # a URL scheme is case-insensitive
     ],
 )
 def test_a_base64_data_url_is_an_inline_image(url: str, media_type: str, data: str) -> None:
@@ -38,6 +41,42 @@ def test_a_base64_data_url_is_an_inline_image(url: str, media_type: str, data: s
 
 def test_a_data_url_without_a_media_type_is_octet_stream() -> None:
     assert data_url("data:;base64,AAAA") == ("application/octet-stream", "AAAA")
+
+
+def _refused(part: dict[str, Any], media_types: frozenset[str] | None = None) -> TollwayError:
+    with pytest.raises(TollwayError) as caught:
+        image_of(part, media_types)
+    error = caught.value
+    assert (error.code, error.status, error.param) == (ErrorCode.INVALID_IMAGE_FORMAT, 400, "messages")
+    return error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:image/png,iVBORw0KGgo=",  # not base64: percent-encoded bytes
+        "data:image/png;base64",  # no comma, no data
+        "data:image/png;base64,",  # no data
+        "data:image/png;base64;charset=x,AAAA",  # ;base64 must come last
+        "data:",
+    ],
+)
+def test_a_bad_data_url_is_a_400_not_an_upstream_failure(url: str) -> None:
+    assert "base64" in _refused(_part(url)).message
+
+
+@pytest.mark.parametrize(
+    "url", ["data:image/bmp;base64,Qk0=", "data:application/pdf;base64,JVBERi0=", "data:;base64,AAAA"]
+)
+def test_a_media_type_the_upstream_refuses_is_a_400(url: str) -> None:
+    message = _refused(_part(url), IMAGE_TYPES).message
+    assert "image/png" in message  # says what to send instead
+    assert image_of(_part(url)) is not None  # no types given (Gemini): any media type goes
+
+
+def test_media_types_match_case_insensitively() -> None:
+    url = "data:image/PNG;base64,AAAA"
+    assert image_of(_part(url), IMAGE_TYPES) == Image(url, "image/PNG", "AAAA")
 
 
 def test_an_http_url_is_a_remote_image() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.anthropic import shapes
 from tollway.providers.anthropic.stream import FromOpenAI, ToOpenAI
 
@@ -62,6 +64,14 @@ def test_openai_request_becomes_a_messages_request() -> None:
         "role": "user",
         "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a cat"}],
     }
+
+
+def test_an_image_anthropic_cannot_take_is_refused_before_the_upstream() -> None:
+    for url in ("data:image/bmp;base64,Qk0=", "data:image/png,raw"):
+        image = {"type": "image_url", "image_url": {"url": url}}
+        with pytest.raises(TollwayError) as caught:
+            shapes.request_from_openai({"model": "m", "messages": [{"role": "user", "content": [image]}]})
+        assert caught.value.code is ErrorCode.INVALID_IMAGE_FORMAT and caught.value.status == 400
 
 
 def test_max_tokens_is_always_sent_upstream() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.gemini import shapes
 from tollway.providers.gemini.stream import FromOpenAI, ToOpenAI
 
@@ -54,6 +56,20 @@ def test_openai_request_becomes_generate_content() -> None:
         "role": "user",
         "parts": [{"functionResponse": {"name": "lookup", "response": {"found": 2}}}],
     }
+
+
+def test_any_inline_media_type_goes_but_a_bad_data_url_is_refused() -> None:
+    def request(url: str) -> dict[str, Any]:
+        image = {"type": "image_url", "image_url": {"url": url}}
+        return {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+
+    out = shapes.request_from_openai(request("data:application/pdf;base64,JVBERi0="))
+    assert out["contents"][0]["parts"] == [
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+    ]
+    with pytest.raises(TollwayError) as caught:
+        shapes.request_from_openai(request("data:image/png,raw"))
+    assert caught.value.code is ErrorCode.INVALID_IMAGE_FORMAT and caught.value.status == 400
 
 
 def test_request_round_trip_keeps_tools_and_images() -> None:

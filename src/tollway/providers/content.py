@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from tollway.errors import ErrorCode, TollwayError
+
 JSON = dict[str, Any]
 DEFAULT_IMAGE_TYPE = "image/png"  # what an inline image without a media type is taken to be
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
+_DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
 
 
 def data_url(url: str) -> tuple[str, str] | None:
@@ -75,14 +77,31 @@ class Image:
     data: str | None = None
 
 
-def image_of(part: JSON) -> Image | None:
-    """The image of an OpenAI `image_url` content part; None for any other part or an empty URL."""
+def image_of(part: JSON, media_types: Collection[str] | None = None) -> Image | None:
+    """The image of an OpenAI `image_url` content part; None for any other part or an empty URL.
+
+    A `data:` URL must be `data:<media type>;base64,<data>` with some data and, when `media_types`
+    (lower case) is given, one of those types: anything else is 400 INVALID_IMAGE_FORMAT here,
+    where it would otherwise go upstream, be refused, and come back as a 502 "safe to retry"."""
     if part.get("type") != "image_url" or not (url := image_url_of(part)):
         return None
-    inline = data_url(url)
-    if inline is None:
+    if url[:5].lower() != "data:":
         return Image(url)
-    return Image(url, *inline)
+    inline = data_url(url)
+    if inline is None or not inline[1]:
+        raise TollwayError(
+            ErrorCode.INVALID_IMAGE_FORMAT,
+            "Image data URLs must be base64: data:<media type>;base64,<data>.",
+            param="messages",
+        )
+    media_type, data = inline
+    if media_types is not None and media_type.lower() not in media_types:
+        raise TollwayError(
+            ErrorCode.INVALID_IMAGE_FORMAT,
+            f"Unsupported image type {media_type!r} for this model: send {', '.join(sorted(media_types))}.",
+            param="messages",
+        )
+    return Image(url, media_type, data)
 
 
 def image_part(url: str) -> JSON:

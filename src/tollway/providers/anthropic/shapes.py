@@ -25,6 +25,8 @@ from tollway.providers.content import (
 
 JSON = dict[str, Any]
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI callers may omit it
+# The media types the Messages API takes for a base64 image; it refuses any other.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -60,7 +62,7 @@ def _blocks(content: Any) -> list[JSON]:
         kind = part.get("type")
         if kind == "text" and part.get("text"):
             blocks.append({"type": "text", "text": part["text"]})
-        elif (image := image_of(part)) is not None:
+        elif (image := image_of(part, IMAGE_TYPES)) is not None:
             blocks.append(_image_block(image))
     return blocks
 

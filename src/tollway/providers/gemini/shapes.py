@@ -67,6 +67,7 @@ def get(obj: Any, camel: str) -> Any:
 def _part(part: JSON) -> JSON | None:
     if part.get("type") == "text" and part.get("text"):
         return {"text": part["text"]}
+    # Any media type: Gemini's inlineData takes PDFs, audio and video as well as images.
     if (image := image_of(part)) is not None:
         if image.data is not None:
             return {"inlineData": {"mimeType": image.media_type, "data": image.data}}
