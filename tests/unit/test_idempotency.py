@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tollway.core.idempotency import Idempotency, MemoryRecords, RecordStore, RedisRecords, Reply
+from tollway.core.idempotency import (
+    RUNNING_TTL_SECONDS,
+    Idempotency,
+    MemoryRecords,
+    RecordStore,
+    RedisRecords,
+    Reply,
+)
 from tollway.errors import ErrorCode, TollwayError
 
 
@@ -176,3 +183,44 @@ async def test_an_answer_too_large_to_keep_is_not_run_twice(records: RecordStore
     with pytest.raises(TollwayError) as streamed:
         await idempotency.run(account, "big-stream", "speech", b"{}", stream)
     assert "4 bytes" in streamed.value.message
+
+
+async def test_a_stream_that_ended_in_an_error_is_forgotten(records: RecordStore) -> None:
+    idempotency = Idempotency(records)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    endings = [
+        b'data: {"error":{"message":"The upstream failed mid-stream","code":"UPSTREAM_ERROR"}}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+
+    async def stream() -> Reply:
+        ending = endings.pop(0)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'data: {"choices":[{"delta":{"content":"say \\"error\\":{ please"}}]}\n\n'
+            yield ending
+
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=chunks())
+
+    failed = await _drain(await idempotency.run(account, "e", "chat", b"{}", stream))
+    assert b"UPSTREAM_ERROR" in failed
+    retried = await idempotency.run(account, "e", "chat", b"{}", stream)  # runs again, not a replay
+    assert "idempotent-replayed" not in retried.headers
+    assert (await _drain(retried)).endswith(b"data: [DONE]\n\n")
+    replayed = await idempotency.run(account, "e", "chat", b"{}", stream)  # the success is kept
+    assert replayed.headers["idempotent-replayed"] == "true" and not endings
+
+
+async def test_a_claim_left_by_a_dead_process_expires_soon(records: RecordStore) -> None:
+    claimed: list[int] = []
+
+    class Spy(MemoryRecords):
+        async def claim(self, name: str, record: bytes, ttl: int) -> bytes | None:
+            claimed.append(ttl)
+            return await super().claim(name, record, ttl)
+
+    async def produce() -> Reply:
+        return Reply(200, {}, b"ok")
+
+    await Idempotency(Spy()).run(f"acct_{uuid.uuid4().hex[:8]}", "k", "chat", b"{}", produce)
+    assert claimed and claimed[0] <= RUNNING_TTL_SECONDS <= 3600  # not the 24 h of a finished answer

@@ -29,6 +29,12 @@ import orjson
 from tollway.errors import ErrorCode, TollwayError
 
 TTL_SECONDS = 24 * 3600
+# A claim whose process died mid-call (SIGKILL, OOM) must not answer 409 for a day: a call cannot
+# run longer than this (the router's deadline and the stream drain are far shorter).
+RUNNING_TTL_SECONDS = 15 * 60
+# Every error frame Tollway writes into a stream (OpenAI, Anthropic and Gemini shapes) carries an
+# `error` object; inside generated text the quotes would be escaped, so this never matches content.
+_ERROR_FRAME = b'"error":{'
 MAX_KEY_LENGTH = 255
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the largest answer kept for replay
 MEMORY_MAX_BYTES = 256 * 1024 * 1024  # all records of one process (MemoryRecords)
@@ -152,7 +158,7 @@ class Idempotency:
         name = f"{PREFIX}:{account_id}:{hashlib.sha256(key.encode()).hexdigest()}"
         fingerprint = hashlib.sha256(endpoint.encode() + b"\0" + request).hexdigest()
         existing = await self._records.claim(
-            name, _pack({"state": "running", "fp": fingerprint}), TTL_SECONDS
+            name, _pack({"state": "running", "fp": fingerprint}), RUNNING_TTL_SECONDS
         )
         if existing is not None:
             return self._replay(existing, fingerprint)
@@ -174,9 +180,11 @@ class Idempotency:
         chunks: list[bytes] = []
         size = 0
         complete = False
+        last = b""
         try:
             async for chunk in reply.chunks:
                 size += len(chunk)
+                last = chunk or last
                 if size <= self._max_body:
                     chunks.append(chunk)
                 else:
@@ -185,11 +193,11 @@ class Idempotency:
             complete = True
         finally:
             await _close(reply.chunks)
-            if complete:
+            if complete and _ERROR_FRAME not in last:
                 record = self._done(fingerprint, reply, b"".join(chunks), size=size, streamed=True)
                 await self._records.put(name, record, TTL_SECONDS)
-            else:
-                await self._records.forget(name)  # the client left: its retry runs (and is metered) again
+            else:  # the client left, or the stream ended in an error: a retry runs (and is metered) again
+                await self._records.forget(name)
 
     def _done(
         self, fingerprint: str, reply: Reply, body: bytes, *, size: int | None = None, streamed: bool = False
