@@ -32,7 +32,7 @@ test: lint
 # 1.106.10 needs a certifi newer than the registry serves. A failed bench-venv leaves LiteLLM out of the run.
 BENCH_VENV := bench/.venv-litellm
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
-BENCH_PINS := 'litellm[proxy]==1.106.2' matplotlib==3.11.2 py-spy==0.4.3
+BENCH_PINS := 'litellm[proxy]==1.106.2' prisma==0.15.0 matplotlib==3.11.2 py-spy==0.4.3
 
 $(BENCH_STAMP):
 	@echo "==> creating $(BENCH_VENV) (LiteLLM proxy, matplotlib, py-spy: a few minutes)"
