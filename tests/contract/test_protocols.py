@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import anthropic
 import httpx2
+import openai
 import pytest
 from google import genai
 from google.genai import types
@@ -211,3 +212,28 @@ def test_gemini_key_in_query_and_error_shapes(
         json={"model": "claude-fake", "messages": [{"role": "user", "content": "x"}]},
     )
     assert no_max.status_code == 400 and no_max.json()["type"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("model", "upstream", "url"),
+    [
+        ("claude-fake", "anthropic", "data:image/png;base64,@@not-base64@@"),
+        ("claude-fake", "anthropic", f"data:image/bmp;base64,{PNG}"),  # a type Anthropic refuses
+        ("gemini-fake", "gemini", "data:image/png;base64,"),
+    ],
+)
+def test_a_bad_image_data_url_is_a_400_before_the_upstream_and_costs_nothing(
+    fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]], model: str, upstream: str, url: str
+) -> None:
+    account, key = funded()
+    before = fresh_protocols.calls_on(upstream)
+    image = {"type": "image_url", "image_url": {"url": url}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        fresh_protocols.client(key).chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": [{"type": "text", "text": "what is this"}, image]}],
+        )
+    error = refused.value.body
+    assert isinstance(error, dict) and error["code"] == "INVALID_IMAGE_FORMAT", error
+    assert fresh_protocols.calls_on(upstream) == before  # never sent upstream
+    assert_billed(fresh_protocols, account, 0)  # the hold was released, nothing charged

@@ -59,6 +59,8 @@ def _refused(part: dict[str, Any], media_types: frozenset[str] | None = None) ->
         "data:image/png;base64,",  # no data
         "data:image/png;base64;charset=x,AAAA",  # ;base64 must come last
         "data:",
+        "data:image/png;base64,@@not base64@@",  # outside the base64 alphabet
+        "data:image/png;base64,%89PNG",
     ],
 )
 def test_a_bad_data_url_is_a_400_not_an_upstream_failure(url: str) -> None:

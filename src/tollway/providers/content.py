@@ -17,6 +17,10 @@ DEFAULT_IMAGE_TYPE = "image/png"  # what an inline image without a media type is
 _DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
 
 
+# The standard base64 alphabet (line breaks allowed, as MIME writes it), checked without decoding.
+_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*")
+
+
 def data_url(url: str) -> tuple[str, str] | None:
     """`data:image/png;base64,XXX` → ("image/png", "XXX"); anything else → None."""
     match = _DATA_URL.match(url)
@@ -88,7 +92,7 @@ def image_of(part: JSON, media_types: Collection[str] | None = None) -> Image | 
     if url[:5].lower() != "data:":
         return Image(url)
     inline = data_url(url)
-    if inline is None or not inline[1]:
+    if inline is None or not inline[1] or not _BASE64.fullmatch(inline[1]):
         raise TollwayError(
             ErrorCode.INVALID_IMAGE_FORMAT,
             "Image data URLs must be base64: data:<media type>;base64,<data>.",
