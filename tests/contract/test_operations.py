@@ -181,6 +181,7 @@ def test_metrics_and_access_logs_carry_no_key_or_prompt(ops_server: Tollway) -> 
     assert 'tollway_upstream_duration_seconds_count{provider="fake"}' in text
     assert 'tollway_tokens_total{kind="prompt",model="fake-chat"}' in text
     assert "tollway_spend_nano_usd_total" in text and "tollway_reservations_outstanding" in text
+    assert 'tollway_jobs{status="queued"}' in text  # the job queue depth, refreshed by the sweeper
     assert 'route="/v1/models/{model_id}"' in text or 'route="unmatched"' in text
     # One JSON access line per request: ids, never content or secrets.
     time.sleep(0.3)

@@ -1,5 +1,5 @@
 """Periodic work every replica runs: release expired reservations (a crashed replica's holds), refresh
-the reservation gauges, and delete usage rows past the retention (their totals stay in usage_daily).
+the reservation and job-queue gauges, and delete usage rows past the retention (their totals stay in usage_daily).
 
 Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
 DELETE ... RETURNING; a retention batch deletes whatever is still there).
@@ -15,9 +15,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.clock import utcnow
+from tollway.core.job_store import ACTIVE
 from tollway.core.ledger import Ledger
 from tollway.ops import metrics
-from tollway.store.tables import reservations, usage
+from tollway.store.tables import jobs, reservations, usage
 
 log = logging.getLogger("tollway.maintenance")
 RETENTION_BATCH = 5000
@@ -32,8 +33,19 @@ async def sweep_once(ledger: Ledger, engine: AsyncEngine) -> int:
         count, held = (
             await conn.execute(select(func.count(), func.coalesce(func.sum(reservations.c.amount_nano), 0)))
         ).one()
+        depth: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    select(jobs.c.status, func.count())
+                    .where(jobs.c.status.in_(ACTIVE))
+                    .group_by(jobs.c.status)
+                )
+            ).all()
+        )
     metrics.RESERVATIONS.set(int(count))
     metrics.RESERVED.set(int(held))
+    for status in ACTIVE:
+        metrics.JOBS.labels(status).set(int(depth.get(status, 0)))
     return released
 
 

@@ -66,6 +66,13 @@ RESERVED = Gauge(
     "Nano-USD held by open reservations (all replicas), refreshed by the sweeper.",
     multiprocess_mode="max",
 )
+JOBS = Gauge(
+    "tollway_jobs",
+    "Async media jobs not yet finished, by status (queued, processing, unknown; all replicas), "
+    "refreshed by the sweeper.",
+    ["status"],
+    multiprocess_mode="max",
+)
 SWEPT = Counter("tollway_reservations_swept", "Expired reservations released by the sweeper.")
 RELOADS = Counter("tollway_catalog_reloads", "Catalog reloads by outcome.", ["outcome"])
 

@@ -1,0 +1,58 @@
+"""The sweeper refreshes the gauges operators alert on: open reservations and the async job queue
+depth by status, read from the database (so every replica reports the same, all-replica figure)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.accounts import Accounts
+from tollway.core.clock import utcnow
+from tollway.core.ledger import Ledger
+from tollway.ops import maintenance, metrics
+from tollway.store.tables import jobs
+
+
+def _gauge(name: str, **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, labels)
+    assert value is not None, name
+    return value
+
+
+async def test_sweep_refreshes_reservation_and_job_queue_gauges(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = (await accounts_service.create(f"unit-{secrets.token_hex(3)}", credit_nano=10_000)).id
+    await ledger.reserve(account, f"req_{uuid.uuid4().hex}", 3_000)
+    now = utcnow()
+    statuses = ["queued", "queued", "processing", "unknown", "completed", "failed"]
+    ids = [f"job_{uuid.uuid4().hex[:12]}" for _ in statuses]
+    async with engine.begin() as conn:
+        await conn.execute(delete(jobs))  # this test's database is its own: count only its jobs
+        await conn.execute(
+            insert(jobs),
+            [
+                {
+                    "id": job_id,
+                    "account_id": account,
+                    "kind": "video",
+                    "model": "m",
+                    "status": status,
+                    "quote_nano": 1,
+                    "next_run_at": now + timedelta(hours=1),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for job_id, status in zip(ids, statuses, strict=True)
+            ],
+        )
+    await maintenance.sweep_once(ledger, engine)
+    assert _gauge("tollway_jobs", status="queued") == 2
+    assert _gauge("tollway_jobs", status="processing") == 1
+    assert _gauge("tollway_jobs", status="unknown") == 1  # finished jobs are not queue depth
+    assert _gauge("tollway_reservations_outstanding") >= 1
+    assert _gauge("tollway_reserved_nano_usd") >= 3_000
