@@ -2,7 +2,7 @@
 
     python bench/profile_hotpath.py [--system tollway|passthrough] [--db sqlite|pg] [--stream] [--concurrency 16] [--duration 15] [--out DIR]
 
-Starts the same fake upstream and the same Tollway as bench/run.py, runs the load, and has py-spy
+Starts the same fake upstream and the same Tollway as bench/systems.py, runs the load, and has py-spy
 (from bench/.venv-litellm, `make bench-venv`) record the server process. Writes the collapsed stacks
 (<out>/<label>.folded, loadable in speedscope) and prints the share of samples spent in each area of
 the hot path (inclusive: an area counts when any frame of the stack is in it), plus the throughput
@@ -21,7 +21,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import run  # bench/run.py: the same upstream, Tollway and load generator as the benchmark
+import systems  # bench/systems.py: the same upstream, servers and load generator as the benchmark
 
 # Frames where a thread waits rather than works (py-spy counts some of these waits as active).
 IDLE = ("select (selectors.py", "_worker (concurrent/futures/thread.py:81)", "wait (threading.py")
@@ -38,7 +38,10 @@ AREAS = [
     ("request ids, access log, metrics", ("core/ids.py", "ops/", "api/http.py", "prometheus")),
     ("chat plan, policy, validation", ("core/chat_plan.py", "core/policy.py", "core/schemas.py", "pydantic")),
     ("pipeline, router, adapters", ("tollway/",)),
-    ("HTTP server and framework (uvicorn, h11, FastAPI, Starlette)", ("uvicorn/", "h11/", "fastapi/", "starlette/")),
+    (
+        "HTTP server and framework (uvicorn, h11, FastAPI, Starlette)",
+        ("uvicorn/", "h11/", "fastapi/", "starlette/"),
+    ),
 ]
 
 
@@ -78,34 +81,41 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--out", type=Path, default=run.HERE / "results" / "profiles")
+    parser.add_argument("--out", type=Path, default=systems.HERE / "results" / "profiles")
     parser.add_argument("--label", default=None)
     args = parser.parse_args()
-    py_spy = run.LITELLM_VENV / "bin" / "py-spy"
+    py_spy = systems.LITELLM_VENV / "bin" / "py-spy"
     if not py_spy.exists():
         print("py-spy is missing: run `make bench-venv` first", file=sys.stderr)
         return 2
-    label = args.label or f"{args.system}-{args.db}-{'stream' if args.stream else 'buffered'}-c{args.concurrency}"
+    label = (
+        args.label or f"{args.system}-{args.db}-{'stream' if args.stream else 'buffered'}-c{args.concurrency}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     folded = args.out / f"{label}.folded"
     tmp = Path(tempfile.mkdtemp(prefix="tollway-profile-"))
-    up_port = run.free_port()
-    upstream = run.start(
-        "upstream", [sys.executable, str(run.HERE / "upstream.py"), "--port", str(up_port)], up_port, {}, "/health", tmp
+    up_port = systems.free_port()
+    upstream = systems.start(
+        "upstream",
+        [sys.executable, str(systems.HERE / "upstream.py"), "--port", str(up_port)],
+        up_port,
+        {},
+        "/health",
+        tmp,
     )
     cleanup = None
     try:
         if args.system == "passthrough":  # the same measure for the bare proxy: the Python floor
-            system = run.start_passthrough(upstream.base_url, tmp)
+            system = systems.start_passthrough(upstream.base_url, tmp)
         elif args.db == "pg":
-            database_url, cleanup = run.fresh_pg_database("bench_profile")
-            extra = {"TOLLWAY_REDIS_URL": run.REDIS_URL}
-            system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, extra)
+            database_url, cleanup = systems.fresh_pg_database("bench_profile")
+            extra = {"TOLLWAY_REDIS_URL": systems.REDIS_URL}
+            system = systems.start_tollway("tollway", upstream.base_url, tmp, database_url, extra)
         else:
             database_url = f"sqlite:///{tmp}/tollway.db"
-            system = run.start_tollway("tollway", upstream.base_url, tmp, database_url, {})
+            system = systems.start_tollway("tollway", upstream.base_url, tmp, database_url, {})
         try:
-            run.prime(system)
+            systems.prime(system)
             assert system.proc is not None
             recorder = subprocess.Popen(
                 [str(py_spy), "record", "--pid", str(system.proc.pid), "--rate", str(args.rate),
@@ -113,15 +123,15 @@ def main() -> int:
                  str(int(args.duration) + 1)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
-            figures = run.measure(system, args.concurrency, args.stream, args.duration, 0.5)
+            figures = systems.measure(system, args.concurrency, args.stream, args.duration, 0.5)
             _, err = recorder.communicate(timeout=args.duration + 60)
             if recorder.returncode != 0:
                 print(err.decode(errors="replace")[-2000:], file=sys.stderr)
                 return 1
         finally:
-            run.stop(system)
+            systems.stop(system)
     finally:
-        run.stop(upstream)
+        systems.stop(upstream)
         if cleanup is not None:
             cleanup()
     loop_busy, other_busy, shares = area_shares(folded)
