@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from tollway.core.job_runner import Output
 from tollway.core.job_store import JobRow
-from tollway.core.jobs import Output
 from tollway.core.media_store import MediaStore
 from tollway.providers.base import Provider, UpstreamError
 from tollway.providers.local import audio_gen, ffmpeg, images, video
