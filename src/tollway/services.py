@@ -14,7 +14,8 @@ from tollway.core.catalog import Catalog
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.keys import Keys
 from tollway.core.ledger import Ledger
-from tollway.core.limits import Limiter, MemoryLimiter, RateGate
+from tollway.core.limits import Limiter, MemoryLimiter
+from tollway.core.limits_gate import RateGate
 from tollway.core.pipeline import Pipeline
 from tollway.core.router import RetryPolicy, Router
 from tollway.core.search import SearxngSearch

@@ -18,11 +18,9 @@ from tollway.core.limits import (
     Limiter,
     Limits,
     MemoryLimiter,
-    RateGate,
     format_duration,
-    resolve_limits,
-    retry_headers,
 )
+from tollway.core.limits_gate import RateGate, resolve_limits, retry_headers
 from tollway.errors import ErrorCode, TollwayError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, error_response
 from tollway.core.keys import Caller
-from tollway.core.limits import FAILED_MESSAGE, retry_headers
+from tollway.core.limits import FAILED_MESSAGE
+from tollway.core.limits_gate import retry_headers
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["rate limits"])

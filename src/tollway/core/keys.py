@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tollway.core.clock import as_utc, utcnow
 from tollway.core.ids import new_id
 from tollway.core.ledger import KeyLimit
-from tollway.core.limits import Limiter, check_key_creation
+from tollway.core.limits import Limiter
+from tollway.core.limits_gate import check_key_creation
 from tollway.core.pricing import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts, api_keys, key_events, server_state

@@ -6,35 +6,20 @@ within the period. No fixed windows (bursts at the edges) and no per-request log
 with traffic). Requests per minute, per day, tokens per minute and the in-flight count are checked
 together and committed only if all pass, so a refused request costs nothing.
 
-Where limits come from, per dimension, first set wins: the key's own `rate_limits` → the account's
-plan (seed 004's table, or `plans:` in the catalog YAML) → the model's own `rate_limits` → the model's
-class (Venice's per-model table). A bucket is (key, model class): "per key and per model class".
+Which limits apply to a request, and its admission, are limits_gate.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-from tollway.core.catalog import RateLimitsConfig
-from tollway.errors import ErrorCode, TollwayError
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    from tollway.core.catalog import CatalogModel
-    from tollway.core.keys import Caller
-
-log = logging.getLogger("tollway.limits")
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
@@ -50,8 +35,6 @@ FAILED_MESSAGE = (
 )
 FAILED_LIMIT = 20
 FAILED_WINDOW_SECONDS = 30
-KEY_CREATION_PER_MINUTE = 20
-MAX_ACTIVE_KEYS = 500
 EVENT_LOG_SIZE = 50
 
 
@@ -65,60 +48,6 @@ class Limits:
     def gcra(self) -> tuple[int, int, int]:
         """(rpm, rpd, tpm) with 0 for "no limit": the argument order of every backend."""
         return (self.rpm or 0, self.rpd or 0, self.tpm or 0)
-
-
-def _cfg(**values: int) -> RateLimitsConfig:
-    return RateLimitsConfig.model_validate(values)
-
-
-# Seed 004's plan table: RPM for chat and for images; everything else comes from the model class.
-DEFAULT_PLANS: dict[str, dict[str, RateLimitsConfig]] = {
-    "free": {"text": _cfg(rpm=10), "image": _cfg(rpm=5)},
-    "standard": {"text": _cfg(rpm=60), "image": _cfg(rpm=20)},
-    "pro": {"text": _cfg(rpm=300), "image": _cfg(rpm=60)},
-}
-# Venice's paid-tier table (seed-002 inventory §12.2), one row per class of model.
-MODEL_CLASSES: dict[str, RateLimitsConfig] = {
-    "llm-small": _cfg(rpm=500, rpd=288_000, tpm=1_000_000),  # llama-3.2-3b, qwen3-4b
-    "llm-medium": _cfg(rpm=75, rpd=54_000, tpm=750_000),  # venice-uncensored, mistral-31-24b
-    "llm-large": _cfg(rpm=50, rpd=36_000, tpm=750_000),  # llama-3.3-70b
-    "llm-xl": _cfg(rpm=20, rpd=15_000, tpm=750_000),  # qwen3-235b
-    "image": _cfg(rpm=20, rpd=28_800),
-    "image-flux": _cfg(rpm=20, rpd=14_400),
-    "audio": _cfg(rpm=60, rpd=86_400),
-    "embedding": _cfg(rpm=500, rpd=288_000, tpm=1_000_000),  # text-embedding-bge-m3
-}
-CLASS_OF_TYPE = {
-    "text": "llm-medium",
-    "embedding": "embedding",
-    "image": "image",
-    "inpaint": "image",
-    "upscale": "image",
-    "video": "image",
-    "tts": "audio",
-    "stt": "audio",
-    "music": "audio",
-}
-
-
-def model_class(model: CatalogModel) -> str:
-    return model.config.rate_class or CLASS_OF_TYPE.get(model.type, "llm-medium")
-
-
-def resolve_limits(
-    key_limits: Mapping[str, int] | None,
-    plan: RateLimitsConfig | None,
-    model: CatalogModel,
-) -> Limits:
-    """Per dimension, the first source that sets it: key → plan → model → model class."""
-    sources: list[Mapping[str, Any]] = [key_limits or {}]
-    for config in (plan, model.config.rate_limits, MODEL_CLASSES.get(model_class(model))):
-        if config is not None:
-            sources.append(config.model_dump(exclude_none=True))
-    values: dict[str, int | None] = {}
-    for name in ("rpm", "rpd", "tpm", "concurrency"):
-        values[name] = next((int(s[name]) for s in sources if s.get(name)), None)
-    return Limits(**values)
 
 
 def format_duration(us: float) -> str:
@@ -184,15 +113,6 @@ class Verdict:
 def open_verdict() -> Verdict:
     """Admission without limiting (no limits apply, or the backend is down in `open` mode)."""
     return Verdict(True, (None, None, None))
-
-
-def retry_headers(retry_after_us: float, transient: bool = True) -> dict[str, str]:
-    """Retry-After (whole seconds, rounded up) and the finer retry-after-ms the openai SDKs honour."""
-    ms = max(1, math.ceil(retry_after_us / 1000))
-    headers = {"retry-after": str(max(1, math.ceil(ms / 1000))), "retry-after-ms": str(ms)}
-    if not transient:
-        headers["x-should-retry"] = "false"
-    return headers
 
 
 def gcra_step(
@@ -361,108 +281,3 @@ class MemoryLimiter(Limiter):
 
     async def events(self, account_id: str) -> list[dict[str, Any]]:
         return list(self._events.get(account_id, ()))
-
-
-# -- what the pipeline uses --------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Ticket:
-    """An admitted request's limiter state; `finish` is idempotent and safe in every exit path."""
-
-    limiter: Limiter | None
-    headers: dict[str, str] = field(default_factory=dict)
-    lease: Lease | None = None
-
-    async def finish(self, actual_tokens: int = 0) -> None:
-        if self.limiter is None or self.lease is None or self.lease.done:
-            return
-        try:
-            await self.limiter.finish(self.lease, actual_tokens)
-        except Exception:
-            # The slot has a TTL and the token debt decays: a failed release never locks a key out.
-            log.warning("rate-limit release failed", exc_info=True)
-
-    def finish_soon(self, actual_tokens: int = 0) -> None:
-        if self.limiter is not None:
-            self.limiter.release_soon(self.lease, actual_tokens)
-
-
-class RateGate:
-    """Resolves a caller's limits for a model and admits against the limiter (pipeline step 6)."""
-
-    def __init__(self, limiter: Limiter, plans: Mapping[str, Mapping[str, RateLimitsConfig]]) -> None:
-        self.limiter = limiter
-        self.plans: dict[str, Mapping[str, RateLimitsConfig]] = {**DEFAULT_PLANS, **plans}
-
-    def plan_limits(self, plan: str, model_type: str) -> RateLimitsConfig | None:
-        table = self.plans.get(plan) or self.plans.get("standard") or {}
-        return table.get(model_type) or table.get("default")
-
-    def limits_for(self, caller: Caller, model: CatalogModel) -> Limits:
-        return resolve_limits(caller.rate_limits, self.plan_limits(caller.plan, model.type), model)
-
-    async def admit(self, caller: Caller, model: CatalogModel, tokens: int) -> Ticket:
-        limits = self.limits_for(caller, model)
-        bucket = f"{caller.key_id}:{model_class(model)}"
-        verdict = await self.limiter.admit(bucket, limits, tokens)
-        headers = verdict.headers()
-        if verdict.allowed:
-            return Ticket(self.limiter, headers, verdict.lease)
-        if caller.account_id is not None:
-            await self._log(caller, model, verdict.limit_type or "RPM")
-        raise TollwayError(
-            ErrorCode.RATE_LIMITED,
-            f"Rate limit reached ({verdict.limit_type}) for {model.id!r} on this key. "
-            "Retry after the time in the Retry-After header.",
-            headers={**headers, **retry_headers(verdict.retry_after_us, verdict.transient)},
-        )
-
-    async def _log(self, caller: Caller, model: CatalogModel, limit_type: str) -> None:
-        assert caller.account_id is not None
-        event = {
-            "apiKeyId": caller.key_id,
-            "modelId": model.id,
-            "rateLimitTier": caller.plan,
-            "rateLimitType": limit_type,
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
-        try:
-            await self.limiter.log_event(caller.account_id, event)
-        except Exception:
-            log.warning("rate-limit log write failed", exc_info=True)
-
-
-async def check_key_creation(limiter: Limiter | None, engine: AsyncEngine, account_id: str) -> None:
-    """Venice's key-creation limits: 20 mints per minute and 500 active keys per account.
-
-    The active count is read, not reserved: two mints racing at 499 can both pass. The cap stops
-    runaway scripts, not a precise quota, so a read is enough here.
-    """
-    if limiter is None:
-        return
-    from sqlalchemy import func, select
-
-    from tollway.store.tables import api_keys
-
-    allowed, retry = await limiter.hit(f"keys:{account_id}", KEY_CREATION_PER_MINUTE, 60)
-    if not allowed:
-        raise TollwayError(
-            ErrorCode.RATE_LIMITED,
-            f"At most {KEY_CREATION_PER_MINUTE} keys may be created per minute.",
-            headers=retry_headers(retry),
-        )
-    async with engine.connect() as conn:
-        active = (
-            await conn.execute(
-                select(func.count())
-                .select_from(api_keys)
-                .where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
-            )
-        ).scalar_one()
-    if active >= MAX_ACTIVE_KEYS:
-        raise TollwayError(
-            ErrorCode.RATE_LIMITED,
-            f"This account has {MAX_ACTIVE_KEYS} active keys, the most allowed. Revoke one first.",
-            headers={"x-should-retry": "false"},
-        )

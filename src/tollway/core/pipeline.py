@@ -21,7 +21,7 @@ from tollway.core.chat_stream import ChatStream
 from tollway.core.clock import utcnow
 from tollway.core.keys import Caller
 from tollway.core.ledger import Ledger, Reservation
-from tollway.core.limits import RateGate, Ticket
+from tollway.core.limits_gate import RateGate, Ticket
 from tollway.core.pricing import TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
 from tollway.core.router import Router
 from tollway.core.schemas import ChatRequest, EmbeddingsRequest, validate

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from tollway.core.catalog import Catalog
-from tollway.core.limits import RateGate
+from tollway.core.limits_gate import RateGate
 from tollway.ops import metrics
 from tollway.ops.access import InFlight
 from tollway.providers.base import Provider
