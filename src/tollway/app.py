@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
             )
-        # Async media jobs (core/jobs.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
+        # Async media jobs (core/jobs.py, job_runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
         if settings.jobs_runner:

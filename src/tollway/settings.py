@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # PostgreSQL connections per replica: up to pool + overflow. replicas × that < max_connections.
     database_pool_size: int = 20
     database_max_overflow: int = 20
-    # Async media jobs (core/jobs.py): `tollway serve` runs a job runner unless jobs_runner is off
+    # Async media jobs (core/jobs.py, core/job_runner.py): `tollway serve` runs a job runner unless jobs_runner is off
     # (then run `tollway jobs worker` processes). A claimed job's lease expires after
     # jobs_lease_seconds if its runner dies; polling that fails for jobs_poll_timeout_seconds leaves
     # the job `unknown` (hold kept) until reconciliation, tried every jobs_reconcile_interval_seconds.

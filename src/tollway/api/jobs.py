@@ -1,7 +1,7 @@
 """NightVeil async media (seed 000 "Audio & video (async)", Venice's video API): `video/quote`,
 `video/queue`, `video/retrieve`, `video/download/{id}`, `audio/queue`, `audio/retrieve`,
-`audio/download/{id}`. The lifecycle and the money are core/jobs.py's; this file reads requests and
-renders jobs. Also served under /api/v1.
+`audio/download/{id}`. The lifecycle and the money are core/jobs.py's (queue and hold) and core/job_runner.py's (run,
+settle, refund); this file reads requests and renders jobs. Also served under /api/v1.
 """
 
 from __future__ import annotations

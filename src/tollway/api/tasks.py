@@ -3,7 +3,8 @@
 Its own envelope (`{"success": true, "data": …}` / `{"success": false, "error": {"code",
 "message"}}`) and codes (INSUFFICIENT_CREDITS 402, TASK_NOT_FOUND 404, CONTENT_FILTERED 451,
 INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each, core/usage_reports.py); the
-money underneath is core/jobs.py's: the quote is held at submit and settled when the task is done.
+money underneath is core/jobs.py's (the quote is held at submit) and core/job_runner.py's (settled
+when the task is done).
 """
 
 from __future__ import annotations

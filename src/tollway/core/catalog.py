@@ -156,7 +156,7 @@ class ModelConfig(_Strict):
     # include_venice_system_prompt; a request opts out with venice_parameters).
     system_prompt: str | None = None
     owned_by: str = "tollway"
-    # Rate limiting (core/limits.py): the model's class (a Venice table row; default by type) and
+    # Rate limiting (core/limits_gate.py): the model's class (a Venice table row; default by type) and
     # optional overrides of that class's limits.
     rate_class: str | None = None
     rate_limits: RateLimitsConfig | None = None
@@ -173,7 +173,7 @@ class CatalogConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     # Custom or overridden account plans: plan name → model type (or "default") → limits.
-    # Seed 004's free/standard/pro are built in (core/limits.py); entries here replace them.
+    # Seed 004's free/standard/pro are built in (core/limits_gate.py); entries here replace them.
     plans: dict[str, dict[str, RateLimitsConfig]] = Field(default_factory=dict)
     # Optional content policy (tollway.core.policy): regex rules and an optional moderation model.
     content_policy: ContentPolicyConfig | None = None

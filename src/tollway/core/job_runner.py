@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from tollway.core.jobs import Jobs
 
 log = logging.getLogger("tollway.jobs")
-LOCAL_KINDS = frozenset({"local"})
-ProgressCallback = Callable[[float], None]
 
 
 @dataclass(slots=True)

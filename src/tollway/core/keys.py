@@ -85,7 +85,7 @@ class Caller:
     key_limit: KeyLimit | None = None
     rate_limits: dict[str, int] | None = None
     expires_at: datetime | None = None
-    plan: str = "standard"  # the account's plan: default rate limits (core/limits.py)
+    plan: str = "standard"  # the account's plan: default rate limits (core/limits_gate.py)
 
     @property
     def is_operator(self) -> bool:
