@@ -137,6 +137,9 @@ def test_buffered_chat_continues_the_callers_trace(traced: Tollway, spans_file: 
     assert reserve["attributes"]["tollway.amount_nano"] > settle["attributes"]["tollway.amount_nano"] > 0
     assert seconds(reserve, "end_time") <= seconds(upstream, "start_time")
     assert seconds(upstream, "end_time") <= seconds(settle, "start_time")
+    # The upstream request carried the trace on, as a child of the upstream attempt's span.
+    sent = traced.fake("GET", "stats")["last_request"]["_traceparent"]
+    assert sent == f"00-{trace_id}-{upstream['context']['span_id'].removeprefix('0x')}-01"
     assert_nothing_secret(spans_file, text, key)
 
 

@@ -92,6 +92,8 @@ async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
         return _error(400, "Request body is not valid JSON", "invalid_request_error")
     if not isinstance(body, dict):
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
+    if traceparent := request.headers.get("traceparent"):  # a tracing gateway propagates its trace
+        body = {**body, "_traceparent": traceparent}
     behavior = await state.take(kind, body)
     if scripted := common.scripted_status(behavior):
         status, headers = scripted

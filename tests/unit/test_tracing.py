@@ -309,3 +309,4 @@ async def test_off_the_middleware_passes_requests_through() -> None:
     assert not tracing.enabled()
     sent = await call(traced_app(answer), http_scope([]))
     assert sent[0]["status"] == 204
+    assert tracing.outgoing_headers() == {}  # upstream requests carry no trace header when off

@@ -130,6 +130,16 @@ def span(
     )
 
 
+def outgoing_headers() -> dict[str, str]:
+    """The current span's propagation headers (W3C `traceparent`, or what OTEL_PROPAGATORS names) for
+    an upstream request, so an upstream that traces continues our trace; empty when tracing is off."""
+    if _tracer is None:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
 def set_attributes(attributes: Attributes, on: Span | None = None) -> None:
     """Add allow-listed attributes to `on`, or to the current span."""
     if _tracer is None:

@@ -12,6 +12,7 @@ import httpx2
 import orjson
 
 from tollway.core.catalog import ProviderConfig
+from tollway.ops import tracing
 from tollway.providers.base import UpstreamError
 
 # 408/409 are what the official SDKs retry too; 4xx otherwise never (anchors §0 item 8).
@@ -42,7 +43,14 @@ def client(config: ProviderConfig, headers: dict[str, str], *, timeout: float) -
         headers={"content-type": "application/json", **headers, **config.headers},
         timeout=httpx2.Timeout(config.timeout_seconds or timeout, connect=10.0),
         limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+        event_hooks={"request": [_trace_context]},
     )
+
+
+async def _trace_context(request: httpx2.Request) -> None:
+    """Every upstream request carries the current trace (ops/tracing.py); nothing when tracing is off."""
+    if headers := tracing.outgoing_headers():
+        request.headers.update(headers)
 
 
 def status_failure(provider_id: str, response: httpx2.Response) -> UpstreamError:
