@@ -249,3 +249,10 @@ def test_catalog_markup_applies_unless_a_model_sets_its_own(tmp_path: Path) -> N
         25_000_000,
         800_000_000,
     )
+
+
+def test_sampling_defaults_accept_known_parameters_only(tmp_path: Path) -> None:
+    good = load(tmp_path, BASE + "    sampling: {temperature: 0, top_p: 0.9}\n")
+    assert good.models["alpha"].config.sampling == {"temperature": 0, "top_p": 0.9}
+    message = invalid(tmp_path, BASE + "    sampling: {temprature: 0}\n")
+    assert "temprature" in message and "temperature" in message

@@ -50,6 +50,7 @@ def catalog(**extra: Any) -> Catalog:
             _model("gone", deprecation={"date": "2020-01-01"}),
             _model("moved", deprecation={"date": "2020-01-01", "replacement": "small"}),
             _model("llama3:8b"),
+            _model("tiny", sampling={"temperature": 0, "top_p": 0.5}),
         ],
         "compatibility": {"gpt-4o-mini": "small", "text-embedding-3-small": "embed"},
         "characters": [
@@ -521,3 +522,17 @@ def test_stream_chunks_strip_thinking_across_boundaries_and_carry_results_first(
     assert shown[0]["venice_parameters"]["web_search_citations"] == []
     assert "venice_parameters" not in shown[1]
     assert shown[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_models_sampling_defaults_fill_what_the_request_and_character_leave_out() -> None:
+    c = catalog()
+    plain = chat_plan.prepare(c, _body(model="tiny"), SFW, search_configured=False)
+    assert (plain.body["temperature"], plain.body["top_p"]) == (0, 0.5)
+    own = chat_plan.prepare(c, _body(model="tiny", temperature=0.9), SFW, search_configured=False)
+    assert (own.body["temperature"], own.body["top_p"]) == (0.9, 0.5)  # the caller's value wins
+    sage = chat_plan.prepare(
+        c, _body(model="tiny", venice_parameters={"character_slug": "sage"}), SFW, search_configured=False
+    )
+    assert sage.body["temperature"] == 0.3  # the character's setting wins over the model's default
+    other = chat_plan.prepare(c, _body(model="small"), SFW, search_configured=False)
+    assert "temperature" not in other.body and "top_p" not in other.body

@@ -20,6 +20,12 @@ ModelType = Literal["text", "embedding", "image", "tts", "stt", "video", "music"
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 
 
+# What `sampling:` in a model entry may set (OpenAI names, and llama.cpp / vLLM extras).
+SAMPLING_PARAMETERS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"}
+)
+
+
 class CatalogError(ValueError):
     """The catalog file is wrong; the message names the entry and the fix."""
 
@@ -155,6 +161,18 @@ class ModelConfig(_Strict):
     # The operator's default system prompt, put before the caller's own messages (Venice's
     # include_venice_system_prompt; a request opts out with venice_parameters).
     system_prompt: str | None = None
+    # Sampling the operator sets for this model when a request leaves it out (a request's own value
+    # wins): a small model can need a lower temperature than its server's default to stay coherent.
+    sampling: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampling(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - SAMPLING_PARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown sampling parameter(s) {unknown}: use {sorted(SAMPLING_PARAMETERS)}")
+        return value
+
     owned_by: str = "tollway"
     # Rate limiting (core/limits_gate.py): the model's class (a Venice table row; default by type) and
     # optional overrides of that class's limits.

@@ -253,6 +253,8 @@ def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_co
             del upstream["response_format"]
     if character is not None:
         upstream = characters.apply(character, upstream)
+    for name, value in model.config.sampling.items():  # the operator's defaults; the caller's win
+        upstream.setdefault(name, value)
     if params.include_venice_system_prompt and model.config.system_prompt:
         upstream["messages"] = [
             {"role": "system", "content": model.config.system_prompt},

@@ -65,14 +65,6 @@ class Admitted:
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/chat_plan.py)
 
 
-def with_system_prompt(body: dict[str, Any], model: CatalogModel) -> dict[str, Any]:
-    prompt = model.config.system_prompt
-    venice = body.get("venice_parameters")
-    if not prompt or (isinstance(venice, dict) and venice.get("include_venice_system_prompt") is False):
-        return body
-    return {**body, "messages": [{"role": "system", "content": prompt}, *body["messages"]]}
-
-
 def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
     """An upstream attempt that records its latency and failure in the metrics (ops/metrics.py)."""
 
