@@ -39,6 +39,7 @@ models:
     max_output_tokens: 1024
     aliases: [default]
     system_prompt: "You are a helpful assistant. Answer in English."
+    sampling: {{temperature: 0}}
   - id: minilm-l6-v2
     type: embedding
     routes: [{{provider: local, model: all-minilm-l6-v2}}]
