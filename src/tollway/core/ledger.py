@@ -288,6 +288,10 @@ class Ledger:
                     cost_nano,
                     charge,
                 )
+        # The account row before the key_spend and usage_daily rows, as in reserve and release: on
+        # PostgreSQL another order lets a settle and a reserve (or release) of the same account each
+        # hold the row the other waits for (a deadlock aborts one of them).
+        _CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
         Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
         if key_period is not None:
             _CHARGE_KEY.first(
@@ -296,8 +300,6 @@ class Ledger:
         if usage_row is not None:
             _INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
             rollup.add(conn, usage_row, charge)
-        # Last: the account row, shared by every call of the account, is locked until COMMIT.
-        _CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
         return int(charge)
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
