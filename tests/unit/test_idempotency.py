@@ -224,3 +224,37 @@ async def test_a_claim_left_by_a_dead_process_expires_soon(records: RecordStore)
 
     await Idempotency(Spy()).run(f"acct_{uuid.uuid4().hex[:8]}", "k", "chat", b"{}", produce)
     assert claimed and claimed[0] <= RUNNING_TTL_SECONDS <= 3600  # not the 24 h of a finished answer
+
+
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json-array"])
+async def test_a_gemini_stream_that_ended_in_an_error_is_forgotten(
+    records: RecordStore, as_sse: bool
+) -> None:
+    """Gemini's streamGenerateContent without alt=sse is a JSON array: the error element is followed
+    by the closing `]`, so the error is not in the stream's last chunk."""
+    from tollway.api.gemini import _events
+    from tollway.core.chat_stream import sse
+
+    idempotency = Idempotency(records)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    endings = [
+        sse({"error": {"message": "The upstream failed mid-stream.", "code": "UPSTREAM_ERROR"}}),
+        sse("[DONE]"),
+    ]
+
+    async def frames(ending: bytes) -> AsyncIterator[bytes]:
+        yield sse({"id": "c1", "created": 1, "choices": [{"index": 0, "delta": {"content": "half an"}}]})
+        yield ending
+
+    async def stream() -> Reply:
+        chunks = _events(frames(endings.pop(0)), "m", as_sse)
+        return Reply(200, {"content-type": "application/json"}, chunks=chunks)
+
+    failed = await _drain(await idempotency.run(account, "g", "gemini", b"{}", stream))
+    assert b'"error":{' in failed
+    retried = await idempotency.run(account, "g", "gemini", b"{}", stream)  # runs again, not a replay
+    assert "idempotent-replayed" not in retried.headers
+    whole = await _drain(retried)
+    replayed = await idempotency.run(account, "g", "gemini", b"{}", stream)  # the success is kept
+    assert replayed.headers["idempotent-replayed"] == "true" and await _drain(replayed) == whole
+    assert not endings

@@ -180,11 +180,13 @@ class Idempotency:
         chunks: list[bytes] = []
         size = 0
         complete = False
-        last = b""
+        # The last two chunks: Gemini's JSON-array stream closes (`]`) after its error element.
+        previous, last = b"", b""
         try:
             async for chunk in reply.chunks:
                 size += len(chunk)
-                last = chunk or last
+                if chunk:
+                    previous, last = last, chunk
                 if size <= self._max_body:
                     chunks.append(chunk)
                 else:
@@ -193,7 +195,7 @@ class Idempotency:
             complete = True
         finally:
             await _close(reply.chunks)
-            if complete and _ERROR_FRAME not in last:
+            if complete and _ERROR_FRAME not in last and _ERROR_FRAME not in previous:
                 record = self._done(fingerprint, reply, b"".join(chunks), size=size, streamed=True)
                 await self._records.put(name, record, TTL_SECONDS)
             else:  # the client left, or the stream ended in an error: a retry runs (and is metered) again
