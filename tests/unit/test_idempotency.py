@@ -258,3 +258,38 @@ async def test_a_gemini_stream_that_ended_in_an_error_is_forgotten(
     replayed = await idempotency.run(account, "g", "gemini", b"{}", stream)  # the success is kept
     assert replayed.headers["idempotent-replayed"] == "true" and await _drain(replayed) == whole
     assert not endings
+
+
+async def test_a_stream_that_outlives_the_running_ttl_is_still_409(
+    records: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running TTL only has to outlast a dead process: a stream still relaying (a long answer)
+    keeps its claim, so a retry meanwhile is a 409, not a second run (and a second charge)."""
+    from tollway.core import idempotency as module
+
+    monkeypatch.setattr(module, "RUNNING_TTL_SECONDS", 1)
+    idempotency = Idempotency(records)
+    account = f"acct_{uuid.uuid4().hex[:8]}"
+    calls = 0
+
+    async def stream() -> Reply:
+        nonlocal calls
+        calls += 1
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(12):  # 2.4 s of answer, well past the 1 s claim
+                yield f"data: {i}\n\n".encode()
+                await asyncio.sleep(0.2)
+            yield b"data: [DONE]\n\n"
+
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=chunks())
+
+    relaying = asyncio.create_task(_drain(await idempotency.run(account, "long", "chat", b"{}", stream)))
+    await asyncio.sleep(1.8)
+    with pytest.raises(TollwayError) as busy:
+        await idempotency.run(account, "long", "chat", b"{}", stream)
+    assert busy.value.code is ErrorCode.CONFLICT and calls == 1
+    whole = await relaying
+    replayed = await idempotency.run(account, "long", "chat", b"{}", stream)
+    assert replayed.headers["idempotent-replayed"] == "true" and await _drain(replayed) == whole
+    assert calls == 1

@@ -17,6 +17,7 @@ for the TTL — never in the database, which holds no answers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -30,7 +31,8 @@ from tollway.errors import ErrorCode, TollwayError
 
 TTL_SECONDS = 24 * 3600
 # A claim whose process died mid-call (SIGKILL, OOM) must not answer 409 for a day: a call cannot
-# run longer than this (the router's deadline and the stream drain are far shorter).
+# wait longer than this for its answer (the router's deadline is shorter). A stream can relay for
+# longer, so it renews its claim as its chunks flow (a retry meanwhile is still a 409).
 RUNNING_TTL_SECONDS = 15 * 60
 # Every error frame Tollway writes into a stream (OpenAI, Anthropic and Gemini shapes) carries an
 # `error` object; inside generated text the quotes would be escaped, so this never matches content.
@@ -157,6 +159,7 @@ class Idempotency:
             )
         name = f"{PREFIX}:{account_id}:{hashlib.sha256(key.encode()).hexdigest()}"
         fingerprint = hashlib.sha256(endpoint.encode() + b"\0" + request).hexdigest()
+        claimed_at = time.monotonic()
         existing = await self._records.claim(
             name, _pack({"state": "running", "fp": fingerprint}), RUNNING_TTL_SECONDS
         )
@@ -173,10 +176,14 @@ class Idempotency:
         if reply.chunks is None:
             await self._records.put(name, self._done(fingerprint, reply, reply.body), TTL_SECONDS)
             return reply
-        return Reply(reply.status, reply.headers, chunks=self._recording(name, fingerprint, reply))
+        chunks = self._recording(name, fingerprint, reply, claimed_at)
+        return Reply(reply.status, reply.headers, chunks=chunks)
 
-    async def _recording(self, name: str, fingerprint: str, reply: Reply) -> AsyncIterator[bytes]:
+    async def _recording(
+        self, name: str, fingerprint: str, reply: Reply, claimed_at: float
+    ) -> AsyncIterator[bytes]:
         assert reply.chunks is not None
+        renew_at = claimed_at + RUNNING_TTL_SECONDS / 3
         chunks: list[bytes] = []
         size = 0
         complete = False
@@ -187,6 +194,11 @@ class Idempotency:
                 size += len(chunk)
                 if chunk:
                     previous, last = last, chunk
+                if time.monotonic() >= renew_at:  # still relaying: keep the claim
+                    running = _pack({"state": "running", "fp": fingerprint})
+                    with contextlib.suppress(Exception):  # a store that fails now must not cut the answer
+                        await self._records.put(name, running, RUNNING_TTL_SECONDS)
+                    renew_at = time.monotonic() + RUNNING_TTL_SECONDS / 3
                 if size <= self._max_body:
                     chunks.append(chunk)
                 else:
