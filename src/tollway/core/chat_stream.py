@@ -144,8 +144,17 @@ class ChatStream:
         usage, source = self._last_usage, "provider"
         if usage is None:
             usage, source = TokenUsage(self._prompt_estimate, tokens.count(self._produced)), "estimated"
+        settling = asyncio.ensure_future(self._settle(usage, source, outcome, status))
         try:
-            await self._settle(usage, source, outcome, status)
+            try:
+                await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                # drain() cut the stream while it was settling: a cancelled settlement could be
+                # rolled back (the hold left to the sweeper, unpaid). Let it land, then end the stream.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                await settling
         except Exception:
             log.exception("settlement failed; the reservation sweeper will release the hold")
         await self._finish(failure, outcome, usage)

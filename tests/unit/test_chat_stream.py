@@ -1,0 +1,108 @@
+"""Shutdown and the streamed-chat relay (core/chat_stream.py, Pipeline.drain): a stream cut by
+drain() still settles exactly once, and its client still sees the stream end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.accounts import Accounts
+from tollway.core.chat_stream import ChatStream
+from tollway.core.ledger import Ledger
+from tollway.core.pipeline import Pipeline
+from tollway.core.pricing import TokenUsage
+
+from .helpers import assert_invariants, open_reserved
+
+HOLD, COST = 1_000_000, 1_000
+
+
+def _chunk(text: str) -> dict[str, Any]:
+    return {"id": "c", "created": 1, "choices": [{"index": 0, "delta": {"content": text}}]}
+
+
+async def _client(frames: AsyncIterator[bytes]) -> list[bytes]:
+    return [frame async for frame in frames]
+
+
+async def _lock_account(db_url: str, account: str) -> Callable[[], Awaitable[None]]:
+    """Another connection holds the account row (PostgreSQL) or the write lock (SQLite); returns
+    what lets it go."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+
+        async def release_sqlite() -> None:
+            conn.execute("COMMIT")
+            conn.close()
+
+        return release_sqlite
+    pg = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    tx = pg.transaction()
+    await tx.start()
+    await pg.execute("select * from accounts where id = $1 for update", account)
+
+    async def release_pg() -> None:
+        await tx.commit()
+        await pg.close()
+
+    return release_pg
+
+
+async def test_a_stream_cut_while_it_settles_still_settles_and_ends(engine: AsyncEngine, db_url: str) -> None:
+    """drain() cancels what outlived the grace; a stream already settling (the database slow to
+    answer: here a lock held elsewhere) must not lose its settlement (the hold would go to the
+    sweeper unpaid) nor leave its client waiting for the end."""
+    ledger = Ledger(engine)
+    account = (await Accounts(engine, ledger).create("stream", credit_nano=10 * HOLD)).id
+    request_id = f"req_{secrets.token_hex(6)}"
+    await ledger.reserve(account, request_id, HOLD)
+    settling = asyncio.Event()
+    settled: list[int] = []
+
+    async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
+        settling.set()
+        charged = await ledger.settle(account, request_id, COST)
+        settled.append(charged)
+        return charged
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        yield _chunk(" world")
+
+    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
+    stream = ChatStream(
+        request_id=request_id,
+        model_id="m",
+        first=_chunk("hello"),
+        upstream=upstream(),
+        settle=settle,
+        prompt_estimate=3,
+        wants_usage=False,
+        drain_seconds=5,
+    )
+    release = await _lock_account(db_url, account)
+    client = asyncio.create_task(_client(stream.start(pipeline._background)))
+    try:
+        await asyncio.wait_for(settling.wait(), 5)
+        drain = asyncio.create_task(pipeline.drain(0.2, settle_seconds=5))
+        await asyncio.sleep(0.5)  # the grace is over: drain() has cut the stream mid-settlement
+        await release()
+        await asyncio.wait_for(drain, 10)
+        frames = await asyncio.wait_for(client, 5)
+    finally:
+        client.cancel()
+        with contextlib.suppress(Exception):
+            await release()
+        ledger.close()
+    assert settled == [COST]
+    assert await open_reserved(engine, account) == 0, "the hold was left for the sweeper"
+    balance, _ = await assert_invariants(ledger, engine, account)
+    assert balance == 10 * HOLD - COST
+    assert frames[-1] == b"data: [DONE]\n\n"  # the answer was whole, and the client saw its end
