@@ -99,3 +99,47 @@ async def test_constraint_violations_raise_sqlalchemy_integrity_error(engine: As
     finally:
         tx.close()
     assert count == 1
+
+
+async def test_a_schema_change_does_not_break_a_statement_for_good(pg_url: str) -> None:
+    """PostgreSQL: after DDL changes what a cached statement returns (the ledger's INSERT … RETURNING
+    id when `id` becomes BIGINT, say: a rolling upgrade), asyncpg raises InvalidCachedStatementError
+    once and SQLAlchemy re-prepares its statements; a Prepared statement must recover the same way,
+    not fail on that connection until the process restarts."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, text
+
+    from tollway.store.db import create_engine
+
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0)  # one connection: its cache is the one hit
+    table = Table(
+        f"prepared_{uuid.uuid4().hex[:8]}",
+        MetaData(),
+        Column("id", String(10), primary_key=True),
+        Column("v", Integer),
+    )
+    bump = Prepared(
+        update(table)
+        .where(table.c.id == bindparam("p_id"))
+        .values(v=table.c.v + bindparam("p_by"))
+        .returning(table.c.v)
+    )
+    tx = Transactor(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.create)
+            await conn.execute(insert(table).values(id="a", v=1))
+        assert (await tx.run(lambda conn: bump.first(conn, {"p_id": "a", "p_by": 1}))).v == 2
+        async with engine.begin() as conn:
+            await conn.execute(text(f"alter table {table.name} alter column v type bigint"))
+        outcomes: list[object] = []
+        for _ in range(3):
+            try:
+                outcomes.append((await tx.run(lambda conn: bump.first(conn, {"p_id": "a", "p_by": 1}))).v)
+            except Exception as exc:  # the first run after the DDL may fail, as with Connection.execute
+                outcomes.append(type(exc).__name__)
+        assert outcomes[1:] == [3, 4] or outcomes == [3, 4, 5], outcomes
+    finally:
+        tx.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(table.drop)
+        await engine.dispose()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, exc
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -26,6 +27,13 @@ class _Plan:
     sql: str
     names: tuple[str, ...]  # bind names in the order the driver takes its positional parameters
     processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What an execution context's `handle_dbapi_exception` reads: the dialect."""
+
+    dialect: Dialect
 
 
 class Prepared:
@@ -51,6 +59,12 @@ class Prepared:
             for value, process in zip((params[n] for n in plan.names), plan.processors, strict=True)
         )
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        # As the asyncpg dialect's execution context does (pre_exec, handle_dbapi_exception): after a
+        # schema change, its cached prepared statements are prepared again rather than failing on
+        # this connection for good.
+        schema_asof = getattr(conn.dialect, "_invalidate_schema_cache_asof", None)
+        if schema_asof is not None:
+            cursor._invalidate_schema_cache_asof = schema_asof  # type: ignore[union-attr]
         try:
             cursor.execute(plan.sql, values)
             if not cursor.description:
@@ -58,6 +72,7 @@ class Prepared:
             row = cursor.fetchone()
             return None if row is None else self._row_class(cursor.description)(*row)
         except conn.dialect.loaded_dbapi.Error as error:
+            conn.dialect.execution_ctx_cls.handle_dbapi_exception(_Context(conn.dialect), error)  # type: ignore[arg-type]
             raise exc.DBAPIError.instance(
                 plan.sql, values, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
             ) from error
