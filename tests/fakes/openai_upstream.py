@@ -15,6 +15,12 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "error_event", "after_chunks": N}``: stream N chunks, then an ``{"error": ...}`` event.
 - ``{"type": "usage", "mode": "last_chunk_with_choices" | "none" | "every_chunk"}``: provider
   quirks; the first and last send usage even when ``stream_options.include_usage`` was not asked.
+  ``"none"`` also leaves ``usage`` out of a buffered chat answer and of an embeddings answer.
+- ``{"type": "usage", "mode": "exact", "usage": {...}}``: report exactly this ``usage`` object (any
+  numbers, any missing fields: partial usage) in a buffered answer, a stream's usage chunk, or an
+  embeddings answer, whatever was really produced.
+
+``n`` > 1 answers that many choices (the same words each) and counts their tokens in ``usage``.
 - ``{"type": "slow", "delay": S}``: seconds between streamed chunks for this request.
 - ``{"type": "reply", "chunks": ["<thi", "nk>…"]}``: answer exactly these content pieces, one
   stream chunk each (tags split across chunks, as reasoning models do); buffered: joined.
@@ -109,9 +115,13 @@ class _Reply:
     words: list[str]
     finish: str
     prompt_tokens: int
+    choices: int = 1
+    reported: JSON | None = None  # a scripted `usage` object ("exact" mode) replaces the counts
 
     def usage(self, completion: int | None = None) -> JSON:
-        done = len(self.words) if completion is None else completion
+        if self.reported is not None:
+            return dict(self.reported)
+        done = (len(self.words) if completion is None else completion) * self.choices
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": done,
@@ -136,8 +146,15 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(limit, int) and len(words) > limit:
         words, finish = words[:limit], "length"
     prompt_tokens = sum(len(_message_text(m).split()) for m in messages)
+    n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
     reply = _Reply(
-        f"chatcmpl-fake-{state.calls['chat']}", body.get("model", MODELS[0]), words, finish, prompt_tokens
+        f"chatcmpl-fake-{state.calls['chat']}",
+        body.get("model", MODELS[0]),
+        words,
+        finish,
+        prompt_tokens,
+        n,
+        behavior.get("usage") if _usage_mode(behavior) == "exact" else None,
     )
     if behavior["type"] == "reply":
         return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]])
@@ -147,8 +164,11 @@ async def chat_completions(request: Request) -> Response:
             chunks, media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
     message = {"role": "assistant", "content": " ".join(words)}
-    answer = reply.envelope("chat.completion", [{"index": 0, "message": message, "finish_reason": finish}])
-    answer["usage"] = reply.usage()
+    answer = reply.envelope(
+        "chat.completion", [{"index": i, "message": message, "finish_reason": finish} for i in range(n)]
+    )
+    if _usage_mode(behavior) != "none":
+        answer["usage"] = reply.usage()
     if behavior["type"] == "cut":  # a buffered answer dies halfway through its JSON body
         return StreamingResponse(_truncated(json.dumps(answer).encode()), media_type="application/json")
     return JSONResponse(answer)
@@ -178,6 +198,10 @@ def _scripted_reply(reply: _Reply, body: JSON, pieces: list[str]) -> Response:
     return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
+def _usage_mode(behavior: JSON) -> str | None:
+    return str(behavior.get("mode")) if behavior["type"] == "usage" else None
+
+
 async def _truncated(data: bytes) -> AsyncIterator[bytes]:
     yield data[: len(data) // 2]
     raise CutConnection("scripted cut")
@@ -186,8 +210,14 @@ async def _truncated(data: bytes) -> AsyncIterator[bytes]:
 async def _stream_chat(reply: _Reply, body: JSON, behavior: JSON, delay: float) -> AsyncIterator[bytes]:
     kind = behavior["type"]
     usage_mode = behavior.get("mode") if kind == "usage" else "separate"
+    if usage_mode == "exact":  # the scripted numbers, sent the way OpenAI sends usage
+        usage_mode, include_usage_forced = "separate", True
+    else:
+        include_usage_forced = False
     options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    include_usage = include_usage_forced or (
+        isinstance(options, dict) and options.get("include_usage") is True
+    )
     last_chunk = common.stop_after(behavior)
     pieces = reply.words or [""]  # an empty reply still needs one chunk to carry role and finish_reason
     for i, word in enumerate(pieces):
@@ -198,7 +228,8 @@ async def _stream_chat(reply: _Reply, body: JSON, behavior: JSON, delay: float) 
         # A cut stream must never look finished, even when cut after its last word.
         reason = reply.finish if last and kind != "cut" else None
         chunk = reply.envelope(
-            "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": reason}]
+            "chat.completion.chunk",
+            [{"index": c, "delta": delta, "finish_reason": reason} for c in range(reply.choices)],
         )
         if usage_mode == "every_chunk":  # running totals: only the last one is the true count
             chunk["usage"] = reply.usage(min(i + 1, len(reply.words)))
@@ -224,7 +255,7 @@ async def embeddings(request: Request) -> Response:
     begun = await _begin(request, "embeddings")
     if isinstance(begun, Response):
         return begun
-    body, _ = begun
+    body, behavior = begun
     raw = body.get("input", "")
     # Token-array inputs are valid in the real API; stringifying them keeps them deterministic.
     texts = [raw] if isinstance(raw, str) else [t if isinstance(t, str) else str(t) for t in raw]
@@ -237,14 +268,13 @@ async def embeddings(request: Request) -> Response:
             encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": encoded})
     tokens = sum(len(t.split()) for t in texts)
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": data,
-            "model": body.get("model", MODELS[1]),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
+    answer: JSON = {"object": "list", "data": data, "model": body.get("model", MODELS[1])}
+    mode = _usage_mode(behavior)
+    if mode == "exact":
+        answer["usage"] = behavior.get("usage")
+    elif mode != "none":
+        answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONResponse(answer)
 
 
 async def models(request: Request) -> Response:

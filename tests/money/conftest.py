@@ -1,0 +1,194 @@
+"""Fixtures of the money tests: a Tollway whose catalog makes every price rule show.
+
+The catalog has a global markup that is not 1, per-model markups above and below it, prices that
+need rounding, cached and reasoning token prices, image tiers and qualities, flat and per-second
+surcharges, a per-generation table, and every priced unit (tokens, images, characters, seconds).
+A pricing bug that a markup of 1.0 or a missing surcharge would hide shows here.
+
+`money` is parametrised over SQLite and PostgreSQL (+ Redis for the rate limits); each backend's
+server is started once per session, in a thread (tests/money/harness.py says why).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import openai_upstream, queue_upstream
+from tests.money.harness import (
+    OPERATOR_KEY,
+    UPSTREAM_KEY,
+    Money,
+    ThreadServer,
+    drop_postgres_database,
+    postgres_database,
+    write_catalog,
+)
+from tests.money.oracle import Oracle
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+HOLD_DAYS = 30
+RESERVATION_TTL_SECONDS = 900
+
+CATALOG = """
+markup: "1.25"
+providers:
+  - {{id: local, kind: local}}
+  - {{id: fake, kind: openai, base_url: "{fake}/v1", api_key_env: MONEY_UPSTREAM_KEY}}
+  - {{id: qfake, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,
+     jobs: {{poll_interval_seconds: 0.1, poll_timeout_seconds: 600}}}}
+models:
+  # tokens: the global markup; cached and reasoning prices of their own
+  - id: m-chat
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "0.15", output: "0.60", cached_input: "0.075", reasoning: "0.90"}}
+    max_output_tokens: 1000
+  # tokens: a model markup over the global one, prices that need rounding up to the nano
+  - id: m-chat-markup
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "3.000000007", output: "15.33", cached_input: "0.30"}}
+    markup: "1.5"
+    max_output_tokens: 500
+  # tokens: a model markup below 1 (a discount)
+  - id: m-chat-discount
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "0.5", output: "1.7"}}
+    markup: "0.85"
+  - id: m-embed
+    type: embedding
+    routes: [{{provider: fake, model: text-embedding-3-small}}]
+    pricing: {{input: "0.13"}}
+    markup: "1.1"
+  # images: the sync routes price per_image × tier × quality; the task API adds flat surcharges
+  - id: m-image
+    type: image
+    routes: [{{provider: local, model: procedural}}]
+    pricing: {{per_image: "0.0123", per_image_input: "0.0201", surcharges: {{hd: "0.005", "2K": "0.01", "4K": "0.03"}}}}
+    markup: "1.1"
+    traits: [default]
+  - {{id: m-edit, type: inpaint, routes: [{{provider: local, model: procedural-edit}}], pricing: {{per_image: "0.0041"}}}}
+  - {{id: m-upscale, type: upscale, routes: [{{provider: local, model: lanczos}}], pricing: {{per_image: "0.002"}}, markup: "2"}}
+  - {{id: m-bg, type: image, routes: [{{provider: local, model: border-flood}}], pricing: {{per_image: "0.0021"}},
+     capabilities: [background_removal]}}
+  - {{id: m-tts, type: tts, routes: [{{provider: local, model: tts}}], pricing: {{per_million_chars: "15.07"}}, markup: "1.2"}}
+  - {{id: m-stt, type: stt, routes: [{{provider: local, model: whisper-tiny-en}}], pricing: {{per_second: "0.00017"}}}}
+  # video: per second + per-second surcharges + flat surcharges, a model markup
+  - id: m-video
+    type: video
+    routes: [{{provider: local, model: procedural-video}}]
+    pricing:
+      per_second: "0.003"
+      per_second_surcharges: {{"1080p": "0.002", audio: "0.0015"}}
+      surcharges: {{"1080p": "0.05", "480p": "0.001", audio: "0.01"}}
+    markup: "1.3"
+    traits: [default]
+  # video: an exact table (no per_second): only the listed combinations are offered
+  - id: m-video-table
+    type: video
+    routes: [{{provider: local, model: procedural-video}}]
+    pricing:
+      per_generation: {{"360p/1s": "0.10", "360p/2s": "0.17", "360p/1s/audio": "0.15", "480p/2s/audio": "0.35"}}
+  # video at a queue/poll upstream (tests/fakes/queue_upstream.py): a job that runs as long as a test wants
+  - {{id: m-video-up, type: video, routes: [{{provider: qfake, model: fake-video}}], pricing: {{per_second: "0.011"}}, markup: "1.4"}}
+  - {{id: m-music, type: music, routes: [{{provider: local, model: procedural-music}}], pricing: {{per_second: "0.0005"}}, markup: "0.9"}}
+"""
+
+
+def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadServer:
+    from tollway.app import create_app
+    from tollway.settings import Settings
+
+    catalog = write_catalog(tmp, CATALOG, fake=fakes.openai.url, queue=fakes.queue.url)
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp / "data",
+        config=catalog,
+        operator_key=OPERATOR_KEY,
+        secret=secrets.token_hex(16),
+        log_level="warning",
+        upstream_retries=0,
+        route_failure_threshold=1_000_000,
+        reservation_ttl_seconds=RESERVATION_TTL_SECONDS,
+        sweep_interval_seconds=3600,  # the tests sweep when they mean to
+        jobs_poll_interval_seconds=0.1,
+        jobs_hold_days=HOLD_DAYS,
+        jobs_reconcile_interval_seconds=3600,
+        redis_url=REDIS_URL if backend == "postgresql" else None,
+        redis_key_prefix=f"tollway:money:{secrets.token_hex(4)}:",
+        metrics=False,
+    )
+    return ThreadServer(create_app(settings)).start()
+
+
+@dataclass
+class Fakes:
+    openai: ThreadServer  # chat and embeddings (tests/fakes/openai_upstream.py)
+    queue: ThreadServer  # video/audio queue and retrieve (tests/fakes/queue_upstream.py)
+
+
+@pytest.fixture(scope="session")
+def money_fakes(monkeypatch_session: pytest.MonkeyPatch) -> Iterator[Fakes]:
+    monkeypatch_session.setenv("MONEY_UPSTREAM_KEY", UPSTREAM_KEY)
+    fakes = Fakes(
+        ThreadServer(openai_upstream.create_app(UPSTREAM_KEY, chunk_delay=0)).start(),
+        ThreadServer(queue_upstream.create_app()).start(),
+    )
+    yield fakes
+    fakes.openai.stop()
+    fakes.queue.stop()
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def _redis_reachable() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def money(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, money_fakes: Fakes
+) -> Iterator[Money]:
+    backend = str(request.param)
+    tmp = tmp_path_factory.mktemp(f"money-{backend}")
+    if backend == "sqlite":
+        database_url = f"sqlite:///{tmp}/tollway.db"
+    else:
+        url = postgres_database()
+        if url is None:
+            pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: the PostgreSQL money tests are skipped")
+        if (why := _redis_reachable()) is not None:
+            pytest.skip(f"Redis not reachable at {REDIS_URL} ({why}): the PostgreSQL money tests are skipped")
+        database_url = url
+    server = _start(tmp, money_fakes, database_url, backend)
+    try:
+        yield Money(server.url, database_url, money_fakes.openai.url, backend, money_fakes.queue.url)
+    finally:
+        server.stop()
+        if backend == "postgresql":
+            drop_postgres_database(database_url)
+
+
+@pytest.fixture
+def fresh(money: Money) -> Iterator[Money]:
+    """The money server with empty behaviour queues at its fake upstreams."""
+    money.reset_fake()
+    yield money
+    money.reset_fake()
+
+
+# The reference prices of this catalog (tests/money/oracle.py), read from the same YAML text.
+ORACLE = Oracle(CATALOG.format(fake="http://unused", queue="http://unused"))

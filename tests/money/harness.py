@@ -1,0 +1,257 @@
+"""A real Tollway on 127.0.0.1, in a thread of the test process, for the money tests.
+
+Why a thread and not a `tollway serve` subprocess (as tests/contract does): mutation testing
+(`make mutate`, docs/testing.md) swaps functions of the money modules inside the test process; a
+server in a thread runs those mutants, a subprocess would run the pristine code. The server is
+still uvicorn on a real socket, driven over HTTP by the official SDKs, and the fake upstream is
+its own uvicorn server on another socket: nothing is called in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import uvicorn
+
+from tests.support.processes import free_port
+
+OPERATOR_KEY = "op-money-operator-key"
+UPSTREAM_KEY = "upstream-secret"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NANO = 1_000_000_000
+
+
+class ThreadServer:
+    """uvicorn serving `app` on 127.0.0.1 from a daemon thread (lifespan included)."""
+
+    def __init__(self, app: Any, *, startup_seconds: float = 60) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"server-{self.port}", daemon=True)
+        self._startup_seconds = startup_seconds
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + self._startup_seconds
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"server on port {self.port} exited during startup (see the log above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on port {self.port} did not start in {self._startup_seconds} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[ThreadServer]:
+    server = ThreadServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def postgres_database() -> str | None:
+    """A fresh database on the machine's PostgreSQL (plain URL), or None when there is no server."""
+    import asyncpg
+
+    name = f"tollway_money_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError):
+        return None
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@dataclass
+class Money:
+    """A running Tollway with the money catalog, its database and its fake upstream."""
+
+    url: str
+    database_url: str
+    fake_url: str
+    backend: str
+    queue_url: str = ""
+
+    # -- operator -------------------------------------------------------------------------------
+
+    def admin(self, method: str, path: str, json: Any = None) -> httpx2.Response:
+        return httpx2.request(
+            method,
+            f"{self.url}/v1/admin{path}",
+            json=json,
+            headers={"authorization": f"Bearer {OPERATOR_KEY}"},
+        )
+
+    def new_account(self, credit_nano: int) -> str:
+        """An account with exactly `credit_nano` nano-USD of credit."""
+        usd = f"{credit_nano // NANO}.{credit_nano % NANO:09d}"
+        response = self.admin("POST", "/accounts", {"name": f"m-{uuid.uuid4().hex[:8]}", "credit_usd": usd})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def new_key(self, account_id: str, **settings: Any) -> str:
+        response = self.admin("POST", f"/accounts/{account_id}/keys", settings)
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+    def funded(self, credit_nano: int = 1000 * NANO, **key_settings: Any) -> tuple[str, str]:
+        account = self.new_account(credit_nano)
+        return account, self.new_key(account, **key_settings)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def client(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=120)
+
+    def call(self, key: str, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        headers = {"authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+        return httpx2.request(method, f"{self.url}/v1/{path}", headers=headers, timeout=120, **kwargs)
+
+    def script(self, *behaviors: dict[str, Any]) -> None:
+        response = httpx2.post(f"{self.fake_url}/_fake/script", json={"behaviors": list(behaviors)})
+        response.raise_for_status()
+
+    def reset_fake(self) -> None:
+        httpx2.post(f"{self.fake_url}/_fake/reset").raise_for_status()
+        if self.queue_url:
+            httpx2.post(f"{self.queue_url}/_fake/reset").raise_for_status()
+
+    def script_queue(self, *behaviors: dict[str, Any]) -> None:
+        """Behaviours for the next jobs at the queue upstream (tests/fakes/queue_upstream.py)."""
+        response = httpx2.post(f"{self.queue_url}/_fake/script", json={"behaviors": list(behaviors)})
+        response.raise_for_status()
+
+    def fake_requests(self) -> list[dict[str, Any]]:
+        stats = httpx2.get(f"{self.fake_url}/_fake/stats").json()
+        return list(stats.get("requests") or [])
+
+    # -- the database, read directly ------------------------------------------------------------
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of a query with `?` placeholders, on SQLite or PostgreSQL."""
+        if self.database_url.startswith("sqlite:///"):
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
+                return [tuple(r) for r in conn.execute(sql, args)]
+        import asyncpg
+
+        numbered = sql
+        for i in range(1, len(args) + 1):
+            numbered = numbered.replace("?", f"${i}", 1)
+
+        async def fetch() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                return [tuple(r) for r in await conn.fetch(numbered, *args)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(fetch())
+
+    def balances(self, account_id: str) -> tuple[int, int]:
+        """(balance, reserved) of the account, checked against the ledger's sums (DESIGN §4)."""
+        [(balance, reserved)] = self.rows(
+            "select balance_nano, reserved_nano from accounts where id = ?", account_id
+        )
+        [(ledger_balance, ledger_reserved)] = self.rows(
+            "select coalesce(sum(amount_nano), 0), coalesce(sum(reserved_delta_nano), 0) from ledger "
+            "where account_id = ?",
+            account_id,
+        )
+        [(open_holds,)] = self.rows(
+            "select coalesce(sum(amount_nano), 0) from reservations where account_id = ?", account_id
+        )
+        assert (int(ledger_balance), int(ledger_reserved)) == (int(balance), int(reserved))
+        assert int(open_holds) == int(reserved)
+        return int(balance), int(reserved)
+
+    def charged(self, account_id: str) -> int:
+        """What the ledger charged the account in all (settle rows), in nano-USD."""
+        [(total,)] = self.rows(
+            "select coalesce(sum(-amount_nano), 0) from ledger where account_id = ? and kind = 'settle'",
+            account_id,
+        )
+        return int(total)
+
+    def holds(self, account_id: str) -> list[tuple[int, Any]]:
+        """The account's open reservations: (amount_nano, expires_at)."""
+        return [
+            (int(a), e)
+            for a, e in self.rows(
+                "select amount_nano, expires_at from reservations where account_id = ? order by id",
+                account_id,
+            )
+        ]
+
+    def usage_rows(self, account_id: str) -> list[dict[str, Any]]:
+        columns = ("endpoint", "model", "prompt_tokens", "completion_tokens", "units", "cost_nano", "outcome")
+        return [
+            dict(zip(columns, row, strict=True))
+            for row in self.rows(
+                f"select {', '.join(columns)} from usage where account_id = ? order by id", account_id
+            )
+        ]
+
+    def settle_until(self, account_id: str, expected_settles: int, seconds: float = 30) -> None:
+        """Wait for background settlements (streams, speech streams, jobs) to land."""
+        deadline = time.monotonic() + seconds
+        while True:
+            [(count,)] = self.rows(
+                "select count(*) from ledger where account_id = ? and kind in ('settle', 'release')",
+                account_id,
+            )
+            if int(count) >= expected_settles:
+                return
+            assert time.monotonic() < deadline, f"{count} of {expected_settles} settlements after {seconds} s"
+            time.sleep(0.05)
+
+
+def write_catalog(tmp: Path, text: str, **values: str) -> Path:
+    path = tmp / "catalog.yaml"
+    path.write_text(text.format(**values))
+    return path
