@@ -339,7 +339,7 @@ class Pipeline:
             admitted.rate.finish_soon()
             await self.ledger.release(call.request_id)
             raise
-        usage = usage_of(result.get("usage"))
+        usage = usage_of(result.get("usage"), completion=False)
         source = "provider"
         if usage is None:
             usage, source = TokenUsage(estimate_tokens), "estimated"

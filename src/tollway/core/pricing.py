@@ -77,9 +77,15 @@ def token_cost(prices: TokenPrices, usage: TokenUsage) -> int:
     return ceil_div(total, PER_MILLION)
 
 
-def usage_of(raw: Any) -> TokenUsage | None:
-    """An OpenAI `usage` object as TokenUsage; None when it is missing or malformed."""
+def usage_of(raw: Any, *, completion: bool = True) -> TokenUsage | None:
+    """An OpenAI `usage` object as TokenUsage; None when it is missing or malformed.
+
+    With `completion` (chat), a usage without `completion_tokens` is malformed too: billing its
+    prompt alone would give the answer away, so the caller counts the text instead.
+    """
     if not isinstance(raw, dict) or not isinstance(raw.get("prompt_tokens"), int):
+        return None
+    if completion and not isinstance(raw.get("completion_tokens"), int):
         return None
     details_in = raw.get("prompt_tokens_details") or {}
     details_out = raw.get("completion_tokens_details") or {}

@@ -1,0 +1,83 @@
+"""An upstream that omits `usage`, or reports only part of it, is billed on Tollway's own count,
+never zero: the class of "$0-billed" calls that gateways' users report.
+
+Tollway counts with its offline tokenizer (tollway.core.tokens, DESIGN §4): embeddings are the
+inputs' tokens plus 2 per input; a chat answer's completion is the tokens of its text. Every
+charge is also checked against the usage row: the row's tokens at the oracle's prices are exactly
+what was charged, and the row says `usage_source = estimated`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.money.conftest import ORACLE
+from tests.money.harness import Money
+from tests.money.oracle import Tokens
+from tollway.core import tokens
+
+TEXTS = ["the quick brown fox", "jumps over the lazy dog", "héllo wörld ✓"]
+NO_USAGE = {"type": "usage", "mode": "none"}
+
+
+def _source(money: Money, account: str) -> str:
+    [(source,)] = money.rows("select usage_source from usage where account_id = ?", account)
+    return str(source)
+
+
+@pytest.mark.parametrize(
+    "behavior",
+    [NO_USAGE, {"type": "usage", "mode": "exact", "usage": {"total_tokens": 9}}],
+    ids=["no-usage", "no-prompt-tokens"],
+)
+def test_embeddings_without_usage_are_charged_the_estimate(fresh: Money, behavior: dict[str, Any]) -> None:
+    account, key = fresh.funded()
+    fresh.script(behavior)
+    response = fresh.client(key).embeddings.create(model="m-embed", input=TEXTS)
+    estimate = tokens.count(TEXTS) + 2 * len(TEXTS)
+    assert estimate > len(TEXTS) * 2
+    assert response.usage.prompt_tokens == estimate
+    fresh.settle_until(account, 1)
+    assert fresh.charged(account) == ORACLE.tokens("m-embed", Tokens(prompt=estimate)) > 0
+    assert _source(fresh, account) == "estimated"
+
+
+def _answer_and_charge(money: Money, key: str, stream: bool) -> str:
+    body: dict[str, Any] = {
+        "model": "m-chat",
+        "messages": [{"role": "user", "content": "count these seven words for me"}],
+        "max_tokens": 100,
+    }
+    client = money.client(key)
+    if not stream:
+        return client.chat.completions.create(**body).choices[0].message.content or ""
+    return "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(**body, stream=True)
+        if c.choices
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "stream"])
+@pytest.mark.parametrize(
+    "behavior",
+    [NO_USAGE, {"type": "usage", "mode": "exact", "usage": {"prompt_tokens": 7}}],
+    ids=["no-usage", "prompt-only"],
+)
+def test_chat_without_completion_usage_is_charged_for_its_text(
+    fresh: Money, behavior: dict[str, Any], stream: bool
+) -> None:
+    account, key = fresh.funded()
+    fresh.script(behavior)
+    answer = _answer_and_charge(fresh, key, stream)
+    assert answer.startswith("echo:")
+    fresh.settle_until(account, 1)
+    [row] = fresh.usage_rows(account)
+    assert row["completion_tokens"] == tokens.count([answer]) > 0
+    assert row["prompt_tokens"] > 0
+    charged = fresh.charged(account)
+    assert charged == ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
+    assert _source(fresh, account) == "estimated"
+    assert fresh.balances(account)[1] == 0
