@@ -128,3 +128,26 @@ def test_images_hold_and_charge_every_image(fresh: Money, route: str) -> None:
     assert fresh.balances(account) == (0, 0)
     [row] = fresh.usage_rows(account)
     assert (row["units"], row["cost_nano"]) == (n, full)
+
+
+def test_gemini_candidate_count_is_held_and_charged_for_every_candidate(fresh: Money) -> None:
+    """Gemini's `candidateCount` is OpenAI's `n` inside Tollway: the same hold rule applies."""
+    from google import genai
+    from google.genai import types
+
+    n = 3
+    account, key = fresh.funded()
+    client = genai.Client(
+        api_key=key, http_options=types.HttpOptions(base_url=f"{fresh.url}/", api_version="v1beta")
+    )
+    answer = client.models.generate_content(
+        model="m-chat-markup",
+        contents=LONG_MESSAGE,
+        config=types.GenerateContentConfig(candidate_count=n, max_output_tokens=MAX_TOKENS),
+    )
+    assert answer.candidates is not None and len(answer.candidates) == n
+    [seen] = fresh.fake_requests()
+    assert seen["n"] == n
+    fresh.settle_until(account, 1)
+    produced = Tokens(prompt=len(LONG_MESSAGE.split()), completion=n * MAX_TOKENS)
+    assert fresh.charged(account) == ORACLE.tokens("m-chat-markup", produced)
