@@ -1,0 +1,106 @@
+"""A failure before any result charges nothing and frees every hold: the account's and the key's.
+
+Each call runs on an account with a limited key, so a release that forgets the key-side hold, or
+an account hold left behind, or a usage row that records a charge, fails here. After the failure,
+a successful call still settles at the oracle's price: the released money is really available.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.money.conftest import ORACLE
+from tests.money.harness import NANO, Money
+from tests.money.oracle import Tokens
+
+CREDIT = 5 * NANO
+KEY_LIMIT = {"usd": "4.00", "period": "day"}
+UPSTREAM_500 = {"type": "status", "status": 500}
+
+
+def _key_spend(money: Money, account: str) -> tuple[int, int]:
+    rows = money.rows(
+        "select coalesce(sum(s.spent_nano), 0), coalesce(sum(s.reserved_nano), 0) from key_spend s "
+        "join api_keys k on k.id = s.key_id where k.account_id = ?",
+        account,
+    )
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _assert_nothing_charged(money: Money, account: str, status: int) -> None:
+    assert money.balances(account) == (CREDIT, 0)
+    assert money.charged(account) == 0
+    assert _key_spend(money, account) == (0, 0)
+    [row] = money.usage_rows(account)
+    assert (row["cost_nano"], row["outcome"]) == (0, "upstream_error")
+    [(recorded_status,)] = money.rows("select status_code from usage where account_id = ?", account)
+    assert recorded_status == status
+
+
+CHAT = {"model": "m-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
+# route → (path, body)
+UPSTREAM_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": ("chat/completions", CHAT),
+    "chat-stream": ("chat/completions", {**CHAT, "stream": True}),
+    "embeddings": ("embeddings", {"model": "m-embed", "input": ["a", "b"]}),
+}
+
+
+@pytest.mark.parametrize("route", sorted(UPSTREAM_ROUTES))
+def test_upstream_failure_before_the_first_byte_releases_both_holds(fresh: Money, route: str) -> None:
+    account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
+    path, body = UPSTREAM_ROUTES[route]
+    fresh.script(UPSTREAM_500)
+    response = fresh.call(key, "POST", path, json=body)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "UPSTREAM_ERROR"
+    _assert_nothing_charged(fresh, account, 502)
+
+    usage = {"prompt_tokens": 11, "completion_tokens": 7}
+    fresh.script({"type": "usage", "mode": "exact", "usage": usage})
+    again = fresh.client(key).chat.completions.create(**CHAT)
+    assert again.choices[0].message.content
+    price = ORACLE.tokens("m-chat", Tokens(11, 7))
+    assert fresh.charged(account) == price
+    assert fresh.balances(account) == (CREDIT - price, 0)
+    assert _key_spend(fresh, account) == (price, 0)
+
+
+def test_engine_failure_releases_both_holds(fresh: Money) -> None:
+    """The local speech engine cannot pronounce "?" and fails: the media path releases too."""
+    account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
+    response = fresh.call(
+        key, "POST", "audio/speech", json={"model": "m-tts", "input": "?", "voice": "alloy"}
+    )
+    assert response.status_code == 502, response.text
+    _assert_nothing_charged(fresh, account, 502)
+
+
+def test_streamed_speech_is_settled_at_the_character_price(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
+    words = "Streaming speech is billed once, for every character. Even this one!"
+    body = {"model": "m-tts", "input": words, "voice": "alloy", "response_format": "pcm", "streaming": True}
+    response = fresh.call(key, "POST", "audio/speech", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.content) > 1000
+    fresh.settle_until(account, 1)
+    price = ORACLE.speech("m-tts", len(words))
+    assert fresh.charged(account) == price
+    assert fresh.balances(account) == (CREDIT - price, 0)
+    assert _key_spend(fresh, account) == (price, 0)
+    [row] = fresh.usage_rows(account)
+    assert (row["units"], row["cost_nano"]) == (len(words), price)
+
+
+def test_a_route_without_a_model_uses_the_default_and_its_price(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    response = fresh.call(
+        key, "POST", "images/generations", json={"prompt": "a kite", "size": "256x256", "n": 2}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-model-id"] == "m-image"
+    price = ORACLE.image("m-image", width=256, height=256, quality=None, n=2)
+    assert fresh.charged(account) == price
+    assert response.headers["x-tollway-cost-nano"] == str(price)
