@@ -184,8 +184,8 @@ def expected(case: Case) -> int:
         tokens = Tokens(
             u["prompt_tokens"],
             u["completion_tokens"],
-            u["prompt_tokens_details"]["cached_tokens"],
-            u["completion_tokens_details"]["reasoning_tokens"],
+            u.get("prompt_tokens_details", {}).get("cached_tokens", 0),
+            u.get("completion_tokens_details", {}).get("reasoning_tokens", 0),
         )
         return ORACLE.tokens(p["model"], tokens)
     if case.kind == "embeddings":
