@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint unit clean bench bench-full bench-venv
+.PHONY: install serve test lint unit clean bench bench-full bench-venv mutate
 
 $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	@echo "==> creating $(VENV) and installing Tollway with its embedded models (about a minute)"
@@ -20,12 +20,19 @@ serve: install
 	$(BIN)/tollway serve
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -n 4
+
+# Mutation testing of the money modules ([tool.mutmut] in pyproject.toml, docs/testing.md): about an
+# hour on 2 cores, so not part of `make test`. Results stay in mutants/; a second run only re-tests
+# what changed. `make mutate MUTANTS='tollway.core.ledger*'` runs a subset.
+mutate: install
+	$(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	$(BIN)/python tools/mutation_report.py
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go
 # into their own venv, never Tollway's. LiteLLM is pinned: 1.82.7/1.82.8 and 1.107.0 were trojaned, and
