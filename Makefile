@@ -29,9 +29,10 @@ test: lint
 
 # Mutation testing of the money modules ([tool.mutmut] in pyproject.toml, docs/testing.md): about an
 # hour on 2 cores, so not part of `make test`. Results stay in mutants/; a second run only re-tests
-# what changed. `make mutate MUTANTS='tollway.core.ledger*'` runs a subset.
+# what changed. `make mutate MUTANTS='tollway.core.ledger*'` runs a subset. SQLite only: a mutant is
+# Python that both databases run alike (`make test` runs both).
 mutate: install
-	$(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
 	$(BIN)/python tools/mutation_report.py
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go

@@ -11,6 +11,7 @@ server is started once per session, in a thread (tests/money/harness.py says why
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from tests.money.harness import (
 from tests.money.oracle import Oracle
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
+    ","
+)  # see tests/unit/conftest.py
 HOLD_DAYS = 30
 RESERVATION_TTL_SECONDS = 900
 
@@ -158,7 +162,7 @@ def _redis_reachable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def money(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, money_fakes: Fakes
 ) -> Iterator[Money]:
