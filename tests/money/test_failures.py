@@ -7,6 +7,8 @@ a successful call still settles at the oracle's price: the released money is rea
 
 from __future__ import annotations
 
+import base64
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
+from tests.money.test_oracle import png
 
 CREDIT = 5 * NANO
 KEY_LIMIT = {"usd": "4.00", "period": "day"}
@@ -94,13 +97,45 @@ def test_streamed_speech_is_settled_at_the_character_price(fresh: Money) -> None
     assert (row["units"], row["cost_nano"]) == (len(words), price)
 
 
-def test_a_route_without_a_model_uses_the_default_and_its_price(fresh: Money) -> None:
+PNG = "data:image/png;base64," + base64.b64encode(png(320, 240)).decode()
+# route, body without a model → the model it must pick, and that model's price
+DEFAULTS: dict[str, tuple[str, dict[str, Any], str, int]] = {
+    # the image model with the `default` trait, never the background remover (also an image model)
+    "images/generations": (
+        "images/generations",
+        {"prompt": "a kite", "size": "256x256", "n": 2},
+        "m-image",
+        ORACLE.image("m-image", width=256, height=256, quality=None, n=2),
+    ),
+    # an unknown name falls back to the default too (Venice's images/generations)
+    "images/generations unknown": (
+        "images/generations",
+        {"model": "dall-e-3", "prompt": "a kite", "size": "256x256"},
+        "m-image",
+        ORACLE.image("m-image", width=256, height=256, quality=None, n=1),
+    ),
+    "image/background-remove": ("image/background-remove", {"image": PNG}, "m-bg", ORACLE.flat_image("m-bg")),
+    "image/upscale": (
+        "image/upscale",
+        {"image": PNG, "scale": 2},
+        "m-upscale",
+        ORACLE.upscale("m-upscale", Decimal(2)),
+    ),
+    "audio/speech": (
+        "audio/speech",
+        {"input": "Hello there.", "voice": "alloy"},
+        "m-tts",
+        ORACLE.speech("m-tts", len("Hello there.")),
+    ),
+}
+
+
+@pytest.mark.parametrize("route", sorted(DEFAULTS))
+def test_a_route_without_a_model_uses_the_right_default_and_its_price(fresh: Money, route: str) -> None:
+    path, body, model, price = DEFAULTS[route]
     account, key = fresh.funded(CREDIT)
-    response = fresh.call(
-        key, "POST", "images/generations", json={"prompt": "a kite", "size": "256x256", "n": 2}
-    )
+    response = fresh.call(key, "POST", path, json=body)
     assert response.status_code == 200, response.text
-    assert response.headers["x-tollway-model-id"] == "m-image"
-    price = ORACLE.image("m-image", width=256, height=256, quality=None, n=2)
+    assert response.headers["x-tollway-model-id"] == model
     assert fresh.charged(account) == price
     assert response.headers["x-tollway-cost-nano"] == str(price)
