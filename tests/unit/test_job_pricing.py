@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tollway.core import job_pricing
 from tollway.core.catalog import Catalog
-from tollway.errors import TollwayError
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local.video import frame_size
 
 SEED001 = Catalog.load(Path(__file__).resolve().parents[2] / "catalog" / "examples" / "seed001-media.yaml")
@@ -66,3 +67,56 @@ def test_image_credits(
 )
 def test_frame_sizes(resolution: str, aspect: str, size: tuple[int, int]) -> None:
     assert frame_size(resolution, aspect) == size
+
+
+UNPRICED = """
+providers: [{id: local, kind: local}]
+models:
+  - {id: table-video, type: video, routes: [{provider: local, model: v}], pricing: {per_generation: {"720p/4s": "1"}}}
+  - {id: bare-video, type: video, routes: [{provider: local, model: v}], pricing: {per_image: "1"}}
+  - {id: bare-image, type: image, routes: [{provider: local, model: i}], pricing: {per_second: "1"}}
+  - {id: bare-music, type: music, routes: [{provider: local, model: m}], pricing: {per_image: "1"}}
+  - {id: bare-tts, type: tts, routes: [{provider: local, model: t}], pricing: {per_second: "1"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("model_id", "quote", "field"),
+    [
+        (
+            "bare-video",
+            lambda c, m: job_pricing.video_quote(c, m, job_pricing.VideoAsk(4, "720p", False)),
+            "per_second",
+        ),
+        (
+            "bare-image",
+            lambda c, m: job_pricing.image_quote(c, m, n=1, tier="1K", quality=None, with_input=False),
+            "per_image",
+        ),
+        ("bare-music", lambda c, m: job_pricing.seconds_quote(c, m, 5), "per_second"),
+        ("bare-tts", lambda c, m: job_pricing.speech_quote(c, m, 100), "per_million_chars"),
+    ],
+)
+def test_a_model_without_the_routes_price_cannot_serve_it(
+    tmp_path: Path, model_id: str, quote: Any, field: str
+) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(UNPRICED)
+    catalog = Catalog.load(path)
+    with pytest.raises(TollwayError) as info:
+        quote(catalog, catalog.resolve(model_id))
+    assert (info.value.code, info.value.param) == (ErrorCode.INVALID_MODEL, "model")
+    assert info.value.message == f"{model_id!r} has no `{field}` price; it cannot serve this route."
+
+
+def test_a_table_model_names_what_it_offers(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(UNPRICED)
+    catalog = Catalog.load(path)
+    model = catalog.resolve("table-video")
+    assert job_pricing.offered_video(model) == ({"720p"}, {4})
+    with pytest.raises(TollwayError) as info:
+        job_pricing.video_quote(catalog, model, job_pricing.VideoAsk(8, "720p", True))
+    assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "duration")
+    assert info.value.message == "'table-video' does not offer 720p/8s/audio; it offers 720p/4s."
+    assert job_pricing.offered_video(catalog.resolve("bare-video")) is None
