@@ -1,0 +1,65 @@
+"""A rate-limited request is refused before any money moves, and the account can see why.
+
+- over a key's requests-per-minute: 429 RATE_LIMITED with `retry-after`, nothing held or charged,
+  and one entry in `GET api_keys/rate_limits/log` naming the key, the model, the tier and the limit;
+- more than 20 failed requests from one key in 30 s: that key is refused for 30 s with Venice's
+  message, nothing charged, while the account's other keys go on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.money.harness import NANO, Money
+from tollway.core.limits import FAILED_MESSAGE
+
+CREDIT = 5 * NANO
+CHAT = {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def _key_id(money: Money, account: str) -> str:
+    [(key_id,)] = money.rows("select id from api_keys where account_id = ?", account)
+    return str(key_id)
+
+
+def test_over_rpm_is_429_free_of_charge_and_logged(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT, rate_limits={"rpm": 1})
+    assert fresh.call(key, "GET", "api_keys/rate_limits/log").json() == {"data": [], "object": "list"}
+    first = fresh.call(key, "POST", "chat/completions", json=CHAT)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
+    charged = fresh.charged(account)
+    assert charged > 0
+
+    second = fresh.call(key, "POST", "chat/completions", json=CHAT)
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["code"] == "RATE_LIMITED"
+    assert 0 < float(second.headers["retry-after"]) <= 60
+    assert fresh.charged(account) == charged
+    assert fresh.balances(account) == (CREDIT - charged, 0)
+    assert len(fresh.fake_requests()) == 1
+
+    [event] = fresh.call(key, "GET", "api_keys/rate_limits/log").json()["data"]
+    assert {k: event[k] for k in ("apiKeyId", "modelId", "rateLimitTier", "rateLimitType")} == {
+        "apiKeyId": _key_id(fresh, account),
+        "modelId": "m-chat",
+        "rateLimitTier": "standard",
+        "rateLimitType": "RPM",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", event["timestamp"]), event
+
+
+def test_too_many_failures_block_the_key_not_the_account(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    other_key = fresh.new_key(account)
+    bad = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(21):
+        assert fresh.call(key, "POST", "chat/completions", json=bad).status_code == 400
+    blocked = fresh.call(key, "POST", "chat/completions", json=CHAT)
+    assert blocked.status_code == 429, blocked.text
+    assert blocked.json()["error"]["message"] == FAILED_MESSAGE
+    assert 25 <= float(blocked.headers["retry-after"]) <= 30
+    assert fresh.fake_requests() == []
+    assert fresh.balances(account) == (CREDIT, 0)
+    assert fresh.call(other_key, "POST", "chat/completions", json=CHAT).status_code == 200
