@@ -1,121 +1,172 @@
 """Summarise a mutmut run of the money modules (`make mutate`, docs/testing.md).
 
-Reads `mutmut results --all true`, prints per-module counts and the score (killed, timeouts
-included: a mutant that hangs is caught, by its timeout), and lists every survivor with the
-reason written for it in docs/mutation-survivors.txt. A survivor without a reason is a gap in
-the tests (or a reason still to write): the report says so and exits 1.
+Reads mutmut 3.8's own results, the per-file `mutants/<source>.meta` JSON, for every module in
+`[tool.mutmut] only_mutate`, and prints per module: killed, survived, no tests, timeout, suspicious,
+skipped, not yet checked, and the minutes its mutants took. The score is
+killed / (mutants whose tests ran - survivors documented as equivalent).
 
-docs/mutation-survivors.txt: one line per pattern, `<fnmatch pattern over mutant names>  # why`.
+Equivalent survivors live in docs/mutation-equivalent.txt: one mutant name (or fnmatch pattern) per
+line, then `# reason`. The report lists every survivor, marks the documented ones, and names entries
+that no longer match a survivor (the mutant is killed now, or gone).
+
+`--fail-under 90` exits 1 when the score is below 90 %; without it the report only informs.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import subprocess
+import json
 import sys
-from collections import Counter, defaultdict
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REASONS = REPO / "docs" / "mutation-survivors.txt"
-KILLED = {"killed", "timeout"}
-SURVIVED = {"survived", "no tests"}
-TARGET = 0.95
+EQUIVALENT = REPO / "docs" / "mutation-equivalent.txt"
+
+# mutmut 3.8.1's exit code -> status (mutmut/stats.py: status_by_exit_code); anything else is suspicious.
+STATUS = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    2: "interrupted",
+    34: "skipped",
+    35: "suspicious",
+    36: "timeout",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    37: "type check",
+    -11: "segfault",
+    -9: "segfault",
+}
+COLUMNS = ("killed", "survived", "no tests", "timeout", "suspicious", "skipped", "not checked")
+NOT_RUN = {"no tests", "skipped", "not checked", "type check"}
 
 
-def results(mutmut: str) -> dict[str, str]:
-    """Mutant name → status, as mutmut reports it."""
-    out = subprocess.run(
-        [mutmut, "results", "--all", "true"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    statuses: dict[str, str] = {}
-    for line in out.splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if sep and name.startswith("tollway."):
-            statuses[name] = status.strip()
-    return statuses
+@dataclass
+class Module:
+    name: str
+    status: dict[str, str] = field(default_factory=dict)  # mutant name -> status
+    seconds: float = 0.0
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.status.values())
 
 
-def reasons(path: Path = REASONS) -> list[tuple[str, str]]:
+def status_of(exit_code: int | None) -> str:
+    return "not checked" if exit_code is None else STATUS.get(exit_code, "suspicious")
+
+
+def load(repo: Path) -> list[Module]:
+    """One Module per `only_mutate` file, from its .meta (empty when mutmut has not generated it)."""
+    config = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["mutmut"]
+    modules = []
+    for source in config["only_mutate"]:
+        module = Module(source.removeprefix("src/").removesuffix(".py").replace("/", "."))
+        meta = repo / "mutants" / f"{source}.meta"
+        if meta.exists():
+            data = json.loads(meta.read_text())
+            module.status = {name: status_of(code) for name, code in data["exit_code_by_key"].items()}
+            module.seconds = sum(data["durations_by_key"].values())
+        modules.append(module)
+    return modules
+
+
+def equivalents(path: Path) -> list[tuple[str, str]]:
     """(pattern, reason) pairs; blank lines and lines starting with # are skipped."""
     if not path.exists():
         return []
     pairs = []
     for raw in path.read_text().splitlines():
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        pattern, _, why = line.partition("#")
-        pairs.append((pattern.strip(), why.strip()))
+        if line and not line.startswith("#"):
+            pattern, _, reason = line.partition("#")
+            pairs.append((pattern.strip(), reason.strip()))
     return pairs
 
 
-def module_of(name: str) -> str:
-    return name.split(".x", 1)[0].split(".xǁ", 1)[0]
+def reason_for(name: str, pairs: list[tuple[str, str]]) -> str | None:
+    return next((reason for pattern, reason in pairs if fnmatch.fnmatchcase(name, pattern)), None)
 
 
-def function_of(name: str) -> str:
-    return name.rsplit("__mutmut_", 1)[0]
+def score(counts: Counter[str], equivalent: int) -> tuple[int, int]:
+    """(killed, denominator): mutants whose tests ran, less the documented equivalent survivors."""
+    ran = sum(n for status, n in counts.items() if status not in NOT_RUN)
+    return counts["killed"], ran - equivalent
 
 
-def explain(name: str, pairs: list[tuple[str, str]]) -> str | None:
-    return next((why for pattern, why in pairs if fnmatch.fnmatchcase(name, pattern)), None)
+def percent(killed: int, denominator: int) -> str:
+    return f"{killed / denominator:.1%}" if denominator else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutmut", default=str(Path(sys.executable).with_name("mutmut")))
-    parser.add_argument("--survivors", action="store_true", help="list every survivor, explained or not")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=REPO)
+    parser.add_argument("--equivalent", type=Path, default=EQUIVALENT, help="documented equivalent survivors")
+    parser.add_argument("--fail-under", type=float, metavar="PERCENT", help="exit 1 below this score")
     args = parser.parse_args(argv)
 
-    statuses = results(args.mutmut)
-    if not statuses:
-        print("no mutmut results: run `make mutate` first")
-        return 1
-    pairs = reasons()
-    by_module: dict[str, Counter[str]] = defaultdict(Counter)
-    for name, status in statuses.items():
-        by_module[module_of(name)][status] += 1
+    modules = load(args.repo)
+    if not any(m.status for m in modules):
+        print("no mutmut results in mutants/: run `make mutate` first")
+        return 2
+    pairs = equivalents(args.equivalent)
 
-    columns = ("killed", "timeout", "survived", "no tests", "not checked", "other")
-    print(f"{'module':32} {'mutants':>8} " + " ".join(f"{c:>11}" for c in columns) + f" {'score':>7}")
+    print(f"{'module':28} {'mutants':>7} " + " ".join(f"{c:>11}" for c in COLUMNS) + "   minutes   score")
     total: Counter[str] = Counter()
-    for module in sorted(by_module):
-        counts = by_module[module]
+    total_equivalent = 0
+    survivors: list[tuple[str, str, str | None]] = []  # (name, status, reason)
+    for module in modules:
+        counts = module.counts()
         total.update(counts)
-        print(_row(module, counts, columns))
-    print(_row("all money modules", total, columns))
-
-    survivors = sorted(n for n, s in statuses.items() if s in SURVIVED)
-    unexplained = [n for n in survivors if explain(n, pairs) is None]
-    checked = sum(v for k, v in total.items() if k != "not checked")
-    killed = sum(total[k] for k in KILLED)
-    score = killed / checked if checked else 0.0
+        listed = [
+            (name, status, reason_for(name, pairs))
+            for name, status in module.status.items()
+            if status in ("survived", "no tests", "suspicious")
+        ]
+        survivors += listed
+        equivalent = sum(1 for _, status, reason in listed if status == "survived" and reason)
+        total_equivalent += equivalent
+        cells = " ".join(f"{counts[c]:>11}" for c in COLUMNS)
+        print(
+            f"{module.name.removeprefix('tollway.'):28} {len(module.status):>7} {cells}"
+            f" {module.seconds / 60:>9.1f} {percent(*score(counts, equivalent)):>7}"
+        )
+    cells = " ".join(f"{total[c]:>11}" for c in COLUMNS)
+    minutes = sum(m.seconds for m in modules) / 60
+    killed, denominator = score(total, total_equivalent)
+    print(f"{'all':28} {sum(total.values()):>7} {cells} {minutes:>9.1f} {percent(killed, denominator):>7}")
     print(
-        f"\nscore: {killed} of {checked} mutants killed = {score:.1%} (target {TARGET:.0%}); "
-        f"{len(survivors)} survivors, {len(survivors) - len(unexplained)} explained in {REASONS.relative_to(REPO)}"
+        f"\nscore = killed / (ran - equivalent) = {killed} / ({denominator + total_equivalent} - "
+        f"{total_equivalent}) = {percent(killed, denominator)}"
+        f"  (timeouts counted as killed: {percent(killed + total['timeout'], denominator)})"
     )
-    if args.survivors:
-        by_function: dict[str, list[str]] = defaultdict(list)
-        for name in survivors:
-            by_function[function_of(name)].append(name)
-        for function, names in sorted(by_function.items()):
-            why = explain(names[0], pairs) or "UNEXPLAINED"
-            print(f"  {function} ({len(names)}): {why}")
-    if unexplained:
-        print(f"\n{len(unexplained)} survivors have no reason yet (`mutmut show <name>` shows the change):")
-        for name in unexplained:
-            print(f"  {name}: {statuses[name]}")
-    return 0 if score >= TARGET and not unexplained else 1
+    if total["not checked"]:
+        print(f"{total['not checked']} mutants not checked yet: the run was stopped or is still going")
+    if extra := sum(n for status, n in total.items() if status not in COLUMNS):
+        print(f"{extra} mutants in other states (segfault, interrupted, type check)")
 
+    print(f"\nsurvivors ({len(survivors)}; `mutmut show <name>` shows the change):")
+    for name, status, reason in survivors:
+        tag = "" if status == "survived" else f" [{status}]"
+        print(f"  {name}{tag}" + (f"  # equivalent: {reason}" if reason else ""))
+    names = [name for name, _, _ in survivors]
+    stale = [p for p, _ in pairs if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if stale:
+        print(f"\n{args.equivalent.name}: {len(stale)} entries match no survivor (killed now, or gone):")
+        for pattern in stale:
+            print(f"  {pattern}")
 
-def _row(label: str, counts: Counter[str], columns: tuple[str, ...]) -> str:
-    known = sum(counts[c] for c in columns[:-1])
-    cells = [counts[c] for c in columns[:-1]] + [sum(counts.values()) - known]
-    checked = sum(counts.values()) - counts["not checked"]
-    score = (counts["killed"] + counts["timeout"]) / checked if checked else 0.0
-    return f"{label:32} {sum(counts.values()):>8} " + " ".join(f"{c:>11}" for c in cells) + f" {score:>7.1%}"
+    if args.fail_under is not None and denominator and 100 * killed / denominator < args.fail_under:
+        print(f"\nscore below {args.fail_under}%")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

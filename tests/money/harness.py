@@ -194,21 +194,22 @@ class Money:
         return asyncio.run(fetch())
 
     def balances(self, account_id: str) -> tuple[int, int]:
-        """(balance, reserved) of the account, checked against the ledger's sums (DESIGN §4)."""
-        [(balance, reserved)] = self.rows(
-            "select balance_nano, reserved_nano from accounts where id = ?", account_id
-        )
-        [(ledger_balance, ledger_reserved)] = self.rows(
-            "select coalesce(sum(amount_nano), 0), coalesce(sum(reserved_delta_nano), 0) from ledger "
-            "where account_id = ?",
+        """(balance, reserved) of the account, checked against the ledger's sums (DESIGN §4).
+
+        One statement, so one snapshot: a job settling in the background cannot land between
+        the reads."""
+        [row] = self.rows(
+            "select a.balance_nano, a.reserved_nano, "
+            "(select coalesce(sum(amount_nano), 0) from ledger where account_id = a.id), "
+            "(select coalesce(sum(reserved_delta_nano), 0) from ledger where account_id = a.id), "
+            "(select coalesce(sum(amount_nano), 0) from reservations where account_id = a.id) "
+            "from accounts a where a.id = ?",
             account_id,
         )
-        [(open_holds,)] = self.rows(
-            "select coalesce(sum(amount_nano), 0) from reservations where account_id = ?", account_id
-        )
-        assert (int(ledger_balance), int(ledger_reserved)) == (int(balance), int(reserved))
-        assert int(open_holds) == int(reserved)
-        return int(balance), int(reserved)
+        balance, reserved, ledger_balance, ledger_reserved, open_holds = (int(v) for v in row)
+        assert (ledger_balance, ledger_reserved) == (balance, reserved)
+        assert open_holds == reserved
+        return balance, reserved
 
     def charged(self, account_id: str) -> int:
         """What the ledger charged the account in all (settle rows), in nano-USD."""

@@ -1,45 +1,125 @@
-"""Tokens per minute count what a call really used: its prompt and its completion tokens.
+"""Tokens per minute count what a call really used: its prompt tokens plus its completion tokens.
 
-Admission takes the estimate from the key's token budget; when the call ends the budget is
-corrected to the upstream's actual usage. Two keys with the same `tpm` make the same two calls;
-their first calls report different usage. The difference between the remaining tokens their second
-calls are shown (`x-ratelimit-remaining-tokens`) is the difference in usage: prompt plus
-completion. A correction that drops the prompt (or the completion) shows a different number.
+Bug class: the correction of a key's token budget when a call settles (Pipeline.settle →
+`rate.finish(actual)`) that counts only the completion (or only the prompt), keeps the admission
+estimate, or only ever corrects upwards; on the in-process limiter (SQLite) and on Redis.
+
+What Tollway shows: every admitted request answers `x-ratelimit-limit-tokens` and
+`x-ratelimit-remaining-tokens`, the budget left once its own estimate is taken (GCRA, limits.py).
+A fresh key makes the same request twice; the upstream reports exact usage for the first one.
+- first call: remaining₁ = TPM − estimate (an empty bucket);
+- second call: remaining₂ = TPM − counted − estimate + refill, where counted is what the first call
+  was corrected to and refill is what the budget regained in between (TPM/60 per second).
+So counted = remaining₁ − remaining₂ + refill, with 0 ≤ refill ≤ (time between the two sends) ×
+TPM / 60 s. The test measures that time and requires counted = prompt + completion within it; the
+usages are chosen so that prompt alone, completion alone or the estimate fall outside that window.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
+import httpx2
 import pytest
 
 from tests.money.harness import Money
 
-TPM = 100_000
-USED = {"prompt_tokens": 20_000, "completion_tokens": 9_000}
-# GCRA refills the budget continuously (TPM / 60 per second); the two keys' calls are a few ms
-# apart, so their refills differ by far less than this.
-TOLERANCE = 1_500
+TPM = 3_000  # 50 tokens a second of refill: a slow second between the calls blurs 50 tokens
+CLOCK_SLACK = 2  # float rounding of the GCRA state (µs on Redis), in tokens
 
 
-def _remaining_after(money: Money, usage: dict[str, int], stream: bool) -> int:
-    account, key = money.funded(rate_limits={"tpm": TPM})
-    body = {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
-    money.script({"type": "usage", "mode": "exact", "usage": usage})
-    first = money.call(key, "POST", "chat/completions", json={**body, "stream": stream})
-    assert first.status_code == 200, first.text
-    assert int(first.headers["x-ratelimit-limit-tokens"]) == TPM
-    # A stream settles in the background, and corrects the budget just after its ledger row.
+@dataclass(frozen=True)
+class Call:
+    path: str
+    body: dict[str, Any]
+    prompt: int
+    completion: int
+
+
+def _chat(max_tokens: int, prompt: int, completion: int, stream: bool = False) -> Call:
+    body = {
+        "model": "m-chat",
+        "messages": [{"role": "user", "content": "count me"}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+    return Call("chat/completions", body, prompt, completion)
+
+
+CALLS: dict[str, Call] = {
+    # Usage far over the estimate (prompt + 50 tokens): the budget is charged more when it settles.
+    "chat over the estimate": _chat(50, 1_200, 700),
+    "chat stream over the estimate": _chat(50, 1_200, 700, stream=True),
+    # Usage under the estimate (max_tokens 1000 held): the budget is given back down to the usage.
+    "chat under the estimate": _chat(1_000, 300, 180),
+    "chat stream under the estimate": _chat(1_000, 300, 180, stream=True),
+    # Embeddings have no completion: a correction that only counts completions counts nothing.
+    "embeddings": Call("embeddings", {"model": "m-embed", "input": ["count", "me"]}, 1_500, 0),
+}
+
+
+def _send(money: Money, key: str, call: Call) -> httpx2.Response:
+    response = money.call(key, "POST", call.path, json=call.body)
+    assert response.status_code == 200, response.text
+    assert int(response.headers["x-ratelimit-limit-tokens"]) == TPM
+    return response
+
+
+def _remaining(response: httpx2.Response) -> int:
+    return int(response.headers["x-ratelimit-remaining-tokens"])
+
+
+def _settled(money: Money, account: str) -> None:
+    """A stream settles in the background; its budget is corrected just after its ledger row."""
     money.settle_until(account, 1)
-    time.sleep(0.05)
-    second = money.call(key, "POST", "chat/completions", json=body)
-    assert second.status_code == 200, second.text
-    return int(second.headers["x-ratelimit-remaining-tokens"])
+    time.sleep(0.1)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "stream"])
-def test_the_token_budget_is_charged_prompt_plus_completion(fresh: Money, stream: bool) -> None:
-    idle = _remaining_after(fresh, {"prompt_tokens": 0, "completion_tokens": 0}, stream)
-    busy = _remaining_after(fresh, USED, stream)
-    used = USED["prompt_tokens"] + USED["completion_tokens"]
-    assert abs((idle - busy) - used) < TOLERANCE, (idle, busy)
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_the_token_budget_is_charged_prompt_plus_completion(fresh: Money, name: str) -> None:
+    call = CALLS[name]
+    account, key = fresh.funded(rate_limits={"tpm": TPM})
+    fresh.script({"type": "usage", "mode": "exact", "usage": _usage(call)})
+
+    started = time.monotonic()
+    first = _send(fresh, key, call)
+    _settled(fresh, account)
+    second = _send(fresh, key, call)
+    elapsed = time.monotonic() - started
+
+    estimate = TPM - _remaining(first)
+    used = call.prompt + call.completion
+    candidates = {
+        "the completion only": call.completion,
+        "the prompt only": call.prompt,
+        "the estimate": estimate,
+    }
+    wrong = {what: count for what, count in candidates.items() if count != used}
+    refill = elapsed * TPM / 60
+    # The measurement must be able to tell the right count from each wrong one.
+    for what, count in wrong.items():
+        assert abs(count - used) > refill + 2 * CLOCK_SLACK, f"cannot tell {what} from the usage: too slow"
+    gap = _remaining(first) - _remaining(second)  # = counted - refill
+    assert used - refill - CLOCK_SLACK <= gap <= used + CLOCK_SLACK, (
+        f"counted between {gap} and {gap + refill:.0f} tokens, used {used} "
+        f"({', '.join(f'{w}: {c}' for w, c in wrong.items())})"
+    )
+    fresh.settle_until(account, 2)  # the second call too, before the fakes are reset
+
+
+def _usage(call: Call) -> dict[str, int]:
+    if call.path == "embeddings":
+        return {"prompt_tokens": call.prompt}
+    return {"prompt_tokens": call.prompt, "completion_tokens": call.completion}
+
+
+def test_the_keys_token_limit_is_the_one_reported(fresh: Money) -> None:
+    """GET api_keys/rate_limits names the key's own `tpm` for every token-metered model."""
+    _, key = fresh.funded(rate_limits={"tpm": TPM})
+    response = fresh.call(key, "GET", "api_keys/rate_limits")
+    assert response.status_code == 200, response.text
+    models = {m["apiModelId"]: m["rateLimits"] for m in response.json()["data"]["rateLimits"]}
+    for model in ("m-chat", "m-chat-markup", "m-chat-discount", "m-embed"):
+        assert {"amount": TPM, "type": "TPM"} in models[model], models[model]
