@@ -6,7 +6,6 @@ relay bugs. The fake upstream stands for the providers we cannot reach from here
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import httpx2
 import openai
 import pytest
 
+from tests.support.databases import create_postgres_database, query
 from tests.support.processes import ServerProcess, free_port, start_fake, start_server
 
 OPERATOR_KEY = "op-test-operator-key"
@@ -131,27 +131,13 @@ class Tollway:
 
     def ledger_sums(self, account_id: str) -> tuple[int, int, int, int]:
         """(balance, reserved, sum of ledger amounts, sum of reserved deltas), read from the database."""
-        query = (
+        [row] = query(
+            self.database_url,
             "select a.balance_nano, a.reserved_nano, coalesce(sum(l.amount_nano), 0), "
             "coalesce(sum(l.reserved_delta_nano), 0) from accounts a left join ledger l on l.account_id = a.id "
-            "where a.id = :id group by a.balance_nano, a.reserved_nano"
+            "where a.id = ? group by a.balance_nano, a.reserved_nano",
+            account_id,
         )
-        if self.database_url.startswith("sqlite:///"):
-            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
-                row = conn.execute(query.replace(":id", "?"), (account_id,)).fetchone()
-        else:
-            import asyncio
-
-            import asyncpg
-
-            async def fetch() -> Any:
-                conn = await asyncpg.connect(self.database_url)
-                try:
-                    return await conn.fetchrow(query.replace(":id", "$1"), account_id)
-                finally:
-                    await conn.close()
-
-            row = asyncio.run(fetch())
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
@@ -200,24 +186,12 @@ def tollway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProce
 
 def _postgres_database() -> str:
     """A fresh database on the machine's PostgreSQL, or a skip that says why."""
-    import asyncio
-
     import asyncpg
 
-    name = f"tollway_contract_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(PG_URL, timeout=5)
-        try:
-            await conn.execute(f'create database "{name}"')
-        finally:
-            await conn.close()
-
     try:
-        asyncio.run(create())
+        return create_postgres_database("tollway_contract")
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({exc}); PostgreSQL contract tests skipped")
-    return PG_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

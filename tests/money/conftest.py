@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.fakes import openai_upstream, queue_upstream
@@ -25,11 +26,10 @@ from tests.money.harness import (
     UPSTREAM_KEY,
     Money,
     ThreadServer,
-    drop_postgres_database,
-    postgres_database,
     write_catalog,
 )
 from tests.money.oracle import Oracle
+from tests.support.databases import create_postgres_database, drop_postgres_database
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
@@ -171,9 +171,12 @@ def money(
     if backend == "sqlite":
         database_url = f"sqlite:///{tmp}/tollway.db"
     else:
-        url = postgres_database()
-        if url is None:
-            pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: the PostgreSQL money tests are skipped")
+        try:
+            url = create_postgres_database("tollway_money")
+        except (OSError, asyncpg.PostgresError) as exc:
+            pytest.skip(
+                f"PostgreSQL not reachable at 127.0.0.1:5432 ({exc}): the PostgreSQL money tests are skipped"
+            )
         if (why := _redis_reachable()) is not None:
             pytest.skip(f"Redis not reachable at {REDIS_URL} ({why}): the PostgreSQL money tests are skipped")
         database_url = url

@@ -9,8 +9,6 @@ its own uvicorn server on another socket: nothing is called in-process.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import threading
 import time
 import uuid
@@ -24,11 +22,11 @@ import httpx2
 import openai
 import uvicorn
 
+from tests.support.databases import query
 from tests.support.processes import free_port
 
 OPERATOR_KEY = "op-money-operator-key"
 UPSTREAM_KEY = "upstream-secret"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NANO = 1_000_000_000
 
 
@@ -71,41 +69,6 @@ def serving(app: Any) -> Iterator[ThreadServer]:
         yield server
     finally:
         server.stop()
-
-
-def postgres_database() -> str | None:
-    """A fresh database on the machine's PostgreSQL (plain URL), or None when there is no server."""
-    import asyncpg
-
-    name = f"tollway_money_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-        try:
-            await conn.execute(f'create database "{name}"')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(create())
-    except (OSError, asyncpg.PostgresError):
-        return None
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_postgres_database(url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-        try:
-            await conn.execute(f'drop database if exists "{name}" with (force)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 @dataclass
@@ -175,23 +138,7 @@ class Money:
 
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of a query with `?` placeholders, on SQLite or PostgreSQL."""
-        if self.database_url.startswith("sqlite:///"):
-            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
-                return [tuple(r) for r in conn.execute(sql, args)]
-        import asyncpg
-
-        numbered = sql
-        for i in range(1, len(args) + 1):
-            numbered = numbered.replace("?", f"${i}", 1)
-
-        async def fetch() -> list[tuple[Any, ...]]:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                return [tuple(r) for r in await conn.fetch(numbered, *args)]
-            finally:
-                await conn.close()
-
-        return asyncio.run(fetch())
+        return query(self.database_url, sql, *args)
 
     def balances(self, account_id: str) -> tuple[int, int]:
         """(balance, reserved) of the account, checked against the ledger's sums (DESIGN §4).

@@ -7,72 +7,38 @@ account ids, so they never see each other's money.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.databases import PG_HOST, create_postgres_database, drop_postgres_database
 from tollway.core.accounts import Accounts
 from tollway.core.ledger import Ledger
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade
 
-PG_HOST = "127.0.0.1:5432"
-PG_USERS = ("postgres", "root")
 # `make mutate` runs on SQLite alone (TOLLWAY_TEST_BACKENDS=sqlite): a mutant changes Python that
 # both backends run alike, and each mutant's tests run twice as fast. `make test` runs both.
 BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 
-async def _pg_admin() -> tuple[asyncpg.Connection, str]:
-    errors: list[str] = []
-    for user in PG_USERS:
-        try:
-            conn = await asyncpg.connect(f"postgresql://{user}@{PG_HOST}/test", timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            errors.append(f"{user}: {type(exc).__name__}: {exc}")
-            continue
-        return conn, user
-    raise ConnectionError("; ".join(errors))
-
-
-async def _create_pg_database(name: str) -> str:
-    conn, user = await _pg_admin()
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # asyncpg runs this outside a transaction
-    finally:
-        await conn.close()
-    return user
-
-
-async def _drop_pg_database(name: str) -> None:
-    conn, _ = await _pg_admin()
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A migrated PostgreSQL database for this session; skips (with the reason) when there is no server."""
-    name = f"tollway_unit_{secrets.token_hex(6)}"
     try:
-        user = asyncio.run(_create_pg_database(name))
+        plain = create_postgres_database("tollway_unit")
     except Exception as exc:
         pytest.skip(f"PostgreSQL not reachable at {PG_HOST}: {exc}")
-    url = f"postgresql+asyncpg://{user}@{PG_HOST}/{name}"
+    url = plain.replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_drop_pg_database(name))
+        drop_postgres_database(plain)
 
 
 @pytest.fixture(scope="session")
