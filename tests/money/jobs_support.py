@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx2
 
+from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
 from tollway.core.ledger import Ledger
 from tollway.settings import Settings
@@ -61,6 +62,17 @@ class Job:
     @property
     def model(self) -> str:
         return str(self.body.get("model_id") or self.body["model"])
+
+
+def music_job(seconds: int) -> Job:
+    body = {"model": "m-music", "prompt": "a hum", "duration": seconds}
+    return Job("audio/queue", body, ORACLE.music("m-music", seconds), seconds, "audio_queue")
+
+
+def long_speech_job(text: str) -> Job:
+    """Speech on `audio/queue`: held and charged per character."""
+    body = {"model": "m-tts", "input": text}
+    return Job("audio/queue", body, ORACLE.long_speech("m-tts", len(text)), len(text), "audio_queue")
 
 
 def usd_nano(usd: str) -> int:

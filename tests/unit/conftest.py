@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.databases import PG_HOST, create_postgres_database, drop_postgres_database
 from tollway.core.accounts import Accounts
+from tollway.core.keys import Keys
 from tollway.core.ledger import Ledger
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade
@@ -80,4 +81,17 @@ def ledger(engine: AsyncEngine) -> Ledger:
 
 @pytest.fixture
 def accounts_service(engine: AsyncEngine, ledger: Ledger) -> Accounts:
+    return Accounts(engine, ledger)
+
+
+KEY_PEPPER = b"test-pepper"  # test_keys.py checks stored hashes against it
+
+
+@pytest.fixture
+def keys(engine: AsyncEngine) -> Keys:
+    return Keys(engine, pepper=KEY_PEPPER, prefix="tw_", cache_seconds=5)
+
+
+@pytest.fixture
+def accts(engine: AsyncEngine, ledger: Ledger) -> Accounts:
     return Accounts(engine, ledger)

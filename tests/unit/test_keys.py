@@ -11,24 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.conftest import KEY_PEPPER as PEPPER
 from tollway.core.accounts import Accounts
 from tollway.core.clock import utcnow
 from tollway.core.keys import ConsumptionLimit, Keys, KeySettings, RateLimits
-from tollway.core.ledger import KeyLimit, Ledger
+from tollway.core.ledger import KeyLimit
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import api_keys
-
-PEPPER = b"test-pepper"
-
-
-@pytest.fixture
-def keys(engine: AsyncEngine) -> Keys:
-    return Keys(engine, pepper=PEPPER, prefix="tw_", cache_seconds=5)
-
-
-@pytest.fixture
-def accts(engine: AsyncEngine) -> Accounts:
-    return Accounts(engine, Ledger(engine))
 
 
 async def assert_auth_fails(keys: Keys, raw: str | None) -> None:

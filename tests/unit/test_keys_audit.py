@@ -10,25 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.accounts import Accounts
 from tollway.core.clock import utcnow
 from tollway.core.keys import ConsumptionLimit, Keys, KeySettings, RateLimits, check_future
-from tollway.core.ledger import Ledger
 from tollway.errors import ErrorCode, TollwayError
-
-PEPPER = b"test-pepper"
-
-
-@pytest.fixture
-def keys(engine: AsyncEngine) -> Keys:
-    return Keys(engine, pepper=PEPPER, prefix="tw_", cache_seconds=5)
-
-
-@pytest.fixture
-def accts(engine: AsyncEngine) -> Accounts:
-    return Accounts(engine, Ledger(engine))
 
 
 async def test_get_shows_one_active_key_of_its_own_account(keys: Keys, accts: Accounts) -> None:
