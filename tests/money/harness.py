@@ -166,6 +166,15 @@ class Money:
         )
         return int(total)
 
+    def key_spend(self, account_id: str) -> list[tuple[str, int, int]]:
+        """(period bucket, spent, reserved) of every key_spend row of the account's keys."""
+        rows = self.rows(
+            "select s.period, s.spent_nano, s.reserved_nano from key_spend s "
+            "join api_keys k on k.id = s.key_id where k.account_id = ? order by s.period",
+            account_id,
+        )
+        return [(str(period), int(spent), int(reserved)) for period, spent, reserved in rows]
+
     def holds(self, account_id: str) -> list[tuple[int, Any]]:
         """The account's open reservations: (amount_nano, expires_at)."""
         return [

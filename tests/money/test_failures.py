@@ -24,12 +24,9 @@ UPSTREAM_500 = {"type": "status", "status": 500}
 
 
 def _key_spend(money: Money, account: str) -> tuple[int, int]:
-    rows = money.rows(
-        "select coalesce(sum(s.spent_nano), 0), coalesce(sum(s.reserved_nano), 0) from key_spend s "
-        "join api_keys k on k.id = s.key_id where k.account_id = ?",
-        account,
-    )
-    return int(rows[0][0]), int(rows[0][1])
+    """(spent, reserved) over all the account's keys and periods."""
+    rows = money.key_spend(account)
+    return sum(spent for _, spent, _ in rows), sum(reserved for _, _, reserved in rows)
 
 
 def _assert_nothing_charged(money: Money, account: str, status: int) -> None:

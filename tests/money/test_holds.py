@@ -243,11 +243,7 @@ def test_a_failed_job_releases_its_quote_from_the_account_and_the_key(fresh: Mon
     fresh.settle_until(account, 1)
     assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("release", 0, -job.quote)]
     assert fresh.balances(account) == (CREDIT, 0)
-    [(spent, reserved)] = fresh.rows(
-        "select s.spent_nano, s.reserved_nano from key_spend s join api_keys k on k.id = s.key_id "
-        "where k.account_id = ?",
-        account,
-    )
+    [(_, spent, reserved)] = fresh.key_spend(account)
     assert (spent, reserved) == (0, 0)
     [row] = fresh.usage_rows(account)
     assert (row["units"], row["cost_nano"], row["outcome"]) == (0, 0, "failed")

@@ -143,18 +143,8 @@ JOBS = (*JOB_KINDS, "video_upstream")
 # -- what the database and the fakes say ------------------------------------------------------------
 
 
-def _key_spend(money: Money, account: str) -> list[tuple[str, int, int]]:
-    """(period bucket, spent, reserved) of every key_spend row of the account's keys."""
-    rows = money.rows(
-        "select s.period, s.spent_nano, s.reserved_nano from key_spend s "
-        "join api_keys k on k.id = s.key_id where k.account_id = ? order by s.period",
-        account,
-    )
-    return [(str(period), int(spent), int(reserved)) for period, spent, reserved in rows]
-
-
 def _spend_total(money: Money, account: str) -> int:
-    return sum(spent + reserved for _, spent, reserved in _key_spend(money, account))
+    return sum(spent + reserved for _, spent, reserved in money.key_spend(account))
 
 
 def _upstream_calls(money: Money) -> int:
@@ -258,7 +248,7 @@ def test_at_the_hold_the_key_spends_exactly_what_the_account_is_charged(fresh: M
     price = _price(route.case)
     assert fresh.charged(account) == price
     assert fresh.balances(account) == (CREDIT - price, 0)
-    [(bucket, spent, reserved)] = _key_spend(fresh, account)
+    [(bucket, spent, reserved)] = fresh.key_spend(account)
     assert (spent, reserved) == (price, 0)
     assert price <= hold
     assert re.fullmatch(BUCKETS[period], bucket), bucket
