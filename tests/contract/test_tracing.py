@@ -149,13 +149,14 @@ def test_streamed_chat_span_ends_with_the_stream(traced: Tollway, spans_file: Pa
     traced.script({"type": "slow", "delay": 0.2})  # ~8 chunks: the stream lasts well over a second
     trace_id, parent_id, headers = caller_trace()
     text = prompt()
+    # Timed from before the request: the headers may come after the first chunks' delays.
+    started = time.time()
     raw = traced.client(key).chat.completions.with_raw_response.create(
         model="fake-chat",
         messages=[{"role": "user", "content": text}],
         stream=True,
         extra_headers=headers,
     )
-    started = time.time()
     pieces = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
     finished = time.time()
     assert text in "".join(pieces)
