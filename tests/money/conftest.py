@@ -23,9 +23,11 @@ import pytest
 from tests.fakes import openai_upstream, queue_upstream
 from tests.money.harness import (
     OPERATOR_KEY,
+    SERVER_WIDE,
     UPSTREAM_KEY,
     Money,
     ThreadServer,
+    mutmut_hits,
     write_catalog,
 )
 from tests.money.oracle import Oracle
@@ -36,6 +38,14 @@ BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
     ","
 )  # see tests/unit/conftest.py
 HOLD_DAYS = 30
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """In mutmut's stats phase, every money test ran on the servers' startup (harness.SERVER_WIDE)."""
+    hits = mutmut_hits()
+    if hits is not None:
+        hits |= SERVER_WIDE
 RESERVATION_TTL_SECONDS = 900
 
 CATALOG = """

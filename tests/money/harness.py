@@ -9,6 +9,7 @@ its own uvicorn server on another socket: nothing is called in-process.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -29,6 +30,22 @@ OPERATOR_KEY = "op-money-operator-key"
 UPSTREAM_KEY = "upstream-secret"
 NANO = 1_000_000_000
 
+# Functions a server's startup called, during `mutmut run`'s stats phase. mutmut picks the tests
+# to run against a mutant by the functions each test called; a session server's lifespan (the job
+# runner's and sweepers' loops, the services' wiring) runs once, inside the first test's setup, so
+# without this it would be charged to that one test and its mutants checked by it alone.
+# tests/money/conftest.py adds these to every money test.
+SERVER_WIDE: set[str] = set()
+
+
+def mutmut_hits() -> set[str] | None:
+    """The functions the current test has called so far, in mutmut's stats phase (else None)."""
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return None
+    from mutmut.state import state
+
+    return state()._stats
+
 
 class ThreadServer:
     """uvicorn serving `app` on 127.0.0.1 from a daemon thread (lifespan included)."""
@@ -47,6 +64,14 @@ class ThreadServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ThreadServer:
+        hits = mutmut_hits()
+        before = set(hits) if hits is not None else set()
+        self._run()
+        if hits is not None:
+            SERVER_WIDE.update(hits - before)
+        return self
+
+    def _run(self) -> None:
         self.thread.start()
         deadline = time.monotonic() + self._startup_seconds
         while not self.server.started:
@@ -55,7 +80,6 @@ class ThreadServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server on port {self.port} did not start in {self._startup_seconds} s")
             time.sleep(0.01)
-        return self
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -195,12 +195,6 @@ def test_an_upstream_that_delivers_less_is_charged_the_lower_actual(fresh: Money
     assert (row["cost_nano"], row["outcome"]) == (lower, "completed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JobRunner._usage_row records job.units (the seconds asked), not the seconds charged "
-    "when _actual_cost charges the upstream's lower duration: billing/usage shows 3 units at the "
-    "price of 2 (pricePerUnitUsd understated)",
-)
 def test_the_usage_row_of_a_shorter_delivery_counts_the_seconds_charged(fresh: Money) -> None:
     account, _, _ = _short_delivery(fresh)
     [row] = fresh.usage_rows(account)

@@ -270,8 +270,8 @@ class JobRunner:
         entries = []
         for data, content_type in output.items:
             entries.append(await asyncio.to_thread(self.jobs.media.put, job.account_id, data, content_type))
-        cost = self._actual_cost(job, output)
-        row = self._usage_row(job, provider_id, "completed", 200)
+        cost, units = self._actual_cost(job, output)
+        row = self._usage_row(job, provider_id, "completed", 200, units)
         await self.jobs.pipeline.ledger.settle(job.account_id, job.id, cost, row)
         await self.jobs.store.finish(
             job.id,
@@ -291,11 +291,12 @@ class JobRunner:
         )
         self._drop_input(job)
 
-    def _actual_cost(self, job: JobRow, output: Output) -> int:
-        """The quote, or less when the upstream reports a shorter result than asked."""
+    def _actual_cost(self, job: JobRow, output: Output) -> tuple[int, int]:
+        """(cost, units): the quote, or less when the upstream reports a shorter result than asked,
+        with the seconds that were charged."""
         seconds = job.params.get("seconds")
         if output.duration is None or not isinstance(seconds, int) or output.duration >= seconds:
-            return job.quote_nano
+            return job.quote_nano, job.units
         try:
             model = self.jobs.catalog.resolve(job.model)
             actual = max(1, int(output.duration + 0.999))
@@ -307,12 +308,12 @@ class JobRunner:
             else:
                 lower = job_pricing.seconds_quote(self.jobs.catalog, model, actual)
         except TollwayError:
-            return job.quote_nano
-        return min(job.quote_nano, lower)
+            return job.quote_nano, job.units
+        return (lower, actual) if lower < job.quote_nano else (job.quote_nano, job.units)
 
     async def _fail(self, job: JobRow, code: str, message: str) -> None:
         """A verified terminal failure: release the hold (nothing charged), then `failed`."""
-        row = self._usage_row(job, job.provider, "failed", 502)
+        row = self._usage_row(job, job.provider, "failed", 502, 0)
         await self.jobs.pipeline.ledger.release(job.id, row)
         await self.jobs.store.finish(
             job.id,
@@ -330,7 +331,9 @@ class JobRunner:
         if isinstance(media_id, str):
             self.jobs.media.delete(media_id)
 
-    def _usage_row(self, job: JobRow, provider: str | None, outcome: str, status: int) -> dict[str, Any]:
+    def _usage_row(
+        self, job: JobRow, provider: str | None, outcome: str, status: int, units: int
+    ) -> dict[str, Any]:
         return {
             "request_id": job.id,
             "account_id": job.account_id,
@@ -343,7 +346,7 @@ class JobRunner:
             "completion_tokens": 0,
             "cached_tokens": 0,
             "reasoning_tokens": 0,
-            "units": job.units if outcome == "completed" else 0,
+            "units": units,
             "usage_source": "provider" if outcome == "completed" else "none",
             "outcome": outcome,
             "status_code": status,
