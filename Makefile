@@ -30,7 +30,7 @@ test: lint
 # Mutation testing of the money modules ([tool.mutmut] in pyproject.toml, docs/testing.md): 4,370
 # mutants, several hours on 2 cores (the ledger, limits and keys mutants each run ~70 tests), so not
 # part of `make test`. Results stay in mutants/; a stopped run resumes, a second run only re-tests what
-# changed. `make mutate MUTANTS='tollway.core.ledger*'` runs (or re-runs) a subset. SQLite only: a
+# changed. `make mutate MUTANTS='tollway.core.money.ledger*'` runs (or re-runs) a subset. SQLite only: a
 # mutant is Python that both databases run alike (`make test` runs both). tools/mutation_report.py
 # prints the per-module counts and the score; run it alone to read the results again.
 mutate: install

@@ -14,7 +14,7 @@ import statistics
 import time
 import uuid
 
-from tollway.core.limits import Limiter, Limits, MemoryLimiter
+from tollway.core.limits.limiter import Limiter, Limits, MemoryLimiter
 
 LIMITS = Limits(rpm=10**9, rpd=10**9, tpm=10**12, concurrency=10**6)
 
@@ -55,7 +55,7 @@ async def main() -> None:
     memory = MemoryLimiter()
     await measure(memory, 1000)  # warm up
     report("in-process", *await measure(memory, args.calls))
-    from tollway.core.limits_redis import RedisLimiter
+    from tollway.core.limits.redis import RedisLimiter
 
     redis = RedisLimiter(args.redis, prefix=f"bench:{uuid.uuid4().hex[:8]}:")
     try:

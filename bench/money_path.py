@@ -18,9 +18,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.ledger import Ledger
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.money.ledger import Ledger
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade_async
 

@@ -31,12 +31,15 @@ IDLE = ("select (selectors.py", "_worker (concurrent/futures/thread.py:81)", "wa
 AREAS = [
     ("logging (log records, formatting)", ("logging/",)),
     ("upstream call (httpx2, httpcore, anyio)", ("providers/http.py", "httpx2/", "httpcore2/", "anyio/")),
-    ("ledger (SQLAlchemy, driver)", ("store/db.py", "core/ledger.py", "sqlalchemy/", "sqlite")),
-    ("auth: key lookup", ("core/keys.py", "api/auth.py")),
-    ("rate limits", ("core/limits", "api/rate_limits.py")),
-    ("token counting", ("core/tokens.py", "toktok")),
-    ("request ids, access log, metrics", ("core/ids.py", "ops/", "api/http.py", "prometheus")),
-    ("chat plan, policy, validation", ("core/chat_plan.py", "core/policy.py", "core/schemas.py", "pydantic")),
+    ("ledger (SQLAlchemy, driver)", ("store/db.py", "core/money/ledger.py", "sqlalchemy/", "sqlite")),
+    ("auth: key lookup", ("core/access/keys.py", "api/auth.py")),
+    ("rate limits", ("core/limits", "api/accounts/rate_limits.py")),
+    ("token counting", ("base/tokens.py", "toktok")),
+    ("request ids, access log, metrics", ("base/ids.py", "ops/", "api/http.py", "prometheus")),
+    (
+        "chat plan, policy, validation",
+        ("core/inference/chat_plan.py", "core/access/policy.py", "core/inference/schemas.py", "pydantic"),
+    ),
     ("pipeline, router, adapters", ("tollway/",)),
     (
         "HTTP server and framework (uvicorn, h11, FastAPI, Starlette)",

@@ -10,12 +10,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tollway.core.keys import ConsumptionLimit, KeySettings, check_future
-from tollway.core.models_view import model_object
-from tollway.core.pricing import usd_to_nano
+from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
+from tollway.core.catalog.view import model_object
+from tollway.core.money.prices import usd_to_nano
 from tollway.errors import TollwayError
 from tollway.jobs_cli import jobs_app
-from tollway.services import Services, build_services
+from tollway.runtime.services import Services, build_services
 from tollway.settings import Settings
 
 app = typer.Typer(help="Tollway: a self-hosted OpenAI-compatible AI API platform.", no_args_is_help=True)
@@ -59,14 +59,14 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="Catalog YAML (default: the embedded catalog).")] = None,
 ) -> None:
     """Serve the API. An empty database is created and migrated first."""
-    from tollway.ops.server import serve as serve_forever
+    from tollway.runtime.server import serve as serve_forever
 
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port), ("config", config)) if v}
     settings = Settings(**overrides)
     typer.echo(
         f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path})"
     )
-    serve_forever(settings)  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (ops/server.py)
+    serve_forever(settings)  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
 
 
 @app.command()
@@ -274,7 +274,8 @@ def models(
     ] = None,
 ) -> None:
     """List the catalog's models with their prices, or validate a catalog with --check."""
-    from tollway.core.catalog import Catalog, CatalogError
+    from tollway.base.config import CatalogError
+    from tollway.core.catalog.catalog import Catalog
 
     path = config or Settings().catalog_path
     try:

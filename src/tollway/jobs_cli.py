@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tollway.core.jobs import jobs_from
-from tollway.services import build_services
+from tollway.runtime.services import build_services, jobs_from
 from tollway.settings import Settings
 
 jobs_app = typer.Typer(help="Async media jobs: workers and reconciliation.", no_args_is_help=True)

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = 900
     stream_drain_seconds: float = 120.0
     upstream_timeout_seconds: float = 600.0
-    # Routing (core/router.py): retries before the first byte, per route, then the next route.
+    # Routing (core/inference/router.py): retries before the first byte, per route, then the next route.
     upstream_retries: int = 2
     retry_backoff_seconds: float = 0.25  # doubled per retry, with full jitter
     retry_backoff_max_seconds: float = 4.0
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     route_cooldown_seconds: float = 30.0  # then one probe request (half-open)
     request_deadline_seconds: float = 600.0  # whole buffered answer, or a stream's first byte
     log_level: str = "info"
-    # Rate limits (core/limits.py). With redis_url set, replicas share limits through Redis.
+    # Rate limits (core/limits/limiter.py). With redis_url set, replicas share limits through Redis.
     limits_on_redis_error: Literal["open", "closed"] = "closed"  # closed: 503; open: admit unlimited
     redis_max_connections: int = 64
     redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     traces: str = Field(
         default="off",
         pattern=r"^(off|console|otlp|file:.+)$",
-        description="OpenTelemetry spans (ops/tracing.py): off (no SDK loaded); console (JSON lines on "
+        description="OpenTelemetry spans (telemetry/tracing.py): off (no SDK loaded); console (JSON lines on "
         "stderr); file:<path> (JSON lines appended); otlp (needs opentelemetry-exporter-otlp-proto-http, "
         "OTEL_EXPORTER_OTLP_* variables). The SDK comes with the `otel` extra.",
     )
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # PostgreSQL connections per replica: up to pool + overflow. replicas × that < max_connections.
     database_pool_size: int = 20
     database_max_overflow: int = 20
-    # Async media jobs (core/jobs.py, core/job_runner.py): `tollway serve` runs a job runner unless jobs_runner is off
+    # Async media jobs (core/jobs/service.py, core/jobs/runner.py): `tollway serve` runs a job runner unless jobs_runner is off
     # (then run `tollway jobs worker` processes). A claimed job's lease expires after
     # jobs_lease_seconds if its runner dies; polling that fails for jobs_poll_timeout_seconds leaves
     # the job `unknown` (hold kept) until reconciliation, tried every jobs_reconcile_interval_seconds.
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = 60.0
     jobs_reconcile_interval_seconds: float = 300.0
     jobs_hold_days: int = 30  # a job's hold is never swept before this
-    # Generated media (core/media_store.py): kept this long, in at most this many bytes.
+    # Generated media (core/media/store.py): kept this long, in at most this many bytes.
     media_ttl_seconds: int = 3600
     media_max_bytes: int = 1024 * 1024 * 1024
 

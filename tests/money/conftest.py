@@ -46,6 +46,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     hits = mutmut_hits()
     if hits is not None:
         hits |= SERVER_WIDE
+
+
 RESERVATION_TTL_SECONDS = 900
 
 CATALOG = """
@@ -113,7 +115,7 @@ models:
 
 
 def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadServer:
-    from tollway.app import create_app
+    from tollway.runtime.app import create_app
     from tollway.settings import Settings
 
     catalog = write_catalog(tmp, CATALOG, fake=fakes.openai.url, queue=fakes.queue.url)

@@ -27,7 +27,7 @@ import httpx2
 
 from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
-from tollway.core.ledger import Ledger
+from tollway.core.money.ledger import Ledger
 from tollway.settings import Settings
 from tollway.store.db import create_engine
 

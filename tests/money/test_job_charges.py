@@ -37,7 +37,7 @@ from tests.money.jobs_support import (
     wait_end,
 )
 from tests.money.test_oracle import png
-from tollway.core.usage_reports import credit_nano
+from tollway.core.money.usage_reports import credit_nano
 
 CREDIT = 20 * NANO
 INPUT_IMAGE = "data:image/png;base64," + base64.b64encode(png(64, 48)).decode()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from tests.money.harness import NANO, Money
-from tollway.core.limits import FAILED_MESSAGE
+from tollway.core.limits.limiter import FAILED_MESSAGE
 
 CREDIT = 5 * NANO
 CHAT = {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}

@@ -1,7 +1,7 @@
 """An upstream that omits `usage`, or reports only part of it, is billed on Tollway's own count,
 never zero: the class of "$0-billed" calls that gateways' users report.
 
-Tollway counts with its offline tokenizer (tollway.core.tokens, DESIGN §4): embeddings are the
+Tollway counts with its offline tokenizer (tollway.base.tokens, DESIGN §4): embeddings are the
 inputs' tokens plus 2 per input; a chat answer's completion is the tokens of its text. Every
 charge is also checked against the usage row: the row's tokens at the oracle's prices are exactly
 what was charged, and the row says `usage_source = estimated`.
@@ -16,7 +16,7 @@ import pytest
 from tests.money.conftest import ORACLE
 from tests.money.harness import Money
 from tests.money.oracle import Tokens
-from tollway.core import tokens
+from tollway.base import tokens
 
 TEXTS = ["the quick brown fox", "jumps over the lazy dog", "héllo wörld ✓"]
 NO_USAGE = {"type": "usage", "mode": "none"}

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.databases import PG_HOST, create_postgres_database, drop_postgres_database
-from tollway.core.accounts import Accounts
-from tollway.core.keys import Keys
-from tollway.core.ledger import Ledger
+from tollway.core.access.accounts import Accounts
+from tollway.core.access.keys import Keys
+from tollway.core.money.ledger import Ledger
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.ledger import Ledger
+from tollway.core.money.ledger import Ledger
 from tollway.store.tables import accounts, reservations
 
 

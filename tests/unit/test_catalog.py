@@ -7,7 +7,8 @@ from textwrap import dedent
 
 import pytest
 
-from tollway.core.catalog import Catalog, CatalogError
+from tollway.base.config import CatalogError
+from tollway.core.catalog.catalog import Catalog
 from tollway.errors import ErrorCode, TollwayError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "catalog" / "default.yaml"

@@ -1,4 +1,4 @@
-"""Shutdown and the streamed-chat relay (core/chat_stream.py, Pipeline.drain): a stream cut by
+"""Shutdown and the streamed-chat relay (core/inference/chat_stream.py, Pipeline.drain): a stream cut by
 drain() still settles exactly once, and its client still sees the stream end."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.chat_stream import ChatStream
-from tollway.core.ledger import Ledger
-from tollway.core.pipeline import Pipeline
-from tollway.core.pricing import TokenUsage
+from tollway.core.access.accounts import Accounts
+from tollway.core.inference.chat_stream import ChatStream
+from tollway.core.inference.pipeline import Pipeline
+from tollway.core.money.ledger import Ledger
+from tollway.core.money.prices import TokenUsage
 
 from .helpers import assert_invariants, open_reserved
 

@@ -1,4 +1,4 @@
-"""The OpenAI content helpers shared by the Anthropic and Gemini translations (providers/content.py)."""
+"""The OpenAI content helpers shared by the Anthropic and Gemini translations (dialects/content.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.anthropic.shapes import IMAGE_TYPES
-from tollway.providers.content import (
+from tollway.dialects.anthropic.shapes import IMAGE_TYPES
+from tollway.dialects.content import (
     Image,
     append_turn,
     collapse,
@@ -19,6 +18,7 @@ from tollway.providers.content import (
     split_system,
     tool_call,
 )
+from tollway.errors import ErrorCode, TollwayError
 
 
 def _part(url: Any) -> dict[str, Any]:

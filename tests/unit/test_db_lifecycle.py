@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.contract.conftest import _postgres_database
-from tollway.core.usage_reports import UsageReports
-from tollway.ops.maintenance import delete_old_usage
+from tollway.core.money.usage_reports import UsageReports
+from tollway.runtime.maintenance import delete_old_usage
 from tollway.settings import Settings
 from tollway.store import migrate, rollup
 from tollway.store.db import create_engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from tollway.core.fetch import UrlFetcher, is_public
+from tollway.base.fetch import UrlFetcher, is_public
 from tollway.errors import ErrorCode, TollwayError
 
 

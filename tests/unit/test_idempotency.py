@@ -233,7 +233,7 @@ async def test_a_gemini_stream_that_ended_in_an_error_is_forgotten(
     """Gemini's streamGenerateContent without alt=sse is a JSON array: the error element is followed
     by the closing `]`, so the error is not in the stream's last chunk."""
     from tollway.api.gemini import _events
-    from tollway.core.chat_stream import sse
+    from tollway.core.inference.chat_stream import sse
 
     idempotency = Idempotency(records)
     account = f"acct_{uuid.uuid4().hex[:8]}"

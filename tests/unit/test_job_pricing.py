@@ -1,4 +1,4 @@
-"""Job quotes (core/job_pricing.py): seed 001's credit tables exactly, surcharges, markup."""
+"""Job quotes (core/money/prices.py): seed 001's credit tables exactly, surcharges, markup."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tollway.core import job_pricing
-from tollway.core.catalog import Catalog
+from tollway.core.catalog.catalog import Catalog
+from tollway.core.money import prices as job_pricing
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local.video import frame_size
 
@@ -23,19 +23,17 @@ CENT = 10_000_000  # one seed-001 credit at TOLLWAY_CREDIT_USD=0.01, in nano-USD
 def test_veo_table_is_exact(resolution: str, seconds: int, audio: bool, credits: int) -> None:
     model = SEED001.resolve("veo-3.1-fast")
     ask = job_pricing.VideoAsk(seconds, resolution, audio)
-    assert job_pricing.video_quote(SEED001, model, ask) == credits * CENT
+    assert job_pricing.video_quote(model, ask) == credits * CENT
 
 
 def test_table_model_refuses_unlisted_combinations() -> None:
     with pytest.raises(TollwayError, match="does not offer 720p/5s"):
-        job_pricing.video_quote(
-            SEED001, SEED001.resolve("veo-3.1-fast"), job_pricing.VideoAsk(5, "720p", False)
-        )
+        job_pricing.video_quote(SEED001.resolve("veo-3.1-fast"), job_pricing.VideoAsk(5, "720p", False))
 
 
 def test_per_second_with_surcharge() -> None:
     model = SEED001.resolve("wan-2.5")
-    assert job_pricing.video_quote(SEED001, model, job_pricing.VideoAsk(10, "1080p", False)) == 30 * CENT
+    assert job_pricing.video_quote(model, job_pricing.VideoAsk(10, "1080p", False)) == 30 * CENT
 
 
 @pytest.mark.parametrize(
@@ -51,7 +49,7 @@ def test_image_credits(
     model: str, n: int, tier: str, quality: str | None, with_input: bool, credits: int
 ) -> None:
     quote = job_pricing.image_quote(
-        SEED001, SEED001.resolve(model), n=n, tier=tier, quality=quality, with_input=with_input
+        SEED001.resolve(model), n=n, tier=tier, quality=quality, with_input=with_input
     )
     assert quote == credits * CENT
 
@@ -85,16 +83,16 @@ models:
     [
         (
             "bare-video",
-            lambda c, m: job_pricing.video_quote(c, m, job_pricing.VideoAsk(4, "720p", False)),
+            lambda c, m: job_pricing.video_quote(m, job_pricing.VideoAsk(4, "720p", False)),
             "per_second",
         ),
         (
             "bare-image",
-            lambda c, m: job_pricing.image_quote(c, m, n=1, tier="1K", quality=None, with_input=False),
+            lambda c, m: job_pricing.image_quote(m, n=1, tier="1K", quality=None, with_input=False),
             "per_image",
         ),
-        ("bare-music", lambda c, m: job_pricing.seconds_quote(c, m, 5), "per_second"),
-        ("bare-tts", lambda c, m: job_pricing.speech_quote(c, m, 100), "per_million_chars"),
+        ("bare-music", lambda c, m: job_pricing.seconds_quote(m, 5), "per_second"),
+        ("bare-tts", lambda c, m: job_pricing.speech_quote(m, 100), "per_million_chars"),
     ],
 )
 def test_a_model_without_the_routes_price_cannot_serve_it(
@@ -116,7 +114,7 @@ def test_a_table_model_names_what_it_offers(tmp_path: Path) -> None:
     model = catalog.resolve("table-video")
     assert job_pricing.offered_video(model) == ({"720p"}, {4})
     with pytest.raises(TollwayError) as info:
-        job_pricing.video_quote(catalog, model, job_pricing.VideoAsk(8, "720p", True))
+        job_pricing.video_quote(model, job_pricing.VideoAsk(8, "720p", True))
     assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "duration")
     assert info.value.message == "'table-video' does not offer 720p/8s/audio; it offers 720p/4s."
     assert job_pricing.offered_video(catalog.resolve("bare-video")) is None

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.conftest import KEY_PEPPER as PEPPER
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.keys import ConsumptionLimit, Keys, KeySettings, RateLimits
-from tollway.core.ledger import KeyLimit
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.access.keys import ConsumptionLimit, Keys, KeySettings, RateLimits
+from tollway.core.caller import KeyLimit
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import api_keys
 

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.keys import ConsumptionLimit, Keys, KeySettings, RateLimits, check_future
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.access.keys import ConsumptionLimit, Keys, KeySettings, RateLimits, check_future
 from tollway.errors import ErrorCode, TollwayError
 
 

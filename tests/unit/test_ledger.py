@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import period_key, utcnow
-from tollway.core.ledger import KeyLimit, Ledger
+from tollway.base.clock import period_key, utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.caller import KeyLimit
+from tollway.core.money.ledger import Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import key_spend, reservations, usage

@@ -7,8 +7,8 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.ledger import Ledger, Reservation
+from tollway.core.access.accounts import Accounts
+from tollway.core.money.ledger import Ledger, Reservation
 from tollway.errors import ErrorCode, TollwayError
 
 from .helpers import assert_invariants

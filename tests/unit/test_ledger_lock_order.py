@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.ledger import KeyLimit, Ledger
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.caller import KeyLimit
+from tollway.core.money.ledger import Ledger
 from tollway.store.db import create_engine
 
 from .helpers import assert_invariants

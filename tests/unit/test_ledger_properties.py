@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.ledger import Ledger
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.money.ledger import Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.db import create_engine
 

@@ -11,16 +11,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from tollway.core.catalog import CatalogModel, ModelConfig, RateLimitsConfig
-from tollway.core.keys import Caller
-from tollway.core.limits import (
-    FAILED_MESSAGE,
-    Limiter,
-    Limits,
-    MemoryLimiter,
-    format_duration,
-)
-from tollway.core.limits_gate import RateGate, resolve_limits, retry_headers
+from tollway.base.config import ModelConfig, RateLimitsConfig
+from tollway.core.caller import Caller
+from tollway.core.catalog.catalog import CatalogModel
+from tollway.core.limits.gate import RateGate, resolve_limits, retry_headers
+from tollway.core.limits.limiter import FAILED_MESSAGE, Limiter, Limits, MemoryLimiter, format_duration
 from tollway.errors import ErrorCode, TollwayError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -220,7 +215,7 @@ async def redis_factory() -> AsyncIterator[Callable[..., Limiter]]:
     if not _redis_up():
         print("Redis not reachable at 127.0.0.1:6379; Redis limiter tests skipped")
         pytest.skip("Redis not reachable at 127.0.0.1:6379")
-    from tollway.core.limits_redis import RedisLimiter
+    from tollway.core.limits.redis import RedisLimiter
 
     prefix = f"test:{uuid.uuid4().hex[:10]}:"
     made: list[RedisLimiter] = []

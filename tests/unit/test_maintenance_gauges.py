@@ -10,11 +10,12 @@ from datetime import timedelta
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.clock import utcnow
-from tollway.core.ledger import Ledger
-from tollway.ops import maintenance, metrics
+from tollway.base.clock import utcnow
+from tollway.core.access.accounts import Accounts
+from tollway.core.money.ledger import Ledger
+from tollway.runtime import maintenance
 from tollway.store.tables import jobs
+from tollway.telemetry import metrics
 
 
 def _gauge(name: str, **labels: str) -> float:

@@ -9,7 +9,7 @@ import struct
 import pytest
 from PIL import Image
 
-from tollway.core.media import image_cost, seconds_cost, speech_cost, tier_of, upscale_cost
+from tollway.core.money.prices import image_cost, seconds_cost, speech_cost, tier_of, upscale_cost
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local import ffmpeg, images
 from tollway.providers.local.speech import sentences

@@ -10,7 +10,7 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
-from tollway.core.media_store import TEMP_PREFIX, MediaStore
+from tollway.core.media.store import TEMP_PREFIX, MediaStore
 
 
 def _query(path: str) -> tuple[str, str, str]:

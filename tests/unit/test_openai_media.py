@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from tollway.core.catalog import ProviderConfig
+from tollway.base.config import ProviderConfig
 from tollway.providers.base import UpstreamError
 from tollway.providers.media import ImageJob, ImageOp, SpeechJob, TranscriptionJob
 from tollway.providers.openai import OpenAIProvider

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.accounts import Accounts
-from tollway.core.catalog import Catalog, CatalogError
-from tollway.core.keys import Keys, KeySettings
-from tollway.core.policy import ContentPolicy, ContentPolicyConfig, PolicyRule, texts_of
-from tollway.core.web3 import issue_token, normalize_address, recover_signer, verify_token
+from tollway.base.config import CatalogError, ContentPolicyConfig, PolicyRule
+from tollway.core.access.accounts import Accounts
+from tollway.core.access.keys import Keys, KeySettings
+from tollway.core.access.policy import ContentPolicy, texts_of
+from tollway.core.access.web3 import issue_token, normalize_address, recover_signer, verify_token
+from tollway.core.catalog.catalog import Catalog
 from tollway.errors import ErrorCode, TollwayError
 
 RULES = ContentPolicyConfig(

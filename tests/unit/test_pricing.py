@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollway.core.pricing import (
+from tollway.core.money.prices import (
     NANO_PER_USD,
     PER_MILLION,
     TokenPrices,

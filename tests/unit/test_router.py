@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tollway.core.catalog import CatalogModel, ModelConfig
-from tollway.core.router import RetryPolicy, Router
+from tollway.base.config import ModelConfig
+from tollway.core.catalog.catalog import CatalogModel
+from tollway.core.inference.router import RetryPolicy, Router
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
 

@@ -1,4 +1,4 @@
-"""ops/tracing.py: off costs nothing and loads no SDK; on, spans are JSON lines with ids, never content."""
+"""telemetry/tracing.py: off costs nothing and loads no SDK; on, spans are JSON lines with ids, never content."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from tollway.errors import ErrorCode, TollwayError
-from tollway.ops import logs, tracing
-from tollway.ops.access import AccessLog, InFlight
 from tollway.settings import Settings
+from tollway.telemetry import logs, tracing
+from tollway.telemetry.access import AccessLog, InFlight
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -62,10 +62,11 @@ def test_off_by_default_loads_no_sdk_and_installs_nothing(tmp_path: Path) -> Non
         """
         import asyncio, sys
         from decimal import Decimal
-        from tollway.app import create_app
-        from tollway.core.catalog import CatalogModel, ModelConfig
-        from tollway.core.router import Router
-        from tollway.ops import tracing
+        from tollway.runtime.app import create_app
+        from tollway.core.catalog.catalog import CatalogModel
+        from tollway.base.config import ModelConfig
+        from tollway.core.inference.router import Router
+        from tollway.telemetry import tracing
         from tollway.settings import Settings
 
         settings = Settings()
@@ -217,7 +218,7 @@ async def call(app: Any, scope: Scope) -> list[Message]:
 
 
 def traced_app(inner: Any) -> Any:
-    return AccessLog(tracing.ServerSpans(inner), InFlight())  # as app.py stacks them
+    return AccessLog(tracing.ServerSpans(inner), InFlight())  # as runtime/app.py stacks them
 
 
 async def test_traceparent_continues_the_callers_trace_and_the_span_ends_with_the_stream(

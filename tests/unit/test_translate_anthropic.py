@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tollway.dialects.anthropic import shapes
+from tollway.dialects.anthropic.stream import FromOpenAI, ToOpenAI
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.anthropic import shapes
-from tollway.providers.anthropic.stream import FromOpenAI, ToOpenAI
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 TOOLS = [

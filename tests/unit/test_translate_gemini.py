@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tollway.dialects.gemini import shapes
+from tollway.dialects.gemini.stream import FromOpenAI, ToOpenAI
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.gemini import shapes
-from tollway.providers.gemini.stream import FromOpenAI, ToOpenAI
 
 IMAGE = "data:image/jpeg;base64,/9j/4AAQ"
 OPENAI_REQUEST: dict[str, Any] = {

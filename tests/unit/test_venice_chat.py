@@ -10,12 +10,14 @@ from typing import Any
 import httpx2
 import pytest
 
-from tollway.core import chat_plan, model_names, venice
-from tollway.core.catalog import Catalog, CatalogConfig, CatalogError
-from tollway.core.fetch import UrlFetcher
-from tollway.core.keys import Caller
-from tollway.core.search import Citation, SearchUnavailable, page_text, urls_in
-from tollway.core.thinking import ThinkStripper, strip_thinking
+from tollway.base.config import CatalogConfig, CatalogError
+from tollway.base.fetch import UrlFetcher
+from tollway.core.caller import Caller
+from tollway.core.catalog import names as model_names
+from tollway.core.catalog.catalog import Catalog
+from tollway.core.inference import chat_plan, venice
+from tollway.core.inference.search import Citation, SearchUnavailable, page_text, urls_in
+from tollway.core.inference.thinking import ThinkStripper, strip_thinking
 from tollway.errors import ErrorCode, TollwayError
 
 SFW = Caller(scope="inference", account_id="acct_1", key_id="key_1")

@@ -1,6 +1,6 @@
 """The Anthropic surface: `POST /v1/messages` (and /api/v1), same pipeline as chat completions.
 
-The body is translated to the internal OpenAI shape (providers/anthropic/shapes.py), run through
+The body is translated to the internal OpenAI shape (dialects/anthropic/shapes.py), run through
 `pipeline.chat` (so admission, limits, policy and billing are identical), and the result translated
 back: a Message, or the Messages streaming events. Errors use Anthropic's shape.
 """
@@ -16,12 +16,12 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
-from tollway.api.relay import DONE, openai_chunks
-from tollway.core.keys import Caller
-from tollway.core.pipeline import Call
+from tollway.core.caller import Caller
+from tollway.core.inference.pipeline import Call
+from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
+from tollway.dialects.anthropic.stream import FromOpenAI
+from tollway.dialects.openai import DONE, openai_chunks
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.anthropic.shapes import request_to_openai, response_from_openai
-from tollway.providers.anthropic.stream import FromOpenAI
 
 router = APIRouter()
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

@@ -22,9 +22,9 @@ from tollway.api.media_input import (
     text,
     upload_bytes,
 )
-from tollway.core.keys import Caller
-from tollway.core.media import SPEECH_MAX_CHARS
-from tollway.core.pipeline import Call
+from tollway.core.caller import Caller
+from tollway.core.inference.pipeline import Call
+from tollway.core.media.pipeline import SPEECH_MAX_CHARS
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from tollway.core.keys import Caller
+from tollway.core.caller import Caller
 from tollway.errors import ErrorCode, TollwayError
-from tollway.ops import logs
+from tollway.telemetry import logs
 
 
 def raw_key(request: Request) -> str | None:

@@ -8,8 +8,8 @@ from starlette.responses import Response
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
-from tollway.core.characters import character_object, find
-from tollway.core.keys import Caller
+from tollway.core.caller import Caller
+from tollway.core.catalog.characters import character_object, find
 
 router = APIRouter()
 

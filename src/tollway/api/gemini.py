@@ -18,12 +18,12 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
-from tollway.api.relay import DONE, openai_chunks
-from tollway.core.keys import Caller
-from tollway.core.pipeline import Call
+from tollway.core.caller import Caller
+from tollway.core.inference.pipeline import Call
+from tollway.dialects.gemini.shapes import request_to_openai, response_from_openai
+from tollway.dialects.gemini.stream import FromOpenAI, sse
+from tollway.dialects.openai import DONE, openai_chunks
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.gemini.shapes import request_to_openai, response_from_openai
-from tollway.providers.gemini.stream import FromOpenAI, sse
 
 router = APIRouter()
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

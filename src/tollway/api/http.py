@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
-from tollway.core.ids import new_request_id
-from tollway.core.schemas import param_of
+from tollway.base.ids import new_request_id
+from tollway.core.inference.schemas import param_of
 from tollway.errors import ErrorCode, TollwayError, openai_envelope
 
 log = logging.getLogger("tollway.http")

@@ -24,8 +24,8 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api.media_input import read_fields
+from tollway.core.caller import Caller
 from tollway.core.idempotency import Idempotency, Reply
-from tollway.core.keys import Caller
 
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 

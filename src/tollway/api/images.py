@@ -29,9 +29,9 @@ from tollway.api.media_input import (
     store_of,
     text,
 )
-from tollway.core.keys import Caller
-from tollway.core.media import MAX_SIDE, MIN_SIDE, STYLES, TIER_SIDE
-from tollway.core.pipeline import Call
+from tollway.core.caller import Caller
+from tollway.core.inference.pipeline import Call
+from tollway.core.media.pipeline import MAX_SIDE, MIN_SIDE, STYLES, TIER_SIDE
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local import images
 from tollway.providers.media import ImageJob, ImageOp

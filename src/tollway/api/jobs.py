@@ -1,6 +1,6 @@
 """NightVeil async media (seed 000 "Audio & video (async)", Venice's video API): `video/quote`,
 `video/queue`, `video/retrieve`, `video/download/{id}`, `audio/queue`, `audio/retrieve`,
-`audio/download/{id}`. The lifecycle and the money are core/jobs.py's (queue and hold) and core/job_runner.py's (run,
+`audio/download/{id}`. The lifecycle and the money are core/jobs/service.py's (queue and hold) and core/jobs/runner.py's (run,
 settle, refund); this file reads requests and renders jobs. Also served under /api/v1.
 """
 
@@ -18,12 +18,12 @@ from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
 from tollway.api.media_input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
-from tollway.core import job_pricing
-from tollway.core.catalog import CatalogModel
-from tollway.core.job_store import JobRow
-from tollway.core.jobs import Jobs, NewJob
-from tollway.core.keys import Caller
-from tollway.core.pricing import nano_to_usd
+from tollway.core.caller import Caller
+from tollway.core.catalog.catalog import CatalogModel
+from tollway.core.jobs.service import Jobs, NewJob
+from tollway.core.jobs.store import JobRow
+from tollway.core.money import prices as job_pricing
+from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local import ffmpeg, video
 
@@ -98,7 +98,7 @@ async def video_job(
     ask = video_ask(fields, model, duration=duration, audio=audio)
     aspect = choice(fields, "aspect_ratio", tuple(video.ASPECT_RATIOS), "16:9") or "16:9"
     negative = text(fields, "negative_prompt", max_len=PROMPT_MAX) or ""
-    quote = job_pricing.video_quote(jobs_of(request).catalog, model, ask)
+    quote = job_pricing.video_quote(model, ask)
     params: dict[str, Any] = {
         "prompt": prompt,
         "negative_prompt": negative,
@@ -127,7 +127,6 @@ async def _keep_input(request: Request, who: Caller, fields: Fields) -> str:
 
 
 def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
-    catalog = jobs_of(request).catalog
     fmt = choice(fields, "format", tuple(ffmpeg.AUDIO_FORMATS), None) or choice(
         fields, "response_format", tuple(ffmpeg.AUDIO_FORMATS), "mp3"
     )
@@ -137,7 +136,7 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         words = text(body, "input", required=True, min_len=1, max_len=MAX_SPEECH_CHARS)
         assert words is not None
         params = {"input": words, "voice": fields.get("voice"), "format": fmt, "speed": 1.0}
-        quote = job_pricing.speech_quote(catalog, model, len(words))
+        quote = job_pricing.speech_quote(model, len(words))
         return NewJob(
             "audio", model, quote, len(words), params, "audio_queue", max(3, len(words) // 200), (words,)
         )
@@ -151,7 +150,7 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         "format": fmt,
         "seed": integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT),
     }
-    quote = job_pricing.seconds_quote(catalog, model, seconds)
+    quote = job_pricing.seconds_quote(model, seconds)
     return NewJob("audio", model, quote, seconds, params, "audio_queue", max(2, seconds // 10), (prompt,))
 
 
@@ -194,7 +193,7 @@ def job_view(request: Request, job: JobRow) -> dict[str, Any]:
 
 
 def _now() -> Any:
-    from tollway.core.clock import utcnow
+    from tollway.base.clock import utcnow
 
     return utcnow()
 
@@ -266,7 +265,7 @@ async def video_quote(request: Request, who: Caller = Depends(inference_caller))
     fields = await read_fields(request)
     model = video_model(request, fields.get("model"))
     ask = video_ask(fields, model)
-    quote = job_pricing.video_quote(jobs_of(request).catalog, model, ask)
+    quote = job_pricing.video_quote(model, ask)
     return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
 
 

@@ -12,9 +12,9 @@ import orjson
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from tollway.core.fetch import UrlFetcher
-from tollway.core.media import Media
-from tollway.core.media_store import MediaStore
+from tollway.base.fetch import UrlFetcher
+from tollway.core.media.pipeline import Media
+from tollway.core.media.store import MediaStore
 from tollway.errors import ErrorCode, TollwayError
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Venice: image URLs must be under 10 MB; uploads get the same cap

@@ -11,11 +11,11 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
-from tollway.core.catalog import MODEL_TYPES
-from tollway.core.keys import Caller
-from tollway.core.models_view import model_object
-from tollway.core.pipeline import Call, Result
-from tollway.core.schemas import ChatRequest, EmbeddingsRequest
+from tollway.base.config import MODEL_TYPES
+from tollway.core.caller import Caller
+from tollway.core.catalog.view import model_object
+from tollway.core.inference.pipeline import Call, Result
+from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()

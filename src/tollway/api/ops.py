@@ -23,7 +23,7 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics (no key, account or prompt in any label)")
 async def metrics_endpoint(request: Request) -> Response:
-    from tollway.ops import metrics
+    from tollway.telemetry import metrics
 
     if not request.app.state.services.settings.metrics:
         return JSON({"error": "metrics are disabled (TOLLWAY_METRICS=false)"}, status_code=404)

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON
-from tollway.core.catalog import CatalogError
+from tollway.base.config import CatalogError
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[Depends(operator_caller)])

@@ -2,8 +2,8 @@
 
 Its own envelope (`{"success": true, "data": …}` / `{"success": false, "error": {"code",
 "message"}}`) and codes (INSUFFICIENT_CREDITS 402, TASK_NOT_FOUND 404, CONTENT_FILTERED 451,
-INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each, core/usage_reports.py); the
-money underneath is core/jobs.py's (the quote is held at submit) and core/job_runner.py's (settled
+INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each, core/money/usage_reports.py); the
+money underneath is core/jobs/service.py's (the quote is held at submit) and core/jobs/runner.py's (settled
 when the task is done).
 """
 
@@ -15,17 +15,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from tollway.api.billing import SEED001_CODES, account_caller
+from tollway.api.accounts.billing import SEED001_CODES, account_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
 from tollway.api.jobs import _keep_input, jobs_of, video_job, video_model
 from tollway.api.media_input import Fields, choice, integer, media_of, read_fields, text
-from tollway.core import job_pricing
-from tollway.core.job_store import JobRow
-from tollway.core.jobs import NewJob
-from tollway.core.keys import Caller
-from tollway.core.pricing import nano_to_usd
-from tollway.core.usage_reports import credit_nano, credits_needed, credits_of
+from tollway.core.caller import Caller
+from tollway.core.jobs.service import NewJob
+from tollway.core.jobs.store import JobRow
+from tollway.core.money import prices as job_pricing
+from tollway.core.money.prices import nano_to_usd
+from tollway.core.money.usage_reports import credit_nano, credits_needed, credits_of
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["task API (seed 001)"])
@@ -130,7 +130,7 @@ async def images_generate(request: Request) -> Response:
             )
         width, height = _image_size(aspect, resolution)
         quote = job_pricing.image_quote(
-            jobs_of(request).catalog, model, n=n, tier=resolution, quality=quality, with_input=mode == "image"
+            model, n=n, tier=resolution, quality=quality, with_input=mode == "image"
         )
         params: dict[str, Any] = {
             "prompt": prompt,

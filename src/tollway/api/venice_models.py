@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
-from tollway.core import model_names
-from tollway.core.catalog import MODEL_TYPES
-from tollway.core.keys import Caller
+from tollway.base.config import MODEL_TYPES
+from tollway.core.caller import Caller
+from tollway.core.catalog import names as model_names
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()

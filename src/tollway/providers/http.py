@@ -11,9 +11,9 @@ from typing import Any
 import httpx2
 import orjson
 
-from tollway.core.catalog import ProviderConfig
-from tollway.ops import tracing
+from tollway.base.config import ProviderConfig
 from tollway.providers.base import UpstreamError
+from tollway.telemetry import tracing
 
 # 408/409 are what the official SDKs retry too; 4xx otherwise never (anchors §0 item 8).
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -48,7 +48,7 @@ def client(config: ProviderConfig, headers: dict[str, str], *, timeout: float) -
 
 
 async def _trace_context(request: httpx2.Request) -> None:
-    """Every upstream request carries the current trace (ops/tracing.py); nothing when tracing is off."""
+    """Every upstream request carries the current trace (telemetry/tracing.py); nothing when tracing is off."""
     if headers := tracing.outgoing_headers():
         request.headers.update(headers)
 

@@ -7,7 +7,7 @@ Tollway's media store before it shows COMPLETED: no upstream URL ever reaches a 
 
 Submit carries `Idempotency-Key: <job id>`: a runner that died between the upstream's answer and
 persisting the queue id re-submits the same key and gets the same job, never a second one. Paths and
-poll timing are configured per provider (catalog `providers[].jobs`, core/catalog.py QueueApiConfig).
+poll timing are configured per provider (catalog `providers[].jobs`, core/catalog/catalog.py QueueApiConfig).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx2
 import orjson
 
-from tollway.core.catalog import ProviderConfig, QueueApiConfig
+from tollway.base.config import ProviderConfig, QueueApiConfig
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
 

@@ -1,5 +1,5 @@
 """The usage_daily rollup: one row per (account, UTC day, key, label, model), added to in the same
-transaction that writes a usage row (core/ledger.py). Any new writer of usage rows must call `add`.
+transaction that writes a usage row (core/money/ledger.py). Any new writer of usage rows must call `add`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.core.clock import as_utc
+from tollway.base.clock import as_utc
 from tollway.store.prepared import Prepared
 from tollway.store.tables import usage_daily
 

@@ -175,7 +175,7 @@ usage_daily = Table(
     UniqueConstraint("account_id", "day", "key_id", "key_label", "model", name="uq_usage_daily_group"),
 )
 
-# Async media jobs (migration 0004, core/jobs.py). The hold is the reservation whose id is the job's
+# Async media jobs (migration 0004, core/jobs/service.py). The hold is the reservation whose id is the job's
 # id. `params` holds the generation request only while the job is in flight (a restarted runner
 # needs it to submit) and is erased when the job ends: no prompt outlives its job.
 jobs = Table(

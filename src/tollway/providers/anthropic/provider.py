@@ -8,12 +8,12 @@ from typing import Any
 import httpx2
 import orjson
 
-from tollway.core.catalog import ProviderConfig
+from tollway.base.config import ProviderConfig
+from tollway.dialects.anthropic.shapes import request_from_openai, response_to_openai
+from tollway.dialects.anthropic.stream import StreamError, ToOpenAI
+from tollway.dialects.sse import iter_events
 from tollway.providers import http
-from tollway.providers.anthropic.shapes import request_from_openai, response_to_openai
-from tollway.providers.anthropic.stream import StreamError, ToOpenAI
 from tollway.providers.base import UpstreamError
-from tollway.providers.sse import iter_events
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com/v1"

@@ -9,12 +9,12 @@ from urllib.parse import quote
 import httpx2
 import orjson
 
-from tollway.core.catalog import ProviderConfig
+from tollway.base.config import ProviderConfig
+from tollway.dialects.gemini.shapes import request_from_openai, response_to_openai
+from tollway.dialects.gemini.stream import ToOpenAI
+from tollway.dialects.sse import iter_events
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
-from tollway.providers.gemini.shapes import request_from_openai, response_to_openai
-from tollway.providers.gemini.stream import ToOpenAI
-from tollway.providers.sse import iter_events
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 

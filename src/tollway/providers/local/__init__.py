@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tollway.providers.base import UpstreamError
 from tollway.providers.local.chat import LlamaChat, smollm2_path
 from tollway.providers.local.embeddings import MiniLmEmbeddings
+from tollway.providers.local.jobs import run_local
 from tollway.providers.local.media import LocalMedia
+from tollway.providers.media import InputImage, Output
 
 
 class LocalProvider(LocalMedia):
@@ -39,6 +41,16 @@ class LocalProvider(LocalMedia):
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._embedding_engine(body["model"]).embed(body)
+
+    async def run_job(
+        self,
+        engine: str,
+        kind: str,
+        params: dict[str, Any],
+        input_image: InputImage,
+        progress: Callable[[float], None],
+    ) -> Output:
+        return await run_local(self, engine, kind, params, input_image, progress)
 
     async def aclose(self) -> None:
         """llama.cpp's server stops with the process; the Piper child is ours to stop."""

@@ -161,7 +161,7 @@ class LocalMedia:
 
     # -- speech ---------------------------------------------------------------------------------
 
-    def _speaker(self, model: str) -> Speaker:
+    def speaker(self, model: str) -> Speaker:
         self._media_state()
         prefer = {"tts": "auto", "tts-espeak": "espeak"}.get(model)
         if prefer is None:
@@ -174,7 +174,7 @@ class LocalMedia:
         return list(LOCAL_VOICES)
 
     async def speech(self, job: SpeechJob) -> bytes:
-        speaker = self._speaker(job.model)
+        speaker = self.speaker(job.model)
 
         def run() -> bytes:
             pcm = speaker.speak(job.input)
@@ -184,7 +184,7 @@ class LocalMedia:
 
     async def speech_stream(self, job: SpeechJob) -> AsyncIterator[bytes]:
         """Sentence by sentence: each sentence is synthesised, then fed to one running encoder."""
-        speaker = self._speaker(job.model)
+        speaker = self.speaker(job.model)
         parts = sentences(job.input)
         first = await asyncio.to_thread(speaker.speak, parts[0])
 

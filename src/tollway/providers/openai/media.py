@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from tollway.core.fetch import UrlFetcher
+from tollway.base.fetch import UrlFetcher
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
 from tollway.providers.media import ImageJob, ImageOp, SpeechJob, Transcript, TranscriptionJob

@@ -9,11 +9,11 @@ from typing import Any
 import httpx2
 import orjson
 
-from tollway.core.catalog import ProviderConfig
+from tollway.base.config import ProviderConfig
+from tollway.dialects.sse import iter_events
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
 from tollway.providers.openai.media import OpenAIMedia
-from tollway.providers.sse import iter_events
 
 log = logging.getLogger("tollway.providers.openai")
 # What a request cannot do without, whatever an allow-list says.

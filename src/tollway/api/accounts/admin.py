@@ -1,0 +1,98 @@
+"""Operator routes: accounts, credits and keys (DESIGN §9). Need the operator key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.responses import Response
+
+from tollway.api.auth import operator_caller
+from tollway.api.http import JSON, read_json
+from tollway.core.access.keys import KeySettings
+from tollway.core.inference.schemas import validate
+from tollway.core.money.prices import usd_to_nano
+
+router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[Depends(operator_caller)])
+
+
+def _usd(value: str) -> str:
+    if usd_to_nano(value) < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class NewAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    credit_usd: str = "0"
+    age_verified: bool = False
+
+    _check_credit = field_validator("credit_usd")(_usd)
+
+
+class Credit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_usd: str
+    reference: str = Field(min_length=1, max_length=120)
+
+    @field_validator("amount_usd")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if usd_to_nano(value) <= 0:
+            raise ValueError('must be a positive USD amount such as "10.00"')
+        return value
+
+
+def _doc(model: type[BaseModel]) -> dict[str, object]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+@router.post("/accounts", status_code=201, summary="Create an account", openapi_extra=_doc(NewAccount))
+async def create_account(request: Request) -> Response:
+    body = validate(NewAccount, await read_json(request))
+    account = await request.app.state.services.accounts.create(
+        body.name, credit_nano=usd_to_nano(body.credit_usd), age_verified=body.age_verified
+    )
+    return JSON(account.public(), status_code=201)
+
+
+@router.get("/accounts/{account_id}", summary="An account with its balance")
+async def get_account(request: Request, account_id: str) -> Response:
+    return JSON((await request.app.state.services.accounts.get(account_id)).public())
+
+
+@router.post(
+    "/accounts/{account_id}/credits",
+    summary="Credit an account (idempotent by reference)",
+    openapi_extra=_doc(Credit),
+)
+async def credit_account(request: Request, account_id: str) -> Response:
+    body = validate(Credit, await read_json(request))
+    services = request.app.state.services
+    await services.accounts.get(account_id)
+    applied = await services.ledger.credit(account_id, usd_to_nano(body.amount_usd), reference=body.reference)
+    account = await services.accounts.get(account_id)
+    return JSON({**account.public(), "applied": applied, "reference": body.reference})
+
+
+@router.post(
+    "/accounts/{account_id}/keys",
+    status_code=201,
+    summary="Mint a key for an account",
+    openapi_extra=_doc(KeySettings),
+)
+async def mint_key(request: Request, account_id: str) -> Response:
+    settings = validate(KeySettings, await read_json(request))
+    return JSON(await request.app.state.services.keys.mint(account_id, settings), status_code=201)
+
+
+@router.get("/accounts/{account_id}/keys", summary="List an account's active keys (never the secrets)")
+async def list_keys(request: Request, account_id: str) -> Response:
+    await request.app.state.services.accounts.get(account_id)
+    return JSON({"object": "list", "data": await request.app.state.services.keys.list(account_id)})
+
+
+@router.delete("/keys/{key_id}", summary="Revoke a key")
+async def revoke_key(request: Request, key_id: str) -> Response:
+    return JSON(await request.app.state.services.keys.revoke(key_id))

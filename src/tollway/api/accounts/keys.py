@@ -1,0 +1,77 @@
+"""Reseller key management, NightVeil shape: `POST/GET keys`, `DELETE keys/{id}`, `GET keys/events`.
+
+An admin-scope key of an account manages that account's keys only; inference keys get 403 and the
+operator key (which has no account) uses the operator routes instead. Another tenant's key id is
+404, never data.
+
+Revocation is instant in this process (the auth cache is evicted); other replicas see it when
+their cache entry expires (TOLLWAY_KEY_CACHE_SECONDS) until cross-replica invalidation lands.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from tollway.api.auth import caller
+from tollway.api.http import JSON, read_json
+from tollway.core.access.keys import KeySettings, check_future
+from tollway.core.caller import Caller
+from tollway.core.inference.schemas import validate
+from tollway.errors import ErrorCode, TollwayError
+
+router = APIRouter(tags=["reseller keys"])
+
+
+async def key_admin_caller(request: Request) -> Caller:
+    """An admin-scope key of an account: the only caller that manages that account's keys."""
+    who = await caller(request)
+    if who.is_operator or who.account_id is None:
+        raise TollwayError(
+            ErrorCode.UNAUTHORIZED,
+            "The operator key has no account; manage keys with /v1/admin/accounts/{id}/keys.",
+        )
+    if who.scope != "admin":
+        raise TollwayError(ErrorCode.UNAUTHORIZED, "Managing keys needs an admin-scope key of the account.")
+    return who
+
+
+def actor_of(who: Caller) -> str:
+    return who.key_id or "operator"
+
+
+@router.post(
+    "/keys",
+    status_code=201,
+    summary="Mint a key on your account (the secret is shown once, as `key`)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeySettings"}}},
+        }
+    },
+)
+async def mint_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    settings = validate(KeySettings, await read_json(request))
+    check_future(settings.expires_at, "expires_at")
+    assert who.account_id is not None
+    key = await request.app.state.services.keys.mint(who.account_id, settings, actor=actor_of(who))
+    return JSON(key, status_code=201)
+
+
+@router.get("/keys", summary="Your account's active keys (never the secrets)")
+async def list_keys(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    assert who.account_id is not None
+    return JSON({"object": "list", "data": await request.app.state.services.keys.list(who.account_id)})
+
+
+@router.get("/keys/events", summary="Audit trail of your account's key events (newest first)")
+async def key_events(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    assert who.account_id is not None
+    return JSON({"object": "list", "data": await request.app.state.services.keys.events(who.account_id)})
+
+
+@router.delete("/keys/{key_id}", summary="Revoke one of your keys, at once")
+async def revoke_key(request: Request, key_id: str, who: Caller = Depends(key_admin_caller)) -> Response:
+    keys = request.app.state.services.keys
+    return JSON(await keys.revoke(key_id, account_id=who.account_id, actor=actor_of(who)))

@@ -1,0 +1,162 @@
+"""Venice's key API under `api_keys`: the same keys as the NightVeil routes, in Venice's field names.
+
+`POST api_keys` (`apiKeyType`, `description`, `consumptionLimit`, `expiresAt`) → 200
+`{"data": {..., "apiKey"}, "success": true}`; `GET api_keys` (`last6Chars`, never the secret);
+`GET api_keys/{id}`; `DELETE api_keys?id=` → `{"success": true}`. Admin-scope keys only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.responses import Response
+
+from tollway.api.accounts.keys import actor_of, key_admin_caller
+from tollway.api.http import JSON, read_json
+from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
+from tollway.core.caller import Caller
+from tollway.core.inference.schemas import validate
+from tollway.errors import ErrorCode, TollwayError
+
+router = APIRouter(tags=["venice keys"])
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
+
+
+class VeniceLimit(BaseModel):
+    """Per-epoch (24 h) limits. Tollway bills in USD; a Diem is a dollar of daily credit."""
+
+    model_config = ConfigDict(extra="forbid")
+    usd: float | None = Field(default=None, ge=0)
+    diem: float | None = Field(default=None, ge=0)
+    vcu: float | None = Field(default=None, ge=0)
+
+
+def expiry_form(value: str | None) -> str | None:
+    if value is None or value == "" or _DATE.match(value) or _INSTANT.match(value):
+        return value
+    raise ValueError('use "", YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS(.sss)Z')
+
+
+class VeniceNewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    apiKeyType: Literal["INFERENCE", "ADMIN"]
+    description: str = Field(min_length=1, max_length=200)
+    consumptionLimit: VeniceLimit | None = None
+    expiresAt: str | None = None
+
+    _check_expiry = field_validator("expiresAt")(expiry_form)
+
+
+def parse_expiry(value: str | None) -> datetime | None:
+    """Venice's three forms: "" (never), a date (its midnight UTC), an instant in UTC."""
+    if not value:
+        return None
+    if _DATE.match(value):
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def venice_settings(
+    key_type: str, description: str, limit: VeniceLimit | None, expires_at: str | None
+) -> KeySettings:
+    """Venice fields → the one KeySettings model every minting route shares."""
+    if limit is not None and limit.vcu:
+        raise TollwayError(
+            ErrorCode.VALIDATION,
+            "VCU limits are deprecated and not supported; use `usd` (or `diem`).",
+            param="consumptionLimit.vcu",
+        )
+    amount = (limit.usd or limit.diem) if limit is not None else None  # 0 or null: no limit
+    expiry = parse_expiry(expires_at)
+    check_future(expiry, "expiresAt")
+    try:
+        limit_usd = ConsumptionLimit(usd=format(Decimal(str(amount)), "f"), period="day") if amount else None
+    except ValidationError:
+        raise TollwayError(
+            ErrorCode.VALIDATION, "The consumption limit is below one nano-dollar.", param="consumptionLimit"
+        ) from None
+    return KeySettings(
+        label=description,
+        scope="admin" if key_type == "ADMIN" else "inference",
+        expires_at=expiry,
+        consumption_limit=limit_usd,
+    )
+
+
+def _instant(value: str | None) -> str | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def venice_limits(view: dict[str, Any]) -> dict[str, float | None]:
+    limit = view.get("consumption_limit")
+    return {"usd": float(Decimal(limit["usd"])) if limit else None, "diem": None, "vcu": None}
+
+
+def venice_view(view: dict[str, Any]) -> dict[str, Any]:
+    """A key as Venice lists it (`GetApiKeys200ResponseDataInner`): never the secret."""
+    return {
+        "apiKeyType": str(view["scope"]).upper(),
+        "consumptionLimits": venice_limits(view),
+        "createdAt": _instant(view["created_at"]),
+        "description": view["label"],
+        "expiresAt": _instant(view["expires_at"]),
+        "id": view["id"],
+        "last6Chars": view["last6Chars"],
+        "lastUsedAt": None,  # not tracked: a write per request would cost the hot path
+    }
+
+
+def venice_created(view: dict[str, Any]) -> dict[str, Any]:
+    """`CreateApiKey200Response`: the secret, this one time, as `apiKey`."""
+    return {
+        "data": {
+            "apiKey": view["key"],
+            "apiKeyType": str(view["scope"]).upper(),
+            "consumptionLimit": venice_limits(view),
+            "description": view["label"],
+            "expiresAt": _instant(view["expires_at"]),
+            "id": view["id"],
+        },
+        "success": True,
+    }
+
+
+@router.post("/api_keys", summary="Create an API key (Venice shape; the secret is data.apiKey, shown once)")
+async def create_api_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    body = validate(VeniceNewKey, await read_json(request))
+    settings = venice_settings(body.apiKeyType, body.description, body.consumptionLimit, body.expiresAt)
+    assert who.account_id is not None
+    key = await request.app.state.services.keys.mint(who.account_id, settings, actor=actor_of(who))
+    return JSON(venice_created(key))
+
+
+@router.get("/api_keys", summary="Active API keys (Venice shape)")
+async def list_api_keys(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    assert who.account_id is not None
+    keys = await request.app.state.services.keys.list(who.account_id)
+    return JSON({"data": [venice_view(k) for k in keys], "object": "list"})
+
+
+@router.delete("/api_keys", summary="Delete (revoke) an API key: DELETE /api_keys?id=")
+async def delete_api_key(
+    request: Request, id: str | None = None, who: Caller = Depends(key_admin_caller)
+) -> Response:
+    if not id:
+        raise TollwayError(ErrorCode.VALIDATION, "Pass the key id as the `id` query parameter.", param="id")
+    await request.app.state.services.keys.revoke(id, account_id=who.account_id, actor=actor_of(who))
+    return JSON({"success": True})
+
+
+@router.get("/api_keys/{key_id}", summary="One API key (Venice shape)")
+async def get_api_key(request: Request, key_id: str, who: Caller = Depends(key_admin_caller)) -> Response:
+    assert who.account_id is not None
+    return JSON({"data": venice_view(await request.app.state.services.keys.get(key_id, who.account_id))})

@@ -1,0 +1,68 @@
+"""Accounts: creation and lookup. Balances move only through the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.base.clock import utcnow
+from tollway.base.ids import new_id
+from tollway.core.money.ledger import Ledger
+from tollway.core.money.prices import nano_to_usd
+from tollway.errors import ErrorCode, TollwayError
+from tollway.store.tables import accounts
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    balance_nano: int
+    reserved_nano: int
+    age_verified: bool
+    plan: str
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "object": "account",
+            "name": self.name,
+            "balance_usd": nano_to_usd(self.balance_nano),
+            "reserved_usd": nano_to_usd(self.reserved_nano),
+            "available_usd": nano_to_usd(self.balance_nano - self.reserved_nano),
+            "age_verified": self.age_verified,
+            "plan": self.plan,
+        }
+
+
+class Accounts:
+    def __init__(self, engine: AsyncEngine, ledger: Ledger) -> None:
+        self._engine = engine
+        self._ledger = ledger
+
+    async def create(self, name: str, *, credit_nano: int = 0, age_verified: bool = False) -> Account:
+        account_id = new_id("acct")
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(accounts).values(
+                    id=account_id,
+                    name=name,
+                    balance_nano=0,
+                    reserved_nano=0,
+                    age_verified=age_verified,
+                    plan="standard",
+                    created_at=utcnow(),
+                )
+            )
+        if credit_nano:
+            await self._ledger.credit(account_id, credit_nano, reference="initial-credit")
+        return await self.get(account_id)
+
+    async def get(self, account_id: str) -> Account:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.", param="id")
+        return Account(row.id, row.name, row.balance_nano, row.reserved_nano, row.age_verified, row.plan)

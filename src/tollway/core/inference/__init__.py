@@ -1,0 +1,1 @@
+"""Chat and embeddings: the pipeline, chat plans, streaming, routing, request schemas."""

@@ -1,0 +1,374 @@
+"""The request pipeline shared by every inference route (DESIGN §3).
+
+admission (policy, estimate, reservation) → route → relay while metering → settle.
+Nothing here knows HTTP: adapters pass a validated body in and render what comes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tollway.base import tokens
+from tollway.base.clock import utcnow
+from tollway.core.access import policy
+from tollway.core.caller import Caller
+from tollway.core.catalog import names as model_names
+from tollway.core.catalog.catalog import Catalog, CatalogModel
+from tollway.core.inference import chat_plan
+from tollway.core.inference.chat_stream import ChatStream
+from tollway.core.inference.router import Router
+from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
+from tollway.core.inference.search import SearchProvider
+from tollway.core.limits.gate import RateGate, Ticket
+from tollway.core.money.ledger import Ledger, Reservation
+from tollway.core.money.prices import TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
+from tollway.errors import ErrorCode, TollwayError
+from tollway.providers.base import Provider, UpstreamError
+from tollway.telemetry import logs, metrics
+
+log = logging.getLogger("tollway.pipeline")
+T = TypeVar("T")
+DEFAULT_OUTPUT_CAP = 4096
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference request as it moves through the pipeline."""
+
+    request_id: str
+    caller: Caller
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class Result:
+    """What an adapter renders: a JSON body, or SSE frames, plus headers for the client."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    frames: AsyncIterator[bytes] | None = None
+
+
+@dataclass(slots=True)
+class Admitted:
+    """A request that passed admission: its model, its hold, the headers known so far, its limiter lease."""
+
+    model: CatalogModel
+    reservation: Reservation
+    headers: dict[str, str]
+    rate: Ticket = field(default_factory=lambda: Ticket(None))  # limiter lease, finished once
+    venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/inference/chat_plan.py)
+
+
+def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
+    """An upstream attempt that records its latency and failure in the metrics (telemetry/metrics.py)."""
+
+    async def timed(provider: Provider, upstream_model: str) -> T:
+        started = time.perf_counter()
+        try:
+            value = await attempt(provider, upstream_model)
+        except UpstreamError as exc:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, exc.status or 0)
+            raise
+        except TimeoutError:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, 504)
+            raise
+        metrics.record_upstream(provider.id, time.perf_counter() - started)
+        return value
+
+    return timed
+
+
+class Pipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        ledger: Ledger,
+        router: Router,
+        *,
+        drain_seconds: float,
+        rate_gate: RateGate | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.rate_gate = rate_gate
+        self.ledger = ledger
+        self.router = router
+        self._drain_seconds = drain_seconds
+        self._background: set[asyncio.Task[None]] = set()
+        self.search: SearchProvider | None = None  # web search for chat (core/inference/search.py)
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def _resolve(self, name: str, model_type: str) -> CatalogModel:
+        return model_names.resolve(self.catalog, name, model_type)  # id, alias, trait, compatibility
+
+    @staticmethod
+    def _check_policy(caller: Caller, model: CatalogModel) -> None:
+        if model.config.tier != "uncensored":
+            return
+        if caller.content_tier != "uncensored":
+            raise TollwayError(ErrorCode.CONTENT_TIER_FORBIDDEN, param="model")
+        if not caller.age_verified:
+            raise TollwayError(ErrorCode.AGE_VERIFICATION_REQUIRED, param="model")
+
+    async def admit(
+        self, call: Call, model: CatalogModel, estimate_nano: int, estimate_tokens: int = 0
+    ) -> Admitted:
+        """Policy, rate limits, then the hold (402 before any upstream call). Media and jobs use it too."""
+        caller = call.caller
+        if caller.account_id is None:
+            raise TollwayError(
+                ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
+            )
+        self._check_policy(caller, model)
+        logs.note(model=model.id, account_id=caller.account_id, key_id=caller.key_id)  # access log
+        # Rate limits before money: a refused request holds nothing (DESIGN §3 step 6).
+        rate = Ticket(None)
+        if self.rate_gate is not None:
+            rate = await self.rate_gate.admit(caller, model, estimate_tokens)
+        try:
+            reservation = await self.ledger.reserve(
+                caller.account_id, call.request_id, estimate_nano, caller.key_limit, key_id=caller.key_id
+            )
+        except BaseException:
+            rate.finish_soon()  # free the in-flight slot and the token estimate
+            raise
+        balance = nano_to_usd(reservation.available_before_nano)
+        headers = {
+            "x-balance-usd": balance,
+            "x-venice-balance-usd": balance,
+            "x-tollway-model-id": model.id,
+            "x-venice-model-id": model.id,
+            "x-tollway-model-name": model.config.name or model.id,
+            "x-venice-model-name": model.config.name or model.id,
+            "x-tollway-timestamp": utcnow().isoformat(timespec="milliseconds"),
+            "x-venice-timestamp": utcnow().isoformat(timespec="milliseconds"),
+            **rate.headers,  # computed at admission, so streams carry them from the first byte
+        }
+        return Admitted(model, reservation, headers, rate)
+
+    def usage_row(
+        self,
+        call: Call,
+        model: CatalogModel,
+        provider: str | None,
+        usage: TokenUsage,
+        source: str,
+        outcome: str,
+        status: int,
+    ) -> dict[str, Any]:
+        """The usage table's row for this call: metadata only, never content."""
+        return {
+            "request_id": call.request_id,
+            "account_id": call.caller.account_id,
+            "key_id": call.caller.key_id,
+            "key_label": call.caller.label,
+            "model": model.id,
+            "endpoint": call.endpoint,
+            "provider": provider,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "usage_source": source,
+            "outcome": outcome,
+            "status_code": status,
+            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "created_at": utcnow(),
+        }
+
+    async def settle(
+        self,
+        call: Call,
+        admitted: Admitted,
+        provider: str | None,
+        usage: TokenUsage,
+        source: str,
+        outcome: str,
+        status: int = 200,
+    ) -> int:
+        """Charge the tokens used at the model's prices, free the rest of the hold; returns the charge."""
+        assert admitted.model.token_prices is not None
+        cost = token_cost(admitted.model.token_prices, usage)
+        row = self.usage_row(call, admitted.model, provider, usage, source, outcome, status)
+        assert call.caller.account_id is not None
+        try:
+            return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
+        finally:
+            await admitted.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # actual tokens
+
+    async def release(self, call: Call, admitted: Admitted, error: TollwayError) -> None:
+        """A failure before the first byte: free the hold, charge nothing, record the outcome."""
+        row = self.usage_row(call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status)
+        await admitted.rate.finish(0)
+        await self.ledger.release(call.request_id, row)
+
+    async def first_route(
+        self,
+        model: CatalogModel,
+        attempt: Callable[[Provider, str], Awaitable[T]],
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Provider, T]:
+        """Try the routes (retries, fallback, circuit breakers, deadline: core/inference/router.py) until one
+        answers; only failures before any byte reaches the client get here. `headers` (the
+        response's) learn the provider that served and the number of attempts."""
+        served = await self.router.first(model, _timed(attempt))
+        logs.note(provider=served.provider.id)
+        if headers is not None:
+            headers["x-tollway-provider"] = served.provider.id
+            headers["x-tollway-attempts"] = str(served.attempts)
+        return served.provider, served.value
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    async def chat(self, call: Call, body: dict[str, Any]) -> Result:
+        request = validate(ChatRequest, body)
+        # suffix, venice_parameters, trait/compatibility, deprecation, character, system prompts
+        plan = chat_plan.prepare(self.catalog, body, call.caller, search_configured=self.search is not None)
+        model = plan.model
+        await policy.enforce(self.catalog, call.caller, body)  # 422 CONTENT_BLOCKED before any charge
+        body = plan.body
+        assert model.token_prices is not None
+        cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
+        asked = request.max_completion_tokens or request.max_tokens
+        max_output = min(asked, cap) if asked else cap
+        prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
+        estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
+        admitted = await self.admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
+        admitted.headers.update(plan.headers)
+        admitted.venice = plan
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        try:
+            body = await plan.augment(self.search)  # web search / scraping, after the money is held
+            if request.stream:
+                return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
+            return await self._chat_buffered(call, admitted, body, prompt_estimate)
+        except TollwayError as exc:
+            await self.release(call, admitted, exc)
+            raise
+        except BaseException:
+            admitted.rate.finish_soon()
+            await self.ledger.release(call.request_id)
+            raise
+
+    async def _chat_buffered(
+        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int
+    ) -> Result:
+        provider, result = await self.first_route(
+            admitted.model,
+            lambda p, upstream_model: p.chat({**body, "model": upstream_model}),
+            admitted.headers,
+        )
+        usage = usage_of(result.get("usage"))
+        source = "provider"
+        if usage is None:
+            texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
+            usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
+        await self.settle(call, admitted, provider.id, usage, source, "completed")
+        if admitted.venice is not None:
+            admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
+        result["model"] = admitted.model.id
+        result["usage"] = usage_dict(usage)
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+
+    async def _chat_stream(
+        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
+    ) -> Result:
+        """Open the upstream stream (retries and fallback only before its first chunk), then relay
+        and meter it in its own task (core/inference/chat_stream.py)."""
+
+        async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
+            iterator = provider.chat_stream({**body, "model": upstream_model}).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = None
+            return first, iterator
+
+        provider, (first, upstream) = await self.first_route(admitted.model, open_stream, admitted.headers)
+
+        async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
+            return await self.settle(call, admitted, provider.id, usage, source, outcome, status)
+
+        stream = ChatStream(
+            request_id=call.request_id,
+            model_id=admitted.model.id,
+            first=first,
+            upstream=upstream,
+            settle=settle,
+            prompt_estimate=prompt_estimate,
+            wants_usage=wants_usage,
+            drain_seconds=self._drain_seconds,
+            venice=admitted.venice,
+        )
+        frames = stream.start(self._background)
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, frames=frames)
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def embeddings(self, call: Call, body: dict[str, Any]) -> Result:
+        request = validate(EmbeddingsRequest, body)
+        model = self._resolve(request.model, "embedding")
+        assert model.token_prices is not None
+        if request.dimensions is not None and not model.supports("dimensions"):
+            raise TollwayError(
+                ErrorCode.UNSUPPORTED_CAPABILITY,
+                f"{model.id!r} does not support `dimensions`.",
+                param="dimensions",
+            )
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if any(not t for t in texts):
+            raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
+        estimate_tokens = tokens.count(texts) + len(texts) * 2
+        admitted = await self.admit(
+            call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
+        )
+        try:
+            provider, result = await self.first_route(
+                model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
+            )
+        except TollwayError as exc:
+            await self.release(call, admitted, exc)
+            raise
+        except BaseException:
+            admitted.rate.finish_soon()
+            await self.ledger.release(call.request_id)
+            raise
+        usage = usage_of(result.get("usage"), completion=False)
+        source = "provider"
+        if usage is None:
+            usage, source = TokenUsage(estimate_tokens), "estimated"
+        await self.settle(call, admitted, provider.id, usage, source, "completed")
+        if request.encoding_format == "base64":
+            for item in result.get("data") or ():
+                vector = item["embedding"]
+                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        result["model"] = model.id
+        result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+
+    def background_tasks(self) -> set[asyncio.Task[None]]:
+        """A copy of the streams still metering (a catalog reload waits for them)."""
+        return set(self._background)
+
+    async def drain(self, seconds: float, settle_seconds: float = 10.0) -> None:
+        """Shutdown: wait (bounded) for streams still metering, then cut the rest; a cut stream
+        settles what it relayed before the ledger closes."""
+        if not self._background:
+            return
+        _, pending = await asyncio.wait(set(self._background), timeout=seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
+            )
+            await asyncio.wait(pending, timeout=settle_seconds)

@@ -1,0 +1,1 @@
+"""Async media jobs: queueing with a hold, the runner, the job table."""

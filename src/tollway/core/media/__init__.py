@@ -1,0 +1,1 @@
+"""The synchronous media routes' charging pipeline and the media store."""

@@ -1,0 +1,1 @@
+"""Money: the ledger (holds, settlement), every price and markup, usage reports."""

@@ -1,0 +1,411 @@
+"""Balances, reservations and settlement: every amount in integer nano-USD.
+
+Rules (DESIGN §4): a reservation is ONE conditional UPDATE that only succeeds while
+balance - reserved >= amount; every change appends a ledger entry in the same transaction;
+balance = sum(amount_nano) and reserved = sum(reserved_delta_nano) over an account's entries.
+A reservation row is deleted by exactly one of settle, release and the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.base.clock import period_key, utcnow
+from tollway.core.caller import KeyLimit
+from tollway.core.money.prices import nano_to_usd
+from tollway.errors import ErrorCode, TollwayError
+from tollway.store import rollup
+from tollway.store.db import Transactor
+from tollway.store.prepared import Prepared
+from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
+from tollway.telemetry import metrics, tracing
+
+log = logging.getLogger("tollway.ledger")
+
+# The statements of every call's reserve and settle, built once. Building a Core statement and its cache
+# key per call cost more CPU than running it (docs/benchmarks.md); values go in as bound parameters,
+# named p_* so that none is mistaken for a column to SET.
+_HOLD = Prepared(
+    update(accounts)
+    .where(accounts.c.id == bindparam("p_account"))
+    .where(accounts.c.balance_nano - accounts.c.reserved_nano >= bindparam("p_amount"))
+    .values(reserved_nano=accounts.c.reserved_nano + bindparam("p_amount"))
+    .returning(accounts.c.balance_nano, accounts.c.reserved_nano)
+)
+_INSERT_RESERVATION = Prepared(insert(reservations))
+_INSERT_LEDGER = Prepared(insert(ledger))
+_INSERT_USAGE = Prepared(insert(usage))
+_TAKE_HOLD = Prepared(
+    delete(reservations)
+    .where(reservations.c.id == bindparam("p_request"), reservations.c.account_id == bindparam("p_account"))
+    .returning(
+        reservations.c.account_id,
+        reservations.c.amount_nano,
+        reservations.c.key_id,
+        reservations.c.key_period,
+    )
+)
+_LOCK_ACCOUNT = Prepared(
+    select(accounts.c.balance_nano, accounts.c.reserved_nano)
+    .where(accounts.c.id == bindparam("p_account"))
+    .with_for_update()
+)
+_CHARGE_ACCOUNT = Prepared(
+    update(accounts)
+    .where(accounts.c.id == bindparam("p_account"))
+    .values(
+        balance_nano=accounts.c.balance_nano - bindparam("p_charge"),
+        reserved_nano=accounts.c.reserved_nano - bindparam("p_hold"),
+    )
+)
+_CHARGE_KEY = Prepared(
+    update(key_spend)
+    .where(key_spend.c.key_id == bindparam("p_key"), key_spend.c.period == bindparam("p_period"))
+    .values(
+        spent_nano=key_spend.c.spent_nano + bindparam("p_charge"),
+        reserved_nano=key_spend.c.reserved_nano - bindparam("p_hold"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    request_id: str
+    amount_nano: int
+    available_before_nano: int  # what the account could spend before this request
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine, reservation_ttl_seconds: int = 900) -> None:
+        self._engine = engine
+        self._tx = Transactor(engine)
+        self._ttl = timedelta(seconds=reservation_ttl_seconds)
+
+    def close(self) -> None:
+        self._tx.close()
+
+    async def credit(
+        self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"
+    ) -> bool:
+        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False."""
+        if kind not in ("credit", "refund", "adjust"):
+            raise ValueError(kind)
+        if amount_nano <= 0 and kind != "adjust":
+            raise ValueError("a credit must be positive")
+
+        def tx(conn: Connection) -> None:
+            result = conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
+                .values(balance_nano=accounts.c.balance_nano + amount_nano)
+            )
+            if result.rowcount != 1:
+                raise TollwayError(
+                    ErrorCode.NOT_FOUND,
+                    f"No account {account_id!r}, or the adjustment "
+                    "would make its available balance negative.",
+                )
+            # After the UPDATE: a missing account is NOT_FOUND above, not a foreign-key IntegrityError
+            # that would read as "reference already applied".
+            self._append(conn, account_id, kind, amount_nano, 0, reference, None)
+
+        try:
+            await self._tx.run(tx)
+        except IntegrityError:
+            return False  # uq_ledger_account_kind_reference: this reference was already applied
+        return True
+
+    async def reserve(
+        self,
+        account_id: str,
+        request_id: str,
+        amount_nano: int,
+        key_limit: KeyLimit | None = None,
+        key_id: str | None = None,
+        *,
+        ttl: timedelta | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> Reservation:
+        """Hold `amount_nano` or raise 402 without touching anything.
+
+        `ttl` overrides the sweeper's TTL for this hold (async jobs hold for days); `also` runs in
+        the same transaction after the hold (a job row: the hold exists if and only if the job does).
+        """
+        now = utcnow()
+        key_period = period_key(key_limit.period, now) if key_limit else None
+
+        def tx(conn: Connection) -> Any:
+            # The rows that only this request touches come first, so the account row (which every
+            # call of the account updates) stays locked for as short a time as possible on
+            # PostgreSQL; a refused hold rolls them back.
+            _INSERT_RESERVATION.first(
+                conn,
+                {
+                    "id": request_id,
+                    "account_id": account_id,
+                    "key_id": key_id,
+                    "amount_nano": amount_nano,
+                    "key_period": key_period,
+                    "expires_at": now + (ttl or self._ttl),
+                },
+            )
+            self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
+            row = _HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
+            if row is None:
+                available = self._available(conn, account_id)
+                raise TollwayError(
+                    ErrorCode.INSUFFICIENT_BALANCE,
+                    f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
+                    f"${nano_to_usd(available)}. Top up, or set a lower max_tokens.",
+                    extra={
+                        "required": nano_to_usd(amount_nano),
+                        "available": nano_to_usd(available),
+                        "limit_source": "account",
+                    },
+                )
+            if key_limit is not None and key_period is not None:
+                self._reserve_key(conn, key_limit, key_period, amount_nano)
+            if also is not None:
+                also(conn)
+            return row
+
+        with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # telemetry/tracing.py
+            try:
+                row = await self._tx.run(tx)
+            except IntegrityError:
+                # The inserts run before the account is read: an unknown account shows up as a
+                # foreign-key violation. Name it (404) when that is what it was.
+                await self._tx.run(lambda conn: self._available(conn, account_id))
+                raise
+        available_before = row.balance_nano - row.reserved_nano + amount_nano
+        return Reservation(request_id, amount_nano, available_before)
+
+    @staticmethod
+    def _reserve_key(conn: Connection, limit: KeyLimit, period: str, amount: int) -> None:
+        exists = (
+            conn.execute(
+                select(key_spend.c.key_id).where(
+                    key_spend.c.key_id == limit.key_id, key_spend.c.period == period
+                )
+            )
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(key_spend).values(key_id=limit.key_id, period=period, spent_nano=0, reserved_nano=0)
+            )
+        row = (
+            conn.execute(
+                update(key_spend)
+                .where(key_spend.c.key_id == limit.key_id, key_spend.c.period == period)
+                .where(key_spend.c.spent_nano + key_spend.c.reserved_nano + amount <= limit.limit_nano)
+                .values(reserved_nano=key_spend.c.reserved_nano + amount)
+                .returning(key_spend.c.spent_nano)
+            )
+        ).first()
+        if row is None:
+            used = (
+                conn.execute(
+                    select(key_spend.c.spent_nano + key_spend.c.reserved_nano).where(
+                        key_spend.c.key_id == limit.key_id, key_spend.c.period == period
+                    )
+                )
+            ).scalar_one()
+            remaining = max(limit.limit_nano - used, 0)
+            raise TollwayError(
+                ErrorCode.KEY_LIMIT_EXCEEDED,
+                f"This request may cost up to ${nano_to_usd(amount)} but this key has "
+                f"${nano_to_usd(remaining)} left of its {limit.period} consumption limit.",
+                extra={
+                    "required": nano_to_usd(amount),
+                    "available": nano_to_usd(remaining),
+                    "limit_source": "key_limit",
+                },
+            )
+
+    async def settle(
+        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
+    ) -> int:
+        """Charge the actual cost, free the rest of the hold, write the usage row: one transaction.
+
+        Returns what was charged. The charge never exceeds what the account holds (the hold plus
+        what is still available), so the balance cannot go negative; a shortfall (a provider that
+        reported more than the estimate allowed and the balance covers) is logged. A second
+        settlement of the same request changes nothing and returns 0.
+        """
+        try:
+            with tracing.span("ledger.settle", {"tollway.amount_nano": cost_nano}):  # telemetry/tracing.py
+                charged = await self._settle(account_id, request_id, cost_nano, usage_row)
+        except IntegrityError:
+            return 0  # uq_ledger_account_kind_reference: this request was already settled
+        metrics.record_usage(usage_row, charged)
+        return charged
+
+    async def _settle(
+        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+    ) -> int:
+        return await self._tx.run(
+            lambda conn: self._settle_tx(conn, account_id, request_id, cost_nano, usage_row)
+        )
+
+    @staticmethod
+    def _settle_tx(
+        conn: Connection, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+    ) -> int:
+        held = _TAKE_HOLD.first(conn, {"p_request": request_id, "p_account": account_id})
+        # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
+        hold = held.amount_nano if held else 0
+        key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
+        if 0 <= cost_nano <= hold:
+            # balance - reserved >= 0 (a CHECK constraint) and the hold is part of reserved, so the
+            # account can pay the cost: no need to read the account row.
+            charge = cost_nano
+        else:
+            account = _LOCK_ACCOUNT.first(conn, {"p_account": account_id})
+            room = hold + account.balance_nano - account.reserved_nano
+            charge = max(0, min(cost_nano, room))
+            if charge < cost_nano:
+                log.warning(
+                    "shortfall: request %s cost %d nano-USD, %d could be charged",
+                    request_id,
+                    cost_nano,
+                    charge,
+                )
+        # The account row before the key_spend and usage_daily rows, as in reserve and release: on
+        # PostgreSQL another order lets a settle and a reserve (or release) of the same account each
+        # hold the row the other waits for (a deadlock aborts one of them).
+        _CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
+        Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
+        if key_period is not None:
+            _CHARGE_KEY.first(
+                conn, {"p_key": key_id, "p_period": key_period, "p_charge": charge, "p_hold": hold}
+            )
+        if usage_row is not None:
+            _INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
+            rollup.add(conn, usage_row, charge)
+        return int(charge)
+
+    async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
+        """Free a hold without charging (failure before the first byte). False if it was already gone."""
+        with tracing.span("ledger.release"):  # telemetry/tracing.py
+            return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
+
+    def _release(self, conn: Connection, request_id: str, usage_row: dict[str, Any] | None) -> bool:
+        held = (
+            conn.execute(
+                delete(reservations)
+                .where(reservations.c.id == request_id)
+                .returning(
+                    reservations.c.account_id,
+                    reservations.c.amount_nano,
+                    reservations.c.key_id,
+                    reservations.c.key_period,
+                )
+            )
+        ).first()
+        if held is None:
+            return False
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == held.account_id)
+            .values(reserved_nano=accounts.c.reserved_nano - held.amount_nano)
+        )
+        self._append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
+        if held.key_period is not None:
+            conn.execute(
+                update(key_spend)
+                .where(key_spend.c.key_id == held.key_id, key_spend.c.period == held.key_period)
+                .values(reserved_nano=key_spend.c.reserved_nano - held.amount_nano)
+            )
+        if usage_row is not None:
+            conn.execute(insert(usage).values(**usage_row, cost_nano=0))
+            rollup.add(conn, usage_row, 0)
+        return True
+
+    async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:
+        """Release holds left by a crashed process once their TTL has passed."""
+        async with self._engine.connect() as conn:
+            expired = (
+                (
+                    await conn.execute(
+                        select(reservations.c.id)
+                        .where(reservations.c.expires_at < (now or utcnow()))
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        released = 0
+        for request_id in expired:
+            released += await self._tx.run(partial(self._release, request_id=request_id, usage_row=None))
+        return released
+
+    async def balances(self, account_id: str) -> tuple[int, int]:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts.c.balance_nano, accounts.c.reserved_nano).where(
+                        accounts.c.id == account_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
+        return row.balance_nano, row.reserved_nano
+
+    async def ledger_sums(self, account_id: str) -> tuple[int, int]:
+        """(sum of amounts, sum of reserved deltas): must equal (balance, reserved)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.coalesce(func.sum(ledger.c.amount_nano), 0),
+                        func.coalesce(func.sum(ledger.c.reserved_delta_nano), 0),
+                    ).where(ledger.c.account_id == account_id)
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    @staticmethod
+    def _available(conn: Connection, account_id: str) -> int:
+        row = (
+            conn.execute(
+                select(accounts.c.balance_nano - accounts.c.reserved_nano).where(accounts.c.id == account_id)
+            )
+        ).first()
+        if row is None:
+            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
+        return int(row[0])
+
+    @staticmethod
+    def _append(
+        conn: Connection,
+        account_id: str,
+        kind: str,
+        amount: int,
+        reserved_delta: int,
+        reference: str,
+        key_id: str | None,
+    ) -> None:
+        _INSERT_LEDGER.first(
+            conn,
+            {
+                "account_id": account_id,
+                "kind": kind,
+                "amount_nano": amount,
+                "reserved_delta_nano": reserved_delta,
+                "reference": reference,
+                "key_id": key_id,
+                "created_at": utcnow(),
+            },
+        )

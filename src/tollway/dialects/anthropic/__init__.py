@@ -1,0 +1,1 @@
+"""Anthropic's Messages API: request and response shapes, and its SSE event stream."""

@@ -1,0 +1,1 @@
+"""Gemini's generateContent API: request and response shapes, and its streamed chunks."""

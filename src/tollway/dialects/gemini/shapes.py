@@ -1,0 +1,387 @@
+"""Gemini generateContent ⇄ OpenAI chat, both directions, pure functions (no I/O).
+
+Used by the upstream adapter and by the inbound `/v1beta/models/{model}:generateContent` surface.
+Gemini's REST API takes camelCase and snake_case field names alike; inbound both are read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tollway.dialects.content import (
+    append_turn,
+    arguments_object,
+    collapse,
+    dumps,
+    image_of,
+    image_part,
+    inline_image_part,
+    parts,
+    split_system,
+    text_of,
+    tool_call,
+)
+
+JSON = dict[str, Any]
+FINISH_TO_OPENAI = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+FINISH_FROM_OPENAI = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "content_filter": "SAFETY",
+    "tool_calls": "STOP",
+}
+_GENERATION = {  # OpenAI field → generationConfig field
+    "temperature": "temperature",
+    "top_p": "topP",
+    "top_k": "topK",
+    "n": "candidateCount",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "seed": "seed",
+}
+
+
+def get(obj: Any, camel: str) -> Any:
+    """`obj[camel]`, or its snake_case spelling."""
+    if not isinstance(obj, dict):
+        return None
+    if camel in obj:
+        return obj[camel]
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+    return obj.get(snake)
+
+
+# -- OpenAI → Gemini (the upstream request) ------------------------------------------------------
+
+
+def _part(part: JSON) -> JSON | None:
+    if part.get("type") == "text" and part.get("text"):
+        return {"text": part["text"]}
+    # Any media type: Gemini's inlineData takes PDFs, audio and video as well as images.
+    if (image := image_of(part)) is not None:
+        if image.data is not None:
+            return {"inlineData": {"mimeType": image.media_type, "data": image.data}}
+        mime = "image/png" if image.url.lower().endswith(".png") else "image/jpeg"
+        return {"fileData": {"mimeType": mime, "fileUri": image.url}}
+    return None
+
+
+def _parts(content: Any) -> list[JSON]:
+    return [p for p in (_part(x) for x in parts(content)) if p is not None]
+
+
+def _response_object(content: Any) -> JSON:
+    """A tool message's content as functionResponse.response, which must be an object."""
+    text = content if isinstance(content, str) else text_of(content)
+    value = arguments_object(text)
+    return value if value and "arguments" not in value else {"content": text}
+
+
+def request_from_openai(body: JSON) -> JSON:
+    system, rest = split_system(body.get("messages") or ())
+    contents: list[JSON] = []
+    names: dict[str, str] = {}  # tool call id → function name: functionResponse needs the name
+    for message in rest:
+        role = message.get("role")
+        if role == "assistant":
+            new = _parts(message.get("content"))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                names[str(call.get("id"))] = function.get("name") or ""
+                new.append(
+                    {
+                        "functionCall": {
+                            "name": function.get("name") or "",
+                            "args": arguments_object(function.get("arguments")),
+                        }
+                    }
+                )
+            append_turn(contents, "model", new, "parts")
+        elif role == "tool":
+            call_id = str(message.get("tool_call_id") or "")
+            response = {
+                "name": names.get(call_id, message.get("name") or call_id),
+                "response": _response_object(message.get("content")),
+            }
+            append_turn(contents, "user", [{"functionResponse": response}], "parts")
+        else:
+            append_turn(contents, "user", _parts(message.get("content")), "parts")
+    out: JSON = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": [{"text": system}]}
+    generation: JSON = {
+        gemini: body[openai_name]
+        for openai_name, gemini in _GENERATION.items()
+        if body.get(openai_name) is not None
+    }
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit:
+        generation["maxOutputTokens"] = limit
+    stop = body.get("stop")
+    if stop:
+        generation["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        generation["responseMimeType"] = "application/json"
+    if generation:
+        out["generationConfig"] = generation
+    declarations = []
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            declaration: JSON = {"name": function["name"]}
+            if function.get("description"):
+                declaration["description"] = function["description"]
+            if function.get("parameters"):
+                declaration["parameters"] = function["parameters"]
+            declarations.append(declaration)
+    if declarations:
+        out["tools"] = [{"functionDeclarations": declarations}]
+        choice = body.get("tool_choice")
+        config: JSON | None = None
+        if choice in ("auto", "none"):
+            config = {"mode": str(choice).upper()}
+        elif choice == "required":
+            config = {"mode": "ANY"}
+        elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            config = {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
+        if config is not None:
+            out["toolConfig"] = {"functionCallingConfig": config}
+    return out
+
+
+# -- Gemini → OpenAI (the upstream response, whole or one stream event) -----------------------------
+
+
+def usage_to_openai(metadata: Any) -> JSON | None:
+    """candidatesTokenCount excludes thoughts; OpenAI's completion_tokens include reasoning tokens."""
+    if not isinstance(metadata, dict) or not isinstance(get(metadata, "promptTokenCount"), int):
+        return None
+    prompt = int(get(metadata, "promptTokenCount"))
+    thoughts = int(get(metadata, "thoughtsTokenCount") or 0)
+    completion = int(get(metadata, "candidatesTokenCount") or 0) + thoughts
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(get(metadata, "cachedContentTokenCount") or 0)},
+        "completion_tokens_details": {"reasoning_tokens": thoughts},
+    }
+
+
+def candidate_delta(candidate: JSON, first_tool_index: int = 0) -> tuple[str, list[JSON], str | None]:
+    """(text, tool calls, finish_reason) of one candidate; thought parts are not answer text."""
+    texts: list[str] = []
+    calls: list[JSON] = []
+    for part in get(candidate.get("content") or {}, "parts") or ():
+        if not isinstance(part, dict) or part.get("thought"):
+            continue
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        call = get(part, "functionCall")
+        if isinstance(call, dict):
+            index = first_tool_index + len(calls)
+            calls.append(
+                {
+                    "index": index,
+                    **tool_call(call.get("id") or f"call_{index}", call.get("name") or "", call.get("args")),
+                }
+            )
+    reason = get(candidate, "finishReason")
+    finish = None
+    if reason:
+        finish = FINISH_TO_OPENAI.get(str(reason), "stop")
+    return "".join(texts), calls, finish
+
+
+def response_to_openai(response: JSON, model: str) -> JSON:
+    choices = []
+    for position, candidate in enumerate(response.get("candidates") or ()):
+        text, calls, finish = candidate_delta(candidate)
+        message: JSON = {"role": "assistant", "content": text if text or not calls else None}
+        if calls:
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+            finish = "tool_calls" if finish in (None, "stop") else finish
+        choices.append(
+            {
+                "index": int(candidate.get("index") or position),
+                "message": message,
+                "finish_reason": finish or "stop",
+            }
+        )
+    out: JSON = {
+        "id": str(get(response, "responseId") or ""),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": str(get(response, "modelVersion") or model),
+        "choices": choices,
+    }
+    usage = usage_to_openai(get(response, "usageMetadata"))
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+# -- Gemini → OpenAI (the inbound request) -------------------------------------------------------
+
+
+def _openai_part(part: JSON) -> JSON | None:
+    if isinstance(part.get("text"), str) and not part.get("thought"):
+        return {"type": "text", "text": part["text"]}
+    inline = get(part, "inlineData")
+    if isinstance(inline, dict):
+        return inline_image_part(get(inline, "mimeType"), inline.get("data"))
+    file = get(part, "fileData")
+    if isinstance(file, dict):
+        return image_part(str(get(file, "fileUri") or ""))
+    return None
+
+
+def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
+    messages: list[JSON] = []
+    system = get(body, "systemInstruction")
+    if isinstance(system, str):
+        system = {"parts": [{"text": system}]}
+    if isinstance(system, dict):
+        text = "".join(p.get("text") or "" for p in get(system, "parts") or () if isinstance(p, dict))
+        if text:
+            messages.append({"role": "system", "content": text})
+    pending_ids: dict[str, list[str]] = {}  # function name → ids of its calls awaiting a response
+    counter = 0
+    for content in body.get("contents") or ():
+        if not isinstance(content, dict):
+            continue
+        gemini_parts = [p for p in get(content, "parts") or () if isinstance(p, dict)]
+        if content.get("role") == "model":
+            openai_parts = [p for p in (_openai_part(x) for x in gemini_parts) if p is not None]
+            reply: JSON = {"role": "assistant", "content": collapse(openai_parts) if openai_parts else None}
+            calls = []
+            for part in gemini_parts:
+                call = get(part, "functionCall")
+                if isinstance(call, dict):
+                    call_id = str(call.get("id") or f"call_{counter}")
+                    counter += 1
+                    pending_ids.setdefault(str(call.get("name")), []).append(call_id)
+                    calls.append(tool_call(call_id, call.get("name"), call.get("args")))
+            if calls:
+                reply["tool_calls"] = calls
+            messages.append(reply)
+            continue
+        user: list[JSON] = []
+        for part in gemini_parts:
+            result = get(part, "functionResponse")
+            if isinstance(result, dict):
+                name = str(result.get("name"))
+                waiting = pending_ids.get(name) or []
+                call_id = str(result.get("id") or (waiting.pop(0) if waiting else f"call_{name}"))
+                messages.append(
+                    {"role": "tool", "tool_call_id": call_id, "content": dumps(result.get("response") or {})}
+                )
+            elif (converted := _openai_part(part)) is not None:
+                user.append(converted)
+        if user:
+            messages.append({"role": "user", "content": collapse(user)})
+    out: JSON = {"model": model, "messages": messages}
+    config = get(body, "generationConfig") or {}
+    for openai_name, gemini_name in _GENERATION.items():
+        value = get(config, gemini_name)
+        if value is not None:
+            out[openai_name] = value
+    if get(config, "maxOutputTokens") is not None:
+        out["max_tokens"] = get(config, "maxOutputTokens")
+    if get(config, "stopSequences"):
+        out["stop"] = get(config, "stopSequences")
+    if get(config, "responseMimeType") == "application/json":
+        out["response_format"] = {"type": "json_object"}
+    tools = []
+    for tool in body.get("tools") or ():
+        for declaration in get(tool, "functionDeclarations") or ():
+            if isinstance(declaration, dict) and declaration.get("name"):
+                function: JSON = {"name": declaration["name"]}
+                if declaration.get("description"):
+                    function["description"] = declaration["description"]
+                schema = declaration.get("parameters") or get(declaration, "parametersJsonSchema")
+                function["parameters"] = schema or {"type": "object", "properties": {}}
+                tools.append({"type": "function", "function": function})
+    if tools:
+        out["tools"] = tools
+        calling = get(get(body, "toolConfig"), "functionCallingConfig")
+        mode = str(get(calling, "mode") or "").upper()
+        allowed = get(calling, "allowedFunctionNames") or []
+        if mode == "ANY" and len(allowed) == 1:
+            out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}}
+        elif mode in ("ANY", "AUTO", "NONE"):
+            out["tool_choice"] = {"ANY": "required", "AUTO": "auto", "NONE": "none"}[mode]
+    if stream:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+# -- OpenAI → Gemini (the inbound response, whole or one stream chunk) -----------------------------
+
+
+def usage_from_openai(usage: Any) -> JSON:
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    out: JSON = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": completion - reasoning,
+        "totalTokenCount": prompt + completion,
+    }
+    if cached:
+        out["cachedContentTokenCount"] = cached
+    if reasoning:
+        out["thoughtsTokenCount"] = reasoning
+    return out
+
+
+def candidate_from_openai(index: int, text: str, calls: list[JSON], finish: str | None) -> JSON:
+    gemini_parts: list[JSON] = [{"text": text}] if text else []
+    for call in calls:
+        function = call.get("function") or {}
+        gemini_parts.append(
+            {
+                "functionCall": {
+                    "name": function.get("name") or "",
+                    "args": arguments_object(function.get("arguments")),
+                }
+            }
+        )
+    candidate: JSON = {"content": {"role": "model", "parts": gemini_parts}, "index": index}
+    if finish:
+        candidate["finishReason"] = FINISH_FROM_OPENAI.get(finish, "OTHER")
+    return candidate
+
+
+def response_from_openai(result: JSON, model: str) -> JSON:
+    candidates = []
+    for position, choice in enumerate(result.get("choices") or ()):
+        message = choice.get("message") or {}
+        candidates.append(
+            candidate_from_openai(
+                int(choice.get("index") or position),
+                text_of(message.get("content")),
+                list(message.get("tool_calls") or ()),
+                choice.get("finish_reason") or "stop",
+            )
+        )
+    return {
+        "candidates": candidates,
+        "usageMetadata": usage_from_openai(result.get("usage")),
+        "modelVersion": model,
+        "responseId": str(result.get("id") or ""),
+    }

@@ -1,0 +1,1 @@
+"""The process: the app factory, services (the one composition root), the server, hot reload, maintenance."""

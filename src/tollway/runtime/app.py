@@ -1,0 +1,196 @@
+"""Composition root: settings → store → catalog → providers → pipeline → routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from tollway import __version__
+from tollway.api import anthropic as anthropic_api
+from tollway.api import audio as audio_api
+from tollway.api import characters as characters_api
+from tollway.api import gemini as gemini_api
+from tollway.api import images as images_api
+from tollway.api import jobs as jobs_api
+from tollway.api import openai as openai_api
+from tollway.api import ops, ops_admin
+from tollway.api import tasks as tasks_api
+from tollway.api import venice_models as venice_models_api
+from tollway.api.accounts import admin, billing, venice_keys, web3_keys
+from tollway.api.accounts import keys as keys_api
+from tollway.api.accounts import rate_limits as rate_limits_api
+from tollway.api.http import RequestContext, install_error_handlers
+from tollway.core.access.key_events_bus import KeyEventsBus
+from tollway.core.access.keys import KeySettings
+from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
+from tollway.runtime import maintenance
+from tollway.runtime.reload import Reloader
+from tollway.runtime.services import Services, build_services, jobs_from
+from tollway.settings import Settings
+from tollway.telemetry import tracing
+from tollway.telemetry.access import AccessLog, InFlight
+
+log = logging.getLogger("tollway")
+
+
+async def _start_key_events(services: Services) -> KeyEventsBus | None:
+    """Redis configured: revocations reach every replica's key cache at once (core/access/key_events_bus.py)."""
+    settings = services.settings
+    if not settings.redis_url:
+        return None
+    bus = KeyEventsBus(
+        settings.redis_url,
+        settings.redis_events_channel,
+        on_revoked=services.keys.forget,
+        on_reset=services.keys.forget_all,
+    )
+    await bus.start()
+    services.keys.publish_revoked = bus.publish_revoked
+    return bus
+
+
+def _on_sighup(reloader: Reloader) -> None:
+    """SIGHUP reloads the catalog (main thread only; in-process test servers have no signals)."""
+
+    async def reload() -> None:
+        try:
+            await reloader.reload()
+        except Exception as exc:
+            log.error("catalog reload (SIGHUP) failed; the old catalog stays: %s", exc)
+
+    def handler() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    """Request bodies are parsed by the core, not by FastAPI; publish their schemas all the same."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(generated.pop("$defs", {}))
+                components[model.__name__] = generated
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    tracing.configure(settings.traces)  # TOLLWAY_TRACES: off by default (telemetry/tracing.py)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        operator_key = await services.keys.ensure_operator_key()
+        if operator_key:
+            print(f"\n  Operator key (shown once, keep it safe): {operator_key}\n", flush=True)
+        app.state.services = services
+        bus = await _start_key_events(services)
+        reloader = Reloader(services, in_flight)
+        app.state.reloader = reloader
+        _on_sighup(reloader)
+        tasks = [
+            asyncio.create_task(
+                maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
+            )
+        ]
+        if settings.usage_retention_days > 0:
+            tasks.append(
+                asyncio.create_task(
+                    maintenance.retention_forever(
+                        services.engine, settings.usage_retention_days, settings.maintenance_interval_seconds
+                    )
+                )
+            )
+        # Async media jobs (core/jobs/service.py, job_runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
+        jobs = jobs_from(services)
+        app.state.jobs = jobs
+        if settings.jobs_runner:
+            tasks.append(asyncio.create_task(jobs.runner.run_forever()))
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            for task in tasks:
+                task.cancel()
+            await jobs.aclose()  # leases of jobs in flight go back: another runner resumes them
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            # Streams whose client is still there were given shutdown_grace_seconds by uvicorn; those
+            # still metering (client gone) get as long again, then everything settles and closes.
+            await services.aclose(min(settings.stream_drain_seconds, settings.shutdown_grace_seconds))
+            await reloader.aclose(settings.shutdown_grace_seconds)
+            if bus is not None:
+                await bus.aclose()
+            tracing.shutdown()  # last: flush the spans of everything above (otlp batches)
+
+    app = FastAPI(
+        title="Tollway",
+        version=__version__,
+        description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1.",
+        lifespan=lifespan,
+        # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
+        # exception messages (which can quote a prompt); ours is telemetry/tracing.py, allow-listed.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
+    )
+    app.state.ready = False
+    in_flight = InFlight()
+    app.state.in_flight = in_flight
+    install_error_handlers(app)
+    for prefix, documented in (("/v1", True), ("/api/v1", False)):
+        # before openai's models/{model_id}: models/traits and models/compatibility_mapping must win.
+        app.include_router(venice_models_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(characters_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
+        # before any api_keys/{id} route: api_keys/rate_limits must win.
+        app.include_router(rate_limits_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(admin.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(ops_admin.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(billing.router, prefix=prefix, include_in_schema=documented)
+        # web3 before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}.
+        app.include_router(web3_keys.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(web3_keys.admin_router, prefix=prefix, include_in_schema=documented)
+        app.include_router(keys_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(venice_keys.router, prefix=prefix, include_in_schema=documented)
+    app.include_router(ops.router)
+    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
+    app.add_middleware(rate_limits_api.FailedRequests)  # inside RequestContext: sees the request id
+    if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
+        app.add_middleware(tracing.ServerSpans)
+    app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
+    return app

@@ -1,0 +1,85 @@
+"""Periodic work every replica runs: release expired reservations (a crashed replica's holds), refresh
+the reservation and job-queue gauges, and delete usage rows past the retention (their totals stay in usage_daily).
+
+Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
+DELETE ... RETURNING; a retention batch deletes whatever is still there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.base.clock import utcnow
+from tollway.core.jobs.store import ACTIVE
+from tollway.core.money.ledger import Ledger
+from tollway.store.tables import jobs, reservations, usage
+from tollway.telemetry import metrics
+
+log = logging.getLogger("tollway.maintenance")
+RETENTION_BATCH = 5000
+
+
+async def sweep_once(ledger: Ledger, engine: AsyncEngine) -> int:
+    released = await ledger.sweep()
+    if released:
+        metrics.SWEPT.inc(released)
+        log.warning("released %d expired reservations", released)
+    async with engine.connect() as conn:
+        count, held = (
+            await conn.execute(select(func.count(), func.coalesce(func.sum(reservations.c.amount_nano), 0)))
+        ).one()
+        depth: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    select(jobs.c.status, func.count())
+                    .where(jobs.c.status.in_(ACTIVE))
+                    .group_by(jobs.c.status)
+                )
+            ).all()
+        )
+    metrics.RESERVATIONS.set(int(count))
+    metrics.RESERVED.set(int(held))
+    for status in ACTIVE:
+        metrics.JOBS.labels(status).set(int(depth.get(status, 0)))
+    return released
+
+
+async def sweep_forever(ledger: Ledger, engine: AsyncEngine, interval: float) -> None:
+    while True:
+        try:
+            await sweep_once(ledger, engine)
+        except Exception:
+            log.exception("reservation sweep failed")
+        await asyncio.sleep(interval)
+
+
+async def delete_old_usage(engine: AsyncEngine, days: int, batch: int = RETENTION_BATCH) -> int:
+    """Delete usage rows older than `days`, `batch` rows per transaction (short locks). Returns the count."""
+    if days <= 0:
+        return 0
+    cutoff = utcnow() - timedelta(days=days)
+    total = 0
+    while True:
+        ids = select(usage.c.id).where(usage.c.created_at < cutoff).limit(batch).scalar_subquery()
+        async with engine.begin() as conn:
+            deleted = (await conn.execute(delete(usage).where(usage.c.id.in_(ids)))).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
+        await asyncio.sleep(0)  # let requests in between batches
+
+
+async def retention_forever(engine: AsyncEngine, days: int, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = await delete_old_usage(engine, days)
+            if deleted:
+                log.info("deleted %d usage rows older than %d days", deleted, days)
+        except Exception:
+            log.exception("usage retention failed")

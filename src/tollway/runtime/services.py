@@ -1,0 +1,152 @@
+"""The services one process runs, built from settings: store, catalog, ledger, keys, providers, pipeline.
+
+No HTTP here, so the CLI can build them without importing the web stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.access.accounts import Accounts
+from tollway.core.access.keys import Keys
+from tollway.core.catalog.catalog import Catalog
+from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
+from tollway.core.inference.pipeline import Pipeline
+from tollway.core.inference.router import RetryPolicy, Router
+from tollway.core.inference.search import SearxngSearch
+from tollway.core.jobs.service import Jobs
+from tollway.core.limits.gate import RateGate
+from tollway.core.limits.limiter import Limiter, MemoryLimiter
+from tollway.core.media.store import MediaStore
+from tollway.core.money.ledger import Ledger
+from tollway.providers import registry
+from tollway.providers.base import Provider
+from tollway.settings import Settings
+from tollway.store.db import create_engine
+from tollway.store.migrate import upgrade_async
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    catalog: Catalog
+    ledger: Ledger
+    accounts: Accounts
+    keys: Keys
+    providers: dict[str, Provider]
+    pipeline: Pipeline
+    idempotency: Idempotency
+    limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
+
+    async def aclose(self, drain_seconds: float | None = None) -> None:
+        """Wait (bounded) for streams still metering, then close everything."""
+        await self.pipeline.drain(
+            self.settings.stream_drain_seconds if drain_seconds is None else drain_seconds
+        )
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self.pipeline.search is not None:
+            await self.pipeline.search.aclose()
+        self.ledger.close()
+        await self.limiter.aclose()
+        await self.engine.dispose()
+
+
+def build_providers(catalog: Catalog, settings: Settings) -> dict[str, Provider]:
+    return {
+        config.id: registry.build(config, settings.upstream_timeout_seconds)
+        for config in catalog.providers.values()
+    }
+
+
+def build_router(providers: dict[str, Provider], settings: Settings) -> Router:
+    return Router(
+        providers,
+        RetryPolicy(
+            retries=settings.upstream_retries,
+            backoff_seconds=settings.retry_backoff_seconds,
+            backoff_max_seconds=settings.retry_backoff_max_seconds,
+            retry_after_max_seconds=settings.retry_after_max_seconds,
+            failure_threshold=settings.route_failure_threshold,
+            cooldown_seconds=settings.route_cooldown_seconds,
+            deadline_seconds=settings.request_deadline_seconds,
+        ),
+    )
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """Redis when configured (replicas share one limit), else this process's memory."""
+    if not settings.redis_url:
+        return MemoryLimiter(slot_seconds=settings.reservation_ttl_seconds)
+    from tollway.core.limits.redis import RedisLimiter
+
+    return RedisLimiter(
+        settings.redis_url,
+        prefix=settings.redis_key_prefix,
+        on_error=settings.limits_on_redis_error,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        slot_seconds=settings.reservation_ttl_seconds,
+    )
+
+
+async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    if migrate:
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade_async(settings.async_database_url)
+    engine = create_engine(
+        settings.async_database_url, settings.database_pool_size, settings.database_max_overflow
+    )
+    catalog = Catalog.load(settings.catalog_path)
+    ledger = Ledger(engine, settings.reservation_ttl_seconds)
+    keys = Keys(
+        engine, settings.pepper(), settings.key_prefix, settings.key_cache_seconds, settings.operator_key
+    )
+    providers = build_providers(catalog, settings)
+    limiter = build_limiter(settings)
+    keys.limiter = limiter
+    pipeline = Pipeline(
+        catalog,
+        ledger,
+        build_router(providers, settings),
+        drain_seconds=settings.stream_drain_seconds,
+        rate_gate=RateGate(limiter, catalog.config.plans),
+    )
+    pipeline.search = SearxngSearch(settings.search_url) if settings.search_url else None
+    return Services(
+        settings,
+        engine,
+        catalog,
+        ledger,
+        Accounts(engine, ledger),
+        keys,
+        providers,
+        pipeline,
+        _idempotency(settings),
+        limiter=limiter,
+    )
+
+
+def _idempotency(settings: Settings) -> Idempotency:
+    if settings.redis_url:
+        import redis.asyncio
+
+        return Idempotency(RedisRecords(redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=2)))
+    return Idempotency(MemoryRecords())
+
+
+def jobs_from(services: Services) -> Jobs:
+    """The process's Jobs, with a media store built from the settings (as the media routes do)."""
+    settings = services.settings
+    store = MediaStore(
+        settings.data_dir / "media",
+        settings.pepper(),
+        ttl_seconds=settings.media_ttl_seconds,
+        max_bytes=settings.media_max_bytes,
+    )
+    return Jobs(settings, services.engine, services.pipeline, store)

@@ -1,0 +1,1 @@
+"""Logs, metrics, traces and the access log: used by every floor above, importing none of them."""
