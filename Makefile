@@ -19,10 +19,12 @@ install: $(STAMP)
 serve: install
 	$(BIN)/tollway serve
 
+# The floors of docs/architecture.md are import-linter contracts ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 test: lint
 	$(BIN)/python -m pytest -n 4

@@ -9,6 +9,7 @@ import struct
 import pytest
 from PIL import Image
 
+from tollway import media_formats
 from tollway.core.money.prices import image_cost, seconds_cost, speech_cost, tier_of, upscale_cost
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.local import ffmpeg, images
@@ -23,18 +24,22 @@ def _open(data: bytes) -> Image.Image:
 
 def test_generation_is_deterministic_by_seed_and_prompt() -> None:
     request = images.Generation(prompt="a red fox", width=128, height=96, seed=42)
-    first = images.encode(images.generate(request), "png")
-    assert first == images.encode(images.generate(request), "png")
-    other_seed = images.encode(images.generate(images.Generation("a red fox", 128, 96, seed=43)), "png")
-    other_prompt = images.encode(images.generate(images.Generation("a blue fox", 128, 96, seed=42)), "png")
+    first = media_formats.encode(images.generate(request), "png")
+    assert first == media_formats.encode(images.generate(request), "png")
+    other_seed = media_formats.encode(
+        images.generate(images.Generation("a red fox", 128, 96, seed=43)), "png"
+    )
+    other_prompt = media_formats.encode(
+        images.generate(images.Generation("a blue fox", 128, 96, seed=42)), "png"
+    )
     assert first != other_seed and first != other_prompt
     assert _open(first).size == (128, 96)
 
 
 @pytest.mark.parametrize(("fmt", "pil"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
 def test_every_format_is_real(fmt: str, pil: str) -> None:
-    data = images.encode(images.generate(images.Generation("x", 64, 64)), fmt)
-    assert images.sniff(data) == fmt
+    data = media_formats.encode(images.generate(images.Generation("x", 64, 64)), fmt)
+    assert media_formats.sniff(data) == fmt
     assert _open(data).format == pil
 
 
@@ -44,7 +49,7 @@ def test_large_sizes_are_drawn_small_then_resampled() -> None:
 
 
 def test_exif_is_embedded_on_request() -> None:
-    data = images.encode(images.generate(images.Generation("x", 64, 64)), "jpeg", exif_text="seed=1")
+    data = media_formats.encode(images.generate(images.Generation("x", 64, 64)), "jpeg", exif_text="seed=1")
     assert _open(data).getexif()[0x010E] == "seed=1"
 
 
@@ -74,11 +79,11 @@ def test_background_removal_makes_the_border_colour_transparent() -> None:
 
 def test_decode_tells_a_wrong_format_from_a_corrupted_image() -> None:
     with pytest.raises(TollwayError) as wrong:
-        images.decode(b"GIF89a not accepted")
+        media_formats.decode(b"GIF89a not accepted")
     assert wrong.value.code is ErrorCode.INVALID_IMAGE_FORMAT
-    png = images.encode(images.generate(images.Generation("x", 64, 64)), "png")
+    png = media_formats.encode(images.generate(images.Generation("x", 64, 64)), "png")
     with pytest.raises(TollwayError) as broken:
-        images.decode(png[:40])
+        media_formats.decode(png[:40])
     assert broken.value.code is ErrorCode.CORRUPTED_IMAGE
 
 

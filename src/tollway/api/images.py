@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from tollway import media_formats
 from tollway.api.auth import caller, inference_caller, raw_key
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import once
@@ -33,7 +34,6 @@ from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.core.media.pipeline import MAX_SIDE, MIN_SIDE, STYLES, TIER_SIDE
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.local import images
 from tollway.providers.media import ImageJob, ImageOp
 
 router = APIRouter()
@@ -200,7 +200,7 @@ async def _input_image(
     request: Request, fields: Fields, min_pixels: int, max_pixels: int
 ) -> tuple[bytes, Any]:
     data = await image_bytes(request, fields)
-    image = await asyncio.to_thread(images.decode, data)
+    image = await asyncio.to_thread(media_formats.decode, data)
     pixels = image.width * image.height
     if not min_pixels <= pixels <= max_pixels:
         raise TollwayError(
@@ -223,7 +223,7 @@ async def _image_edit(request: Request, who: Caller) -> Response:
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=1500)
     assert prompt is not None
     data, _ = await _input_image(request, fields, UPSCALE_MIN_PIXELS, EDIT_MAX_PIXELS)
-    fmt = images.sniff(data) or "png"
+    fmt = media_formats.sniff(data) or "png"
     op = ImageOp(model="", image=data, format=fmt, prompt=prompt)
     out, charged = await media.image_op(Call(request_id(request), who, "image_edit"), model, "edit", op)
     return Response(out, media_type=CONTENT_TYPES[fmt], headers=charged.headers)
@@ -250,7 +250,7 @@ async def _image_upscale(request: Request, who: Caller) -> Response:
     if pixels * scale * scale > UPSCALE_MAX_PIXELS:
         # Venice: a large image's scale is set dynamically so the result stays within the limit.
         scale = math.floor(math.sqrt(UPSCALE_MAX_PIXELS / pixels) * 100) / 100
-    fmt = images.sniff(data) or "png"
+    fmt = media_formats.sniff(data) or "png"
     op = ImageOp(model="", image=data, format=fmt, scale=scale, enhance=enhance)
     out, charged = await media.image_op(Call(request_id(request), who, "image_upscale"), model, "upscale", op)
     return Response(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
+from tollway import media_formats
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
@@ -25,7 +26,6 @@ from tollway.core.jobs.store import JobRow
 from tollway.core.money import prices as job_pricing
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.local import ffmpeg, video
 
 router = APIRouter(tags=["async media"])
 SEED_LIMIT = 999_999_999
@@ -64,7 +64,7 @@ def video_ask(
     fields: Fields, model: CatalogModel, *, duration: str = "duration", audio: str = "audio"
 ) -> job_pricing.VideoAsk:
     seconds = integer(fields, duration, 5, low=1, high=MAX_VIDEO_SECONDS)
-    resolution = choice(fields, "resolution", tuple(video.RESOLUTIONS), "720p") or "720p"
+    resolution = choice(fields, "resolution", tuple(media_formats.RESOLUTIONS), "720p") or "720p"
     offered = job_pricing.offered_video(model)
     if offered is not None:
         resolutions, durations = offered
@@ -96,7 +96,7 @@ async def video_job(
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
     assert prompt is not None
     ask = video_ask(fields, model, duration=duration, audio=audio)
-    aspect = choice(fields, "aspect_ratio", tuple(video.ASPECT_RATIOS), "16:9") or "16:9"
+    aspect = choice(fields, "aspect_ratio", tuple(media_formats.ASPECT_RATIOS), "16:9") or "16:9"
     negative = text(fields, "negative_prompt", max_len=PROMPT_MAX) or ""
     quote = job_pricing.video_quote(model, ask)
     params: dict[str, Any] = {
@@ -111,7 +111,7 @@ async def video_job(
     }
     if fields.get("image_url") or fields.get("image"):
         params["input_media"] = await _keep_input(request, who, fields)
-    width, height = video.frame_size(ask.resolution, aspect)
+    width, height = media_formats.frame_size(ask.resolution, aspect)
     eta = max(5, int(ask.seconds * width * height / 400_000))
     return NewJob("video", model, quote, ask.seconds, params, endpoint, eta, (prompt, negative))
 
@@ -127,8 +127,8 @@ async def _keep_input(request: Request, who: Caller, fields: Fields) -> str:
 
 
 def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
-    fmt = choice(fields, "format", tuple(ffmpeg.AUDIO_FORMATS), None) or choice(
-        fields, "response_format", tuple(ffmpeg.AUDIO_FORMATS), "mp3"
+    fmt = choice(fields, "format", tuple(media_formats.AUDIO_FORMATS), None) or choice(
+        fields, "response_format", tuple(media_formats.AUDIO_FORMATS), "mp3"
     )
     if model.type == "tts":
         spoken = fields.get("input") if fields.get("input") is not None else fields.get("prompt")

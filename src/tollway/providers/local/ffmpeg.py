@@ -14,19 +14,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tollway.media_formats import AUDIO_FORMATS
 from tollway.providers.base import UpstreamError
-
-# OpenAI's speech formats → (ffmpeg muxer and codec arguments, Content-Type).
-AUDIO_FORMATS: dict[str, tuple[list[str], str]] = {
-    "mp3": (["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "64k"], "audio/mpeg"),
-    # Opus in Ogg is registered as audio/ogg (RFC 7845); audio/opus names the RTP payload.
-    "opus": (["-f", "ogg", "-c:a", "libopus", "-b:a", "32k", "-ar", "48000"], "audio/ogg"),
-    "aac": (["-f", "adts", "-c:a", "aac", "-b:a", "64k"], "audio/aac"),
-    "flac": (["-f", "flac", "-c:a", "flac"], "audio/flac"),
-    "wav": (["-f", "wav", "-c:a", "pcm_s16le"], "audio/wav"),
-    # Raw 16-bit little-endian mono at 24 kHz: what OpenAI's `pcm` is, so clients can assume it.
-    "pcm": (["-f", "s16le", "-c:a", "pcm_s16le", "-ar", "24000"], "audio/pcm"),
-}
 
 
 @functools.cache

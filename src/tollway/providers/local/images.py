@@ -16,19 +16,10 @@ are real image operations:
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
-
-from tollway.errors import ErrorCode, TollwayError
-
-FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-PIL_TO_FORMAT = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
-MAX_INPUT_PIXELS = 7680 * 4320  # Venice's edit bound; also guards Pillow against decompression bombs
-
 
 COLOUR_WORDS = {
     "red": (220, 40, 40),
@@ -118,59 +109,6 @@ def generate(request: Generation) -> Image.Image:
     if work != (request.width, request.height):
         image = image.resize((request.width, request.height), Image.Resampling.LANCZOS)
     return image
-
-
-def encode(image: Image.Image, fmt: str, *, exif_text: str | None = None) -> bytes:
-    """PNG/JPEG/WebP bytes. JPEG has no alpha: transparent pixels are flattened on white."""
-    out = io.BytesIO()
-    kwargs: dict[str, object] = {}
-    if fmt == "jpeg":
-        if image.mode in ("RGBA", "LA", "P"):
-            rgba = image.convert("RGBA")
-            flat = Image.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            image = flat
-        kwargs["quality"] = 92
-    elif fmt == "webp":
-        kwargs["quality"] = 90
-    if exif_text:
-        exif = Image.Exif()
-        exif[0x010E] = exif_text[:1000]  # ImageDescription
-        kwargs["exif"] = exif
-    image.save(out, FORMATS[fmt], **kwargs)
-    return out.getvalue()
-
-
-def decode(data: bytes, *, param: str = "image") -> Image.Image:
-    """Bytes → image: 400 INVALID_IMAGE_FORMAT for a non-image, 400 CORRUPTED_IMAGE for a broken one."""
-    kind = sniff(data)
-    if kind is None:
-        raise TollwayError(ErrorCode.INVALID_IMAGE_FORMAT, param=param)
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_INPUT_PIXELS:
-            raise TollwayError(
-                ErrorCode.VALIDATION,
-                f"The image has more than {MAX_INPUT_PIXELS} pixels.",
-                param=param,
-            )
-        image.load()
-    except TollwayError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise TollwayError(ErrorCode.CORRUPTED_IMAGE, param=param) from None
-    return image
-
-
-def sniff(data: bytes) -> str | None:
-    """png | jpeg | webp by magic bytes (what we accept), else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def _tint_colour(prompt: str) -> tuple[int, int, int]:

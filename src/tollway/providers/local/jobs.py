@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tollway import media_formats
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import audio_gen, ffmpeg, images, video
 from tollway.providers.local.speech import sentences
@@ -53,7 +54,7 @@ async def run_local(
 
 async def _local_audio(provider: LocalMedia, engine: str, p: dict[str, Any]) -> Output:
     fmt = str(p.get("format") or "mp3")
-    _, content_type = ffmpeg.AUDIO_FORMATS[fmt]
+    _, content_type = media_formats.AUDIO_FORMATS[fmt]
     if engine in ("procedural-music", "procedural-sfx"):
         spec = audio_gen.AudioSpec(str(p["prompt"]), float(p["seconds"]), int(p.get("seed", 0)))
         synth = audio_gen.music if engine == "procedural-music" else audio_gen.sound_effect
@@ -83,9 +84,10 @@ async def _local_images(
     if source is not None and engine in ("procedural", "procedural-edit"):
 
         def edit() -> list[bytes]:
-            decoded = images.decode(source)
+            decoded = media_formats.decode(source)
             return [
-                bytes(images.encode(images.edit(decoded, str(p["prompt"])), fmt)) for _ in range(int(p["n"]))
+                bytes(media_formats.encode(images.edit(decoded, str(p["prompt"])), fmt))
+                for _ in range(int(p["n"]))
             ]
 
         outputs = await asyncio.to_thread(edit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from tollway import media_formats
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import ffmpeg, images
@@ -129,7 +130,7 @@ class LocalMedia:
                     if job.embed_exif
                     else None
                 )
-                out.append(images.encode(images.generate(request), job.format, exif_text=exif))
+                out.append(media_formats.encode(images.generate(request), job.format, exif_text=exif))
             return out
 
         return await asyncio.to_thread(run)
@@ -139,14 +140,14 @@ class LocalMedia:
             raise UpstreamError(f"no embedded image engine {op.model!r} for this operation", retryable=False)
 
         def run() -> bytes:
-            source = images.decode(op.image)
+            source = media_formats.decode(op.image)
             if expected == "procedural-edit":
                 result = images.edit(source, op.prompt)
             elif expected == "lanczos":
                 result = images.upscale(source, op.scale, enhance=op.enhance)
             else:
                 result = images.remove_background(source)
-            return bytes(images.encode(result, op.format))
+            return bytes(media_formats.encode(result, op.format))
 
         return await asyncio.to_thread(run)
 

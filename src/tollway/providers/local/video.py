@@ -20,20 +20,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from tollway.media_formats import ASPECT_RATIOS, RESOLUTIONS, frame_size
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import audio_gen, images
 from tollway.providers.local.ffmpeg import ffmpeg_exe
 
 FPS = 24
-RESOLUTIONS = {"360p": 360, "480p": 480, "540p": 540, "720p": 720, "1080p": 1080}
-ASPECT_RATIOS = {
-    "16:9": (16, 9),
-    "9:16": (9, 16),
-    "1:1": (1, 1),
-    "4:3": (4, 3),
-    "3:4": (3, 4),
-    "21:9": (21, 9),
-}
 CANVAS_MARGIN = 1.35  # the still is this much larger than a frame: room to pan and zoom
 ENCODE_TIMEOUT_SECONDS = 600
 
@@ -48,19 +40,6 @@ class VideoSpec:
     seed: int = 0
     image: bytes | None = None  # optional reference image (first frame's source)
     fps: int = FPS
-
-
-def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
-    """(width, height): the short side is the resolution's lines, both even (yuv420p needs it)."""
-    short = RESOLUTIONS[resolution]
-    w_ratio, h_ratio = ASPECT_RATIOS[aspect_ratio]
-    width: float = short
-    height: float = short
-    if w_ratio >= h_ratio:
-        width = short * w_ratio / h_ratio
-    else:
-        height = short * h_ratio / w_ratio
-    return int(round(width / 2) * 2), int(round(height / 2) * 2)
 
 
 def _canvas(spec: VideoSpec, width: int, height: int) -> Image.Image:

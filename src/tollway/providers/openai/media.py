@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import orjson
 
+from tollway import media_formats
 from tollway.base.fetch import UrlFetcher
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
@@ -34,11 +35,9 @@ def _multipart_headers() -> dict[str, str]:
 
 def _convert(data: bytes, fmt: str) -> bytes:
     """Re-encode an upstream image when it is not in the format the client asked for."""
-    from tollway.providers.local import images
-
-    if images.sniff(data) == fmt:
+    if media_formats.sniff(data) == fmt:
         return data
-    return images.encode(images.decode(data), fmt)
+    return media_formats.encode(media_formats.decode(data), fmt)
 
 
 class OpenAIMedia:
