@@ -1,7 +1,8 @@
-"""THE table of error codes, and the envelopes they are rendered in.
+"""THE table of error codes: each with its HTTP status, OpenAI error type and default message.
 
 Codes are seed 000's table (NightVeil) plus Venice's where NightVeil has none. Every layer raises
-`TollwayError(ErrorCode.X, ...)`; only the HTTP adapters decide how the envelope looks.
+`TollwayError(ErrorCode.X, ...)`; the envelopes they are rendered in are the dialects' (dialects/openai.py,
+dialects/anthropic/errors.py, dialects/gemini/errors.py, dialects/task_api.py).
 """
 
 from __future__ import annotations
@@ -101,16 +102,3 @@ class TollwayError(Exception):
     @property
     def status(self) -> int:
         return self.code.status
-
-
-def openai_envelope(err: TollwayError, request_id: str) -> dict[str, Any]:
-    """`{"error": {"message","type","code","param","request_id"}}`: every OpenAI-shaped surface."""
-    body: dict[str, Any] = {
-        "message": err.message,
-        "type": err.code.type,
-        "code": err.code.name,
-        "param": err.param,
-        "request_id": request_id,
-    }
-    body.update(err.extra)
-    return {"error": body}

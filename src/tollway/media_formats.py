@@ -28,6 +28,33 @@ ASPECT_RATIOS = {
     "21:9": (21, 9),
 }
 
+# Image resolution tiers (Venice, seed 001) → the long side in pixels; sizes the image routes accept.
+TIER_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+MAX_SIDE = 4096
+MIN_SIDE = 64
+# Image styles (Venice image/styles).
+STYLES = [
+    "3D Model",
+    "Analog Film",
+    "Anime",
+    "Cinematic",
+    "Comic Book",
+    "Craft Clay",
+    "Digital Art",
+    "Enhance",
+    "Fantasy Art",
+    "Isometric Style",
+    "Line Art",
+    "Lowpoly",
+    "Neon Punk",
+    "Origami",
+    "Photographic",
+    "Pixel Art",
+    "Texture",
+]
+# The longest `input` of a speech request, in characters (OpenAI's limit).
+SPEECH_MAX_CHARS = 4096
+
 # OpenAI's speech formats → (ffmpeg muxer and codec arguments, Content-Type).
 AUDIO_FORMATS: dict[str, tuple[list[str], str]] = {
     "mp3": (["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "64k"], "audio/mpeg"),

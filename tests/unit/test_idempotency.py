@@ -232,8 +232,8 @@ async def test_a_gemini_stream_that_ended_in_an_error_is_forgotten(
 ) -> None:
     """Gemini's streamGenerateContent without alt=sse is a JSON array: the error element is followed
     by the closing `]`, so the error is not in the stream's last chunk."""
-    from tollway.api.gemini import _events
     from tollway.core.inference.chat_stream import sse
+    from tollway.dialects.gemini.stream import events
 
     idempotency = Idempotency(records)
     account = f"acct_{uuid.uuid4().hex[:8]}"
@@ -247,7 +247,7 @@ async def test_a_gemini_stream_that_ended_in_an_error_is_forgotten(
         yield ending
 
     async def stream() -> Reply:
-        chunks = _events(frames(endings.pop(0)), "m", as_sse)
+        chunks = events(frames(endings.pop(0)), "m", as_sse)
         return Reply(200, {"content-type": "application/json"}, chunks=chunks)
 
     failed = await _drain(await idempotency.run(account, "g", "gemini", b"{}", stream))

@@ -24,8 +24,8 @@ from tollway.api.media_input import (
 )
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.core.media.pipeline import SPEECH_MAX_CHARS
 from tollway.errors import ErrorCode, TollwayError
+from tollway.media_formats import SPEECH_MAX_CHARS
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
 
 router = APIRouter()

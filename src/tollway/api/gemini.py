@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
@@ -20,26 +18,13 @@ from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
+from tollway.dialects.gemini.errors import error_body
 from tollway.dialects.gemini.shapes import request_to_openai, response_from_openai
-from tollway.dialects.gemini.stream import FromOpenAI, sse
-from tollway.dialects.openai import DONE, openai_chunks
+from tollway.dialects.gemini.stream import events
+from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-STATUSES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    402: "FAILED_PRECONDITION",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 _KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]*")
 
 
@@ -57,50 +42,8 @@ class RedactQueryKey(logging.Filter):
 logging.getLogger("uvicorn.access").addFilter(RedactQueryKey())
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": STATUSES.get(status, "INVALID_ARGUMENT")}}
-
-
 def error_response(err: TollwayError) -> JSON:
     return JSON(error_body(err.status, err.message), status_code=err.status, headers=err.headers)
-
-
-async def _events(frames: AsyncIterator[bytes], model: str, as_sse: bool) -> AsyncIterator[bytes]:
-    """`alt=sse`: one `data:` event per response; otherwise a JSON array streamed element by element."""
-    translate = FromOpenAI(model)
-    first = True
-
-    def out(events: list[bytes]) -> list[bytes]:
-        nonlocal first
-        if as_sse:
-            return events
-        framed = []
-        for event in events:
-            item = event.removeprefix(b"data: ").rstrip()
-            framed.append((b"[" if first else b",\r\n") + item)
-            first = False
-        return framed
-
-    async for chunk in openai_chunks(frames):
-        if chunk is DONE:
-            for event in out(translate.end()):
-                yield event
-            if not as_sse:
-                yield b"]" if not first else b"[]"
-            return
-        if "error" in chunk:
-            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            status = ErrorCode[error["code"]].status if error.get("code") in ErrorCode.__members__ else 500
-            message = str(error.get("message") or "The upstream failed mid-stream.")
-            for event in out([sse(error_body(status, message))]):
-                yield event
-            if not as_sse:
-                yield b"]"
-            return
-        for event in out(translate.feed(chunk)):
-            yield event
-    for event in out([sse(error_body(502, "The stream ended before it was complete."))]):
-        yield event
 
 
 async def _generate(request: Request, target: str) -> Response:
@@ -130,7 +73,7 @@ async def _run(request: Request, who: Caller, rid: str, model: str, action: str,
     )
     if result.frames is not None:
         return StreamingResponse(
-            _events(result.frames, model, as_sse),
+            events(result.frames, model, as_sse),
             media_type="text/event-stream" if as_sse else "application/json",
             headers={**result.headers, **SSE_HEADERS},
         )

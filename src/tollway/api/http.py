@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tollway import __version__
 from tollway.base.ids import new_request_id
 from tollway.core.inference.schemas import param_of
-from tollway.errors import ErrorCode, TollwayError, openai_envelope
+from tollway.dialects.openai import openai_envelope
+from tollway.errors import ErrorCode, TollwayError
 
 log = logging.getLogger("tollway.http")
 # The API revision on every response (Venice's x-venice-version; README "Response headers").

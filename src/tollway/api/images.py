@@ -32,8 +32,8 @@ from tollway.api.media_input import (
 )
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.core.media.pipeline import MAX_SIDE, MIN_SIDE, STYLES, TIER_SIDE
 from tollway.errors import ErrorCode, TollwayError
+from tollway.media_formats import MAX_SIDE, MIN_SIDE, STYLES, TIER_SIDE
 from tollway.providers.media import ImageJob, ImageOp
 
 router = APIRouter()

@@ -16,10 +16,10 @@ from tollway.core.caller import Caller
 from tollway.core.catalog.view import model_object
 from tollway.core.inference.pipeline import Call, Result
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
+from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _body_doc(schema: type[Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from tollway.api.accounts.billing import SEED001_CODES, account_caller
+from tollway import media_formats
+from tollway.api.accounts.billing import account_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
 from tollway.api.jobs import _keep_input, jobs_of, video_job, video_model
@@ -26,6 +27,7 @@ from tollway.core.jobs.store import JobRow
 from tollway.core.money import prices as job_pricing
 from tollway.core.money.prices import nano_to_usd
 from tollway.core.money.usage_reports import credit_nano, credits_needed, credits_of
+from tollway.dialects import task_api
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["task API (seed 001)"])
@@ -41,24 +43,6 @@ ASPECTS = {
     "5:4": (5, 4),
     "21:9": (21, 9),
 }
-LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
-# Codes of seed 001 (the rest: billing.SEED001_CODES). Statuses that differ from Tollway's own.
-TASK_CODES = {
-    **SEED001_CODES,
-    ErrorCode.JOB_NOT_FOUND: "TASK_NOT_FOUND",
-    ErrorCode.CONTENT_BLOCKED: "CONTENT_FILTERED",
-    ErrorCode.KEY_LIMIT_EXCEEDED: "INSUFFICIENT_CREDITS",
-    ErrorCode.CONTENT_TIER_FORBIDDEN: "FORBIDDEN",
-    ErrorCode.AGE_VERIFICATION_REQUIRED: "FORBIDDEN",
-}
-STATUS_CODES = {"CONTENT_FILTERED": 451}
-IMAGE_STATUS = {"queued": "pending", "processing": "processing", "completed": "completed", "failed": "failed"}
-VIDEO_STATUS = {
-    "queued": "processing",
-    "processing": "processing",
-    "completed": "succeeded",
-    "failed": "failed",
-}
 
 
 async def _task(
@@ -69,18 +53,12 @@ async def _task(
         who = await account_caller(request)
 
         async def render() -> Response:
-            return JSON({"success": True, "data": await work(who)})
+            return JSON(task_api.success(await work(who)))
 
         return await (render() if creates is None else once(request, who, creates, render))
     except TollwayError as err:
-        code = TASK_CODES.get(err.code, err.code.name)
-        if err.code is ErrorCode.VALIDATION:
-            code = "INVALID_PROMPT" if err.param == "prompt" else "VALIDATION_ERROR"
-        error: dict[str, Any] = {"code": code, "message": err.message}
-        if err.param:
-            error["param"] = err.param
-        status = STATUS_CODES.get(code, err.status)
-        return JSON({"success": False, "error": error}, status_code=status, headers=err.headers)
+        body, status = task_api.task_error(err)
+        return JSON(body, status_code=status, headers=err.headers)
 
 
 def _prompt(fields: Fields) -> str:
@@ -105,7 +83,7 @@ async def _submitted(request: Request, who: Caller, new: NewJob, status: str) ->
 
 def _image_size(aspect: str, resolution: str) -> tuple[int, int]:
     w, h = ASPECTS[aspect]
-    long_side = LONG_SIDE[resolution]
+    long_side = media_formats.TIER_SIDE[resolution]
     if w >= h:
         return long_side, max(64, round(long_side * h / w / 8) * 8)
     return max(64, round(long_side * w / h / 8) * 8), long_side
@@ -120,7 +98,7 @@ async def images_generate(request: Request) -> Response:
         model = media.resolve(fields.get("model"), ("image",))
         mode = choice(fields, "mode", ("text", "image"), "text") or "text"
         aspect = choice(fields, "aspect_ratio", tuple(ASPECTS), "1:1") or "1:1"
-        resolution = choice(fields, "resolution", tuple(LONG_SIDE), "1K") or "1K"
+        resolution = choice(fields, "resolution", tuple(media_formats.TIER_SIDE), "1K") or "1K"
         n = integer(fields, "num_images", 1, low=1, high=4)
         quality = choice(fields, "quality", ("standard", "hd"), "standard") or "standard"
         fmt = choice(fields, "output_format", ("png", "jpeg"), "png") or "png"
@@ -209,9 +187,9 @@ async def _status(request: Request, kind: str, statuses: dict[str, str], url_fie
 
 @router.get("/images/status", summary="An image task's status (seed-001 envelope)")
 async def images_status(request: Request) -> Response:
-    return await _status(request, "image", IMAGE_STATUS, "image_url")
+    return await _status(request, "image", task_api.IMAGE_STATUS, "image_url")
 
 
 @router.get("/videos/status", summary="A video task's status (seed-001 envelope)")
 async def videos_status(request: Request) -> Response:
-    return await _status(request, "video", VIDEO_STATUS, "video_url")
+    return await _status(request, "video", task_api.VIDEO_STATUS, "video_url")

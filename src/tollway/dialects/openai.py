@@ -1,30 +1,25 @@
-"""Re-reading the pipeline's OpenAI SSE frames, for surfaces that speak another streaming protocol."""
+"""OpenAI's error envelope, the one every OpenAI-shaped surface answers in (DESIGN §8).
+
+`{"error": {"message", "type", "code", "param", "request_id"}}`, `code` being the stable upper-case
+name of errors.py's ErrorCode. The other surfaces' envelopes are in dialects/anthropic/errors.py,
+dialects/gemini/errors.py and dialects/task_api.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
-DONE: dict[str, Any] = {"__done__": True}
+from tollway.errors import TollwayError
 
 
-async def openai_chunks(frames: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
-    """Each `data: …` frame as a dict (chunks, or `{"error": …}`), then DONE for `[DONE]`.
-
-    The frames iterator is closed when this one is, so a client that leaves is noticed by the
-    pipeline (which then drains and bills the upstream on its own)."""
-    try:
-        async for frame in frames:
-            payload = frame.removeprefix(b"data: ").strip()
-            if payload == b"[DONE]":
-                yield DONE
-                return
-            value = orjson.loads(payload)
-            if isinstance(value, dict):
-                yield value
-    finally:
-        close = getattr(frames, "aclose", None)
-        if close is not None:
-            await close()
+def openai_envelope(err: TollwayError, request_id: str) -> dict[str, Any]:
+    """`{"error": {"message","type","code","param","request_id"}}`: every OpenAI-shaped surface."""
+    body: dict[str, Any] = {
+        "message": err.message,
+        "type": err.code.type,
+        "code": err.code.name,
+        "param": err.param,
+        "request_id": request_id,
+    }
+    body.update(err.extra)
+    return {"error": body}

@@ -29,6 +29,7 @@ from tollway.core.money.usage_reports import (
     csv_record,
     parse_instant,
 )
+from tollway.dialects import task_api
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["billing"])
@@ -184,25 +185,13 @@ async def deposit_address(who: Caller = Depends(account_caller)) -> Response:
 
 # -- seed-001 account API: {"success": true, "data": ...} / {"success": false, "error": ...} -----
 
-SEED001_CODES = {
-    ErrorCode.AUTHENTICATION_FAILED: "UNAUTHORIZED",
-    ErrorCode.UNAUTHORIZED: "FORBIDDEN",
-    ErrorCode.INSUFFICIENT_BALANCE: "INSUFFICIENT_CREDITS",
-    ErrorCode.RATE_LIMITED: "RATE_LIMIT_EXCEEDED",
-    ErrorCode.INTERNAL: "INTERNAL_ERROR",
-    ErrorCode.VALIDATION: "VALIDATION_ERROR",
-}
-
 
 async def _seed001(request: Request, work: Callable[[Caller], Awaitable[dict[str, Any]]]) -> Response:
     try:
         who = await account_caller(request)
-        return JSON({"success": True, "data": await work(who)})
+        return JSON(task_api.success(await work(who)))
     except TollwayError as err:
-        error: dict[str, Any] = {"code": SEED001_CODES.get(err.code, err.code.name), "message": err.message}
-        if err.param:
-            error["param"] = err.param
-        return JSON({"success": False, "error": error}, status_code=err.status, headers=err.headers)
+        return JSON(task_api.account_error(err), status_code=err.status, headers=err.headers)
 
 
 class CostRequest(BaseModel):

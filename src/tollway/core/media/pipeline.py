@@ -35,29 +35,6 @@ from tollway.providers.media import ImageJob, ImageOp, MediaProvider, SpeechJob,
 log = logging.getLogger("tollway.media")
 T = TypeVar("T")
 
-STYLES = [
-    "3D Model",
-    "Analog Film",
-    "Anime",
-    "Cinematic",
-    "Comic Book",
-    "Craft Clay",
-    "Digital Art",
-    "Enhance",
-    "Fantasy Art",
-    "Isometric Style",
-    "Line Art",
-    "Lowpoly",
-    "Neon Punk",
-    "Origami",
-    "Photographic",
-    "Pixel Art",
-    "Texture",
-]
-TIER_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
-MAX_SIDE = 4096
-MIN_SIDE = 64
-SPEECH_MAX_CHARS = 4096
 # With no way to probe the audio's length, reserve as if it were 1 kB/s (8 kbit/s, lower than any
 # speech codec in use): an over-reservation that settlement corrects.
 FALLBACK_BYTES_PER_SECOND = 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -14,6 +15,8 @@ from tollway.dialects.anthropic.shapes import (
     usage_from_openai,
     usage_to_openai,
 )
+from tollway.dialects.sse import DONE, openai_chunks
+from tollway.errors import ErrorCode
 
 JSON = dict[str, Any]
 
@@ -200,3 +203,21 @@ class FromOpenAI:
     def error(status: int, message: str) -> bytes:
         kind = "overloaded_error" if status in (503, 529) else "api_error"
         return _event("error", {"type": "error", "error": {"type": kind, "message": message}})
+
+
+async def events(frames: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+    """The pipeline's OpenAI SSE frames as Anthropic's streaming events; an error ends the stream."""
+    translate = FromOpenAI(model)
+    async for chunk in openai_chunks(frames):
+        if chunk is DONE:
+            for event in translate.end():
+                yield event
+            return
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            status = ErrorCode[error["code"]].status if error.get("code") in ErrorCode.__members__ else 500
+            yield translate.error(status, str(error.get("message") or "The upstream failed mid-stream."))
+            return
+        for event in translate.feed(chunk):
+            yield event
+    yield translate.error(502, "The stream ended before it was complete.")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
+from tollway.dialects.gemini.errors import error_body
 from tollway.dialects.gemini.shapes import (
     candidate_delta,
     candidate_from_openai,
@@ -14,6 +16,8 @@ from tollway.dialects.gemini.shapes import (
     usage_from_openai,
     usage_to_openai,
 )
+from tollway.dialects.sse import DONE, openai_chunks
+from tollway.errors import ErrorCode
 
 JSON = dict[str, Any]
 
@@ -123,3 +127,41 @@ class FromOpenAI:
                 }
             )
         ]
+
+
+async def events(frames: AsyncIterator[bytes], model: str, as_sse: bool) -> AsyncIterator[bytes]:
+    """`alt=sse`: one `data:` event per response; otherwise a JSON array streamed element by element."""
+    translate = FromOpenAI(model)
+    first = True
+
+    def out(events: list[bytes]) -> list[bytes]:
+        nonlocal first
+        if as_sse:
+            return events
+        framed = []
+        for event in events:
+            item = event.removeprefix(b"data: ").rstrip()
+            framed.append((b"[" if first else b",\r\n") + item)
+            first = False
+        return framed
+
+    async for chunk in openai_chunks(frames):
+        if chunk is DONE:
+            for event in out(translate.end()):
+                yield event
+            if not as_sse:
+                yield b"]" if not first else b"[]"
+            return
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            status = ErrorCode[error["code"]].status if error.get("code") in ErrorCode.__members__ else 500
+            message = str(error.get("message") or "The upstream failed mid-stream.")
+            for event in out([sse(error_body(status, message))]):
+                yield event
+            if not as_sse:
+                yield b"]"
+            return
+        for event in out(translate.feed(chunk)):
+            yield event
+    for event in out([sse(error_body(502, "The stream ended before it was complete."))]):
+        yield event
