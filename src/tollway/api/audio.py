@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, request_id
-from tollway.api.idempotent import once
+from tollway.api.idempotent import idempotent
 from tollway.api.media_input import (
     MAX_AUDIO_BYTES,
     choice,
@@ -56,11 +56,8 @@ def _voices(request: Request, model_id: str) -> list[str]:
 @router.post(
     "/audio/speech", summary="Text to speech (binary audio; streaming sentence by sentence)", tags=["audio"]
 )
+@idempotent("audio/speech")
 async def audio_speech(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "audio/speech", lambda: _audio_speech(request, who))
-
-
-async def _audio_speech(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     media = media_of(request)
     model = media.resolve(fields.get("model"), ("tts",))
@@ -125,11 +122,8 @@ def render_subtitles(transcript: Transcript, fmt: str) -> str:
 
 
 @router.post("/audio/transcriptions", summary="Speech to text (multipart upload)", tags=["audio"])
+@idempotent("audio/transcriptions")
 async def audio_transcriptions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "audio/transcriptions", lambda: _audio_transcriptions(request, who))
-
-
-async def _audio_transcriptions(request: Request, who: Caller) -> Response:
     fields = await read_fields(request, multipart_only=True)
     media = media_of(request)
     model = media.resolve(fields.get("model"), ("stt",))

@@ -1,10 +1,12 @@
 """`Idempotency-Key` for every route that costs money: the one HTTP wrapper (core/idempotency.py
 holds the rules).
 
-A route hands `once` the coroutine that reads, validates, runs and renders its call; with the header
-(and an account behind the key) that runs at most once per key and its response — JSON, binary or
-a stream — is what a repeat gets back, byte for byte. Errors raised inside keep their route's
-envelope: `once` raises them (the 409 and 400 of a reused key too) for the route to render.
+A route is decorated with `@idempotent("image/edit")` (or, when it must name its endpoint from the
+request or render errors in its own envelope, hands `once` the coroutine that reads, validates, runs
+and renders its call); with the header (and an account behind the key) that runs at most once per
+key and its response — JSON, binary or a stream — is what a repeat gets back, byte for byte. Errors
+raised inside keep their route's envelope: `once` raises them (the 409 and 400 of a reused key too)
+for the route to render.
 
 The key is bound to the route and the request: a JSON body by its bytes; a form (multipart or
 urlencoded) by its fields and each file's name, type and SHA-256, since a client's retry may pick
@@ -13,6 +15,7 @@ a new multipart boundary.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -43,6 +46,25 @@ async def once(
         return _reply(await produce())
 
     return _response(await idempotency.run(who.account_id, key, endpoint, await _request_bytes(request), run))
+
+
+Route = Callable[[Request, Caller], Awaitable[Response]]
+
+
+def idempotent(endpoint: str) -> Callable[[Route], Route]:
+    """Decorate a route `(request, who)` so that it runs through `once` under `endpoint`.
+
+    The route keeps its own signature (FastAPI reads its dependencies through `functools.wraps`).
+    """
+
+    def decorate(route: Route) -> Route:
+        @functools.wraps(route)
+        async def run(request: Request, who: Caller) -> Response:
+            return await once(request, who, endpoint, lambda: route(request, who))
+
+        return run
+
+    return decorate
 
 
 async def _request_bytes(request: Request) -> bytes:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from tollway import media_formats
 from tollway.api.auth import caller, inference_caller, raw_key
 from tollway.api.http import JSON, request_id
-from tollway.api.idempotent import once
+from tollway.api.idempotent import idempotent
 from tollway.api.media_input import (
     Fields,
     choice,
@@ -77,11 +77,8 @@ def _media_url(request: Request, path: str) -> str:
 
 
 @router.post("/images/generations", summary="Generate images (OpenAI shape)", tags=["images"])
+@idempotent("images/generations")
 async def images_generations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "images/generations", lambda: _images_generations(request, who))
-
-
-async def _images_generations(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     media = media_of(request)
     model = media.resolve(fields.get("model"), ("image",), fallback=True)
@@ -117,11 +114,8 @@ async def _images_generations(request: Request, who: Caller) -> Response:
 
 
 @router.post("/image/generate", summary="Generate images (Venice native)", tags=["images"])
+@idempotent("image/generate")
 async def image_generate(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "image/generate", lambda: _image_generate(request, who))
-
-
-async def _image_generate(request: Request, who: Caller) -> Response:
     started = time.perf_counter()
     fields = await read_fields(request)
     media = media_of(request)
@@ -212,11 +206,8 @@ async def _input_image(
 
 
 @router.post("/image/edit", summary="Edit an image from a prompt (binary response)", tags=["images"])
+@idempotent("image/edit")
 async def image_edit(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "image/edit", lambda: _image_edit(request, who))
-
-
-async def _image_edit(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     media = media_of(request)
     model = media.resolve(fields.get("model"), ("inpaint",))
@@ -230,11 +221,8 @@ async def _image_edit(request: Request, who: Caller) -> Response:
 
 
 @router.post("/image/upscale", summary="Upscale (Lanczos) and/or enhance an image", tags=["images"])
+@idempotent("image/upscale")
 async def image_upscale(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "image/upscale", lambda: _image_upscale(request, who))
-
-
-async def _image_upscale(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     media = media_of(request)
     model = media.resolve(fields.get("model"), ("upscale",))
@@ -259,11 +247,8 @@ async def _image_upscale(request: Request, who: Caller) -> Response:
 
 
 @router.post("/image/background-remove", summary="Remove the background (PNG with alpha)", tags=["images"])
+@idempotent("image/background-remove")
 async def image_background_remove(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "image/background-remove", lambda: _image_background_remove(request, who))
-
-
-async def _image_background_remove(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     media = media_of(request)
     if fields.get("model") is None:

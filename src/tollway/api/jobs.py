@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, Response
 from tollway import media_formats
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
-from tollway.api.idempotent import once
+from tollway.api.idempotent import idempotent
 from tollway.api.media_input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
@@ -270,11 +270,8 @@ async def video_quote(request: Request, who: Caller = Depends(inference_caller))
 
 
 @router.post("/video/queue", summary="Queue a video generation (the quote is held)")
+@idempotent("video/queue")
 async def video_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "video/queue", lambda: _video_queue(request, who))
-
-
-async def _video_queue(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     if fields.get("model") is None:
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
@@ -293,11 +290,8 @@ async def video_download(request: Request, job_id: str, who: Caller = Depends(in
 
 
 @router.post("/audio/queue", summary="Queue music, a sound effect or long speech (the quote is held)")
+@idempotent("audio/queue")
 async def audio_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    return await once(request, who, "audio/queue", lambda: _audio_queue(request, who))
-
-
-async def _audio_queue(request: Request, who: Caller) -> Response:
     fields = await read_fields(request)
     if fields.get("model") is None:
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
