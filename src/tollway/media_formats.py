@@ -1,7 +1,7 @@
 """The public media vocabulary: the formats, resolutions and aspect ratios clients may ask for.
 
 What the API validates and what every engine renders share these tables, so the HTTP adapters
-(api/images.py, api/jobs.py, api/tasks.py) never reach into an engine: image formats and their
+(api/media/images.py, api/media/jobs.py, api/media/tasks.py) never reach into an engine: image formats and their
 codec (Pillow; decoding guards against non-images, broken files and decompression bombs), video
 resolutions and frame sizes, and audio formats with the ffmpeg arguments that produce them.
 """

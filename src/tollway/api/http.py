@@ -1,4 +1,6 @@
-"""What every adapter shares: request ids, body reading, JSON responses, the error handlers."""
+"""What every adapter shares: request ids, body reading, JSON responses, the error handlers.
+
+The middleware that sets the request id is api/middleware.py."""
 
 from __future__ import annotations
 
@@ -10,17 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tollway import __version__
-from tollway.base.ids import new_request_id
 from tollway.core.inference.schemas import param_of
 from tollway.dialects.openai import openai_envelope
 from tollway.errors import ErrorCode, TollwayError
 
 log = logging.getLogger("tollway.http")
-# The API revision on every response (Venice's x-venice-version; README "Response headers").
-_VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", __version__.encode())]
 
 
 class JSON(Response):
@@ -36,57 +33,6 @@ def request_id(request: Request) -> str:
 
 def error_response(err: TollwayError, rid: str) -> JSON:
     return JSON(openai_envelope(err, rid), status_code=err.status, headers=err.headers)
-
-
-class RequestContext:
-    """Pure ASGI middleware: a request id on every request and response; oversized bodies → 413.
-
-    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = new_request_id()
-        scope.setdefault("state", {})["request_id"] = rid
-        header = rid.encode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", header), *_VERSION]
-            await send(message)
-
-        length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(scope, receive, send_with_id, rid)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise TollwayError(
-                        ErrorCode.REQUEST_TOO_LARGE,
-                        f"The request body is larger than {self.max_body_bytes} bytes.",
-                    )
-            return message
-
-        await self.app(scope, limited_receive, send_with_id)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
-        err = TollwayError(
-            ErrorCode.REQUEST_TOO_LARGE, f"The request body is larger than {self.max_body_bytes} bytes."
-        )
-        await error_response(err, rid)(scope, receive, send)
 
 
 async def read_json(request: Request) -> Any:

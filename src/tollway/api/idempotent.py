@@ -26,7 +26,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
-from tollway.api.media_input import read_fields
+from tollway.api.media.input import read_fields
 from tollway.core.caller import Caller
 from tollway.core.idempotency import Idempotency, Reply
 

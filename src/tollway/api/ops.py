@@ -1,13 +1,18 @@
-"""Liveness and readiness."""
+"""Operations: liveness, readiness and metrics at the root (`router`), and the operator's catalog
+reload, `POST /v1/admin/reload` (`admin_router`, under /v1 and /api/v1; SIGHUP does the same)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from tollway.api.auth import operator_caller
 from tollway.api.http import JSON
+from tollway.base.config import CatalogError
+from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["ops"])
+admin_router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[Depends(operator_caller)])
 
 
 @router.get("/health", summary="Liveness: 200 while the process serves requests")
@@ -29,3 +34,14 @@ async def metrics_endpoint(request: Request) -> Response:
         return JSON({"error": "metrics are disabled (TOLLWAY_METRICS=false)"}, status_code=404)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+@admin_router.post("/reload", summary="Reload the catalog file without dropping requests")
+async def reload_catalog(request: Request) -> Response:
+    try:
+        result = await request.app.state.reloader.reload()
+    except CatalogError as exc:
+        raise TollwayError(
+            ErrorCode.VALIDATION, f"The catalog was not reloaded: {exc}", param="catalog"
+        ) from None
+    return JSON(result)

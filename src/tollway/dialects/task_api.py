@@ -1,7 +1,7 @@
 """Seed 001's task API envelope: `{"success": true, "data": ...}` or `{"success": false, "error": ...}`.
 
 Two families share it: the account routes (api/accounts/billing.py: credits, cost preview) and the task
-routes (api/tasks.py: images/videos generate and status). Its error codes are seed 001's names for
+routes (api/media/tasks.py: images/videos generate and status). Its error codes are seed 001's names for
 Tollway's ErrorCodes; the task status words are seed 001's too.
 """
 

@@ -13,20 +13,18 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
+from tollway.api import accounts, ops
 from tollway.api import anthropic as anthropic_api
-from tollway.api import audio as audio_api
-from tollway.api import characters as characters_api
+from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
-from tollway.api import images as images_api
-from tollway.api import jobs as jobs_api
 from tollway.api import openai as openai_api
-from tollway.api import ops, ops_admin
-from tollway.api import tasks as tasks_api
-from tollway.api import venice_models as venice_models_api
-from tollway.api.accounts import admin, billing, venice_keys, web3_keys
-from tollway.api.accounts import keys as keys_api
-from tollway.api.accounts import rate_limits as rate_limits_api
-from tollway.api.http import RequestContext, install_error_handlers
+from tollway.api.accounts import admin
+from tollway.api.http import install_error_handlers
+from tollway.api.media import audio as audio_api
+from tollway.api.media import images as images_api
+from tollway.api.media import jobs as jobs_api
+from tollway.api.media import tasks as tasks_api
+from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
 from tollway.core.access.keys import KeySettings
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
@@ -167,27 +165,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for prefix, documented in (("/v1", True), ("/api/v1", False)):
         # before openai's models/{model_id}: models/traits and models/compatibility_mapping must win.
-        app.include_router(venice_models_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(catalog_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(characters_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
-        # before any api_keys/{id} route: api_keys/rate_limits must win.
-        app.include_router(rate_limits_api.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(admin.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(ops_admin.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(billing.router, prefix=prefix, include_in_schema=documented)
-        # web3 before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}.
-        app.include_router(web3_keys.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(web3_keys.admin_router, prefix=prefix, include_in_schema=documented)
-        app.include_router(keys_api.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(venice_keys.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)
+        for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
+            app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
-    app.add_middleware(rate_limits_api.FailedRequests)  # inside RequestContext: sees the request id
+    app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)
     app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext

@@ -1,1 +1,19 @@
-"""Account routes: operator admin, keys (NightVeil, Venice, web3), rate limits, billing."""
+"""Account routes: operator admin, keys (NightVeil, Venice and web3 shapes), rate limits, billing.
+
+`ROUTERS` is the order they are included in, and the order matters: Starlette takes the first route
+that matches, and several share the `api_keys/` prefix with an `api_keys/{id}` route.
+"""
+
+from fastapi import APIRouter
+
+from tollway.api.accounts import admin, billing, keys, rate_limits, venice_keys, web3_keys
+
+ROUTERS: tuple[APIRouter, ...] = (
+    rate_limits.router,  # before any api_keys/{id} route: api_keys/rate_limits must win
+    admin.router,
+    billing.router,
+    web3_keys.router,  # before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}
+    web3_keys.admin_router,
+    keys.router,
+    venice_keys.router,
+)

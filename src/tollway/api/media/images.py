@@ -18,7 +18,7 @@ from tollway import media_formats
 from tollway.api.auth import caller, inference_caller, raw_key
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
-from tollway.api.media_input import (
+from tollway.api.media.input import (
     Fields,
     choice,
     flag,

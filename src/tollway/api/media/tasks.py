@@ -19,30 +19,19 @@ from tollway import media_formats
 from tollway.api.accounts.billing import account_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
-from tollway.api.jobs import _keep_input, jobs_of, video_job, video_model
-from tollway.api.media_input import Fields, choice, integer, media_of, read_fields, text
+from tollway.api.media.input import Fields, choice, integer, media_of, read_fields, text
+from tollway.api.media.jobs import jobs_of, keep_input, video_job, video_model
 from tollway.core.caller import Caller
+from tollway.core.jobs import build
 from tollway.core.jobs.service import NewJob
 from tollway.core.jobs.store import JobRow
-from tollway.core.money import prices as job_pricing
+from tollway.core.money import prices
 from tollway.core.money.prices import nano_to_usd
 from tollway.core.money.usage_reports import credit_nano, credits_needed, credits_of
 from tollway.dialects import task_api
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["task API (seed 001)"])
-ASPECTS = {
-    "1:1": (1, 1),
-    "3:4": (3, 4),
-    "4:3": (4, 3),
-    "9:16": (9, 16),
-    "16:9": (16, 9),
-    "3:2": (3, 2),
-    "2:3": (2, 3),
-    "4:5": (4, 5),
-    "5:4": (5, 4),
-    "21:9": (21, 9),
-}
 
 
 async def _task(
@@ -81,14 +70,6 @@ async def _submitted(request: Request, who: Caller, new: NewJob, status: str) ->
     }
 
 
-def _image_size(aspect: str, resolution: str) -> tuple[int, int]:
-    w, h = ASPECTS[aspect]
-    long_side = media_formats.TIER_SIDE[resolution]
-    if w >= h:
-        return long_side, max(64, round(long_side * h / w / 8) * 8)
-    return max(64, round(long_side * w / h / 8) * 8), long_side
-
-
 @router.post("/images/generate", summary="Generate images as a task (seed-001 envelope)")
 async def images_generate(request: Request) -> Response:
     async def work(who: Caller) -> dict[str, Any]:
@@ -97,7 +78,7 @@ async def images_generate(request: Request) -> Response:
         media = media_of(request)
         model = media.resolve(fields.get("model"), ("image",))
         mode = choice(fields, "mode", ("text", "image"), "text") or "text"
-        aspect = choice(fields, "aspect_ratio", tuple(ASPECTS), "1:1") or "1:1"
+        aspect = choice(fields, "aspect_ratio", tuple(build.TASK_ASPECTS), "1:1") or "1:1"
         resolution = choice(fields, "resolution", tuple(media_formats.TIER_SIDE), "1K") or "1K"
         n = integer(fields, "num_images", 1, low=1, high=4)
         quality = choice(fields, "quality", ("standard", "hd"), "standard") or "standard"
@@ -106,22 +87,21 @@ async def images_generate(request: Request) -> Response:
             raise TollwayError(
                 ErrorCode.VALIDATION, "`image_url` is required when mode is image.", param="image_url"
             )
-        width, height = _image_size(aspect, resolution)
-        quote = job_pricing.image_quote(
-            model, n=n, tier=resolution, quality=quality, with_input=mode == "image"
+        size = build.task_image_size(aspect, resolution)
+        quote = prices.image_quote(model, n=n, tier=resolution, quality=quality, with_input=mode == "image")
+        seed = integer(fields, "seed", 0, low=0, high=999_999_999)
+        input_media = await keep_input(request, who, fields) if mode == "image" else None
+        new = build.image_task_job(
+            model,
+            quote,
+            prompt=prompt,
+            n=n,
+            size=size,
+            fmt=fmt,
+            quality=quality,
+            seed=seed,
+            input_media=input_media,
         )
-        params: dict[str, Any] = {
-            "prompt": prompt,
-            "width": width,
-            "height": height,
-            "n": n,
-            "format": fmt,
-            "quality": quality,
-            "seed": integer(fields, "seed", 0, low=0, high=999_999_999),
-        }
-        if mode == "image":
-            params["input_media"] = await _keep_input(request, who, fields)
-        new = NewJob("image", model, quote, n, params, "images_task", max(2, n * 2), (prompt,))
         return await _submitted(request, who, new, "pending")
 
     return await _task(request, work, creates="task:images/generate")
@@ -133,7 +113,7 @@ async def videos_generate(request: Request) -> Response:
         fields = await read_fields(request)
         _prompt(fields)
         model = video_model(request, fields.get("model_id", fields.get("model")))
-        offered = job_pricing.offered_video(model)
+        offered = prices.offered_video(model)
         if fields.get("duration") is None and offered is not None:
             fields = {**fields, "duration": min(offered[1])}
         if fields.get("resolution") is None and offered is not None:

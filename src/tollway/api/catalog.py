@@ -1,6 +1,9 @@
-"""Venice's model name maps: `GET models/traits` and `GET models/compatibility_mapping` (seed 002 §6.4-6.5).
+"""The catalog as Venice shows it, besides OpenAI's `GET models` (api/openai.py).
 
-Registered before the OpenAI router, so `models/traits` is not taken for a model id.
+- Model name maps: `GET models/traits` and `GET models/compatibility_mapping` (seed 002 §6.4-6.5).
+  Registered before the OpenAI router, so `models/traits` is not taken for a model id.
+- Characters: `GET characters`, `GET characters/{slug}` (seed 002 §5). The operator defines them in
+  the catalog YAML (`characters:`); a catalog reload changes them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from tollway.api.http import JSON
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
+from tollway.core.catalog.characters import character_object, find
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
@@ -43,3 +47,15 @@ async def compatibility_mapping(
     catalog = request.app.state.services.catalog
     data = model_names.compatibility(catalog, _checked(type))
     return JSON({"object": "list", "type": type, "data": data})
+
+
+@router.get("/characters", summary="Characters (Venice)", tags=["characters"])
+async def list_characters(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    characters = request.app.state.services.catalog.config.characters
+    return JSON({"object": "list", "data": [character_object(c) for c in characters]})
+
+
+@router.get("/characters/{slug}", summary="One character (Venice)", tags=["characters"])
+async def get_character(request: Request, slug: str, who: Caller = Depends(inference_caller)) -> Response:
+    character = find(request.app.state.services.catalog.config.characters, slug)
+    return JSON({"object": "character", "data": character_object(character)})

@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
-from tollway.api.media_input import (
+from tollway.api.media.input import (
     MAX_AUDIO_BYTES,
     choice,
     flag,

@@ -18,17 +18,18 @@ from tollway import media_formats
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import idempotent
-from tollway.api.media_input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
+from tollway.api.media.input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
+from tollway.core.jobs import build
+from tollway.core.jobs.build import SEED_LIMIT
 from tollway.core.jobs.service import Jobs, NewJob
 from tollway.core.jobs.store import JobRow
-from tollway.core.money import prices as job_pricing
+from tollway.core.money import prices
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["async media"])
-SEED_LIMIT = 999_999_999
 MAX_VIDEO_SECONDS = 60
 MAX_AUDIO_SECONDS = 600
 MAX_SPEECH_CHARS = 100_000
@@ -62,25 +63,11 @@ def video_model(request: Request, name: object) -> CatalogModel:
 
 def video_ask(
     fields: Fields, model: CatalogModel, *, duration: str = "duration", audio: str = "audio"
-) -> job_pricing.VideoAsk:
+) -> prices.VideoAsk:
     seconds = integer(fields, duration, 5, low=1, high=MAX_VIDEO_SECONDS)
     resolution = choice(fields, "resolution", tuple(media_formats.RESOLUTIONS), "720p") or "720p"
-    offered = job_pricing.offered_video(model)
-    if offered is not None:
-        resolutions, durations = offered
-        if resolution not in resolutions:
-            raise TollwayError(
-                ErrorCode.VALIDATION,
-                f"{model.id!r} offers resolutions {', '.join(sorted(resolutions))}.",
-                param="resolution",
-            )
-        if seconds not in durations:
-            raise TollwayError(
-                ErrorCode.VALIDATION,
-                f"{model.id!r} offers durations {', '.join(str(d) for d in sorted(durations))} s.",
-                param=duration,
-            )
-    return job_pricing.VideoAsk(seconds, resolution, flag(fields, audio, False))
+    build.check_offered(model, seconds, resolution, duration_param=duration)
+    return prices.VideoAsk(seconds, resolution, flag(fields, audio, False))
 
 
 async def video_job(
@@ -98,25 +85,25 @@ async def video_job(
     ask = video_ask(fields, model, duration=duration, audio=audio)
     aspect = choice(fields, "aspect_ratio", tuple(media_formats.ASPECT_RATIOS), "16:9") or "16:9"
     negative = text(fields, "negative_prompt", max_len=PROMPT_MAX) or ""
-    quote = job_pricing.video_quote(model, ask)
-    params: dict[str, Any] = {
-        "prompt": prompt,
-        "negative_prompt": negative,
-        "duration": ask.seconds,
-        "seconds": ask.seconds,
-        "resolution": ask.resolution,
-        "aspect_ratio": aspect,
-        "audio": ask.audio,
-        "seed": integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT),
-    }
+    quote = prices.video_quote(model, ask)
+    seed = integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT)
+    input_media = None
     if fields.get("image_url") or fields.get("image"):
-        params["input_media"] = await _keep_input(request, who, fields)
-    width, height = media_formats.frame_size(ask.resolution, aspect)
-    eta = max(5, int(ask.seconds * width * height / 400_000))
-    return NewJob("video", model, quote, ask.seconds, params, endpoint, eta, (prompt, negative))
+        input_media = await keep_input(request, who, fields)
+    return build.video_job(
+        model,
+        ask,
+        quote,
+        prompt=prompt,
+        negative_prompt=negative,
+        aspect_ratio=aspect,
+        seed=seed,
+        input_media=input_media,
+        endpoint=endpoint,
+    )
 
 
-async def _keep_input(request: Request, who: Caller, fields: Fields) -> str:
+async def keep_input(request: Request, who: Caller, fields: Fields) -> str:
     """The reference image, kept in the media store (owner-bound, TTL) until the job has run."""
     data = await image_bytes(request, fields)
     assert who.account_id is not None
@@ -135,23 +122,12 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         body = {"input": spoken}
         words = text(body, "input", required=True, min_len=1, max_len=MAX_SPEECH_CHARS)
         assert words is not None
-        params = {"input": words, "voice": fields.get("voice"), "format": fmt, "speed": 1.0}
-        quote = job_pricing.speech_quote(model, len(words))
-        return NewJob(
-            "audio", model, quote, len(words), params, "audio_queue", max(3, len(words) // 200), (words,)
-        )
+        return build.speech_job(model, words, fields.get("voice"), fmt)
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
     assert prompt is not None
     seconds = integer(fields, "duration", 10, low=1, high=MAX_AUDIO_SECONDS)
-    params = {
-        "prompt": prompt,
-        "duration": seconds,
-        "seconds": seconds,
-        "format": fmt,
-        "seed": integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT),
-    }
-    quote = job_pricing.seconds_quote(model, seconds)
-    return NewJob("audio", model, quote, seconds, params, "audio_queue", max(2, seconds // 10), (prompt,))
+    seed = integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT)
+    return build.sound_job(model, prompt, seconds, fmt, seed)
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -265,7 +241,7 @@ async def video_quote(request: Request, who: Caller = Depends(inference_caller))
     fields = await read_fields(request)
     model = video_model(request, fields.get("model"))
     ask = video_ask(fields, model)
-    quote = job_pricing.video_quote(model, ask)
+    quote = prices.video_quote(model, ask)
     return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
 
 

@@ -1,0 +1,126 @@
+"""The API's pure ASGI middleware (not BaseHTTPMiddleware, so streamed responses pass through untouched).
+
+- `RequestContext`: a request id on every request and response; oversized bodies → 413.
+- `FailedRequests`: the failed-request limit (DESIGN §5, seed-002 §12.1). Installed inside
+  RequestContext, so its 429 carries the request id; it sees every response status, including errors
+  rendered by the exception handlers.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tollway import __version__
+from tollway.api.http import error_response
+from tollway.base.ids import new_request_id
+from tollway.core.limits.gate import retry_headers
+from tollway.core.limits.limiter import FAILED_MESSAGE
+from tollway.errors import ErrorCode, TollwayError
+
+# The API revision on every response (Venice's x-venice-version; README "Response headers").
+_VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", __version__.encode())]
+# 402 is not counted: Venice has no 402 (seed-002 §13), the SDKs never retry it, and blocking a
+# customer who just ran out of credit would make their first call after a top-up fail.
+NOT_COUNTED = frozenset({402})
+
+
+class RequestContext:
+    """Pure ASGI middleware: a request id on every request and response; oversized bodies → 413.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        header = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", header), *_VERSION]
+            await send(message)
+
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(scope, receive, send_with_id, rid)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise TollwayError(
+                        ErrorCode.REQUEST_TOO_LARGE,
+                        f"The request body is larger than {self.max_body_bytes} bytes.",
+                    )
+            return message
+
+        await self.app(scope, limited_receive, send_with_id)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        err = TollwayError(
+            ErrorCode.REQUEST_TOO_LARGE, f"The request body is larger than {self.max_body_bytes} bytes."
+        )
+        await error_response(err, rid)(scope, receive, send)
+
+
+def _raw_key(headers: Headers) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    return headers.get("x-api-key") or headers.get("x-goog-api-key")
+
+
+class FailedRequests:
+    """More than 20 non-2xx responses for one key in 30 s → 429 with Venice's message, for 30 s.
+
+    Keyed by the HMAC of the presented credential, so a client hammering with a bad key is limited
+    too. The limiter's own 429s are not counted: the block ends 30 s after it started.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        services = getattr(scope["app"].state, "services", None) if "app" in scope else None
+        raw = _raw_key(Headers(scope=scope)) if path.startswith(("/v1/", "/api/v1/")) else None
+        if services is None or not raw or len(raw) > 256:
+            await self.app(scope, receive, send)
+            return
+        subject = services.keys.hash(raw)[:32]
+        limiter = services.limiter
+        blocked = await limiter.blocked_for(subject)
+        if blocked > 0:
+            err = TollwayError(ErrorCode.RATE_LIMITED, FAILED_MESSAGE, headers=retry_headers(blocked))
+            rid = str(scope.get("state", {}).get("request_id") or "")
+            await error_response(err, rid)(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            await limiter.record_failure(subject)  # rendered as 500 further out
+            raise
+        if status >= 400 and status not in NOT_COUNTED:
+            await limiter.record_failure(subject)
