@@ -26,8 +26,16 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo --no-cache
 
+# Most tests wait on real servers and databases, not the CPU: more workers than cores pays.
+WORKERS ?= 4
+
 test: lint
-	$(BIN)/python -m pytest -n 4
+	$(BIN)/python -m pytest -n $(WORKERS)
+
+# The inner loop: the unit tier without the tests marked slow (no server, no subprocess), well under a
+# minute. `make test` runs everything.
+unit: install
+	$(BIN)/python -m pytest tests/unit -m "not slow" -n $(WORKERS) -q
 
 # Mutation testing of the money modules ([tool.mutmut] in pyproject.toml, docs/testing.md): 4,370
 # mutants, several hours on 2 cores (the ledger, limits and keys mutants each run ~70 tests), so not

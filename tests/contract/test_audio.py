@@ -11,7 +11,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 from tollway.providers.local.ffmpeg import decode_to_pcm, probe_seconds
 
 pytestmark = pytest.mark.slow

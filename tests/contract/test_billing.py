@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 

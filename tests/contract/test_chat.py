@@ -9,7 +9,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "one two three four five six"}]

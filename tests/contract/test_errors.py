@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 GOOD = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}

@@ -22,7 +22,7 @@ from google import genai
 from google.genai import types as genai_types
 from PIL import Image
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two three"}]}

@@ -13,7 +13,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 CREDIT_NANO = 5_000_000_000

@@ -20,8 +20,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, REPO, UPSTREAM_KEY, Tollway, _postgres_database
+from tests.contract.servers import OPERATOR_KEY, REPO, UPSTREAM_KEY, Tollway, postgres_database
 from tests.support.processes import ServerProcess, free_port, start_fake, start_server
+
+pytestmark = pytest.mark.slow  # starts a server
 
 CATALOG = """
 markup: "1.0"
@@ -446,7 +448,7 @@ def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 def test_killed_worker_job_resumes_and_is_charged_once(
     tmp_path_factory: pytest.TempPathFactory, queue_upstream: ServerProcess
 ) -> None:
-    database_url = _postgres_database()
+    database_url = postgres_database()
     tmp = tmp_path_factory.mktemp("tollway-jobs-pg")
     env = _env(tmp, queue_upstream.base_url, database_url, TOLLWAY_JOBS_RUNNER="false")
     process = _serve(env)

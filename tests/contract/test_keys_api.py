@@ -14,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import CATALOG, OPERATOR_KEY, REPO, Tollway
+from tests.contract.servers import OPERATOR_KEY, REPO, Tollway, catalog_yaml
 from tests.contract.test_errors import assert_error
 from tests.support.processes import ServerProcess, free_port, start_server
 
@@ -384,7 +384,7 @@ def test_web3_keys_are_off_by_default(tollway: Tollway) -> None:
 def web3_tollway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Tollway]:
     tmp = tmp_path_factory.mktemp("tollway-web3")
     catalog = tmp / "catalog.yaml"
-    catalog.write_text(CATALOG.format(fake=fake_upstream.base_url))
+    catalog.write_text(catalog_yaml(fake_upstream.base_url))
     port = free_port()
     database_url = f"sqlite:///{tmp}/tollway.db"
     env = {

@@ -12,7 +12,7 @@ from decimal import Decimal
 import httpx2
 import pytest
 
-from tests.contract.conftest import Tollway
+from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
 CALLS = 200

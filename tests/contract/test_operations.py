@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, Tollway, _start_tollway
+from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
 from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def own_fake() -> Iterator[ServerProcess]:
 def _server(tmp: Path, fake: ServerProcess, **env: str) -> Tollway:
     tmp.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{tmp}/tollway.db"
-    process = _start_tollway(tmp, fake.base_url, database_url, {"TOLLWAY_LOG_LEVEL": "info", **env})
+    process = start_tollway(tmp, fake.base_url, database_url, {"TOLLWAY_LOG_LEVEL": "info", **env})
     return Tollway(process, database_url, fake.base_url)
 
 

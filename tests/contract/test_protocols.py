@@ -14,7 +14,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.contract.conftest import Protocols
+from tests.contract.servers import Protocols
 
 pytestmark = pytest.mark.slow
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake-image-bytes").decode()

@@ -4,7 +4,6 @@ retry, the failed-request limiter, Venice's endpoints, and two replicas sharing 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import Tollway, _postgres_database, _start_tollway
+from tests.contract.servers import Tollway, postgres_database, shared_redis_url, start_tollway
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -192,32 +191,23 @@ def test_key_creation_is_limited_to_20_per_minute(tollway: Tollway) -> None:
 # -- two replicas ---------------------------------------------------------------------------------
 
 
-def _redis_url() -> str:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            pass
-    except OSError as exc:
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({exc}); multi-replica test skipped")
-    return "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture(scope="module")
 def replicas(
     tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
 ) -> Iterator[tuple[Tollway, Tollway]]:
-    redis_url = _redis_url()
-    database_url = _postgres_database()
+    redis_url = shared_redis_url()
+    database_url = postgres_database()
     env = {
         "TOLLWAY_REDIS_URL": redis_url,
         "TOLLWAY_REDIS_KEY_PREFIX": f"test-replicas-{uuid.uuid4().hex[:8]}:",
         "TOLLWAY_SECRET": uuid.uuid4().hex,  # replicas must share the key pepper
     }
     tmp: Path = tmp_path_factory.mktemp("replicas")
-    first = _start_tollway(tmp / "a", fake_upstream.base_url, database_url, env) if _mk(tmp / "a") else None
+    first = start_tollway(tmp / "a", fake_upstream.base_url, database_url, env) if _mk(tmp / "a") else None
     assert first is not None
     try:
         _mk(tmp / "b")
-        second = _start_tollway(tmp / "b", fake_upstream.base_url, database_url, env)
+        second = start_tollway(tmp / "b", fake_upstream.base_url, database_url, env)
     except BaseException:
         first.stop()
         raise

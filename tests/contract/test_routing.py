@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.contract.conftest import Protocols
+from tests.contract.servers import Protocols
 
 pytestmark = pytest.mark.slow
 KINDS = ["openai", "anthropic", "gemini"]

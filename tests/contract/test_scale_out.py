@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, Tollway, _postgres_database, _start_tollway
-from tests.contract.test_rate_limits import _redis_url
+from tests.contract.servers import OPERATOR_KEY, Tollway, postgres_database, shared_redis_url, start_tollway
 from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
@@ -40,8 +39,8 @@ def own_fake() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess) -> Iterator[list[Tollway]]:
-    redis_url = _redis_url()
-    database_url = _postgres_database()
+    redis_url = shared_redis_url()
+    database_url = postgres_database()
     env = {
         "TOLLWAY_REDIS_URL": redis_url,
         "TOLLWAY_REDIS_KEY_PREFIX": f"test-scale-{uuid.uuid4().hex[:8]}:",
@@ -59,7 +58,7 @@ def three(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess) -> 
     try:
         for name in "abc":  # one at a time: each migrates the (shared) database on start
             (tmp / name).mkdir()
-            servers.append(_start_tollway(tmp / name, own_fake.base_url, database_url, env))
+            servers.append(start_tollway(tmp / name, own_fake.base_url, database_url, env))
         yield [Tollway(s, database_url, own_fake.base_url) for s in servers]
     finally:
         for server in servers:

@@ -35,8 +35,14 @@ import asyncpg
 import httpx2
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, REPO, Tollway, _postgres_database, _start_tollway
-from tests.contract.test_rate_limits import _redis_url
+from tests.contract.servers import (
+    OPERATOR_KEY,
+    REPO,
+    Tollway,
+    postgres_database,
+    shared_redis_url,
+    start_tollway,
+)
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -120,8 +126,8 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis_url = _redis_url()
-    database_url = _postgres_database()
+    redis_url = shared_redis_url()
+    database_url = postgres_database()
     tmp: Path = tmp_path_factory.mktemp("scale-jobs")
     catalog = tmp / "jobs.yaml"
     catalog.write_text(CATALOG)
@@ -146,7 +152,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for name in "abc":  # one at a time: each migrates the (shared) database on start
             (tmp / name).mkdir()
             # No upstream here: the catalog has local engines only (the URL is never called).
-            servers.append(_start_tollway(tmp / name, "http://127.0.0.1:9", database_url, env))
+            servers.append(start_tollway(tmp / name, "http://127.0.0.1:9", database_url, env))
         worker_env = {
             **env,
             "TOLLWAY_DATABASE_URL": database_url,

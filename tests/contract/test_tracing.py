@@ -19,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, UPSTREAM_KEY, Tollway, _start_tollway
+from tests.contract.servers import OPERATOR_KEY, UPSTREAM_KEY, Tollway, start_tollway
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ Span = dict[str, Any]
 def traced(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Tollway]:
     tmp = tmp_path_factory.mktemp("tollway-traces")
     database_url = f"sqlite:///{tmp}/tollway.db"
-    process = _start_tollway(
+    process = start_tollway(
         tmp, fake_upstream.base_url, database_url, {"TOLLWAY_TRACES": f"file:{tmp}/spans.jsonl"}
     )
     server = Tollway(process, database_url, fake_upstream.base_url)

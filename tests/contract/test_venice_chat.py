@@ -16,7 +16,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.contract.conftest import OPERATOR_KEY, Tollway, _start_tollway
+from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
 from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def venice(
     catalog.write_text(VENICE_CATALOG.format(fake=fake_upstream.base_url))
     database_url = f"sqlite:///{tmp}/tollway.db"
     env = {"TOLLWAY_CONFIG": str(catalog), "TOLLWAY_SEARCH_URL": f"{search_upstream.base_url}/search"}
-    process = _start_tollway(tmp, fake_upstream.base_url, database_url, env)
+    process = start_tollway(tmp, fake_upstream.base_url, database_url, env)
     yield Tollway(process, database_url, fake_upstream.base_url)
     process.stop()
 

@@ -19,6 +19,8 @@ from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
 
+pytestmark = pytest.mark.slow  # starts a server
+
 MAX_TOKENS = 40
 # One word per token at the fake upstream: a message longer than max_tokens makes every choice
 # run to the limit (the fake echoes it, cut at max_tokens).

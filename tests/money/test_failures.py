@@ -18,6 +18,8 @@ from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
 from tests.money.test_oracle import png
 
+pytestmark = pytest.mark.slow  # starts a server
+
 CREDIT = 5 * NANO
 KEY_LIMIT = {"usd": "4.00", "period": "day"}
 UPSTREAM_500 = {"type": "status", "status": 500}

@@ -48,6 +48,8 @@ from tests.money.jobs_support import (
 )
 from tests.money.oracle import Tokens
 
+pytestmark = pytest.mark.slow  # starts a server
+
 CREDIT = 50 * NANO
 HOLD_SECONDS = HOLD_DAYS * 86400
 SLACK = 5  # seconds between the hold's creation and the test reading it

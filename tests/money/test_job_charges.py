@@ -39,6 +39,8 @@ from tests.money.jobs_support import (
 from tests.money.test_oracle import png
 from tollway.core.money.usage_reports import credit_nano
 
+pytestmark = pytest.mark.slow  # starts a server
+
 CREDIT = 20 * NANO
 INPUT_IMAGE = "data:image/png;base64," + base64.b64encode(png(64, 48)).decode()
 SPEECH = "Long speech is priced per character, with the model's markup of 1.2."

@@ -33,6 +33,8 @@ from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
 from tests.money.test_oracle import JOB_KINDS, Case, expected, post
 
+pytestmark = pytest.mark.slow  # starts a server
+
 CREDIT = 100 * NANO
 PERIODS = ("day", "week", "month", "total")
 BUCKETS = {"day": r"d\d{4}-\d{2}-\d{2}", "week": r"w\d{4}-\d{2}", "month": r"m\d{4}-\d{2}", "total": "total"}

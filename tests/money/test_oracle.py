@@ -27,6 +27,8 @@ from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
 
+pytestmark = pytest.mark.slow  # starts a server
+
 CREDIT = 1000 * NANO
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.money.harness import NANO, Money
 from tollway.core.limits.limiter import FAILED_MESSAGE
+
+pytestmark = pytest.mark.slow  # starts a server
 
 CREDIT = 5 * NANO
 CHAT = {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}

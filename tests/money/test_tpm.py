@@ -26,6 +26,8 @@ import pytest
 
 from tests.money.harness import Money
 
+pytestmark = pytest.mark.slow  # starts a server
+
 TPM = 3_000  # 50 tokens a second of refill: a slow second between the calls blurs 50 tokens
 CLOCK_SLACK = 2  # float rounding of the GCRA state (µs on Redis), in tokens
 

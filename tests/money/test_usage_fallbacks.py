@@ -18,6 +18,8 @@ from tests.money.harness import Money
 from tests.money.oracle import Tokens
 from tollway.base import tokens
 
+pytestmark = pytest.mark.slow  # starts a server
+
 TEXTS = ["the quick brown fox", "jumps over the lazy dog", "héllo wörld ✓"]
 NO_USAGE = {"type": "usage", "mode": "none"}
 

@@ -84,7 +84,7 @@ def accounts_service(engine: AsyncEngine, ledger: Ledger) -> Accounts:
     return Accounts(engine, ledger)
 
 
-KEY_PEPPER = b"test-pepper"  # test_keys.py checks stored hashes against it
+KEY_PEPPER = b"test-pepper"  # core/access/test_keys.py checks stored hashes against it
 
 
 @pytest.fixture

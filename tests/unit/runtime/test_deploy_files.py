@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from tollway.cli import app
 from tollway.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "deploy.md"
 INSTRUCTIONS = {
     "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
     "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from tests.contract.conftest import _postgres_database
+from tests.contract.servers import postgres_database
 from tollway.core.money.usage_reports import UsageReports
 from tollway.runtime.maintenance import delete_old_usage
 from tollway.settings import Settings
@@ -52,7 +52,7 @@ def test_migrations_down_to_base_and_up_on_sqlite(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_migrations_down_to_base_and_up_on_postgresql() -> None:
-    _round_trip(Settings(database_url=_postgres_database()).async_database_url)
+    _round_trip(Settings(database_url=postgres_database()).async_database_url)
 
 
 async def _seed(async_url: str, rows: int, days: int) -> None:
@@ -80,7 +80,7 @@ async def _seed(async_url: str, rows: int, days: int) -> None:
 
 @pytest.mark.slow
 def test_usage_report_on_a_million_rows_in_postgresql_reads_the_rollup() -> None:
-    async_url = Settings(database_url=_postgres_database()).async_database_url
+    async_url = Settings(database_url=postgres_database()).async_database_url
     migrate.upgrade(async_url)
 
     async def run() -> tuple[float, float, dict[str, object], dict[str, object]]:

@@ -25,7 +25,7 @@ from tollway.settings import Settings
 from tollway.telemetry import logs, tracing
 from tollway.telemetry.access import AccessLog, InFlight
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 SECRET = "the-words-of-a-prompt-nobody-may-see"
@@ -56,6 +56,7 @@ def by_name(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in spans}
 
 
+@pytest.mark.slow  # starts a process
 def test_off_by_default_loads_no_sdk_and_installs_nothing(tmp_path: Path) -> None:
     """In a fresh process, as `tollway serve` would be: the app, a router attempt and spans while off."""
     code = textwrap.dedent(

@@ -11,7 +11,7 @@ from tollway.base.config import CatalogError
 from tollway.core.catalog.catalog import Catalog
 from tollway.errors import ErrorCode, TollwayError
 
-SHIPPED = Path(__file__).resolve().parents[2] / "catalog" / "default.yaml"
+SHIPPED = Path(__file__).resolve().parents[4] / "catalog" / "default.yaml"
 
 
 def load(tmp_path: Path, text: str) -> Catalog:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tollway.cli import app
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "catalog" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[4] / "catalog" / "examples").glob("*.yaml"))
 
 
 def test_there_is_an_example_per_upstream() -> None:

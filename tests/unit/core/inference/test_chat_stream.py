@@ -13,13 +13,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.helpers import assert_invariants, open_reserved
 from tollway.core.access.accounts import Accounts
 from tollway.core.inference.chat_stream import ChatStream
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import TokenUsage
-
-from .helpers import assert_invariants, open_reserved
 
 HOLD, COST = 1_000_000, 1_000
 

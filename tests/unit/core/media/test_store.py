@@ -10,6 +10,8 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
+import pytest
+
 from tollway.core.media.store import TEMP_PREFIX, MediaStore
 
 
@@ -91,6 +93,7 @@ def _intact(store: MediaStore, media_id: str, data: bytes) -> bool:
         return False
 
 
+@pytest.mark.slow  # starts a process
 def test_a_sweep_in_another_process_never_loses_a_fresh_entry(tmp_path: Path) -> None:
     """Regression: a sweep that read a half-written `.json` took the entry for garbage and deleted it
     (against the old, non-atomic write, this loses 15 to 45 of ~6,000 puts). Writes are whole or not

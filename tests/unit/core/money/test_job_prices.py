@@ -12,7 +12,7 @@ from tollway.core.money import prices as job_pricing
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import frame_size
 
-SEED001 = Catalog.load(Path(__file__).resolve().parents[2] / "catalog" / "examples" / "seed001-media.yaml")
+SEED001 = Catalog.load(Path(__file__).resolve().parents[4] / "catalog" / "examples" / "seed001-media.yaml")
 CENT = 10_000_000  # one seed-001 credit at TOLLWAY_CREDIT_USD=0.01, in nano-USD
 
 

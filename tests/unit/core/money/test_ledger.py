@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.helpers import assert_invariants
 from tollway.base.clock import period_key, utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
@@ -19,8 +20,6 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import key_spend, reservations, usage
 from tollway.store.tables import ledger as ledger_table
-
-from .helpers import assert_invariants
 
 FAR_FUTURE = utcnow() + timedelta(days=3650)
 

@@ -7,11 +7,10 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.helpers import assert_invariants
 from tollway.core.access.accounts import Accounts
 from tollway.core.money.ledger import Ledger, Reservation
 from tollway.errors import ErrorCode, TollwayError
-
-from .helpers import assert_invariants
 
 FUNDED = 20
 ATTEMPTS = 200

@@ -16,13 +16,12 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.helpers import assert_invariants
 from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
 from tollway.core.money.ledger import Ledger
 from tollway.store.db import create_engine
-
-from .helpers import assert_invariants
 
 AMOUNT = 1_000_000
 

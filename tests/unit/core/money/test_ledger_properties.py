@@ -14,13 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.helpers import assert_invariants
 from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.money.ledger import Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.db import create_engine
-
-from .helpers import assert_invariants
 
 REFERENCES = st.sampled_from(["a", "b", "c", "d", "e"])  # few, so duplicates are common
 INDEX = st.integers(min_value=0, max_value=50)

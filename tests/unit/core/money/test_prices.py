@@ -15,9 +15,14 @@ from tollway.core.money.prices import (
     TokenPrices,
     TokenUsage,
     ceil_div,
+    image_cost,
     nano_to_usd,
     scale_price,
+    seconds_cost,
+    speech_cost,
+    tier_of,
     token_cost,
+    upscale_cost,
     usd_to_nano,
 )
 
@@ -192,3 +197,22 @@ def test_scale_price_is_the_ceiling_of_the_exact_product(usd: Decimal, markup: D
     nano = scale_price(str(usd), markup)
     assert nano >= exact
     assert nano - exact < 1
+
+
+def test_pricing_tiers_quality_and_units() -> None:
+    assert [tier_of(1024, 1024), tier_of(1280, 720), tier_of(1536, 1024), tier_of(4096, 4096)] == [
+        "1K",
+        "1K",
+        "2K",
+        "4K",
+    ]
+    price = 2_000_000  # $0.002
+    assert image_cost(price, 1024, 1024, "auto", 1) == 2_000_000
+    assert image_cost(price, 2048, 2048, None, 1) == 4_000_000
+    assert image_cost(price, 4096, 4096, "high", 2) == 32_000_000
+    assert image_cost(price, 1024, 1024, "low", 1) == 1_000_000
+    assert upscale_cost(20_000_000, 2) == 20_000_000  # Venice: 2x $0.02
+    assert upscale_cost(20_000_000, 4) == 80_000_000  # 4x $0.08
+    assert speech_cost(3_500_000_000, 1000) == 3_500_000  # $3.50 / 1M chars
+    assert seconds_cost(100_000, 2500) == 250_000  # $0.0001 / s
+    assert speech_cost(3_500_000_000, 1) == 3500
