@@ -19,7 +19,7 @@ from tollway.api.idempotent import once
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.dialects.gemini.errors import error_body
-from tollway.dialects.gemini.shapes import request_to_openai, response_from_openai
+from tollway.dialects.gemini.inbound import request_to_openai, response_from_openai
 from tollway.dialects.gemini.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError

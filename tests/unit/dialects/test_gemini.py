@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tollway.dialects.gemini import shapes
+from tollway.dialects.gemini import inbound, shapes
 from tollway.dialects.gemini.stream import FromOpenAI, ToOpenAI
 from tollway.errors import ErrorCode, TollwayError
 
@@ -73,7 +73,7 @@ def test_any_inline_media_type_goes_but_a_bad_data_url_is_refused() -> None:
 
 
 def test_request_round_trip_keeps_tools_and_images() -> None:
-    back = shapes.request_to_openai(
+    back = inbound.request_to_openai(
         shapes.request_from_openai(OPENAI_REQUEST), "gemini-2.5-flash", stream=False
     )
     assert back["messages"][0] == {"role": "system", "content": "be brief"}
@@ -94,7 +94,7 @@ def test_snake_case_requests_are_read_too() -> None:
         "contents": [{"role": "user", "parts": [{"inline_data": {"mime_type": "image/png", "data": "AAA"}}]}],
         "generation_config": {"max_output_tokens": 5},
     }
-    out = shapes.request_to_openai(body, "m", stream=True)
+    out = inbound.request_to_openai(body, "m", stream=True)
     assert out["messages"][1]["content"][0]["image_url"]["url"] == "data:image/png;base64,AAA"
     assert out["max_tokens"] == 5 and out["stream_options"] == {"include_usage": True}
 
@@ -129,7 +129,7 @@ def test_response_round_trip_with_function_call_and_usage() -> None:
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (20, 10)
     assert usage["prompt_tokens_details"]["cached_tokens"] == 8
     assert usage["completion_tokens_details"]["reasoning_tokens"] == 6
-    back = shapes.response_from_openai(openai, "m")
+    back = inbound.response_from_openai(openai, "m")
     assert back["candidates"][0]["content"]["parts"] == [
         {"functionCall": {"name": "lookup", "args": {"q": "dog"}}}
     ]

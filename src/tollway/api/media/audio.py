@@ -14,6 +14,7 @@ from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
 from tollway.api.media.input import (
     MAX_AUDIO_BYTES,
+    Fields,
     choice,
     flag,
     media_of,
@@ -141,6 +142,21 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
             ErrorCode.VALIDATION, "`language` must be an ISO-639-1 code, e.g. en.", param="language"
         )
     fmt = choice(fields, "response_format", TRANSCRIPT_FORMATS, "json") or "json"
+    granularities = _granularities(fields, fmt)
+    job = TranscriptionJob(
+        model="",
+        audio=audio,
+        filename=upload.filename or "audio",
+        language=language,
+        prompt=text(fields, "prompt", max_len=4000),
+        words="word" in granularities,
+    )
+    transcript, charged = await media.transcribe(Call(request_id(request), who, "transcription"), model, job)
+    return _transcript_response(transcript, fmt, granularities, charged.headers)
+
+
+def _granularities(fields: Fields, fmt: str) -> list[Any]:
+    """`timestamp_granularities`: word and/or segment; anything but segment needs verbose_json."""
     granularities = fields.get("timestamp_granularities") or ["segment"]
     if isinstance(granularities, str):
         granularities = [granularities]
@@ -156,16 +172,12 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
             "`timestamp_granularities` needs response_format verbose_json.",
             param="timestamp_granularities",
         )
-    job = TranscriptionJob(
-        model="",
-        audio=audio,
-        filename=upload.filename or "audio",
-        language=language,
-        prompt=text(fields, "prompt", max_len=4000),
-        words="word" in granularities,
-    )
-    transcript, charged = await media.transcribe(Call(request_id(request), who, "transcription"), model, job)
-    headers = charged.headers
+    return list(granularities)
+
+
+def _transcript_response(
+    transcript: Transcript, fmt: str, granularities: list[Any], headers: dict[str, str]
+) -> Response:
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n", headers=headers)
     if fmt in ("srt", "vtt"):

@@ -127,23 +127,12 @@ async def image_generate(request: Request, who: Caller = Depends(inference_calle
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=1500)
     assert prompt is not None
     negative = text(fields, "negative_prompt", max_len=1500) or ""
-    sides = {}
-    for name in ("width", "height"):
-        side = integer(fields, name, 1024, low=0, high=NATIVE_MAX_SIDE, low_open=True)
-        if side % SIDE_DIVISOR:
-            raise TollwayError(
-                ErrorCode.VALIDATION, f"`{name}` must be a multiple of {SIDE_DIVISOR}.", param=name
-            )
-        sides[name] = side
+    sides = _native_sides(fields)
     steps = integer(fields, "steps", 20, low=0, high=MAX_STEPS, low_open=True)
     cfg_scale = number(fields, "cfg_scale", None, low=0, high=20, low_open=True)
     seed = integer(fields, "seed", 0, low=-SEED_LIMIT, high=SEED_LIMIT)
     integer(fields, "lora_strength", 0, low=0, high=100)
-    style = fields.get("style_preset")
-    if style is not None and style not in STYLES:
-        raise TollwayError(
-            ErrorCode.VALIDATION, "Unknown `style_preset`; GET image/styles lists them.", param="style_preset"
-        )
+    style = _style_preset(fields)
     fmt = choice(fields, "format", FORMATS, "webp") or "webp"
     return_binary = flag(fields, "return_binary", False)
     variants = integer(fields, "variants", 1, low=1, high=4)
@@ -171,6 +160,35 @@ async def image_generate(request: Request, who: Caller = Depends(inference_calle
     headers = {**charged.headers, **VENICE_HEADERS}
     if return_binary:
         return Response(outputs[0], media_type=CONTENT_TYPES[fmt], headers=headers)
+    return _native_images(request, fields, outputs, headers, started)
+
+
+def _native_sides(fields: Fields) -> dict[str, int]:
+    """Venice's width and height: (0, 1280], each a multiple of SIDE_DIVISOR."""
+    sides = {}
+    for name in ("width", "height"):
+        side = integer(fields, name, 1024, low=0, high=NATIVE_MAX_SIDE, low_open=True)
+        if side % SIDE_DIVISOR:
+            raise TollwayError(
+                ErrorCode.VALIDATION, f"`{name}` must be a multiple of {SIDE_DIVISOR}.", param=name
+            )
+        sides[name] = side
+    return sides
+
+
+def _style_preset(fields: Fields) -> Any:
+    style = fields.get("style_preset")
+    if style is not None and style not in STYLES:
+        raise TollwayError(
+            ErrorCode.VALIDATION, "Unknown `style_preset`; GET image/styles lists them.", param="style_preset"
+        )
+    return style
+
+
+def _native_images(
+    request: Request, fields: Fields, outputs: list[bytes], headers: dict[str, str], started: float
+) -> Response:
+    """Venice's image/generate answer: the images in base64, the request echoed, the timing."""
     total_ms = int((time.perf_counter() - started) * 1000)
     return JSON(
         {

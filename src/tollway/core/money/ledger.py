@@ -77,6 +77,20 @@ _CHARGE_KEY = Prepared(
 )
 
 
+def _insufficient(amount_nano: int, available: int) -> TollwayError:
+    """402: the hold does not fit in the account's available balance."""
+    return TollwayError(
+        ErrorCode.INSUFFICIENT_BALANCE,
+        f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
+        f"${nano_to_usd(available)}. Top up, or set a lower max_tokens.",
+        extra={
+            "required": nano_to_usd(amount_nano),
+            "available": nano_to_usd(available),
+            "limit_source": "account",
+        },
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     request_id: str
@@ -162,17 +176,7 @@ class Ledger:
             self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
             row = _HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
-                available = self._available(conn, account_id)
-                raise TollwayError(
-                    ErrorCode.INSUFFICIENT_BALANCE,
-                    f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
-                    f"${nano_to_usd(available)}. Top up, or set a lower max_tokens.",
-                    extra={
-                        "required": nano_to_usd(amount_nano),
-                        "available": nano_to_usd(available),
-                        "limit_source": "account",
-                    },
-                )
+                raise _insufficient(amount_nano, self._available(conn, account_id))
             if key_limit is not None and key_period is not None:
                 self._reserve_key(conn, key_limit, key_period, amount_nano)
             if also is not None:

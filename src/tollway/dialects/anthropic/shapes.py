@@ -225,6 +225,26 @@ def _tool_result_text(content: Any) -> str:
 
 def request_to_openai(body: JSON) -> JSON:
     """An inbound Messages request as the internal OpenAI chat request (the pipeline validates it)."""
+    out: JSON = {
+        "model": body.get("model"),
+        "messages": _messages_to_openai(body),
+        "max_tokens": body.get("max_tokens"),
+    }
+    for name in ("temperature", "top_p", "top_k", "stream"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if body.get("stop_sequences"):
+        out["stop"] = body["stop_sequences"]
+    _tools_to_openai(body, out)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        out["user"] = metadata["user_id"]
+    if body.get("stream"):
+        out["stream_options"] = {"include_usage": True}  # the usage goes into message_delta
+    return out
+
+
+def _messages_to_openai(body: JSON) -> list[JSON]:
     messages: list[JSON] = []
     system = body.get("system")
     if system:
@@ -237,40 +257,47 @@ def request_to_openai(body: JSON) -> JSON:
         role, content = message.get("role"), message.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
         if role == "assistant":
-            texts = _openai_parts([b for b in blocks if isinstance(b, dict) and b.get("type") == "text"])
-            reply: JSON = {"role": "assistant", "content": collapse(texts) if texts else None}
-            calls = [
-                tool_call(b.get("id"), b.get("name"), b.get("input"))
-                for b in blocks
-                if isinstance(b, dict) and b.get("type") == "tool_use"
-            ]
-            if calls:
-                reply["tool_calls"] = calls
-            messages.append(reply)
-            continue
-        pending: list[JSON] = []
-        for block in blocks:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                if pending:
-                    messages.append({"role": "user", "content": collapse(pending)})
-                    pending = []
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": block.get("tool_use_id"),
-                        "content": _tool_result_text(block.get("content")),
-                    }
-                )
-            else:
-                pending.extend(_openai_parts([block]))
-        if pending:
-            messages.append({"role": "user", "content": collapse(pending)})
-    out: JSON = {"model": body.get("model"), "messages": messages, "max_tokens": body.get("max_tokens")}
-    for name in ("temperature", "top_p", "top_k", "stream"):
-        if body.get(name) is not None:
-            out[name] = body[name]
-    if body.get("stop_sequences"):
-        out["stop"] = body["stop_sequences"]
+            messages.append(_assistant_to_openai(blocks))
+        else:
+            _user_to_openai(blocks, messages)
+    return messages
+
+
+def _assistant_to_openai(blocks: list[Any]) -> JSON:
+    texts = _openai_parts([b for b in blocks if isinstance(b, dict) and b.get("type") == "text"])
+    reply: JSON = {"role": "assistant", "content": collapse(texts) if texts else None}
+    calls = [
+        tool_call(b.get("id"), b.get("name"), b.get("input"))
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "tool_use"
+    ]
+    if calls:
+        reply["tool_calls"] = calls
+    return reply
+
+
+def _user_to_openai(blocks: list[Any], messages: list[JSON]) -> None:
+    """A user turn: tool results become `tool` messages, in place; the rest goes in `user` messages."""
+    pending: list[JSON] = []
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            if pending:
+                messages.append({"role": "user", "content": collapse(pending)})
+                pending = []
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": block.get("tool_use_id"),
+                    "content": _tool_result_text(block.get("content")),
+                }
+            )
+        else:
+            pending.extend(_openai_parts([block]))
+    if pending:
+        messages.append({"role": "user", "content": collapse(pending)})
+
+
+def _tools_to_openai(body: JSON, out: JSON) -> None:
     tools = [
         {
             "type": "function",
@@ -296,12 +323,6 @@ def request_to_openai(body: JSON) -> JSON:
                 out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
             if choice.get("disable_parallel_tool_use"):
                 out["parallel_tool_calls"] = False
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
-    if body.get("stream"):
-        out["stream_options"] = {"include_usage": True}  # the usage goes into message_delta
-    return out
 
 
 # -- OpenAI → Anthropic (the inbound response) ---------------------------------------------------

@@ -1,6 +1,7 @@
-"""Gemini generateContent ⇄ OpenAI chat, both directions, pure functions (no I/O).
+"""Gemini generateContent ⇄ OpenAI chat for the upstream adapter (providers/gemini/), pure functions.
 
-Used by the upstream adapter and by the inbound `/v1beta/models/{model}:generateContent` surface.
+The request Tollway sends (OpenAI → Gemini) and the response it reads back (Gemini → OpenAI), plus what
+both directions share. The inbound `/v1beta/models/{model}:generateContent` surface is inbound.py.
 Gemini's REST API takes camelCase and snake_case field names alike; inbound both are read.
 """
 
@@ -12,11 +13,7 @@ from typing import Any
 from tollway.dialects.content import (
     append_turn,
     arguments_object,
-    collapse,
-    dumps,
     image_of,
-    image_part,
-    inline_image_part,
     parts,
     split_system,
     text_of,
@@ -40,7 +37,7 @@ FINISH_FROM_OPENAI = {
     "content_filter": "SAFETY",
     "tool_calls": "STOP",
 }
-_GENERATION = {  # OpenAI field → generationConfig field
+GENERATION_FIELDS = {  # OpenAI field → generationConfig field
     "temperature": "temperature",
     "top_p": "topP",
     "top_k": "topK",
@@ -89,6 +86,17 @@ def _response_object(content: Any) -> JSON:
 
 def request_from_openai(body: JSON) -> JSON:
     system, rest = split_system(body.get("messages") or ())
+    out: JSON = {"contents": _contents_from_openai(rest)}
+    if system:
+        out["systemInstruction"] = {"parts": [{"text": system}]}
+    generation = _generation_from_openai(body)
+    if generation:
+        out["generationConfig"] = generation
+    _tools_from_openai(body, out)
+    return out
+
+
+def _contents_from_openai(rest: list[JSON]) -> list[JSON]:
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool call id → function name: functionResponse needs the name
     for message in rest:
@@ -116,12 +124,13 @@ def request_from_openai(body: JSON) -> JSON:
             append_turn(contents, "user", [{"functionResponse": response}], "parts")
         else:
             append_turn(contents, "user", _parts(message.get("content")), "parts")
-    out: JSON = {"contents": contents}
-    if system:
-        out["systemInstruction"] = {"parts": [{"text": system}]}
+    return contents
+
+
+def _generation_from_openai(body: JSON) -> JSON:
     generation: JSON = {
         gemini: body[openai_name]
-        for openai_name, gemini in _GENERATION.items()
+        for openai_name, gemini in GENERATION_FIELDS.items()
         if body.get(openai_name) is not None
     }
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -133,8 +142,10 @@ def request_from_openai(body: JSON) -> JSON:
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         generation["responseMimeType"] = "application/json"
-    if generation:
-        out["generationConfig"] = generation
+    return generation
+
+
+def _tools_from_openai(body: JSON, out: JSON) -> None:
     declarations = []
     for tool in body.get("tools") or ():
         function = tool.get("function") if isinstance(tool, dict) else None
@@ -157,7 +168,6 @@ def request_from_openai(body: JSON) -> JSON:
             config = {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
         if config is not None:
             out["toolConfig"] = {"functionCallingConfig": config}
-    return out
 
 
 # -- Gemini → OpenAI (the upstream response, whole or one stream event) -----------------------------
@@ -230,158 +240,3 @@ def response_to_openai(response: JSON, model: str) -> JSON:
     if usage is not None:
         out["usage"] = usage
     return out
-
-
-# -- Gemini → OpenAI (the inbound request) -------------------------------------------------------
-
-
-def _openai_part(part: JSON) -> JSON | None:
-    if isinstance(part.get("text"), str) and not part.get("thought"):
-        return {"type": "text", "text": part["text"]}
-    inline = get(part, "inlineData")
-    if isinstance(inline, dict):
-        return inline_image_part(get(inline, "mimeType"), inline.get("data"))
-    file = get(part, "fileData")
-    if isinstance(file, dict):
-        return image_part(str(get(file, "fileUri") or ""))
-    return None
-
-
-def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
-    messages: list[JSON] = []
-    system = get(body, "systemInstruction")
-    if isinstance(system, str):
-        system = {"parts": [{"text": system}]}
-    if isinstance(system, dict):
-        text = "".join(p.get("text") or "" for p in get(system, "parts") or () if isinstance(p, dict))
-        if text:
-            messages.append({"role": "system", "content": text})
-    pending_ids: dict[str, list[str]] = {}  # function name → ids of its calls awaiting a response
-    counter = 0
-    for content in body.get("contents") or ():
-        if not isinstance(content, dict):
-            continue
-        gemini_parts = [p for p in get(content, "parts") or () if isinstance(p, dict)]
-        if content.get("role") == "model":
-            openai_parts = [p for p in (_openai_part(x) for x in gemini_parts) if p is not None]
-            reply: JSON = {"role": "assistant", "content": collapse(openai_parts) if openai_parts else None}
-            calls = []
-            for part in gemini_parts:
-                call = get(part, "functionCall")
-                if isinstance(call, dict):
-                    call_id = str(call.get("id") or f"call_{counter}")
-                    counter += 1
-                    pending_ids.setdefault(str(call.get("name")), []).append(call_id)
-                    calls.append(tool_call(call_id, call.get("name"), call.get("args")))
-            if calls:
-                reply["tool_calls"] = calls
-            messages.append(reply)
-            continue
-        user: list[JSON] = []
-        for part in gemini_parts:
-            result = get(part, "functionResponse")
-            if isinstance(result, dict):
-                name = str(result.get("name"))
-                waiting = pending_ids.get(name) or []
-                call_id = str(result.get("id") or (waiting.pop(0) if waiting else f"call_{name}"))
-                messages.append(
-                    {"role": "tool", "tool_call_id": call_id, "content": dumps(result.get("response") or {})}
-                )
-            elif (converted := _openai_part(part)) is not None:
-                user.append(converted)
-        if user:
-            messages.append({"role": "user", "content": collapse(user)})
-    out: JSON = {"model": model, "messages": messages}
-    config = get(body, "generationConfig") or {}
-    for openai_name, gemini_name in _GENERATION.items():
-        value = get(config, gemini_name)
-        if value is not None:
-            out[openai_name] = value
-    if get(config, "maxOutputTokens") is not None:
-        out["max_tokens"] = get(config, "maxOutputTokens")
-    if get(config, "stopSequences"):
-        out["stop"] = get(config, "stopSequences")
-    if get(config, "responseMimeType") == "application/json":
-        out["response_format"] = {"type": "json_object"}
-    tools = []
-    for tool in body.get("tools") or ():
-        for declaration in get(tool, "functionDeclarations") or ():
-            if isinstance(declaration, dict) and declaration.get("name"):
-                function: JSON = {"name": declaration["name"]}
-                if declaration.get("description"):
-                    function["description"] = declaration["description"]
-                schema = declaration.get("parameters") or get(declaration, "parametersJsonSchema")
-                function["parameters"] = schema or {"type": "object", "properties": {}}
-                tools.append({"type": "function", "function": function})
-    if tools:
-        out["tools"] = tools
-        calling = get(get(body, "toolConfig"), "functionCallingConfig")
-        mode = str(get(calling, "mode") or "").upper()
-        allowed = get(calling, "allowedFunctionNames") or []
-        if mode == "ANY" and len(allowed) == 1:
-            out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}}
-        elif mode in ("ANY", "AUTO", "NONE"):
-            out["tool_choice"] = {"ANY": "required", "AUTO": "auto", "NONE": "none"}[mode]
-    if stream:
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-    return out
-
-
-# -- OpenAI → Gemini (the inbound response, whole or one stream chunk) -----------------------------
-
-
-def usage_from_openai(usage: Any) -> JSON:
-    usage = usage if isinstance(usage, dict) else {}
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    out: JSON = {
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": completion - reasoning,
-        "totalTokenCount": prompt + completion,
-    }
-    if cached:
-        out["cachedContentTokenCount"] = cached
-    if reasoning:
-        out["thoughtsTokenCount"] = reasoning
-    return out
-
-
-def candidate_from_openai(index: int, text: str, calls: list[JSON], finish: str | None) -> JSON:
-    gemini_parts: list[JSON] = [{"text": text}] if text else []
-    for call in calls:
-        function = call.get("function") or {}
-        gemini_parts.append(
-            {
-                "functionCall": {
-                    "name": function.get("name") or "",
-                    "args": arguments_object(function.get("arguments")),
-                }
-            }
-        )
-    candidate: JSON = {"content": {"role": "model", "parts": gemini_parts}, "index": index}
-    if finish:
-        candidate["finishReason"] = FINISH_FROM_OPENAI.get(finish, "OTHER")
-    return candidate
-
-
-def response_from_openai(result: JSON, model: str) -> JSON:
-    candidates = []
-    for position, choice in enumerate(result.get("choices") or ()):
-        message = choice.get("message") or {}
-        candidates.append(
-            candidate_from_openai(
-                int(choice.get("index") or position),
-                text_of(message.get("content")),
-                list(message.get("tool_calls") or ()),
-                choice.get("finish_reason") or "stop",
-            )
-        )
-    return {
-        "candidates": candidates,
-        "usageMetadata": usage_from_openai(result.get("usage")),
-        "modelVersion": model,
-        "responseId": str(result.get("id") or ""),
-    }

@@ -9,13 +9,8 @@ from typing import Any
 import orjson
 
 from tollway.dialects.gemini.errors import error_body
-from tollway.dialects.gemini.shapes import (
-    candidate_delta,
-    candidate_from_openai,
-    get,
-    usage_from_openai,
-    usage_to_openai,
-)
+from tollway.dialects.gemini.inbound import candidate_from_openai, usage_from_openai
+from tollway.dialects.gemini.shapes import candidate_delta, get, usage_to_openai
 from tollway.dialects.sse import DONE, openai_chunks
 from tollway.errors import ErrorCode
 
