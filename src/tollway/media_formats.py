@@ -28,6 +28,7 @@ ASPECT_RATIOS = {
     "21:9": (21, 9),
 }
 
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Venice: image URLs must be under 10 MB; uploads get the same cap
 # Image resolution tiers (Venice, seed 001) → the long side in pixels; sizes the image routes accept.
 TIER_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
 MAX_SIDE = 4096

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.base.fetch import UrlFetcher
 from tollway.core.access.accounts import Accounts
 from tollway.core.access.keys import Keys
 from tollway.core.catalog.catalog import Catalog
@@ -19,8 +20,10 @@ from tollway.core.inference.search import SearxngSearch
 from tollway.core.jobs.service import Jobs
 from tollway.core.limits.gate import RateGate
 from tollway.core.limits.limiter import Limiter, MemoryLimiter
+from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.core.money.ledger import Ledger
+from tollway.media_formats import MAX_IMAGE_BYTES
 from tollway.providers import registry
 from tollway.providers.base import Provider
 from tollway.settings import Settings
@@ -39,6 +42,9 @@ class Services:
     providers: dict[str, Provider]
     pipeline: Pipeline
     idempotency: Idempotency
+    media: Media  # the synchronous media routes' charging (core/media/pipeline.py)
+    media_store: MediaStore  # generated media and job inputs, for the media routes and the jobs alike
+    url_fetcher: UrlFetcher  # image inputs given as URLs
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
 
     async def aclose(self, drain_seconds: float | None = None) -> None:
@@ -128,6 +134,9 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         providers,
         pipeline,
         _idempotency(settings),
+        Media(pipeline),
+        media_store_from(settings),
+        UrlFetcher(max_bytes=MAX_IMAGE_BYTES),
         limiter=limiter,
     )
 
@@ -140,13 +149,15 @@ def _idempotency(settings: Settings) -> Idempotency:
     return Idempotency(MemoryRecords())
 
 
-def jobs_from(services: Services) -> Jobs:
-    """The process's Jobs, with a media store built from the settings (as the media routes do)."""
-    settings = services.settings
-    store = MediaStore(
+def media_store_from(settings: Settings) -> MediaStore:
+    return MediaStore(
         settings.data_dir / "media",
         settings.pepper(),
         ttl_seconds=settings.media_ttl_seconds,
         max_bytes=settings.media_max_bytes,
     )
-    return Jobs(settings, services.engine, services.pipeline, store)
+
+
+def jobs_from(services: Services) -> Jobs:
+    """The process's Jobs, on the services' media store."""
+    return Jobs(services.settings, services.engine, services.pipeline, services.media_store)

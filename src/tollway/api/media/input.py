@@ -1,5 +1,5 @@
-"""What the media adapters share: JSON-or-multipart bodies, typed field readers, image inputs,
-and the per-app media services (created on first use, so app.py and services.py stay unchanged)."""
+"""What the media adapters share: JSON-or-multipart bodies, typed field readers, image inputs, and the
+process's media services (built by runtime/services.py, the composition root)."""
 
 from __future__ import annotations
 
@@ -16,39 +16,24 @@ from tollway.base.fetch import UrlFetcher
 from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.errors import ErrorCode, TollwayError
+from tollway.media_formats import MAX_IMAGE_BYTES
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Venice: image URLs must be under 10 MB; uploads get the same cap
 MAX_AUDIO_BYTES = 25 * 1024 * 1024  # OpenAI's transcription upload limit
 Fields = dict[str, Any]
 
 
 def media_of(request: Request) -> Media:
-    state = request.app.state
-    if getattr(state, "media", None) is None:
-        state.media = Media(state.services.pipeline)
-    media: Media = state.media
+    media: Media = request.app.state.services.media
     return media
 
 
 def store_of(request: Request) -> MediaStore:
-    state = request.app.state
-    if getattr(state, "media_store", None) is None:
-        settings = state.services.settings
-        state.media_store = MediaStore(
-            settings.data_dir / "media",
-            settings.pepper(),
-            ttl_seconds=settings.media_ttl_seconds,
-            max_bytes=settings.media_max_bytes,
-        )
-    store: MediaStore = state.media_store
+    store: MediaStore = request.app.state.services.media_store
     return store
 
 
 def fetcher_of(request: Request) -> UrlFetcher:
-    state = request.app.state
-    if getattr(state, "url_fetcher", None) is None:
-        state.url_fetcher = UrlFetcher(max_bytes=MAX_IMAGE_BYTES)
-    fetcher: UrlFetcher = state.url_fetcher
+    fetcher: UrlFetcher = request.app.state.services.url_fetcher
     return fetcher
 
 
