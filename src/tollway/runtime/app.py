@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
             )
-        # Async media jobs (core/jobs/service.py, job_runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
+        # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
         if settings.jobs_runner:

@@ -34,7 +34,7 @@ from tollway.core.inference.pipeline import Pipeline
 from tollway.core.jobs.clients import QueueClients
 from tollway.core.jobs.store import JobRow, JobStore
 from tollway.core.media.store import MediaStore
-from tollway.core.money import prices as job_pricing
+from tollway.core.money import prices
 from tollway.errors import TollwayError
 from tollway.providers import registry
 from tollway.providers.base import Provider, UpstreamError
@@ -317,12 +317,12 @@ class JobRunner:
             model = self.pipeline.catalog.resolve(job.model)
             actual = max(1, int(output.duration + 0.999))
             if job.kind == "video":
-                ask = job_pricing.VideoAsk(
+                ask = prices.VideoAsk(
                     actual, str(job.params.get("resolution")), bool(job.params.get("audio"))
                 )
-                lower = job_pricing.video_quote(model, ask)
+                lower = prices.video_quote(model, ask)
             else:
-                lower = job_pricing.seconds_quote(model, actual)
+                lower = prices.seconds_quote(model, actual)
         except TollwayError:
             return job.quote_nano, job.units
         return (lower, actual) if lower < job.quote_nano else (job.quote_nano, job.units)

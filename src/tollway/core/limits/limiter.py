@@ -1,4 +1,4 @@
-"""Rate limits (DESIGN §5): one Limiter interface, an in-process backend here, Redis in limits_redis.py.
+"""Rate limits (DESIGN §5): one Limiter interface, an in-process backend here, Redis in redis.py.
 
 The algorithm is GCRA (a token bucket stored as one number, the "theoretical arrival time"): each
 admitted unit pushes the TAT forward by period/limit; a request is admitted while TAT − now stays
@@ -6,7 +6,7 @@ within the period. No fixed windows (bursts at the edges) and no per-request log
 with traffic). Requests per minute, per day, tokens per minute and the in-flight count are checked
 together and committed only if all pass, so a refused request costs nothing.
 
-Which limits apply to a request, and its admission, are limits_gate.py's.
+Which limits apply to a request, and its admission, are gate.py's.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tollway.core.catalog.catalog import Catalog
-from tollway.core.money import prices as job_pricing
+from tollway.core.money import prices
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import frame_size
 
@@ -22,18 +22,18 @@ CENT = 10_000_000  # one seed-001 credit at TOLLWAY_CREDIT_USD=0.01, in nano-USD
 )
 def test_veo_table_is_exact(resolution: str, seconds: int, audio: bool, credits: int) -> None:
     model = SEED001.resolve("veo-3.1-fast")
-    ask = job_pricing.VideoAsk(seconds, resolution, audio)
-    assert job_pricing.video_quote(model, ask) == credits * CENT
+    ask = prices.VideoAsk(seconds, resolution, audio)
+    assert prices.video_quote(model, ask) == credits * CENT
 
 
 def test_table_model_refuses_unlisted_combinations() -> None:
     with pytest.raises(TollwayError, match="does not offer 720p/5s"):
-        job_pricing.video_quote(SEED001.resolve("veo-3.1-fast"), job_pricing.VideoAsk(5, "720p", False))
+        prices.video_quote(SEED001.resolve("veo-3.1-fast"), prices.VideoAsk(5, "720p", False))
 
 
 def test_per_second_with_surcharge() -> None:
     model = SEED001.resolve("wan-2.5")
-    assert job_pricing.video_quote(model, job_pricing.VideoAsk(10, "1080p", False)) == 30 * CENT
+    assert prices.video_quote(model, prices.VideoAsk(10, "1080p", False)) == 30 * CENT
 
 
 @pytest.mark.parametrize(
@@ -48,9 +48,7 @@ def test_per_second_with_surcharge() -> None:
 def test_image_credits(
     model: str, n: int, tier: str, quality: str | None, with_input: bool, credits: int
 ) -> None:
-    quote = job_pricing.image_quote(
-        SEED001.resolve(model), n=n, tier=tier, quality=quality, with_input=with_input
-    )
+    quote = prices.image_quote(SEED001.resolve(model), n=n, tier=tier, quality=quality, with_input=with_input)
     assert quote == credits * CENT
 
 
@@ -83,16 +81,16 @@ models:
     [
         (
             "bare-video",
-            lambda c, m: job_pricing.video_quote(m, job_pricing.VideoAsk(4, "720p", False)),
+            lambda c, m: prices.video_quote(m, prices.VideoAsk(4, "720p", False)),
             "per_second",
         ),
         (
             "bare-image",
-            lambda c, m: job_pricing.image_quote(m, n=1, tier="1K", quality=None, with_input=False),
+            lambda c, m: prices.image_quote(m, n=1, tier="1K", quality=None, with_input=False),
             "per_image",
         ),
-        ("bare-music", lambda c, m: job_pricing.seconds_quote(m, 5), "per_second"),
-        ("bare-tts", lambda c, m: job_pricing.speech_quote(m, 100), "per_million_chars"),
+        ("bare-music", lambda c, m: prices.seconds_quote(m, 5), "per_second"),
+        ("bare-tts", lambda c, m: prices.speech_quote(m, 100), "per_million_chars"),
     ],
 )
 def test_a_model_without_the_routes_price_cannot_serve_it(
@@ -112,9 +110,9 @@ def test_a_table_model_names_what_it_offers(tmp_path: Path) -> None:
     path.write_text(UNPRICED)
     catalog = Catalog.load(path)
     model = catalog.resolve("table-video")
-    assert job_pricing.offered_video(model) == ({"720p"}, {4})
+    assert prices.offered_video(model) == ({"720p"}, {4})
     with pytest.raises(TollwayError) as info:
-        job_pricing.video_quote(model, job_pricing.VideoAsk(8, "720p", True))
+        prices.video_quote(model, prices.VideoAsk(8, "720p", True))
     assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "duration")
     assert info.value.message == "'table-video' does not offer 720p/8s/audio; it offers 720p/4s."
-    assert job_pricing.offered_video(catalog.resolve("bare-video")) is None
+    assert prices.offered_video(catalog.resolve("bare-video")) is None
