@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -33,11 +34,15 @@ from tests.money.harness import (
 from tests.money.oracle import Oracle
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
+if TYPE_CHECKING:
+    from tollway.settings import Settings
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
     ","
 )  # see tests/unit/conftest.py
 HOLD_DAYS = 30
+RESERVATION_TTL_SECONDS = 900
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -46,7 +51,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     hits = mutmut_hits()
     if hits is not None:
         hits |= SERVER_WIDE
-RESERVATION_TTL_SECONDS = 900
+
 
 CATALOG = """
 markup: "1.25"
@@ -112,15 +117,16 @@ models:
 """
 
 
-def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadServer:
-    from tollway.app import create_app
+def money_settings(
+    tmp: Path, fakes: Fakes, database_url: str, backend: str, catalog: str = CATALOG
+) -> Settings:
+    """The settings of a money server; `catalog` may be a variant of CATALOG (same placeholders)."""
     from tollway.settings import Settings
 
-    catalog = write_catalog(tmp, CATALOG, fake=fakes.openai.url, queue=fakes.queue.url)
-    settings = Settings(
+    return Settings(
+        config=write_catalog(tmp, catalog, fake=fakes.openai.url, queue=fakes.queue.url),
         database_url=database_url,
         data_dir=tmp / "data",
-        config=catalog,
         operator_key=OPERATOR_KEY,
         secret=secrets.token_hex(16),
         log_level="warning",
@@ -135,6 +141,11 @@ def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadSe
         redis_key_prefix=f"tollway:money:{secrets.token_hex(4)}:",
         metrics=False,
     )
+
+
+def start_server(settings: Settings) -> ThreadServer:
+    from tollway.app import create_app
+
     return ThreadServer(create_app(settings)).start()
 
 
@@ -190,7 +201,7 @@ def money(
         if (why := _redis_reachable()) is not None:
             pytest.skip(f"Redis not reachable at {REDIS_URL} ({why}): the PostgreSQL money tests are skipped")
         database_url = url
-    server = _start(tmp, money_fakes, database_url, backend)
+    server = start_server(money_settings(tmp, money_fakes, database_url, backend))
     try:
         yield Money(server.url, database_url, money_fakes.openai.url, backend, money_fakes.queue.url)
     finally:
