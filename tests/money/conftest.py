@@ -82,6 +82,8 @@ models:
     routes: [{{provider: fake, model: text-embedding-3-small}}]
     pricing: {{input: "0.13"}}
     markup: "1.1"
+  - {{id: m-embed-dims, type: embedding, routes: [{{provider: fake, model: text-embedding-3-large}}],
+     pricing: {{input: "0.02"}}, capabilities: [dimensions]}}
   # images: the sync routes price per_image × tier × quality; the task API adds flat surcharges
   - id: m-image
     type: image

@@ -59,19 +59,21 @@ def _job_row(money: Money, job_id: str) -> dict[str, Any]:
     return found
 
 
+RECORD = (
+    "request_id",
+    "endpoint",
+    "provider",
+    "units",
+    "cost_nano",
+    "usage_source",
+    "outcome",
+    "status_code",
+)
+
+
 def _usage_row(money: Money, account: str) -> dict[str, Any]:
-    columns = (
-        "request_id",
-        "endpoint",
-        "provider",
-        "units",
-        "cost_nano",
-        "usage_source",
-        "outcome",
-        "status_code",
-    )
-    [row] = money.rows(f"select {', '.join(columns)} from usage where account_id = ?", account)
-    return dict(zip(columns, row, strict=True))
+    [row] = money.usage_rows(account)
+    return {k: row[k] for k in RECORD}
 
 
 def _seconds_from_now(value: Any) -> float:
