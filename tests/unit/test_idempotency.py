@@ -68,6 +68,53 @@ async def test_memory_records_are_bounded_by_bytes() -> None:
     assert await records.claim("d", b"x", 60) == b"123456789"
 
 
+async def test_memory_records_keep_the_newest_record_even_when_it_alone_is_over_the_bytes() -> None:
+    records = MemoryRecords(capacity=100, max_bytes=4)
+    await records.put("big", b"0123456789", 60)
+    assert await records.claim("big", b"x", 60) == b"0123456789"
+
+
+async def test_memory_records_at_exactly_their_bounds_drop_nothing() -> None:
+    by_bytes = MemoryRecords(capacity=100, max_bytes=8)
+    await by_bytes.put("a", b"1234", 60)
+    await by_bytes.put("b", b"5678", 60)  # 8 bytes of 8
+    assert await by_bytes.claim("a", b"x", 60) == b"1234"
+    one = MemoryRecords(capacity=1)
+    await one.put("a", b"a", 60)
+    await one.put("b", b"b", 60)  # 2 of 1: the older goes
+    assert await one.claim("a", b"new", 60) is None
+
+
+async def test_memory_records_count_the_bytes_left_after_a_forget() -> None:
+    records = MemoryRecords(capacity=100, max_bytes=10)
+    await records.put("a", b"123456", 60)
+    await records.put("b", b"123", 60)
+    await records.forget("b")  # 6 bytes left, not 3
+    await records.put("c", b"12345", 60)  # 11 bytes: the oldest goes
+    assert await records.claim("a", b"new", 60) is None
+    assert await records.claim("c", b"x", 60) == b"12345"
+
+
+async def test_redis_records_expire_with_their_ttl() -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.exceptions.RedisError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({exc}); Redis idempotency tests skipped")
+    records = RedisRecords(client)
+    claimed, kept = f"test:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}"
+    try:
+        assert await records.claim(claimed, b"running", 40) is None
+        await records.put(kept, b"done", 90)
+        assert 35 <= await client.ttl(claimed) <= 40
+        assert 85 <= await client.ttl(kept) <= 90
+    finally:
+        await client.delete(claimed, kept)
+        await client.aclose()
+
+
 def _counter() -> tuple[Callable[[], Awaitable[Reply]], list[int]]:
     calls = [0]
 

@@ -14,6 +14,7 @@ import pytest
 from tollway.core.catalog import CatalogModel, ModelConfig, RateLimitsConfig
 from tollway.core.keys import Caller
 from tollway.core.limits import (
+    EVENT_LOG_SIZE,
     FAILED_MESSAGE,
     Limiter,
     Limits,
@@ -69,6 +70,17 @@ def test_retry_headers_round_up_and_mark_daily_caps_not_retryable() -> None:
     assert retry_headers(1_500) == {"retry-after": "1", "retry-after-ms": "2"}
     assert retry_headers(6_000_000) == {"retry-after": "6", "retry-after-ms": "6000"}
     assert retry_headers(6_000_001, transient=False)["x-should-retry"] == "false"
+    # Never 0: a client told to wait 0 would retry at once. A thousandth over a second is 2 s.
+    assert retry_headers(1) == {"retry-after": "1", "retry-after-ms": "1"}
+    assert retry_headers(1_001_000) == {"retry-after": "2", "retry-after-ms": "1001"}
+
+
+async def test_the_rate_limit_log_keeps_the_newest_events() -> None:
+    limiter = MemoryLimiter()
+    for n in range(EVENT_LOG_SIZE + 5):
+        await limiter.log_event("acct", {"n": n})
+    events = await limiter.events("acct")
+    assert [e["n"] for e in events] == list(range(EVENT_LOG_SIZE + 4, 4, -1))
 
 
 def test_limits_resolve_key_then_plan_then_model_then_class() -> None:
