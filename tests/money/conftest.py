@@ -59,7 +59,7 @@ providers:
   - {{id: local, kind: local}}
   - {{id: fake, kind: openai, base_url: "{fake}/v1", api_key_env: MONEY_UPSTREAM_KEY}}
   - {{id: qfake, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,
-     jobs: {{poll_interval_seconds: 0.1, poll_timeout_seconds: 600}}}}
+     jobs: {{poll_interval_seconds: 0.2, poll_timeout_seconds: 600}}}}
 models:
   # tokens: the global markup; cached and reasoning prices of their own
   - id: m-chat
@@ -115,6 +115,8 @@ models:
       per_generation: {{"360p/1s": "0.10", "360p/2s": "0.17", "360p/1s/audio": "0.15", "480p/2s/audio": "0.35"}}
   # video at a queue/poll upstream (tests/fakes/queue_upstream.py): a job that runs as long as a test wants
   - {{id: m-video-up, type: video, routes: [{{provider: qfake, model: fake-video}}], pricing: {{per_second: "0.011"}}, markup: "1.4"}}
+  # video routed to a provider with no queue API (a catalog mistake): the job fails, refunded
+  - {{id: m-video-nojobs, type: video, routes: [{{provider: fake, model: fake-video}}], pricing: {{per_second: "0.01"}}}}
   - {{id: m-music, type: music, routes: [{{provider: local, model: procedural-music}}], pricing: {{per_second: "0.0005"}}, markup: "0.9"}}
 """
 

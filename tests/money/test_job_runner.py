@@ -138,6 +138,52 @@ def test_a_failed_job_records_why_and_charges_nothing(fresh: Money, name: str) -
     }
 
 
+def test_a_job_on_a_provider_without_a_queue_api_fails_at_once_and_is_refunded(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    job = Job(
+        "video/queue",
+        {"model": "m-video-nojobs", "prompt": "tides", "duration": 2},
+        ORACLE.video("m-video-nojobs", seconds=2, resolution="720p", audio=False),
+        2,
+        "video_queue",
+    )
+    job_id, stated = accepted(submit(fresh, key, job), job)
+    assert stated == job.quote
+    view = wait_end(fresh, key, job, job_id, seconds=20)
+    assert (view["status"], view["error"]["code"]) == ("FAILED", "UPSTREAM_ERROR")
+    fresh.settle_until(account, 1)
+    assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("release", 0, -job.quote)]
+    assert fresh.balances(account) == (CREDIT, 0)
+
+
+def test_a_processing_job_shows_the_upstreams_progress_and_follows_its_providers_poll_settings(
+    fresh: Money,
+) -> None:
+    """qfake polls every 0.2 s and gives up after 600 s; Tollway's defaults here are 0.1 s and 1800 s."""
+    account, key = fresh.funded(CREDIT)
+    fresh.script_queue({"type": "complete", "after_polls": 8})
+    job_id, _ = accepted(submit(fresh, key, JOB), JOB)
+    columns = "status, progress, eta_seconds, provider, upstream_model, upstream_id, poll_deadline, next_run_at, updated_at"
+
+    def processing() -> tuple[Any, ...] | None:
+        [row] = fresh.rows(f"select {columns} from jobs where id = ?", job_id)
+        return row if row[0] == "processing" and row[1] and row[7] else None
+
+    _until("a polled, processing job", lambda: processing() is not None)
+    row = processing()
+    assert row is not None
+    _, progress, eta, provider, upstream_model, upstream_id, deadline, next_run, updated = row
+    assert progress in (30, 60, 90) and eta is not None  # the fake: 30 % a poll, 4 s on average
+    assert (provider, upstream_model) == ("qfake", "fake-video") and str(upstream_id).startswith("up-")
+    assert 590 < _seconds_from_now(deadline) <= 600
+    assert 0.15 < _seconds_from_now(next_run) - _seconds_from_now(updated) <= 0.2
+    view = fresh.call(key, "POST", "video/retrieve", json={"queue_id": job_id}).json()
+    if view["status"] == "PROCESSING":
+        assert view["progress"] >= progress
+    assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
+    fresh.settle_until(account, 1)
+
+
 def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -> None:
     account, key = fresh.funded(CREDIT)
     fresh.script_queue({"type": "complete", "after_polls": 1})

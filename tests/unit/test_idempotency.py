@@ -188,14 +188,19 @@ async def test_streams_are_kept_when_complete_and_forgotten_when_left(records: R
     idempotency = Idempotency(records)
     account = f"acct_{uuid.uuid4().hex[:8]}"
     calls = 0
+    closed: list[int] = []
 
     async def stream() -> Reply:
         nonlocal calls
         calls += 1
+        n = calls
 
         async def chunks() -> AsyncIterator[bytes]:
-            for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
-                yield part
+            try:
+                for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
+                    yield part
+            finally:
+                closed.append(n)  # where a real source settles what it relayed
 
         return Reply(200, {"content-type": "text/event-stream"}, chunks=chunks())
 
@@ -203,6 +208,7 @@ async def test_streams_are_kept_when_complete_and_forgotten_when_left(records: R
     assert left.chunks is not None
     assert await left.chunks.__anext__() == b"data: 1\n\n"
     await left.chunks.aclose()  # the client went away: forgotten
+    assert closed == [1]  # the source was closed at once, not whenever it is collected
     whole = await _drain(await idempotency.run(account, "s", "chat", b"{}", stream))
     replayed = await idempotency.run(account, "s", "chat", b"{}", stream)
     assert calls == 2 and await _drain(replayed) == whole == b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
@@ -340,3 +346,24 @@ async def test_a_stream_that_outlives_the_running_ttl_is_still_409(
     replayed = await idempotency.run(account, "long", "chat", b"{}", stream)
     assert replayed.headers["idempotent-replayed"] == "true" and await _drain(replayed) == whole
     assert calls == 1
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+async def test_a_key_of_no_or_too_many_characters_is_refused_before_anything_runs(key: str) -> None:
+    produce, calls = _counter()
+    with pytest.raises(TollwayError) as refused:
+        await Idempotency(MemoryRecords()).run("acct_x", key, "speech", b"{}", produce)
+    assert (refused.value.code, refused.value.param, refused.value.message) == (
+        ErrorCode.VALIDATION,
+        "Idempotency-Key",
+        "Idempotency-Key must be 1 to 255 characters.",
+    )
+    assert calls == [0]
+
+
+async def test_a_key_of_255_characters_is_kept() -> None:
+    produce, calls = _counter()
+    idempotency = Idempotency(MemoryRecords())
+    first = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
+    again = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
+    assert calls == [1] and again.body == first.body and again.headers["idempotent-replayed"] == "true"
