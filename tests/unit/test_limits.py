@@ -200,6 +200,20 @@ async def test_failed_request_block_lasts_thirty_seconds() -> None:
     assert "Too many failed attempts (> 20)" in FAILED_MESSAGE
 
 
+async def test_the_failed_request_rule_counts_only_the_last_21_failures() -> None:
+    """An old failure outside the 30 s does not hide 21 recent ones, and 21 spread wider block nothing."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    await limiter.record_failure("s")
+    clock.advance(31)
+    for _ in range(20):
+        await limiter.record_failure("s")
+    assert await limiter.blocked_for("s") == 0  # 21 failures, but over 31 s
+    clock.advance(1)
+    await limiter.record_failure("s")  # the last 21 all lie within 30 s
+    assert await limiter.blocked_for("s") == pytest.approx(30e6)
+
+
 async def test_gate_refusal_is_a_429_with_retry_headers_and_a_log_entry() -> None:
     clock = FakeClock()
     gate = RateGate(MemoryLimiter(clock), {})
