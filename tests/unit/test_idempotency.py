@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -367,3 +368,31 @@ async def test_a_key_of_255_characters_is_kept() -> None:
     first = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
     again = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
     assert calls == [1] and again.body == first.body and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_redis_record_that_expires_between_set_and_get_is_claimed_again() -> None:
+    """SET NX found another replica's record, which expired before our GET: claim it, don't assume."""
+    import redis.asyncio
+
+    class ExpiresBetween(redis.asyncio.Redis):
+        armed = True
+
+        async def get(self, name: Any) -> Any:
+            if self.armed:  # the other replica's record runs out just now
+                self.armed = False
+                await self.delete(name)
+            return await super().get(name)
+
+    client = ExpiresBetween.from_url("redis://127.0.0.1:6379/0", socket_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.exceptions.RedisError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({exc}); Redis idempotency tests skipped")
+    name = f"test:{uuid.uuid4().hex}"
+    try:
+        await client.set(name, b"theirs", ex=60)
+        assert await RedisRecords(client).claim(name, b"ours", 60) is None
+        assert await client.get(name) == b"ours"
+    finally:
+        await client.delete(name)
+        await client.aclose()
