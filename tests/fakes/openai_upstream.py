@@ -103,6 +103,8 @@ async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
     if traceparent := request.headers.get("traceparent"):  # a tracing gateway propagates its trace
         body = {**body, "_traceparent": traceparent}
+    if sent := {k: v for k, v in request.headers.items() if k.startswith("x-test-")}:
+        body = {**body, "_headers": sent}  # a catalog's provider `headers`, seen arriving
     behavior = await state.take(kind, body)
     if scripted := common.scripted_status(behavior):
         status, headers = scripted

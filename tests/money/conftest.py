@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -147,10 +148,34 @@ def money_settings(
     )
 
 
-def start_server(settings: Settings) -> ThreadServer:
+def start_server(settings: Settings, graceful: float | None = None) -> ThreadServer:
+    """A money server; `graceful` is uvicorn's timeout_graceful_shutdown (`tollway serve` sets it
+    to the shutdown grace; None waits for every response)."""
     from tollway.app import create_app
 
-    return ThreadServer(create_app(settings)).start()
+    server = ThreadServer(create_app(settings))
+    server.server.config.timeout_graceful_shutdown = graceful  # type: ignore[assignment]
+    return server.start()
+
+
+@contextmanager
+def own_server(
+    fakes: Fakes, tmp: Path, *, catalog: str = CATALOG, graceful: float | None = None, **settings: Any
+) -> Iterator[tuple[Money, ThreadServer]]:
+    """A server of the test's own on `tmp`'s SQLite database (a second one on the same `tmp` finds the
+    first one's data), with a variant catalog and `settings` overriding the money ones."""
+    database_url = f"sqlite:///{tmp}/tollway.db"
+    base = money_settings(tmp, fakes, database_url, "sqlite", catalog)
+    # No TOLLWAY_SECRET: the key pepper is a file in the data directory, so a second server on the
+    # same `tmp` authenticates the first one's keys.
+    server = start_server(base.model_copy(update={"secret": None, **settings}), graceful)
+    money = Money(server.url, database_url, fakes.openai.url, "sqlite", fakes.queue.url)
+    money.reset_fake()
+    try:
+        yield money, server
+    finally:
+        server.stop()
+        money.reset_fake()
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ import httpx2
 import pytest
 from typer.testing import CliRunner
 
-from tests.money.conftest import CATALOG, ORACLE, Fakes, money_settings, start_server
-from tests.money.harness import NANO, Money, ThreadServer
+from tests.money.conftest import CATALOG, ORACLE, Fakes, money_settings, own_server, start_server
+from tests.money.harness import NANO, Money
 from tests.money.jobs_support import Job, accepted, ledger_of, release_upstream, submit, wait_end
 
 CREDIT = 40 * NANO
@@ -212,20 +211,6 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
 # -- a server of the test's own -------------------------------------------------------------------
 
 
-@pytest.fixture
-def own(money_fakes: Fakes, tmp_path: Path) -> Iterator[tuple[Fakes, Path, str]]:
-    """The fakes (reset), a directory and a fresh SQLite database for servers the test starts."""
-    for fake in (money_fakes.openai, money_fakes.queue):
-        httpx2.post(f"{fake.url}/_fake/reset").raise_for_status()
-    yield money_fakes, tmp_path, f"sqlite:///{tmp_path}/tollway.db"
-    for fake in (money_fakes.openai, money_fakes.queue):
-        httpx2.post(f"{fake.url}/_fake/reset").raise_for_status()
-
-
-def _money(server: ThreadServer, fakes: Fakes, database_url: str) -> Money:
-    return Money(server.url, database_url, fakes.openai.url, "sqlite", fakes.queue.url)
-
-
 def _queue_calls(fakes: Fakes) -> dict[str, int]:
     return dict(httpx2.get(f"{fakes.queue.url}/_fake/stats").json()["calls"])
 
@@ -238,49 +223,42 @@ def _until(what: str, check: Any, seconds: float = 30) -> None:
 
 
 def test_a_stopping_replica_hands_its_job_back_and_the_next_charges_it_once(
-    own: tuple[Fakes, Path, str],
+    money_fakes: Fakes, tmp_path: Path
 ) -> None:
-    fakes, tmp, database_url = own
-    settings = money_settings(tmp, fakes, database_url, "sqlite")
-    first = start_server(settings)
-    money = _money(first, fakes, database_url)
-    account, key = money.funded(CREDIT)
-    money.script_queue({"type": "complete", "after_polls": 1, "submit_delay": 5})
-    job_id, _ = accepted(submit(money, key, JOB), JOB)
-    _until("the runner's submit", lambda: _queue_calls(fakes)["submit"] == 1)
-    leased_to = _job_row(money, job_id)["lease_owner"]
-    assert leased_to is not None and RUNNER.fullmatch(leased_to)
+    with own_server(money_fakes, tmp_path) as (money, first):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "complete", "after_polls": 1, "submit_delay": 5})
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the runner's submit", lambda: _queue_calls(money_fakes)["submit"] == 1)
+        leased_to = _job_row(money, job_id)["lease_owner"]
+        assert leased_to is not None and RUNNER.fullmatch(leased_to)
+        first.stop()  # mid-submit: the step is cancelled and its lease given back, due now
+        row = _job_row(money, job_id)
+        assert (row["status"], row["lease_owner"], row["lease_until"]) == ("queued", None, None)
+        assert _seconds_from_now(row["next_run_at"]) <= 1
+        assert money.balances(account) == (CREDIT, JOB.quote)  # the hold is kept whole
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
 
-    first.stop()  # mid-submit: the step is cancelled and its lease given back, due now
-    row = _job_row(money, job_id)
-    assert (row["status"], row["lease_owner"], row["lease_until"]) == ("queued", None, None)
-    assert _seconds_from_now(row["next_run_at"]) <= 1
-    assert money.balances(account) == (CREDIT, JOB.quote)  # the hold is kept whole
-    assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
-
-    second = start_server(settings)
-    try:
-        money = _money(second, fakes, database_url)
+    with own_server(money_fakes, tmp_path) as (money, _):  # the same database: the next replica
         assert wait_end(money, key, JOB, job_id)["status"] == "COMPLETED"
         money.settle_until(account, 1)
         assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
         assert money.balances(account) == (CREDIT - JOB.quote, 0)
         finished_by = _job_row(money, job_id)["params"]["_runner"]
         assert RUNNER.fullmatch(finished_by) and finished_by != leased_to
-    finally:
-        second.stop()
 
 
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
-    own: tuple[Fakes, Path, str], monkeypatch: pytest.MonkeyPatch
+    money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fakes, tmp, database_url = own
     short = CATALOG.replace("poll_timeout_seconds: 600", "poll_timeout_seconds: 1")
     assert short != CATALOG
-    settings = money_settings(tmp, fakes, database_url, "sqlite", short)
+    database_url = f"sqlite:///{tmp_path}/tollway.db"
+    settings = money_settings(tmp_path, money_fakes, database_url, "sqlite", short)
     server = start_server(settings)
+    money = Money(server.url, database_url, money_fakes.openai.url, "sqlite", money_fakes.queue.url)
+    money.reset_fake()
     try:
-        money = _money(server, fakes, database_url)
         account, key = money.funded(CREDIT)
         money.script_queue({"type": "hang"})  # every poll answers 503 until released
         job_id, _ = accepted(submit(money, key, JOB), JOB)

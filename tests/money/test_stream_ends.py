@@ -22,8 +22,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.money.conftest import ORACLE, Fakes, money_settings
-from tests.money.harness import NANO, Money, ThreadServer
+from tests.money.conftest import ORACLE, Fakes, own_server
+from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
 from tollway.core import tokens
 from tollway.core.chat_stream import ChatStream
@@ -240,28 +238,6 @@ def test_a_client_that_leaves_mid_stream_is_billed_for_the_whole_answer_the_upst
         499,
     )
     assert row["cost_nano"] == _priced(row) == ORACLE.tokens("m-chat", Tokens(PROMPT, len(REPLY)))
-
-
-@contextmanager
-def own_server(
-    fakes: Fakes, tmp: Path, graceful: float | None = None, **settings: Any
-) -> Iterator[tuple[Money, ThreadServer]]:
-    """A server of the test's own on a fresh SQLite database, `settings` overriding the money ones;
-    `graceful`: uvicorn's timeout_graceful_shutdown (`tollway serve` sets it to the shutdown grace)."""
-    from tollway.app import create_app
-
-    database_url = f"sqlite:///{tmp}/tollway.db"
-    base = money_settings(tmp, fakes, database_url, "sqlite")
-    server = ThreadServer(create_app(base.model_copy(update=settings)))
-    server.server.config.timeout_graceful_shutdown = graceful  # type: ignore[assignment]
-    server.start()
-    money = Money(server.url, database_url, fakes.openai.url, "sqlite")
-    money.reset_fake()
-    try:
-        yield money, server
-    finally:
-        server.stop()
-        money.reset_fake()
 
 
 def test_a_client_that_leaves_a_stream_slower_than_the_drain_is_billed_for_what_was_produced_in_time(
