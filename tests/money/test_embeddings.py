@@ -16,6 +16,7 @@ import httpx2
 import pytest
 
 from tests.money.harness import NANO, Money
+from tollway.core import tokens
 
 CREDIT = 5 * NANO
 
@@ -115,3 +116,13 @@ def test_a_refused_embedding_is_a_clear_400_that_holds_nothing(fresh: Money, nam
         (1,)
     ]  # the credit only
     assert fresh.fake_requests() == []
+
+
+def test_the_token_budget_is_taken_at_admission_for_the_estimate(fresh: Money) -> None:
+    """`x-ratelimit-remaining-tokens` is the budget left once this request's estimate is taken."""
+    tpm, texts = 3_000, ["count these words", "and these"]
+    _, key = fresh.funded(CREDIT, rate_limits={"tpm": tpm})
+    answer = _embed(fresh, key, input=texts)
+    assert answer.status_code == 200, answer.text
+    estimate = tokens.count(texts) + 2 * len(texts)
+    assert abs(int(answer.headers["x-ratelimit-remaining-tokens"]) - (tpm - estimate)) <= 2  # Redis rounds µs

@@ -137,3 +137,19 @@ def test_a_route_without_a_model_uses_the_right_default_and_its_price(fresh: Mon
     assert response.headers["x-tollway-model-id"] == model
     assert fresh.charged(account) == price
     assert response.headers["x-tollway-cost-nano"] == str(price)
+
+
+def test_a_failed_chat_gives_back_its_whole_token_estimate(fresh: Money) -> None:
+    """The token budget (TPM 30: half a token of refill a second) after a failure is whole again:
+    the next request finds exactly the budget a fresh key finds. Keeping even 1 token shows."""
+    tpm, body = 30, {**CHAT, "max_tokens": 5}
+    _, fresh_key = fresh.funded(CREDIT, rate_limits={"tpm": tpm})
+    first = fresh.call(fresh_key, "POST", "chat/completions", json=body)
+    assert first.status_code == 200, first.text
+    _, key = fresh.funded(CREDIT, rate_limits={"tpm": tpm})
+    fresh.script(UPSTREAM_500)
+    assert fresh.call(key, "POST", "chat/completions", json=body).status_code == 502
+    after = fresh.call(key, "POST", "chat/completions", json=body)
+    assert after.status_code == 200, after.text
+    remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, after)]
+    assert remaining[0] == remaining[1] < tpm

@@ -221,6 +221,11 @@ BLOCKED = {
         "image/edit",
         {"model": "v-edit", "image": IMAGE, "prompt": "draw the launch codes"},
     ),
+    "generation prompt": ("images/generations", {"model": "v-gen", "prompt": "draw the launch codes"}),
+    "speech input": (
+        "audio/speech",
+        {"model": "v-tts-silent", "input": "Read the launch codes.", "voice": "alloy"},
+    ),
     "streamed speech input": (
         "audio/speech",
         {"model": "v-tts-silent", "input": "Read the launch codes.", "voice": "alloy", "streaming": True},

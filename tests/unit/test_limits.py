@@ -214,6 +214,31 @@ async def test_the_failed_request_rule_counts_only_the_last_21_failures() -> Non
     assert await limiter.blocked_for("s") == pytest.approx(30e6)
 
 
+async def test_the_failed_request_window_is_30_seconds_to_the_microsecond() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    await limiter.record_failure("wide")
+    clock.advance(30.00002)  # the 21st failure 30 s and 20 µs after the first: outside the window
+    for _ in range(20):
+        await limiter.record_failure("wide")
+    assert await limiter.blocked_for("wide") == 0
+    await limiter.record_failure("exact")
+    clock.advance(30)  # exactly 30 s: inside
+    for _ in range(20):
+        await limiter.record_failure("exact")
+    assert await limiter.blocked_for("exact") == pytest.approx(30e6)
+
+
+async def test_a_failure_at_the_instant_a_block_ends_starts_the_next_block() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    for _ in range(21):
+        await limiter.record_failure("s")
+    clock.advance(30)  # the block ends now; the ring still holds 20 failures of 30 s ago
+    await limiter.record_failure("s")
+    assert await limiter.blocked_for("s") == pytest.approx(30e6)
+
+
 async def test_gate_refusal_is_a_429_with_retry_headers_and_a_log_entry() -> None:
     clock = FakeClock()
     gate = RateGate(MemoryLimiter(clock), {})
