@@ -1,9 +1,10 @@
 """Summarise a mutmut run of the money modules (`make mutate`, docs/testing.md).
 
 Reads mutmut 3.8's own results, the per-file `mutants/<source>.meta` JSON, for every module in
-`[tool.mutmut] only_mutate`, and prints per module: killed, survived, no tests, timeout, suspicious,
-skipped, not yet checked, and the minutes its mutants took. The score is
-killed / (mutants whose tests ran - survivors documented as equivalent).
+`[tool.mutmut] only_mutate`, and prints per module: killed (by a test), mypy (rejected by the type
+check, `type_check_command`), survived, no tests, timeout, suspicious, skipped, not yet checked, and
+the minutes its mutants took. The score is (killed + mypy) / (mutants checked - survivors documented
+as equivalent); a mutant no test runs, a timeout and a crash count as not killed.
 
 Equivalent survivors live in docs/mutation-equivalent.txt: one mutant name (or fnmatch pattern) per
 line, then `# reason`. The report lists every survivor, marks the documented ones, and names entries
@@ -41,12 +42,14 @@ STATUS = {
     24: "timeout",
     152: "timeout",
     255: "timeout",
-    37: "type check",
+    37: "mypy",
     -11: "segfault",
     -9: "segfault",
 }
-COLUMNS = ("killed", "survived", "no tests", "timeout", "suspicious", "skipped", "not checked")
-NOT_RUN = {"no tests", "skipped", "not checked", "type check"}
+COLUMNS = ("killed", "mypy", "survived", "no tests", "timeout", "suspicious", "skipped", "not checked")
+# Not in the score at all. A mutant with no tests counts as not killed; one mypy rejects as caught
+# (`make test` runs mypy before any test, so such a mutant could never land).
+NOT_RUN = {"skipped", "not checked"}
 
 
 @dataclass
@@ -96,9 +99,10 @@ def reason_for(name: str, pairs: list[tuple[str, str]]) -> str | None:
 
 
 def score(counts: Counter[str], equivalent: int) -> tuple[int, int]:
-    """(killed, denominator): mutants whose tests ran, less the documented equivalent survivors."""
+    """(caught, denominator): killed by a test or by mypy, over the mutants checked less the
+    documented equivalent survivors."""
     ran = sum(n for status, n in counts.items() if status not in NOT_RUN)
-    return counts["killed"], ran - equivalent
+    return counts["killed"] + counts["mypy"], ran - equivalent
 
 
 def percent(killed: int, denominator: int) -> str:
@@ -143,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     killed, denominator = score(total, total_equivalent)
     print(f"{'all':28} {sum(total.values()):>7} {cells} {minutes:>9.1f} {percent(killed, denominator):>7}")
     print(
-        f"\nscore = killed / (ran - equivalent) = {killed} / ({denominator + total_equivalent} - "
+        f"\nscore = (killed + mypy) / (checked - equivalent) = {killed} / ({denominator + total_equivalent} - "
         f"{total_equivalent}) = {percent(killed, denominator)}"
         f"  (timeouts counted as killed: {percent(killed + total['timeout'], denominator)})"
     )
     if total["not checked"]:
         print(f"{total['not checked']} mutants not checked yet: the run was stopped or is still going")
     if extra := sum(n for status, n in total.items() if status not in COLUMNS):
-        print(f"{extra} mutants in other states (segfault, interrupted, type check)")
+        print(f"{extra} mutants in other states (segfault, interrupted): counted as not killed")
 
     print(f"\nsurvivors ({len(survivors)}; `mutmut show <name>` shows the change):")
     for name, status, reason in survivors:

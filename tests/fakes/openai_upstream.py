@@ -24,6 +24,9 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "slow", "delay": S}``: seconds between streamed chunks for this request.
 - ``{"type": "reply", "chunks": ["<thi", "nk>…"]}``: answer exactly these content pieces, one
   stream chunk each (tags split across chunks, as reasoning models do); buffered: joined.
+  Optional: ``"tool_call": "<function name>"`` sends the pieces as that one tool call's
+  ``function.arguments`` instead of content (finish_reason "tool_calls"); ``"omit_usage": true``
+  sends no ``usage`` at all. Both default off: a plain ``reply`` is unchanged.
 
 Stream-only behaviors are ignored by embeddings and (except cut) by buffered chat.
 ``POST /_fake/reset`` clears queue and stats; ``GET /_fake/stats`` shows calls and bodies seen.
@@ -100,6 +103,8 @@ async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
         return _error(400, "Request body must be a JSON object", "invalid_request_error")
     if traceparent := request.headers.get("traceparent"):  # a tracing gateway propagates its trace
         body = {**body, "_traceparent": traceparent}
+    if sent := {k: v for k, v in request.headers.items() if k.startswith("x-test-")}:
+        body = {**body, "_headers": sent}  # a catalog's provider `headers`, seen arriving
     behavior = await state.take(kind, body)
     if scripted := common.scripted_status(behavior):
         status, headers = scripted
@@ -157,7 +162,7 @@ async def chat_completions(request: Request) -> Response:
         behavior.get("usage") if _usage_mode(behavior) == "exact" else None,
     )
     if behavior["type"] == "reply":
-        return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]])
+        return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]], behavior)
     if body.get("stream"):
         chunks = _stream_chat(reply, body, behavior, state.chunk_delay_for(behavior))
         return StreamingResponse(
@@ -174,25 +179,48 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-def _scripted_reply(reply: _Reply, body: JSON, pieces: list[str]) -> Response:
-    usage = reply.usage(len(pieces))
+def _scripted_reply(reply: _Reply, body: JSON, pieces: list[str], behavior: JSON) -> Response:
+    usage = None if behavior.get("omit_usage") else reply.usage(len(pieces))
+    tool = behavior.get("tool_call")
+    finish = "tool_calls" if tool else "stop"
     if not body.get("stream"):
-        message = {"role": "assistant", "content": "".join(pieces)}
+        message: JSON = {"role": "assistant", "content": "".join(pieces)}
+        if tool:
+            call = {
+                "id": "call_fake_0",
+                "type": "function",
+                "function": {"name": tool, "arguments": "".join(pieces)},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
         answer = reply.envelope(
-            "chat.completion", [{"index": 0, "message": message, "finish_reason": "stop"}]
+            "chat.completion", [{"index": 0, "message": message, "finish_reason": finish}]
         )
-        return JSONResponse({**answer, "usage": usage})
+        return JSONResponse(answer if usage is None else {**answer, "usage": usage})
+
+    def delta(i: int, piece: str) -> JSON:
+        if not tool:
+            return {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        call: JSON = {"index": 0, "function": {"arguments": piece}}
+        if i == 0:  # the first delta of a tool call names it, as OpenAI's do
+            call = {
+                "index": 0,
+                "id": "call_fake_0",
+                "type": "function",
+                "function": {"name": tool, "arguments": piece},
+            }
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"tool_calls": [call]}
 
     async def frames() -> AsyncIterator[bytes]:
         for i, piece in enumerate(pieces):
-            delta: JSON = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-            reason = "stop" if i == len(pieces) - 1 else None
+            reason = finish if i == len(pieces) - 1 else None
             yield _sse(
                 reply.envelope(
-                    "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": reason}]
+                    "chat.completion.chunk", [{"index": 0, "delta": delta(i, piece), "finish_reason": reason}]
                 )
             )
-        yield _sse({**reply.envelope("chat.completion.chunk", []), "usage": usage})
+        if usage is not None:
+            yield _sse({**reply.envelope("chat.completion.chunk", []), "usage": usage})
         yield _sse("[DONE]")
 
     return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

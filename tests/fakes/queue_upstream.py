@@ -14,12 +14,15 @@ submit (an empty queue means ``{"type": "complete", "after_polls": 1}``):
 - ``{"type": "hang"}``: every retrieve answers 503 until ``POST /_fake/release`` (then: complete).
 - ``{"type": "reject", "status": 400}``: the submit itself is refused with that status (no job).
 - ``{"type": "status", "status": 503}``: the submit answers that status once (no job); retried.
+- any behavior may add ``"submit_delay": S``: the submit answers S seconds late (a slow upstream),
+  and ``"message": M`` (reject): the error message of the refusal.
 
 ``POST /_fake/reset`` clears everything; ``GET /_fake/stats`` shows calls and jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import subprocess
@@ -97,9 +100,10 @@ async def submit(request: Request) -> Response:
     if key and key in state.keys:
         return JSONResponse({"model": body.get("model"), "queue_id": state.keys[key]})
     behavior = state.next_behavior({"type": "complete", "after_polls": 1})
+    await asyncio.sleep(float(behavior.get("submit_delay", 0)))
     if behavior["type"] in ("reject", "status"):
         status = int(behavior.get("status", 400))
-        return JSONResponse({"error": {"message": "refused"}}, status_code=status)
+        return JSONResponse({"error": {"message": behavior.get("message", "refused")}}, status_code=status)
     queue_id = f"up-{next(state.ids)}"
     if key:
         state.keys[key] = queue_id

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -33,11 +35,15 @@ from tests.money.harness import (
 from tests.money.oracle import Oracle
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
+if TYPE_CHECKING:
+    from tollway.settings import Settings
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
     ","
 )  # see tests/unit/conftest.py
 HOLD_DAYS = 30
+RESERVATION_TTL_SECONDS = 900
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -48,15 +54,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         hits |= SERVER_WIDE
 
 
-RESERVATION_TTL_SECONDS = 900
-
 CATALOG = """
 markup: "1.25"
 providers:
   - {{id: local, kind: local}}
   - {{id: fake, kind: openai, base_url: "{fake}/v1", api_key_env: MONEY_UPSTREAM_KEY}}
   - {{id: qfake, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,
-     jobs: {{poll_interval_seconds: 0.1, poll_timeout_seconds: 600}}}}
+     jobs: {{poll_interval_seconds: 0.2, poll_timeout_seconds: 600}}}}
 models:
   # tokens: the global markup; cached and reasoning prices of their own
   - id: m-chat
@@ -79,6 +83,8 @@ models:
     routes: [{{provider: fake, model: text-embedding-3-small}}]
     pricing: {{input: "0.13"}}
     markup: "1.1"
+  - {{id: m-embed-dims, type: embedding, routes: [{{provider: fake, model: text-embedding-3-large}}],
+     pricing: {{input: "0.02"}}, capabilities: [dimensions]}}
   # images: the sync routes price per_image × tier × quality; the task API adds flat surcharges
   - id: m-image
     type: image
@@ -110,19 +116,22 @@ models:
       per_generation: {{"360p/1s": "0.10", "360p/2s": "0.17", "360p/1s/audio": "0.15", "480p/2s/audio": "0.35"}}
   # video at a queue/poll upstream (tests/fakes/queue_upstream.py): a job that runs as long as a test wants
   - {{id: m-video-up, type: video, routes: [{{provider: qfake, model: fake-video}}], pricing: {{per_second: "0.011"}}, markup: "1.4"}}
+  # video routed to a provider with no queue API (a catalog mistake): the job fails, refunded
+  - {{id: m-video-nojobs, type: video, routes: [{{provider: fake, model: fake-video}}], pricing: {{per_second: "0.01"}}}}
   - {{id: m-music, type: music, routes: [{{provider: local, model: procedural-music}}], pricing: {{per_second: "0.0005"}}, markup: "0.9"}}
 """
 
 
-def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadServer:
-    from tollway.runtime.app import create_app
+def money_settings(
+    tmp: Path, fakes: Fakes, database_url: str, backend: str, catalog: str = CATALOG
+) -> Settings:
+    """The settings of a money server; `catalog` may be a variant of CATALOG (same placeholders)."""
     from tollway.settings import Settings
 
-    catalog = write_catalog(tmp, CATALOG, fake=fakes.openai.url, queue=fakes.queue.url)
-    settings = Settings(
+    return Settings(
+        config=write_catalog(tmp, catalog, fake=fakes.openai.url, queue=fakes.queue.url),
         database_url=database_url,
         data_dir=tmp / "data",
-        config=catalog,
         operator_key=OPERATOR_KEY,
         secret=secrets.token_hex(16),
         log_level="warning",
@@ -137,7 +146,36 @@ def _start(tmp: Path, fakes: Fakes, database_url: str, backend: str) -> ThreadSe
         redis_key_prefix=f"tollway:money:{secrets.token_hex(4)}:",
         metrics=False,
     )
-    return ThreadServer(create_app(settings)).start()
+
+
+def start_server(settings: Settings, graceful: float | None = None) -> ThreadServer:
+    """A money server; `graceful` is uvicorn's timeout_graceful_shutdown (`tollway serve` sets it
+    to the shutdown grace; None waits for every response)."""
+    from tollway.runtime.app import create_app
+
+    server = ThreadServer(create_app(settings))
+    server.server.config.timeout_graceful_shutdown = graceful  # type: ignore[assignment]
+    return server.start()
+
+
+@contextmanager
+def own_server(
+    fakes: Fakes, tmp: Path, *, catalog: str = CATALOG, graceful: float | None = None, **settings: Any
+) -> Iterator[tuple[Money, ThreadServer]]:
+    """A server of the test's own on `tmp`'s SQLite database (a second one on the same `tmp` finds the
+    first one's data), with a variant catalog and `settings` overriding the money ones."""
+    database_url = f"sqlite:///{tmp}/tollway.db"
+    base = money_settings(tmp, fakes, database_url, "sqlite", catalog)
+    # No TOLLWAY_SECRET: the key pepper is a file in the data directory, so a second server on the
+    # same `tmp` authenticates the first one's keys.
+    server = start_server(base.model_copy(update={"secret": None, **settings}), graceful)
+    money = Money(server.url, database_url, fakes.openai.url, "sqlite", fakes.queue.url)
+    money.reset_fake()
+    try:
+        yield money, server
+    finally:
+        server.stop()
+        money.reset_fake()
 
 
 @dataclass
@@ -192,7 +230,7 @@ def money(
         if (why := _redis_reachable()) is not None:
             pytest.skip(f"Redis not reachable at {REDIS_URL} ({why}): the PostgreSQL money tests are skipped")
         database_url = url
-    server = _start(tmp, money_fakes, database_url, backend)
+    server = start_server(money_settings(tmp, money_fakes, database_url, backend))
     try:
         yield Money(server.url, database_url, money_fakes.openai.url, backend, money_fakes.queue.url)
     finally:

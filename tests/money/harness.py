@@ -210,7 +210,22 @@ class Money:
         ]
 
     def usage_rows(self, account_id: str) -> list[dict[str, Any]]:
-        columns = ("endpoint", "model", "prompt_tokens", "completion_tokens", "units", "cost_nano", "outcome")
+        columns = (
+            "request_id",
+            "key_id",
+            "endpoint",
+            "model",
+            "provider",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "units",
+            "cost_nano",
+            "usage_source",
+            "outcome",
+            "status_code",
+        )
         return [
             dict(zip(columns, row, strict=True))
             for row in self.rows(

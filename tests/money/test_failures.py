@@ -36,9 +36,10 @@ def _assert_nothing_charged(money: Money, account: str, status: int) -> None:
     assert money.charged(account) == 0
     assert _key_spend(money, account) == (0, 0)
     [row] = money.usage_rows(account)
-    assert (row["cost_nano"], row["outcome"]) == (0, "upstream_error")
-    [(recorded_status,)] = money.rows("select status_code from usage where account_id = ?", account)
-    assert recorded_status == status
+    assert (row["cost_nano"], row["outcome"], row["status_code"]) == (0, "upstream_error", status)
+    # No provider served it and no usage was counted: the row says so rather than guess.
+    assert (row["provider"], row["usage_source"], row["units"]) == (None, "none", 0)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
 
 
 CHAT = {"model": "m-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
@@ -138,3 +139,19 @@ def test_a_route_without_a_model_uses_the_right_default_and_its_price(fresh: Mon
     assert response.headers["x-tollway-model-id"] == model
     assert fresh.charged(account) == price
     assert response.headers["x-tollway-cost-nano"] == str(price)
+
+
+def test_a_failed_chat_gives_back_its_whole_token_estimate(fresh: Money) -> None:
+    """The token budget (TPM 30: half a token of refill a second) after a failure is whole again:
+    the next request finds exactly the budget a fresh key finds. Keeping even 1 token shows."""
+    tpm, body = 30, {**CHAT, "max_tokens": 5}
+    _, fresh_key = fresh.funded(CREDIT, rate_limits={"tpm": tpm})
+    first = fresh.call(fresh_key, "POST", "chat/completions", json=body)
+    assert first.status_code == 200, first.text
+    _, key = fresh.funded(CREDIT, rate_limits={"tpm": tpm})
+    fresh.script(UPSTREAM_500)
+    assert fresh.call(key, "POST", "chat/completions", json=body).status_code == 502
+    after = fresh.call(key, "POST", "chat/completions", json=body)
+    assert after.status_code == 200, after.text
+    remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, after)]
+    assert remaining[0] == remaining[1] < tpm

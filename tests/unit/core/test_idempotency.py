@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,53 @@ async def test_memory_records_are_bounded_by_bytes() -> None:
     await records.forget("a")
     await records.put("d", b"123456789", 60)
     assert await records.claim("d", b"x", 60) == b"123456789"
+
+
+async def test_memory_records_keep_the_newest_record_even_when_it_alone_is_over_the_bytes() -> None:
+    records = MemoryRecords(capacity=100, max_bytes=4)
+    await records.put("big", b"0123456789", 60)
+    assert await records.claim("big", b"x", 60) == b"0123456789"
+
+
+async def test_memory_records_at_exactly_their_bounds_drop_nothing() -> None:
+    by_bytes = MemoryRecords(capacity=100, max_bytes=8)
+    await by_bytes.put("a", b"1234", 60)
+    await by_bytes.put("b", b"5678", 60)  # 8 bytes of 8
+    assert await by_bytes.claim("a", b"x", 60) == b"1234"
+    one = MemoryRecords(capacity=1)
+    await one.put("a", b"a", 60)
+    await one.put("b", b"b", 60)  # 2 of 1: the older goes
+    assert await one.claim("a", b"new", 60) is None
+
+
+async def test_memory_records_count_the_bytes_left_after_a_forget() -> None:
+    records = MemoryRecords(capacity=100, max_bytes=10)
+    await records.put("a", b"123456", 60)
+    await records.put("b", b"123", 60)
+    await records.forget("b")  # 6 bytes left, not 3
+    await records.put("c", b"12345", 60)  # 11 bytes: the oldest goes
+    assert await records.claim("a", b"new", 60) is None
+    assert await records.claim("c", b"x", 60) == b"12345"
+
+
+async def test_redis_records_expire_with_their_ttl() -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.exceptions.RedisError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({exc}); Redis idempotency tests skipped")
+    records = RedisRecords(client)
+    claimed, kept = f"test:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}"
+    try:
+        assert await records.claim(claimed, b"running", 40) is None
+        await records.put(kept, b"done", 90)
+        assert 35 <= await client.ttl(claimed) <= 40
+        assert 85 <= await client.ttl(kept) <= 90
+    finally:
+        await client.delete(claimed, kept)
+        await client.aclose()
 
 
 def _counter() -> tuple[Callable[[], Awaitable[Reply]], list[int]]:
@@ -141,14 +189,19 @@ async def test_streams_are_kept_when_complete_and_forgotten_when_left(records: R
     idempotency = Idempotency(records)
     account = f"acct_{uuid.uuid4().hex[:8]}"
     calls = 0
+    closed: list[int] = []
 
     async def stream() -> Reply:
         nonlocal calls
         calls += 1
+        n = calls
 
         async def chunks() -> AsyncIterator[bytes]:
-            for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
-                yield part
+            try:
+                for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"):
+                    yield part
+            finally:
+                closed.append(n)  # where a real source settles what it relayed
 
         return Reply(200, {"content-type": "text/event-stream"}, chunks=chunks())
 
@@ -156,6 +209,7 @@ async def test_streams_are_kept_when_complete_and_forgotten_when_left(records: R
     assert left.chunks is not None
     assert await left.chunks.__anext__() == b"data: 1\n\n"
     await left.chunks.aclose()  # the client went away: forgotten
+    assert closed == [1]  # the source was closed at once, not whenever it is collected
     whole = await _drain(await idempotency.run(account, "s", "chat", b"{}", stream))
     replayed = await idempotency.run(account, "s", "chat", b"{}", stream)
     assert calls == 2 and await _drain(replayed) == whole == b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
@@ -293,3 +347,52 @@ async def test_a_stream_that_outlives_the_running_ttl_is_still_409(
     replayed = await idempotency.run(account, "long", "chat", b"{}", stream)
     assert replayed.headers["idempotent-replayed"] == "true" and await _drain(replayed) == whole
     assert calls == 1
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+async def test_a_key_of_no_or_too_many_characters_is_refused_before_anything_runs(key: str) -> None:
+    produce, calls = _counter()
+    with pytest.raises(TollwayError) as refused:
+        await Idempotency(MemoryRecords()).run("acct_x", key, "speech", b"{}", produce)
+    assert (refused.value.code, refused.value.param, refused.value.message) == (
+        ErrorCode.VALIDATION,
+        "Idempotency-Key",
+        "Idempotency-Key must be 1 to 255 characters.",
+    )
+    assert calls == [0]
+
+
+async def test_a_key_of_255_characters_is_kept() -> None:
+    produce, calls = _counter()
+    idempotency = Idempotency(MemoryRecords())
+    first = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
+    again = await idempotency.run("acct_x", "k" * 255, "speech", b"{}", produce)
+    assert calls == [1] and again.body == first.body and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_redis_record_that_expires_between_set_and_get_is_claimed_again() -> None:
+    """SET NX found another replica's record, which expired before our GET: claim it, don't assume."""
+    import redis.asyncio
+
+    class ExpiresBetween(redis.asyncio.Redis):
+        armed = True
+
+        async def get(self, name: Any) -> Any:
+            if self.armed:  # the other replica's record runs out just now
+                self.armed = False
+                await self.delete(name)
+            return await super().get(name)
+
+    client = ExpiresBetween.from_url("redis://127.0.0.1:6379/0", socket_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.exceptions.RedisError) as exc:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({exc}); Redis idempotency tests skipped")
+    name = f"test:{uuid.uuid4().hex}"
+    try:
+        await client.set(name, b"theirs", ex=60)
+        assert await RedisRecords(client).claim(name, b"ours", 60) is None
+        assert await client.get(name) == b"ours"
+    finally:
+        await client.delete(name)
+        await client.aclose()

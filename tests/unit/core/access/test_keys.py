@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.conftest import KEY_PEPPER as PEPPER
@@ -110,6 +110,20 @@ async def test_revoke_takes_effect_at_once(keys: Keys, accts: Accounts) -> None:
     with pytest.raises(TollwayError) as info:
         await keys.revoke(minted["id"])  # already revoked
     assert info.value.code is ErrorCode.NOT_FOUND
+
+
+async def test_forgetting_the_cache_reads_a_revocation_made_elsewhere(
+    keys: Keys, accts: Accounts, engine: AsyncEngine
+) -> None:
+    """Another replica revoked the key; the key-event bus reconnected and could not say which."""
+    account = await accts.create("elsewhere")
+    minted = await keys.mint(account.id, KeySettings())
+    assert (await keys.authenticate(minted["key"])).key_id == minted["id"]  # now cached
+    async with engine.begin() as conn:
+        await conn.execute(update(api_keys).where(api_keys.c.id == minted["id"]).values(revoked_at=utcnow()))
+    assert (await keys.authenticate(minted["key"])).key_id == minted["id"]  # the cache still says yes
+    keys.forget_all()
+    await assert_auth_fails(keys, minted["key"])
 
 
 async def test_revoke_is_scoped_to_the_owning_account(keys: Keys, accts: Accounts) -> None:

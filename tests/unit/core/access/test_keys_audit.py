@@ -84,3 +84,22 @@ def test_a_new_keys_expiry_must_lie_ahead() -> None:
             check_future(past, "expiresAt")
         assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "expiresAt")
         assert info.value.message == "`expiresAt` must be in the future."
+
+
+async def test_revoking_a_key_that_is_not_active_names_it(keys: Keys, accts: Accounts) -> None:
+    await accts.create("none")
+    with pytest.raises(TollwayError) as info:
+        await keys.revoke("key_missing")
+    assert (info.value.code, info.value.param, info.value.message) == (
+        ErrorCode.NOT_FOUND,
+        "id",
+        "No active key 'key_missing'.",
+    )
+
+
+async def test_the_audit_trail_shows_the_newest_two_hundred_events(keys: Keys, accts: Accounts) -> None:
+    account = await accts.create("busy")
+    minted = [await keys.mint(account.id, KeySettings()) for _ in range(201)]
+    events = await keys.events(account.id)
+    assert len(events) == 200
+    assert events[0]["key_id"] == minted[-1]["id"] and events[-1]["key_id"] == minted[1]["id"]

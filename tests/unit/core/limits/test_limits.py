@@ -15,7 +15,14 @@ from tollway.base.config import ModelConfig, RateLimitsConfig
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.limits.gate import RateGate, resolve_limits, retry_headers
-from tollway.core.limits.limiter import FAILED_MESSAGE, Limiter, Limits, MemoryLimiter, format_duration
+from tollway.core.limits.limiter import (
+    EVENT_LOG_SIZE,
+    FAILED_MESSAGE,
+    Limiter,
+    Limits,
+    MemoryLimiter,
+    format_duration,
+)
 from tollway.errors import ErrorCode, TollwayError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -64,6 +71,17 @@ def test_retry_headers_round_up_and_mark_daily_caps_not_retryable() -> None:
     assert retry_headers(1_500) == {"retry-after": "1", "retry-after-ms": "2"}
     assert retry_headers(6_000_000) == {"retry-after": "6", "retry-after-ms": "6000"}
     assert retry_headers(6_000_001, transient=False)["x-should-retry"] == "false"
+    # Never 0: a client told to wait 0 would retry at once. A thousandth over a second is 2 s.
+    assert retry_headers(1) == {"retry-after": "1", "retry-after-ms": "1"}
+    assert retry_headers(1_001_000) == {"retry-after": "2", "retry-after-ms": "1001"}
+
+
+async def test_the_rate_limit_log_keeps_the_newest_events() -> None:
+    limiter = MemoryLimiter()
+    for n in range(EVENT_LOG_SIZE + 5):
+        await limiter.log_event("acct", {"n": n})
+    events = await limiter.events("acct")
+    assert [e["n"] for e in events] == list(range(EVENT_LOG_SIZE + 4, 4, -1))
 
 
 def test_limits_resolve_key_then_plan_then_model_then_class() -> None:
@@ -181,6 +199,45 @@ async def test_failed_request_block_lasts_thirty_seconds() -> None:
     clock.advance(0.2)
     assert await limiter.blocked_for("s") == 0
     assert "Too many failed attempts (> 20)" in FAILED_MESSAGE
+
+
+async def test_the_failed_request_rule_counts_only_the_last_21_failures() -> None:
+    """An old failure outside the 30 s does not hide 21 recent ones, and 21 spread wider block nothing."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    await limiter.record_failure("s")
+    clock.advance(31)
+    for _ in range(20):
+        await limiter.record_failure("s")
+    assert await limiter.blocked_for("s") == 0  # 21 failures, but over 31 s
+    clock.advance(1)
+    await limiter.record_failure("s")  # the last 21 all lie within 30 s
+    assert await limiter.blocked_for("s") == pytest.approx(30e6)
+
+
+async def test_the_failed_request_window_is_30_seconds_to_the_microsecond() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    await limiter.record_failure("wide")
+    clock.advance(30.00002)  # the 21st failure 30 s and 20 µs after the first: outside the window
+    for _ in range(20):
+        await limiter.record_failure("wide")
+    assert await limiter.blocked_for("wide") == 0
+    await limiter.record_failure("exact")
+    clock.advance(30)  # exactly 30 s: inside
+    for _ in range(20):
+        await limiter.record_failure("exact")
+    assert await limiter.blocked_for("exact") == pytest.approx(30e6)
+
+
+async def test_a_failure_at_the_instant_a_block_ends_starts_the_next_block() -> None:
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    for _ in range(21):
+        await limiter.record_failure("s")
+    clock.advance(30)  # the block ends now; the ring still holds 20 failures of 30 s ago
+    await limiter.record_failure("s")
+    assert await limiter.blocked_for("s") == pytest.approx(30e6)
 
 
 async def test_gate_refusal_is_a_429_with_retry_headers_and_a_log_entry() -> None:

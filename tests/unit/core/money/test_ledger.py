@@ -128,6 +128,12 @@ async def test_credit_to_unknown_account_is_not_found(ledger: Ledger) -> None:
     assert info.value.code is ErrorCode.NOT_FOUND
 
 
+async def test_the_balances_of_an_unknown_account_name_it(ledger: Ledger) -> None:
+    with pytest.raises(TollwayError) as info:
+        await ledger.balances("acct_missing")
+    assert (info.value.code, info.value.message) == (ErrorCode.NOT_FOUND, "No account 'acct_missing'.")
+
+
 async def test_adjust_cannot_make_available_negative(
     engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
 ) -> None:

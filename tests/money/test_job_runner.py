@@ -1,0 +1,294 @@
+"""The job runner's money at the edges of a job's life: a failure, a stop, a lost upstream.
+
+- A verified failure (refused at submit, FAILED or filtered at poll) releases the whole quote and
+  records why: the job's row and the usage row say who failed and how, and charge nothing.
+- A replica that stops while a job's step is in flight hands the job back at once, with its hold
+  untouched; the next runner finishes it and charges it once.
+- A job whose upstream cannot be asked within the poll timeout becomes `unknown` with its hold
+  kept, is left alone until the reconcile interval, and `tollway jobs reconcile` settles it.
+
+The last two need a server of their own (stopped mid-job, or with a short poll timeout), started
+on a fresh SQLite database next to the session's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from typer.testing import CliRunner
+
+from tests.money.conftest import CATALOG, ORACLE, Fakes, money_settings, own_server, start_server
+from tests.money.harness import NANO, Money
+from tests.money.jobs_support import Job, accepted, ledger_of, release_upstream, submit, wait_end
+
+pytestmark = pytest.mark.slow  # starts a server
+
+CREDIT = 40 * NANO
+JOB = Job(
+    "video/queue",
+    {"model": "m-video-up", "prompt": "tides", "duration": 5},
+    ORACLE.video("m-video-up", seconds=5, resolution="720p", audio=False),
+    5,
+    "video_queue",
+    upstream=True,
+)
+RUNNER = re.compile(r".+:\d+:[0-9a-f]{8}")  # host:pid:nonce (core/jobs/runner.py)
+
+
+def _job_row(money: Money, job_id: str) -> dict[str, Any]:
+    columns = (
+        "status",
+        "cost_nano",
+        "error_code",
+        "error_message",
+        "params",
+        "lease_owner",
+        "lease_until",
+        "next_run_at",
+    )
+    [row] = money.rows(f"select {', '.join(columns)} from jobs where id = ?", job_id)
+    found = dict(zip(columns, row, strict=True))
+    if isinstance(found["params"], str):
+        found["params"] = json.loads(found["params"])
+    return found
+
+
+RECORD = (
+    "request_id",
+    "endpoint",
+    "provider",
+    "units",
+    "cost_nano",
+    "usage_source",
+    "outcome",
+    "status_code",
+)
+
+
+def _usage_row(money: Money, account: str) -> dict[str, Any]:
+    [row] = money.usage_rows(account)
+    return {k: row[k] for k in RECORD}
+
+
+def _seconds_from_now(value: Any) -> float:
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return float((when - datetime.now(UTC)).total_seconds())
+
+
+# -- a verified failure -----------------------------------------------------------------------------
+
+POLLED = "The upstream reported the job failed."
+FAILURES = {
+    "failed at poll": ({"type": "fail", "after_polls": 1}, "UPSTREAM_FAILED", POLLED, "qfake"),
+    "filtered at poll": ({"type": "filtered"}, "CONTENT_FILTERED", POLLED, "qfake"),
+    # The upstream's own words are not kept (they may quote the prompt): its status is.
+    "refused at submit": (
+        {"type": "reject", "status": 400, "message": "your prompt 'x' is refused"},
+        "UPSTREAM_ERROR",
+        "provider 'qfake' answered HTTP 400",
+        None,  # never accepted: the job has no provider of record
+    ),
+    "filtered at submit": (
+        {"type": "reject", "status": 422},
+        "CONTENT_FILTERED",
+        "provider 'qfake' answered HTTP 422",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_a_failed_job_records_why_and_charges_nothing(fresh: Money, name: str) -> None:
+    behavior, code, message, provider = FAILURES[name]
+    account, key = fresh.funded(CREDIT)
+    fresh.script_queue(behavior)
+    job_id, stated = accepted(submit(fresh, key, JOB), JOB)
+    assert stated == JOB.quote
+    view = wait_end(fresh, key, JOB, job_id)
+    fresh.settle_until(account, 1)
+
+    assert (view["status"], view["cost_usd"], view["error"]["code"]) == ("FAILED", "0.000000000", code)
+    row = _job_row(fresh, job_id)
+    assert (row["status"], row["cost_nano"], row["error_code"]) == ("failed", 0, code)
+    assert row["error_message"] == view["error"]["message"] == message
+    assert set(row["params"]) == {"_endpoint", "_runner"}  # the engine's parameters are erased
+    assert row["params"]["_endpoint"] == "video_queue"
+    assert RUNNER.fullmatch(row["params"]["_runner"])
+
+    assert ledger_of(fresh, job_id) == [("reserve", 0, JOB.quote), ("release", 0, -JOB.quote)]
+    assert fresh.balances(account) == (CREDIT, 0)
+    usage = _usage_row(fresh, account)
+    assert usage == {
+        "request_id": job_id,
+        "endpoint": "video_queue",
+        "provider": provider,
+        "units": 0,
+        "cost_nano": 0,
+        "usage_source": "none",
+        "outcome": "failed",
+        "status_code": 502,
+    }
+
+
+def test_a_job_on_a_provider_without_a_queue_api_fails_at_once_and_is_refunded(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    job = Job(
+        "video/queue",
+        {"model": "m-video-nojobs", "prompt": "tides", "duration": 2},
+        ORACLE.video("m-video-nojobs", seconds=2, resolution="720p", audio=False),
+        2,
+        "video_queue",
+    )
+    job_id, stated = accepted(submit(fresh, key, job), job)
+    assert stated == job.quote
+    view = wait_end(fresh, key, job, job_id, seconds=20)
+    assert (view["status"], view["error"]["code"]) == ("FAILED", "UPSTREAM_ERROR")
+    fresh.settle_until(account, 1)
+    assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("release", 0, -job.quote)]
+    assert fresh.balances(account) == (CREDIT, 0)
+
+
+def test_a_processing_job_shows_the_upstreams_progress_and_follows_its_providers_poll_settings(
+    fresh: Money,
+) -> None:
+    """qfake polls every 0.2 s and gives up after 600 s; Tollway's defaults here are 0.1 s and 1800 s."""
+    account, key = fresh.funded(CREDIT)
+    fresh.script_queue({"type": "complete", "after_polls": 8})
+    job_id, _ = accepted(submit(fresh, key, JOB), JOB)
+    columns = "status, progress, eta_seconds, provider, upstream_model, upstream_id, poll_deadline, next_run_at, updated_at"
+
+    def processing() -> tuple[Any, ...] | None:
+        [row] = fresh.rows(f"select {columns} from jobs where id = ?", job_id)
+        return row if row[0] == "processing" and row[1] and row[7] else None
+
+    _until("a polled, processing job", lambda: processing() is not None)
+    row = processing()
+    assert row is not None
+    _, progress, eta, provider, upstream_model, upstream_id, deadline, next_run, updated = row
+    assert progress in (30, 60, 90) and eta is not None  # the fake: 30 % a poll, 4 s on average
+    assert (provider, upstream_model) == ("qfake", "fake-video") and str(upstream_id).startswith("up-")
+    assert 590 < _seconds_from_now(deadline) <= 600
+    assert 0.15 < _seconds_from_now(next_run) - _seconds_from_now(updated) <= 0.2
+    view = fresh.call(key, "POST", "video/retrieve", json={"queue_id": job_id}).json()
+    if view["status"] == "PROCESSING":
+        assert view["progress"] >= progress
+    assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
+    fresh.settle_until(account, 1)
+
+
+def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    fresh.script_queue({"type": "complete", "after_polls": 1})
+    job_id, _ = accepted(submit(fresh, key, JOB), JOB)
+    assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
+    fresh.settle_until(account, 1)
+    row = _job_row(fresh, job_id)
+    assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)
+    assert set(row["params"]) == {"media_ids", "_endpoint", "_runner"}
+    assert row["params"]["_endpoint"] == "video_queue" and len(row["params"]["media_ids"]) == 1
+    assert RUNNER.fullmatch(row["params"]["_runner"])
+    assert (row["lease_owner"], row["lease_until"]) == (None, None)
+    usage = _usage_row(fresh, account)
+    assert usage == {
+        "request_id": job_id,
+        "endpoint": "video_queue",
+        "provider": "qfake",
+        "units": JOB.units,
+        "cost_nano": JOB.quote,
+        "usage_source": "provider",
+        "outcome": "completed",
+        "status_code": 200,
+    }
+
+
+# -- a server of the test's own -------------------------------------------------------------------
+
+
+def _queue_calls(fakes: Fakes) -> dict[str, int]:
+    return dict(httpx2.get(f"{fakes.queue.url}/_fake/stats").json()["calls"])
+
+
+def _until(what: str, check: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what} after {seconds} s"
+        time.sleep(0.05)
+
+
+def test_a_stopping_replica_hands_its_job_back_and_the_next_charges_it_once(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    with own_server(money_fakes, tmp_path) as (money, first):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "complete", "after_polls": 1, "submit_delay": 5})
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the runner's submit", lambda: _queue_calls(money_fakes)["submit"] == 1)
+        leased_to = _job_row(money, job_id)["lease_owner"]
+        assert leased_to is not None and RUNNER.fullmatch(leased_to)
+        first.stop()  # mid-submit: the step is cancelled and its lease given back, due now
+        row = _job_row(money, job_id)
+        assert (row["status"], row["lease_owner"], row["lease_until"]) == ("queued", None, None)
+        assert _seconds_from_now(row["next_run_at"]) <= 1
+        assert money.balances(account) == (CREDIT, JOB.quote)  # the hold is kept whole
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
+
+    with own_server(money_fakes, tmp_path) as (money, _):  # the same database: the next replica
+        assert wait_end(money, key, JOB, job_id)["status"] == "COMPLETED"
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
+        assert money.balances(account) == (CREDIT - JOB.quote, 0)
+        finished_by = _job_row(money, job_id)["params"]["_runner"]
+        assert RUNNER.fullmatch(finished_by) and finished_by != leased_to
+
+
+def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
+    money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = CATALOG.replace("poll_timeout_seconds: 600", "poll_timeout_seconds: 1")
+    assert short != CATALOG
+    database_url = f"sqlite:///{tmp_path}/tollway.db"
+    settings = money_settings(tmp_path, money_fakes, database_url, "sqlite", short)
+    server = start_server(settings)
+    money = Money(server.url, database_url, money_fakes.openai.url, "sqlite", money_fakes.queue.url)
+    money.reset_fake()
+    try:
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "hang"})  # every poll answers 503 until released
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the job becoming unknown", lambda: _job_row(money, job_id)["status"] == "unknown")
+    finally:
+        server.stop()
+    row = _job_row(money, job_id)
+    assert (row["error_code"], row["lease_owner"]) == ("POLL_TIMEOUT", None)
+    # Not polled again until the reconcile interval (an hour here) or `tollway jobs reconcile`.
+    assert 3500 < _seconds_from_now(row["next_run_at"]) <= 3600
+    assert money.balances(account) == (CREDIT, JOB.quote)
+    assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
+
+    release_upstream(money)
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "CONFIG": str(settings.config),
+        "DATA_DIR": str(settings.data_dir),
+        "SECRET": str(settings.secret),
+        "LOG_LEVEL": "warning",
+        "METRICS": "false",
+    }.items():
+        monkeypatch.setenv(f"TOLLWAY_{name}", value)
+    from tollway.cli import app
+
+    result = CliRunner().invoke(app, ["jobs", "reconcile", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {job_id: "completed"}
+    assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
+    assert money.balances(account) == (CREDIT - JOB.quote, 0)
+    assert _job_row(money, job_id)["cost_nano"] == JOB.quote
