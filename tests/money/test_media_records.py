@@ -291,6 +291,15 @@ def test_a_transcription_is_billed_its_milliseconds_and_counts_its_seconds_round
     assert fresh.balances(account) == (CREDIT - price, 0)
 
 
+def test_a_transcription_under_a_second_is_billed_the_engines_milliseconds_too(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    response = _transcribe(fresh, key, _wav(8_016))  # 0.501 s; ffmpeg says 0.50 s
+    assert response.status_code == 200, response.text
+    price = ORACLE.transcription("m-stt", 501)
+    [row] = _usage(fresh, account)
+    assert (row["units"], row["cost_nano"]) == (1, price)
+
+
 def test_audio_whose_length_neither_ffmpeg_nor_the_engine_can_tell_is_billed_at_1_kb_a_second(
     fresh: Money,
 ) -> None:
