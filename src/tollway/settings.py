@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -86,6 +87,8 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = 60.0
     jobs_reconcile_interval_seconds: float = 300.0
     jobs_hold_days: int = 30  # a job's hold is never swept before this
+    # What one seed-001 credit is worth (the task API's `credits`, billing's credit figures).
+    credit_usd: Decimal = Field(default=Decimal("0.01"), gt=0)
     # Generated media (core/media/store.py): kept this long, in at most this many bytes.
     media_ttl_seconds: int = 3600
     media_max_bytes: int = 1024 * 1024 * 1024

@@ -38,6 +38,7 @@ from tests.money.jobs_support import (
 )
 from tests.money.test_oracle import png
 from tollway.core.money.usage_reports import credit_nano
+from tollway.settings import Settings
 
 pytestmark = pytest.mark.slow  # starts a server
 
@@ -139,7 +140,7 @@ def test_a_job_is_quoted_held_and_charged_exactly_the_oracle_price(fresh: Money,
         "completed",
     )
     if job.route in TASK_ROUTES:
-        assert view["credits_used"] == -(-price // credit_nano())
+        assert view["credits_used"] == -(-price // credit_nano(Settings().credit_usd))
     else:
         assert usd_nano(view["cost_usd"]) == price
 

@@ -24,3 +24,17 @@ def _arch_stats() -> ModuleType:
 
 def test_the_source_tree_meets_the_architecture_targets() -> None:
     assert _arch_stats().problems() == []
+
+
+def test_only_the_admission_module_moves_money() -> None:
+    """One charge path: the ledger's hold, settle and release are called from core/admission.py alone."""
+    import re
+
+    source = TOOL.parents[1] / "src" / "tollway"
+    call = re.compile(r"\bledger\.(reserve|settle|release)\(")
+    callers = sorted(
+        str(path.relative_to(source))
+        for path in source.rglob("*.py")
+        if call.search(path.read_text()) and path.name != "ledger.py"
+    )
+    assert callers == ["core/admission.py"]

@@ -210,7 +210,7 @@ async def account_credits(request: Request) -> Response:
 
     async def work(who: Caller) -> dict[str, Any]:
         account = await services.accounts.get(_account_id(who))
-        per_credit = credit_nano()
+        per_credit = credit_nano(request.app.state.services.settings.credit_usd)
         credited = await _reports(request).credited_nano(account.id)
         available = account.balance_nano - account.reserved_nano
         return {
@@ -247,7 +247,7 @@ async def calculate_cost(request: Request) -> Response:
             )
         completion = body.max_tokens if body.type != "embedding" else 0
         cost = token_cost(model.token_prices, TokenUsage(body.prompt_tokens, completion))
-        per_credit = credit_nano()
+        per_credit = credit_nano(request.app.state.services.settings.credit_usd)
         return {
             "type": body.type,
             "model": model.id,

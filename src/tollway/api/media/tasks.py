@@ -2,7 +2,7 @@
 
 Its own envelope (`{"success": true, "data": …}` / `{"success": false, "error": {"code",
 "message"}}`) and codes (INSUFFICIENT_CREDITS 402, TASK_NOT_FOUND 404, CONTENT_FILTERED 451,
-INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each, core/money/usage_reports.py); the
+INVALID_PROMPT 400, …). Amounts are credits (TOLLWAY_CREDIT_USD each: Settings.credit_usd); the
 money underneath is core/jobs/service.py's (the quote is held at submit) and core/jobs/runner.py's (settled
 when the task is done).
 """
@@ -59,7 +59,7 @@ def _prompt(fields: Fields) -> str:
 
 async def _submitted(request: Request, who: Caller, new: NewJob, status: str) -> dict[str, Any]:
     job, available = await jobs_of(request).queue(who, new)
-    per_credit = credit_nano()
+    per_credit = credit_nano(request.app.state.services.settings.credit_usd)
     return {
         "task_id": job.id,
         "status": status,
@@ -125,7 +125,7 @@ async def videos_generate(request: Request) -> Response:
 
 
 def _status_view(request: Request, job: JobRow, statuses: dict[str, str], url_field: str) -> dict[str, Any]:
-    per_credit = credit_nano()
+    per_credit = credit_nano(request.app.state.services.settings.credit_usd)
     view: dict[str, Any] = {
         "task_id": job.id,
         "status": statuses.get(job.status, job.status),

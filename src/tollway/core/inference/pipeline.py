@@ -13,11 +13,14 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from tollway.base import tokens
 from tollway.base.clock import utcnow
+from tollway.core import admission
 from tollway.core.access import policy
+from tollway.core.admission import Hold
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
@@ -26,8 +29,8 @@ from tollway.core.inference.chat_stream import ChatStream
 from tollway.core.inference.router import Router
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
-from tollway.core.limits.gate import RateGate, Ticket
-from tollway.core.money.ledger import Ledger, Reservation
+from tollway.core.limits.gate import RateGate
+from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
@@ -59,12 +62,11 @@ class Result:
 
 @dataclass(slots=True)
 class Admitted:
-    """A request that passed admission: its model, its hold, the headers known so far, its limiter lease."""
+    """A request that passed admission: its model, its hold (core/admission.py), the headers known so far."""
 
     model: CatalogModel
-    reservation: Reservation
+    hold: Hold
     headers: dict[str, str]
-    rate: Ticket = field(default_factory=lambda: Ticket(None))  # limiter lease, finished once
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/inference/chat_plan.py)
 
 
@@ -110,38 +112,27 @@ class Pipeline:
     def _resolve(self, name: str, model_type: str) -> CatalogModel:
         return model_names.resolve(self.catalog, name, model_type)  # id, alias, trait, compatibility
 
-    @staticmethod
-    def _check_policy(caller: Caller, model: CatalogModel) -> None:
-        if model.config.tier != "uncensored":
-            return
-        if caller.content_tier != "uncensored":
-            raise TollwayError(ErrorCode.CONTENT_TIER_FORBIDDEN, param="model")
-        if not caller.age_verified:
-            raise TollwayError(ErrorCode.AGE_VERIFICATION_REQUIRED, param="model")
-
     async def admit(
         self, call: Call, model: CatalogModel, estimate_nano: int, estimate_tokens: int = 0
     ) -> Admitted:
-        """Policy, rate limits, then the hold (402 before any upstream call). Media and jobs use it too."""
+        """Admission (core/admission.py: tier, rate limits, the hold; 402 before any upstream call)
+        and the headers every answer carries. The media routes use it too."""
+        began = utcnow() - timedelta(seconds=time.perf_counter() - call.started)
         caller = call.caller
-        if caller.account_id is None:
-            raise TollwayError(
-                ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
-            )
-        self._check_policy(caller, model)
-        logs.note(model=model.id, account_id=caller.account_id, key_id=caller.key_id)  # access log
-        # Rate limits before money: a refused request holds nothing (DESIGN §3 step 6).
-        rate = Ticket(None)
-        if self.rate_gate is not None:
-            rate = await self.rate_gate.admit(caller, model, estimate_tokens)
-        try:
-            reservation = await self.ledger.reserve(
-                caller.account_id, call.request_id, estimate_nano, caller.key_limit, key_id=caller.key_id
-            )
-        except BaseException:
-            rate.finish_soon()  # free the in-flight slot and the token estimate
-            raise
-        balance = nano_to_usd(reservation.available_before_nano)
+        if caller.account_id is not None:  # the access log and the trace name them, refused or not
+            logs.note(model=model.id, account_id=caller.account_id, key_id=caller.key_id)
+        hold = await admission.admit(
+            self.ledger,
+            self.rate_gate,
+            caller,
+            request_id=call.request_id,
+            model=model,
+            endpoint=call.endpoint,
+            estimate_nano=estimate_nano,
+            estimate_tokens=estimate_tokens,
+            began=began,
+        )
+        balance = nano_to_usd(hold.available_before_nano)
         headers = {
             "x-balance-usd": balance,
             "x-venice-balance-usd": balance,
@@ -151,45 +142,14 @@ class Pipeline:
             "x-venice-model-name": model.config.name or model.id,
             "x-tollway-timestamp": utcnow().isoformat(timespec="milliseconds"),
             "x-venice-timestamp": utcnow().isoformat(timespec="milliseconds"),
-            **rate.headers,  # computed at admission, so streams carry them from the first byte
+            **hold.rate.headers,  # computed at admission, so streams carry them from the first byte
         }
-        return Admitted(model, reservation, headers, rate)
-
-    def usage_row(
-        self,
-        call: Call,
-        model: CatalogModel,
-        provider: str | None,
-        usage: TokenUsage,
-        source: str,
-        outcome: str,
-        status: int,
-    ) -> dict[str, Any]:
-        """The usage table's row for this call: metadata only, never content."""
-        return {
-            "request_id": call.request_id,
-            "account_id": call.caller.account_id,
-            "key_id": call.caller.key_id,
-            "key_label": call.caller.label,
-            "model": model.id,
-            "endpoint": call.endpoint,
-            "provider": provider,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "usage_source": source,
-            "outcome": outcome,
-            "status_code": status,
-            "latency_ms": int((time.perf_counter() - call.started) * 1000),
-            "created_at": utcnow(),
-        }
+        return Admitted(model, hold, headers)
 
     async def settle(
         self,
-        call: Call,
         admitted: Admitted,
-        provider: str | None,
+        provider: str,
         usage: TokenUsage,
         source: str,
         outcome: str,
@@ -198,18 +158,9 @@ class Pipeline:
         """Charge the tokens used at the model's prices, free the rest of the hold; returns the charge."""
         assert admitted.model.token_prices is not None
         cost = token_cost(admitted.model.token_prices, usage)
-        row = self.usage_row(call, admitted.model, provider, usage, source, outcome, status)
-        assert call.caller.account_id is not None
-        try:
-            return await self.ledger.settle(call.caller.account_id, call.request_id, cost, row)
-        finally:
-            await admitted.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # actual tokens
-
-    async def release(self, call: Call, admitted: Admitted, error: TollwayError) -> None:
-        """A failure before the first byte: free the hold, charge nothing, record the outcome."""
-        row = self.usage_row(call, admitted.model, None, TokenUsage(), "none", "upstream_error", error.status)
-        await admitted.rate.finish(0)
-        await self.ledger.release(call.request_id, row)
+        return await admitted.hold.settle(
+            cost, provider=provider, usage=usage, source=source, outcome=outcome, status=status
+        )
 
     async def first_route(
         self,
@@ -246,22 +197,13 @@ class Pipeline:
         admitted.headers.update(plan.headers)
         admitted.venice = plan
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-        try:
+        async with admitted.hold:  # a failure before the first byte releases it
             body = await plan.augment(self.search)  # web search / scraping, after the money is held
             if request.stream:
                 return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
-            return await self._chat_buffered(call, admitted, body, prompt_estimate)
-        except TollwayError as exc:
-            await self.release(call, admitted, exc)
-            raise
-        except BaseException:
-            admitted.rate.finish_soon()
-            await self.ledger.release(call.request_id)
-            raise
+            return await self._chat_buffered(admitted, body, prompt_estimate)
 
-    async def _chat_buffered(
-        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int
-    ) -> Result:
+    async def _chat_buffered(self, admitted: Admitted, body: dict[str, Any], prompt_estimate: int) -> Result:
         provider, result = await self.first_route(
             admitted.model,
             lambda p, upstream_model: p.chat({**body, "model": upstream_model}),
@@ -272,7 +214,7 @@ class Pipeline:
         if usage is None:
             texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
-        await self.settle(call, admitted, provider.id, usage, source, "completed")
+        await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
@@ -296,7 +238,7 @@ class Pipeline:
         provider, (first, upstream) = await self.first_route(admitted.model, open_stream, admitted.headers)
 
         async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
-            return await self.settle(call, admitted, provider.id, usage, source, outcome, status)
+            return await self.settle(admitted, provider.id, usage, source, outcome, status)
 
         stream = ChatStream(
             request_id=call.request_id,
@@ -331,22 +273,15 @@ class Pipeline:
         admitted = await self.admit(
             call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
         )
-        try:
+        async with admitted.hold:
             provider, result = await self.first_route(
                 model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
             )
-        except TollwayError as exc:
-            await self.release(call, admitted, exc)
-            raise
-        except BaseException:
-            admitted.rate.finish_soon()
-            await self.ledger.release(call.request_id)
-            raise
         usage = usage_of(result.get("usage"), completion=False)
         source = "provider"
         if usage is None:
             usage, source = TokenUsage(estimate_tokens), "estimated"
-        await self.settle(call, admitted, provider.id, usage, source, "completed")
+        await self.settle(admitted, provider.id, usage, source, "completed")
         if request.encoding_format == "base64":
             for item in result.get("data") or ():
                 vector = item["embedding"]

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tollway.base.clock import utcnow
+from tollway.core.admission import Hold
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.jobs.clients import QueueClients
 from tollway.core.jobs.store import JobRow, JobStore
@@ -287,8 +288,7 @@ class JobRunner:
         for data, content_type in output.items:
             entries.append(await asyncio.to_thread(self.media.put, job.account_id, data, content_type))
         cost, units = self._actual_cost(job, output)
-        row = self._usage_row(job, provider_id, "completed", 200, units)
-        await self.pipeline.ledger.settle(job.account_id, job.id, cost, row)
+        await self._hold(job).settle(cost, provider=provider_id, units=units)
         await self.store.finish(
             job.id,
             self.owner,
@@ -329,8 +329,7 @@ class JobRunner:
 
     async def _fail(self, job: JobRow, code: str, message: str) -> None:
         """A verified terminal failure: release the hold (nothing charged), then `failed`."""
-        row = self._usage_row(job, job.provider, "failed", 502, 0)
-        await self.pipeline.ledger.release(job.id, row)
+        await self._hold(job).release(502, outcome="failed", provider=job.provider)
         await self.store.finish(
             job.id,
             self.owner,
@@ -347,25 +346,15 @@ class JobRunner:
         if isinstance(media_id, str):
             self.media.delete(media_id)
 
-    def _usage_row(
-        self, job: JobRow, provider: str | None, outcome: str, status: int, units: int
-    ) -> dict[str, Any]:
-        return {
-            "request_id": job.id,
-            "account_id": job.account_id,
-            "key_id": job.key_id,
-            "key_label": job.key_label,
-            "model": job.model,
-            "endpoint": str(job.params.get("_endpoint") or f"{job.kind}_job")[:40],
-            "provider": provider,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cached_tokens": 0,
-            "reasoning_tokens": 0,
-            "units": units,
-            "usage_source": "provider" if outcome == "completed" else "none",
-            "outcome": outcome,
-            "status_code": status,
-            "latency_ms": int((utcnow() - job.created_at).total_seconds() * 1000),
-            "created_at": utcnow(),
-        }
+    def _hold(self, job: JobRow) -> Hold:
+        """The hold the job was queued with (core/jobs/service.py), to be ended now."""
+        return Hold.resume(
+            self.pipeline.ledger,
+            account_id=job.account_id,
+            request_id=job.id,
+            key_id=job.key_id,
+            key_label=job.key_label,
+            model_id=job.model,
+            endpoint=str(job.params.get("_endpoint") or f"{job.kind}_job"),
+            began=job.created_at,
+        )

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
+from tollway.core import admission
 from tollway.core.access import policy
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import Catalog, CatalogModel
@@ -67,16 +68,7 @@ class Jobs:
 
     async def queue(self, caller: Caller, new: NewJob) -> tuple[JobRow, int]:
         """Hold the quote and record the job, in one transaction. Returns (job, available before)."""
-        if caller.account_id is None:
-            raise TollwayError(
-                ErrorCode.UNAUTHORIZED, "The operator key has no balance; use an account's key."
-            )
-        Pipeline._check_policy(caller, new.model)
         await policy.enforce(self.catalog, caller, {"input": [t for t in new.texts if t]})
-        gate = self.pipeline.rate_gate
-        if gate is not None:  # requests per minute count; a job holds no concurrency slot for minutes
-            ticket = await gate.admit(caller, new.model, 0)
-            await ticket.finish(0)
         job_id = new_job_id(new.kind)
         poll_timeout = self.clients.poll_timeout(None)
         values = {
@@ -92,19 +84,24 @@ class Jobs:
             "eta_seconds": new.eta_seconds,
             "poll_deadline": utcnow() + timedelta(seconds=poll_timeout),
         }
-        reservation = await self.pipeline.ledger.reserve(
-            caller.account_id,
-            job_id,
-            new.quote_nano,
-            caller.key_limit,
-            key_id=caller.key_id,
+        hold = await admission.admit(
+            self.pipeline.ledger,
+            self.pipeline.rate_gate,
+            caller,
+            request_id=job_id,
+            model=new.model,
+            endpoint=new.endpoint,
+            estimate_nano=new.quote_nano,
             ttl=timedelta(days=self.settings.jobs_hold_days),
             also=insert_job(values),
         )
+        # Requests per minute counted; a job holds no concurrency slot for the minutes it runs. Its
+        # hold ends when the job does (core/jobs/runner.py, Hold.resume).
+        await hold.rate.finish(0)
         self.runner.wake()
         job = await self.store.get(job_id)
         assert job is not None
-        return job, reservation.available_before_nano
+        return job, hold.available_before_nano
 
     async def owned(self, caller: Caller, job_id: str) -> JobRow:
         """The caller's job, or 404 JOB_NOT_FOUND (someone else's id looks like no id at all)."""

@@ -21,7 +21,6 @@ from tollway.core.access import policy
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.inference.pipeline import Admitted, Call, Pipeline
 from tollway.core.money.prices import (
-    TokenUsage,
     image_cost,
     seconds_cost,
     speech_cost,
@@ -91,28 +90,8 @@ class Media:
         preferred = [m for m in candidates if "default" in m.config.traits]
         return (preferred or candidates)[0]
 
-    def _row(
-        self, call: Call, model: CatalogModel, provider: str | None, units: int, outcome: str, status: int
-    ) -> dict[str, Any]:
-        row = self.pipeline.usage_row(call, model, provider, TokenUsage(), "provider", outcome, status)
-        row["units"] = units
-        if provider is None:
-            row["usage_source"] = "none"
-        return row
-
-    async def _settle(self, call: Call, admitted: Admitted, provider: str, cost: int, units: int) -> int:
-        assert call.caller.account_id is not None
-        row = self._row(call, admitted.model, provider, units, "completed", 200)
-        try:
-            return await self.pipeline.ledger.settle(call.caller.account_id, call.request_id, cost, row)
-        finally:
-            await admitted.rate.finish(0)
-
-    async def _release(self, call: Call, admitted: Admitted, status: int) -> None:
-        await admitted.rate.finish(0)
-        await self.pipeline.ledger.release(
-            call.request_id, self._row(call, admitted.model, None, 0, "upstream_error", status)
-        )
+    async def _settle(self, admitted: Admitted, provider: str, cost: int, units: int) -> int:
+        return await admitted.hold.settle(cost, provider=provider, units=units)
 
     async def _run(
         self,
@@ -132,15 +111,11 @@ class Media:
             return await attempt(provider, upstream_model)
 
         try:
-            provider, out = await self.pipeline.first_route(model, on_route)
+            async with admitted.hold:  # released (the upstream's status in its row) on any failure
+                provider, out = await self.pipeline.first_route(model, on_route)
         except TollwayError as exc:
-            await self._release(call, admitted, exc.status)
             if failure is not None and exc.code in (ErrorCode.UPSTREAM_ERROR, ErrorCode.UPSTREAM_TIMEOUT):
                 raise TollwayError(failure) from exc
-            raise
-        except BaseException:
-            admitted.rate.finish_soon()
-            await self.pipeline.ledger.release(call.request_id)
             raise
         return admitted, provider.id, out
 
@@ -162,7 +137,7 @@ class Media:
         # Bill what came back (an upstream may return fewer images than asked), never more than held.
         produced = min(len(images), job.n)
         actual = image_cost(unit_price(model, "per_image"), job.width, job.height, job.quality, produced)
-        charged = await self._settle(call, admitted, provider, actual, produced)
+        charged = await self._settle(admitted, provider, actual, produced)
         return images, Charged(self._headers(admitted, provider, charged), charged)
 
     async def image_op(
@@ -183,7 +158,7 @@ class Media:
 
         failure = ErrorCode.UPSCALE_FAILED if kind == "upscale" else None
         admitted, provider, image = await self._run(call, model, cost, attempt, failure=failure)
-        charged = await self._settle(call, admitted, provider, cost, 1)
+        charged = await self._settle(admitted, provider, cost, 1)
         return image, Charged(self._headers(admitted, provider, charged), charged)
 
     # -- speech ---------------------------------------------------------------------------------
@@ -195,7 +170,7 @@ class Media:
         admitted, provider, audio = await self._run(
             call, model, cost, lambda p, upstream: p.speech(_with_model(job, upstream))
         )
-        charged = await self._settle(call, admitted, provider, cost, characters)
+        charged = await self._settle(admitted, provider, cost, characters)
         return audio, Charged(self._headers(admitted, provider, charged), charged)
 
     async def speech_stream(
@@ -225,7 +200,7 @@ class Media:
                     yield chunk
             finally:
                 # Settle in a task of its own: a disconnect cancels this generator, not the charge.
-                task = asyncio.ensure_future(self._settle(call, admitted, provider, cost, characters))
+                task = asyncio.ensure_future(self._settle(admitted, provider, cost, characters))
                 _pending.add(task)
                 task.add_done_callback(_pending.discard)
 
@@ -252,7 +227,7 @@ class Media:
         duration = transcript.duration if transcript.duration > 0 else seconds
         actual_ms = min(math.ceil(duration * 1000), reserve_ms)
         cost = seconds_cost(price, actual_ms)
-        charged = await self._settle(call, admitted, provider, cost, math.ceil(actual_ms / 1000))
+        charged = await self._settle(admitted, provider, cost, math.ceil(actual_ms / 1000))
         return transcript, Charged(self._headers(admitted, provider, charged), charged)
 
 

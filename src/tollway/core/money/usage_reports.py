@@ -7,7 +7,6 @@ on time zones.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -22,21 +21,12 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import ledger, usage, usage_daily
 
 DEFAULT_DAYS = 30
-CREDIT_ENV = "TOLLWAY_CREDIT_USD"
-DEFAULT_CREDIT_USD = "0.01"
 PER_MILLION = Decimal(1_000_000)
 
 
-def credit_nano() -> int:
-    """What one seed-001 credit is worth, in nano-USD: env TOLLWAY_CREDIT_USD (default "0.01")."""
-    raw = os.environ.get(CREDIT_ENV, DEFAULT_CREDIT_USD)
-    try:
-        value = usd_to_nano(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise TollwayError(ErrorCode.INTERNAL, f"{CREDIT_ENV} must be a positive USD amount, not {raw!r}.")
-    return value
+def credit_nano(credit_usd: Decimal) -> int:
+    """What one seed-001 credit is worth, in nano-USD (`Settings.credit_usd`, TOLLWAY_CREDIT_USD)."""
+    return usd_to_nano(str(credit_usd))
 
 
 def parse_instant(value: str | None, param: str, *, end: bool = False) -> datetime | None:
