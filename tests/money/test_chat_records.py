@@ -9,6 +9,7 @@ import pytest
 from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
 from tests.money.oracle import Tokens
+from tollway.base import tokens
 
 pytestmark = pytest.mark.slow  # starts a server
 
@@ -44,3 +45,17 @@ def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fres
     assert usage["total_tokens"] == row["prompt_tokens"] + row["completion_tokens"]
     price = ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
     assert row["cost_nano"] == fresh.charged(account) == price > 0
+
+
+def test_a_chat_holds_the_max_tokens_it_asks_for_not_the_models_cap(fresh: Money) -> None:
+    """m-chat's cap is 1,000 output tokens; a request asking 10 holds for 10: an account with exactly
+    that hold is served, one with a nano less gets a 402 that holds nothing."""
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "hold me"}], "max_tokens": 10}
+    hold = ORACLE.tokens("m-chat", Tokens(tokens.count_prompt(body), 10))
+    account, key = fresh.funded(hold)
+    assert fresh.call(key, "POST", "chat/completions", json=body).status_code == 200
+    poor, poor_key = fresh.funded(hold - 1)
+    refused = fresh.call(poor_key, "POST", "chat/completions", json=body)
+    assert refused.status_code == 402, refused.text
+    assert fresh.balances(poor) == (hold - 1, 0)
+    assert 0 < fresh.charged(account) <= hold

@@ -411,6 +411,36 @@ async def test_key_limit_is_a_second_reservation(
     await assert_invariants(ledger, engine, account)
 
 
+async def test_one_keys_spend_never_touches_another_keys(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """Two limited keys in the same period: holds, settlements and releases stay on their own row."""
+    account = await new_account(accounts_service, credit=1_000_000)
+    day = period_key("day", utcnow())
+    a, b = (f"key_{secrets.token_hex(8)}" for _ in range(2))
+    await ledger.reserve(account, rid(), 10, KeyLimit(b, 1_000, "day"), b)  # b's row exists
+    held, spent = rid(), rid()
+    await ledger.reserve(account, held, 700, KeyLimit(a, 1_000, "day"), a)
+    await ledger.reserve(account, spent, 200, KeyLimit(a, 1_000, "day"), a)
+    assert await key_spend_of(engine, b) == {day: (0, 10)}
+    await ledger.settle(account, spent, 150)
+    assert await ledger.release(held) is True
+    assert await key_spend_of(engine, a) == {day: (150, 0)}
+    assert await key_spend_of(engine, b) == {day: (0, 10)}
+    await ledger.reserve(account, rid(), 990, KeyLimit(b, 1_000, "day"), b)  # b's whole limit is b's
+    [release] = [r for r in await ledger_rows(engine, account) if r[0] == "release"]
+    async with engine.connect() as conn:
+        [key_of_release] = (
+            await conn.execute(
+                select(ledger_table.c.key_id).where(
+                    ledger_table.c.reference == held, ledger_table.c.kind == "release"
+                )
+            )
+        ).scalars()
+    assert release[3] == held and key_of_release == a
+    await assert_invariants(ledger, engine, account)
+
+
 async def test_key_spend_is_kept_per_period(
     engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
 ) -> None:
