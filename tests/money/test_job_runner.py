@@ -197,6 +197,11 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
     assert row["params"]["_endpoint"] == "video_queue" and len(row["params"]["media_ids"]) == 1
     assert RUNNER.fullmatch(row["params"]["_runner"])
     assert (row["lease_owner"], row["lease_until"]) == (None, None)
+    [(progress, eta, media_id, content_type)] = fresh.rows(
+        "select progress, eta_seconds, media_id, content_type from jobs where id = ?", job_id
+    )
+    assert (progress, eta, content_type) == (100, 0, "video/mp4")
+    assert media_id == row["params"]["media_ids"][0]
     usage = _usage_row(fresh, account)
     assert usage == {
         "request_id": job_id,
