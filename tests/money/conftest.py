@@ -115,7 +115,8 @@ models:
     pricing:
       per_generation: {{"360p/1s": "0.10", "360p/2s": "0.17", "360p/1s/audio": "0.15", "480p/2s/audio": "0.35"}}
   # video at a queue/poll upstream (tests/fakes/queue_upstream.py): a job that runs as long as a test wants
-  - {{id: m-video-up, type: video, routes: [{{provider: qfake, model: fake-video}}], pricing: {{per_second: "0.011"}}, markup: "1.4"}}
+  - {{id: m-video-up, type: video, routes: [{{provider: qfake, model: fake-video}}], pricing: {{per_second: "0.011",
+     per_second_surcharges: {{"1080p": "0.004", audio: "0.002"}}}}, markup: "1.4"}}
   # video routed to a provider with no queue API (a catalog mistake): the job fails, refunded
   - {{id: m-video-nojobs, type: video, routes: [{{provider: fake, model: fake-video}}], pricing: {{per_second: "0.01"}}}}
   - {{id: m-music, type: music, routes: [{{provider: local, model: procedural-music}}], pricing: {{per_second: "0.0005"}}, markup: "0.9"}}

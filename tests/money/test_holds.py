@@ -253,4 +253,8 @@ def test_a_failed_job_releases_its_quote_from_the_account_and_the_key(fresh: Mon
     other, other_key = fresh.funded(CREDIT)
     missing = fresh.call(other_key, "POST", "video/retrieve", json={"queue_id": job_id})
     assert missing.status_code == 404, missing.text
+    assert (missing.json()["error"]["code"], missing.json()["error"]["param"]) == (
+        "JOB_NOT_FOUND",
+        "queue_id",
+    )
     assert fresh.balances(other) == (CREDIT, 0)

@@ -176,26 +176,31 @@ SHORT = _video("video/queue", "m-video-up", 3, "720p", False, upstream=True)
 DELIVERED = 2  # seconds the upstream reports
 
 
-def _short_delivery(fresh: Money) -> tuple[str, str, dict[str, Any]]:
+def _short_delivery(fresh: Money, job: Job = SHORT) -> tuple[str, str, dict[str, Any]]:
     account, key = fresh.funded(CREDIT)
     fresh.script_queue({"type": "complete", "after_polls": 1, "via_url": True, "duration": DELIVERED})
-    job_id, stated = accepted(submit(fresh, key, SHORT), SHORT)
-    assert stated == SHORT.quote
-    view = wait_end(fresh, key, SHORT, job_id)
+    job_id, stated = accepted(submit(fresh, key, job), job)
+    assert stated == job.quote
+    view = wait_end(fresh, key, job, job_id)
     assert view["status"] in DONE, view
     fresh.settle_until(account, 1)
     return account, job_id, view
 
 
-def test_an_upstream_that_delivers_less_is_charged_the_lower_actual(fresh: Money) -> None:
-    lower = ORACLE.video("m-video-up", seconds=DELIVERED, resolution="720p", audio=False)
-    assert lower < SHORT.quote
-    account, job_id, view = _short_delivery(fresh)
-    assert (usd_nano(view["quote_usd"]), usd_nano(view["cost_usd"])) == (SHORT.quote, lower)
-    assert ledger_of(fresh, job_id) == [("reserve", 0, SHORT.quote), ("settle", -lower, -SHORT.quote)]
+@pytest.mark.parametrize(("resolution", "audio"), [("720p", False), ("1080p", True)])
+def test_an_upstream_that_delivers_less_is_charged_the_lower_actual(
+    fresh: Money, resolution: str, audio: bool
+) -> None:
+    """The lower actual keeps what was asked (resolution, audio): their per-second surcharges too."""
+    job = _video("video/queue", "m-video-up", 3, resolution, audio, upstream=True)
+    lower = ORACLE.video("m-video-up", seconds=DELIVERED, resolution=resolution, audio=audio)
+    assert lower < job.quote
+    account, job_id, view = _short_delivery(fresh, job)
+    assert (usd_nano(view["quote_usd"]), usd_nano(view["cost_usd"])) == (job.quote, lower)
+    assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("settle", -lower, -job.quote)]
     assert fresh.balances(account) == (CREDIT - lower, 0)
     [row] = fresh.usage_rows(account)
-    assert (row["cost_nano"], row["outcome"]) == (lower, "completed")
+    assert (row["cost_nano"], row["outcome"], row["units"]) == (lower, "completed", DELIVERED)
 
 
 def test_the_usage_row_of_a_shorter_delivery_counts_the_seconds_charged(fresh: Money) -> None:
