@@ -260,6 +260,7 @@ def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
 ) -> None:
     short = CATALOG.replace("poll_timeout_seconds: 600", "poll_timeout_seconds: 1")
     assert short != CATALOG
+    # Not own_server: it resets the fakes when the server stops, and the upstream job must outlive it.
     database_url = f"sqlite:///{tmp_path}/tollway.db"
     settings = money_settings(tmp_path, money_fakes, database_url, "sqlite", short)
     server = start_server(settings)
