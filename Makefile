@@ -44,7 +44,8 @@ unit: install
 # mutant is Python that both databases run alike (`make test` runs both). tools/mutation_report.py
 # prints the per-module counts and the score; run it alone to read the results again.
 mutate: install
-	TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	# mutmut runs type_check_command (mypy) by name: the venv's bin must be on PATH on a fresh clone.
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
 	$(BIN)/python tools/mutation_report.py
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go
