@@ -278,6 +278,10 @@ async def redis_factory() -> AsyncIterator[Callable[..., Limiter]]:
     made: list[RedisLimiter] = []
 
     def make(url: str = REDIS_URL, **options: object) -> Limiter:
+        # Generous timeouts: these tests are about limit semantics, and a loaded CI machine can take
+        # more than the production 1 s deadline to run 30 admissions. The deadline has its own tests.
+        for option, seconds in (("deadline", 30.0), ("pool_timeout", 10.0), ("socket_timeout", 10.0)):
+            options.setdefault(option, seconds)
         limiter = RedisLimiter(url, prefix=prefix, **options)  # type: ignore[arg-type]
         made.append(limiter)
         return limiter
@@ -343,7 +347,7 @@ async def test_redis_down_closed_is_503_and_open_admits_without_hanging(
     assert verdict.allowed and verdict.headers() == {}
     await opened.record_failure("s")  # abuse counting never raises
     assert await closed.blocked_for("s") == 0
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # no hang: a hung call would wait the 10 s socket timeout
 
 
 async def test_redis_unresponsive_server_times_out(redis_factory: Callable[..., Limiter]) -> None:
@@ -356,6 +360,47 @@ async def test_redis_unresponsive_server_times_out(redis_factory: Callable[..., 
         started = time.monotonic()
         with pytest.raises(TollwayError):
             await limiter.admit("k", Limits(rpm=1), 0)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5  # the 0.3 s socket timeout answered, not the 30 s deadline
     finally:
         listener.close()
+
+
+async def _slow_redis_proxy(delay: float) -> asyncio.Server:
+    """A TCP proxy to the real Redis that holds every answer back for `delay` seconds (a slow Redis)."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wait: float) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                await asyncio.sleep(wait)
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        await asyncio.gather(pipe(client_reader, redis_writer, 0), pipe(redis_reader, client_writer, delay))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_redis_slower_than_the_deadline_is_cut_off(redis_factory: Callable[..., Limiter]) -> None:
+    """The deadline bounds a Redis that answers, but slowly: closed → 503, open → admitted unlimited."""
+    server = await _slow_redis_proxy(delay=5.0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        closed = redis_factory(url, deadline=0.5)
+        opened = redis_factory(url, deadline=0.5, on_error="open")
+        started = time.monotonic()
+        with pytest.raises(TollwayError) as info:
+            await closed.admit("k", Limits(rpm=1), 0)
+        assert info.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        verdict = await opened.admit("k", Limits(rpm=1), 0)
+        assert verdict.allowed and verdict.headers() == {}
+        # Both answered long before the slow Redis did (5 s each): the deadline cut them off.
+        assert time.monotonic() - started < 5.0
+    finally:
+        server.close()
