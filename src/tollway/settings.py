@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     port: int = 8000
     max_body_bytes: int = 25 * 1024 * 1024
     key_cache_seconds: float = 5.0
-    reservation_ttl_seconds: int = 900
+    # A call's hold and in-flight slot are leases (core/money/ledger.py): renewed every third of this
+    # while the call lives, freed by any replica's sweeper once their process stops renewing them.
+    hold_lease_seconds: float = 30.0
     stream_drain_seconds: float = 120.0
     upstream_timeout_seconds: float = 600.0
     # Routing (core/inference/router.py): retries before the first byte, per route, then the next route.
@@ -51,9 +53,9 @@ class Settings(BaseSettings):
     web3_keys: bool = False
     # Web search for chat (venice_parameters.enable_web_search): a SearXNG-compatible JSON endpoint.
     search_url: str | None = None
-    # Operations (docs/deploy.md). Reservations older than reservation_ttl_seconds are released by
-    # every replica's sweeper, run every sweep_interval_seconds.
-    sweep_interval_seconds: float = 30.0
+    # Operations (docs/deploy.md). Every replica's sweeper runs every sweep_interval_seconds and frees
+    # the holds whose lease ran out: a crashed replica's money is free within lease + interval.
+    sweep_interval_seconds: float = 10.0
     # SIGTERM: /ready turns 503 at once; after shutdown_delay_seconds (let the load balancer notice)
     # the listener closes; in-flight calls and streams get shutdown_grace_seconds to finish; then
     # streams whose client left are metered for up to that long again, everything settles, exit.

@@ -119,14 +119,14 @@ def test_sigterm_turns_ready_false_then_finishes_the_stream_and_settles(
 def test_a_stream_outliving_the_shutdown_grace_is_cut_and_billed_for_what_it_relayed(
     tmp_path: Path, own_fake: ServerProcess
 ) -> None:
-    # The reservation TTL is an hour: only the shutdown path itself can explain a settled ledger.
+    # The hold lease is an hour: only the shutdown path itself can explain a settled ledger.
     server = _server(
         tmp_path,
         own_fake,
         TOLLWAY_SHUTDOWN_DELAY_SECONDS="0",
         TOLLWAY_SHUTDOWN_GRACE_SECONDS="1",
         TOLLWAY_STREAM_DRAIN_SECONDS="60",
-        TOLLWAY_RESERVATION_TTL_SECONDS="3600",
+        TOLLWAY_HOLD_LEASE_SECONDS="3600",
     )
     try:
         account_id = server.new_account("1.00")

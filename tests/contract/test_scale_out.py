@@ -38,27 +38,34 @@ def own_fake() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def three(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess) -> Iterator[list[Tollway]]:
-    redis_url = shared_redis_url()
-    database_url = postgres_database()
-    env = {
-        "TOLLWAY_REDIS_URL": redis_url,
+def replica_env() -> dict[str, str]:
+    """What every replica of this module's deployment shares (one database, one Redis, one secret)."""
+    return {
+        "TOLLWAY_DATABASE_URL": postgres_database(),
+        "TOLLWAY_REDIS_URL": shared_redis_url(),
         "TOLLWAY_REDIS_KEY_PREFIX": f"test-scale-{uuid.uuid4().hex[:8]}:",
         "TOLLWAY_REDIS_EVENTS_CHANNEL": f"test-scale-{uuid.uuid4().hex[:8]}:key-events",
         "TOLLWAY_SECRET": uuid.uuid4().hex,  # replicas share the key pepper
         "TOLLWAY_KEY_CACHE_SECONDS": "600",  # so only the pub/sub eviction can explain a refusal
-        "TOLLWAY_RESERVATION_TTL_SECONDS": "4",
-        "TOLLWAY_SWEEP_INTERVAL_SECONDS": "1",
+        "TOLLWAY_HOLD_LEASE_SECONDS": "2",
+        "TOLLWAY_SWEEP_INTERVAL_SECONDS": "0.5",
         # 3 replicas on a shared CI PostgreSQL (max_connections 100, other tests use some).
         "TOLLWAY_DATABASE_POOL_SIZE": "6",
         "TOLLWAY_DATABASE_MAX_OVERFLOW": "4",
     }
+
+
+@pytest.fixture(scope="module")
+def three(
+    tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess, replica_env: dict[str, str]
+) -> Iterator[list[Tollway]]:
+    database_url = replica_env["TOLLWAY_DATABASE_URL"]
     tmp: Path = tmp_path_factory.mktemp("three")
     servers: list[ServerProcess] = []
     try:
         for name in "abc":  # one at a time: each migrates the (shared) database on start
             (tmp / name).mkdir()
-            servers.append(start_tollway(tmp / name, own_fake.base_url, database_url, env))
+            servers.append(start_tollway(tmp / name, own_fake.base_url, database_url, replica_env))
         yield [Tollway(s, database_url, own_fake.base_url) for s in servers]
     finally:
         for server in servers:
@@ -137,6 +144,57 @@ def test_reservations_hold_globally_under_load_spread_over_three_replicas(three:
     balance, reserved, ledger_sum, reserved_sum = a.ledger_sums(account_id)
     assert reserved == reserved_sum == 0
     assert balance == ledger_sum == credit_nano - 20 * COST_EACH
+
+
+def test_a_killed_replicas_stream_hold_and_slot_are_freed_one_lease_later(
+    three: list[Tollway],
+    replica_env: dict[str, str],
+    own_fake: ServerProcess,
+    tmp_path: Path,
+) -> None:
+    """A fourth replica streams for a key allowed one call at a time. Alive, it renews the hold and the
+    in-flight slot past several leases (the others' sweepers run every 0.5 s and leave them). Killed
+    with SIGKILL, it renews nothing: within a lease (2 s) plus a sweep the key may call again, the
+    hold is back on the account, and the cut stream is charged nothing (it never settled)."""
+    a = three[0]
+    database_url = replica_env["TOLLWAY_DATABASE_URL"]
+    d = Tollway(
+        start_tollway(tmp_path, own_fake.base_url, database_url, replica_env), database_url, a.fake_url
+    )
+    try:
+        account_id = a.new_account("5.00")
+        _, key = _mint(a, account_id, rate_limits={"rpm": 100_000, "concurrency": 1})
+        a.fake("POST", "reset")
+        a.script({"type": "slow", "delay": 3.0})  # the stream on d: about 20 s, longer than the test
+        headers = {"authorization": f"Bearer {key}"}
+        with httpx2.stream(
+            "POST", f"{d.url}/v1/chat/completions", json={**BODY, "stream": True}, headers=headers, timeout=60
+        ) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("data: ")  # relaying
+            for _ in range(3):  # three leases: the slot and the hold are renewed, not expired
+                time.sleep(2.0)
+                busy = _chat(a.url, key)
+                assert busy.status_code == 429, busy.text
+                assert busy.json()["error"]["message"].startswith("Rate limit reached (CONCURRENCY)")
+                assert a.ledger_sums(account_id)[1] > 0
+            d.process.kill()
+            killed = time.monotonic()
+            deadline = killed + 30
+            while (answer := _chat(a.url, key)).status_code == 429 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            slot_freed = time.monotonic() - killed
+            assert answer.status_code == 200, answer.text
+            while a.ledger_sums(account_id)[1] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            hold_freed = time.monotonic() - killed
+    finally:
+        d.process.stop()
+    balance, reserved, ledger_sum, reserved_sum = a.ledger_sums(account_id)
+    assert reserved == reserved_sum == 0, "the dead replica's hold was swept"
+    assert balance == ledger_sum == 5 * 10**9 - COST_EACH, "only the call answered after the kill was charged"
+    # Seconds, not the old 15 minutes; generous for a loaded machine (the lease is 2 s, sweeps 0.5 s).
+    assert slot_freed < 15 and hold_freed < 15, (slot_freed, hold_freed)
 
 
 def test_sigkill_of_one_replica_mid_load_loses_no_money(three: list[Tollway]) -> None:

@@ -43,7 +43,7 @@ BACKENDS = os.environ.get("TOLLWAY_TEST_BACKENDS", "sqlite,postgresql").split(
     ","
 )  # see tests/unit/conftest.py
 HOLD_DAYS = 30
-RESERVATION_TTL_SECONDS = 900
+HOLD_LEASE_SECONDS = 900  # long: tests sweep "a lease later" when they mean to; test_holds.py has a short one
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -138,7 +138,7 @@ def money_settings(
         log_level="warning",
         upstream_retries=0,
         route_failure_threshold=1_000_000,
-        reservation_ttl_seconds=RESERVATION_TTL_SECONDS,
+        hold_lease_seconds=HOLD_LEASE_SECONDS,
         sweep_interval_seconds=3600,  # the tests sweep when they mean to
         jobs_poll_interval_seconds=0.1,
         jobs_hold_days=HOLD_DAYS,

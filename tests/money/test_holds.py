@@ -7,7 +7,8 @@ Bug classes caught:
   the job then settles against its own hold at the full quote;
 - a hold that never expires: past 30 days a stuck job's hold is swept back to the account, and
   a job that ends after that is still charged, from the available balance;
-- a call's hold with the wrong TTL (the sweeper frees it early, or never), and a late
+- a call's hold that is not a lease renewed while the call lives (a slow stream outliving it is
+  served free, past the key's limit), a lease the sweeper frees early or never, and a late
   settlement (after the sweeper took the hold) that charges nothing or breaks the ledger;
 - a verified job failure that keeps the account's or the key's hold.
 
@@ -22,11 +23,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.money.conftest import HOLD_DAYS, ORACLE, RESERVATION_TTL_SECONDS
+from tests.money.conftest import HOLD_DAYS, HOLD_LEASE_SECONDS, ORACLE, Fakes, own_server
 from tests.money.harness import NANO, Money
 from tests.money.jobs_support import (
     DONE,
@@ -53,6 +55,7 @@ pytestmark = pytest.mark.slow  # starts a server
 CREDIT = 50 * NANO
 HOLD_SECONDS = HOLD_DAYS * 86400
 SLACK = 5  # seconds between the hold's creation and the test reading it
+LEASE = 1.0  # seconds: the short lease of the slow-stream test's own server
 
 
 def _video(model: str, seconds: int, resolution: str = "720p", audio: bool = False) -> int:
@@ -144,9 +147,54 @@ def _wait_for_hold(money: Money, account: str, seconds: float = 20) -> tuple[str
     return hold
 
 
-def test_a_calls_hold_lives_for_the_reservation_ttl_and_a_late_settlement_still_charges(
+def test_a_calls_hold_is_a_lease_renewed_while_a_slow_stream_relays(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """A stream read for several leases keeps its hold (the real sweeper runs five times a lease), is
+    settled exactly once at the exact price, and counts against the key's consumption limit."""
+    with own_server(money_fakes, tmp_path, hold_lease_seconds=LEASE, sweep_interval_seconds=LEASE / 5) as (
+        money,
+        _,
+    ):
+        limit = {"usd": "1.00", "period": "day"}
+        account, key = money.funded(CREDIT, consumption_limit=limit)
+        money.script({"type": "slow", "delay": 0.5})  # about 3.5 s of stream: more than 3 leases
+        words = "one two three four five six"
+        body: dict[str, Any] = {
+            "model": "m-chat",
+            "messages": [{"role": "user", "content": words}],
+            "stream": True,
+        }
+        pieces: list[str] = []
+        with money.client(key).chat.completions.create(**body) as stream:
+            request_id, amount, _ = _wait_for_hold(money, account)
+            started = time.monotonic()
+            for chunk in stream:
+                pieces.extend(c.delta.content or "" for c in chunk.choices)
+                still_relaying = chunk.choices and chunk.choices[0].finish_reason is None
+                if still_relaying and time.monotonic() - started > LEASE * 1.5:
+                    # Past its first lease the hold is still there, renewed, never more than a lease out.
+                    [(still, still_amount, expires_at)] = held(money, account)
+                    assert (still, still_amount) == (request_id, amount)
+                    assert expires_in(expires_at) <= LEASE + 0.5
+                    assert money.balances(account) == (CREDIT, amount)
+        assert time.monotonic() - started > 3 * LEASE, "the stream outlived three leases"
+        assert "".join(pieces) == "echo: " + words
+        money.settle_until(account, 1)
+        [row] = money.usage_rows(account)
+        cost = ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
+        assert row["cost_nano"] == cost > 0
+        # Settled once from its own hold: never released by a sweeper, never charged twice.
+        assert [kind for kind, _, _ in ledger_of(money, request_id)] == ["reserve", "settle"]
+        assert money.balances(account) == (CREDIT - cost, 0)
+        [(_, spent, reserved)] = money.key_spend(account)
+        assert (spent, reserved) == (cost, 0)  # the key's limit saw it
+
+
+def test_a_hold_its_owner_stopped_renewing_is_swept_after_its_lease_and_a_late_settlement_still_charges(
     fresh: Money,
 ) -> None:
+    """The shared server's lease is long, so a sweep "a lease later" stands for a crashed owner."""
     account, key = fresh.funded(CREDIT)
     fresh.script({"type": "slow", "delay": 0.5})  # about 4 s of stream: the call stays in flight
     words = "one two three four five six"
@@ -157,12 +205,12 @@ def test_a_calls_hold_lives_for_the_reservation_ttl_and_a_late_settlement_still_
     }
     with fresh.client(key).chat.completions.create(**body) as stream:
         hold = request_id, amount, expires_at = _wait_for_hold(fresh, account)
-        assert RESERVATION_TTL_SECONDS - SLACK <= expires_in(expires_at) <= RESERVATION_TTL_SECONDS + 1
-        sweep(fresh, timedelta(seconds=60))
+        assert HOLD_LEASE_SECONDS - SLACK <= expires_in(expires_at) <= HOLD_LEASE_SECONDS + 1
+        sweep(fresh, timedelta(seconds=HOLD_LEASE_SECONDS / 2))
         assert held(fresh, account) == [hold]
         assert fresh.balances(account) == (CREDIT, amount)
-        # Past the TTL the sweeper takes it, as for a crashed process: the account gets it back.
-        sweep(fresh, timedelta(seconds=RESERVATION_TTL_SECONDS + 1))
+        # Past the lease the sweeper takes it, as for a crashed process: the account gets it back.
+        sweep(fresh, timedelta(seconds=HOLD_LEASE_SECONDS + 1))
         assert held(fresh, account) == []
         assert fresh.balances(account) == (CREDIT, 0)
         assert [kind for kind, _, _ in ledger_of(fresh, request_id)] == ["reserve", "release"]
@@ -173,12 +221,6 @@ def test_a_calls_hold_lives_for_the_reservation_ttl_and_a_late_settlement_still_
     [row] = fresh.usage_rows(account)
     cost = ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
     assert row["cost_nano"] == cost > 0
-    assert ledger_of(fresh, request_id) == [
-        ("reserve", 0, amount),
-        ("release", 0, -amount),
-        ("settle", -cost, 0),
-    ]
-    assert fresh.balances(account) == (CREDIT - cost, 0)
 
 
 # -- a job: jobs_hold_days ------------------------------------------------------------------------

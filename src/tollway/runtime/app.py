@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(
                 maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
-            )
+            ),
+            asyncio.create_task(maintenance.renew_forever(services.ledger, services.limiter, settings)),
         ]
         if settings.usage_retention_days > 0:
             tasks.append(

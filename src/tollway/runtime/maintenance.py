@@ -1,4 +1,5 @@
-"""Periodic work every replica runs: release expired reservations (a crashed replica's holds), refresh
+"""Periodic work every replica runs: renew the leases of its own live calls (holds and in-flight slots),
+release expired reservations (a crashed replica's holds), refresh
 the reservation and job-queue gauges, and delete usage rows past the retention (their totals stay in usage_daily).
 
 Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
@@ -16,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
 from tollway.core.jobs.store import ACTIVE
+from tollway.core.limits.limiter import Limiter
 from tollway.core.money.ledger import Ledger
+from tollway.settings import Settings
 from tollway.store.tables import jobs, reservations, usage
 from tollway.telemetry import metrics
 
@@ -47,6 +50,18 @@ async def sweep_once(ledger: Ledger, engine: AsyncEngine) -> int:
     for status in ACTIVE:
         metrics.JOBS.labels(status).set(int(depth.get(status, 0)))
     return released
+
+
+async def renew_forever(ledger: Ledger, limiter: Limiter, settings: Settings) -> None:
+    """Renew this process's leases three times a lease, so one missed renewal loses nothing."""
+    every = settings.hold_lease_seconds / 3
+    while True:
+        await asyncio.sleep(every)
+        for what, renew in (("holds", ledger.renew), ("in-flight slots", limiter.renew)):
+            try:
+                await renew()
+            except Exception:
+                log.exception("renewing the leases of this process's %s failed", what)
 
 
 async def sweep_forever(ledger: Ledger, engine: AsyncEngine, interval: float) -> None:

@@ -5,6 +5,7 @@ No HTTP here, so the CLI can build them without importing the web stack.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +27,7 @@ from tollway.core.money.ledger import Ledger
 from tollway.media_formats import MAX_IMAGE_BYTES
 from tollway.providers import registry
 from tollway.providers.base import Provider
+from tollway.runtime import maintenance
 from tollway.settings import Settings
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade_async
@@ -49,9 +51,14 @@ class Services:
 
     async def aclose(self, drain_seconds: float | None = None) -> None:
         """Wait (bounded) for streams still metering, then close everything."""
-        await self.pipeline.drain(
-            self.settings.stream_drain_seconds if drain_seconds is None else drain_seconds
-        )
+        # The streams' holds stay leased while they drain (they may outlive a lease).
+        renewing = asyncio.create_task(maintenance.renew_forever(self.ledger, self.limiter, self.settings))
+        try:
+            await self.pipeline.drain(
+                self.settings.stream_drain_seconds if drain_seconds is None else drain_seconds
+            )
+        finally:
+            renewing.cancel()
         for provider in self.providers.values():
             await provider.aclose()
         if self.pipeline.search is not None:
@@ -86,7 +93,7 @@ def build_router(providers: dict[str, Provider], settings: Settings) -> Router:
 def build_limiter(settings: Settings) -> Limiter:
     """Redis when configured (replicas share one limit), else this process's memory."""
     if not settings.redis_url:
-        return MemoryLimiter(slot_seconds=settings.reservation_ttl_seconds)
+        return MemoryLimiter(slot_seconds=settings.hold_lease_seconds)
     from tollway.core.limits.redis import RedisLimiter
 
     return RedisLimiter(
@@ -96,7 +103,7 @@ def build_limiter(settings: Settings) -> Limiter:
         max_connections=settings.redis_max_connections,
         pool_timeout=settings.redis_pool_timeout_seconds,
         socket_timeout=settings.redis_socket_timeout_seconds,
-        slot_seconds=settings.reservation_ttl_seconds,
+        slot_seconds=settings.hold_lease_seconds,
     )
 
 
@@ -109,7 +116,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         settings.async_database_url, settings.database_pool_size, settings.database_max_overflow
     )
     catalog = Catalog.load(settings.catalog_path)
-    ledger = Ledger(engine, settings.reservation_ttl_seconds)
+    ledger = Ledger(engine, settings.hold_lease_seconds)
     keys = Keys(
         engine, settings.pepper(), settings.key_prefix, settings.key_cache_seconds, settings.operator_key
     )

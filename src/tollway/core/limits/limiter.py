@@ -146,6 +146,13 @@ class Limiter(ABC):
         """Correct the token estimate with the actual count and free the in-flight slot."""
 
     @abstractmethod
+    async def renew(self) -> int:
+        """Push back the expiry of every in-flight slot this process holds; returns how many.
+
+        Slots are leases like holds (core/money/ledger.py): renewed while their calls live, so a
+        crashed replica's slots free themselves `slot_seconds` after it stopped renewing."""
+
+    @abstractmethod
     async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
         """A plain GCRA hit (key creation): (allowed, retry µs)."""
 
@@ -182,7 +189,7 @@ _pending: set[asyncio.Task[None]] = set()
 class MemoryLimiter(Limiter):
     """Single-process backend. Each method runs without an await, so the event loop makes it atomic."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, slot_seconds: float = 900.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, slot_seconds: float = 30.0) -> None:
         self._clock = clock
         self._tats: dict[str, float] = {}
         self._slots: dict[str, dict[str, float]] = {}  # bucket → slot id → expiry (µs)
@@ -245,6 +252,15 @@ class MemoryLimiter(Limiter):
             key = f"{lease.bucket}:TPM"
             if key in self._tats:
                 self._tats[key] += (actual_tokens - lease.tokens) * MINUTE_US / lease.tpm
+
+    async def renew(self) -> int:
+        expiry = self._now() + self._slot_us
+        renewed = 0
+        for slots in self._slots.values():
+            for slot in slots:
+                slots[slot] = expiry
+                renewed += 1
+        return renewed
 
     async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
         now = self._now()

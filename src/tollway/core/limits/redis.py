@@ -123,6 +123,16 @@ if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return 1
 """
 
+# Renew one in-flight slot's lease, if it is still there. KEYS: slots zset. ARGV: slot id, slot ttl (µs).
+RENEW = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000))
+return 1
+"""
 # A plain GCRA hit (key creation). ARGV: limit, period µs, tolerance µs. Returns {allowed, retry µs}.
 HIT = """
 local t = redis.call('TIME')
@@ -172,7 +182,7 @@ class RedisLimiter(Limiter):
         pool_timeout: float = 0.5,
         socket_timeout: float = 0.5,
         deadline: float = 1.0,
-        slot_seconds: float = 900.0,
+        slot_seconds: float = 30.0,
     ) -> None:
         pool = BlockingConnectionPool.from_url(
             url,
@@ -190,6 +200,8 @@ class RedisLimiter(Limiter):
         self._slot_us = int(slot_seconds * 1e6)
         self._admit = self.redis.register_script(ADMIT)
         self._finish = self.redis.register_script(FINISH)
+        self._renew = self.redis.register_script(RENEW)
+        self._owned: dict[str, str] = {}  # in-flight slot id → its zset, while this process holds it
         self._hit = self.redis.register_script(HIT)
         self._failed = self.redis.register_script(FAILED)
         self._last_log = 0.0
@@ -249,12 +261,16 @@ class RedisLimiter(Limiter):
         if not raw[0]:
             return Verdict(False, state, float(raw[2]), _NAMES[raw[1] - 1])
         cost = min(max(tokens, 0), tpm) if tpm else 0
+        if slot:
+            self._owned[slot] = keys[3]
         return Verdict(True, state, lease=Lease(bucket, cost, tpm, slot or None))
 
     async def finish(self, lease: Lease, actual_tokens: int) -> None:
         if lease.done:
             return
         lease.done = True
+        if lease.slot:
+            self._owned.pop(lease.slot, None)
         per_token = MINUTE_US / lease.tpm if lease.tpm else 0
         keys = [self._key(lease.bucket, "t"), self._key(lease.bucket, "c")]
         args = [actual_tokens - lease.tokens, per_token, lease.slot or ""]
@@ -264,6 +280,19 @@ class RedisLimiter(Limiter):
 
         # Nothing to refuse at release; if Redis is down the slot's TTL frees it.
         await _quiet(self._call(run, None, "release"))
+
+    async def renew(self) -> int:
+        owned = list(self._owned.items())
+        if not owned:
+            return 0
+
+        async def run() -> int:
+            pipe = self.redis.pipeline(transaction=False)  # one round trip; each slot its own script
+            for slot, zset in owned:
+                await self._renew(keys=[zset], args=[slot, self._slot_us], client=pipe)
+            return sum(int(v) for v in await pipe.execute())
+
+        return await _quiet(self._call(run, 0, "slot renewal"), 0)
 
     async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
         keys = [f"{self.prefix}{bucket}"]

@@ -4,6 +4,13 @@ Rules (DESIGN §4): a reservation is ONE conditional UPDATE that only succeeds w
 balance - reserved >= amount; every change appends a ledger entry in the same transaction;
 balance = sum(amount_nano) and reserved = sum(reserved_delta_nano) over an account's entries.
 A reservation row is deleted by exactly one of settle, release and the sweeper.
+
+A call's hold is a lease (issue 19): it expires `lease_seconds` after it was taken or last renewed,
+and the process that took it renews every hold it still owns (`renew`, run by runtime/maintenance.py)
+for as long as the call lives, however long a stream relays. The sweeper therefore frees only the
+holds of a process that stopped renewing (it crashed, or lost its database), a bounded time after it
+stopped. A job's hold is owned by its durable job row, not by a process: it gets an explicit `ttl`
+(days) and ends when the job does (core/jobs/runner.py).
 """
 
 from __future__ import annotations
@@ -15,66 +22,21 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
+from tollway.core.money import statements as sql
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store import rollup
 from tollway.store.db import Transactor
-from tollway.store.prepared import Prepared
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
 from tollway.telemetry import metrics, tracing
 
 log = logging.getLogger("tollway.ledger")
-
-# The statements of every call's reserve and settle, built once. Building a Core statement and its cache
-# key per call cost more CPU than running it (docs/benchmarks.md); values go in as bound parameters,
-# named p_* so that none is mistaken for a column to SET.
-_HOLD = Prepared(
-    update(accounts)
-    .where(accounts.c.id == bindparam("p_account"))
-    .where(accounts.c.balance_nano - accounts.c.reserved_nano >= bindparam("p_amount"))
-    .values(reserved_nano=accounts.c.reserved_nano + bindparam("p_amount"))
-    .returning(accounts.c.balance_nano, accounts.c.reserved_nano)
-)
-_INSERT_RESERVATION = Prepared(insert(reservations))
-_INSERT_LEDGER = Prepared(insert(ledger))
-_INSERT_USAGE = Prepared(insert(usage))
-_TAKE_HOLD = Prepared(
-    delete(reservations)
-    .where(reservations.c.id == bindparam("p_request"), reservations.c.account_id == bindparam("p_account"))
-    .returning(
-        reservations.c.account_id,
-        reservations.c.amount_nano,
-        reservations.c.key_id,
-        reservations.c.key_period,
-    )
-)
-_LOCK_ACCOUNT = Prepared(
-    select(accounts.c.balance_nano, accounts.c.reserved_nano)
-    .where(accounts.c.id == bindparam("p_account"))
-    .with_for_update()
-)
-_CHARGE_ACCOUNT = Prepared(
-    update(accounts)
-    .where(accounts.c.id == bindparam("p_account"))
-    .values(
-        balance_nano=accounts.c.balance_nano - bindparam("p_charge"),
-        reserved_nano=accounts.c.reserved_nano - bindparam("p_hold"),
-    )
-)
-_CHARGE_KEY = Prepared(
-    update(key_spend)
-    .where(key_spend.c.key_id == bindparam("p_key"), key_spend.c.period == bindparam("p_period"))
-    .values(
-        spent_nano=key_spend.c.spent_nano + bindparam("p_charge"),
-        reserved_nano=key_spend.c.reserved_nano - bindparam("p_hold"),
-    )
-)
 
 
 def _insufficient(amount_nano: int, available: int) -> TollwayError:
@@ -91,6 +53,11 @@ def _insufficient(amount_nano: int, available: int) -> TollwayError:
     )
 
 
+def _renew(conn: Connection, ids: list[str], expires_at: datetime) -> int:
+    statement = update(reservations).where(reservations.c.id.in_(ids)).values(expires_at=expires_at)
+    return int(conn.execute(statement).rowcount)
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     request_id: str
@@ -99,10 +66,11 @@ class Reservation:
 
 
 class Ledger:
-    def __init__(self, engine: AsyncEngine, reservation_ttl_seconds: int = 900) -> None:
+    def __init__(self, engine: AsyncEngine, lease_seconds: float = 30.0) -> None:
         self._engine = engine
         self._tx = Transactor(engine)
-        self._ttl = timedelta(seconds=reservation_ttl_seconds)
+        self._lease = timedelta(seconds=lease_seconds)
+        self._owned: set[str] = set()  # the leased holds this process took and has not ended
 
     def close(self) -> None:
         self._tx.close()
@@ -152,8 +120,9 @@ class Ledger:
     ) -> Reservation:
         """Hold `amount_nano` or raise 402 without touching anything.
 
-        `ttl` overrides the sweeper's TTL for this hold (async jobs hold for days); `also` runs in
-        the same transaction after the hold (a job row: the hold exists if and only if the job does).
+        Without `ttl` the hold is a lease this process renews until it ends; with one it lives
+        that long unrenewed (async jobs hold for days). `also` runs in the same transaction after
+        the hold (a job row: the hold exists if and only if the job does).
         """
         now = utcnow()
         key_period = period_key(key_limit.period, now) if key_limit else None
@@ -162,7 +131,7 @@ class Ledger:
             # The rows that only this request touches come first, so the account row (which every
             # call of the account updates) stays locked for as short a time as possible on
             # PostgreSQL; a refused hold rolls them back.
-            _INSERT_RESERVATION.first(
+            sql.INSERT_RESERVATION.first(
                 conn,
                 {
                     "id": request_id,
@@ -170,11 +139,11 @@ class Ledger:
                     "key_id": key_id,
                     "amount_nano": amount_nano,
                     "key_period": key_period,
-                    "expires_at": now + (ttl or self._ttl),
+                    "expires_at": now + (ttl or self._lease),
                 },
             )
             self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
-            row = _HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
+            row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
                 raise _insufficient(amount_nano, self._available(conn, account_id))
             if key_limit is not None and key_period is not None:
@@ -191,6 +160,8 @@ class Ledger:
                 # foreign-key violation. Name it (404) when that is what it was.
                 await self._tx.run(lambda conn: self._available(conn, account_id))
                 raise
+        if ttl is None:
+            self._owned.add(request_id)
         available_before = row.balance_nano - row.reserved_nano + amount_nano
         return Reservation(request_id, amount_nano, available_before)
 
@@ -251,6 +222,8 @@ class Ledger:
                 charged = await self._settle(account_id, request_id, cost_nano, usage_row)
         except IntegrityError:
             return 0  # uq_ledger_account_kind_reference: this request was already settled
+        finally:
+            self._owned.discard(request_id)
         metrics.record_usage(usage_row, charged)
         return charged
 
@@ -265,7 +238,7 @@ class Ledger:
     def _settle_tx(
         conn: Connection, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
     ) -> int:
-        held = _TAKE_HOLD.first(conn, {"p_request": request_id, "p_account": account_id})
+        held = sql.TAKE_HOLD.first(conn, {"p_request": request_id, "p_account": account_id})
         # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
         hold = held.amount_nano if held else 0
         key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
@@ -274,7 +247,7 @@ class Ledger:
             # account can pay the cost: no need to read the account row.
             charge = cost_nano
         else:
-            account = _LOCK_ACCOUNT.first(conn, {"p_account": account_id})
+            account = sql.LOCK_ACCOUNT.first(conn, {"p_account": account_id})
             room = hold + account.balance_nano - account.reserved_nano
             charge = max(0, min(cost_nano, room))
             if charge < cost_nano:
@@ -287,21 +260,34 @@ class Ledger:
         # The account row before the key_spend and usage_daily rows, as in reserve and release: on
         # PostgreSQL another order lets a settle and a reserve (or release) of the same account each
         # hold the row the other waits for (a deadlock aborts one of them).
-        _CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
+        sql.CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
         Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
         if key_period is not None:
-            _CHARGE_KEY.first(
+            sql.CHARGE_KEY.first(
                 conn, {"p_key": key_id, "p_period": key_period, "p_charge": charge, "p_hold": hold}
             )
         if usage_row is not None:
-            _INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
+            sql.INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
             rollup.add(conn, usage_row, charge)
         return int(charge)
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
         """Free a hold without charging (failure before the first byte). False if it was already gone."""
-        with tracing.span("ledger.release"):  # telemetry/tracing.py
-            return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
+        try:
+            with tracing.span("ledger.release"):  # telemetry/tracing.py
+                return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
+        finally:
+            self._owned.discard(request_id)
+
+    async def renew(self, batch: int = 500) -> int:
+        """Push back the expiry of every hold this process owns by a lease; returns how many exist."""
+        owned = list(self._owned)
+        expires_at = utcnow() + self._lease
+        renewed = 0
+        for start in range(0, len(owned), batch):
+            ids = owned[start : start + batch]
+            renewed += await self._tx.run(partial(_renew, ids=ids, expires_at=expires_at))
+        return renewed
 
     def _release(self, conn: Connection, request_id: str, usage_row: dict[str, Any] | None) -> bool:
         held = (
@@ -336,7 +322,7 @@ class Ledger:
         return True
 
     async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:
-        """Release holds left by a crashed process once their TTL has passed."""
+        """Release the holds whose lease ran out (their process stopped renewing) or whose TTL passed."""
         async with self._engine.connect() as conn:
             expired = (
                 (
@@ -401,7 +387,7 @@ class Ledger:
         reference: str,
         key_id: str | None,
     ) -> None:
-        _INSERT_LEDGER.first(
+        sql.INSERT_LEDGER.first(
             conn,
             {
                 "account_id": account_id,

@@ -186,6 +186,28 @@ async def test_concurrency_slots_are_released_once() -> None:
     assert not (await limiter.admit("b", limits, 0)).allowed
 
 
+async def test_an_in_flight_slot_is_a_lease_renewed_while_its_call_lives() -> None:
+    """A slot lives `slot_seconds` unless renewed; renewed, a long call keeps it; finished, it is gone."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock, slot_seconds=30)
+    limits = Limits(rpm=1000, concurrency=1)
+    held = await limiter.admit("b", limits, 0)
+    assert held.allowed and held.lease is not None
+    for _ in range(10):  # five minutes of a call, renewed every 20 s (the maintenance loop)
+        clock.advance(20)
+        assert await limiter.renew() == 1
+        refused = await limiter.admit("b", limits, 0)
+        assert not refused.allowed and refused.limit_type == "CONCURRENCY"
+    await limiter.finish(held.lease, 0)
+    assert await limiter.renew() == 0
+    crashed = await limiter.admit("b", limits, 0)  # its call never finishes, nobody renews it
+    assert crashed.allowed
+    clock.advance(29)
+    assert not (await limiter.admit("b", limits, 0)).allowed
+    clock.advance(1.5)
+    assert (await limiter.admit("b", limits, 0)).allowed  # freed one lease after its last renewal
+
+
 async def test_failed_request_block_lasts_thirty_seconds() -> None:
     clock = FakeClock()
     limiter = MemoryLimiter(clock)
@@ -314,6 +336,28 @@ async def test_redis_tokens_concurrency_and_correction(redis_factory: Callable[.
     second = await limiter.admit("k", limits, 600)
     assert second.allowed
     assert int(second.headers()["x-ratelimit-remaining-tokens"]) in (299, 300)  # Redis time moves
+
+
+async def test_redis_slots_are_leases_renewed_by_their_own_replica(
+    redis_factory: Callable[..., Limiter],
+) -> None:
+    """Each replica renews only the slots it holds; a replica that stops renewing (it crashed) loses
+    its slot one lease later, while the renewed one stays past many leases."""
+    alive, crashed = redis_factory(slot_seconds=1.0), redis_factory(slot_seconds=1.0)
+    limits = Limits(rpm=1000, concurrency=2)
+    kept = await alive.admit("k", limits, 0)
+    lost = await crashed.admit("k", limits, 0)
+    assert kept.allowed and lost.allowed
+    assert not (await alive.admit("k", limits, 0)).allowed
+    for _ in range(6):  # 2.4 s: more than two leases
+        await asyncio.sleep(0.4)
+        assert await alive.renew() == 1
+    third = await alive.admit("k", limits, 0)  # the crashed replica's slot has expired
+    assert third.allowed
+    assert not (await alive.admit("k", limits, 0)).allowed  # `kept` still holds its slot
+    assert kept.lease is not None and third.lease is not None
+    await alive.finish(kept.lease, 0)
+    assert await alive.renew() == 1  # `third` only
 
 
 async def test_redis_failed_request_block_and_key_creation(redis_factory: Callable[..., Limiter]) -> None:

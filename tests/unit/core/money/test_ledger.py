@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -324,7 +324,7 @@ async def test_double_settle_and_release_are_harmless(
 async def test_sweeper_releases_only_expired_holds(
     engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
 ) -> None:
-    short = Ledger(engine, reservation_ttl_seconds=60)
+    short = Ledger(engine, lease_seconds=60)
     account = await new_account(accounts_service, credit=1_000)
     request_id = rid()
     await short.reserve(account, request_id, 600)
@@ -337,6 +337,48 @@ async def test_sweeper_releases_only_expired_holds(
     assert await short.balances(account) == (1_000, 0)
     assert (await ledger_rows(engine, account))[-1] == ("release", 0, -600, request_id)
     assert await short.release(request_id) is False
+    await assert_invariants(ledger, engine, account)
+
+
+async def _expiry(engine: AsyncEngine, request_id: str) -> float:
+    """Seconds from now to a hold's expiry (SQLite hands back naive UTC)."""
+    async with engine.connect() as conn:
+        expires_at = (
+            await conn.execute(select(reservations.c.expires_at).where(reservations.c.id == request_id))
+        ).scalar_one()
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=utcnow().tzinfo)
+    return float((expires_at - utcnow()).total_seconds())
+
+
+async def test_renew_extends_the_leases_this_ledger_owns_and_nothing_else(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    """Holds are leases: `renew` pushes back the expiry of every live hold this process took, never a
+    job's hold (its own long TTL), another process's hold, or a hold that has ended."""
+    ours = Ledger(engine, lease_seconds=60)
+    other = Ledger(engine, lease_seconds=60)  # another replica on the same database
+    account = await new_account(accounts_service, credit=10_000)
+    live, settled, released, job, theirs = rid(), rid(), rid(), rid(), rid()
+    for request_id in (live, settled, released):
+        await ours.reserve(account, request_id, 100)
+    await ours.reserve(account, job, 100, ttl=timedelta(days=30))
+    await other.reserve(account, theirs, 100)
+    await ours.settle(account, settled, 40)
+    await ours.release(released)
+    async with engine.begin() as conn:  # 55 s pass: every hold is 5 s from its expiry
+        await conn.execute(update(reservations).values(expires_at=utcnow() + timedelta(seconds=5)))
+    assert await ours.renew() == 1  # only `live`
+    assert 50 < await _expiry(engine, live) <= 60
+    assert await _expiry(engine, theirs) <= 5
+    assert await _expiry(engine, job) <= 5  # a job's hold is not this process's lease to renew
+    # Ten seconds later the sweeper takes every hold nobody renewed, not the renewed one.
+    assert await ours.sweep(now=utcnow() + timedelta(seconds=10)) == 2
+    async with engine.connect() as conn:
+        left = set((await conn.execute(select(reservations.c.id))).scalars())
+    assert left == {live}
+    await ours.settle(account, live, 100)
+    assert await ours.renew() == 0
     await assert_invariants(ledger, engine, account)
 
 
