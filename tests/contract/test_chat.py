@@ -19,6 +19,39 @@ def cost_nano(prompt: int, completion: int) -> int:
     return prompt * 1_000 + completion * 2_000  # fake-chat: $1.00 in, $2.00 out per 1M tokens
 
 
+def test_balance_headers_show_only_what_the_key_may_spend(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    """A reseller's customer key never sees the wholesale balance: a key with a consumption limit sees
+    what it can still spend, an admin key the account's balance, any other key nothing."""
+    account_id, customer = funded("5.00")
+    limited = fresh_fake.new_key(account_id, consumption_limit={"usd": "1.00", "period": "day"})
+    admin = fresh_fake.new_key(account_id, scope="admin")
+
+    def balance_seen(key: str, stream: bool = False) -> tuple[str | None, str | None]:
+        call = fresh_fake.client(key).chat.completions.with_raw_response.create
+        raw = call(model="fake-chat", messages=MESSAGES, max_tokens=50, stream=stream)
+        if stream:
+            for _ in raw.parse():
+                pass
+        return raw.headers.get("x-balance-usd"), raw.headers.get("x-venice-balance-usd")
+
+    assert balance_seen(customer) == (None, None)
+    assert balance_seen(customer, stream=True) == (None, None)
+    assert balance_seen(limited) == ("1.000000000", "1.000000000")
+    spent = 5 * 10**9 - fresh_fake.ledger_sums(account_id)[0]  # two customer calls and one limited
+    first_limited = spent // 3  # the three calls were identical
+    seen, _ = balance_seen(limited, stream=True)
+    assert seen == f"{(10**9 - first_limited) / 10**9:.9f}"  # the key's own spend, not the account's
+    seen, venice = balance_seen(admin)
+    balance = fresh_fake.ledger_sums(account_id)[0]
+    assert seen == venice == f"{(balance + first_limited) / 10**9:.9f}"  # before the admin call
+    # Past the account's money, a limited key sees no more than the account has.
+    poor_account, _ = funded("0.50")
+    generous = fresh_fake.new_key(poor_account, consumption_limit={"usd": "100.00", "period": "day"})
+    assert balance_seen(generous) == ("0.500000000", "0.500000000")
+
+
 def test_buffered_chat_is_answered_and_billed_exactly(
     fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:
@@ -30,7 +63,7 @@ def test_buffered_chat_is_answered_and_billed_exactly(
     assert reply.choices[0].message.content == "echo: one two three four five six"
     assert reply.model == "fake-chat"
     assert raw.headers["x-request-id"].startswith("req_")
-    assert raw.headers["x-balance-usd"] == "5.000000000"
+    assert "x-balance-usd" not in raw.headers  # a customer key never sees the account's balance
     assert raw.headers["x-tollway-model-id"] == "fake-chat"
     assert raw.headers["x-tollway-provider"] == "fake"
     sent = fresh_fake.fake("GET", "stats")["last_request"]

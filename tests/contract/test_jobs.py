@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,9 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, queue_upstream: ServerProcess
 def funded(jobs: Jobs) -> Callable[..., tuple[str, str]]:
     jobs.q("POST", "reset")
 
-    def make(credit: str = "5.00") -> tuple[str, str]:
+    def make(credit: str = "5.00", **key_settings: Any) -> tuple[str, str]:
         account_id = jobs.new_account(credit)
-        return account_id, jobs.new_key(account_id)
+        return account_id, jobs.new_key(account_id, **key_settings)
 
     return make
 
@@ -251,6 +252,22 @@ def test_402_before_queueing_and_nothing_held(jobs: Jobs, funded: Callable[..., 
     assert response.json()["error"]["code"] == "INSUFFICIENT_BALANCE"
     assert jobs.ledger_sums(account)[:2] == (1_000_000, 0)
     assert jobs.q("GET", "stats")["calls"]["submit"] == 0
+
+
+def test_a_queued_jobs_balance_header_shows_only_what_the_key_may_spend(
+    jobs: Jobs, funded: Callable[..., tuple[str, str]]
+) -> None:
+    account, customer = funded("5.00")
+    limited = jobs.new_key(account, consumption_limit={"usd": "2.00", "period": "month"})
+    ask = {"model": "up-video", "prompt": "x", "duration": 2}
+    hidden = jobs.call(customer, "POST", "/v1/video/queue", ask)
+    assert hidden.status_code == 200, hidden.text
+    assert "x-balance-usd" not in hidden.headers  # the wholesale balance stays the reseller's
+    shown = jobs.call(limited, "POST", "/v1/video/queue", ask)
+    quote = int(Decimal(shown.json()["quote_usd"]) * 10**9)
+    assert shown.headers["x-balance-usd"] == f"{(2 * 10**9 - quote) / 10**9:.9f}"  # the key's, after it
+    for queued in (hidden, shown):
+        jobs.wait(customer if queued is hidden else limited, queued.json()["queue_id"])
 
 
 def test_someone_elses_job_is_not_found(jobs: Jobs, funded: Callable[..., tuple[str, str]]) -> None:
@@ -344,7 +361,7 @@ def test_poll_timeout_is_unknown_with_the_hold_kept_then_reconciled(
 
 
 def test_task_api_images(jobs: Jobs, funded: Callable[..., tuple[str, str]]) -> None:
-    account, key = funded("1.00")
+    account, key = funded("1.00", scope="admin")  # an admin key may see the account's credits
     made = jobs.call(
         key, "POST", "/api/v1/images/generate", {"prompt": "a sunset", "quality": "hd", "num_images": 2}
     )

@@ -105,7 +105,7 @@ def venice(
 @pytest.fixture
 def key(venice: Tollway) -> Iterator[str]:
     venice.fake("POST", "reset")
-    yield venice.new_key(venice.new_account("5.00"))
+    yield venice.new_key(venice.new_account("5.00"), scope="admin")  # sees the balance headers
     venice.fake("POST", "reset")
 
 

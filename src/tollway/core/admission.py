@@ -32,7 +32,7 @@ from tollway.base.clock import as_utc, utcnow
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.limits.gate import RateGate, Ticket
-from tollway.core.money.ledger import Ledger
+from tollway.core.money.ledger import Ledger, Reservation
 from tollway.core.money.prices import TokenUsage
 from tollway.errors import ErrorCode, TollwayError
 
@@ -85,7 +85,9 @@ class Hold:
     model_id: str
     endpoint: str
     began: datetime  # the usage row's latency counts from here
-    available_before_nano: int = 0
+    # What this caller may see of the money before this request (the balance headers): None for a key
+    # that may not see the account's wholesale balance (see `shown_balance`).
+    balance_before_nano: int | None = None
     rate: Ticket = field(default_factory=lambda: Ticket(None))  # the limiter lease, finished once
     ended: bool = False
 
@@ -241,6 +243,16 @@ async def admit(
         model.id,
         endpoint,
         began or utcnow(),
-        reservation.available_before_nano,
+        shown_balance(caller, reservation),
         rate,
     )
+
+
+def shown_balance(caller: Caller, reservation: Reservation) -> int | None:
+    """A reseller's customer key must not see the wholesale account's balance (issue 19 item 9).
+
+    A key with a consumption limit sees what it can still spend (never more than the account has);
+    an admin key sees the account's available balance; any other key sees nothing."""
+    if reservation.key_available_before_nano is not None:
+        return min(reservation.key_available_before_nano, reservation.available_before_nano)
+    return reservation.available_before_nano if caller.scope == "admin" else None

@@ -15,7 +15,7 @@ from tests.unit.helpers import assert_invariants
 from tollway.base.config import ModelConfig
 from tollway.core.access.accounts import Accounts
 from tollway.core.admission import Hold, admit, check_tier
-from tollway.core.caller import Caller
+from tollway.core.caller import Caller, KeyLimit
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.money.ledger import Ledger
 from tollway.errors import ErrorCode, TollwayError
@@ -51,7 +51,7 @@ async def test_a_hold_ends_once_and_its_row_says_how(
     caller = await _caller(accounts_service)
     assert caller.account_id is not None
     hold = await _hold(ledger, caller, "req_settle")
-    assert hold.available_before_nano == 10_000
+    assert hold.balance_before_nano is None  # an inference key without a limit sees no balance
     assert await ledger.balances(caller.account_id) == (10_000, 4_000)
     assert await hold.settle(2_500, provider="p", units=3) == 2_500
     with pytest.raises(RuntimeError):
@@ -154,3 +154,26 @@ async def test_the_operator_key_holds_nothing(ledger: Ledger) -> None:
             ledger, None, Caller("operator"), request_id="r", model=_model(), endpoint="chat", estimate_nano=1
         )
     assert refused.value.code is ErrorCode.UNAUTHORIZED
+
+
+async def test_the_balance_a_hold_shows_is_the_keys_or_the_admins_or_none(
+    ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """Issue 19 item 9: what the balance headers may show, from the hold (admission.shown_balance)."""
+    plain = await _caller(accounts_service)
+    admin = Caller("admin", key_id="key_a", account_id=plain.account_id, label="ops")
+    limited = Caller(
+        "inference", key_id="key_l", account_id=plain.account_id, key_limit=KeyLimit("key_l", 3_000, "day")
+    )
+    generous = Caller(
+        "admin", key_id="key_g", account_id=plain.account_id, key_limit=KeyLimit("key_g", 50_000, "day")
+    )
+    assert (await _hold(ledger, plain, "req_b1", 1_000)).balance_before_nano is None
+    assert (await _hold(ledger, admin, "req_b2", 1_000)).balance_before_nano == 9_000
+    first = await _hold(ledger, limited, "req_b3", 1_000)
+    assert first.balance_before_nano == 3_000  # the key's limit, not the account's 8,000
+    assert (await _hold(ledger, limited, "req_b4", 1_000)).balance_before_nano == 2_000
+    # A limit above what the account has left shows what the account has (10,000 − 4 × 1,000 held).
+    assert (await _hold(ledger, generous, "req_b5", 1_000)).balance_before_nano == 6_000
+    await first.settle(500, provider="p")
+    assert (await _hold(ledger, limited, "req_b6", 1_000)).balance_before_nano == 1_500

@@ -184,7 +184,9 @@ async def _queue(request: Request, who: Caller, new: NewJob) -> Response:
         "status": STATUS[job.status],
         "eta_seconds": job.eta_seconds,
     }
-    headers = {"x-balance-usd": nano_to_usd(available - job.quote_nano), "x-tollway-model-id": job.model}
+    headers = {"x-tollway-model-id": job.model}
+    if available is not None:  # only what this key may see (core/admission.py, shown_balance)
+        headers["x-balance-usd"] = nano_to_usd(available - job.quote_nano)
     return JSON(body, headers=headers)
 
 

@@ -64,7 +64,10 @@ async def _submitted(request: Request, who: Caller, new: NewJob, status: str) ->
         "task_id": job.id,
         "status": status,
         "credits_used": credits_needed(job.quote_nano, per_credit),
-        "credits_remaining": credits_of(available - job.quote_nano, per_credit),
+        # null for a key that may not see the account's balance (core/admission.py, shown_balance)
+        "credits_remaining": None
+        if available is None
+        else credits_of(available - job.quote_nano, per_credit),
         "cost_usd": nano_to_usd(job.quote_nano),
         "provider": new.model.config.routes[0].provider,
     }

@@ -132,10 +132,7 @@ class Pipeline:
             estimate_tokens=estimate_tokens,
             began=began,
         )
-        balance = nano_to_usd(hold.available_before_nano)
         headers = {
-            "x-balance-usd": balance,
-            "x-venice-balance-usd": balance,
             "x-tollway-model-id": model.id,
             "x-venice-model-id": model.id,
             "x-tollway-model-name": model.config.name or model.id,
@@ -144,6 +141,9 @@ class Pipeline:
             "x-venice-timestamp": utcnow().isoformat(timespec="milliseconds"),
             **hold.rate.headers,  # computed at admission, so streams carry them from the first byte
         }
+        if hold.balance_before_nano is not None:  # only what this key may see (admission.shown_balance)
+            balance = nano_to_usd(hold.balance_before_nano)
+            headers["x-balance-usd"] = headers["x-venice-balance-usd"] = balance
         return Admitted(model, hold, headers)
 
     async def settle(

@@ -66,8 +66,10 @@ class Jobs:
 
     # -- the client's side -----------------------------------------------------------------------
 
-    async def queue(self, caller: Caller, new: NewJob) -> tuple[JobRow, int]:
-        """Hold the quote and record the job, in one transaction. Returns (job, available before)."""
+    async def queue(self, caller: Caller, new: NewJob) -> tuple[JobRow, int | None]:
+        """Hold the quote and record the job, in one transaction.
+
+        Returns (job, the balance this caller may see before it: admission.shown_balance)."""
         await policy.enforce(self.catalog, caller, {"input": [t for t in new.texts if t]})
         job_id = new_job_id(new.kind)
         poll_timeout = self.clients.poll_timeout(None)
@@ -101,7 +103,7 @@ class Jobs:
         self.runner.wake()
         job = await self.store.get(job_id)
         assert job is not None
-        return job, hold.available_before_nano
+        return job, hold.balance_before_nano
 
     async def owned(self, caller: Caller, job_id: str) -> JobRow:
         """The caller's job, or 404 JOB_NOT_FOUND (someone else's id looks like no id at all)."""

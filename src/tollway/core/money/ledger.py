@@ -63,6 +63,7 @@ class Reservation:
     request_id: str
     amount_nano: int
     available_before_nano: int  # what the account could spend before this request
+    key_available_before_nano: int | None = None  # and the key, when it has a consumption limit
 
 
 class Ledger:
@@ -146,15 +147,16 @@ class Ledger:
             row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
                 raise _insufficient(amount_nano, self._available(conn, account_id))
+            key_left = None
             if key_limit is not None and key_period is not None:
-                self._reserve_key(conn, key_limit, key_period, amount_nano)
+                key_left = self._reserve_key(conn, key_limit, key_period, amount_nano)
             if also is not None:
                 also(conn)
-            return row
+            return row, key_left
 
         with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # telemetry/tracing.py
             try:
-                row = await self._tx.run(tx)
+                row, key_left = await self._tx.run(tx)
             except IntegrityError:
                 # The inserts run before the account is read: an unknown account shows up as a
                 # foreign-key violation. Name it (404) when that is what it was.
@@ -163,10 +165,11 @@ class Ledger:
         if ttl is None:
             self._owned.add(request_id)
         available_before = row.balance_nano - row.reserved_nano + amount_nano
-        return Reservation(request_id, amount_nano, available_before)
+        return Reservation(request_id, amount_nano, available_before, key_left)
 
     @staticmethod
-    def _reserve_key(conn: Connection, limit: KeyLimit, period: str, amount: int) -> None:
+    def _reserve_key(conn: Connection, limit: KeyLimit, period: str, amount: int) -> int:
+        """Hold `amount` of the key's limit for `period`; returns what the key could spend before."""
         exists = (
             conn.execute(
                 select(key_spend.c.key_id).where(
@@ -184,7 +187,7 @@ class Ledger:
                 .where(key_spend.c.key_id == limit.key_id, key_spend.c.period == period)
                 .where(key_spend.c.spent_nano + key_spend.c.reserved_nano + amount <= limit.limit_nano)
                 .values(reserved_nano=key_spend.c.reserved_nano + amount)
-                .returning(key_spend.c.spent_nano)
+                .returning(key_spend.c.spent_nano, key_spend.c.reserved_nano)
             )
         ).first()
         if row is None:
@@ -206,6 +209,7 @@ class Ledger:
                     "limit_source": "key_limit",
                 },
             )
+        return int(limit.limit_nano - row.spent_nano - row.reserved_nano + amount)
 
     async def settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
