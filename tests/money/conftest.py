@@ -177,6 +177,8 @@ def own_server(
     finally:
         server.stop()
         money.reset_fake()
+    lease = float(settings.get("hold_lease_seconds", HOLD_LEASE_SECONDS))
+    money.check_invariants(lease)
 
 
 @dataclass
@@ -246,6 +248,16 @@ def fresh(money: Money) -> Iterator[Money]:
     money.reset_fake()
     yield money
     money.reset_fake()
+
+
+@pytest.fixture(autouse=True)
+def _money_adds_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test on the shared money server, the whole database's money is checked
+    (Money.check_invariants); tests on a server of their own are checked by `own_server`."""
+    yield
+    if "money" in request.fixturenames:
+        money: Money = request.getfixturevalue("money")
+        money.check_invariants(HOLD_LEASE_SECONDS)
 
 
 # The reference prices of this catalog (tests/money/oracle.py), read from the same YAML text.

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,37 @@ class Money:
         assert open_holds == reserved
         return balance, reserved
 
+    def check_invariants(self, lease_seconds: float) -> None:
+        """After every money test: the whole database's money adds up, and no hold outlives its owner.
+
+        Every account: balance = Σ ledger amounts, reserved = Σ reserved deltas = Σ its open holds.
+        Every key's period: reserved = Σ the open holds of that key and period. Every open hold is
+        either a running job's (a finished job holds nothing) or a call's lease, never set further
+        out than one lease (a call's hold with a long TTL would outlive a crashed owner)."""
+        accounts = self.rows(
+            "select a.id, a.balance_nano, a.reserved_nano, "
+            "(select coalesce(sum(amount_nano), 0) from ledger where account_id = a.id), "
+            "(select coalesce(sum(reserved_delta_nano), 0) from ledger where account_id = a.id), "
+            "(select coalesce(sum(amount_nano), 0) from reservations where account_id = a.id) "
+            "from accounts a"
+        )
+        for account, balance, reserved, ledger_balance, ledger_reserved, held in accounts:
+            assert (ledger_balance, ledger_reserved, held) == (balance, reserved, reserved), account
+        periods = self.rows(
+            "select s.key_id, s.period, s.reserved_nano, (select coalesce(sum(r.amount_nano), 0) "
+            "from reservations r where r.key_id = s.key_id and r.key_period = s.period) from key_spend s"
+        )
+        for key_id, period, reserved, held in periods:
+            assert reserved == held, (key_id, period)
+        holds = self.rows(
+            "select r.id, r.expires_at, j.status from reservations r left join jobs j on j.id = r.id"
+        )
+        for hold_id, expires_at, job_status in holds:
+            if job_status is not None:
+                assert job_status in ("queued", "processing", "unknown"), (hold_id, job_status)
+            else:
+                assert seconds_until(expires_at) <= lease_seconds + 1, (hold_id, expires_at)
+
     def charged(self, account_id: str) -> int:
         """What the ledger charged the account in all (settle rows), in nano-USD."""
         [(total,)] = self.rows(
@@ -251,3 +283,12 @@ def write_catalog(tmp: Path, text: str, **values: str) -> Path:
     path = tmp / "catalog.yaml"
     path.write_text(text.format(**values))
     return path
+
+
+def seconds_until(moment: Any) -> float:
+    """Seconds from now until a stored timestamp (SQLite hands back text, PostgreSQL a datetime)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return float((moment - datetime.now(UTC)).total_seconds())

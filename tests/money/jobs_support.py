@@ -26,7 +26,7 @@ from typing import Any
 import httpx2
 
 from tests.money.conftest import ORACLE
-from tests.money.harness import NANO, Money
+from tests.money.harness import NANO, Money, seconds_until
 from tollway.core.money.ledger import Ledger
 from tollway.settings import Settings
 from tollway.store.db import create_engine
@@ -98,12 +98,8 @@ def sweep(money: Money, after: timedelta) -> int:
 
 
 def expires_in(expires_at: Any) -> float:
-    """Seconds from now until a hold's `expires_at` (SQLite hands back text, PostgreSQL a datetime)."""
-    if isinstance(expires_at, str):
-        expires_at = datetime.fromisoformat(expires_at)
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
-    return float((expires_at - datetime.now(UTC)).total_seconds())
+    """Seconds from now until a hold's `expires_at`."""
+    return seconds_until(expires_at)
 
 
 def held(money: Money, account: str) -> list[tuple[str, int, Any]]:
