@@ -12,7 +12,7 @@ import typer
 
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.catalog.view import model_object
-from tollway.core.money.prices import usd_to_nano
+from tollway.core.money.amounts import parse_usd
 from tollway.errors import TollwayError
 from tollway.jobs_cli import jobs_app
 from tollway.runtime.services import Services, build_services
@@ -123,7 +123,7 @@ def accounts_create(
 
     async def work(services: Services) -> dict[str, Any]:
         account = await services.accounts.create(
-            name, credit_nano=usd_to_nano(credit), age_verified=age_verified
+            name, credit_nano=parse_usd(credit, "--credit"), age_verified=age_verified
         )
         return account.public()
 
@@ -144,8 +144,8 @@ def accounts_credit(
     ref = reference or f"cli-{secrets.token_hex(8)}"
 
     async def work(services: Services) -> dict[str, Any]:
-        await services.accounts.get(account_id)
-        applied = await services.ledger.credit(account_id, usd_to_nano(usd), reference=ref)
+        amount = parse_usd(usd, "USD", positive=True)
+        applied = await services.accounts.credit(account_id, amount, reference=ref, param="USD")
         return {**(await services.accounts.get(account_id)).public(), "applied": applied, "reference": ref}
 
     result = _run(work)
