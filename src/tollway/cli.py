@@ -16,7 +16,7 @@ from tollway.core.money.amounts import parse_usd
 from tollway.errors import TollwayError
 from tollway.jobs_cli import jobs_app
 from tollway.runtime.services import Services, build_services
-from tollway.settings import Settings
+from tollway.settings import ConfigurationError, Settings
 
 app = typer.Typer(help="Tollway: a self-hosted OpenAI-compatible AI API platform.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Create, credit and inspect accounts.", no_args_is_help=True)
@@ -43,6 +43,9 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     except TollwayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:  # a bad amount or setting on the command line
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -66,7 +69,11 @@ def serve(
     typer.echo(
         f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path})"
     )
-    serve_forever(settings)  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
+    try:  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
+        serve_forever(settings)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -14,6 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CATALOG = REPO_ROOT / "catalog" / "default.yaml"
 
 
+class ConfigurationError(Exception):
+    """The process cannot start as configured; the message says what to set."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOLLWAY_", extra="ignore")
 
@@ -23,7 +27,8 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="catalog YAML; unset = the embedded catalog")
     key_prefix: str = "tw_"
     operator_key: str | None = None
-    # Pepper for key hashes. Replicas must share it: set it in production, or they share data_dir.
+    # Pepper for key hashes. Replicas must share it: required with PostgreSQL; the database keeps a
+    # fingerprint and a process with another secret refuses to start (core/access/secret_check.py).
     secret: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -115,6 +120,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.async_database_url.startswith("sqlite")
+
+    def check_shared_secret(self) -> None:
+        """PostgreSQL means replicas: they need one secret set explicitly, not a file per data_dir."""
+        if not self.is_sqlite and not self.secret:
+            raise ConfigurationError(
+                "TOLLWAY_SECRET must be set when the database is PostgreSQL: replicas share the "
+                "database and must hash keys with the same secret. Set the same long random value "
+                "on every replica, e.g. the output of `openssl rand -base64 32`."
+            )
 
     def pepper(self) -> bytes:
         """The HMAC pepper for key hashes: TOLLWAY_SECRET, else a file created once in data_dir."""
