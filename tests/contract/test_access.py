@@ -165,3 +165,39 @@ def test_the_cli_refuses_a_database_made_with_another_secret(tmp_path: Path) -> 
     assert cli("one", "accounts", "create", "acme").returncode == 0
     refused = cli("two", "accounts", "create", "other")
     assert refused.returncode == 2 and "secret differs" in refused.stderr
+
+
+# -- item 10: /metrics is not public -----------------------------------------------------------------
+
+
+def test_metrics_need_the_operator_key(tollway: Tollway, funded: Callable[..., tuple[str, str]]) -> None:
+    _, key = funded("1.00")
+    assert_error(httpx2.get(f"{tollway.url}/metrics"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        httpx2.get(f"{tollway.url}/metrics", headers={"authorization": f"Bearer {key}"}), 403, "UNAUTHORIZED"
+    )
+    scrape = httpx2.get(f"{tollway.url}/metrics", headers={"authorization": f"Bearer {OPERATOR_KEY}"})
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    assert "tollway_http_requests_total" in scrape.text
+
+
+def test_metrics_on_their_own_address_are_served_there_only(
+    tmp_path: Path, fake_upstream: ServerProcess
+) -> None:
+    port = free_port()
+    process = start_tollway(
+        tmp_path,
+        fake_upstream.base_url,
+        f"sqlite:///{tmp_path}/tollway.db",
+        {"TOLLWAY_METRICS_ADDRESS": f"127.0.0.1:{port}"},
+    )
+    try:
+        apart = httpx2.get(f"http://127.0.0.1:{port}/metrics")
+        assert apart.status_code == 200 and "tollway_http_requests_total" in apart.text
+        here = httpx2.get(f"{process.base_url}/metrics", headers={"authorization": f"Bearer {OPERATOR_KEY}"})
+        assert_error(here, 404, "NOT_FOUND")
+        assert "TOLLWAY_METRICS_ADDRESS" in here.json()["error"]["message"]
+    finally:
+        process.stop()
+    with pytest.raises(httpx2.TransportError):  # the listener closes with the server
+        httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
