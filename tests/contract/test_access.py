@@ -4,9 +4,11 @@ the key-hashing secret, who may read /metrics, and database errors logged withou
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -201,3 +203,39 @@ def test_metrics_on_their_own_address_are_served_there_only(
         process.stop()
     with pytest.raises(httpx2.TransportError):  # the listener closes with the server
         httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+# -- item 12: a failed statement is logged without its values ---------------------------------------
+
+# The test makes the database refuse one key (a rule the schema does not have), as a unique
+# violation or a bad value would: the statement carries the key's hash and label.
+REFUSE_MARKED = {
+    "sqlite": "create trigger refuse_marked before insert on api_keys when new.label like 'confidential-%' "
+    "begin select raise(abort, 'refused by the test'); end",
+    "postgresql": "alter table api_keys add constraint refuse_marked "
+    "check (label is null or label not like 'confidential-%') not valid",
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_failed_statement_is_logged_without_its_values(
+    backend: str, tmp_path: Path, fake_upstream: ServerProcess
+) -> None:
+    database_url = f"sqlite:///{tmp_path}/tollway.db" if backend == "sqlite" else postgres_database()
+    process = start_tollway(tmp_path, fake_upstream.base_url, database_url)
+    try:
+        server = Tollway(process, database_url, fake_upstream.base_url)
+        account_id = server.new_account("1.00")
+        query(database_url, REFUSE_MARKED[backend])
+        marker = f"confidential-{uuid.uuid4().hex}"
+        response = server.admin("POST", f"/accounts/{account_id}/keys", {"label": marker})
+        # (The request id on a 500 is issue 19's item 6, tested with it.)
+        assert response.status_code == 500 and response.json()["error"]["code"] == "INTERNAL"
+        time.sleep(0.3)
+        log = process.log_text()
+        assert "refuse" in log and "api_keys" in log  # the failure itself is logged, with its SQL
+        assert marker not in log
+        assert re.search(r"[0-9a-f]{64}", log) is None  # no key hash (HMAC-SHA256, hex)
+        assert "Failing row" not in log and "[parameters:" not in log
+    finally:
+        process.stop()
