@@ -10,6 +10,7 @@ Separate replicas are scraped separately, as usual.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from typing import Any
@@ -118,8 +119,14 @@ def serve_apart(host: str, port: int) -> Callable[[], None]:
     """Serve the metrics, with no key, on their own listener (an address only the scraper reaches).
 
     prometheus_client's server, on a daemon thread: it reads the registry as `render` does. Returns
-    the function that stops it."""
-    server, thread = start_http_server(port, host, registry=_registry())
+    the function that stops it. Several worker processes sharing PROMETHEUS_MULTIPROC_DIR: the
+    first to bind serves everyone's metrics, the others go on without a listener."""
+    try:
+        server, thread = start_http_server(port, host, registry=_registry())
+    except OSError as exc:
+        if os.environ.get(MULTIPROC_ENV) and exc.errno == errno.EADDRINUSE:
+            return lambda: None
+        raise
 
     def stop() -> None:
         server.shutdown()
