@@ -212,6 +212,7 @@ def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra:
         "TOLLWAY_CONFIG": str(catalog),
         "TOLLWAY_OPERATOR_KEY": OPERATOR_KEY,
         "BENCH_UPSTREAM_KEY": "upstream-secret",
+        "TOLLWAY_SECRET": "bench-key-hashing-secret",  # required on PostgreSQL, shared by the replicas
         **extra,
     }
     cmd = [sys.executable, "-m", "tollway", "serve", "--port", str(port)]

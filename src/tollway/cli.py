@@ -12,11 +12,11 @@ import typer
 
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.catalog.view import model_object
-from tollway.core.money.prices import usd_to_nano
+from tollway.core.money.amounts import parse_usd
 from tollway.errors import TollwayError
 from tollway.jobs_cli import jobs_app
 from tollway.runtime.services import Services, build_services
-from tollway.settings import Settings
+from tollway.settings import ConfigurationError, Settings
 
 app = typer.Typer(help="Tollway: a self-hosted OpenAI-compatible AI API platform.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Create, credit and inspect accounts.", no_args_is_help=True)
@@ -43,6 +43,9 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     except TollwayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:  # a bad amount or setting on the command line
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -66,7 +69,11 @@ def serve(
     typer.echo(
         f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path})"
     )
-    serve_forever(settings)  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
+    try:  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
+        serve_forever(settings)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -123,7 +130,7 @@ def accounts_create(
 
     async def work(services: Services) -> dict[str, Any]:
         account = await services.accounts.create(
-            name, credit_nano=usd_to_nano(credit), age_verified=age_verified
+            name, credit_nano=parse_usd(credit, "--credit"), age_verified=age_verified
         )
         return account.public()
 
@@ -144,8 +151,8 @@ def accounts_credit(
     ref = reference or f"cli-{secrets.token_hex(8)}"
 
     async def work(services: Services) -> dict[str, Any]:
-        await services.accounts.get(account_id)
-        applied = await services.ledger.credit(account_id, usd_to_nano(usd), reference=ref)
+        amount = parse_usd(usd, "USD", positive=True)
+        applied = await services.accounts.credit(account_id, amount, reference=ref, param="USD")
         return {**(await services.accounts.get(account_id)).public(), "applied": applied, "reference": ref}
 
     result = _run(work)

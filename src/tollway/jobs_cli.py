@@ -6,15 +6,25 @@ import asyncio
 import contextlib
 import json
 import signal
-from typing import Annotated, Any
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from tollway.runtime.services import build_services, jobs_from
-from tollway.settings import Settings
+from tollway.settings import ConfigurationError, Settings
 
 jobs_app = typer.Typer(help="Async media jobs: workers and reconciliation.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+T = TypeVar("T")
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(main)
+    except ConfigurationError as exc:  # e.g. a TOLLWAY_SECRET other than the API replicas'
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @jobs_app.command("worker")
@@ -40,7 +50,7 @@ def worker() -> None:
             await jobs.aclose()
             await services.aclose(0)
 
-    asyncio.run(main())
+    _run(main())
 
 
 @jobs_app.command("reconcile")
@@ -65,7 +75,7 @@ def reconcile(as_json: JsonFlag = False) -> None:
             await jobs.aclose()
             await services.aclose(0)
 
-    result = asyncio.run(main())
+    result = _run(main())
     text = "\n".join(f"{k} {v}" for k, v in result.items()) or "no unknown jobs"
     typer.echo(json.dumps(result, indent=2) if as_json else text)
 
@@ -81,5 +91,5 @@ def stats(as_json: JsonFlag = False) -> None:
         finally:
             await services.aclose(0)
 
-    counts = asyncio.run(main())
+    counts = _run(main())
     typer.echo(json.dumps(counts, indent=2) if as_json else "\n".join(f"{k} {v}" for k, v in counts.items()))

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CATALOG = REPO_ROOT / "catalog" / "default.yaml"
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]+):([0-9]{1,5})")
+
+
+class ConfigurationError(Exception):
+    """The process cannot start as configured; the message says what to set."""
 
 
 class Settings(BaseSettings):
@@ -23,7 +29,8 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="catalog YAML; unset = the embedded catalog")
     key_prefix: str = "tw_"
     operator_key: str | None = None
-    # Pepper for key hashes. Replicas must share it: set it in production, or they share data_dir.
+    # Pepper for key hashes. Replicas must share it: required with PostgreSQL; the database keeps a
+    # fingerprint and a process with another secret refuses to start (core/access/secret_check.py).
     secret: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -67,6 +74,9 @@ class Settings(BaseSettings):
     maintenance_interval_seconds: float = 3600.0
     log_format: Literal["json", "text"] = "json"
     metrics: bool = True  # GET /metrics (Prometheus); multi-process with PROMETHEUS_MULTIPROC_DIR
+    # Where /metrics is served: unset, on the API's port with the operator key; "host:port" (e.g.
+    # "0.0.0.0:9464", "[::1]:9464"), on a listener of its own with no key, and not on the API's port.
+    metrics_address: str | None = None
     traces: str = Field(
         default="off",
         pattern=r"^(off|console|otlp|file:.+)$",
@@ -112,9 +122,34 @@ class Settings(BaseSettings):
                 return driver + url[len(plain) :]
         return url
 
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        match = _HOST_PORT.fullmatch(value) if value else None
+        if value and (match is None or not 0 < int(match[2]) < 65536):
+            raise ValueError('use "host:port", e.g. "0.0.0.0:9464" or "[::1]:9464"')
+        return value
+
+    @property
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """TOLLWAY_METRICS_ADDRESS as (host, port), or None for the API's own port."""
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
+
     @property
     def is_sqlite(self) -> bool:
         return self.async_database_url.startswith("sqlite")
+
+    def check_shared_secret(self) -> None:
+        """PostgreSQL means replicas: they need one secret set explicitly, not a file per data_dir."""
+        if not self.is_sqlite and not self.secret:
+            raise ConfigurationError(
+                "TOLLWAY_SECRET must be set when the database is PostgreSQL: replicas share the "
+                "database and must hash keys with the same secret. Set the same long random value "
+                "on every replica, e.g. the output of `openssl rand -base64 32`."
+            )
 
     def pepper(self) -> bytes:
         """The HMAC pepper for key hashes: TOLLWAY_SECRET, else a file created once in data_dir."""

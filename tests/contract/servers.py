@@ -23,6 +23,7 @@ from tests.support.processes import ServerProcess, free_port, start_server
 
 OPERATOR_KEY = "op-test-operator-key"
 UPSTREAM_KEY = "upstream-secret"
+CONTRACT_SECRET = "contract-test-key-hashing-secret"
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -138,6 +139,8 @@ def start_tollway(
         "TOLLWAY_ROUTE_FAILURE_THRESHOLD": "1000000",
         **(extra_env or {}),  # e.g. TOLLWAY_REDIS_URL for multi-replica tests
     }
+    if database_url.startswith("postgresql") and "TOLLWAY_SECRET" not in env:
+        env["TOLLWAY_SECRET"] = CONTRACT_SECRET  # PostgreSQL needs it set (replicas share the database)
     return start_server(
         [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
         port=port,

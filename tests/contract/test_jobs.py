@@ -467,7 +467,13 @@ def test_killed_worker_job_resumes_and_is_charged_once(
 ) -> None:
     database_url = postgres_database()
     tmp = tmp_path_factory.mktemp("tollway-jobs-pg")
-    env = _env(tmp, queue_upstream.base_url, database_url, TOLLWAY_JOBS_RUNNER="false")
+    env = _env(
+        tmp,
+        queue_upstream.base_url,
+        database_url,
+        TOLLWAY_JOBS_RUNNER="false",
+        TOLLWAY_SECRET="jobs-pg-secret",
+    )
     process = _serve(env)
     server = Jobs(process, database_url, queue_upstream.base_url)
     workers: list[subprocess.Popen[bytes]] = []

@@ -170,7 +170,7 @@ def test_metrics_and_access_logs_carry_no_key_or_prompt(ops_server: Tollway) -> 
     assert reply.status_code == 200, reply.text
     bad = httpx2.get(f"{ops_server.url}/v1/models/{marker}", headers={"authorization": f"Bearer {key}"})
     assert bad.status_code in (400, 404)
-    scrape = httpx2.get(f"{ops_server.url}/metrics")
+    scrape = httpx2.get(f"{ops_server.url}/metrics", headers={"authorization": f"Bearer {OPERATOR_KEY}"})
     assert scrape.status_code == 200
     assert scrape.headers["content-type"].startswith("text/plain")
     text = scrape.text

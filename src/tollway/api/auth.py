@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.datastructures import Headers, QueryParams
 
 from tollway.core.caller import Caller
 from tollway.errors import ErrorCode, TollwayError
 from tollway.telemetry import logs
 
+# Where a key may come in the query string: Gemini's protocol puts it there (`?key=`). Anywhere
+# else it would only end up in access logs, proxies and browser histories.
+QUERY_KEY_PATHS = ("/v1beta/", "/api/v1beta/")
+QUERY_KEY_REFUSED = (
+    "API keys are not accepted in the URL (`?key=`) on this route: send the key in the "
+    "'Authorization: Bearer <key>' header (`?key=` is for the Gemini routes, /v1beta/... only)."
+)
 
-def raw_key(request: Request) -> str | None:
-    """The key from `Authorization: Bearer`, `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` (Gemini)."""
-    authorization = request.headers.get("authorization")
+
+def presented_key(headers: Headers, path: str, query: QueryParams) -> str | None:
+    """The key a request presents: `Authorization: Bearer`, `x-api-key` (Anthropic), `x-goog-api-key`,
+    or on the Gemini routes only `?key=`. A `?key=` anywhere else is a 401 saying to use the header."""
+    in_query = query.get("key")
+    if in_query is not None and not path.startswith(QUERY_KEY_PATHS):
+        raise TollwayError(ErrorCode.AUTHENTICATION_FAILED, QUERY_KEY_REFUSED, param="key")
+    authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
-    return (
-        request.headers.get("x-api-key")
-        or request.headers.get("x-goog-api-key")
-        or request.query_params.get("key")
-    )
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or in_query
+
+
+def raw_key(request: Request) -> str | None:
+    return presented_key(request.headers, request.url.path, request.query_params)
 
 
 async def caller(request: Request) -> Caller:

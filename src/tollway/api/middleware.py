@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
+from tollway.api.auth import presented_key
 from tollway.api.http import error_response
 from tollway.base.ids import new_request_id
 from tollway.core.limits.gate import retry_headers
@@ -76,12 +77,13 @@ class RequestContext:
         await error_response(err, rid)(scope, receive, send)
 
 
-def _raw_key(headers: Headers) -> str | None:
-    authorization = headers.get("authorization")
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
-    return headers.get("x-api-key") or headers.get("x-goog-api-key")
+def _raw_key(scope: Scope) -> str | None:
+    """The credential the request presents, as auth.py reads it; a refused `?key=` counts as itself."""
+    query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        return presented_key(Headers(scope=scope), scope.get("path", ""), query)
+    except TollwayError:
+        return query.get("key")
 
 
 class FailedRequests:
@@ -97,7 +99,7 @@ class FailedRequests:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         services = getattr(scope["app"].state, "services", None) if "app" in scope else None
-        raw = _raw_key(Headers(scope=scope)) if path.startswith(("/v1/", "/api/v1/")) else None
+        raw = _raw_key(scope) if path.startswith(("/v1/", "/api/v1/")) else None
         if services is None or not raw or len(raw) > 256:
             await self.app(scope, receive, send)
             return

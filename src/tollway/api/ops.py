@@ -26,12 +26,22 @@ async def ready(request: Request) -> Response:
     return JSON({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (no key, account or prompt in any label)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: the operator key, or a listener of their own (TOLLWAY_METRICS_ADDRESS)",
+)
 async def metrics_endpoint(request: Request) -> Response:
+    """Not public: the counts by route, model and status describe the business. Scrape with the
+    operator key (`Authorization: Bearer`), or set TOLLWAY_METRICS_ADDRESS to an address only the
+    scraper reaches; then they are served there, with no key, and not here."""
     from tollway.telemetry import metrics
 
-    if not request.app.state.services.settings.metrics:
+    settings = request.app.state.services.settings
+    if not settings.metrics:
         return JSON({"error": "metrics are disabled (TOLLWAY_METRICS=false)"}, status_code=404)
+    if settings.metrics_address:
+        raise TollwayError(ErrorCode.NOT_FOUND, "Metrics are served on TOLLWAY_METRICS_ADDRESS, not here.")
+    await operator_caller(request)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 

@@ -32,7 +32,7 @@ from tollway.runtime import maintenance
 from tollway.runtime.reload import Reloader
 from tollway.runtime.services import Services, build_services, jobs_from
 from tollway.settings import Settings
-from tollway.telemetry import tracing
+from tollway.telemetry import metrics, tracing
 from tollway.telemetry.access import AccessLog, InFlight
 
 log = logging.getLogger("tollway")
@@ -127,11 +127,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = jobs
         if settings.jobs_runner:
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
+        listen = settings.metrics_listen if settings.metrics else None
+        stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            if stop_metrics is not None:
+                stop_metrics()
             for task in tasks:
                 task.cancel()
             await jobs.aclose()  # leases of jobs in flight go back: another runner resumes them

@@ -8,6 +8,7 @@ SIGHUP: reload the catalog (runtime/reload.py), installed by the app's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from types import FrameType
@@ -15,6 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from tollway.runtime.services import prepare_database
 from tollway.settings import Settings
 from tollway.telemetry import logs, metrics
 
@@ -41,10 +43,18 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
+async def _preflight(settings: Settings) -> None:
+    engine = await prepare_database(settings)
+    await engine.dispose()
+
+
 def serve(settings: Settings) -> None:
+    """Raises ConfigurationError, before listening, when the database or the secret is misconfigured."""
     from tollway.runtime.app import create_app
 
     logs.configure(settings.log_level, settings.log_format)
+    # Here rather than only in the app's lifespan: uvicorn would bury the message in a traceback.
+    asyncio.run(_preflight(settings))
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.base.fetch import UrlFetcher
 from tollway.core.access.accounts import Accounts
 from tollway.core.access.keys import Keys
+from tollway.core.access.secret_check import check_secret
 from tollway.core.catalog.catalog import Catalog
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
@@ -107,7 +108,12 @@ def build_limiter(settings: Settings) -> Limiter:
     )
 
 
-async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+async def prepare_database(settings: Settings, *, migrate: bool = True) -> AsyncEngine:
+    """The engine, once the database is migrated and known to share this process's key secret.
+
+    ConfigurationError (saying what to set) when the secret is missing (PostgreSQL) or differs from
+    the one the database's keys were made with."""
+    settings.check_shared_secret()
     if migrate:
         if settings.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +121,16 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
     engine = create_engine(
         settings.async_database_url, settings.database_pool_size, settings.database_max_overflow
     )
+    try:
+        await check_secret(engine, settings.pepper())
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    engine = await prepare_database(settings, migrate=migrate)
     catalog = Catalog.load(settings.catalog_path)
     ledger = Ledger(engine, settings.hold_lease_seconds)
     keys = Keys(

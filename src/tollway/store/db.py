@@ -1,4 +1,9 @@
-"""Engine construction: one async engine per process, tuned per database."""
+"""Engine construction: one async engine per process, tuned per database.
+
+Every engine hides SQL parameters in its errors (`hide_parameters=True`): a failed statement's
+message would otherwise carry its values (key hashes, labels) into the logs. prepared.py does the
+same for the statements it runs itself; telemetry/logs.py removes what the database itself echoes.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +25,18 @@ def create_engine(url: str, pool_size: int = 20, max_overflow: int = 20) -> Asyn
     """PostgreSQL: each replica holds up to pool_size + max_overflow connections (docs/deploy.md)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:
     # isolation_level=None hands transaction control to us, so every transaction can start with
     # BEGIN IMMEDIATE: SQLite then takes the write lock up front, and concurrent writers wait for it
     # (busy_timeout) instead of failing with "database is locked" when a read lock is upgraded.
-    engine = create_async_engine(url, connect_args={"isolation_level": None, "timeout": 30}, pool_size=8)
+    engine = create_async_engine(
+        url, connect_args={"isolation_level": None, "timeout": 30}, pool_size=8, hide_parameters=True
+    )
     _tune_sqlite(engine.sync_engine)
     return engine
 
@@ -139,7 +148,9 @@ def _settle_future(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 def _sqlite_sync_engine(url: URL) -> Engine:
     engine = sqlalchemy.create_engine(
-        url, connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False}
+        url,
+        connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False},
+        hide_parameters=True,
     )
     _tune_sqlite(engine)
     return engine

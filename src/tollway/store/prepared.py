@@ -73,8 +73,13 @@ class Prepared:
             return None if row is None else self._row_class(cursor.description)(*row)
         except conn.dialect.loaded_dbapi.Error as error:
             conn.dialect.execution_ctx_cls.handle_dbapi_exception(_Context(conn.dialect), error)  # type: ignore[arg-type]
-            raise exc.DBAPIError.instance(
-                plan.sql, values, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            raise exc.DBAPIError.instance(  # values hidden, as every engine does (store/db.py)
+                plan.sql,
+                values,
+                error,
+                conn.dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                dialect=conn.dialect,
             ) from error
         finally:
             cursor.close()

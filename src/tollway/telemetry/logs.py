@@ -1,7 +1,9 @@
 """Structured logs: one JSON object per line, and the per-request context the access log reports.
 
 Only whitelisted fields leave the process: request id, account id, key id, model, route, status,
-latency and a few more. Never a key, a prompt, an answer or a header value.
+latency and a few more. Never a key, a prompt, an answer or a header value. Messages and tracebacks
+lose the values a failed SQL statement carries (`hide_database_values`): the engines already hide
+their parameters, but PostgreSQL echoes values in its own errors (a unique key, a failing row).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import logging.config
+import re
 import time
 from typing import Any
 
@@ -55,6 +58,29 @@ def note(**fields: Any) -> None:
         info.update({k: v for k, v in fields.items() if v is not None})
 
 
+# Where a database error quotes values: PostgreSQL's DETAIL line ("Key (key_hash)=(…) already
+# exists", "Failing row contains (…)"), its "invalid input syntax for type …: "value"", asyncpg's
+# "invalid input for query argument $1: 'value' (…)", and SQLAlchemy's "[parameters: …]" should an
+# engine ever be made without hide_parameters.
+_DATABASE_VALUES = (
+    (re.compile(r"(DETAIL:)[^\n]*"), r"\1 (hidden: it may quote values)"),
+    (re.compile(r"(invalid input (?:syntax|value) for [^:\n]*:)[^\n]*"), r"\1 (value hidden)"),
+    (re.compile(r"(invalid input for query argument \$\d+)[^\n]*"), r"\1 (value hidden)"),
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters hidden]"),
+)
+
+
+def hide_database_values(text: str) -> str:
+    for pattern, replacement in _DATABASE_VALUES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return hide_database_values(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -62,7 +88,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": hide_database_values(record.getMessage()),
         }
         info = _request.get()
         if info is not None and "request_id" in info:
@@ -72,7 +98,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 data[name] = value
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            data["exc"] = hide_database_values(self.formatException(record.exc_info))
         return orjson.dumps(data, default=str).decode()
 
 
@@ -81,7 +107,10 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": "tollway.telemetry.logs.JsonFormatter"}
         if fmt == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        else {
+            "()": "tollway.telemetry.logs.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
     )
     level = level.upper()
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stdout"}

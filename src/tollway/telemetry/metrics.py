@@ -1,4 +1,4 @@
-"""Prometheus metrics (`GET /metrics`).
+"""Prometheus metrics (`GET /metrics`, which needs the operator key, or a listener of their own).
 
 Labels are bounded and never secret: a route *template* (not the path), a public model id, a provider
 id, an HTTP status, a token kind. Never a key, a key id, an account id, a prompt or an answer.
@@ -10,7 +10,9 @@ Separate replicas are scraped separately, as usual.
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +23,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -96,15 +99,41 @@ def record_usage(row: dict[str, Any] | None, charged_nano: int) -> None:
         SPEND.labels(model).inc(charged_nano)
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text: this process's registry, or every process's when multi-process."""
+def _registry() -> CollectorRegistry:
+    """This process's registry, or one that reads every process's files when multi-process."""
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: this process's registry, or every process's when multi-process."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_apart(host: str, port: int) -> Callable[[], None]:
+    """Serve the metrics, with no key, on their own listener (an address only the scraper reaches).
+
+    prometheus_client's server, on a daemon thread: it reads the registry as `render` does. Returns
+    the function that stops it. Several worker processes sharing PROMETHEUS_MULTIPROC_DIR: the
+    first to bind serves everyone's metrics, the others go on without a listener."""
+    try:
+        server, thread = start_http_server(port, host, registry=_registry())
+    except OSError as exc:
+        if os.environ.get(MULTIPROC_ENV) and exc.errno == errno.EADDRINUSE:
+            return lambda: None
+        raise
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def process_exit() -> None:

@@ -3,44 +3,30 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
 from tollway.core.access.keys import KeySettings
 from tollway.core.inference.schemas import validate
+from tollway.core.money.amounts import PositiveUsdAmount, UsdAmount
 from tollway.core.money.prices import usd_to_nano
 
 router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[Depends(operator_caller)])
 
 
-def _usd(value: str) -> str:
-    if usd_to_nano(value) < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
 class NewAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    credit_usd: str = "0"
+    credit_usd: UsdAmount = "0"
     age_verified: bool = False
-
-    _check_credit = field_validator("credit_usd")(_usd)
 
 
 class Credit(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount_usd: str
+    amount_usd: PositiveUsdAmount
     reference: str = Field(min_length=1, max_length=120)
-
-    @field_validator("amount_usd")
-    @classmethod
-    def _positive(cls, value: str) -> str:
-        if usd_to_nano(value) <= 0:
-            raise ValueError('must be a positive USD amount such as "10.00"')
-        return value
 
 
 def _doc(model: type[BaseModel]) -> dict[str, object]:
@@ -70,8 +56,9 @@ async def get_account(request: Request, account_id: str) -> Response:
 async def credit_account(request: Request, account_id: str) -> Response:
     body = validate(Credit, await read_json(request))
     services = request.app.state.services
-    await services.accounts.get(account_id)
-    applied = await services.ledger.credit(account_id, usd_to_nano(body.amount_usd), reference=body.reference)
+    applied = await services.accounts.credit(
+        account_id, usd_to_nano(body.amount_usd), reference=body.reference, param="amount_usd"
+    )
     account = await services.accounts.get(account_id)
     return JSON({**account.public(), "applied": applied, "reference": body.reference})
 

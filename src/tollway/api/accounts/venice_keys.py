@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from tollway.api.accounts.keys import actor_of, key_admin_caller
@@ -21,6 +21,8 @@ from tollway.api.http import JSON, read_json
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
+from tollway.core.money.amounts import UsdAmount
+from tollway.core.money.prices import usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["venice keys"])
@@ -29,12 +31,14 @@ _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
 
 
 class VeniceLimit(BaseModel):
-    """Per-epoch (24 h) limits. Tollway bills in USD; a Diem is a dollar of daily credit."""
+    """Per-epoch (24 h) limits. Tollway bills in USD; a Diem is a dollar of daily credit.
+
+    Numbers, as Venice sends them, or decimal strings: the one amount rule of core/money/amounts.py."""
 
     model_config = ConfigDict(extra="forbid")
-    usd: float | None = Field(default=None, ge=0)
-    diem: float | None = Field(default=None, ge=0)
-    vcu: float | None = Field(default=None, ge=0)
+    usd: UsdAmount | None = None
+    diem: UsdAmount | None = None
+    vcu: UsdAmount | None = None
 
 
 def expiry_form(value: str | None) -> str | None:
@@ -66,21 +70,17 @@ def venice_settings(
     key_type: str, description: str, limit: VeniceLimit | None, expires_at: str | None
 ) -> KeySettings:
     """Venice fields → the one KeySettings model every minting route shares."""
-    if limit is not None and limit.vcu:
+    if limit is not None and limit.vcu and usd_to_nano(limit.vcu):
         raise TollwayError(
             ErrorCode.VALIDATION,
             "VCU limits are deprecated and not supported; use `usd` (or `diem`).",
             param="consumptionLimit.vcu",
         )
-    amount = (limit.usd or limit.diem) if limit is not None else None  # 0 or null: no limit
+    # 0 or null: no limit. The amounts are canonical already (UsdAmount), so ConsumptionLimit accepts them.
+    amounts = [a for a in (limit.usd, limit.diem) if a and usd_to_nano(a)] if limit is not None else []
     expiry = parse_expiry(expires_at)
     check_future(expiry, "expiresAt")
-    try:
-        limit_usd = ConsumptionLimit(usd=format(Decimal(str(amount)), "f"), period="day") if amount else None
-    except ValidationError:
-        raise TollwayError(
-            ErrorCode.VALIDATION, "The consumption limit is below one nano-dollar.", param="consumptionLimit"
-        ) from None
+    limit_usd = ConsumptionLimit(usd=amounts[0], period="day") if amounts else None
     return KeySettings(
         label=description,
         scope="admin" if key_type == "ADMIN" else "inference",

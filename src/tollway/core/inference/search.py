@@ -25,7 +25,8 @@ MAX_SCRAPED_URLS = 3
 MAX_SCRAPE_BYTES = 2 * 1024 * 1024
 # Upper bound of the tokens search or scraping can add to a prompt (reserved before the call).
 CONTEXT_TOKEN_ALLOWANCE = (max(MAX_RESULTS, MAX_SCRAPED_URLS) * (MAX_RESULT_CHARS + 300)) // 3
-_URL = re.compile(r"https?://[^\s<>\"'`)\]]+")
+# A URL in the user's text; a bracketed IPv6 host is kept whole (the "]" otherwise ends a URL).
+_URL = re.compile(r"https?://(?:\[[0-9A-Za-z:.%]*\][^\s<>\"'`)\]]*|[^\s<>\"'`)\]]+)")
 
 
 class SearchUnavailable(Exception):
