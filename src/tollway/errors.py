@@ -70,7 +70,18 @@ class ErrorCode(Enum):
         "Too many requests. Retry after the time in the Retry-After header.",
     )
     INTERNAL = (500, "server_error", "Unexpected server error. Retry; contact support with the request_id.")
+    UPSTREAM_RATE_LIMITED = (
+        429,
+        "rate_limit_error",
+        "The upstream provider is rate limiting this server. Retry after the time in the Retry-After header.",
+    )
     UPSTREAM_ERROR = (502, "server_error", "Upstream provider error. Safe to retry.")
+    UPSTREAM_AUTH_FAILED = (
+        502,
+        "server_error",
+        "The upstream provider refused this server's credentials. Retrying will not help: the operator "
+        "must fix the provider's API key.",
+    )
     SERVICE_UNAVAILABLE = (503, "server_error", "The service is temporarily unavailable. Retry with backoff.")
     UPSTREAM_TIMEOUT = (504, "server_error", "The upstream provider did not answer in time. Safe to retry.")
 

@@ -160,14 +160,28 @@ def postgres_database() -> str:
         pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({exc}); PostgreSQL contract tests skipped")
 
 
-# Each routing test gets its own models and upstream model ids, so circuit breakers never meet.
+# Each routing test gets its own models and upstream model ids, so circuit breakers never meet:
+# `{name}-{openai|anthropic|gemini}`, answered by that fake, max_output_tokens 1000.
+ROUTED_NAMES = (
+    *("retry", "ratelimit", "deadline", "cut", "breaker", "four"),  # test_routing.py
+    *("refused", "auth", "limited", "limitedlong", "fill"),  # test_upstream_errors.py, test_output_caps.py
+    *("garbage-json", "garbage-shape", "garbage-first", "garbage-mid"),  # test_unreadable_answers.py
+)
 ROUTING_MODELS = (
     "\n".join(
         f"""  - id: {name}-{kind}
     routes: [{{provider: {provider}, model: {name}-up}}]
     pricing: {{input: "1.00", output: "2.00"}}
     max_output_tokens: 1000"""
-        for name in ("retry", "ratelimit", "deadline", "cut", "breaker", "four")
+        for name in ROUTED_NAMES
+        for kind, provider in (("openai", "fake"), ("anthropic", "anth"), ("gemini", "gem"))
+    )
+    + "\n"
+    + "\n".join(
+        f"""  - id: failover-{kind}
+    routes: [{{provider: {provider}, model: failover-up, priority: 0}}, {{provider: fake, model: failover-backup, priority: 1}}]
+    pricing: {{input: "1.00", output: "2.00"}}
+    max_output_tokens: 1000"""
         for kind, provider in (("openai", "fake"), ("anthropic", "anth"), ("gemini", "gem"))
     )
     + """

@@ -26,6 +26,31 @@ def test_local_chat_knows_the_capital_of_france(
     assert tollway.ledger_sums(account_id)[0] < 1_000_000_000
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_local_chat_without_a_limit_stops_at_the_catalogs_cap_and_is_billed_for_it(
+    tollway: Tollway, funded: Callable[..., tuple[str, str]], stream: bool
+) -> None:
+    # smollm2-capped: max_output_tokens 8, $0.10 in / $0.40 out per 1M (100 and 400 nano-USD a token).
+    account_id, key = funded("1.00")
+    ask = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
+    client = tollway.client(key)
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model="smollm2-capped", messages=ask, stream=True, stream_options={"include_usage": True}
+            )  # type: ignore[call-overload]
+        )
+        usage = chunks[-1].usage
+        finish = next(c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason)
+    else:
+        reply = client.chat.completions.create(model="smollm2-capped", messages=ask)  # type: ignore[arg-type]
+        usage, finish = reply.usage, reply.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == 8 and finish == "length"
+    balance, reserved, ledger_sum, _ = tollway.ledger_sums(account_id)
+    assert reserved == 0 and ledger_sum == balance
+    assert 1_000_000_000 - balance == usage.prompt_tokens * 100 + 8 * 400
+
+
 def test_local_chat_streams_token_by_token(tollway: Tollway, funded: Callable[..., tuple[str, str]]) -> None:
     _, key = funded("1.00")
     arrivals = []

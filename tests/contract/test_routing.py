@@ -117,11 +117,14 @@ def test_cut_mid_stream_is_not_retried_and_ends_in_an_error_event(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_4xx_is_never_retried(fresh_protocols: Protocols, kind: str) -> None:
+    # A 400 is the client's (test_upstream_errors.py); a 404 is the route's, with no other route here.
     account, key = funded(fresh_protocols)
-    fresh_protocols.script_on(kind, {"type": "status", "status": 400})
-    response = chat(fresh_protocols, key, f"four-{kind}")
-    assert response.status_code == 502 and response.headers["x-tollway-attempts"] == "1"
-    assert fresh_protocols.calls_on(kind) == 1
+    for status, answer in ((400, 400), (404, 502)):
+        fresh_protocols.script_on(kind, {"type": "status", "status": status})
+        before = fresh_protocols.calls_on(kind)
+        response = chat(fresh_protocols, key, f"four-{kind}")
+        assert response.status_code == answer and response.headers["x-tollway-attempts"] == "1"
+        assert fresh_protocols.calls_on(kind) == before + 1
     assert untouched(fresh_protocols, account)
 
 
@@ -154,6 +157,7 @@ def test_an_upstream_401_never_leaks_the_upstream_key(fresh_protocols: Protocols
     for stream in (False, True):
         response = chat(fresh_protocols, key, model, stream)
         assert response.status_code == 502
+        assert response.json()["error"]["code"] == "UPSTREAM_AUTH_FAILED"
         assert "sk-wrong-upstream-secret-123" not in response.text
         assert "sk-wrong-upstream-secret-123" not in str(response.headers)
     assert "sk-wrong-upstream-secret-123" not in fresh_protocols.process.log_text()

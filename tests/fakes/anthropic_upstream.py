@@ -5,7 +5,9 @@ last user text, one token per word (input: words of system and all text blocks).
 containing "cached" is reported as cache reads (cache_read_input_tokens = its words). With `tools`
 and no tool_result in the last turn, the answer is a tool_use of the first tool with
 ``{"echo": <last user text>}``. Behaviors (``/_fake/script``): status, delay_first_byte, cut,
-error_event (an `overloaded_error` event), slow, as in the OpenAI fake.
+error_event (an `overloaded_error` event), slow, fill (exactly `max_tokens` words), garbage ("json":
+a body or an SSE data line that is not JSON; "shape": content that is not a list of blocks, or a delta
+that is not an object), as in the OpenAI fake.
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ async def messages(request: Request) -> Response:
     behavior = await state.take("chat", {**body, "_headers": headers})
     if scripted := common.scripted_status(behavior):
         status, retry = scripted
-        return _error(status, "api_error", f"scripted status {status}", retry)
+        kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
+        return _error(status, kind.get(status, "api_error"), common.status_message(behavior), retry)
     if "max_tokens" not in body:
         return _error(400, "invalid_request_error", "max_tokens: Field required")
+    broken = common.garbage(behavior)
+    if broken is not None and not body.get("stream"):
+        if broken == "shape":
+            return JSONResponse({"id": "msg_broken", "type": "message", "content": "not a list of blocks"})
+        return Response(common.BROKEN_JSON, media_type="application/json")
     messages_ = body.get("messages") or []
     last = messages_[-1] if messages_ else {}
     last_text = _text(last.get("content"))
@@ -78,8 +86,9 @@ async def messages(request: Request) -> Response:
         if tool_results:
             result = tool_results[0].get("content")
             last_text = "result " + (result if isinstance(result, str) else _text(result))
-        words = ("echo: " + last_text).split()
-        stop = "end_turn"
+        filled = common.fill_words(behavior, body["max_tokens"])
+        words = filled or ("echo: " + last_text).split()
+        stop = "max_tokens" if filled else "end_turn"
         if len(words) > int(body["max_tokens"]):
             words, stop = words[: int(body["max_tokens"])], "max_tokens"
         content, completion = [{"type": "text", "text": " ".join(words)}], len(words)
@@ -107,6 +116,8 @@ async def messages(request: Request) -> Response:
 
 async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[bytes]:
     kind = behavior["type"]
+    if kind == "fill":  # a long answer: a chunk per 64 words, at full speed
+        behavior, delay = common.NORMAL, 0.0
     last_chunk = common.stop_after(behavior)
     start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
     yield _event("message_start", {"type": "message_start", "message": start})
@@ -116,7 +127,9 @@ async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[
         if block["type"] == "text":
             opener = {"type": "text", "text": ""}
             words = block["text"].split(" ")
-            pieces = [{"type": "text_delta", "text": (" " if i else "") + w} for i, w in enumerate(words)]
+            texts = common.pieces_of(words) if len(words) > common.FILL_PIECE_WORDS else None
+            texts = texts or [(" " if i else "") + w for i, w in enumerate(words)]
+            pieces = [{"type": "text_delta", "text": text} for text in texts]
         else:
             opener = {**block, "input": {}}
             raw = json.dumps(block["input"])
@@ -129,6 +142,14 @@ async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[
         )
         deltas = [(index, p) for p in pieces]
         for sent, (i, piece) in enumerate(deltas):
+            if sent == last_chunk and kind == "garbage":
+                if common.garbage(behavior) == "shape":
+                    yield _event(
+                        "content_block_delta", {"type": "content_block_delta", "index": i, "delta": "x"}
+                    )
+                else:
+                    yield b"event: content_block_delta\ndata: " + common.BROKEN_JSON + b"\n\n"
+                continue
             if sent == last_chunk:
                 if kind == "cut":
                     await asyncio.sleep(delay)

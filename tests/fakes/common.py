@@ -32,8 +32,14 @@ JSON = dict[str, Any]
 DEFAULT_API_KEY = "upstream-secret"
 DEFAULT_CHUNK_DELAY = 0.02
 # The behaviors the chat fakes understand (a fake ignores those that do not apply to its protocol).
-BEHAVIOR_TYPES = frozenset({"status", "delay_first_byte", "cut", "error_event", "usage", "slow", "reply"})
+BEHAVIOR_TYPES = frozenset(
+    {"status", "delay_first_byte", "cut", "error_event", "usage", "slow", "reply", "fill", "garbage"}
+)
 NORMAL: JSON = {"type": "normal"}
+# `fill` with no cap in the request: an upstream left unbounded writes this much (seen in the wild).
+UNCAPPED_FILL = 2024
+FILL_PIECE_WORDS = 64  # words per streamed chunk of a `fill` answer
+BROKEN_JSON = b'{"id": "broken", "choices": [{"index": 0, "message": {"content": "cut here'
 
 
 class CutConnection(Exception):
@@ -69,12 +75,12 @@ class ScriptedState(FakeState):
         super().__init__()
         self.api_key = api_key
         self.chunk_delay = chunk_delay
-        self.calls = {"chat": 0, "embeddings": 0}
+        self.calls = {"chat": 0, "embeddings": 0, "images": 0}
         self.requests: deque[JSON] = deque(maxlen=50)
 
     def reset(self) -> None:
         super().reset()
-        self.calls = {"chat": 0, "embeddings": 0}
+        self.calls = {"chat": 0, "embeddings": 0, "images": 0}
         self.requests.clear()
 
     def stats(self) -> JSON:
@@ -100,16 +106,46 @@ class ScriptedState(FakeState):
 
 
 def scripted_status(behavior: JSON) -> tuple[int, dict[str, str] | None] | None:
-    """A `status` behavior's (status, headers), headers carrying its retry-after; None for others."""
+    """A `status` behavior's (status, headers), headers carrying its retry-after; None for others.
+    Its error body says `message` when the behavior has one ("scripted status N" otherwise)."""
     if behavior["type"] != "status":
         return None
     headers = {"retry-after": str(behavior["retry_after"])} if "retry_after" in behavior else None
     return int(behavior["status"]), headers
 
 
+def status_message(behavior: JSON) -> str:
+    return str(behavior.get("message") or f"scripted status {behavior['status']}")
+
+
+def fill_words(behavior: JSON, cap: Any) -> list[str] | None:
+    """A `fill` behavior's answer: exactly `cap` words (one token each), or UNCAPPED_FILL words (or the
+    behavior's `uncapped`) when the request sent no cap; None for other behaviors."""
+    if behavior["type"] != "fill":
+        return None
+    count = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+    return [f"w{i}" for i in range(count or int(behavior.get("uncapped", UNCAPPED_FILL)))]
+
+
+def pieces_of(words: list[str]) -> list[str]:
+    """A long answer streamed FILL_PIECE_WORDS words per chunk (joined back, the same text)."""
+    return [
+        (" " if start else "") + " ".join(words[start : start + FILL_PIECE_WORDS])
+        for start in range(0, len(words), FILL_PIECE_WORDS)
+    ]
+
+
+def garbage(behavior: JSON) -> str | None:
+    """What a `garbage` behavior breaks: "json" (a body or an SSE data line that is not JSON),
+    "shape" (valid JSON in the wrong shape), "base64" (broken base64 media or embeddings) or "image"
+    (valid base64 of bytes that are no image); None for other behaviors."""
+    return str(behavior.get("what", "json")) if behavior["type"] == "garbage" else None
+
+
 def stop_after(behavior: JSON) -> int | None:
     """How many chunks a `cut` or `error_event` behavior lets through; None for the others."""
-    return int(behavior.get("after_chunks", 0)) if behavior["type"] in ("cut", "error_event") else None
+    breaks = ("cut", "error_event", "garbage")
+    return int(behavior.get("after_chunks", 0)) if behavior["type"] in breaks else None
 
 
 def fake_state(request: Request) -> Any:

@@ -5,7 +5,9 @@
 (prompt: words of systemInstruction and all text parts). A systemInstruction containing "cached" is
 reported as cachedContentTokenCount (its words); a last user text containing "think" adds
 thoughtsTokenCount 2. With `tools` and no functionResponse in the last turn, the answer is a
-functionCall of the first function with ``{"echo": <last user text>}``. Behaviors as in the OpenAI fake.
+functionCall of the first function with ``{"echo": <last user text>}``. Behaviors as in the OpenAI fake:
+fill answers exactly `generationConfig.maxOutputTokens` words (the fill's `uncapped` without one);
+garbage "json" is a body or an SSE data line that is not JSON, "shape" candidates that are not a list.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutCo
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
@@ -57,7 +60,12 @@ async def generate(request: Request) -> Response:
     behavior = await state.take("chat", {**body, "_model": model, "_action": action})
     if scripted := common.scripted_status(behavior):
         status, headers = scripted
-        return _error(status, f"scripted status {status}", headers)
+        return _error(status, common.status_message(behavior), headers)
+    broken = common.garbage(behavior)
+    if broken is not None and action == "generateContent":
+        if broken == "shape":
+            return JSONResponse({"candidates": "not a list", "usageMetadata": {"promptTokenCount": 1}})
+        return Response(common.BROKEN_JSON, media_type="application/json")
     contents = body.get("contents") or []
     system_text = _text((body.get("systemInstruction") or {}).get("parts"))
     last = contents[-1] if contents else {}
@@ -76,12 +84,16 @@ async def generate(request: Request) -> Response:
     else:
         if responses:
             last_text = "result " + json.dumps(responses[0].get("response"), separators=(",", ":"))
-        words = ("echo: " + last_text).split()
-        finish = "STOP"
         limit = config.get("maxOutputTokens")
+        words = common.fill_words(behavior, limit) or ("echo: " + last_text).split()
+        finish = "STOP"
         if isinstance(limit, int) and len(words) > limit:
             words, finish = words[:limit], "MAX_TOKENS"
-        parts, completion = [{"text": w if i == 0 else " " + w} for i, w in enumerate(words)], len(words)
+        texts = common.pieces_of(words) if behavior["type"] == "fill" else None
+        texts = texts or [w if i == 0 else " " + w for i, w in enumerate(words)]
+        parts, completion = [{"text": text} for text in texts], len(words)
+        if behavior["type"] == "fill":
+            finish, last_text = "MAX_TOKENS", ""  # no thinking tokens beyond the cap
     usage = {
         "promptTokenCount": prompt,
         "candidatesTokenCount": completion,
@@ -116,7 +128,15 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     kind = behavior["type"]
     last_chunk = common.stop_after(behavior)
+    if kind == "fill":
+        delay = 0.0
     for i, part in enumerate(parts):
+        if i == last_chunk and kind == "garbage":
+            if common.garbage(behavior) == "shape":
+                yield _sse({"candidates": "not a list"})
+            else:
+                yield b"data: " + common.BROKEN_JSON + b"\r\n\r\n"
+            continue
         if i == last_chunk:
             if kind == "cut":
                 await asyncio.sleep(delay)

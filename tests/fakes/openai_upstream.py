@@ -28,6 +28,17 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
   ``function.arguments`` instead of content (finish_reason "tool_calls"); ``"omit_usage": true``
   sends no ``usage`` at all. Both default off: a plain ``reply`` is unchanged.
 
+- ``{"type": "fill", "uncapped": 2024}``: answer exactly as many tokens as the request's cap
+  (``max_completion_tokens`` or ``max_tokens``), or ``uncapped`` (default 2024) when it sent none, as a
+  real model does that never stops on its own; streamed 64 words a chunk, finish_reason "length".
+- ``{"type": "garbage", "what": "json" | "shape" | "base64" | "image", "after_chunks": N}``: an answer
+  that cannot be read. Chat: a body cut inside its JSON ("json"), or choices in the wrong shape
+  ("shape"); streamed, N good chunks, then a data line that is not JSON ("json") or a chunk in the
+  wrong shape ("shape"). Embeddings: broken JSON, a vector that is broken base64 ("base64") or an
+  object ("shape"). Images: broken JSON, broken base64, or base64 of bytes that are no image ("image").
+
+``POST /v1/images/generations`` answers ``n`` 8×8 PNGs as ``b64_json``.
+
 Stream-only behaviors are ignored by embeddings and (except cut) by buffered chat.
 ``POST /_fake/reset`` clears queue and stats; ``GET /_fake/stats`` shows calls and bodies seen.
 """
@@ -39,6 +50,7 @@ import base64
 import hashlib
 import json
 import struct
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -108,7 +120,8 @@ async def _begin(request: Request, kind: str) -> tuple[JSON, JSON] | Response:
     behavior = await state.take(kind, body)
     if scripted := common.scripted_status(behavior):
         status, headers = scripted
-        default = {"error": {"message": f"scripted status {status}", "type": "server_error", "code": None}}
+        message = common.status_message(behavior)
+        default = {"error": {"message": message, "type": "server_error", "code": None}}
         return JSONResponse(behavior.get("body", default), status_code=status, headers=headers)
     return body, behavior
 
@@ -163,6 +176,17 @@ async def chat_completions(request: Request) -> Response:
     )
     if behavior["type"] == "reply":
         return _scripted_reply(reply, body, [str(p) for p in behavior["chunks"]], behavior)
+    filled = common.fill_words(behavior, limit)
+    if filled is not None:
+        reply.words, reply.finish = filled, "length"
+        return _scripted_reply(reply, body, common.pieces_of(filled), behavior, completion=len(filled))
+    broken = common.garbage(behavior)
+    if broken is not None and body.get("stream"):
+        return StreamingResponse(_garbage_stream(reply, behavior), media_type="text/event-stream")
+    if broken is not None:
+        if broken == "shape":
+            return JSONResponse(reply.envelope("chat.completion", [{"index": 0, "message": "x"}]))
+        return Response(common.BROKEN_JSON, media_type="application/json")
     if body.get("stream"):
         chunks = _stream_chat(reply, body, behavior, state.chunk_delay_for(behavior))
         return StreamingResponse(
@@ -179,10 +203,14 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-def _scripted_reply(reply: _Reply, body: JSON, pieces: list[str], behavior: JSON) -> Response:
-    usage = None if behavior.get("omit_usage") else reply.usage(len(pieces))
+def _scripted_reply(
+    reply: _Reply, body: JSON, pieces: list[str], behavior: JSON, completion: int | None = None
+) -> Response:
+    usage = (
+        None if behavior.get("omit_usage") else reply.usage(len(pieces) if completion is None else completion)
+    )
     tool = behavior.get("tool_call")
-    finish = "tool_calls" if tool else "stop"
+    finish = "tool_calls" if tool else reply.finish if behavior["type"] == "fill" else "stop"
     if not body.get("stream"):
         message: JSON = {"role": "assistant", "content": "".join(pieces)}
         if tool:
@@ -279,6 +307,20 @@ async def _stream_chat(reply: _Reply, body: JSON, behavior: JSON, delay: float) 
     yield _sse("[DONE]")
 
 
+async def _garbage_stream(reply: _Reply, behavior: JSON) -> AsyncIterator[bytes]:
+    """`after_chunks` good chunks, then one that cannot be read, then [DONE] as if all were well."""
+    for i, word in enumerate(reply.words[: common.stop_after(behavior)]):
+        delta: JSON = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
+        yield _sse(
+            reply.envelope("chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": None}])
+        )
+    if common.garbage(behavior) == "shape":
+        yield _sse(reply.envelope("chat.completion.chunk", [{"index": 0, "delta": "not an object"}]))
+    else:
+        yield b"data: " + common.BROKEN_JSON + b"\n\n"
+    yield _sse("[DONE]")
+
+
 async def embeddings(request: Request) -> Response:
     begun = await _begin(request, "embeddings")
     if isinstance(begun, Response):
@@ -295,6 +337,11 @@ async def embeddings(request: Request) -> Response:
         if body.get("encoding_format") == "base64":
             encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": encoded})
+    broken = common.garbage(behavior)
+    if broken == "json":
+        return Response(common.BROKEN_JSON, media_type="application/json")
+    if broken is not None:
+        data[0]["embedding"] = "@@not-base64@@" if broken == "base64" else {"not": "a vector"}
     tokens = sum(len(t.split()) for t in texts)
     answer: JSON = {"object": "list", "data": data, "model": body.get("model", MODELS[1])}
     mode = _usage_mode(behavior)
@@ -303,6 +350,41 @@ async def embeddings(request: Request) -> Response:
     elif mode != "none":
         answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
     return JSONResponse(answer)
+
+
+def _png() -> bytes:
+    # A valid 8×8 RGB PNG, built by hand so the fake needs no imaging library.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80\x40\x20" * 8 for _ in range(8))
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def images(request: Request) -> Response:
+    begun = await _begin(request, "images")
+    if isinstance(begun, Response):
+        return begun
+    body, behavior = begun
+    n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
+    image = base64.b64encode(_png()).decode()
+    broken = common.garbage(behavior)
+    if broken == "json":
+        return Response(common.BROKEN_JSON, media_type="application/json")
+    if broken == "base64":
+        image = "@@not-base64@@"
+    elif broken == "image":
+        image = base64.b64encode(b"these bytes are not an image").decode()
+    data: JSON | list[JSON] = [{"b64_json": image} for _ in range(n)]
+    if broken == "shape":
+        data = {"b64_json": image}
+    return JSONResponse({"created": CREATED, "data": data})
 
 
 async def models(request: Request) -> Response:
@@ -316,6 +398,7 @@ def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_C
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/images/generations", images, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ]
     return common.fake_app(routes, ScriptedState(api_key, chunk_delay))

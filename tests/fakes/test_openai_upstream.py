@@ -76,7 +76,7 @@ def test_buffered_chat_is_deterministic(upstream: ServerProcess, client: openai.
         11,
     )
     seen = stats(upstream)
-    assert seen["calls"] == {"chat": 1, "embeddings": 0}
+    assert seen["calls"] == {"chat": 1, "embeddings": 0, "images": 0}
     assert seen["last_request"]["model"] == "some-model"
 
 
@@ -86,6 +86,47 @@ def test_max_tokens_truncates_with_length(client: openai.OpenAI) -> None:
     assert answer.choices[0].message.content == "echo: one"
     assert answer.choices[0].finish_reason == "length"
     assert answer.usage is not None and answer.usage.completion_tokens == 2
+
+
+@pytest.mark.parametrize(("limit", "expected"), [({"max_tokens": 300}, 300), ({}, 2024)])
+def test_fill_writes_as_much_as_it_is_allowed(
+    upstream: ServerProcess, client: openai.OpenAI, limit: dict[str, int], expected: int
+) -> None:
+    for stream in (False, True):
+        script(upstream, {"type": "fill"})
+        if not stream:
+            answer = client.chat.completions.create(model="m", messages=USER, **limit)  # type: ignore[call-overload]
+            assert answer.usage is not None and answer.usage.completion_tokens == expected
+            assert len((answer.choices[0].message.content or "").split()) == expected
+            assert answer.choices[0].finish_reason == "length"
+            continue
+        chunks = list(client.chat.completions.create(model="m", messages=USER, stream=True, **limit))  # type: ignore[call-overload]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert len(text.split()) == expected and chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == expected
+
+
+def test_garbage_is_unreadable(upstream: ServerProcess, client: openai.OpenAI) -> None:
+    script(upstream, {"type": "garbage", "what": "json"}, {"type": "garbage", "what": "base64"})
+    response = httpx2.post(
+        f"{upstream.base_url}/v1/chat/completions",
+        json={"model": "m", "messages": USER},
+        headers={"authorization": f"Bearer {KEY}"},
+        trust_env=False,
+    )
+    with pytest.raises(ValueError):
+        response.json()
+    image = httpx2.post(
+        f"{upstream.base_url}/v1/images/generations",
+        json={"model": "m", "prompt": "x"},
+        headers={"authorization": f"Bearer {KEY}"},
+        trust_env=False,
+    )
+    with pytest.raises(ValueError):
+        base64.b64decode(image.json()["data"][0]["b64_json"], validate=True)
+    assert base64.b64decode(client.images.generate(model="m", prompt="x").data[0].b64_json or "").startswith(
+        b"\x89PNG"
+    )
 
 
 def test_stream_arrives_incrementally_with_usage_chunk(

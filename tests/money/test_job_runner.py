@@ -90,10 +90,11 @@ POLLED = "The upstream reported the job failed."
 FAILURES = {
     "failed at poll": ({"type": "fail", "after_polls": 1}, "UPSTREAM_FAILED", POLLED, "qfake"),
     "filtered at poll": ({"type": "filtered"}, "CONTENT_FILTERED", POLLED, "qfake"),
-    # The upstream's own words are not kept (they may quote the prompt): its status is.
+    # The upstream's own words are not kept (they may quote the prompt): its status is. A 400 is the
+    # client's request refused (providers/base.py classify), as it is on the synchronous routes.
     "refused at submit": (
         {"type": "reject", "status": 400, "message": "your prompt 'x' is refused"},
-        "UPSTREAM_ERROR",
+        "VALIDATION",
         "provider 'qfake' answered HTTP 400",
         None,  # never accepted: the job has no provider of record
     ),

@@ -1,6 +1,8 @@
 """What every HTTP upstream adapter shares: the pooled client, and failures mapped to UpstreamError.
 
-An upstream's own error text is never passed on: it may echo our key (OpenAI does) or content.
+An upstream's own error text is passed on only for a refused request (providers/redact.py scrubs it:
+it may echo our key, as OpenAI does, or our URL); the meaning of every status is providers/base.py
+`classify`, the same for every provider.
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ import httpx2
 import orjson
 
 from tollway.base.config import ProviderConfig
-from tollway.providers.base import UpstreamError
+from tollway.providers.base import UpstreamError, classify
+from tollway.providers.redact import upstream_detail
 from tollway.telemetry import tracing
-
-# 408/409 are what the official SDKs retry too; 4xx otherwise never (anchors §0 item 8).
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
 def secret(config: ProviderConfig) -> str | None:
@@ -54,11 +54,15 @@ async def _trace_context(request: httpx2.Request) -> None:
 
 
 def status_failure(provider_id: str, response: httpx2.Response) -> UpstreamError:
+    """A non-200 answer (its body read), classified (providers/base.py `classify`)."""
+    kind = classify(response.status_code)
     return UpstreamError(
         f"provider {provider_id!r} answered HTTP {response.status_code}",
         status=response.status_code,
-        retryable=response.status_code in RETRYABLE_STATUSES,
+        retryable=kind in ("transient", "rate_limited"),
         retry_after=retry_after(response),
+        kind=kind,
+        detail=upstream_detail(response) if kind == "rejected" else None,
     )
 
 

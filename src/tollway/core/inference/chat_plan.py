@@ -2,7 +2,8 @@
 
 `prepare` (before admission, no I/O): feature suffix and `venice_parameters`, model resolution
 (id → trait → compatibility mapping), deprecation, character, system prompts, `response_format`,
-thinking switches; the body that goes upstream no longer carries `venice_parameters`.
+thinking switches, and the one output cap (`output_cap`) the hold is sized for and the upstream is
+sent; the body that goes upstream no longer carries `venice_parameters`.
 `augment` (after admission): web search or scraping, results put before the model.
 `finish` / `chunk`: the answer as the client sees it: `<think>` blocks stripped (streams through a
 state machine), the search-documents tool call, the `venice_parameters` echo.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from tollway.base.config import CharacterConfig
 from tollway.base.fetch import UrlFetcher
@@ -26,6 +29,9 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.providers import registry
 
 DOCUMENTS_TOOL = "venice_web_search_documents"
+DEFAULT_OUTPUT_CAP = 4096  # a model whose catalog entry names no max_output_tokens
+CAP_FIELDS = ("max_completion_tokens", "max_tokens")  # OpenAI's names; providers translate
+_COUNT: TypeAdapter[int] = TypeAdapter(int)  # the coercion schemas.ChatRequest applies to them
 _fetcher: UrlFetcher | None = None
 
 
@@ -122,6 +128,7 @@ class ChatPlan:
     headers: dict[str, str]
     may_search: bool = False
     scrape_urls: list[str] = field(default_factory=list)
+    max_output: int = DEFAULT_OUTPUT_CAP  # per choice: what the hold covers and the upstream is sent
     citations: list[dict[str, Any]] = field(default_factory=list)
     _strippers: dict[int, ThinkStripper] = field(default_factory=dict)
     _first: bool = True
@@ -226,6 +233,31 @@ class ChatPlan:
         return chunk
 
 
+def _count(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        count = _COUNT.validate_python(value)
+    except ValidationError:
+        return None
+    return count if count >= 1 else None
+
+
+def output_cap(model: CatalogModel, body: dict[str, Any]) -> tuple[str, int]:
+    """The output cap of one choice, and the field that carries it upstream.
+
+    The smallest of the model's `max_output_tokens` (DEFAULT_OUTPUT_CAP when it names none) and every
+    limit the body asks for (the client's, or a character's). An upstream sent no cap may produce
+    more than was held; so the hold is sized for this cap and the upstream is sent exactly this cap,
+    in the field the client used (`max_tokens` when it used none). Providers write it in their own
+    field (Anthropic `max_tokens`, Gemini `generationConfig.maxOutputTokens`, llama.cpp `max_tokens`).
+    """
+    ceiling = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
+    asked = [count for name in CAP_FIELDS if (count := _count(body.get(name))) is not None]
+    used = next((name for name in CAP_FIELDS if body.get(name) is not None), "max_tokens")
+    return used, min([ceiling, *asked])
+
+
 def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_configured: bool) -> ChatPlan:
     """Everything decided before admission; raises 400/403/404/410 as TollwayError."""
     base, suffix = _split_model(catalog, body["model"])
@@ -272,4 +304,16 @@ def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_co
     if params.enable_web_scraping and last is not None:
         scrape_urls = search.urls_in(_text_of(upstream["messages"][last]))
     may_search = search_configured and params.enable_web_search in ("on", "auto")
-    return ChatPlan(model, upstream, params, headers, may_search=may_search, scrape_urls=scrape_urls)
+    cap_field, max_output = output_cap(model, upstream)
+    for name in CAP_FIELDS:
+        upstream.pop(name, None)
+    upstream[cap_field] = max_output
+    return ChatPlan(
+        model,
+        upstream,
+        params,
+        headers,
+        may_search=may_search,
+        scrape_urls=scrape_urls,
+        max_output=max_output,
+    )

@@ -4,7 +4,13 @@ A model has one or more routes `{provider, upstream model, priority, weight}`. A
 priority order (equal priorities in a weighted random order), each up to `1 + retries` times with
 exponential backoff and full jitter, honouring an upstream's `retry-after` (capped), and all of it
 within one per-request deadline. Only failures before the first byte reach the router: a stream
-that has started is never replayed. 4xx answers are never retried.
+that has started is never replayed.
+
+What a failure leads to is its kind (providers/base.py `classify`, the same for every provider):
+a refused request (400/413/422) is the client's error, at once, from any route; refused credentials
+(401/403) and other 4xx are the route's misconfiguration, logged as errors, and the next route is
+tried; a 429 moves to the next route, or on the last one is retried as the upstream asks, and ends
+as a 429 with `retry-after`; anything else is retried, then the next route.
 
 A route whose last `failure_threshold` attempts all failed (retryable failures only) is skipped for
 `cooldown_seconds`; then one probe is let through (half-open): success closes it, failure reopens it.
@@ -99,12 +105,13 @@ class Router:
         return self.circuits.setdefault((route.provider, route.model), Circuit())
 
     async def first(self, model: CatalogModel, attempt: Callable[[Provider, str], Awaitable[T]]) -> Served[T]:
-        """The first answer of any route, or a TollwayError (502, or 504 for the deadline)."""
+        """The first answer of any route, or a TollwayError (upstream_failure; 504 for the deadline)."""
         policy = self.policy
         deadline = self.clock() + policy.deadline_seconds
         attempts = 0
         last: UpstreamError | None = None
-        for provider, route in self.routes(model):
+        routes = self.routes(model)
+        for position, (provider, route) in enumerate(routes):
             circuit = self.circuit(route)
             for retry in range(policy.retries + 1):
                 if not circuit.admit(self.clock()):
@@ -120,22 +127,9 @@ class Router:
                     raise _deadline(model, attempts) from None
                 except UpstreamError as exc:
                     last = exc
-                    log.warning(
-                        "upstream failed",
-                        extra={"provider": provider.id, "status": exc.status, "attempt": attempts},
-                    )
-                    if not exc.retryable:
-                        circuit.released()
-                        raise _failure(exc, attempts) from None
-                    circuit.failed(self.clock(), policy)
-                    if retry == policy.retries:
-                        break
-                    wait = policy.backoff(retry)
-                    if exc.retry_after is not None:
-                        if exc.retry_after > policy.retry_after_max_seconds:
-                            break  # the upstream asks for longer than we wait: next route
-                        wait = max(wait, exc.retry_after)
-                    if self.clock() + wait >= deadline:
+                    more = position < len(routes) - 1
+                    wait = self._after(exc, provider, circuit, retry, more, deadline, attempts)
+                    if wait is None:
                         break
                     await asyncio.sleep(wait)
                     continue
@@ -157,6 +151,46 @@ class Router:
                 headers={"retry-after": str(wait), "x-tollway-attempts": "0"},
             )
         raise _failure(last, attempts)
+
+    def _after(
+        self,
+        exc: UpstreamError,
+        provider: Provider,
+        circuit: Circuit,
+        retry: int,
+        more_routes: bool,
+        deadline: float,
+        attempts: int,
+    ) -> float | None:
+        """What a failed attempt leads to: the client's answer (raised), the next route (None), or
+        the seconds to wait before this route is tried again."""
+        policy = self.policy
+        extra = {"provider": provider.id, "status": exc.status, "attempt": attempts, "kind": exc.kind}
+        if exc.kind in ("auth", "route"):
+            # The operator's to fix, not the client's: say so loudly, and let another route serve.
+            circuit.released()
+            log.error(
+                "upstream refused this server's credentials: check the provider's API key"
+                if exc.kind == "auth"
+                else "upstream route refused the request as misconfigured: check its base_url and model",
+                extra=extra,
+            )
+            return None
+        log.warning("upstream failed", extra=extra)
+        if exc.kind == "rejected" or not exc.retryable:
+            circuit.released()  # says nothing about the route's health
+            raise _failure(exc, attempts)
+        circuit.failed(self.clock(), policy)
+        if retry == policy.retries or (exc.kind == "rate_limited" and more_routes):
+            return None
+        wait = policy.backoff(retry)
+        if exc.retry_after is not None:
+            if exc.retry_after > policy.retry_after_max_seconds:
+                return None  # the upstream asks for longer than we wait: next route
+            wait = max(wait, exc.retry_after)
+        if self.clock() + wait >= deadline:
+            return None
+        return wait
 
 
 async def _traced(
@@ -213,7 +247,33 @@ def _failure(exc: UpstreamError, attempts: int) -> TollwayError:
 
 
 def upstream_failure(exc: UpstreamError) -> TollwayError:
-    """What a client is told when every route failed: the code, never the upstream's own words."""
+    """What a client is told when no route answered, by the failure's kind (providers/base.py): never
+    the upstream's own words, but for a refused request its scrubbed explanation (providers/redact.py)."""
     if exc.timeout:
         return TollwayError(ErrorCode.UPSTREAM_TIMEOUT, f"{exc}. Safe to retry; you were not charged.")
+    if exc.kind == "rejected":
+        code = ErrorCode.REQUEST_TOO_LARGE if exc.status == 413 else ErrorCode.VALIDATION
+        reason = f": {exc.detail}" if exc.detail else "."
+        return TollwayError(
+            code, f"The upstream provider refused the request{reason} Fix the request; you were not charged."
+        )
+    if exc.kind == "auth":
+        return TollwayError(
+            ErrorCode.UPSTREAM_AUTH_FAILED,
+            f"{exc}: it refused this server's credentials. Retrying will not help until the operator "
+            "fixes the provider's API key; you were not charged.",
+        )
+    if exc.kind == "rate_limited":
+        seconds = max(1, math.ceil(exc.retry_after or 1))
+        return TollwayError(
+            ErrorCode.UPSTREAM_RATE_LIMITED,
+            f"{exc}: the upstream provider is rate limiting this server. Retry in {seconds} s; "
+            "you were not charged.",
+            headers={"retry-after": str(seconds), "retry-after-ms": str(seconds * 1000)},
+        )
+    if exc.kind == "route":
+        return TollwayError(
+            ErrorCode.UPSTREAM_ERROR,
+            f"{exc}: the operator's route to this model looks misconfigured; you were not charged.",
+        )
     return TollwayError(ErrorCode.UPSTREAM_ERROR, f"{exc}. Safe to retry; you were not charged.")

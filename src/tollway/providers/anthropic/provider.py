@@ -12,7 +12,7 @@ from tollway.base.config import ProviderConfig
 from tollway.dialects.anthropic.shapes import request_from_openai, response_to_openai
 from tollway.dialects.anthropic.stream import StreamError, ToOpenAI
 from tollway.dialects.sse import iter_events
-from tollway.providers import http
+from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 
 API_VERSION = "2023-06-01"
@@ -30,7 +30,7 @@ class AnthropicProvider:
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         message = await http.post_json(self._client, self.id, "/messages", request_from_openai(body))
-        return response_to_openai(message)
+        return checks.chat_answer(self.id, checks.translated(self.id, response_to_openai, message))
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         request = {**request_from_openai(body), "stream": True}
@@ -41,8 +41,11 @@ class AnthropicProvider:
                     await response.aread()
                     raise http.status_failure(self.id, response)
                 async for event in iter_events(response.aiter_lines()):
+                    data = http.load_event(self.id, event.data)
                     try:
-                        chunks = translate.feed(event.event, http.load_event(self.id, event.data))
+                        chunks = checks.translated(
+                            self.id, translate.feed, event.event, data, retryable=False
+                        )
                     except StreamError as exc:
                         overloaded = str(exc) == "overloaded_error"
                         raise UpstreamError(
@@ -50,7 +53,7 @@ class AnthropicProvider:
                             retryable=overloaded and not translate.id,
                         ) from None
                     for chunk in chunks:
-                        yield chunk
+                        yield checks.chat_chunk(self.id, chunk)
                     if translate.done:
                         break
         except httpx2.HTTPError as exc:

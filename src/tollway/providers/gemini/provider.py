@@ -13,7 +13,7 @@ from tollway.base.config import ProviderConfig
 from tollway.dialects.gemini.shapes import request_from_openai, response_to_openai
 from tollway.dialects.gemini.stream import ToOpenAI
 from tollway.dialects.sse import iter_events
-from tollway.providers import http
+from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -35,7 +35,8 @@ class GeminiProvider:
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         path = _path(body["model"], "generateContent")
         response = await http.post_json(self._client, self.id, path, request_from_openai(body))
-        return response_to_openai(response, body["model"])
+        answer = checks.translated(self.id, response_to_openai, response, body["model"])
+        return checks.chat_answer(self.id, answer)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         path = _path(body["model"], "streamGenerateContent") + "?alt=sse"
@@ -52,8 +53,8 @@ class GeminiProvider:
                         raise UpstreamError(
                             f"provider {self.id!r} reported an error mid-stream", retryable=False
                         )
-                    for chunk in translate.feed(data):
-                        yield chunk
+                    for chunk in checks.translated(self.id, translate.feed, data, retryable=False):
+                        yield checks.chat_chunk(self.id, chunk)
         except httpx2.HTTPError as exc:
             raise http.transport_failure(self.id, exc) from None
         if not translate.done:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
+from tollway.providers import checks
 from tollway.providers.base import UpstreamError
 from tollway.providers.local.chat import LlamaChat, smollm2_path
 from tollway.providers.local.embeddings import MiniLmEmbeddings
@@ -34,10 +36,12 @@ class LocalProvider(LocalMedia):
         return self._embeddings.setdefault(model, MiniLmEmbeddings())
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._chat_engine(body["model"]).chat(body)
+        return checks.chat_answer(self.id, await self._chat_engine(body["model"]).chat(body))
 
-    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._chat_engine(body["model"]).chat_stream(body)
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async with aclosing(self._chat_engine(body["model"]).chat_stream(body)) as chunks:
+            async for chunk in chunks:
+                yield checks.chat_chunk(self.id, chunk)
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._embedding_engine(body["model"]).embed(body)

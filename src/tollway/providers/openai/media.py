@@ -20,7 +20,8 @@ import orjson
 
 from tollway import media_formats
 from tollway.base.fetch import UrlFetcher
-from tollway.providers import http
+from tollway.errors import TollwayError
+from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 from tollway.providers.media import ImageJob, ImageOp, SpeechJob, Transcript, TranscriptionJob
 
@@ -33,11 +34,16 @@ def _multipart_headers() -> dict[str, str]:
     return {"content-type": f"multipart/form-data; boundary={secrets.token_hex(16)}"}
 
 
-def _convert(data: bytes, fmt: str) -> bytes:
-    """Re-encode an upstream image when it is not in the format the client asked for."""
+def _convert(provider_id: str, data: bytes, fmt: str) -> bytes:
+    """The upstream's image in the format the client asked for. It is decoded either way: bytes that are
+    no readable image are the upstream's failure (502), never the client's 400 nor a broken file."""
+    try:
+        image = media_formats.decode(data, param="upstream")
+    except TollwayError:
+        raise checks.malformed(provider_id, "an image that is not a readable PNG, JPEG or WebP") from None
     if media_formats.sniff(data) == fmt:
         return data
-    return media_formats.encode(media_formats.decode(data), fmt)
+    return media_formats.encode(image, fmt)
 
 
 class OpenAIMedia:
@@ -59,16 +65,21 @@ class OpenAIMedia:
 
     async def _image_of(self, item: Any) -> bytes:
         if isinstance(item, str):  # Venice: a bare base64 string
-            return base64.b64decode(item)
+            return checks.b64decode(self.id, item, "an image")
         if not isinstance(item, dict):
             raise UpstreamError(f"provider {self.id!r} sent an unexpected image item")
         if isinstance(item.get("b64_json"), str):
-            return base64.b64decode(item["b64_json"])
+            return checks.b64decode(self.id, item["b64_json"], "an image")
         url = item.get("url")
         if isinstance(url, str) and url.startswith("data:"):
-            return base64.b64decode(url.partition(",")[2])
+            return checks.b64decode(self.id, url.partition(",")[2], "an image")
         if isinstance(url, str):
-            return await _fetcher.fetch(url, param="upstream")
+            try:
+                return await _fetcher.fetch(url, param="upstream")
+            except TollwayError:  # an upstream's unusable URL is its failure, not the client's 400
+                raise UpstreamError(
+                    f"provider {self.id!r} sent an image URL that could not be fetched"
+                ) from None
         raise UpstreamError(f"provider {self.id!r} sent an image with neither b64_json nor url")
 
     # -- images ---------------------------------------------------------------------------------
@@ -97,7 +108,7 @@ class OpenAIMedia:
                 if value:
                     body[name] = value
             result = await self._post_json("/image/generate", body)
-            items = result.get("images") or []
+            items = result.get("images")
         else:
             body = {
                 "model": job.model,
@@ -109,12 +120,14 @@ class OpenAIMedia:
             if job.quality and job.quality != "auto":
                 body["quality"] = job.quality
             result = await self._post_json("/images/generations", body)
-            items = result.get("data") or []
-        return [_convert(await self._image_of(item), job.format) for item in items]
+            items = result.get("data")
+        if not isinstance(items, list) or not items:
+            raise UpstreamError(f"provider {self.id!r} returned no images")
+        return [_convert(self.id, await self._image_of(item), job.format) for item in items]
 
     async def _venice_binary(self, path: str, body: dict[str, Any], fmt: str) -> bytes:
         response = await self._post(path, content=orjson.dumps(body))
-        return _convert(response.content, fmt)
+        return _convert(self.id, response.content, fmt)
 
     async def edit_image(self, op: ImageOp) -> bytes:
         if self.flavor == "venice":
@@ -127,12 +140,12 @@ class OpenAIMedia:
             files={"image": ("image." + op.format, io.BytesIO(op.image), f"image/{op.format}")},
         )
         try:
-            items = orjson.loads(response.content).get("data") or []
+            items = orjson.loads(response.content).get("data")
         except (orjson.JSONDecodeError, AttributeError):
             raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
-        if not items:
+        if not isinstance(items, list) or not items:
             raise UpstreamError(f"provider {self.id!r} returned no image")
-        return _convert(await self._image_of(items[0]), op.format)
+        return _convert(self.id, await self._image_of(items[0]), op.format)
 
     async def upscale_image(self, op: ImageOp) -> bytes:
         if self.flavor != "venice":
@@ -162,8 +175,17 @@ class OpenAIMedia:
             "speed": job.speed,
         }
 
+    def _audio(self, response: httpx2.Response) -> None:
+        # A 200 carrying JSON or text (an error some upstreams send with 200) is no audio to sell.
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json" or content_type.startswith("text/"):
+            raise UpstreamError(f"provider {self.id!r} sent {content_type} where audio was expected")
+
     async def speech(self, job: SpeechJob) -> bytes:
         response = await self._post("/audio/speech", content=orjson.dumps(self._speech_body(job)))
+        self._audio(response)
+        if not response.content:
+            raise UpstreamError(f"provider {self.id!r} sent no audio")
         return response.content
 
     async def speech_stream(self, job: SpeechJob) -> AsyncIterator[bytes]:
@@ -175,6 +197,7 @@ class OpenAIMedia:
                 if response.status_code != 200:
                     await response.aread()
                     raise http.status_failure(self.id, response)
+                self._audio(response)
                 async for chunk in response.aiter_bytes():
                     yield chunk
         except httpx2.HTTPError as exc:
@@ -199,10 +222,15 @@ class OpenAIMedia:
             raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
         if not isinstance(result, dict) or not isinstance(result.get("text"), str):
             raise UpstreamError(f"provider {self.id!r} sent an unexpected transcription")
+        duration, segments, words = result.get("duration"), result.get("segments"), result.get("words")
+        language = result.get("language")
         return Transcript(
             text=result["text"],
-            language=result.get("language"),
-            duration=float(result.get("duration") or 0.0),
-            segments=list(result.get("segments") or []),
-            words=list(result.get("words") or []),
+            language=language if isinstance(language, str) else None,
+            # No usable duration: the caller bills the probed length (core/media/pipeline.py).
+            duration=float(duration)
+            if isinstance(duration, int | float) and not isinstance(duration, bool)
+            else 0.0,
+            segments=[s for s in segments if isinstance(s, dict)] if isinstance(segments, list) else [],
+            words=[w for w in words if isinstance(w, dict)] if isinstance(words, list) else [],
         )

@@ -11,13 +11,15 @@ import orjson
 
 from tollway.base.config import ProviderConfig
 from tollway.dialects.sse import iter_events
-from tollway.providers import http
+from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 from tollway.providers.openai.media import OpenAIMedia
 
 log = logging.getLogger("tollway.providers.openai")
 # What a request cannot do without, whatever an allow-list says.
 ESSENTIAL_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "input", "encoding_format"})
+# The output cap (core/inference/chat_plan.py output_cap) is essential too: the hold was sized for it.
+CAP_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 class OpenAIProvider(OpenAIMedia):
@@ -35,27 +37,33 @@ class OpenAIProvider(OpenAIMedia):
         self._client = http.client(config, headers, timeout=timeout)
 
     def _filter(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Drop what this upstream does not take (vLLM and Ollama refuse unknown fields, some with 400)."""
+        """Drop what this upstream does not take (vLLM and Ollama refuse unknown fields, some with 400);
+        the output cap is kept, in whichever of its two names the allow-list takes."""
         if self._allowed is None:
             return body
         dropped = [name for name in body if name not in self._allowed]
-        if dropped:
-            log.debug(
-                "dropped parameters the upstream does not take",
-                extra={"provider": self.id, "params": dropped},
-            )
-            return {k: v for k, v in body.items() if k in self._allowed}
-        return body
+        if not dropped:
+            return body
+        log.debug(
+            "dropped parameters the upstream does not take", extra={"provider": self.id, "params": dropped}
+        )
+        kept = {k: v for k, v in body.items() if k in self._allowed}
+        cap = next((body[name] for name in CAP_FIELDS if body.get(name) is not None), None)
+        if cap is not None and not any(name in kept for name in CAP_FIELDS):
+            kept[next((name for name in CAP_FIELDS if name in self._allowed), "max_tokens")] = cap
+        return kept
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await http.post_json(
+        answer = await http.post_json(
             self._client, self.id, "/chat/completions", self._filter({**body, "stream": False})
         )
+        return checks.chat_answer(self.id, answer)
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await http.post_json(
+        answer = await http.post_json(
             self._client, self.id, "/embeddings", self._filter({**body, "encoding_format": "float"})
         )
+        return checks.embeddings(self.id, answer)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         # Usage is always requested upstream: it is what we bill (DESIGN §4).
@@ -83,7 +91,7 @@ class OpenAIProvider(OpenAIMedia):
                         raise UpstreamError(
                             f"provider {self.id!r} reported an error mid-stream", retryable=False
                         )
-                    yield chunk
+                    yield checks.chat_chunk(self.id, chunk)
         except httpx2.HTTPError as exc:
             raise http.transport_failure(self.id, exc) from None
         if not done:

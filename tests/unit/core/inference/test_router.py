@@ -12,7 +12,7 @@ from tollway.base.config import ModelConfig
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.inference.router import RetryPolicy, Router
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.base import UpstreamError
+from tollway.providers.base import UpstreamError, classify
 
 
 class Scripted:
@@ -117,3 +117,64 @@ def test_circuit_opens_then_half_opens_with_one_probe() -> None:
     now[0] = 2.0
     assert run(router, m).provider is a and a.calls == 5  # the probe succeeds: closed again
     assert router.circuit(m.config.routes[0]).failures == 0
+
+
+def failure(status: int, retry_after: float | None = None) -> UpstreamError:
+    """An HTTP status failure as every provider makes it (providers/base.py classify)."""
+    kind = classify(status)
+    return UpstreamError(
+        f"provider answered HTTP {status}",
+        status=status,
+        retryable=kind in ("transient", "rate_limited"),
+        retry_after=retry_after,
+        kind=kind,
+        detail="bad `temperature`" if kind == "rejected" else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, ErrorCode.VALIDATION), (422, ErrorCode.VALIDATION), (413, ErrorCode.REQUEST_TOO_LARGE)],
+)
+def test_a_refused_request_is_the_clients_error_from_the_first_route(status: int, code: ErrorCode) -> None:
+    a, b = Scripted("a", failure(status)), Scripted("b")
+    with pytest.raises(TollwayError) as caught:
+        run(Router({"a": a, "b": b}, FAST), model(("a", 0), ("b", 1)))
+    assert caught.value.code is code and (a.calls, b.calls) == (1, 0)
+    assert "bad `temperature`" in caught.value.message
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_misconfigured_route_is_not_retried_but_the_next_route_serves(status: int) -> None:
+    a, b = Scripted("a", failure(status)), Scripted("b")
+    router = Router({"a": a, "b": b}, FAST)
+    m = model(("a", 0), ("b", 1))
+    served = run(router, m)
+    assert served.provider is b and served.attempts == 2 and a.calls == 1
+    assert router.circuit(m.config.routes[0]).failures == 0  # no verdict on the route's health
+
+
+def test_refused_credentials_on_the_only_route_are_upstream_auth_failed() -> None:
+    a = Scripted("a", failure(401))
+    with pytest.raises(TollwayError) as caught:
+        run(Router({"a": a}, FAST), model(("a", 0)))
+    assert caught.value.code is ErrorCode.UPSTREAM_AUTH_FAILED and caught.value.status == 502
+    assert "Safe to retry" not in caught.value.message and a.calls == 1
+
+
+def test_a_429_moves_to_the_next_route_without_waiting() -> None:
+    a, b = Scripted("a", failure(429, retry_after=0.4)), Scripted("b")
+    served = run(Router({"a": a, "b": b}, FAST), model(("a", 0), ("b", 1)))
+    assert served.provider is b and a.calls == 1
+
+
+def test_a_429_on_the_last_route_is_retried_then_passed_on_with_retry_after() -> None:
+    a = Scripted("a", *[failure(429, retry_after=0.01)] * 3)
+    with pytest.raises(TollwayError) as caught:
+        run(Router({"a": a}, FAST), model(("a", 0)))
+    assert caught.value.code is ErrorCode.UPSTREAM_RATE_LIMITED and caught.value.status == 429
+    assert a.calls == 3 and caught.value.headers["retry-after"] == "1"
+    b = Scripted("b", failure(429, retry_after=42))  # longer than the router waits: passed on at once
+    with pytest.raises(TollwayError) as long:
+        run(Router({"b": b}, FAST), model(("b", 0)))
+    assert b.calls == 1 and long.value.headers["retry-after"] == "42"
