@@ -96,13 +96,33 @@ class LlamaChat:
     @staticmethod
     def _check(result: Any) -> dict[str, Any]:
         if not isinstance(result, dict) or "error" in result:
-            message = result.get("error", {}).get("message") if isinstance(result, dict) else None
-            raise UpstreamError(f"local model failed: {message or 'no result'}", retryable=False)
+            error = result.get("error") if isinstance(result, dict) else None
+            error = error if isinstance(error, dict) else {}
+            status = error.get("code") if isinstance(error.get("code"), int) else None
+            raise UpstreamError(
+                f"local model failed: {error.get('message') or 'no result'}", status=status, retryable=False
+            )
         return result
+
+    @staticmethod
+    def _handle(server: Any, request: dict[str, Any], on_chunk: Any = None) -> Any:
+        """llama.cpp raises on a request it cannot parse (a tool type it lacks, `top_logprobs` without
+        `logprobs`): that is the request's fault, said in its first line, never a crash."""
+        try:
+            if on_chunk is None:
+                return server.handle_chat_completions(request)
+            return server.handle_chat_completions(request, on_chunk)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            first = (str(exc).split(";")[0].strip().splitlines() or [type(exc).__name__])[0]
+            reason = first[:200]
+            raise UpstreamError(
+                f"the local model refused the request: {reason}", status=400, retryable=False
+            ) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            return self._check(self._load().handle_chat_completions(self._request({**body, "stream": False})))
+            server = self._load()
+            return self._check(self._handle(server, self._request({**body, "stream": False})))
 
         return await asyncio.to_thread(run)
 
@@ -118,7 +138,7 @@ class LlamaChat:
         def run() -> None:
             try:
                 request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
-                result = self._load().handle_chat_completions(request, on_chunk)
+                result = self._handle(self._load(), request, on_chunk)
                 if isinstance(result, dict) and "error" in result:
                     self._check(result)
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
