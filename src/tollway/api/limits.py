@@ -54,9 +54,11 @@ def body_limit(path: str, inference_bytes: int) -> int:
 
 
 def too_large(limit: int) -> TollwayError:
+    """413; the connection closes after it, as the rest of the body is never read."""
     return TollwayError(
         ErrorCode.REQUEST_TOO_LARGE,
         f"The request body is larger than this route's {limit} bytes (README: Input limits).",
+        headers={"connection": "close"},
     )
 
 

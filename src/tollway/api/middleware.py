@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
@@ -27,7 +28,6 @@ _VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", 
 # 402 is not counted: Venice has no 402 (seed-002 §13), the SDKs never retry it, and blocking a
 # customer who just ran out of credit would make their first call after a top-up fail.
 NOT_COUNTED = frozenset({402})
-_CLOSE = {"connection": "close"}
 log = logging.getLogger("tollway.http")
 
 
@@ -51,32 +51,37 @@ class RequestContext:
         rid = new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         header = rid.encode()
-        progress = {"started": False, "ended": False}
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", header), *_VERSION]
-                progress["started"] = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                progress["ended"] = True
+                started = True
             await send(message)
 
         try:
             await self._checked(scope, receive, send_with_id)
-        except TollwayError as err:  # raised before the app ran: a URL or a declared length refused
-            await self._answer(err, scope, receive, send_with_id, progress)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": rid})
-            await self._answer(TollwayError(ErrorCode.INTERNAL), scope, receive, send_with_id, progress)
+        except ClientDisconnect:
+            return  # the client left while its body was read: nobody to answer, nothing went wrong here
+        except Exception as exc:
+            if not isinstance(exc, TollwayError):  # a refused URL or declared length is no error of ours
+                log.exception("unhandled error", extra={"request_id": rid})
+            if started:
+                # An answer is (partly) out: nothing can follow it. If it is unfinished, uvicorn closes
+                # the connection, which is all a client can be told now; if it is whole, the
+                # connection stays open.
+                return
+            err = exc if isinstance(exc, TollwayError) else TollwayError(ErrorCode.INTERNAL)
+            await error_response(err, rid)(scope, receive, send_with_id)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         check_url(scope.get("path", ""), scope.get("query_string", b""))
         limit = body_limit(scope.get("path", ""), self.inference_body_bytes)
         length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            # The body is never read: the connection closes after the answer.
-            raise TollwayError(ErrorCode.REQUEST_TOO_LARGE, too_large(limit).message, headers=_CLOSE)
+        if length is not None and length.isdigit() and (len(length) > 15 or int(length) > limit):
+            raise too_large(limit)  # before a byte of it is read; the connection closes after the answer
         received = 0
 
         async def limited_receive() -> Message:
@@ -85,20 +90,10 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise TollwayError(ErrorCode.REQUEST_TOO_LARGE, too_large(limit).message, headers=_CLOSE)
+                    raise too_large(limit)
             return message
 
         await self.app(scope, limited_receive, send)
-
-    @staticmethod
-    async def _answer(
-        err: TollwayError, scope: Scope, receive: Receive, send: Send, progress: dict[str, bool]
-    ) -> None:
-        if progress["started"]:
-            # Part of a response is out: nothing can follow it. Returning without ending it makes
-            # uvicorn close the connection, which is all a client can be told now.
-            return
-        await error_response(err, str(scope["state"]["request_id"]))(scope, receive, send)
 
 
 def _raw_key(headers: Headers) -> str | None:

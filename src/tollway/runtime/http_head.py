@@ -28,6 +28,8 @@ class BoundedHead(HttpToolsProtocol):
     _tail = b""  # the last bytes of the head so far: its end (CRLF CRLF) may straddle two reads
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused: what is still in flight is not read
         if self._head_open:
             # Counted before the parser sees the bytes: httptools rejects a URL over 64 KiB with a
             # bare 400 of its own, and buffers a header of any length.
