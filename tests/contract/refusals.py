@@ -6,7 +6,8 @@ refusal charged nothing.
   shapes too (their bodies carry no code; Gemini's none of the request id).
 - `untouched(server, account_id)`: a context manager: the account's balance, reservation and ledger rows
   are exactly as before, the ledger still sums to the balances, and (when given) the upstream was not
-  called. A refusal must happen before anything is held.
+  called. A refusal must happen before anything is held (`held_and_released=True` for the few only the
+  model can make: then a hold may come and go, but nothing is charged).
 - `fresh_key(server, account_id)`: a key whose rate limits stay out of the way. A test that sends many
   bad requests takes a new key every few of them: more than 20 failures from one key in 30 s are
   answered 429 (the failed-request limit), which would hide the answer under test.
@@ -70,16 +71,22 @@ def ledger_rows(server: Tollway, account_id: str) -> int:
 
 @contextmanager
 def untouched(
-    server: Tollway, account_id: str, upstream_calls: Callable[[], int] | None = None
+    server: Tollway,
+    account_id: str,
+    upstream_calls: Callable[[], int] | None = None,
+    *,
+    held_and_released: bool = False,
 ) -> Iterator[None]:
-    """The block charged, held and called nothing for `account_id`."""
+    """The block charged, held and called nothing for `account_id`. With `held_and_released`, a hold
+    may have been taken and released (a refusal that only the model could make): nothing charged."""
     sums, rows = server.ledger_sums(account_id), ledger_rows(server, account_id)
     calls = upstream_calls() if upstream_calls is not None else None
     yield
     after = server.ledger_sums(account_id)
     assert after == sums, f"the account changed: {sums} → {after}"
     assert after[1] == 0 and (after[0], after[1]) == (after[2], after[3]), after
-    assert ledger_rows(server, account_id) == rows, "a refused request wrote to the ledger"
+    if not held_and_released:
+        assert ledger_rows(server, account_id) == rows, "a refused request wrote to the ledger"
     if upstream_calls is not None:
         assert upstream_calls() == calls, "the upstream was called"
 

@@ -433,6 +433,35 @@ def test_the_embedded_model_is_never_asked_what_it_cannot_parse(
     assert call(tollway, key, "/v1/chat/completions", fine).status_code == 200
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 5}, "n"),  # four parallel slots
+        ({"messages": [{"role": "user", "content": [{"type": "video", "text": "hi"}]}]}, None),
+        ({"tools": [{"type": "custom", "custom": {"name": "grammar"}}]}, None),
+    ],
+)
+def test_what_the_embedded_model_refuses_is_a_400_and_costs_nothing(
+    tollway: Tollway,
+    funded: Callable[..., tuple[str, str]],
+    extra: dict[str, Any],
+    param: str | None,
+    stream: bool,
+) -> None:
+    account_id, key = funded("1.00")
+    body = {
+        "model": "smollm2-135m",
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
+    with untouched(tollway, account_id, held_and_released=True):
+        refused = call(tollway, key, "/v1/chat/completions", {**body, "stream": stream})
+        assert_error(refused, 400, "VALIDATION", param)
+        assert "embedded model cannot take this request" in refused.json()["error"]["message"]
+
+
 def test_operator_routes_take_no_wrong_types_either(tollway: Tollway) -> None:
     account_id = tollway.new_account("1.00")
     headers = {"authorization": f"Bearer {OPERATOR_KEY}"}

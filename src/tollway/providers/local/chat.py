@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import secrets
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
 
 # What llama.cpp's chat endpoint understands; anything else in a request is dropped, not errored.
@@ -44,6 +46,19 @@ _PASSED = {
     "stream_options",
 }
 _DONE = object()
+_FIELD = re.compile(r"Field '(\w+)'")
+
+
+def _refused(reason: str) -> TollwayError:
+    """400: the embedded model cannot take this request. Its first line says why (the rest can quote
+    the whole request back), and a `Field 'n'` in it is the param."""
+    first = (reason.split(";")[0].strip().splitlines() or ["refused"])[0][:200]
+    field = _FIELD.search(first)
+    return TollwayError(
+        ErrorCode.VALIDATION,
+        f"The embedded model cannot take this request: {first}",
+        param=field.group(1) if field else None,
+    )
 
 
 def smollm2_path() -> Path:
@@ -98,26 +113,22 @@ class LlamaChat:
         if not isinstance(result, dict) or "error" in result:
             error = result.get("error") if isinstance(result, dict) else None
             error = error if isinstance(error, dict) else {}
-            status = error.get("code") if isinstance(error.get("code"), int) else None
-            raise UpstreamError(
-                f"local model failed: {error.get('message') or 'no result'}", status=status, retryable=False
-            )
+            message = str(error.get("message") or "no result")
+            if error.get("code") == 400:  # llama.cpp judged the request itself invalid
+                raise _refused(message)
+            raise UpstreamError(f"local model failed: {message}", retryable=False)
         return result
 
     @staticmethod
     def _handle(server: Any, request: dict[str, Any], on_chunk: Any = None) -> Any:
-        """llama.cpp raises on a request it cannot parse (a tool type it lacks, `top_logprobs` without
-        `logprobs`): that is the request's fault, said in its first line, never a crash."""
+        """llama.cpp raises on a request it cannot parse (a tool or content type it lacks): that is the
+        request's fault, never a crash."""
         try:
             if on_chunk is None:
                 return server.handle_chat_completions(request)
             return server.handle_chat_completions(request, on_chunk)
         except (ValueError, RuntimeError, TypeError) as exc:
-            first = (str(exc).split(";")[0].strip().splitlines() or [type(exc).__name__])[0]
-            reason = first[:200]
-            raise UpstreamError(
-                f"the local model refused the request: {reason}", status=400, retryable=False
-            ) from None
+            raise _refused(str(exc) or type(exc).__name__) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -146,6 +157,7 @@ class LlamaChat:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
 
         worker = loop.run_in_executor(None, run)
+        relayed = False
         try:
             while True:
                 item = await queue.get()
@@ -154,11 +166,14 @@ class LlamaChat:
                 if isinstance(item, Exception):
                     raise (
                         item
-                        if isinstance(item, UpstreamError)
+                        if isinstance(item, UpstreamError | TollwayError)
                         else UpstreamError(f"local model failed: {type(item).__name__}", retryable=False)
                     )
                 if isinstance(item, dict) and "error" in item:
+                    if not relayed:
+                        self._check(item)  # refused before a token: the request's fault, or a failure
                     raise UpstreamError("local model failed mid-stream", retryable=False)
+                relayed = True
                 yield item
         finally:
             cancelled.set()
