@@ -53,6 +53,11 @@ class ErrorCode(Enum):
         "This model was retired. GET /v1/models lists the models you can use.",
     )
     REQUEST_TOO_LARGE = (413, "invalid_request_error", "The request body is too large.")
+    HEADERS_TOO_LARGE = (
+        431,
+        "invalid_request_error",
+        "The request line and headers are larger than 64 KiB. Send less in the URL and headers.",
+    )
     # Media inputs (Venice's codes and statuses, seed 002 §13).
     INVALID_FILE_SIZE = (413, "invalid_request_error", "File size exceeds maximum limit.")
     INVALID_IMAGE_FORMAT = (400, "invalid_request_error", "Invalid image format. Send PNG, JPEG or WebP.")

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     secret: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    max_body_bytes: int = 25 * 1024 * 1024
+    max_body_bytes: int = 25 * 1024 * 1024  # the inference routes' body limit (api/limits.py has the others)
     key_cache_seconds: float = 5.0
     # A call's hold and in-flight slot are leases (core/money/ledger.py): renewed every third of this
     # while the call lives, freed by any replica's sweeper once their process stops renewing them.

@@ -8,6 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.contract.refusals import assert_error
 from tests.contract.servers import Tollway
 
 pytestmark = pytest.mark.slow
@@ -30,16 +31,6 @@ def post(
 
         content = orjson.dumps(json)
     return httpx2.post(f"{tollway.url}{path}", headers=headers, content=content or b"")
-
-
-def assert_error(response: httpx2.Response, status: int, code: str, param: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert set(error) >= {"message", "type", "code", "param", "request_id"}
-    assert error["request_id"] == response.headers["x-request-id"]
-    if param is not None:
-        assert error["param"] == param
 
 
 @pytest.mark.parametrize(

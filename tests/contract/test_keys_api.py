@@ -14,8 +14,8 @@ import httpx2
 import openai
 import pytest
 
+from tests.contract.refusals import assert_error
 from tests.contract.servers import OPERATOR_KEY, REPO, Tollway, catalog_yaml
-from tests.contract.test_errors import assert_error
 from tests.support.processes import ServerProcess, free_port, start_server
 
 pytestmark = pytest.mark.slow

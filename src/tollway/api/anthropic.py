@@ -7,8 +7,6 @@ back: a Message, or the Messages streaming events. Errors use Anthropic's shape.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -18,28 +16,17 @@ from tollway.api.idempotent import once
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.dialects.anthropic.errors import error_body
+from tollway.dialects.anthropic.request import checked_request
 from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
 from tollway.dialects.anthropic.stream import events
 from tollway.dialects.sse import SSE_HEADERS
-from tollway.errors import ErrorCode, TollwayError
+from tollway.errors import TollwayError
 
 router = APIRouter()
 
 
 def error_response(err: TollwayError, rid: str) -> JSON:
     return JSON(error_body(err, rid), status_code=err.status, headers=err.headers)
-
-
-def _validated(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise TollwayError(ErrorCode.VALIDATION, "The body must be a JSON object.")
-    if not isinstance(body.get("max_tokens"), int) or isinstance(body.get("max_tokens"), bool):
-        raise TollwayError(
-            ErrorCode.VALIDATION, "max_tokens: Field required (an integer).", param="max_tokens"
-        )
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise TollwayError(ErrorCode.VALIDATION, "messages: a non-empty list is required.", param="messages")
-    return body
 
 
 @router.post("/messages", summary="Anthropic Messages (buffered, or streaming events)", tags=["anthropic"])
@@ -53,7 +40,7 @@ async def messages(request: Request) -> Response:
 
 
 async def _messages(request: Request, who: Caller, rid: str) -> Response:
-    body = _validated(await read_json(request))
+    body = checked_request(await read_json(request))
     model = str(body.get("model") or "")
     result = await request.app.state.services.pipeline.chat(Call(rid, who, "chat"), request_to_openai(body))
     if result.frames is not None:

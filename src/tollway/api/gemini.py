@@ -20,6 +20,7 @@ from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.dialects.gemini.errors import error_body
 from tollway.dialects.gemini.inbound import request_to_openai, response_from_openai
+from tollway.dialects.gemini.request import checked_request
 from tollway.dialects.gemini.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
@@ -64,9 +65,7 @@ async def _generate(request: Request, target: str) -> Response:
 
 
 async def _run(request: Request, who: Caller, rid: str, model: str, action: str, as_sse: bool) -> Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise TollwayError(ErrorCode.VALIDATION, "The body must be a JSON object.")
+    body = checked_request(await read_json(request))
     stream = action == "streamGenerateContent"
     result = await request.app.state.services.pipeline.chat(
         Call(rid, who, "chat"), request_to_openai(body, model, stream=stream)

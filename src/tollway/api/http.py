@@ -4,7 +4,6 @@ The middleware that sets the request id is api/middleware.py."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -12,12 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
+from tollway.api.limits import parse_json
 from tollway.core.inference.schemas import param_of
 from tollway.dialects.openai import openai_envelope
 from tollway.errors import ErrorCode, TollwayError
-
-log = logging.getLogger("tollway.http")
 
 
 class JSON(Response):
@@ -36,15 +36,15 @@ def error_response(err: TollwayError, rid: str) -> JSON:
 
 
 async def read_json(request: Request) -> Any:
-    """The body as JSON: 415 for another content type, 400 for bytes that are not JSON."""
+    """The body as JSON: 415 for another content type, 400 for bytes that are not JSON or break
+    api/limits.py's bounds (413 for a body over the route's limit comes from api/middleware.py)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise TollwayError(ErrorCode.INVALID_CONTENT_TYPE)
-    raw = await request.body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise TollwayError(ErrorCode.VALIDATION, "The body is not valid JSON.") from None
+    return parse_json(await request.body())
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -63,16 +63,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
-            exc.status_code, ErrorCode.VALIDATION
-        )
+        if exc.status_code == 405:
+            allowed = allowed_methods(app, request.scope)
+            err = TollwayError(
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"{request.method} is not allowed here; use {', '.join(allowed)}.",
+                headers={"allow": ", ".join(allowed)},
+            )
+            return error_response(err, request_id(request))
+        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION
         return error_response(TollwayError(code), request_id(request))
 
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": request_id(request)})
-        return error_response(TollwayError(ErrorCode.INTERNAL), request_id(request))
-
+    # An unexpected error is answered by api/middleware.py's RequestContext, not by a handler here:
+    # Starlette re-raises after its 500 handler, and uvicorn would then drop the connection.
     app.add_exception_handler(TollwayError, on_tollway)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
-    app.add_exception_handler(Exception, on_crash)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this path. Starlette's own `Allow` names only the first route
+    whose path matched, and several routes share a path (GET, POST and DELETE api_keys)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.router.routes)
+    ]

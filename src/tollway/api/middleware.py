@@ -1,6 +1,7 @@
 """The API's pure ASGI middleware (not BaseHTTPMiddleware, so streamed responses pass through untouched).
 
-- `RequestContext`: a request id on every request and response; oversized bodies → 413.
+- `RequestContext`: a request id on every request and response; oversized bodies → 413 (the limits are
+  api/limits.py's); an unexpected error → a JSON 500 on a connection that stays open.
 - `FailedRequests`: the failed-request limit (DESIGN §5, seed-002 §12.1). Installed inside
   RequestContext, so its 429 carries the request id; it sees every response status, including errors
   rendered by the exception handlers.
@@ -8,12 +9,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.datastructures import Headers, QueryParams
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
 from tollway.api.auth import presented_key
 from tollway.api.http import error_response
+from tollway.api.limits import body_limit, check_url, too_large
 from tollway.base.ids import new_request_id
 from tollway.core.limits.gate import retry_headers
 from tollway.core.limits.limiter import FAILED_MESSAGE
@@ -24,17 +29,21 @@ _VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", 
 # 402 is not counted: Venice has no 402 (seed-002 §13), the SDKs never retry it, and blocking a
 # customer who just ran out of credit would make their first call after a top-up fail.
 NOT_COUNTED = frozenset({402})
+log = logging.getLogger("tollway.http")
 
 
 class RequestContext:
-    """Pure ASGI middleware: a request id on every request and response; oversized bodies → 413.
+    """A request id on every request and response; the body limits of api/limits.py (413); and the
+    last word on an unexpected error: a JSON 500 with the request id, on a connection that stays usable.
 
-    Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
+    Starlette's ServerErrorMiddleware, outside this one, re-raises every error after rendering it, and
+    uvicorn then closes the connection without a `Connection: close`, so a client's next request on it
+    fails. Errors end here instead: logged once, answered as a normal response.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, inference_body_bytes: int) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.inference_body_bytes = inference_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,17 +52,37 @@ class RequestContext:
         rid = new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         header = rid.encode()
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", header), *_VERSION]
+                started = True
             await send(message)
 
+        try:
+            await self._checked(scope, receive, send_with_id)
+        except ClientDisconnect:
+            return  # the client left while its body was read: nobody to answer, nothing went wrong here
+        except Exception as exc:
+            if not isinstance(exc, TollwayError):  # a refused URL or declared length is no error of ours
+                log.exception("unhandled error", extra={"request_id": rid})
+            if started:
+                # An answer is (partly) out: nothing can follow it. If it is unfinished, uvicorn closes
+                # the connection, which is all a client can be told now; if it is whole, the
+                # connection stays open.
+                return
+            err = exc if isinstance(exc, TollwayError) else TollwayError(ErrorCode.INTERNAL)
+            await error_response(err, rid)(scope, receive, send_with_id)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        check_url(scope.get("path", ""), scope.get("query_string", b""))
+        limit = body_limit(scope.get("path", ""), self.inference_body_bytes)
         length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(scope, receive, send_with_id, rid)
-            return
+        if length is not None and length.isdigit() and (len(length) > 15 or int(length) > limit):
+            raise too_large(limit)  # before a byte of it is read; the connection closes after the answer
         received = 0
 
         async def limited_receive() -> Message:
@@ -61,20 +90,11 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise TollwayError(
-                        ErrorCode.REQUEST_TOO_LARGE,
-                        f"The request body is larger than {self.max_body_bytes} bytes.",
-                    )
+                if received > limit:
+                    raise too_large(limit)
             return message
 
-        await self.app(scope, limited_receive, send_with_id)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
-        err = TollwayError(
-            ErrorCode.REQUEST_TOO_LARGE, f"The request body is larger than {self.max_body_bytes} bytes."
-        )
-        await error_response(err, rid)(scope, receive, send)
+        await self.app(scope, limited_receive, send)
 
 
 def _raw_key(scope: Scope) -> str | None:

@@ -186,6 +186,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)
     app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, inference_body_bytes=settings.max_body_bytes)
     _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
     return app

@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from tollway.runtime.http_head import BoundedHead
 from tollway.runtime.services import prepare_database
 from tollway.settings import Settings
 from tollway.telemetry import logs, metrics
@@ -65,6 +66,7 @@ def serve(settings: Settings) -> None:
         access_log=False,  # ours (telemetry/access.py) carries the request id, account, key and model
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
         lifespan="on",
+        http=BoundedHead,  # httptools with a bound on the request line and headers → 431
     )
     try:
         GracefulServer(config, app, settings.shutdown_delay_seconds).run()

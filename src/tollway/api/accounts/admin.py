@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response
 
 from tollway.api.auth import operator_caller
@@ -20,7 +20,7 @@ class NewAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     credit_usd: UsdAmount = "0"
-    age_verified: bool = False
+    age_verified: StrictBool = False
 
 
 class Credit(BaseModel):

@@ -33,7 +33,10 @@ from tollway.dialects import task_api
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["billing"])
-CURRENCIES = ("USD", "VCU", "DIEM")  # Venice's enum; Tollway bills in USD only
+CURRENCIES = ("USD", "VCU", "DIEM")
+MAX_PAGE = (
+    1_000_000  # × 500 per page: an OFFSET far inside 64 bits  # Venice's enum; Tollway bills in USD only
+)
 DEPOSITS_DISABLED = (
     "Deposits are not enabled on this Tollway; ask the operator to credit your account "
     "(POST /v1/admin/accounts/{id}/credits)."
@@ -66,16 +69,18 @@ def _account_id(who: Caller) -> str:
     return who.account_id
 
 
-def _int(value: str | None, param: str, default: int, low: int, high: int | None = None) -> int:
+def _int(value: str | None, param: str, default: int, low: int, high: int) -> int:
+    """A query integer within [low, high]: every one ends in SQL (OFFSET, LIMIT), which holds 64 bits."""
     if value is None or value == "":
         return default
     try:
-        number = int(value)
+        number = int(value) if len(value) <= 20 else low - 1  # int() of 5,000 digits is slow
     except ValueError:
         number = low - 1
-    if number < low or (high is not None and number > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be an integer {bound}.", param=param)
+    if not low <= number <= high:
+        raise TollwayError(
+            ErrorCode.VALIDATION, f"`{param}` must be an integer between {low} and {high}.", param=param
+        )
     return number
 
 
@@ -116,7 +121,7 @@ async def billing_usage(
     startDate: str | None = Query(None, description="ISO 8601 date-time"),
     endDate: str | None = Query(None, description="ISO 8601 date-time"),
     sortOrder: str | None = Query(None, description="asc | desc (by createdAt), default desc"),
-    page: str | None = Query(None, description="1-based page, default 1"),
+    page: str | None = Query(None, description="1-based page, 1..1000000, default 1"),
     limit: str | None = Query(None, description="items per page, 1..500, default 200"),
     who: Caller = Depends(account_caller),
 ) -> Response:
@@ -127,7 +132,7 @@ async def billing_usage(
     order = sortOrder or "desc"
     if order not in ("asc", "desc"):
         raise TollwayError(ErrorCode.VALIDATION, "`sortOrder` must be asc or desc.", param="sortOrder")
-    page_number = _int(page, "page", 1, 1)
+    page_number = _int(page, "page", 1, 1, MAX_PAGE)
     page_size = _int(limit, "limit", 200, 1, 500)
     since = parse_instant(startDate, "startDate")
     until = parse_instant(endDate, "endDate", end=True)

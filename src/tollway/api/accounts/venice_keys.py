@@ -42,7 +42,13 @@ class VeniceLimit(BaseModel):
 
 
 def expiry_form(value: str | None) -> str | None:
-    if value is None or value == "" or _DATE.match(value) or _INSTANT.match(value):
+    if value is None or value == "":
+        return value
+    if _DATE.match(value) or _INSTANT.match(value):
+        try:
+            parse_expiry(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date of the calendar") from None
         return value
     raise ValueError('use "", YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS(.sss)Z')
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
@@ -17,6 +16,7 @@ from starlette.responses import Response
 from tollway.api.accounts.venice_keys import VeniceLimit, expiry_form, venice_created, venice_settings
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
+from tollway.api.limits import parse_json
 from tollway.core.access.web3 import Wallets, issue_token, normalize_address, recover_signer, verify_token
 from tollway.core.inference.schemas import validate
 from tollway.errors import ErrorCode, TollwayError
@@ -59,10 +59,7 @@ async def _body(request: Request) -> Any:
     """JSON, with or without a content type: Venice's own example POSTs without one."""
     if request.headers.get("content-type"):
         return await read_json(request)
-    try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        raise TollwayError(ErrorCode.VALIDATION, "The body is not valid JSON.") from None
+    return parse_json(await request.body())
 
 
 @router.get("/api_keys/generate_web3_key", summary="A short-lived token for a wallet to sign (no auth)")

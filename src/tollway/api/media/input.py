@@ -8,10 +8,10 @@ import binascii
 import math
 from typing import Any
 
-import orjson
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from tollway.api.limits import parse_json
 from tollway.base.fetch import UrlFetcher
 from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
@@ -20,6 +20,11 @@ from tollway.media_formats import MAX_IMAGE_BYTES
 
 MAX_AUDIO_BYTES = 25 * 1024 * 1024  # OpenAI's transcription upload limit
 Fields = dict[str, Any]
+
+
+class FormFields(dict[str, Any]):
+    """The fields of a multipart or urlencoded form. A form has only text and files, so `flag` reads
+    "true"/"false" there; in a JSON body a boolean must be a JSON boolean."""
 
 
 def media_of(request: Request) -> Media:
@@ -45,18 +50,17 @@ async def read_fields(request: Request, *, multipart_only: bool = False) -> Fiel
     """JSON or multipart/form-data (files as UploadFile); anything else is 415."""
     media_type = _media_type(request)
     if media_type == "application/json" and not multipart_only:
-        raw = await request.body()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise TollwayError(ErrorCode.VALIDATION, "The body is not valid JSON.") from None
+        body = parse_json(await request.body())
         if not isinstance(body, dict):
             raise TollwayError(ErrorCode.VALIDATION, "The body must be a JSON object.")
         return body
     if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_part_size=MAX_AUDIO_BYTES + 1024)
-        fields: Fields = {}
+        fields = FormFields()
         for name, value in form.multi_items():
+            if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+                shown = name.replace("\x00", "\\u0000")
+                raise _bad(shown, f"`{shown}` contains a NUL character (\\u0000); remove it.")
             if name.endswith("[]"):  # the OpenAI SDK sends arrays as `name[]` repeated
                 fields.setdefault(name[:-2], []).append(value)
             else:
@@ -137,9 +141,13 @@ def flag(fields: Fields, name: str, default: bool) -> bool:
         return default
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+    if (
+        isinstance(fields, FormFields)
+        and isinstance(value, str)
+        and value.lower() in ("true", "false", "1", "0")
+    ):
         return value.lower() in ("true", "1")
-    raise _bad(name, f"`{name}` must be true or false.")
+    raise _bad(name, f"`{name}` must be true or false (a JSON boolean).")
 
 
 async def upload_bytes(value: UploadFile, limit: int, param: str) -> bytes:

@@ -1,35 +1,89 @@
 """Request validation for the OpenAI-shaped inference routes.
 
 Known fields are type-checked; unknown fields pass through to OpenAI-compatible upstreams.
-A failure names the offending field in `param`.
+A failure names the offending field in `param`. Booleans are strict: `"stream": "yes"` is a 400, never
+a coerced true. What an upstream or the embedded model would only refuse later (a tool type chat
+completions has not, `top_logprobs` without `logprobs`) is refused here, before anything is held.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from tollway.errors import ErrorCode, TollwayError
+from tollway.base.validation import param_of, validate
+
+__all__ = ["ChatRequest", "EmbeddingsRequest", "param_of", "validate"]
 
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class ImageUrl(_Open):
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(_Open):
+    """A part of a message's content; the kinds Tollway reads are checked, others pass on."""
+
+    type: str
+    text: str | None = None
+    image_url: str | ImageUrl | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ContentPart:
+        needs = {"text": self.text, "image_url": self.image_url}
+        if self.type in needs and needs[self.type] is None:
+            raise ValueError(f"a {self.type} part needs `{self.type}`")
+        return self
+
+
 class Message(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(_Open):
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+
+class Function(_Open):
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class Tool(_Open):
+    """Chat completions has function tools (and OpenAI's `custom` ones); `web_search` and the like
+    belong to other APIs, and web search here is `venice_parameters.enable_web_search`."""
+
+    type: Literal["function", "custom"]
+    function: Function | None = Field(default=None, validate_default=True)
+
+    @field_validator("function")
+    @classmethod
+    def _function_given(cls, value: Function | None, info: ValidationInfo) -> Function | None:
+        if value is None and info.data.get("type") == "function":
+            raise ValueError("a function tool needs `function`, with its `name`")
+        return value
 
 
 class ChatRequest(_Open):
     model: str
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -38,11 +92,11 @@ class ChatRequest(_Open):
     n: int | None = Field(default=None, ge=1, le=16)
     stop: str | list[str] | None = None
     seed: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # Venice's sampling extensions (seed 002 §3.2): passed to upstreams that take them, else dropped.
     min_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
@@ -52,34 +106,16 @@ class ChatRequest(_Open):
     stop_token_ids: list[int] | None = None
     venice_parameters: dict[str, Any] | None = None  # core/inference/venice.py
 
+    @field_validator("top_logprobs")
+    @classmethod
+    def _logprobs_asked(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("logprobs") is not True:
+            raise ValueError("`top_logprobs` needs `logprobs: true`")
+        return value
+
 
 class EmbeddingsRequest(_Open):
     model: str
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
-
-
-Schema = TypeVar("Schema", bound=BaseModel)
-# pydantic puts the union member it tried into `loc` ("input.str"); the client named only "input".
-_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "literal", "json-or-python"}
-
-
-def param_of(loc: tuple[int | str, ...]) -> str | None:
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
-            break
-        parts.append(str(part))
-    return ".".join(parts) or None
-
-
-def validate(schema: type[Schema], body: Any) -> Schema:
-    if not isinstance(body, dict):
-        raise TollwayError(ErrorCode.VALIDATION, "The request body must be a JSON object.")
-    try:
-        return schema.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = param_of(first["loc"])
-        raise TollwayError(ErrorCode.VALIDATION, f"Invalid `{param}`: {first['msg']}.", param=param) from None

@@ -73,8 +73,9 @@ def _bad(message: str, param: str) -> TollwayError:
     return TollwayError(ErrorCode.VALIDATION, message, param=param)
 
 
-def coerce(key: str, value: object, param: str) -> Any:
-    """A parameter value from JSON or from a suffix string → its typed value, or 400 naming `param`."""
+def coerce(key: str, value: object, param: str, *, text: bool = False) -> Any:
+    """A parameter value → its typed value, or 400 naming `param`. A suffix is text (`text=True`), so
+    "true" is a boolean there; in the body a boolean must be a JSON boolean."""
     if key == "character_slug":
         if not isinstance(value, str) or not value.strip():
             raise _bad("`character_slug` must be a non-empty string.", param)
@@ -91,9 +92,9 @@ def coerce(key: str, value: object, param: str) -> Any:
         raise _bad("`enable_web_search` must be one of on, off, auto.", param)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+    if text and isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise _bad(f"`{key}` must be true or false.", param)
+    raise _bad(f"`{key}` must be true or false (a JSON boolean).", param)
 
 
 def split_suffix(model: str) -> tuple[str, dict[str, Any]]:
@@ -119,7 +120,7 @@ def split_suffix(model: str) -> tuple[str, dict[str, Any]]:
                 f"({', '.join(sorted(KEYS))}).",
                 "model",
             )
-        coerced = coerce(key, value, "model")
+        coerced = coerce(key, value, "model", text=True)
         if key in params and params[key] != coerced:
             raise _bad(f"The model feature suffix sets {key!r} twice with different values.", "model")
         params[key] = coerced

@@ -24,28 +24,40 @@ DEFAULT_DAYS = 30
 PER_MILLION = Decimal(1_000_000)
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime.combine(date(9998, 12, 31), time.max, tzinfo=UTC)
+
+
 def credit_nano(credit_usd: Decimal) -> int:
     """What one seed-001 credit is worth, in nano-USD (`Settings.credit_usd`, TOLLWAY_CREDIT_USD)."""
     return usd_to_nano(str(credit_usd))
 
 
 def parse_instant(value: str | None, param: str, *, end: bool = False) -> datetime | None:
-    """An ISO date or datetime, as aware UTC. A bare date used as an end means the end of that day."""
+    """An ISO date or datetime, as aware UTC, from 1970 to 9998 (a report's day arithmetic stays
+    within the years a datetime has). A bare date used as an end means the end of that day."""
     if value is None or value == "":
         return None
     text = value.strip()
+    moment: datetime | None
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime.combine(day, time(), tzinfo=UTC)
-            return moment + timedelta(days=1) - timedelta(microseconds=1) if end else moment
-        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
+            moment = datetime.combine(date.fromisoformat(text), time.max if end else time(), tzinfo=UTC)
+        else:
+            moment = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
+    except OverflowError:  # a year-1 or year-9999 instant off UTC: out of range too
+        moment = None
     except ValueError:
         raise TollwayError(
             ErrorCode.VALIDATION,
             f"`{param}` must be an ISO 8601 date or date-time (e.g. 2024-01-31 or 2024-01-31T00:00:00Z).",
             param=param,
         ) from None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise TollwayError(
+            ErrorCode.VALIDATION, f"`{param}` must lie between 1970-01-01 and 9998-12-31.", param=param
+        )
+    return moment
 
 
 def check_range(start: datetime | None, end: datetime | None, param: str) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import secrets
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
 
 # What llama.cpp's chat endpoint understands; anything else in a request is dropped, not errored.
@@ -44,6 +46,19 @@ _PASSED = {
     "stream_options",
 }
 _DONE = object()
+_FIELD = re.compile(r"Field '(\w+)'")
+
+
+def _refused(reason: str) -> TollwayError:
+    """400: the embedded model cannot take this request. Its first line says why (the rest can quote
+    the whole request back), and a `Field 'n'` in it is the param."""
+    first = (reason.split(";")[0].strip().splitlines() or ["refused"])[0][:200]
+    field = _FIELD.search(first)
+    return TollwayError(
+        ErrorCode.VALIDATION,
+        f"The embedded model cannot take this request: {first}",
+        param=field.group(1) if field else None,
+    )
 
 
 def smollm2_path() -> Path:
@@ -96,13 +111,29 @@ class LlamaChat:
     @staticmethod
     def _check(result: Any) -> dict[str, Any]:
         if not isinstance(result, dict) or "error" in result:
-            message = result.get("error", {}).get("message") if isinstance(result, dict) else None
-            raise UpstreamError(f"local model failed: {message or 'no result'}", retryable=False)
+            error = result.get("error") if isinstance(result, dict) else None
+            error = error if isinstance(error, dict) else {}
+            message = str(error.get("message") or "no result")
+            if error.get("code") == 400:  # llama.cpp judged the request itself invalid
+                raise _refused(message)
+            raise UpstreamError(f"local model failed: {message}", retryable=False)
         return result
+
+    @staticmethod
+    def _handle(server: Any, request: dict[str, Any], on_chunk: Any = None) -> Any:
+        """llama.cpp raises on a request it cannot parse (a tool or content type it lacks): that is the
+        request's fault, never a crash."""
+        try:
+            if on_chunk is None:
+                return server.handle_chat_completions(request)
+            return server.handle_chat_completions(request, on_chunk)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise _refused(str(exc) or type(exc).__name__) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            return self._check(self._load().handle_chat_completions(self._request({**body, "stream": False})))
+            server = self._load()
+            return self._check(self._handle(server, self._request({**body, "stream": False})))
 
         return await asyncio.to_thread(run)
 
@@ -118,7 +149,7 @@ class LlamaChat:
         def run() -> None:
             try:
                 request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
-                result = self._load().handle_chat_completions(request, on_chunk)
+                result = self._handle(self._load(), request, on_chunk)
                 if isinstance(result, dict) and "error" in result:
                     self._check(result)
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
@@ -126,6 +157,7 @@ class LlamaChat:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
 
         worker = loop.run_in_executor(None, run)
+        relayed = False
         try:
             while True:
                 item = await queue.get()
@@ -134,11 +166,14 @@ class LlamaChat:
                 if isinstance(item, Exception):
                     raise (
                         item
-                        if isinstance(item, UpstreamError)
+                        if isinstance(item, UpstreamError | TollwayError)
                         else UpstreamError(f"local model failed: {type(item).__name__}", retryable=False)
                     )
                 if isinstance(item, dict) and "error" in item:
+                    if not relayed:
+                        self._check(item)  # refused before a token: the request's fault, or a failure
                     raise UpstreamError("local model failed mid-stream", retryable=False)
+                relayed = True
                 yield item
         finally:
             cancelled.set()

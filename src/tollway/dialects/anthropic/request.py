@@ -1,0 +1,97 @@
+"""The inbound Messages request, checked before it is translated (shapes.py `request_to_openai`).
+
+The translation reads these fields and nothing else; each must have the type Anthropic's API gives
+it, strictly (no "5" for 5, no "yes" for true), or the request is a 400 naming the field, in
+Anthropic's error shape. Unknown fields and block types pass, as Anthropic adds them over time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tollway.base.validation import validate
+
+JSON = dict[str, Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Source(_Strict):
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class Block(_Strict):
+    """A content block. What each type needs is checked; other types are kept as they are."""
+
+    type: str
+    text: str | None = None
+    source: Source | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[Block] | None = None
+    is_error: bool | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Block:
+        needs = {
+            "text": ("text",),
+            "image": ("source",),
+            "tool_use": ("id", "name"),
+            "tool_result": ("tool_use_id",),
+        }
+        for name in needs.get(self.type, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"a {self.type} block needs `{name}`")
+        return self
+
+
+class Message(_Strict):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(_Strict):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+
+
+class ToolChoice(_Strict):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Metadata(_Strict):
+    user_id: str | None = None
+
+
+class MessagesRequest(_Strict):
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    messages: list[Message] = Field(min_length=1)
+    system: str | list[Block] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    metadata: Metadata | None = None
+
+
+def checked_request(body: Any) -> JSON:
+    """The body, once its fields have Anthropic's types: 400 with `param` otherwise."""
+    validate(MessagesRequest, body)
+    assert isinstance(body, dict)
+    return body
