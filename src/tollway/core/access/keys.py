@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,6 +25,7 @@ from tollway.base.ids import new_id
 from tollway.core.caller import Caller, KeyLimit
 from tollway.core.limits.gate import retry_headers
 from tollway.core.limits.limiter import Limiter
+from tollway.core.money.amounts import PositiveUsdAmount
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts, api_keys, key_events, server_state
@@ -38,15 +39,8 @@ MAX_ACTIVE_KEYS = 500
 
 class ConsumptionLimit(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    usd: str
+    usd: PositiveUsdAmount  # core/money/amounts.py: the one rule for amounts a client sends
     period: Literal["day", "week", "month", "total"] = "total"
-
-    @field_validator("usd")
-    @classmethod
-    def _positive_usd(cls, value: str) -> str:
-        if usd_to_nano(value) <= 0:
-            raise ValueError('must be a positive USD amount such as "5.00"')
-        return value
 
 
 class RateLimits(BaseModel):
