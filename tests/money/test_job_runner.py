@@ -77,11 +77,13 @@ def _usage_row(money: Money, account: str) -> dict[str, Any]:
     return {k: row[k] for k in RECORD}
 
 
-def _seconds_from_now(value: Any) -> float:
+def _moment(value: Any) -> datetime:
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return float((when - datetime.now(UTC)).total_seconds())
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _seconds_from_now(value: Any) -> float:
+    return float((_moment(value) - datetime.now(UTC)).total_seconds())
 
 
 # -- a verified failure -----------------------------------------------------------------------------
@@ -178,7 +180,8 @@ def test_a_processing_job_shows_the_upstreams_progress_and_follows_its_providers
     assert progress in (30, 60, 90) and eta is not None  # the fake: 30 % a poll, 4 s on average
     assert (provider, upstream_model) == ("qfake", "fake-video") and str(upstream_id).startswith("up-")
     assert 590 < _seconds_from_now(deadline) <= 600
-    assert 0.15 < _seconds_from_now(next_run) - _seconds_from_now(updated) <= 0.2
+    # Both stored stamps, compared with each other: two reads of the clock would add their own gap.
+    assert 0.15 < (_moment(next_run) - _moment(updated)).total_seconds() <= 0.2
     view = fresh.call(key, "POST", "video/retrieve", json={"queue_id": job_id}).json()
     if view["status"] == "PROCESSING":
         assert view["progress"] >= progress
