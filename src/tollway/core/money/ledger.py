@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
+from tollway.core.money import key_limits
 from tollway.core.money import statements as sql
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
@@ -149,7 +150,7 @@ class Ledger:
                 raise _insufficient(amount_nano, self._available(conn, account_id))
             key_left = None
             if key_limit is not None and key_period is not None:
-                key_left = self._reserve_key(conn, key_limit, key_period, amount_nano)
+                key_left = key_limits.reserve(conn, key_limit, key_period, amount_nano)
             if also is not None:
                 also(conn)
             return row, key_left
@@ -166,50 +167,6 @@ class Ledger:
             self._owned.add(request_id)
         available_before = row.balance_nano - row.reserved_nano + amount_nano
         return Reservation(request_id, amount_nano, available_before, key_left)
-
-    @staticmethod
-    def _reserve_key(conn: Connection, limit: KeyLimit, period: str, amount: int) -> int:
-        """Hold `amount` of the key's limit for `period`; returns what the key could spend before."""
-        exists = (
-            conn.execute(
-                select(key_spend.c.key_id).where(
-                    key_spend.c.key_id == limit.key_id, key_spend.c.period == period
-                )
-            )
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(key_spend).values(key_id=limit.key_id, period=period, spent_nano=0, reserved_nano=0)
-            )
-        row = (
-            conn.execute(
-                update(key_spend)
-                .where(key_spend.c.key_id == limit.key_id, key_spend.c.period == period)
-                .where(key_spend.c.spent_nano + key_spend.c.reserved_nano + amount <= limit.limit_nano)
-                .values(reserved_nano=key_spend.c.reserved_nano + amount)
-                .returning(key_spend.c.spent_nano, key_spend.c.reserved_nano)
-            )
-        ).first()
-        if row is None:
-            used = (
-                conn.execute(
-                    select(key_spend.c.spent_nano + key_spend.c.reserved_nano).where(
-                        key_spend.c.key_id == limit.key_id, key_spend.c.period == period
-                    )
-                )
-            ).scalar_one()
-            remaining = max(limit.limit_nano - used, 0)
-            raise TollwayError(
-                ErrorCode.KEY_LIMIT_EXCEEDED,
-                f"This request may cost up to ${nano_to_usd(amount)} but this key has "
-                f"${nano_to_usd(remaining)} left of its {limit.period} consumption limit.",
-                extra={
-                    "required": nano_to_usd(amount),
-                    "available": nano_to_usd(remaining),
-                    "limit_source": "key_limit",
-                },
-            )
-        return int(limit.limit_nano - row.spent_nano - row.reserved_nano + amount)
 
     async def settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
