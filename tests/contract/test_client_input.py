@@ -129,6 +129,30 @@ def test_a_wrong_type_anywhere_in_a_dialects_request_is_never_a_5xx(tollway: Tol
     assert seen.get(400, 0) > seen.get(200, 0), seen  # the sweep did reach the checks
 
 
+# A valid body per route, which each case spoils in one field (Gemini bodies: `contents`).
+VALID: dict[str, dict[str, Any]] = {
+    "/v1/messages": {"model": "fake-chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/chat/completions": {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/image/generate": {"model": "local-procedural", "prompt": "a circle", "width": 64, "height": 64},
+}
+VALID_GEMINI: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def _refused_with_the_field(
+    tollway: Tollway,
+    funded: Callable[..., tuple[str, str]],
+    path: str,
+    body: dict[str, Any],
+    param: str,
+    dialect: str,
+) -> None:
+    """The valid body with `body` over it is a 400 naming `param`, charged nothing, sent nowhere."""
+    account_id, key = funded("1.00")
+    base = VALID.get(path, VALID_GEMINI)
+    with untouched(tollway, account_id, tollway.fake_calls):
+        assert_refused(call(tollway, key, path, {**base, **body}), 400, param=param, dialect=dialect)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "param", "dialect"),
     [
@@ -191,17 +215,7 @@ def test_named_wrong_types_are_400_with_the_field(
     param: str,
     dialect: str,
 ) -> None:
-    account_id, key = funded("1.00")
-    base: dict[str, Any] = {
-        "/v1/messages": {
-            "model": "fake-chat",
-            "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-        "/v1/chat/completions": {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]},
-    }.get(path, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
-    with untouched(tollway, account_id, tollway.fake_calls):
-        assert_refused(call(tollway, key, path, {**base, **body}), 400, param=param, dialect=dialect)  # type: ignore[arg-type]
+    _refused_with_the_field(tollway, funded, path, body, param, dialect)
 
 
 # -- booleans are booleans ------------------------------------------------------------------------
@@ -245,18 +259,7 @@ def test_booleans_are_strict(
     param: str,
     dialect: str,
 ) -> None:
-    account_id, key = funded("1.00")
-    base: dict[str, Any] = {
-        "/v1/messages": {
-            "model": "fake-chat",
-            "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-        "/v1/chat/completions": {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]},
-        "/v1/image/generate": {"model": "local-procedural", "prompt": "a circle", "width": 64, "height": 64},
-    }.get(path, {})
-    with untouched(tollway, account_id, tollway.fake_calls):
-        assert_refused(call(tollway, key, path, {**base, **body}), 400, param=param, dialect=dialect)  # type: ignore[arg-type]
+    _refused_with_the_field(tollway, funded, path, body, param, dialect)
 
 
 def test_a_form_says_true_in_text_and_the_operator_too_must_send_booleans(

@@ -378,17 +378,22 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def _each_policy_answers(closed: Limiter, opened: Limiter) -> None:
+    """Redis failing: `closed` refuses with 503, `open` admits without limits (and without headers)."""
+    with pytest.raises(TollwayError) as info:
+        await closed.admit("k", Limits(rpm=1), 0)
+    assert info.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    verdict = await opened.admit("k", Limits(rpm=1), 0)
+    assert verdict.allowed and verdict.headers() == {}
+
+
 async def test_redis_down_closed_is_503_and_open_admits_without_hanging(
     redis_factory: Callable[..., Limiter],
 ) -> None:
     url = f"redis://127.0.0.1:{_closed_port()}/0"
     closed, opened = redis_factory(url), redis_factory(url, on_error="open")
     started = time.monotonic()
-    with pytest.raises(TollwayError) as info:
-        await closed.admit("k", Limits(rpm=1), 0)
-    assert info.value.code is ErrorCode.SERVICE_UNAVAILABLE
-    verdict = await opened.admit("k", Limits(rpm=1), 0)
-    assert verdict.allowed and verdict.headers() == {}
+    await _each_policy_answers(closed, opened)
     await opened.record_failure("s")  # abuse counting never raises
     assert await closed.blocked_for("s") == 0
     assert time.monotonic() - started < 5  # no hang: a hung call would wait the 10 s socket timeout
@@ -439,11 +444,7 @@ async def test_redis_slower_than_the_deadline_is_cut_off(redis_factory: Callable
         closed = redis_factory(url, deadline=0.5)
         opened = redis_factory(url, deadline=0.5, on_error="open")
         started = time.monotonic()
-        with pytest.raises(TollwayError) as info:
-            await closed.admit("k", Limits(rpm=1), 0)
-        assert info.value.code is ErrorCode.SERVICE_UNAVAILABLE
-        verdict = await opened.admit("k", Limits(rpm=1), 0)
-        assert verdict.allowed and verdict.headers() == {}
+        await _each_policy_answers(closed, opened)
         # Both answered long before the slow Redis did (5 s each): the deadline cut them off.
         assert time.monotonic() - started < 5.0
     finally:
