@@ -8,7 +8,6 @@ catalogs and the helpers tests drive them with are in servers.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -56,12 +55,7 @@ def fresh_fake(tollway: Tollway) -> Iterator[Tollway]:
 @pytest.fixture
 def funded(tollway: Tollway) -> Callable[..., tuple[str, str]]:
     """Make an account with `credit` USD and an inference key on it: (account_id, key)."""
-
-    def make(credit: str = "5.00", **key_settings: Any) -> tuple[str, str]:
-        account_id = tollway.new_account(credit)
-        return account_id, tollway.new_key(account_id, **key_settings)
-
-    return make
+    return tollway.funded
 
 
 # -- Anthropic and Gemini upstreams, and a server routing to them (tests/contract/test_protocols*.py) --

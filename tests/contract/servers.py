@@ -89,6 +89,11 @@ class Tollway:
         assert response.status_code == 201, response.text
         return str(response.json()["key"])
 
+    def funded(self, credit: str = "5.00", **key_settings: Any) -> tuple[str, str]:
+        """A new account with `credit` USD and an inference key on it: (account_id, key)."""
+        account_id = self.new_account(credit)
+        return account_id, self.new_key(account_id, **key_settings)
+
     def account(self, account_id: str) -> dict[str, Any]:
         response = self.admin("GET", f"/accounts/{account_id}")
         assert response.status_code == 200, response.text

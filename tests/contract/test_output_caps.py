@@ -23,11 +23,6 @@ HELLO = [{"role": "user", "content": "hello there"}]
 CATALOG_CAP = 1000
 
 
-def funded(server: Protocols) -> tuple[str, str]:
-    account = server.new_account("5.00")
-    return account, server.new_key(account)
-
-
 def cost(prompt: int, completion: int) -> int:
     return prompt * 1_000 + completion * 2_000
 
@@ -87,7 +82,7 @@ def hold_and_charge(server: Protocols, account: str) -> tuple[int, int]:
 def test_the_upstream_gets_the_cap_the_hold_covers_and_the_charge_is_what_it_produced(
     fresh_protocols: Protocols, kind: str, stream: bool, asked: int | None
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "fill"})
     limit = {} if asked is None else {"max_tokens": asked}
     text, usage = chat(fresh_protocols, key, f"fill-{kind}", stream, **limit)
@@ -101,7 +96,7 @@ def test_the_upstream_gets_the_cap_the_hold_covers_and_the_charge_is_what_it_pro
 
 
 def test_max_completion_tokens_reaches_the_upstream_under_its_own_name(fresh_protocols: Protocols) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", {"type": "fill"})
     _, usage = chat(fresh_protocols, key, "fill-openai", False, max_completion_tokens=7000)
     assert sent_cap(fresh_protocols, "openai") == {"max_completion_tokens": CATALOG_CAP}
@@ -110,7 +105,7 @@ def test_max_completion_tokens_reaches_the_upstream_under_its_own_name(fresh_pro
 
 
 def test_a_model_without_a_catalog_cap_sends_the_default_cap(fresh_protocols: Protocols) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", {"type": "fill"})
     _, usage = chat(fresh_protocols, key, "fill-default", True)
     assert sent_cap(fresh_protocols, "openai") == {"max_tokens": 4096}
@@ -120,7 +115,7 @@ def test_a_model_without_a_catalog_cap_sends_the_default_cap(fresh_protocols: Pr
 
 def test_an_allow_list_keeps_the_cap_under_the_name_it_takes(fresh_protocols: Protocols) -> None:
     # fake-strict takes [max_tokens, temperature]: the client's max_completion_tokens is sent as max_tokens.
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", {"type": "fill"})
     _, usage = chat(fresh_protocols, key, "strict-chat", False, max_completion_tokens=20)
     assert sent_cap(fresh_protocols, "openai") == {"max_tokens": 20}
@@ -133,7 +128,7 @@ def test_a_gemini_client_without_max_output_tokens_is_capped_at_the_catalogs(
     fresh_protocols: Protocols, kind: str
 ) -> None:
     # Before the cap was sent, an Anthropic upstream got its dialect's default (4096) against a hold for 1000.
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "fill"})
     response = httpx2.post(
         f"{fresh_protocols.url}/v1beta/models/fill-{kind}:generateContent",

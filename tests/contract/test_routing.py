@@ -27,11 +27,6 @@ def chat(server: Protocols, key: str, model: str, stream: bool = False, **extra:
     )
 
 
-def funded(server: Protocols) -> tuple[str, str]:
-    account = server.new_account("5.00")
-    return account, server.new_key(account)
-
-
 def untouched(server: Protocols, account: str) -> bool:
     return server.ledger_sums(account)[:2] == (5_000_000_000, 0)
 
@@ -41,7 +36,7 @@ def untouched(server: Protocols, account: str) -> bool:
 def test_500_then_success_is_retried_and_billed_once(
     fresh_protocols: Protocols, kind: str, stream: bool
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "status", "status": 500})
     response = chat(fresh_protocols, key, f"retry-{kind}", stream)
     assert response.status_code == 200, response.text
@@ -58,7 +53,7 @@ def test_500_then_success_is_retried_and_billed_once(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_429_retry_after_is_honoured(fresh_protocols: Protocols, kind: str) -> None:
-    _, key = funded(fresh_protocols)
+    _, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "status", "status": 429, "retry_after": 1})
     started = time.monotonic()
     response = chat(fresh_protocols, key, f"ratelimit-{kind}")
@@ -68,7 +63,7 @@ def test_429_retry_after_is_honoured(fresh_protocols: Protocols, kind: str) -> N
 
 
 def test_connection_refused_falls_back_to_the_next_route(fresh_protocols: Protocols) -> None:
-    _, key = funded(fresh_protocols)
+    _, key = fresh_protocols.funded()
     # 3 refused attempts on the dead route (which opens its circuit), then the next route; the
     # second call skips the open circuit entirely.
     for stream, attempts in ((False, "4"), (True, "1")):
@@ -79,7 +74,7 @@ def test_connection_refused_falls_back_to_the_next_route(fresh_protocols: Protoc
 
 
 def test_all_routes_failing_is_502_and_free(fresh_protocols: Protocols) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     response = chat(fresh_protocols, key, "all-dead")
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "UPSTREAM_ERROR"
@@ -91,7 +86,7 @@ def test_all_routes_failing_is_502_and_free(fresh_protocols: Protocols) -> None:
 def test_slow_first_byte_past_the_deadline_is_504_and_free(
     fresh_protocols: Protocols, kind: str, stream: bool
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "delay_first_byte", "seconds": 3})
     started = time.monotonic()
     response = chat(fresh_protocols, key, f"deadline-{kind}", stream)
@@ -105,7 +100,7 @@ def test_slow_first_byte_past_the_deadline_is_504_and_free(
 def test_cut_mid_stream_is_not_retried_and_ends_in_an_error_event(
     fresh_protocols: Protocols, kind: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "cut", "after_chunks": 1})
     response = chat(fresh_protocols, key, f"cut-{kind}", stream=True)
     assert response.status_code == 200
@@ -118,7 +113,7 @@ def test_cut_mid_stream_is_not_retried_and_ends_in_an_error_event(
 @pytest.mark.parametrize("kind", KINDS)
 def test_4xx_is_never_retried(fresh_protocols: Protocols, kind: str) -> None:
     # A 400 is the client's (test_upstream_errors.py); a 404 is the route's, with no other route here.
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     for status, answer in ((400, 400), (404, 502)):
         fresh_protocols.script_on(kind, {"type": "status", "status": status})
         before = fresh_protocols.calls_on(kind)
@@ -129,7 +124,7 @@ def test_4xx_is_never_retried(fresh_protocols: Protocols, kind: str) -> None:
 
 
 def test_circuit_opens_after_consecutive_failures_then_half_opens(fresh_protocols: Protocols) -> None:
-    _, key = funded(fresh_protocols)
+    _, key = fresh_protocols.funded()
     fresh_protocols.script_on("gemini", *[{"type": "status", "status": 503}] * 3)
     assert chat(fresh_protocols, key, "breaker-gemini").status_code == 502  # 3 attempts: the circuit opens
     assert fresh_protocols.calls_on("gemini") == 3
@@ -143,7 +138,7 @@ def test_circuit_opens_after_consecutive_failures_then_half_opens(fresh_protocol
 
 
 def test_allowed_params_drop_what_the_upstream_does_not_take(fresh_protocols: Protocols) -> None:
-    _, key = funded(fresh_protocols)
+    _, key = fresh_protocols.funded()
     response = chat(fresh_protocols, key, "strict-chat", temperature=0.3, top_p=0.5, seed=3, logit_bias={})
     assert response.status_code == 200, response.text
     sent = fresh_protocols.last_request("openai")
@@ -153,7 +148,7 @@ def test_allowed_params_drop_what_the_upstream_does_not_take(fresh_protocols: Pr
 
 @pytest.mark.parametrize("model", ["leak-openai", "leak-anthropic", "leak-gemini"])
 def test_an_upstream_401_never_leaks_the_upstream_key(fresh_protocols: Protocols, model: str) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     for stream in (False, True):
         response = chat(fresh_protocols, key, model, stream)
         assert response.status_code == 502

@@ -23,11 +23,6 @@ HELLO = [{"role": "user", "content": "one two three four five six"}]
 CREDIT = 5_000_000_000
 
 
-def funded(server: Protocols) -> tuple[str, str]:
-    account = server.new_account("5.00")
-    return account, server.new_key(account)
-
-
 def post(server: Protocols, key: str, path: str, body: dict[str, Any]) -> httpx2.Response:
     return httpx2.post(
         f"{server.url}/v1/{path}", headers={"authorization": f"Bearer {key}"}, json=body, timeout=30
@@ -49,7 +44,7 @@ def assert_free_502(server: Protocols, account: str, response: httpx2.Response, 
 def test_an_unreadable_buffered_chat_answer_is_a_free_502(
     fresh_protocols: Protocols, kind: str, what: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, *[{"type": "garbage", "what": what}] * 3)
     body = {"model": f"garbage-{what}-{kind}", "messages": HELLO}
     message = assert_free_502(
@@ -64,7 +59,7 @@ def test_an_unreadable_buffered_chat_answer_is_a_free_502(
 def test_a_stream_whose_first_event_is_unreadable_is_a_free_502(
     fresh_protocols: Protocols, kind: str, what: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     model = f"garbage-first-{kind}"
     fresh_protocols.script_on(kind, {"type": "garbage", "what": what, "after_chunks": 0})
     body = {"model": model, "messages": HELLO, "stream": True}
@@ -79,7 +74,7 @@ def test_a_stream_whose_first_event_is_unreadable_is_a_free_502(
 def test_an_unreadable_event_mid_stream_ends_it_in_the_error_frame_billed_as_far_as_it_went(
     fresh_protocols: Protocols, kind: str, what: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "garbage", "what": what, "after_chunks": 2})
     body = {"model": f"garbage-mid-{kind}", "messages": HELLO, "stream": True}
     response = post(fresh_protocols, key, "chat/completions", body)
@@ -98,7 +93,7 @@ def test_an_unreadable_event_mid_stream_ends_it_in_the_error_frame_billed_as_far
 
 @pytest.mark.parametrize(("what", "encoding"), [("json", "float"), ("shape", "base64"), ("base64", "base64")])
 def test_unreadable_embeddings_are_a_free_502(fresh_protocols: Protocols, what: str, encoding: str) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", *[{"type": "garbage", "what": what}] * 3)
     body = {"model": f"embed-garbage-{what}", "input": ["a b", "c d"], "encoding_format": encoding}
     message = assert_free_502(fresh_protocols, account, post(fresh_protocols, key, "embeddings", body), 3)
@@ -116,7 +111,7 @@ def test_unreadable_embeddings_are_a_free_502(fresh_protocols: Protocols, what: 
     ],
 )
 def test_unreadable_images_are_a_free_502(fresh_protocols: Protocols, what: str, expected: str) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", *[{"type": "garbage", "what": what}] * 3)
     body = {"model": f"image-garbage-{what}", "prompt": "a red square", "size": "1024x1024"}
     message = assert_free_502(
@@ -126,7 +121,7 @@ def test_unreadable_images_are_a_free_502(fresh_protocols: Protocols, what: str,
 
 
 def test_a_readable_image_and_embedding_still_pass(fresh_protocols: Protocols) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     image = post(fresh_protocols, key, "images/generations", {"model": "image-ok", "prompt": "x"})
     assert image.status_code == 200, image.text
     assert image.json()["data"][0]["b64_json"]

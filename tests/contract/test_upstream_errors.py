@@ -29,11 +29,6 @@ CREDIT = 5_000_000_000
 REFUSAL = "Invalid 'temperature': 3 is greater than the maximum of 2"
 
 
-def funded(server: Protocols) -> tuple[str, str]:
-    account = server.new_account("5.00")
-    return account, server.new_key(account)
-
-
 def chat(server: Protocols, key: str, model: str, stream: bool = False) -> httpx2.Response:
     body = {"model": model, "messages": HELLO, "max_tokens": 50, "stream": stream}
     return httpx2.post(
@@ -63,7 +58,7 @@ def untouched(server: Protocols, account: str) -> None:
 def test_an_upstream_400_is_the_clients_400_without_the_upstreams_secrets(
     fresh_protocols: Protocols, kind: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     url = fresh_protocols.upstreams[kind]
     # Upstreams echo what they were sent: here our key, their URL and their address.
     leaky = f"{REFUSAL} (key {UPSTREAM_KEY}, POST {url}/v1/x, host {url.removeprefix('http://')})"
@@ -83,7 +78,7 @@ def test_an_upstream_400_is_the_clients_400_without_the_upstreams_secrets(
 def test_an_upstream_400_reaches_anthropic_and_gemini_clients_in_their_envelopes(
     fresh_protocols: Protocols,
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on("openai", {"type": "status", "status": 400, "message": REFUSAL})
     with pytest.raises(anthropic.BadRequestError) as caught:
         anthropic.Anthropic(base_url=fresh_protocols.url, api_key=key, max_retries=0).messages.create(
@@ -106,7 +101,7 @@ def test_an_upstream_400_reaches_anthropic_and_gemini_clients_in_their_envelopes
 def test_refused_credentials_are_the_operators_502_not_safe_to_retry(
     fresh_protocols: Protocols, kind: str, status: int
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     echo = f"Incorrect API key provided: {UPSTREAM_KEY}"  # what OpenAI answers
     for stream in (False, True):
         fresh_protocols.script_on(kind, {"type": "status", "status": status, "message": echo})
@@ -125,7 +120,7 @@ def test_refused_credentials_are_the_operators_502_not_safe_to_retry(
 def test_refused_credentials_fall_over_to_the_next_route_and_say_so_in_the_log(
     fresh_protocols: Protocols, kind: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "status", "status": 401})
     response = chat(fresh_protocols, key, f"failover-{kind}")
     assert response.status_code == 200, response.text
@@ -137,7 +132,7 @@ def test_refused_credentials_fall_over_to_the_next_route_and_say_so_in_the_log(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_upstream_429_moves_to_the_next_route_at_once(fresh_protocols: Protocols, kind: str) -> None:
-    _, key = funded(fresh_protocols)
+    _, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "status", "status": 429, "retry_after": 2})
     started = time.monotonic()
     response = chat(fresh_protocols, key, f"failover-{kind}", stream=True)
@@ -150,7 +145,7 @@ def test_an_upstream_429_moves_to_the_next_route_at_once(fresh_protocols: Protoc
 def test_an_upstream_429_on_the_last_route_is_a_429_with_retry_after(
     fresh_protocols: Protocols, kind: str
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, *[{"type": "status", "status": 429}] * 3)
     response = chat(fresh_protocols, key, f"limited-{kind}")
     error = assert_refused(response, 429, "UPSTREAM_RATE_LIMITED", attempts=3)  # retried as policy says
@@ -164,7 +159,7 @@ def test_an_upstream_429_on_the_last_route_is_a_429_with_retry_after(
 def test_an_upstream_429_passes_its_retry_after_on(
     fresh_protocols: Protocols, kind: str, stream: bool
 ) -> None:
-    account, key = funded(fresh_protocols)
+    account, key = fresh_protocols.funded()
     fresh_protocols.script_on(kind, {"type": "status", "status": 429, "retry_after": 30})
     response = chat(fresh_protocols, key, f"limitedlong-{kind}", stream)
     # 30 s is longer than this server waits (3 s): no retry, the client is told to wait instead.
