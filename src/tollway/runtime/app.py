@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if operator_key:
             print(f"\n  Operator key (shown once, keep it safe): {operator_key}\n", flush=True)
         app.state.services = services
+        services.renew_leases()  # until services.aclose() below has drained the streams
         bus = await _start_key_events(services)
         reloader = Reloader(services, in_flight)
         app.state.reloader = reloader
@@ -112,7 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(
                 maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
             ),
-            asyncio.create_task(maintenance.renew_forever(services.ledger, services.limiter, settings)),
         ]
         if settings.usage_retention_days > 0:
             tasks.append(

@@ -49,17 +49,23 @@ class Services:
     media_store: MediaStore  # generated media and job inputs, for the media routes and the jobs alike
     url_fetcher: UrlFetcher  # image inputs given as URLs
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
+    renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
+
+    def renew_leases(self) -> None:
+        """Keep this process's holds and in-flight slots leased until `aclose` has drained its streams."""
+        self.renewing = asyncio.create_task(
+            maintenance.renew_forever(self.ledger, self.limiter, self.settings)
+        )
 
     async def aclose(self, drain_seconds: float | None = None) -> None:
         """Wait (bounded) for streams still metering, then close everything."""
-        # The streams' holds stay leased while they drain (they may outlive a lease).
-        renewing = asyncio.create_task(maintenance.renew_forever(self.ledger, self.limiter, self.settings))
-        try:
+        try:  # the streams' holds stay leased while they drain (they may outlive a lease)
             await self.pipeline.drain(
                 self.settings.stream_drain_seconds if drain_seconds is None else drain_seconds
             )
         finally:
-            renewing.cancel()
+            if self.renewing is not None:
+                self.renewing.cancel()
         for provider in self.providers.values():
             await provider.aclose()
         if self.pipeline.search is not None:
