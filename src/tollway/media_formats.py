@@ -56,6 +56,22 @@ STYLES = [
 # The longest `input` of a speech request, in characters (OpenAI's limit).
 SPEECH_MAX_CHARS = 4096
 
+
+def speakable(text: str) -> bool:
+    """Whether a speech engine has something to say: a letter or a digit. Piper crashes on a text it
+    turns into no sound at all ("." or a control character)."""
+    return any(c.isalnum() for c in text)
+
+
+def check_speakable(text: str, param: str) -> None:
+    if not speakable(text):
+        raise TollwayError(
+            ErrorCode.VALIDATION,
+            f"`{param}` has nothing to speak: it needs a letter or a digit.",
+            param=param,
+        )
+
+
 # OpenAI's speech formats → (ffmpeg muxer and codec arguments, Content-Type).
 AUDIO_FORMATS: dict[str, tuple[list[str], str]] = {
     "mp3": (["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "64k"], "audio/mpeg"),

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
     redis_socket_timeout_seconds: float = 0.5
     redis_key_prefix: str = "tollway:rl:"
+    # Venice's failed-request limit (api/middleware.py FailedRequests): > 20 non-2xx answers to one key
+    # in 30 s block it for 30 s. Off only where every answer must reach the client, e.g. the OpenAPI
+    # gate (tests/contract/test_openapi.py), which sends thousands of bad requests with one key.
+    failed_request_limit: bool = True
     # Venice web3 key creation (api_keys/generate_web3_key): off unless the operator enables it.
     web3_keys: bool = False
     # Web search for chat (venice_parameters.enable_web_search): a SearXNG-compatible JSON endpoint.

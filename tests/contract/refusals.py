@@ -24,7 +24,16 @@ import httpx2
 from tests.contract.servers import Tollway
 from tests.support.databases import query
 
-Dialect = Literal["openai", "anthropic", "gemini"]
+Dialect = Literal["openai", "anthropic", "gemini", "task"]
+# Seed 001's task and account routes: `{"success": false, "error": {"code", "message"}}`.
+SEED_001_ROUTES = (
+    "/images/generate",
+    "/images/status",
+    "/videos/generate",
+    "/videos/status",
+    "/account/credits",
+    "/account/calculate-cost",
+)
 GENEROUS_LIMITS = {"rpm": 100_000, "rpd": 1_000_000, "tpm": 100_000_000}
 FAILURES_PER_KEY = 15  # under the failed-request limit of 20 in 30 s
 
@@ -37,6 +46,17 @@ def assert_error(response: httpx2.Response, status: int, code: str, param: str |
     assert error["request_id"] == response.headers["x-request-id"]
     if param is not None:
         assert error["param"] == param
+
+
+def dialect_of(path: str) -> Dialect:
+    """The envelope a path answers in (api/http.py error_response): Anthropic's `messages`, Gemini's
+    /v1beta routes, seed 001's for its task and account routes, OpenAI's for the rest."""
+    route = path.removeprefix("/api").removeprefix("/v1")
+    if path.startswith(("/v1beta/", "/api/v1beta/")):
+        return "gemini"
+    if route in SEED_001_ROUTES:
+        return "task"
+    return "anthropic" if route == "/messages" else "openai"
 
 
 def assert_refused(
@@ -56,6 +76,9 @@ def assert_refused(
     body = response.json()
     if dialect == "anthropic":
         assert body["type"] == "error" and body["request_id"] == response.headers["x-request-id"]
+        message = body["error"]["message"]
+    elif dialect == "task":
+        assert body["success"] is False and isinstance(body["error"]["code"], str)
         message = body["error"]["message"]
     else:
         assert body["error"]["code"] == status

@@ -233,3 +233,49 @@ def test_speech_beyond_the_balance_is_402(tollway: Tollway, funded: Callable[...
         tollway.client(key).audio.speech.create(model="local-tts", voice="alloy", input="x" * 4000)
     assert caught.value.status_code == 402
     assert tollway.ledger_sums(account)[:3] == (1000, 0, 1000)
+
+
+def test_speech_with_nothing_to_speak_is_400_and_free(tollway: Tollway) -> None:
+    """Punctuation or control characters alone, or characters the voice makes no sound of, are the
+    client's input: 400 naming `input` with the request id, nothing charged (not a 502 "engine failed")."""
+    account = tollway.new_account("5.00")
+    for body in (
+        {"input": "."},
+        {"input": "\u0013 ?!"},
+        {"input": "\U0003335a"},  # no letter in Unicode yet: Piper makes no sound of it
+        {"input": "\U0003335a", "stream": True},
+    ):
+        key = tollway.new_key(account)  # the failed-request limiter counts per key
+        response = httpx2.post(
+            f"{tollway.url}/v1/audio/speech",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "local-tts", **body},
+            timeout=120,
+        )
+        assert response.status_code == 400, (body, response.text)
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("VALIDATION", "input"), response.text
+        assert error["request_id"] == response.headers["x-request-id"]
+    queued = httpx2.post(
+        f"{tollway.url}/v1/audio/queue",
+        headers={"authorization": f"Bearer {tollway.new_key(account)}"},
+        json={"model": "local-tts", "input": "... ?"},
+    )
+    assert queued.status_code == 400 and queued.json()["error"]["param"] == "input", queued.text
+    balance, reserved, ledger_sum, _ = tollway.ledger_sums(account)
+    assert (balance, reserved, ledger_sum) == (CREDIT_NANO, 0, CREDIT_NANO)
+
+
+def test_speech_leaves_out_what_it_cannot_speak(tollway: Tollway) -> None:
+    """A control character, or a sentence with nothing to speak inside real text (streamed sentence by
+    sentence), is silence, not a failed call."""
+    key = tollway.new_key(tollway.new_account("5.00"))
+    for body in ({"input": "Hello\u0013 there."}, {"input": "Hello there. . Bye now.", "stream": True}):
+        response = httpx2.post(
+            f"{tollway.url}/v1/audio/speech",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "local-tts", "response_format": "wav", **body},
+            timeout=120,
+        )
+        assert response.status_code == 200, (body, response.text)
+        assert len(decode_to_pcm(response.content)) > 16000  # half a second of speech at least

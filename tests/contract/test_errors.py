@@ -148,3 +148,32 @@ def test_admin_validation_and_idempotent_credits(tollway: Tollway) -> None:
     assert_error(
         tollway.admin("POST", f"/accounts/{account_id}/keys", {"scope": "root"}), 400, "VALIDATION", "scope"
     )
+
+
+def test_errors_raised_before_the_route_are_in_its_envelope(tollway: Tollway) -> None:
+    """The failed-request limit, an unknown method and an unknown path are answered in the envelope of
+    the surface the path belongs to (as /openapi.json documents), not always in OpenAI's."""
+    anthropic_key, task_key = "tw_" + "a" * 43, "tw_" + "t" * 43
+    for _ in range(21):  # more than 20 failures in 30 s: the key is blocked
+        httpx2.post(f"{tollway.url}/v1/messages", headers={"x-api-key": anthropic_key}, json={})
+        httpx2.get(f"{tollway.url}/v1/images/status", headers={"authorization": f"Bearer {task_key}"})
+    blocked = httpx2.post(f"{tollway.url}/v1/messages", headers={"x-api-key": anthropic_key}, json={})
+    assert blocked.status_code == 429 and "retry-after" in blocked.headers, blocked.text
+    body = blocked.json()
+    assert (body["type"], body["error"]["type"]) == ("error", "rate_limit_error"), body
+    assert body["request_id"] == blocked.headers["x-request-id"]
+    blocked = httpx2.get(f"{tollway.url}/v1/images/status", headers={"authorization": f"Bearer {task_key}"})
+    assert blocked.status_code == 429, blocked.text
+    assert blocked.json()["success"] is False and blocked.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+
+    wrong_method = httpx2.get(f"{tollway.url}/api/v1/messages")
+    assert wrong_method.status_code == 405 and wrong_method.json()["type"] == "error", wrong_method.text
+    wrong_method = httpx2.get(f"{tollway.url}/v1/videos/generate")
+    assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False, wrong_method.text
+    for path in ("/v1beta/models/", "/v1beta/nothing-here"):
+        unknown = httpx2.post(f"{tollway.url}{path}", json={})
+        assert unknown.status_code == 404, unknown.text
+        error = unknown.json()["error"]
+        assert (error["code"], error["status"]) == (404, "NOT_FOUND"), unknown.text
+    openai_shaped = httpx2.get(f"{tollway.url}/v1/no-such-route")
+    assert openai_shaped.status_code == 404 and openai_shaped.json()["error"]["code"] == "NOT_FOUND"

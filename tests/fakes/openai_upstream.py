@@ -66,6 +66,7 @@ from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutCo
 CREATED = 1_700_000_000
 MODELS = ("gpt-4o-mini", "text-embedding-3-small")
 DEFAULT_EMBEDDING_DIMS = 8
+MAX_EMBEDDING_DIMS = 3072  # text-embedding-3-large's
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
@@ -330,6 +331,10 @@ async def embeddings(request: Request) -> Response:
     # Token-array inputs are valid in the real API; stringifying them keeps them deterministic.
     texts = [raw] if isinstance(raw, str) else [t if isinstance(t, str) else str(t) for t in raw]
     dims = int(body.get("dimensions") or DEFAULT_EMBEDDING_DIMS)
+    if not 1 <= dims <= MAX_EMBEDDING_DIMS:  # as OpenAI does, rather than build a vector of any size
+        return _error(
+            400, f"Invalid 'dimensions': must be 1 to {MAX_EMBEDDING_DIMS}.", "invalid_request_error"
+        )
     data = []
     for index, text in enumerate(texts):
         vector = _embedding(text, dims)

@@ -13,10 +13,11 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
+from tollway.api.spec import JSON_OBJECT, PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.dialects.anthropic.errors import error_body
-from tollway.dialects.anthropic.request import checked_request
+from tollway.dialects.anthropic.errors import AnthropicError, error_body
+from tollway.dialects.anthropic.request import MessagesRequest, checked_request
 from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
 from tollway.dialects.anthropic.stream import events
 from tollway.dialects.sse import SSE_HEADERS
@@ -29,7 +30,17 @@ def error_response(err: TollwayError, rid: str) -> JSON:
     return JSON(error_body(err, rid), status_code=err.status, headers=err.headers)
 
 
-@router.post("/messages", summary="Anthropic Messages (buffered, or streaming events)", tags=["anthropic"])
+@router.post(
+    "/messages",
+    summary="Anthropic Messages (buffered, or streaming events)",
+    tags=["anthropic"],
+    **documented(
+        body=MessagesRequest,
+        errors=PAID,
+        envelope=AnthropicError,
+        ok={"application/json": {"schema": JSON_OBJECT}, "text/event-stream": SSE},
+    ),
+)
 async def messages(request: Request) -> Response:
     rid = request_id(request)
     try:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
+from tollway.api.spec import BY_ID, KEYED, documented
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
@@ -29,7 +30,9 @@ def _checked(type_: str) -> str:
     return type_
 
 
-@router.get("/models/traits", summary="Trait → model id (Venice)", tags=["models"])
+@router.get(
+    "/models/traits", summary="Trait → model id (Venice)", tags=["models"], **documented(errors=KEYED)
+)
 async def model_traits(
     request: Request, type: str = _TYPE, who: Caller = Depends(inference_caller)
 ) -> Response:
@@ -39,7 +42,10 @@ async def model_traits(
 
 
 @router.get(
-    "/models/compatibility_mapping", summary="Foreign model name → model id (Venice)", tags=["models"]
+    "/models/compatibility_mapping",
+    summary="Foreign model name → model id (Venice)",
+    tags=["models"],
+    **documented(errors=KEYED),
 )
 async def compatibility_mapping(
     request: Request, type: str = _TYPE, who: Caller = Depends(inference_caller)
@@ -49,13 +55,15 @@ async def compatibility_mapping(
     return JSON({"object": "list", "type": type, "data": data})
 
 
-@router.get("/characters", summary="Characters (Venice)", tags=["characters"])
+@router.get("/characters", summary="Characters (Venice)", tags=["characters"], **documented(errors=KEYED))
 async def list_characters(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     characters = request.app.state.services.catalog.config.characters
     return JSON({"object": "list", "data": [character_object(c) for c in characters]})
 
 
-@router.get("/characters/{slug}", summary="One character (Venice)", tags=["characters"])
+@router.get(
+    "/characters/{slug}", summary="One character (Venice)", tags=["characters"], **documented(errors=BY_ID)
+)
 async def get_character(request: Request, slug: str, who: Caller = Depends(inference_caller)) -> Response:
     character = find(request.app.state.services.catalog.config.characters, slug)
     return JSON({"object": "character", "data": character_object(character)})

@@ -10,22 +10,24 @@ from __future__ import annotations
 import logging
 import re
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
+from tollway.api.spec import PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.dialects.gemini.errors import error_body
+from tollway.dialects.gemini.errors import GeminiError, error_body
 from tollway.dialects.gemini.inbound import request_to_openai, response_from_openai
-from tollway.dialects.gemini.request import checked_request
+from tollway.dialects.gemini.request import GenerateContentRequest, checked_request
 from tollway.dialects.gemini.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
+_ALT = Query(None, description="sse: streamGenerateContent as server-sent events")
 _KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]*")
 
 
@@ -80,9 +82,19 @@ async def _run(request: Request, who: Caller, rid: str, model: str, action: str,
 
 
 @router.post(
-    "/v1beta/models/{target:path}", summary="Gemini generateContent / streamGenerateContent", tags=["gemini"]
+    "/v1beta/models/{target:path}",
+    summary="Gemini generateContent / streamGenerateContent",
+    description="`target` is `MODEL:generateContent` or `MODEL:streamGenerateContent` (a JSON array, "
+    "or server-sent events with `?alt=sse`).",
+    tags=["gemini"],
+    **documented(
+        body=GenerateContentRequest,
+        errors=PAID,
+        envelope=GeminiError,
+        ok={"application/json": {"schema": {"type": ["object", "array"]}}, "text/event-stream": SSE},
+    ),
 )
-async def generate(request: Request, target: str) -> Response:
+async def generate(request: Request, target: str, alt: str | None = _ALT) -> Response:
     return await _generate(request, target)
 
 

@@ -16,6 +16,9 @@ from starlette.types import Scope
 
 from tollway.api.limits import parse_json
 from tollway.core.inference.schemas import param_of
+from tollway.dialects import task_api
+from tollway.dialects.anthropic.errors import error_body as anthropic_error
+from tollway.dialects.gemini.errors import error_body as gemini_error
 from tollway.dialects.openai import openai_envelope
 from tollway.errors import ErrorCode, TollwayError
 
@@ -31,8 +34,29 @@ def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id") or "")
 
 
-def error_response(err: TollwayError, rid: str) -> JSON:
-    return JSON(openai_envelope(err, rid), status_code=err.status, headers=err.headers)
+# The routes (under /v1 and /api/v1) whose errors are in seed 001's envelope: its task API, and its
+# account routes. Anthropic's is /messages, Gemini's everything under /v1beta; OpenAI's the rest.
+TASK_ROUTES = ("/images/generate", "/images/status", "/videos/generate", "/videos/status")
+ACCOUNT_ROUTES = ("/account/credits", "/account/calculate-cost")
+
+
+def error_response(err: TollwayError, rid: str, path: str = "") -> JSON:
+    """`err` in the envelope of the surface `path` belongs to, so that an error raised before the route
+    runs (the body limit, the failed-request limit, an unknown method, a crash) reads as the route's."""
+    body: Any
+    status = err.status
+    route = path.removeprefix("/api").removeprefix("/v1")
+    if path.startswith(("/v1beta/", "/api/v1beta/")):
+        body = gemini_error(status, err.message)
+    elif route == "/messages":
+        body = anthropic_error(err, rid)
+    elif route in TASK_ROUTES:
+        body, status = task_api.task_error(err)
+    elif route in ACCOUNT_ROUTES:
+        body = task_api.account_error(err)
+    else:
+        body = openai_envelope(err, rid)
+    return JSON(body, status_code=status, headers=err.headers)
 
 
 async def read_json(request: Request) -> Any:
@@ -50,7 +74,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def install_error_handlers(app: FastAPI) -> None:
     async def on_tollway(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TollwayError)
-        return error_response(exc, request_id(request))
+        return error_response(exc, request_id(request), request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -59,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         err = TollwayError(
             ErrorCode.VALIDATION, f"Invalid `{param}`: {first.get('msg', 'invalid')}.", param=param
         )
-        return error_response(err, request_id(request))
+        return error_response(err, request_id(request), request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -70,9 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"{request.method} is not allowed here; use {', '.join(allowed)}.",
                 headers={"allow": ", ".join(allowed)},
             )
-            return error_response(err, request_id(request))
+            return error_response(err, request_id(request), request.url.path)
         code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION
-        return error_response(TollwayError(code), request_id(request))
+        return error_response(TollwayError(code), request_id(request), request.url.path)
 
     # An unexpected error is answered by api/middleware.py's RequestContext, not by a handler here:
     # Starlette re-raises after its 500 handler, and uvicorn would then drop the connection.

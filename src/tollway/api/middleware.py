@@ -75,7 +75,7 @@ class RequestContext:
                 # connection stays open.
                 return
             err = exc if isinstance(exc, TollwayError) else TollwayError(ErrorCode.INTERNAL)
-            await error_response(err, rid)(scope, receive, send_with_id)
+            await error_response(err, rid, scope.get("path", ""))(scope, receive, send_with_id)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         check_url(scope.get("path", ""), scope.get("query_string", b""))
@@ -120,7 +120,7 @@ class FailedRequests:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         services = getattr(scope["app"].state, "services", None) if "app" in scope else None
         raw = _raw_key(scope) if path.startswith(("/v1/", "/api/v1/")) else None
-        if services is None or not raw or len(raw) > 256:
+        if services is None or not raw or len(raw) > 256 or not services.settings.failed_request_limit:
             await self.app(scope, receive, send)
             return
         subject = services.keys.hash(raw)[:32]
@@ -129,7 +129,7 @@ class FailedRequests:
         if blocked > 0:
             err = TollwayError(ErrorCode.RATE_LIMITED, FAILED_MESSAGE, headers=retry_headers(blocked))
             rid = str(scope.get("state", {}).get("request_id") or "")
-            await error_response(err, rid)(scope, receive, send)
+            await error_response(err, rid, path)(scope, receive, send)
             return
         status = 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
@@ -11,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
+from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog.view import model_object
@@ -22,13 +22,7 @@ from tollway.errors import ErrorCode, TollwayError
 router = APIRouter()
 
 
-def _body_doc(schema: type[Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}},
-        }
-    }
+CHAT_ANSWER = {"application/json": {"schema": JSON_OBJECT}, "text/event-stream": SSE}
 
 
 def _render(result: Result) -> Response:
@@ -46,8 +40,8 @@ async def _rendered(result: Awaitable[Result]) -> Response:
 @router.post(
     "/chat/completions",
     summary="Chat completion (buffered, or SSE with stream=true)",
-    openapi_extra=_body_doc(ChatRequest),
     tags=["inference"],
+    **documented(body=ChatRequest, errors=PAID, ok=CHAT_ANSWER),
 )
 async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
@@ -57,7 +51,7 @@ async def chat_completions(request: Request, who: Caller = Depends(inference_cal
 
 
 @router.post(
-    "/embeddings", summary="Embeddings", openapi_extra=_body_doc(EmbeddingsRequest), tags=["inference"]
+    "/embeddings", summary="Embeddings", tags=["inference"], **documented(body=EmbeddingsRequest, errors=PAID)
 )
 async def embeddings(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
@@ -66,7 +60,12 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
     return await once(request, who, "embeddings", lambda: _rendered(pipeline.embeddings(call, body)))
 
 
-@router.get("/models", summary="The model catalog (OpenAI list shape, Venice `type` filter)", tags=["models"])
+@router.get(
+    "/models",
+    summary="The model catalog (OpenAI list shape, Venice `type` filter)",
+    tags=["models"],
+    **documented(errors=KEYED),
+)
 async def list_models(
     request: Request,
     type: str = Query(
@@ -80,7 +79,7 @@ async def list_models(
     return JSON({"object": "list", "type": type, "data": [model_object(m) for m in catalog.of_type(type)]})
 
 
-@router.get("/models/{model_id}", summary="One model", tags=["models"])
+@router.get("/models/{model_id}", summary="One model", tags=["models"], **documented(errors=BY_ID))
 async def get_model(request: Request, model_id: str, who: Caller = Depends(inference_caller)) -> Response:
     catalog = request.app.state.services.catalog
     return JSON(model_object(catalog.resolve(model_id)))

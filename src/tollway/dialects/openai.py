@@ -9,7 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from tollway.errors import TollwayError
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+    param: str | None
+    request_id: str
+
+
+class OpenAIError(BaseModel):
+    """The envelope as /openapi.json documents it (errors may add fields, e.g. `required`)."""
+
+    error: OpenAIErrorDetail
 
 
 def openai_envelope(err: TollwayError, request_id: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Tollway's ErrorCodes; the task status words are seed 001's too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from tollway.errors import ErrorCode, TollwayError
 
@@ -37,6 +39,19 @@ VIDEO_STATUS = {
     "completed": "succeeded",
     "failed": "failed",
 }
+
+
+class TaskApiErrorDetail(BaseModel):
+    code: str
+    message: str
+    param: str | None = None  # present when one field is at fault
+
+
+class TaskApiError(BaseModel):
+    """The failure envelope as /openapi.json documents it."""
+
+    success: Literal[False]
+    error: TaskApiErrorDetail
 
 
 def success(data: Any) -> dict[str, Any]:

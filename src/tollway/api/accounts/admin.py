@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
+from tollway.api.spec import BY_ID, KEYED, WRITES, documented
 from tollway.core.access.keys import KeySettings
 from tollway.core.inference.schemas import validate
 from tollway.core.money.amounts import PositiveUsdAmount, UsdAmount
@@ -29,12 +30,9 @@ class Credit(BaseModel):
     reference: str = Field(min_length=1, max_length=120)
 
 
-def _doc(model: type[BaseModel]) -> dict[str, object]:
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
-
-
-@router.post("/accounts", status_code=201, summary="Create an account", openapi_extra=_doc(NewAccount))
+@router.post(
+    "/accounts", summary="Create an account", **documented(body=NewAccount, errors=(*KEYED, 415), status=201)
+)
 async def create_account(request: Request) -> Response:
     body = validate(NewAccount, await read_json(request))
     account = await request.app.state.services.accounts.create(
@@ -43,7 +41,7 @@ async def create_account(request: Request) -> Response:
     return JSON(account.public(), status_code=201)
 
 
-@router.get("/accounts/{account_id}", summary="An account with its balance")
+@router.get("/accounts/{account_id}", summary="An account with its balance", **documented(errors=BY_ID))
 async def get_account(request: Request, account_id: str) -> Response:
     return JSON((await request.app.state.services.accounts.get(account_id)).public())
 
@@ -51,7 +49,7 @@ async def get_account(request: Request, account_id: str) -> Response:
 @router.post(
     "/accounts/{account_id}/credits",
     summary="Credit an account (idempotent by reference)",
-    openapi_extra=_doc(Credit),
+    **documented(body=Credit, errors=WRITES),
 )
 async def credit_account(request: Request, account_id: str) -> Response:
     body = validate(Credit, await read_json(request))
@@ -65,21 +63,24 @@ async def credit_account(request: Request, account_id: str) -> Response:
 
 @router.post(
     "/accounts/{account_id}/keys",
-    status_code=201,
     summary="Mint a key for an account",
-    openapi_extra=_doc(KeySettings),
+    **documented(body=KeySettings, errors=WRITES, status=201),
 )
 async def mint_key(request: Request, account_id: str) -> Response:
     settings = validate(KeySettings, await read_json(request))
     return JSON(await request.app.state.services.keys.mint(account_id, settings), status_code=201)
 
 
-@router.get("/accounts/{account_id}/keys", summary="List an account's active keys (never the secrets)")
+@router.get(
+    "/accounts/{account_id}/keys",
+    summary="List an account's active keys (never the secrets)",
+    **documented(errors=BY_ID),
+)
 async def list_keys(request: Request, account_id: str) -> Response:
     await request.app.state.services.accounts.get(account_id)
     return JSON({"object": "list", "data": await request.app.state.services.keys.list(account_id)})
 
 
-@router.delete("/keys/{key_id}", summary="Revoke a key")
+@router.delete("/keys/{key_id}", summary="Revoke a key", **documented(errors=BY_ID))
 async def revoke_key(request: Request, key_id: str) -> Response:
     return JSON(await request.app.state.services.keys.revoke(key_id))

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import caller
 from tollway.api.http import JSON, read_json
+from tollway.api.spec import JSON_OBJECT, KEYED, documented
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
 from tollway.core.money.prices import TokenUsage, nano_to_usd, token_cost
@@ -30,6 +31,7 @@ from tollway.core.money.usage_reports import (
     parse_instant,
 )
 from tollway.dialects import task_api
+from tollway.dialects.task_api import TaskApiError
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["billing"])
@@ -98,7 +100,11 @@ def _wants_csv(accept: str) -> bool:
 # -- NightVeil reseller API -------------------------------------------------------------------
 
 
-@router.get("/usage", summary="Usage grouped by key label, model and UTC day (admin-scope key)")
+@router.get(
+    "/usage",
+    summary="Usage grouped by key label, model and UTC day (admin-scope key)",
+    **documented(errors=KEYED),
+)
 async def usage_report(
     request: Request,
     start: str | None = Query(None, description="ISO date or date-time, UTC; default 30 days before end"),
@@ -114,7 +120,14 @@ async def usage_report(
 # -- Venice billing API ------------------------------------------------------------------------
 
 
-@router.get("/billing/usage", summary="Billing usage entries, paginated; JSON or CSV (Accept: text/csv)")
+@router.get(
+    "/billing/usage",
+    summary="Billing usage entries, paginated; JSON or CSV (Accept: text/csv)",
+    **documented(
+        errors=KEYED,
+        ok={"application/json": {"schema": JSON_OBJECT}, "text/csv": {"schema": {"type": "string"}}},
+    ),
+)
 async def billing_usage(
     request: Request,
     currency: str | None = Query(None, description="USD | VCU | DIEM (Tollway bills in USD only)"),
@@ -167,7 +180,7 @@ async def billing_usage(
     return JSON({"data": rows, "pagination": pagination}, headers=headers)
 
 
-@router.get("/billing/balance", summary="The account's balance (USD)")
+@router.get("/billing/balance", summary="The account's balance (USD)", **documented(errors=KEYED))
 async def billing_balance(request: Request, who: Caller = Depends(account_caller)) -> Response:
     balance, reserved = await request.app.state.services.ledger.balances(_account_id(who))
     available = nano_to_usd(balance - reserved)
@@ -183,7 +196,11 @@ async def billing_balance(request: Request, who: Caller = Depends(account_caller
     )
 
 
-@router.get("/deposit-address", summary="Crypto deposits (not enabled on Tollway)")
+@router.get(
+    "/deposit-address",
+    summary="Crypto deposits (not enabled on Tollway)",
+    **documented(errors=(401, 403, 404), ok={}),
+)
 async def deposit_address(who: Caller = Depends(account_caller)) -> Response:
     raise TollwayError(ErrorCode.NOT_FOUND, DEPOSITS_DISABLED)
 
@@ -209,7 +226,11 @@ class CostRequest(BaseModel):
     max_tokens: int = Field(default=0, ge=0)
 
 
-@router.get("/account/credits", summary="Balance in credits (seed-001 envelope)")
+@router.get(
+    "/account/credits",
+    summary="Balance in credits (seed-001 envelope)",
+    **documented(errors=(401, 403, 404), envelope=TaskApiError),
+)
 async def account_credits(request: Request) -> Response:
     services = request.app.state.services
 
@@ -233,12 +254,7 @@ async def account_credits(request: Request) -> Response:
 @router.post(
     "/account/calculate-cost",
     summary="Preview the credit cost of a call (seed-001 envelope)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": CostRequest.model_json_schema()}},
-        }
-    },
+    **documented(body=CostRequest, errors=(400, 401, 403, 410, 415), envelope=TaskApiError),
 )
 async def calculate_cost(request: Request) -> Response:
     catalog = request.app.state.services.catalog

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import caller
 from tollway.api.http import JSON, read_json
+from tollway.api.spec import BY_ID, KEYED, documented
 from tollway.core.access.keys import KeySettings, check_future
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
@@ -42,14 +43,8 @@ def actor_of(who: Caller) -> str:
 
 @router.post(
     "/keys",
-    status_code=201,
     summary="Mint a key on your account (the secret is shown once, as `key`)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeySettings"}}},
-        }
-    },
+    **documented(body=KeySettings, errors=(*KEYED, 415), status=201),
 )
 async def mint_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     settings = validate(KeySettings, await read_json(request))
@@ -59,19 +54,23 @@ async def mint_key(request: Request, who: Caller = Depends(key_admin_caller)) ->
     return JSON(key, status_code=201)
 
 
-@router.get("/keys", summary="Your account's active keys (never the secrets)")
+@router.get("/keys", summary="Your account's active keys (never the secrets)", **documented(errors=KEYED))
 async def list_keys(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     assert who.account_id is not None
     return JSON({"object": "list", "data": await request.app.state.services.keys.list(who.account_id)})
 
 
-@router.get("/keys/events", summary="Audit trail of your account's key events (newest first)")
+@router.get(
+    "/keys/events",
+    summary="Audit trail of your account's key events (newest first)",
+    **documented(errors=KEYED),
+)
 async def key_events(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     assert who.account_id is not None
     return JSON({"object": "list", "data": await request.app.state.services.keys.events(who.account_id)})
 
 
-@router.delete("/keys/{key_id}", summary="Revoke one of your keys, at once")
+@router.delete("/keys/{key_id}", summary="Revoke one of your keys, at once", **documented(errors=BY_ID))
 async def revoke_key(request: Request, key_id: str, who: Caller = Depends(key_admin_caller)) -> Response:
     keys = request.app.state.services.keys
     return JSON(await keys.revoke(key_id, account_id=who.account_id, actor=actor_of(who)))

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
+from tollway.api.spec import KEYED, documented
 from tollway.core.caller import Caller
 
 router = APIRouter(tags=["rate limits"])
@@ -23,7 +24,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@router.get("/api_keys/rate_limits", summary="The calling key's rate limits and balance (Venice shape)")
+@router.get(
+    "/api_keys/rate_limits",
+    summary="The calling key's rate limits and balance (Venice shape)",
+    **documented(errors=KEYED),
+)
 async def rate_limits(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     services = request.app.state.services
     assert who.account_id is not None
@@ -52,7 +57,11 @@ async def rate_limits(request: Request, who: Caller = Depends(inference_caller))
     return JSON({"data": data})
 
 
-@router.get("/api_keys/rate_limits/log", summary="The account's last 50 rate-limited requests")
+@router.get(
+    "/api_keys/rate_limits/log",
+    summary="The account's last 50 rate-limited requests",
+    **documented(errors=KEYED),
+)
 async def rate_limit_log(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     assert who.account_id is not None
     events = await request.app.state.services.limiter.events(who.account_id)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from tollway.api.accounts.keys import actor_of, key_admin_caller
 from tollway.api.http import JSON, read_json
+from tollway.api.spec import BY_ID, KEYED, documented
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
@@ -136,7 +137,11 @@ def venice_created(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/api_keys", summary="Create an API key (Venice shape; the secret is data.apiKey, shown once)")
+@router.post(
+    "/api_keys",
+    summary="Create an API key (Venice shape; the secret is data.apiKey, shown once)",
+    **documented(body=VeniceNewKey, errors=(*KEYED, 415)),
+)
 async def create_api_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     body = validate(VeniceNewKey, await read_json(request))
     settings = venice_settings(body.apiKeyType, body.description, body.consumptionLimit, body.expiresAt)
@@ -145,14 +150,16 @@ async def create_api_key(request: Request, who: Caller = Depends(key_admin_calle
     return JSON(venice_created(key))
 
 
-@router.get("/api_keys", summary="Active API keys (Venice shape)")
+@router.get("/api_keys", summary="Active API keys (Venice shape)", **documented(errors=KEYED))
 async def list_api_keys(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     assert who.account_id is not None
     keys = await request.app.state.services.keys.list(who.account_id)
     return JSON({"data": [venice_view(k) for k in keys], "object": "list"})
 
 
-@router.delete("/api_keys", summary="Delete (revoke) an API key: DELETE /api_keys?id=")
+@router.delete(
+    "/api_keys", summary="Delete (revoke) an API key: DELETE /api_keys?id=", **documented(errors=BY_ID)
+)
 async def delete_api_key(
     request: Request, id: str | None = None, who: Caller = Depends(key_admin_caller)
 ) -> Response:
@@ -162,7 +169,7 @@ async def delete_api_key(
     return JSON({"success": True})
 
 
-@router.get("/api_keys/{key_id}", summary="One API key (Venice shape)")
+@router.get("/api_keys/{key_id}", summary="One API key (Venice shape)", **documented(errors=BY_ID))
 async def get_api_key(request: Request, key_id: str, who: Caller = Depends(key_admin_caller)) -> Response:
     assert who.account_id is not None
     return JSON({"data": venice_view(await request.app.state.services.keys.get(key_id, who.account_id))})

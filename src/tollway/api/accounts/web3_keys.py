@@ -17,6 +17,7 @@ from tollway.api.accounts.venice_keys import VeniceLimit, expiry_form, venice_cr
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
 from tollway.api.limits import parse_json
+from tollway.api.spec import WRITES, documented
 from tollway.core.access.web3 import Wallets, issue_token, normalize_address, recover_signer, verify_token
 from tollway.core.inference.schemas import validate
 from tollway.errors import ErrorCode, TollwayError
@@ -62,14 +63,24 @@ async def _body(request: Request) -> Any:
     return parse_json(await request.body())
 
 
-@router.get("/api_keys/generate_web3_key", summary="A short-lived token for a wallet to sign (no auth)")
+@router.get(
+    "/api_keys/generate_web3_key",
+    summary="A short-lived token for a wallet to sign (no auth)",
+    **documented(errors=(404,)),
+)
 async def web3_token(request: Request) -> Response:
     _enabled(request)
     token = issue_token(request.app.state.services.settings.pepper())
     return JSON({"data": {"token": token}, "success": True})
 
 
-@router.post("/api_keys/generate_web3_key", summary="Mint an inference key with a wallet signature (no auth)")
+@router.post(
+    "/api_keys/generate_web3_key",
+    summary="Mint an inference key with a wallet signature (no auth)",
+    description="Off unless the operator sets TOLLWAY_WEB3_KEYS=true (404). The body may come without "
+    "a Content-Type, as Venice's example sends it.",
+    **documented(body=Web3NewKey, errors=(400, 401, 403, 404, 415)),
+)
 async def web3_key(request: Request) -> Response:
     _enabled(request)
     services = request.app.state.services
@@ -99,7 +110,9 @@ async def web3_key(request: Request) -> Response:
 
 
 @admin_router.post(
-    "/accounts/{account_id}/wallets", status_code=201, summary="Bind a wallet address to an account"
+    "/accounts/{account_id}/wallets",
+    summary="Bind a wallet address to an account",
+    **documented(body=WalletBinding, errors=(*WRITES, 409), status=201),
 )
 async def bind_wallet(request: Request, account_id: str) -> Response:
     body = validate(WalletBinding, await read_json(request))

@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
+from tollway.api.media import schemas
 from tollway.api.media.input import (
     MAX_AUDIO_BYTES,
     Fields,
@@ -23,10 +24,12 @@ from tollway.api.media.input import (
     text,
     upload_bytes,
 )
+from tollway.api.spec import BINARY, FORM, JSON_OBJECT, KEYED, PAID, documented
+from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.errors import ErrorCode, TollwayError
-from tollway.media_formats import SPEECH_MAX_CHARS
+from tollway.media_formats import SPEECH_MAX_CHARS, check_speakable
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
 
 router = APIRouter()
@@ -41,6 +44,13 @@ SPEECH_FORMATS = {
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian"}
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+TEXT = {"schema": {"type": "string"}}
+TRANSCRIPTS = {
+    JSON_BODY: {"schema": JSON_OBJECT},
+    "text/plain": TEXT,
+    "text/vtt": TEXT,
+    "application/x-subrip": TEXT,
+}
 
 
 def _voices(request: Request, model_id: str) -> list[str]:
@@ -55,7 +65,15 @@ def _voices(request: Request, model_id: str) -> list[str]:
 
 
 @router.post(
-    "/audio/speech", summary="Text to speech (binary audio; streaming sentence by sentence)", tags=["audio"]
+    "/audio/speech",
+    summary="Text to speech (binary audio; streaming sentence by sentence)",
+    tags=["audio"],
+    **documented(
+        body=schemas.SpeechRequest,
+        errors=PAID,
+        media=(JSON_BODY, FORM),
+        ok={content_type: {"schema": BINARY} for content_type in SPEECH_FORMATS.values()},
+    ),
 )
 @idempotent("audio/speech")
 async def audio_speech(request: Request, who: Caller = Depends(inference_caller)) -> Response:
@@ -67,6 +85,7 @@ async def audio_speech(request: Request, who: Caller = Depends(inference_caller)
         raise TollwayError(ErrorCode.VALIDATION, "`input` is required and must not be empty.", param="input")
     speech_input = text(fields, "input", required=True, min_len=1, max_len=SPEECH_MAX_CHARS)
     assert speech_input is not None
+    check_speakable(speech_input, "input")
     fmt = choice(fields, "response_format", tuple(SPEECH_FORMATS), "mp3") or "mp3"
     speed = number(fields, "speed", 1.0, low=0.25, high=4.0) or 1.0
     voice = fields.get("voice", "af_sky")
@@ -84,7 +103,9 @@ async def audio_speech(request: Request, who: Caller = Depends(inference_caller)
     return Response(audio, media_type=SPEECH_FORMATS[fmt], headers=charged.headers)
 
 
-@router.get("/audio/voices", summary="Voices of the speech models", tags=["audio"])
+@router.get(
+    "/audio/voices", summary="Voices of the speech models", tags=["audio"], **documented(errors=(*KEYED, 410))
+)
 async def audio_voices(
     request: Request,
     model: str | None = Query(None, description="a tts model id; all tts models when absent"),
@@ -122,7 +143,14 @@ def render_subtitles(transcript: Transcript, fmt: str) -> str:
     return "\n".join(lines)
 
 
-@router.post("/audio/transcriptions", summary="Speech to text (multipart upload)", tags=["audio"])
+@router.post(
+    "/audio/transcriptions",
+    summary="Speech to text (multipart upload)",
+    tags=["audio"],
+    **documented(
+        body=schemas.TranscriptionRequest, errors=PAID, media=(FORM,), files=("file",), ok=TRANSCRIPTS
+    ),
+)
 @idempotent("audio/transcriptions")
 async def audio_transcriptions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request, multipart_only=True)

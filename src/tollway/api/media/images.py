@@ -18,6 +18,7 @@ from tollway import media_formats
 from tollway.api.auth import caller, inference_caller, raw_key
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
+from tollway.api.media import schemas
 from tollway.api.media.input import (
     Fields,
     choice,
@@ -30,6 +31,8 @@ from tollway.api.media.input import (
     store_of,
     text,
 )
+from tollway.api.spec import BINARY, BY_ID, FORM, JSON_OBJECT, KEYED, PAID, documented
+from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.errors import ErrorCode, TollwayError
@@ -47,6 +50,8 @@ UPSCALE_MIN_PIXELS = 65_536  # 256²
 UPSCALE_MAX_PIXELS = 16_777_216  # 4096²
 EDIT_MAX_PIXELS = 33_177_600  # 7680×4320
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+IMAGE_ANSWER = {content_type: {"schema": BINARY} for content_type in CONTENT_TYPES.values()}
+BOTH = (JSON_BODY, FORM)  # JSON, or multipart with the image as a file
 VENICE_HEADERS = {"x-venice-is-blurred": "false", "x-venice-is-content-violation": "false"}
 
 
@@ -76,7 +81,12 @@ def _media_url(request: Request, path: str) -> str:
     return str(request.base_url).rstrip("/") + base + path
 
 
-@router.post("/images/generations", summary="Generate images (OpenAI shape)", tags=["images"])
+@router.post(
+    "/images/generations",
+    summary="Generate images (OpenAI shape)",
+    tags=["images"],
+    **documented(body=schemas.ImagesGenerationsRequest, errors=PAID, media=BOTH),
+)
 @idempotent("images/generations")
 async def images_generations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -113,7 +123,17 @@ async def images_generations(request: Request, who: Caller = Depends(inference_c
     return JSON({"created": int(time.time()), "data": data}, headers=charged.headers)
 
 
-@router.post("/image/generate", summary="Generate images (Venice native)", tags=["images"])
+@router.post(
+    "/image/generate",
+    summary="Generate images (Venice native)",
+    tags=["images"],
+    **documented(
+        body=schemas.ImageGenerateRequest,
+        errors=PAID,
+        media=BOTH,
+        ok={JSON_BODY: {"schema": JSON_OBJECT}, **IMAGE_ANSWER},
+    ),
+)
 @idempotent("image/generate")
 async def image_generate(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     started = time.perf_counter()
@@ -223,7 +243,12 @@ async def _input_image(
     return data, image
 
 
-@router.post("/image/edit", summary="Edit an image from a prompt (binary response)", tags=["images"])
+@router.post(
+    "/image/edit",
+    summary="Edit an image from a prompt (binary response)",
+    tags=["images"],
+    **documented(body=schemas.ImageEditRequest, errors=PAID, media=BOTH, files=("image",), ok=IMAGE_ANSWER),
+)
 @idempotent("image/edit")
 async def image_edit(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -238,7 +263,14 @@ async def image_edit(request: Request, who: Caller = Depends(inference_caller)) 
     return Response(out, media_type=CONTENT_TYPES[fmt], headers=charged.headers)
 
 
-@router.post("/image/upscale", summary="Upscale (Lanczos) and/or enhance an image", tags=["images"])
+@router.post(
+    "/image/upscale",
+    summary="Upscale (Lanczos) and/or enhance an image",
+    tags=["images"],
+    **documented(
+        body=schemas.ImageUpscaleRequest, errors=PAID, media=BOTH, files=("image",), ok=IMAGE_ANSWER
+    ),
+)
 @idempotent("image/upscale")
 async def image_upscale(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -264,7 +296,18 @@ async def image_upscale(request: Request, who: Caller = Depends(inference_caller
     )
 
 
-@router.post("/image/background-remove", summary="Remove the background (PNG with alpha)", tags=["images"])
+@router.post(
+    "/image/background-remove",
+    summary="Remove the background (PNG with alpha)",
+    tags=["images"],
+    **documented(
+        body=schemas.BackgroundRemoveRequest,
+        errors=PAID,
+        media=BOTH,
+        files=("image",),
+        ok={"image/png": {"schema": BINARY}},
+    ),
+)
 @idempotent("image/background-remove")
 async def image_background_remove(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -285,12 +328,17 @@ async def image_background_remove(request: Request, who: Caller = Depends(infere
     return Response(out, media_type="image/png", headers=charged.headers)
 
 
-@router.get("/image/styles", summary="Image style presets", tags=["images"])
+@router.get("/image/styles", summary="Image style presets", tags=["images"], **documented(errors=KEYED))
 async def image_styles(who: Caller = Depends(inference_caller)) -> Response:
     return JSON({"object": "list", "data": STYLES})
 
 
-@router.get("/media/{media_id}", summary="Generated media (signed, expiring link)", tags=["images"])
+@router.get(
+    "/media/{media_id}",
+    summary="Generated media (signed, expiring link)",
+    tags=["images"],
+    **documented(errors=BY_ID, ok={"*/*": {"schema": BINARY}}),
+)
 async def get_media(request: Request, media_id: str, exp: str = "", sig: str = "") -> Response:
     # The signature is the credential (clients fetch `url` with no key). A request that does present
     # a key must be the owner's: another tenant's key sees 404, never someone else's media.

@@ -10,7 +10,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
@@ -18,7 +18,10 @@ from tollway import media_formats
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import idempotent
+from tollway.api.media import schemas
 from tollway.api.media.input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
+from tollway.api.spec import BINARY, BY_ID, FORM, KEYED, PAID, documented
+from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.jobs import build
@@ -41,6 +44,10 @@ STATUS = {
     "failed": "FAILED",
     "unknown": "UNKNOWN",
 }
+BOTH = (JSON_BODY, FORM)
+_DELETE = Query(None, description="true: delete the file once downloaded")
+AUDIO_FILES = {content_type: {"schema": BINARY} for _, content_type in media_formats.AUDIO_FORMATS.values()}
+RETRIEVE = documented(body=schemas.RetrieveRequest, errors=(*BY_ID, 415), media=BOTH)
 UNKNOWN_NOTE = (
     "The upstream has not confirmed the result in time; the job is being reconciled. "
     "Your quote stays held and is charged only if the job completes."
@@ -122,6 +129,7 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         body = {"input": spoken}
         words = text(body, "input", required=True, min_len=1, max_len=MAX_SPEECH_CHARS)
         assert words is not None
+        media_formats.check_speakable(words, "input")
         return build.speech_job(model, words, fields.get("voice"), fmt)
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
     assert prompt is not None
@@ -238,7 +246,11 @@ async def download(request: Request, who: Caller, job_id: str, kind: str | None)
 # -- routes ----------------------------------------------------------------------------------------
 
 
-@router.post("/video/quote", summary="Price a video before queueing it")
+@router.post(
+    "/video/quote",
+    summary="Price a video before queueing it",
+    **documented(body=schemas.VideoRequest, errors=(*KEYED, 410, 415), media=BOTH),
+)
 async def video_quote(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
     model = video_model(request, fields.get("model"))
@@ -247,7 +259,11 @@ async def video_quote(request: Request, who: Caller = Depends(inference_caller))
     return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
 
 
-@router.post("/video/queue", summary="Queue a video generation (the quote is held)")
+@router.post(
+    "/video/queue",
+    summary="Queue a video generation (the quote is held)",
+    **documented(body=schemas.VideoRequest, errors=PAID, media=BOTH),
+)
 @idempotent("video/queue")
 async def video_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -257,17 +273,27 @@ async def video_queue(request: Request, who: Caller = Depends(inference_caller))
     return await _queue(request, who, await video_job(request, who, fields, model, endpoint="video_queue"))
 
 
-@router.post("/video/retrieve", summary="A video job's status, and its download path when done")
+@router.post("/video/retrieve", summary="A video job's status, and its download path when done", **RETRIEVE)
 async def video_retrieve(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     return await _retrieve(request, who, "video")
 
 
-@router.get("/video/download/{job_id}", summary="Download a finished video (?delete=true deletes it after)")
-async def video_download(request: Request, job_id: str, who: Caller = Depends(inference_caller)) -> Response:
+@router.get(
+    "/video/download/{job_id}",
+    summary="Download a finished video (?delete=true deletes it after)",
+    **documented(errors=(*BY_ID, 409), ok={"video/mp4": {"schema": BINARY}}),
+)
+async def video_download(
+    request: Request, job_id: str, delete: str | None = _DELETE, who: Caller = Depends(inference_caller)
+) -> Response:
     return await download(request, who, job_id, "video")
 
 
-@router.post("/audio/queue", summary="Queue music, a sound effect or long speech (the quote is held)")
+@router.post(
+    "/audio/queue",
+    summary="Queue music, a sound effect or long speech (the quote is held)",
+    **documented(body=schemas.AudioQueueRequest, errors=PAID, media=BOTH),
+)
 @idempotent("audio/queue")
 async def audio_queue(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     fields = await read_fields(request)
@@ -277,11 +303,17 @@ async def audio_queue(request: Request, who: Caller = Depends(inference_caller))
     return await _queue(request, who, audio_job(request, fields, model))
 
 
-@router.post("/audio/retrieve", summary="An audio job's status, and its download path when done")
+@router.post("/audio/retrieve", summary="An audio job's status, and its download path when done", **RETRIEVE)
 async def audio_retrieve(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     return await _retrieve(request, who, "audio")
 
 
-@router.get("/audio/download/{job_id}", summary="Download finished audio (?delete=true deletes it after)")
-async def audio_download(request: Request, job_id: str, who: Caller = Depends(inference_caller)) -> Response:
+@router.get(
+    "/audio/download/{job_id}",
+    summary="Download finished audio (?delete=true deletes it after)",
+    **documented(errors=(*BY_ID, 409), ok=AUDIO_FILES),
+)
+async def audio_download(
+    request: Request, job_id: str, delete: str | None = _DELETE, who: Caller = Depends(inference_caller)
+) -> Response:
     return await download(request, who, job_id, "audio")

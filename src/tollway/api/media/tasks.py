@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from tollway import media_formats
 from tollway.api.accounts.billing import account_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import once
+from tollway.api.media import schemas
 from tollway.api.media.input import Fields, choice, integer, media_of, read_fields, text
-from tollway.api.media.jobs import jobs_of, keep_input, video_job, video_model
+from tollway.api.media.jobs import BOTH, jobs_of, keep_input, video_job, video_model
+from tollway.api.spec import PAID, documented
 from tollway.core.caller import Caller
 from tollway.core.jobs import build
 from tollway.core.jobs.service import NewJob
@@ -29,9 +31,11 @@ from tollway.core.money import prices
 from tollway.core.money.prices import nano_to_usd
 from tollway.core.money.usage_reports import credit_nano, credits_needed, credits_of
 from tollway.dialects import task_api
+from tollway.dialects.task_api import TaskApiError
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(tags=["task API (seed 001)"])
+_TASK_ID = Query(None, description="The task_id images/generate or videos/generate answered")
 
 
 async def _task(
@@ -73,7 +77,11 @@ async def _submitted(request: Request, who: Caller, new: NewJob, status: str) ->
     }
 
 
-@router.post("/images/generate", summary="Generate images as a task (seed-001 envelope)")
+@router.post(
+    "/images/generate",
+    summary="Generate images as a task (seed-001 envelope)",
+    **documented(body=schemas.TaskImageRequest, errors=(*PAID, 451), envelope=TaskApiError, media=BOTH),
+)
 async def images_generate(request: Request) -> Response:
     async def work(who: Caller) -> dict[str, Any]:
         fields = await read_fields(request)
@@ -110,7 +118,11 @@ async def images_generate(request: Request) -> Response:
     return await _task(request, work, creates="task:images/generate")
 
 
-@router.post("/videos/generate", summary="Generate a video as a task (seed-001 envelope)")
+@router.post(
+    "/videos/generate",
+    summary="Generate a video as a task (seed-001 envelope)",
+    **documented(body=schemas.TaskVideoRequest, errors=(*PAID, 451), envelope=TaskApiError, media=BOTH),
+)
 async def videos_generate(request: Request) -> Response:
     async def work(who: Caller) -> dict[str, Any]:
         fields = await read_fields(request)
@@ -168,11 +180,19 @@ async def _status(request: Request, kind: str, statuses: dict[str, str], url_fie
     return await _task(request, work)
 
 
-@router.get("/images/status", summary="An image task's status (seed-001 envelope)")
-async def images_status(request: Request) -> Response:
+@router.get(
+    "/images/status",
+    summary="An image task's status (seed-001 envelope)",
+    **documented(errors=(400, 401, 403, 404), envelope=TaskApiError),
+)
+async def images_status(request: Request, task_id: str | None = _TASK_ID) -> Response:
     return await _status(request, "image", task_api.IMAGE_STATUS, "image_url")
 
 
-@router.get("/videos/status", summary="A video task's status (seed-001 envelope)")
-async def videos_status(request: Request) -> Response:
+@router.get(
+    "/videos/status",
+    summary="A video task's status (seed-001 envelope)",
+    **documented(errors=(400, 401, 403, 404), envelope=TaskApiError),
+)
+async def videos_status(request: Request, task_id: str | None = _TASK_ID) -> Response:
     return await _status(request, "video", task_api.VIDEO_STATUS, "video_url")

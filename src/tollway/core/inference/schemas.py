@@ -80,8 +80,12 @@ class Tool(_Open):
         return value
 
 
+# Documented non-empty; the catalog's lookup (core/catalog/catalog.py) is what refuses an empty one.
+MODEL = Field(description="A model id or alias from GET /v1/models.", json_schema_extra={"minLength": 1})
+
+
 class ChatRequest(_Open):
-    model: str
+    model: str = MODEL
     messages: list[Message] = Field(min_length=1)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -115,7 +119,7 @@ class ChatRequest(_Open):
 
 
 class EmbeddingsRequest(_Open):
-    model: str
+    model: str = MODEL
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)

@@ -6,7 +6,9 @@ The error type follows the HTTP status as Anthropic's API names it; a mid-stream
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from tollway.errors import TollwayError
 
@@ -22,6 +24,19 @@ ERROR_TYPES = {
     503: "overloaded_error",
     504: "timeout_error",
 }
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicError(BaseModel):
+    """The envelope as /openapi.json documents it."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+    request_id: str
 
 
 def error_body(err: TollwayError, request_id: str) -> dict[str, Any]:

@@ -20,28 +20,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class Source(_Strict):
+class ImageSource(_Strict):
     type: str
     media_type: str | None = None
     data: str | None = None
     url: str | None = None
 
 
-class Block(_Strict):
+class ContentBlock(_Strict):
     """A content block. What each type needs is checked; other types are kept as they are."""
 
     type: str
     text: str | None = None
-    source: Source | None = None
+    source: ImageSource | None = None
     id: str | None = None
     name: str | None = None
     input: dict[str, Any] | None = None
     tool_use_id: str | None = None
-    content: str | list[Block] | None = None
+    content: str | list[ContentBlock] | None = None
     is_error: bool | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> Block:
+    def _complete(self) -> ContentBlock:
         needs = {
             "text": ("text",),
             "image": ("source",),
@@ -54,40 +54,40 @@ class Block(_Strict):
         return self
 
 
-class Message(_Strict):
+class AnthropicMessage(_Strict):
     role: Literal["user", "assistant"]
-    content: str | list[Block]
+    content: str | list[ContentBlock]
 
 
-class Tool(_Strict):
+class AnthropicTool(_Strict):
     name: str = Field(min_length=1)
     description: str | None = None
     input_schema: dict[str, Any] | None = None
 
 
-class ToolChoice(_Strict):
+class AnthropicToolChoice(_Strict):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
 
 
-class Metadata(_Strict):
+class AnthropicMetadata(_Strict):
     user_id: str | None = None
 
 
 class MessagesRequest(_Strict):
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
-    messages: list[Message] = Field(min_length=1)
-    system: str | list[Block] | None = None
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[ContentBlock] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     stop_sequences: list[str] | None = None
     stream: bool | None = None
-    tools: list[Tool] | None = None
-    tool_choice: ToolChoice | None = None
-    metadata: Metadata | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+    metadata: AnthropicMetadata | None = None
 
 
 def checked_request(body: Any) -> JSON:

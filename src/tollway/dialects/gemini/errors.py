@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 STATUSES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -20,6 +22,18 @@ STATUSES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+
+class GeminiErrorDetail(BaseModel):
+    code: int
+    message: str
+    status: str
+
+
+class GeminiError(BaseModel):
+    """The envelope as /openapi.json documents it."""
+
+    error: GeminiErrorDetail
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

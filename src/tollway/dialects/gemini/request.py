@@ -79,7 +79,7 @@ class FunctionDeclaration(_Strict):
     parameters_json_schema: dict[str, Any] | None = None
 
 
-class Tool(_Strict):
+class GeminiTool(_Strict):
     function_declarations: list[FunctionDeclaration] | None = None
 
 
@@ -96,7 +96,7 @@ class GenerateContentRequest(_Strict):
     contents: list[Content] = Field(min_length=1)
     system_instruction: str | Content | None = None
     generation_config: GenerationConfig | None = None
-    tools: list[Tool] | None = None
+    tools: list[GeminiTool] | None = None
     tool_config: ToolConfig | None = None
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tollway import media_formats
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import audio_gen, ffmpeg, images, video
-from tollway.providers.local.speech import sentences
+from tollway.providers.local.speech import sentences, speak_all
 from tollway.providers.media import IMAGE_TYPES, InputImage, Output, image_job
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ async def _local_audio(provider: LocalMedia, engine: str, p: dict[str, Any]) -> 
         text = str(p["input"])
 
         def speak() -> bytes:
-            parts = [speaker.speak(sentence) for sentence in sentences(text)]
+            parts = speak_all(speaker, sentences(text))
             pcm = b"".join(part.audio for part in parts)
             return ffmpeg.encode_pcm(pcm, parts[0].sample_rate, fmt, float(p.get("speed", 1.0)))
 

@@ -15,7 +15,7 @@ from tollway import media_formats
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import ffmpeg, images
-from tollway.providers.local.speech import Speaker, load_speaker, sentences
+from tollway.providers.local.speech import Pcm, Speaker, Unspeakable, load_speaker, sentences
 from tollway.providers.local.transcribe import WhisperTranscriber
 from tollway.providers.media import ImageJob, ImageOp, SpeechJob, Transcript, TranscriptionJob
 
@@ -187,12 +187,24 @@ class LocalMedia:
         """Sentence by sentence: each sentence is synthesised, then fed to one running encoder."""
         speaker = self.speaker(job.model)
         parts = sentences(job.input)
-        first = await asyncio.to_thread(speaker.speak, parts[0])
+        first: Pcm | None = None
+        while first is None:  # the first sentence the voice can speak (none at all is a 400)
+            sentence, parts = parts[0], parts[1:]
+            try:
+                first = await asyncio.to_thread(speaker.speak, sentence)
+            except Unspeakable:
+                if not parts:
+                    raise
 
         async def pcm() -> AsyncIterator[bytes]:
+            assert first is not None
             yield first.audio
-            for sentence in parts[1:]:
-                yield (await asyncio.to_thread(speaker.speak, sentence)).audio
+            for sentence in parts:
+                try:
+                    spoken = await asyncio.to_thread(speaker.speak, sentence)
+                except Unspeakable:
+                    continue  # silence for it: the stream goes on
+                yield spoken.audio
 
         async for chunk in ffmpeg.encode_stream(pcm(), first.sample_rate, job.format, job.speed):
             yield chunk

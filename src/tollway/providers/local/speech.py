@@ -17,27 +17,60 @@ import subprocess
 import sys
 import tempfile
 import threading
+import unicodedata
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tollway.errors import ErrorCode, TollwayError
+from tollway.media_formats import speakable
 from tollway.providers.base import UpstreamError
 
 log = logging.getLogger("tollway.local.speech")
 _SENTENCE = re.compile(r"(?<=[.!?…;:])\s+|\n+")
 SPEAK_TIMEOUT_SECONDS = 120.0
+# What Piper's last words are when a text made no sound at all (it then exits).
+_NO_SOUND = "channels not specified"
+
+
+class Unspeakable(TollwayError):
+    """The voice made no sound of a text: the client's input, a 400 (the engine is fine)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.VALIDATION,
+            "The voice found nothing it can speak in `input`: send words.",
+            param="input",
+        )
 
 
 def sentences(text: str) -> list[str]:
-    """Split for sentence-by-sentence streaming; never returns an empty list for non-blank text."""
+    """Split for sentence-by-sentence streaming; never returns an empty list for non-blank text.
+
+    A part with nothing to speak (a lone "?" between sentences) is left out: Piper fails on it."""
     parts = [p.strip() for p in _SENTENCE.split(text)]
-    return [p for p in parts if p] or [text.strip()]
+    return [p for p in parts if speakable(p)] or [text.strip()]
 
 
 def _one_line(text: str) -> str:
-    # Piper reads one utterance per line: newlines inside the input would split the request.
-    return " ".join(text.split())
+    # Piper reads one utterance per line: newlines inside the input would split the request, and
+    # control characters (a NUL) make it write nothing.
+    visible = "".join(c if unicodedata.category(c) != "Cc" else " " for c in text)
+    return " ".join(visible.split())
+
+
+def speak_all(speaker: Speaker, parts: list[str]) -> list[Pcm]:
+    """Each sentence spoken; one the voice cannot speak is left out, unless none can be."""
+    spoken = []
+    for part in parts:
+        try:
+            spoken.append(speaker.speak(part))
+        except Unspeakable:
+            continue
+    if not spoken:
+        raise Unspeakable()
+    return spoken
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +137,7 @@ class PiperProcess:
             for attempt in (1, 2):  # a child that died between requests is restarted once
                 process = self._start()
                 assert process.stdin is not None and process.stderr is not None
+                silent = False
                 try:
                     process.stdin.write(_one_line(text) + "\n")
                     process.stdin.flush()
@@ -114,10 +148,13 @@ class PiperProcess:
                                 return _read_wav(path)
                             finally:
                                 path.unlink(missing_ok=True)
+                        silent = silent or _NO_SOUND in line
                 except (BrokenPipeError, OSError):
                     pass
-                log.warning("piper exited (attempt %d); restarting", attempt)
                 self.close()
+                if silent:  # the text's fault, not the engine's: trying again would only fail again
+                    raise Unspeakable()
+                log.warning("piper exited (attempt %d); restarting", attempt)
             raise UpstreamError("the Piper speech engine failed", retryable=False)
 
     def close(self) -> None:
