@@ -71,12 +71,12 @@ def test_upstream_failure_before_the_first_byte_releases_both_holds(fresh: Money
     assert _key_spend(fresh, account) == (price, 0)
 
 
-def test_engine_failure_releases_both_holds(fresh: Money) -> None:
-    """The local speech engine cannot pronounce "?" and fails: the media path releases too."""
+def test_a_media_providers_failure_releases_both_holds(fresh: Money) -> None:
+    """An image upstream answering 500: the media path releases the account's and the key's holds."""
     account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
-    response = fresh.call(
-        key, "POST", "audio/speech", json={"model": "m-tts", "input": "?", "voice": "alloy"}
-    )
+    fresh.script(UPSTREAM_500, UPSTREAM_500, UPSTREAM_500)  # the first try and both retries
+    body = {"model": "m-image-up", "prompt": "a kite", "size": "256x256", "n": 2}
+    response = fresh.call(key, "POST", "images/generations", json=body)
     assert response.status_code == 502, response.text
     _assert_nothing_charged(fresh, account, 502)
 
