@@ -119,17 +119,21 @@ class Ledger:
         *,
         ttl: timedelta | None = None,
         also: Callable[[Connection], None] | None = None,
+        least_nano: int | None = None,
     ) -> Reservation:
         """Hold `amount_nano` or raise 402 without touching anything.
 
         Without `ttl` the hold is a lease this process renews until it ends; with one it lives
         that long unrenewed (async jobs hold for days). `also` runs in the same transaction after
-        the hold (a job row: the hold exists if and only if the job does).
+        the hold (a job row: the hold exists if and only if the job does). With `least_nano`, a
+        hold that does not fit is shrunk to what the account and the key can still spend, if that
+        is at least `least_nano` (a chat call's output cap is then clamped to it); the
+        Reservation's `amount_nano` is what was held.
         """
         now = utcnow()
         key_period = period_key(key_limit.period, now) if key_limit else None
 
-        def tx(conn: Connection) -> Any:
+        def tx(conn: Connection, amount_nano: int) -> Any:
             # The rows that only this request touches come first, so the account row (which every
             # call of the account updates) stays locked for as short a time as possible on
             # PostgreSQL; a refused hold rolls them back.
@@ -147,7 +151,8 @@ class Ledger:
             self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
             row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
-                raise _insufficient(amount_nano, self._available(conn, account_id))
+                available = self._available(conn, account_id)
+                raise key_limits.Shortfall(available, _insufficient(amount_nano, available))
             key_left = None
             if key_limit is not None and key_period is not None:
                 key_left = key_limits.reserve(conn, key_limit, key_period, amount_nano)
@@ -155,18 +160,25 @@ class Ledger:
                 also(conn)
             return row, key_left
 
+        amount = amount_nano
         with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # telemetry/tracing.py
-            try:
-                row, key_left = await self._tx.run(tx)
-            except IntegrityError:
-                # The inserts run before the account is read: an unknown account shows up as a
-                # foreign-key violation. Name it (404) when that is what it was.
-                await self._tx.run(lambda conn: self._available(conn, account_id))
-                raise
+            while True:  # at most three rounds: the account's room, then the key's, shrink it
+                try:
+                    row, key_left = await self._tx.run(partial(tx, amount_nano=amount))
+                    break
+                except key_limits.Shortfall as short:
+                    if least_nano is None or not least_nano <= short.room < amount:
+                        raise short.refusal from None
+                    amount = short.room
+                except IntegrityError:
+                    # The inserts run before the account is read: an unknown account shows up as a
+                    # foreign-key violation. Name it (404) when that is what it was.
+                    await self._tx.run(lambda conn: self._available(conn, account_id))
+                    raise
         if ttl is None:
             self._owned.add(request_id)
-        available_before = row.balance_nano - row.reserved_nano + amount_nano
-        return Reservation(request_id, amount_nano, available_before, key_left)
+        available_before = row.balance_nano - row.reserved_nano + amount
+        return Reservation(request_id, amount, available_before, key_left)
 
     async def settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
