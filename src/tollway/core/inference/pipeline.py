@@ -26,7 +26,7 @@ from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference import chat_plan
-from tollway.core.inference.chat_stream import ChatStream
+from tollway.core.inference.chat_stream import ChatStream, generated_texts
 from tollway.core.inference.router import Router
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
@@ -224,7 +224,7 @@ class Pipeline:
         usage = usage_of(result.get("usage"))
         source = "provider"
         if usage is None:
-            texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
+            texts = [text for c in result.get("choices") or () for text in generated_texts(c.get("message"))]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
         await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
