@@ -30,6 +30,7 @@ from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
 from tollway.core.money import key_limits
 from tollway.core.money import statements as sql
+from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store import rollup
@@ -67,6 +68,10 @@ class Reservation:
     key_available_before_nano: int | None = None  # and the key, when it has a consumption limit
 
 
+class CeilingExceeded(Exception):
+    """A credit that would take a balance past MAX_NANO, the most an account may hold."""
+
+
 class Ledger:
     def __init__(self, engine: AsyncEngine, lease_seconds: float = 30.0) -> None:
         self._engine = engine
@@ -80,7 +85,11 @@ class Ledger:
     async def credit(
         self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"
     ) -> bool:
-        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False."""
+        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False.
+
+        A balance never passes MAX_NANO (core/money/amounts.py), checked in the same UPDATE, so credits
+        racing each other cannot overshoot it together: CeilingExceeded.
+        """
         if kind not in ("credit", "refund", "adjust"):
             raise ValueError(kind)
         if amount_nano <= 0 and kind != "adjust":
@@ -91,9 +100,15 @@ class Ledger:
                 update(accounts)
                 .where(accounts.c.id == account_id)
                 .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
+                .where(accounts.c.balance_nano <= MAX_NANO - amount_nano)
                 .values(balance_nano=accounts.c.balance_nano + amount_nano)
             )
             if result.rowcount != 1:
+                balance = conn.execute(
+                    select(accounts.c.balance_nano).where(accounts.c.id == account_id)
+                ).scalar_one_or_none()
+                if balance is not None and balance + amount_nano > MAX_NANO:
+                    raise CeilingExceeded(account_id)
                 raise TollwayError(
                     ErrorCode.NOT_FOUND,
                     f"No account {account_id!r}, or the adjustment "

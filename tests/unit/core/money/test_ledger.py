@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from tests.unit.helpers import assert_invariants
 from tollway.base.clock import period_key, utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
-from tollway.core.money.ledger import Ledger
+from tollway.core.money.amounts import MAX_NANO
+from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import key_spend, reservations, usage
@@ -118,6 +120,24 @@ async def test_credit_rejects_non_positive_amounts_and_unknown_kinds(
     with pytest.raises(ValueError):
         await ledger.credit(account, 5, reference="x", kind="settle")
     assert await ledger.balances(account) == (100, 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_racing_credits_cannot_take_a_balance_past_the_ceiling(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """The ceiling is in the credit's own UPDATE: of credits that each fit alone but not together,
+    only those that fit are applied, however they interleave."""
+    account = await new_account(accounts_service, credit=MAX_NANO - 3 * 1_000)
+    results = await asyncio.gather(
+        *(ledger.credit(account, 1_000, reference=rid("top-up")) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(result is True for result in results) == 3
+    assert all(isinstance(result, CeilingExceeded) for result in results if result is not True)
+    assert await ledger.balances(account) == (MAX_NANO, 0)
+    with pytest.raises(TollwayError) as info:
+        await accounts_service.credit(account, 1, reference=rid("top-up"), param="amount_usd")
+    assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "amount_usd")
     await assert_invariants(ledger, engine, account)
 
 
