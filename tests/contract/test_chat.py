@@ -205,19 +205,40 @@ def test_upstream_secret_never_leaks_in_errors(
 def test_insufficient_balance_is_402_before_any_upstream_call(
     fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:
-    account_id, key = funded("0.000500")  # $0.0005 < 1000 output tokens at $2/1M
+    account_id, key = funded("0.000001")  # less than the prompt and one output token at $1/$2 per 1M
     before = fresh_fake.fake_calls()
     with pytest.raises(openai.APIStatusError) as caught:
         fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=1000)
     error = caught.value.body
     assert caught.value.status_code == 402
     assert error["code"] == "INSUFFICIENT_BALANCE"  # type: ignore[index]
-    assert error["available"] == "0.000500000"  # type: ignore[index]
-    assert int(error["required"].replace(".", "")) > 500_000  # type: ignore[index]
+    assert error["available"] == "0.000001000"  # type: ignore[index]
+    # It names the whole hold: 1000 output tokens at $2/1M and the prompt.
+    assert int(error["required"].replace(".", "")) > 2_000_000  # type: ignore[index]
     assert fresh_fake.fake_calls() == before
-    assert fresh_fake.ledger_sums(account_id)[:2] == (500_000, 0)
-    # A smaller max_tokens fits: the reservation is bounded by what was asked, not by the balance.
-    fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=10)
+    assert fresh_fake.ledger_sums(account_id)[:2] == (1_000, 0)
+
+
+def test_a_max_tokens_the_balance_cannot_pay_is_clamped_to_what_it_can(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    """$0.0005 pays for the prompt and about 240 output tokens at $2/1M, not 1000: the upstream is sent
+    the cap the balance pays for, and the answer says it (`x-tollway-output-cap`)."""
+    account_id, key = funded("0.000500")
+    raw = fresh_fake.client(key).chat.completions.with_raw_response.create(
+        model="fake-chat", messages=MESSAGES, max_tokens=1000
+    )
+    cap = int(raw.headers["x-tollway-output-cap"])
+    assert 200 < cap < 250
+    assert fresh_fake.fake("GET", "stats")["last_request"]["max_tokens"] == cap
+    balance, reserved, ledger_sum, _ = fresh_fake.ledger_sums(account_id)
+    assert reserved == 0 and 0 <= balance == ledger_sum < 500_000
+    # A max_tokens the balance pays for is sent as asked.
+    raw = fresh_fake.client(key).chat.completions.with_raw_response.create(
+        model="fake-chat", messages=MESSAGES, max_tokens=10
+    )
+    assert "x-tollway-output-cap" not in raw.headers
+    assert fresh_fake.fake("GET", "stats")["last_request"]["max_tokens"] == 10
 
 
 def test_client_disconnect_mid_stream_still_bills_the_whole_upstream_answer(
@@ -293,17 +314,23 @@ def test_tools_response_format_and_unknown_fields_pass_through(
 
 def test_key_consumption_limit_is_a_second_ceiling(fresh_fake: Tollway) -> None:
     account_id = fresh_fake.new_account("5.00")
-    key = fresh_fake.new_key(account_id, consumption_limit={"usd": "0.000100", "period": "day"})
+    poor = fresh_fake.new_key(account_id, consumption_limit={"usd": "0.000001", "period": "day"})
     calls_before = fresh_fake.fake_calls()
     with pytest.raises(openai.APIStatusError) as caught:
-        fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=100)
+        fresh_fake.client(poor).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=100)
     assert caught.value.status_code == 402
     assert caught.value.body["code"] == "KEY_LIMIT_EXCEEDED"  # type: ignore[index]
-    assert caught.value.body["available"] == "0.000100000"  # type: ignore[index]
+    assert caught.value.body["available"] == "0.000001000"  # type: ignore[index]
     assert fresh_fake.fake_calls() == calls_before
-    # Within the limit it works, and what it spent counts against the limit.
-    fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=20)
-    with pytest.raises(openai.APIStatusError) as again:
-        fresh_fake.client(key).chat.completions.create(model="fake-chat", messages=MESSAGES, max_tokens=40)
-    assert again.value.body["code"] == "KEY_LIMIT_EXCEEDED"  # type: ignore[index]
+    # A key that can pay for part of max_tokens is sent the part it can pay for, and what it spent
+    # counts against its limit: its next call gets a smaller cap.
+    key = fresh_fake.new_key(account_id, consumption_limit={"usd": "0.000100", "period": "day"})
+    caps = []
+    for _ in range(2):
+        raw = fresh_fake.client(key).chat.completions.with_raw_response.create(
+            model="fake-chat", messages=MESSAGES, max_tokens=100
+        )
+        caps.append(int(raw.headers["x-tollway-output-cap"]))
+        assert fresh_fake.fake("GET", "stats")["last_request"]["max_tokens"] == caps[-1]
+    assert 100 > caps[0] > caps[1] > 1
     assert fresh_fake.ledger_sums(account_id)[1] == 0

@@ -4,6 +4,8 @@ attempts it took, the upstream's own model name on the way out."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.money.conftest import ORACLE
@@ -48,14 +50,28 @@ def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fres
 
 
 def test_a_chat_holds_the_max_tokens_it_asks_for_not_the_models_cap(fresh: Money) -> None:
-    """m-chat's cap is 1,000 output tokens; a request asking 10 holds for 10: an account with exactly
-    that hold is served, one with a nano less gets a 402 that holds nothing."""
+    """m-chat's cap is 1,000 output tokens; a request asking 10 holds for 10, at m-chat's reasoning
+    price (dearer than its output price: an answer may be all reasoning). An account with exactly that
+    hold is served whole; one with a nano less is sent a cap of 9; one that cannot pay for the prompt
+    and one token gets a 402 that holds nothing."""
     body = {"model": "m-chat", "messages": [{"role": "user", "content": "hold me"}], "max_tokens": 10}
-    hold = ORACLE.tokens("m-chat", Tokens(tokens.count_prompt(body), 10))
+    prompt = tokens.count_prompt(body)
+    hold = ORACLE.tokens("m-chat", Tokens(prompt, 10, reasoning=10))
+    assert hold > ORACLE.tokens("m-chat", Tokens(prompt, 10))
     account, key = fresh.funded(hold)
-    assert fresh.call(key, "POST", "chat/completions", json=body).status_code == 200
-    poor, poor_key = fresh.funded(hold - 1)
+    whole = fresh.call(key, "POST", "chat/completions", json=body)
+    assert whole.status_code == 200 and "x-tollway-output-cap" not in whole.headers
+    assert fresh.fake_requests()[-1]["max_tokens"] == 10
+    short, short_key = fresh.funded(hold - 1)
+    shrunk = fresh.call(short_key, "POST", "chat/completions", json=body)
+    assert shrunk.status_code == 200 and shrunk.headers["x-tollway-output-cap"] == "9"
+    assert fresh.fake_requests()[-1]["max_tokens"] == 9
+    assert 0 < fresh.charged(short) <= hold - 1
+    least = ORACLE.tokens("m-chat", Tokens(prompt, 1, reasoning=1))
+    poor, poor_key = fresh.funded(least - 1)
     refused = fresh.call(poor_key, "POST", "chat/completions", json=body)
     assert refused.status_code == 402, refused.text
-    assert fresh.balances(poor) == (hold - 1, 0)
+    assert int(Decimal(refused.json()["error"]["required"]) * NANO) == hold
+    assert fresh.balances(poor) == (least - 1, 0)
+    assert len(fresh.fake_requests()) == 2
     assert 0 < fresh.charged(account) <= hold

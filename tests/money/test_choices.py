@@ -53,18 +53,15 @@ def test_chat_hold_covers_every_choice_at_max_tokens(fresh: Money, n: int, strea
     assert fresh.balances(poor) == (1, 0)
     # Whatever the prompt estimate, n choices of max_tokens must be inside the hold.
     assert hold >= ORACLE.tokens("m-chat-markup", Tokens(completion=n * MAX_TOKENS))
+    assert fresh.fake_requests() == []  # the refused call did not reach the upstream
 
-    account, key = fresh.funded(hold)  # exactly the hold: a nano less would be refused
-    short, short_key = fresh.funded(hold - 1)
-    assert _required(fresh.call(short_key, "POST", "chat/completions", json=_chat_body(n, stream))) == hold
-    assert fresh.balances(short) == (hold - 1, 0)
-    assert fresh.fake_requests() == []  # neither refused call reached the upstream
-
+    account, key = fresh.funded(hold)  # exactly the hold: served whole
     response = fresh.call(key, "POST", "chat/completions", json=_chat_body(n, stream))
     assert response.status_code == 200, response.text
+    assert "x-tollway-output-cap" not in response.headers
     fresh.settle_until(account, 1)
     [seen] = fresh.fake_requests()
-    assert seen["n"] == n
+    assert (seen["n"], seen["max_tokens"]) == (n, MAX_TOKENS)
     prompt_words = len(LONG_MESSAGE.split())
     produced = Tokens(prompt=prompt_words, completion=n * MAX_TOKENS)
     assert fresh.charged(account) == ORACLE.tokens("m-chat-markup", produced)
@@ -72,6 +69,52 @@ def test_chat_hold_covers_every_choice_at_max_tokens(fresh: Money, n: int, strea
     assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt_words, n * MAX_TOKENS)
     if not stream:
         assert len(response.json()["choices"]) == n
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "stream"])
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_nano_short_of_the_hold_every_choice_loses_one_token(fresh: Money, n: int, stream: bool) -> None:
+    """A balance a nano short of the hold pays for max_tokens - 1 on every choice (each token costs
+    more than a nano): the cap sent upstream is that, and the upstream's n full choices are charged
+    in full. A hold sized for one choice would send a larger cap and its charge would come up short."""
+    _, poor_key = fresh.funded(1)
+    hold = _required(fresh.call(poor_key, "POST", "chat/completions", json=_chat_body(n, stream)))
+    short, short_key = fresh.funded(hold - 1)
+    response = fresh.call(short_key, "POST", "chat/completions", json=_chat_body(n, stream))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-output-cap"] == str(MAX_TOKENS - 1)
+    fresh.settle_until(short, 1)
+    [seen] = fresh.fake_requests()
+    assert (seen["n"], seen["max_tokens"]) == (n, MAX_TOKENS - 1)
+    produced = Tokens(prompt=len(LONG_MESSAGE.split()), completion=n * (MAX_TOKENS - 1))
+    assert fresh.charged(short) == ORACLE.tokens("m-chat-markup", produced) <= hold - 1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_balance_below_one_token_a_choice_is_402_and_holds_nothing(fresh: Money, n: int) -> None:
+    """The least a chat call can run with is its prompt and one token on each choice: the hold of the
+    same call with max_tokens 1. A nano less is refused (naming the whole hold) before any upstream call."""
+    _, poor_key = fresh.funded(1)
+    least = _required(
+        fresh.call(poor_key, "POST", "chat/completions", json={**_chat_body(n, False), "max_tokens": 1})
+    )
+    hold = _required(fresh.call(poor_key, "POST", "chat/completions", json=_chat_body(n, False)))
+    assert least >= ORACLE.tokens("m-chat-markup", Tokens(completion=n))
+    below, below_key = fresh.funded(least - 1)
+    assert _required(fresh.call(below_key, "POST", "chat/completions", json=_chat_body(n, False))) == hold
+    assert fresh.balances(below) == (least - 1, 0)
+    assert fresh.fake_requests() == []
+
+    at, at_key = fresh.funded(least)
+    response = fresh.call(at_key, "POST", "chat/completions", json=_chat_body(n, False))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-output-cap"] == "1"
+    [seen] = fresh.fake_requests()
+    assert seen["max_tokens"] == 1
+    assert len(response.json()["choices"]) == n
+    fresh.settle_until(at, 1)
+    produced = Tokens(prompt=len(LONG_MESSAGE.split()), completion=n)
+    assert fresh.charged(at) == ORACLE.tokens("m-chat-markup", produced) <= least
 
 
 def _png_b64() -> str:

@@ -9,7 +9,10 @@ For each paid route, the hold the call needs is known: the oracle's price where 
 (media, speech, jobs), the oracle's rule for transcription (the probed length plus one second), and
 for token routes (an estimate from the prompt and `max_tokens`) the amount a 402 names on an account
 with one nano-USD. Then, on accounts with plenty of money:
-- a key whose limit is one nano-USD below that hold is refused 402 before any work: the key-limit
+- a key whose limit is one nano-USD below that hold is refused 402 before any work (on the chat
+  routes, whose output cap shrinks to what the key can pay, one nano below the hold of one output
+  token, learnt the same way with the cap set to 1; between the two the call is served with a
+  smaller cap, sent upstream): the key-limit
   error (KEY_LIMIT_EXCEEDED, `limit_source: key_limit`; the Anthropic, Gemini and seed-001 shapes
   say it in their own words), nothing charged, held, spent on the key or recorded, no job created
   and no call at a fake upstream;
@@ -86,14 +89,14 @@ def _send(money: Money, key: str, case: Case) -> httpx2.Response:
     if case.kind == "anthropic":
         body: dict[str, Any] = {
             "model": p["model"],
-            "max_tokens": 300,
+            "max_tokens": p.get("max_tokens", 300),
             "messages": [{"role": "user", "content": "price me"}],
         }
         return money.call(key, "POST", "messages", json=body, headers={"x-api-key": key})
     if case.kind == "gemini":
         body = {
             "contents": [{"role": "user", "parts": [{"text": "price me"}]}],
-            "generationConfig": {"maxOutputTokens": 300},
+            "generationConfig": {"maxOutputTokens": p.get("max_tokens", 300)},
         }
         url = f"{money.url}/v1beta/models/{p['model']}:generateContent"
         return httpx2.post(url, json=body, headers={"x-goog-api-key": key}, timeout=120)
@@ -140,6 +143,7 @@ ROUTES: dict[str, Route] = {
     "videos/generate (task)": _exact(Case("video_task", {"seconds": 1, "audio": True}), "task"),
 }
 JOBS = (*JOB_KINDS, "video_upstream")
+CAPPED = ("chat", "anthropic", "gemini")  # an output cap that shrinks to what the key can pay
 
 
 # -- what the database and the fakes say ------------------------------------------------------------
@@ -178,13 +182,7 @@ def _may_cost(response: httpx2.Response) -> int:
 def _hold(money: Money, route: Route) -> int:
     """The hold of the route's call: a 402 on an account with one nano-USD names it; it must be the
     oracle's where the oracle knows it, and at least the price where it is a token estimate."""
-    poor, poor_key = money.funded(1)
-    refused = _send(money, poor_key, route.case)
-    assert refused.status_code == 402, refused.text
-    assert "consumption limit" not in refused.text
-    named = _may_cost(refused)
-    assert money.balances(poor) == (1, 0)
-    money.reset_fake()  # the scripted usage was not taken by anyone
+    named = _named_hold(money, route.case)
     if route.hold is None:
         assert named >= _price(route.case) > 0
         return named
@@ -192,18 +190,39 @@ def _hold(money: Money, route: Route) -> int:
     return route.hold
 
 
+def _named_hold(money: Money, case: Case) -> int:
+    """What a 402 on an account with one nano-USD names as the case's hold."""
+    poor, poor_key = money.funded(1)
+    refused = _send(money, poor_key, case)
+    assert refused.status_code == 402, refused.text
+    assert "consumption limit" not in refused.text
+    assert money.balances(poor) == (1, 0)
+    money.reset_fake()  # the scripted usage was not taken by anyone
+    return _may_cost(refused)
+
+
+def _least(money: Money, route: Route, hold: int) -> int:
+    """The least hold the route's call can run with: on the chat routes the hold of one output token
+    (what a 402 names with the cap set to 1), elsewhere the whole hold."""
+    if route.case.kind not in CAPPED:
+        return hold
+    least = _named_hold(money, Case(route.case.kind, {**route.case.params, "max_tokens": 1}))
+    assert 0 < least < hold
+    return least
+
+
 def _period(route: str) -> str:
     return PERIODS[sorted(ROUTES).index(route) % len(PERIODS)]
 
 
-def _assert_key_limit_error(response: httpx2.Response, route: Route, hold: int) -> None:
+def _assert_key_limit_error(response: httpx2.Response, route: Route, hold: int, available: int) -> None:
     assert response.status_code == 402, response.text
     error = response.json()["error"]
     assert "consumption limit" in error["message"], error
     assert _may_cost(response) == hold
     if route.shape == "openai":
         assert (error["code"], error["limit_source"]) == ("KEY_LIMIT_EXCEEDED", "key_limit")
-        assert (_nano(error["required"]), _nano(error["available"])) == (hold, hold - 1)
+        assert (_nano(error["required"]), _nano(error["available"])) == (hold, available)
     elif route.shape == "task":
         assert (response.json()["success"], error["code"]) == (False, "INSUFFICIENT_CREDITS")
     elif route.shape == "anthropic":
@@ -219,11 +238,12 @@ def _assert_key_limit_error(response: httpx2.Response, route: Route, hold: int) 
 def test_one_nano_below_the_hold_is_refused_before_any_work(fresh: Money, name: str) -> None:
     route = ROUTES[name]
     hold = _hold(fresh, route)
-    account, key = fresh.funded(CREDIT, consumption_limit={"usd": _usd(hold - 1), "period": _period(name)})
+    least = _least(fresh, route, hold)
+    account, key = fresh.funded(CREDIT, consumption_limit={"usd": _usd(least - 1), "period": _period(name)})
 
     refused = _send(fresh, key, route.case)
 
-    _assert_key_limit_error(refused, route, hold)
+    _assert_key_limit_error(refused, route, hold, least - 1)
     assert fresh.balances(account) == (CREDIT, 0)
     assert fresh.holds(account) == []
     assert fresh.charged(account) == 0
@@ -254,3 +274,28 @@ def test_at_the_hold_the_key_spends_exactly_what_the_account_is_charged(fresh: M
     assert (spent, reserved) == (price, 0)
     assert price <= hold
     assert re.fullmatch(BUCKETS[period], bucket), bucket
+
+
+@pytest.mark.parametrize("name", sorted(name for name, route in ROUTES.items() if route.case.kind in CAPPED))
+def test_between_one_token_and_the_hold_the_output_cap_shrinks_to_the_keys_room(
+    fresh: Money, name: str
+) -> None:
+    route = ROUTES[name]
+    hold = _hold(fresh, route)
+    least = _least(fresh, route, hold)
+    limit = least + (hold - least) // 2
+    account, key = fresh.funded(CREDIT, consumption_limit={"usd": _usd(limit), "period": _period(name)})
+
+    response = _send(fresh, key, route.case)
+
+    assert response.status_code == 200, response.text
+    asked = 400 if route.case.kind == "chat" else 300
+    cap = int(response.headers["x-tollway-output-cap"])
+    assert 1 < cap < asked
+    [seen] = fresh.fake_requests()
+    assert seen.get("max_tokens", seen.get("max_completion_tokens")) == cap
+    fresh.settle_until(account, 1, seconds=60)
+    price = _price(route.case)
+    assert fresh.charged(account) == price <= limit
+    [(_, spent, reserved)] = fresh.key_spend(account)
+    assert (spent, reserved) == (price, 0)

@@ -224,7 +224,8 @@ def post(money: Money, key: str, case: Case) -> httpx2.Response:
     p = case.params
     if case.kind == "chat":
         money.script({"type": "usage", "mode": "exact", "usage": p["usage"]})
-        body = {"model": p["model"], "messages": [{"role": "user", "content": "price me"}], "max_tokens": 400}
+        body = {"model": p["model"], "messages": [{"role": "user", "content": "price me"}]}
+        body["max_tokens"] = p.get("max_tokens", 400)
         response = money.call(key, "POST", "chat/completions", json={**body, "stream": p["stream"]})
     elif case.kind == "embeddings":
         money.script({"type": "usage", "mode": "exact", "usage": {"prompt_tokens": p["tokens"]}})

@@ -83,3 +83,37 @@ def test_chat_without_completion_usage_is_charged_for_its_text(
     assert charged == ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
     assert _source(fresh, account) == "estimated"
     assert fresh.balances(account)[1] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "stream"])
+def test_a_tool_call_without_usage_is_charged_for_its_arguments(fresh: Money, stream: bool) -> None:
+    """An answer that is only a tool call has no content: counting the content alone billed it zero."""
+    account, key = fresh.funded()
+    arguments = ['{"city": ', '"Reykjavík", ', '"unit": "celsius"}']
+    fresh.script({"type": "reply", "chunks": arguments, "tool_call": "weather", "omit_usage": True})
+    body: dict[str, Any] = {
+        "model": "m-chat",
+        "messages": [{"role": "user", "content": "weather in Reykjavík?"}],
+        "max_tokens": 100,
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+    }
+    client = fresh.client(key)
+    if stream:
+        got = "".join(
+            c.choices[0].delta.tool_calls[0].function.arguments or ""
+            for c in client.chat.completions.create(**body, stream=True)
+            if c.choices and c.choices[0].delta.tool_calls and c.choices[0].delta.tool_calls[0].function
+        )
+    else:
+        [call] = client.chat.completions.create(**body).choices[0].message.tool_calls or []
+        got = call.function.arguments  # type: ignore[union-attr]
+    assert got == "".join(arguments)
+    fresh.settle_until(account, 1)
+    [row] = fresh.usage_rows(account)
+    # A stream is counted chunk by chunk, as it arrives; a buffered answer as the one text it is.
+    counted = tokens.count(arguments) if stream else tokens.count(["".join(arguments)])
+    assert row["completion_tokens"] == counted > 0
+    assert fresh.charged(account) == ORACLE.tokens(
+        "m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"])
+    )
+    assert _source(fresh, account) == "estimated"

@@ -89,6 +89,7 @@ class Hold:
     # that may not see the account's wholesale balance (see `shown_balance`).
     balance_before_nano: int | None = None
     rate: Ticket = field(default_factory=lambda: Ticket(None))  # the limiter lease, finished once
+    held_nano: int = 0  # what the ledger holds for it (less than asked when admit's least_nano let it shrink)
     ended: bool = False
 
     @classmethod
@@ -207,11 +208,13 @@ async def admit(
     began: datetime | None = None,
     ttl: timedelta | None = None,
     also: Callable[[Connection], None] | None = None,
+    least_nano: int | None = None,
 ) -> Hold:
     """Refusals first, then the rate limits, then the hold (402 before any upstream call).
 
     `ttl` overrides the reservation's lifetime (a job's is days); `also(conn)` runs in the hold's
-    transaction (a job's row is inserted with its hold, or neither is)."""
+    transaction (a job's row is inserted with its hold, or neither is); with `least_nano` the hold
+    may be smaller than the estimate, down to that (Ledger.reserve), and `Hold.held_nano` says how much."""
     if caller.account_id is None:
         raise TollwayError(
             ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
@@ -230,6 +233,7 @@ async def admit(
             key_id=caller.key_id,
             ttl=ttl,
             also=also,
+            least_nano=least_nano,
         )
     except BaseException:
         rate.finish_soon()  # free the in-flight slot and the token estimate
@@ -245,6 +249,7 @@ async def admit(
         began or utcnow(),
         shown_balance(caller, reservation),
         rate,
+        reservation.amount_nano,
     )
 
 

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
 from tollway.base.ids import new_id
-from tollway.core.money.amounts import MAX_NANO, MAX_USD
-from tollway.core.money.ledger import Ledger
+from tollway.core.money.amounts import MAX_USD
+from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts
@@ -62,19 +62,16 @@ class Accounts:
         return await self.get(account_id)
 
     async def credit(self, account_id: str, amount_nano: int, *, reference: str, param: str) -> bool:
-        """Add money, keeping the balance at most MAX_USD (400 naming `param` otherwise).
-
-        Read, then credited: credits racing each other could together overshoot the ceiling, each by
-        at most MAX_USD; nine of the largest at once would be needed to reach the 64-bit limit.
-        """
-        account = await self.get(account_id)
-        if account.balance_nano + amount_nano > MAX_NANO:
+        """Add money, keeping the balance at most MAX_USD (400 naming `param` otherwise): the ledger
+        checks it in the credit's own UPDATE, so racing credits cannot overshoot it together."""
+        try:
+            return await self._ledger.credit(account_id, amount_nano, reference=reference)
+        except CeilingExceeded:
             raise TollwayError(
                 ErrorCode.VALIDATION,
                 f"Invalid `{param}`: the balance would pass {MAX_USD} USD, the most an account may hold.",
                 param=param,
-            )
-        return await self._ledger.credit(account_id, amount_nano, reference=reference)
+            ) from None
 
     async def get(self, account_id: str) -> Account:
         async with self._engine.connect() as conn:

@@ -133,6 +133,12 @@ class ChatPlan:
     _strippers: dict[int, ThinkStripper] = field(default_factory=dict)
     _first: bool = True
 
+    def clamp(self, max_output: int) -> None:
+        """A smaller output cap (what the balance can pay): held for, and sent upstream."""
+        self.max_output = max_output
+        field_name = next(name for name in CAP_FIELDS if name in self.body)
+        self.body[field_name] = max_output
+
     @property
     def context_allowance(self) -> int:
         """Tokens search or scraping may add to the prompt: reserved up front."""

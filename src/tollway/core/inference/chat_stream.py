@@ -39,18 +39,24 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-def delta_texts(chunk: dict[str, Any]) -> list[str]:
-    """The generated text of a chunk (content and tool-call arguments): what an estimate counts."""
-    texts = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            texts.append(delta["content"])
-        for call in delta.get("tool_calls") or ():
-            arguments = (call.get("function") or {}).get("arguments")
-            if isinstance(arguments, str):
-                texts.append(arguments)
+def generated_texts(message: Any) -> list[str]:
+    """What a model generated in one message or delta, for an estimate when the upstream reports no
+    usage: its content, its reasoning, and its tool calls' arguments (an answer may be only a tool
+    call: counting its content alone would bill it zero)."""
+    if not isinstance(message, dict):
+        return []
+    texts = [message[name] for name in ("content", "reasoning_content") if isinstance(message.get(name), str)]
+    calls = [*(message.get("tool_calls") or ()), message.get("function_call")]
+    for call in calls:
+        function = (call.get("function") or call) if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            texts.append(function["arguments"])
     return texts
+
+
+def delta_texts(chunk: dict[str, Any]) -> list[str]:
+    """The generated text of a chunk: what an estimate counts."""
+    return [text for choice in chunk.get("choices") or () for text in generated_texts(choice.get("delta"))]
 
 
 class ChatStream:

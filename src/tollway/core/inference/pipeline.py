@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from tollway.base import tokens
@@ -25,20 +26,19 @@ from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference import chat_plan
-from tollway.core.inference.chat_stream import ChatStream
+from tollway.core.inference.chat_stream import ChatStream, generated_texts
 from tollway.core.inference.router import Router
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
 from tollway.core.limits.gate import RateGate
 from tollway.core.money.ledger import Ledger
-from tollway.core.money.prices import TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
+from tollway.core.money.prices import TokenPrices, TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
 from tollway.telemetry import logs, metrics
 
 log = logging.getLogger("tollway.pipeline")
 T = TypeVar("T")
-DEFAULT_OUTPUT_CAP = 4096
 
 
 @dataclass(slots=True)
@@ -113,10 +113,16 @@ class Pipeline:
         return model_names.resolve(self.catalog, name, model_type)  # id, alias, trait, compatibility
 
     async def admit(
-        self, call: Call, model: CatalogModel, estimate_nano: int, estimate_tokens: int = 0
+        self,
+        call: Call,
+        model: CatalogModel,
+        estimate_nano: int,
+        estimate_tokens: int = 0,
+        least_nano: int | None = None,
     ) -> Admitted:
         """Admission (core/admission.py: tier, rate limits, the hold; 402 before any upstream call)
-        and the headers every answer carries. The media routes use it too."""
+        and the headers every answer carries. The media routes use it too. With `least_nano` the
+        hold may shrink down to it (`hold.held_nano` is what was held)."""
         began = utcnow() - timedelta(seconds=time.perf_counter() - call.started)
         caller = call.caller
         if caller.account_id is not None:  # the access log and the trace name them, refused or not
@@ -131,6 +137,7 @@ class Pipeline:
             estimate_nano=estimate_nano,
             estimate_tokens=estimate_tokens,
             began=began,
+            least_nano=least_nano,
         )
         headers = {
             "x-tollway-model-id": model.id,
@@ -188,12 +195,17 @@ class Pipeline:
         await policy.enforce(self.catalog, call.caller, body)  # 422 CONTENT_BLOCKED before any charge
         body = plan.body
         assert model.token_prices is not None
-        cap = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
-        asked = request.max_completion_tokens or request.max_tokens
-        max_output = min(asked, cap) if asked else cap
         prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
-        estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, max_output * (request.n or 1)))
-        admitted = await self.admit(call, model, estimate, prompt_estimate + max_output * (request.n or 1))
+        hold_for = partial(_chat_hold, model.token_prices, prompt_estimate, request.n or 1)
+        # The hold covers the cap the upstream is sent (chat_plan.output_cap) on every choice; when
+        # the balance or the key's limit cannot pay for it, the cap shrinks to what they can pay,
+        # down to one token a choice (issue 19 item 2), and the upstream is sent the smaller cap.
+        estimate = hold_for(plan.max_output)
+        outputs = plan.max_output * (request.n or 1)
+        admitted = await self.admit(call, model, estimate, prompt_estimate + outputs, least_nano=hold_for(1))
+        if admitted.hold.held_nano < estimate:
+            plan.clamp(_affordable(hold_for, admitted.hold.held_nano, plan.max_output))
+            admitted.headers["x-tollway-output-cap"] = str(plan.max_output)
         admitted.headers.update(plan.headers)
         admitted.venice = plan
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -212,7 +224,7 @@ class Pipeline:
         usage = usage_of(result.get("usage"))
         source = "provider"
         if usage is None:
-            texts = [c.get("message", {}).get("content") or "" for c in result.get("choices") or ()]
+            texts = [text for c in result.get("choices") or () for text in generated_texts(c.get("message"))]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
         await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
@@ -307,3 +319,23 @@ class Pipeline:
                 "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
             )
             await asyncio.wait(pending, timeout=settle_seconds)
+
+
+def _chat_hold(prices: TokenPrices, prompt: int, choices: int, per_choice: int) -> int:
+    """What a chat call may cost: its prompt, and `per_choice` output tokens on each choice, at the
+    dearer of the output and reasoning prices (reasoning tokens are output billed at their own)."""
+    outputs = per_choice * choices
+    reasoning = outputs if prices.reasoning is not None and prices.reasoning > prices.output else 0
+    return token_cost(prices, TokenUsage(prompt, outputs, reasoning_tokens=reasoning))
+
+
+def _affordable(hold_for: Callable[[int], int], held: int, cap: int) -> int:
+    """The largest output cap, from 1 to `cap`, whose hold fits in `held` (hold_for(1) does)."""
+    low, high = 1, cap
+    while low < high:
+        middle = (low + high + 1) // 2
+        if hold_for(middle) <= held:
+            low = middle
+        else:
+            high = middle - 1
+    return low

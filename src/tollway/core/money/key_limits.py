@@ -15,6 +15,16 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import key_spend
 
 
+class Shortfall(Exception):
+    """A hold that does not fit (raised inside the reserve transaction, which it rolls back): `room`
+    is what would fit, `refusal` the 402 to answer when the hold may not shrink to it."""
+
+    def __init__(self, room: int, refusal: TollwayError) -> None:
+        super().__init__(refusal.message)
+        self.room = room
+        self.refusal = refusal
+
+
 def reserve(conn: Connection, limit: KeyLimit, period: str, amount: int) -> int:
     """Hold `amount` of the key's limit for `period`; returns what the key could spend before."""
     exists = (
@@ -44,14 +54,17 @@ def reserve(conn: Connection, limit: KeyLimit, period: str, amount: int) -> int:
             )
         ).scalar_one()
         remaining = max(limit.limit_nano - used, 0)
-        raise TollwayError(
-            ErrorCode.KEY_LIMIT_EXCEEDED,
-            f"This request may cost up to ${nano_to_usd(amount)} but this key has "
-            f"${nano_to_usd(remaining)} left of its {limit.period} consumption limit.",
-            extra={
-                "required": nano_to_usd(amount),
-                "available": nano_to_usd(remaining),
-                "limit_source": "key_limit",
-            },
+        raise Shortfall(
+            remaining,
+            TollwayError(
+                ErrorCode.KEY_LIMIT_EXCEEDED,
+                f"This request may cost up to ${nano_to_usd(amount)} but this key has "
+                f"${nano_to_usd(remaining)} left of its {limit.period} consumption limit.",
+                extra={
+                    "required": nano_to_usd(amount),
+                    "available": nano_to_usd(remaining),
+                    "limit_source": "key_limit",
+                },
+            ),
         )
     return int(limit.limit_nano - row.spent_nano - row.reserved_nano + amount)

@@ -30,6 +30,7 @@ from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
 from tollway.core.money import key_limits
 from tollway.core.money import statements as sql
+from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store import rollup
@@ -67,6 +68,10 @@ class Reservation:
     key_available_before_nano: int | None = None  # and the key, when it has a consumption limit
 
 
+class CeilingExceeded(Exception):
+    """A credit that would take a balance past MAX_NANO, the most an account may hold."""
+
+
 class Ledger:
     def __init__(self, engine: AsyncEngine, lease_seconds: float = 30.0) -> None:
         self._engine = engine
@@ -80,7 +85,11 @@ class Ledger:
     async def credit(
         self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"
     ) -> bool:
-        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False."""
+        """Add money. Idempotent by reference: a repeated reference changes nothing and returns False.
+
+        A balance never passes MAX_NANO (core/money/amounts.py), checked in the same UPDATE, so credits
+        racing each other cannot overshoot it together: CeilingExceeded.
+        """
         if kind not in ("credit", "refund", "adjust"):
             raise ValueError(kind)
         if amount_nano <= 0 and kind != "adjust":
@@ -91,9 +100,15 @@ class Ledger:
                 update(accounts)
                 .where(accounts.c.id == account_id)
                 .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
+                .where(accounts.c.balance_nano <= MAX_NANO - amount_nano)
                 .values(balance_nano=accounts.c.balance_nano + amount_nano)
             )
             if result.rowcount != 1:
+                balance = conn.execute(
+                    select(accounts.c.balance_nano).where(accounts.c.id == account_id)
+                ).scalar_one_or_none()
+                if balance is not None and balance + amount_nano > MAX_NANO:
+                    raise CeilingExceeded(account_id)
                 raise TollwayError(
                     ErrorCode.NOT_FOUND,
                     f"No account {account_id!r}, or the adjustment "
@@ -119,17 +134,21 @@ class Ledger:
         *,
         ttl: timedelta | None = None,
         also: Callable[[Connection], None] | None = None,
+        least_nano: int | None = None,
     ) -> Reservation:
         """Hold `amount_nano` or raise 402 without touching anything.
 
         Without `ttl` the hold is a lease this process renews until it ends; with one it lives
         that long unrenewed (async jobs hold for days). `also` runs in the same transaction after
-        the hold (a job row: the hold exists if and only if the job does).
+        the hold (a job row: the hold exists if and only if the job does). With `least_nano`, a
+        hold that does not fit is shrunk to what the account and the key can still spend, if that
+        is at least `least_nano` (a chat call's output cap is then clamped to it); the
+        Reservation's `amount_nano` is what was held.
         """
         now = utcnow()
         key_period = period_key(key_limit.period, now) if key_limit else None
 
-        def tx(conn: Connection) -> Any:
+        def tx(conn: Connection, amount_nano: int) -> Any:
             # The rows that only this request touches come first, so the account row (which every
             # call of the account updates) stays locked for as short a time as possible on
             # PostgreSQL; a refused hold rolls them back.
@@ -147,7 +166,8 @@ class Ledger:
             self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
             row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
             if row is None:
-                raise _insufficient(amount_nano, self._available(conn, account_id))
+                available = self._available(conn, account_id)
+                raise key_limits.Shortfall(available, _insufficient(amount_nano, available))
             key_left = None
             if key_limit is not None and key_period is not None:
                 key_left = key_limits.reserve(conn, key_limit, key_period, amount_nano)
@@ -155,18 +175,25 @@ class Ledger:
                 also(conn)
             return row, key_left
 
+        amount = amount_nano
         with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # telemetry/tracing.py
-            try:
-                row, key_left = await self._tx.run(tx)
-            except IntegrityError:
-                # The inserts run before the account is read: an unknown account shows up as a
-                # foreign-key violation. Name it (404) when that is what it was.
-                await self._tx.run(lambda conn: self._available(conn, account_id))
-                raise
+            while True:  # at most three rounds: the account's room, then the key's, shrink it
+                try:
+                    row, key_left = await self._tx.run(partial(tx, amount_nano=amount))
+                    break
+                except key_limits.Shortfall as short:
+                    if least_nano is None or not least_nano <= short.room < amount:
+                        raise short.refusal from None
+                    amount = short.room
+                except IntegrityError:
+                    # The inserts run before the account is read: an unknown account shows up as a
+                    # foreign-key violation. Name it (404) when that is what it was.
+                    await self._tx.run(lambda conn: self._available(conn, account_id))
+                    raise
         if ttl is None:
             self._owned.add(request_id)
-        available_before = row.balance_nano - row.reserved_nano + amount_nano
-        return Reservation(request_id, amount_nano, available_before, key_left)
+        available_before = row.balance_nano - row.reserved_nano + amount
+        return Reservation(request_id, amount, available_before, key_left)
 
     async def settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from tests.unit.helpers import assert_invariants
 from tollway.base.clock import period_key, utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
-from tollway.core.money.ledger import Ledger
+from tollway.core.money.amounts import MAX_NANO
+from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import key_spend, reservations, usage
@@ -121,6 +123,24 @@ async def test_credit_rejects_non_positive_amounts_and_unknown_kinds(
     await assert_invariants(ledger, engine, account)
 
 
+async def test_racing_credits_cannot_take_a_balance_past_the_ceiling(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """The ceiling is in the credit's own UPDATE: of credits that each fit alone but not together,
+    only those that fit are applied, however they interleave."""
+    account = await new_account(accounts_service, credit=MAX_NANO - 3 * 1_000)
+    results = await asyncio.gather(
+        *(ledger.credit(account, 1_000, reference=rid("top-up")) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(result is True for result in results) == 3
+    assert all(isinstance(result, CeilingExceeded) for result in results if result is not True)
+    assert await ledger.balances(account) == (MAX_NANO, 0)
+    with pytest.raises(TollwayError) as info:
+        await accounts_service.credit(account, 1, reference=rid("top-up"), param="amount_usd")
+    assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "amount_usd")
+    await assert_invariants(ledger, engine, account)
+
+
 async def test_credit_to_unknown_account_is_not_found(ledger: Ledger) -> None:
     # Not False: False means "this reference was already applied", which would hide a typo in an id.
     with pytest.raises(TollwayError) as info:
@@ -186,6 +206,64 @@ async def test_reserve_insufficient_is_402_and_changes_nothing(
     # Exactly what is available still works.
     await ledger.reserve(account, request_id, 750_000_000)
     assert await ledger.balances(account) == (1_000_000_000, 1_000_000_000)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_a_hold_with_a_floor_shrinks_to_what_the_account_has_left(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """`least_nano` (a chat call whose output cap can shrink): the hold takes what is available, if
+    that is at least the floor; the ledger entry and the reservation row say the smaller amount."""
+    account = await new_account(accounts_service, credit=10_000)
+    await ledger.reserve(account, rid(), 4_000)
+    request_id = rid()
+    shrunk = await ledger.reserve(account, request_id, 9_000, least_nano=5_000)
+    assert (shrunk.amount_nano, shrunk.available_before_nano) == (6_000, 6_000)
+    assert await ledger.balances(account) == (10_000, 10_000)
+    assert (await ledger_rows(engine, account))[-1] == ("reserve", 0, 6_000, request_id)
+    async with engine.connect() as conn:
+        held = await conn.execute(select(reservations.c.amount_nano).where(reservations.c.id == request_id))
+        assert held.scalar_one() == 6_000
+    # What fits is held whole, floor or not.
+    assert await ledger.release(request_id) is True
+    assert (await ledger.reserve(account, rid(), 5_000, least_nano=1)).amount_nano == 5_000
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_a_hold_whose_room_is_below_its_floor_is_402_naming_the_whole_hold(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    account = await new_account(accounts_service, credit=10_000)
+    before = await ledger_rows(engine, account)
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, rid(), 20_000, least_nano=10_001)
+    assert info.value.code is ErrorCode.INSUFFICIENT_BALANCE
+    assert (info.value.extra["required"], info.value.extra["available"]) == ("0.000020000", "0.000010000")
+    assert await ledger_rows(engine, account) == before
+    assert await ledger.balances(account) == (10_000, 0)
+    # At the floor exactly, it is held.
+    assert (await ledger.reserve(account, rid(), 20_000, least_nano=10_000)).amount_nano == 10_000
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_a_hold_with_a_floor_shrinks_to_the_keys_limit_too(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """The account has room; the key's limit has less: the hold is the key's room, on both."""
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    limit = KeyLimit(key_id, 1_000, "day")
+    day = period_key("day", utcnow())
+    await ledger.reserve(account, rid(), 300, limit, key_id)
+    shrunk = await ledger.reserve(account, rid(), 5_000, limit, key_id, least_nano=700)
+    assert (shrunk.amount_nano, shrunk.key_available_before_nano) == (700, 700)
+    assert await key_spend_of(engine, key_id) == {day: (0, 1_000)}
+    assert await ledger.balances(account) == (1_000_000, 1_000)
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, rid(), 5_000, limit, key_id, least_nano=1)
+    assert info.value.code is ErrorCode.KEY_LIMIT_EXCEEDED
+    assert (info.value.extra["required"], info.value.extra["available"]) == ("0.000005000", "0.000000000")
+    assert await ledger.balances(account) == (1_000_000, 1_000)
     await assert_invariants(ledger, engine, account)
 
 
