@@ -151,6 +151,30 @@ def test_failed_request_limiter_blocks_after_21_failures_with_venice_message(
     assert post(tollway.url, other).status_code == 200
 
 
+def test_a_gemini_keys_failures_count_too(tollway: Tollway, funded: Callable[..., tuple[str, str]]) -> None:
+    _, key = funded("5.00")
+    url = f"{tollway.url}/v1beta/models/no-such-model:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}
+    statuses = [httpx2.post(url, json=body, headers={"x-goog-api-key": key}).status_code for _ in range(21)]
+    assert statuses == [400] * 21
+    assert post(tollway.url, key).status_code == 429  # the same key, on the OpenAI surface
+
+
+def test_upstream_failures_and_rate_limits_do_not_count_against_a_key(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    """25 upstream 500s (502 to the client) and 25 rate-limited calls: not the key's failures, so its
+    next call is served. seed-002 tells clients to retry 500, 503 and 429: that must not end in a block."""
+    _, key = funded("5.00", rate_limits={"rpm": 1})
+    fresh_fake.script(*[{"type": "status", "status": 500}] * 26)  # one try a call on this server
+    assert post(fresh_fake.url, key).status_code == 502  # the one call rpm=1 lets through
+    assert {post(fresh_fake.url, key).status_code for _ in range(25)} == {429}
+    _, other = funded("5.00", rate_limits={"rpm": 100})
+    assert [post(fresh_fake.url, other).status_code for _ in range(25)] == [502] * 25
+    fresh_fake.fake("POST", "reset")
+    assert post(fresh_fake.url, other).status_code == 200
+
+
 def test_rate_limits_endpoint_has_venice_shape(
     tollway: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:

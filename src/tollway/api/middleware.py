@@ -26,9 +26,14 @@ from tollway.errors import ErrorCode, TollwayError
 
 # The API revision on every response (Venice's x-venice-version; README "Response headers").
 _VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", __version__.encode())]
-# 402 is not counted: Venice has no 402 (seed-002 §13), the SDKs never retry it, and blocking a
-# customer who just ran out of credit would make their first call after a top-up fail.
-NOT_COUNTED = frozenset({402})
+# Only a client's own failures count: 4xx. Not 402: Venice has no 402 (seed-002 §13), the SDKs never
+# retry it, and blocking a customer who just ran out of credit would make their first call after a
+# top-up fail. Not 429: a rate limit is already the brake, and clients retry it as told. Not 5xx: an
+# upstream's outage or our own error is no fault of the key's, and seed-002 §12.1 tells clients to
+# retry 500 and 503, which must not end in a block.
+NOT_COUNTED = frozenset({402, 429})
+# The keyed surfaces: OpenAI's and Venice's under /v1 and /api/v1, Gemini's under /v1beta.
+KEYED_PREFIXES = ("/v1/", "/api/v1/", "/v1beta/", "/api/v1beta/")
 log = logging.getLogger("tollway.http")
 
 
@@ -107,7 +112,8 @@ def _raw_key(scope: Scope) -> str | None:
 
 
 class FailedRequests:
-    """More than 20 non-2xx responses for one key in 30 s → 429 with Venice's message, for 30 s.
+    """More than 20 failed requests (4xx, see NOT_COUNTED) for one key in 30 s → 429 with Venice's
+    message, for 30 s.
 
     Keyed by the HMAC of the presented credential, so a client hammering with a bad key is limited
     too. The limiter's own 429s are not counted: the block ends 30 s after it started.
@@ -119,7 +125,7 @@ class FailedRequests:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         services = getattr(scope["app"].state, "services", None) if "app" in scope else None
-        raw = _raw_key(scope) if path.startswith(("/v1/", "/api/v1/")) else None
+        raw = _raw_key(scope) if path.startswith(KEYED_PREFIXES) else None
         if services is None or not raw or len(raw) > 256 or not services.settings.failed_request_limit:
             await self.app(scope, receive, send)
             return
@@ -139,10 +145,6 @@ class FailedRequests:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, watch)
-        except Exception:
-            await limiter.record_failure(subject)  # rendered as 500 further out
-            raise
-        if status >= 400 and status not in NOT_COUNTED:
+        await self.app(scope, receive, watch)  # an error raised here is a 500 further out: not counted
+        if 400 <= status < 500 and status not in NOT_COUNTED:
             await limiter.record_failure(subject)
