@@ -75,12 +75,12 @@ class ScriptedState(FakeState):
         super().__init__()
         self.api_key = api_key
         self.chunk_delay = chunk_delay
-        self.calls = {"chat": 0, "embeddings": 0, "images": 0}
+        self.calls = {"chat": 0, "embeddings": 0, "images": 0, "speech": 0}
         self.requests: deque[JSON] = deque(maxlen=50)
 
     def reset(self) -> None:
         super().reset()
-        self.calls = {"chat": 0, "embeddings": 0, "images": 0}
+        self.calls = {"chat": 0, "embeddings": 0, "images": 0, "speech": 0}
         self.requests.clear()
 
     def stats(self) -> JSON:

@@ -37,7 +37,8 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
   wrong shape ("shape"). Embeddings: broken JSON, a vector that is broken base64 ("base64") or an
   object ("shape"). Images: broken JSON, broken base64, or base64 of bytes that are no image ("image").
 
-``POST /v1/images/generations`` answers ``n`` 8×8 PNGs as ``b64_json``.
+``POST /v1/images/generations`` answers ``n`` 8×8 PNGs as ``b64_json``; ``POST /v1/audio/speech`` streams
+audio/mpeg bytes (a ``reply`` behavior's ``chunks`` instead; ``[]`` is a 200 with no audio).
 
 Stream-only behaviors are ignored by embeddings and (except cut) by buffered chat.
 ``POST /_fake/reset`` clears queue and stats; ``GET /_fake/stats`` shows calls and bodies seen.
@@ -392,6 +393,26 @@ async def images(request: Request) -> Response:
     return JSONResponse({"created": CREATED, "data": data})
 
 
+async def speech(request: Request) -> Response:
+    """Audio/mpeg bytes, streamed in pieces: 4 KiB of MP3-like bytes, or a `reply` behavior's `chunks`
+    (strings, sent as bytes; `[]` is a 200 with no audio at all)."""
+    begun = await _begin(request, "speech")
+    if isinstance(begun, Response):
+        return begun
+    _, behavior = begun
+    pieces = (
+        [str(c).encode() for c in behavior["chunks"]]
+        if behavior["type"] == "reply"
+        else [b"ID3" + bytes(4093)]
+    )
+
+    async def audio() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    return StreamingResponse(audio(), media_type="audio/mpeg")
+
+
 async def models(request: Request) -> Response:
     if denied := _check_key(request):
         return denied
@@ -404,6 +425,7 @@ def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_C
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/images/generations", images, methods=["POST"]),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ]
     return common.fake_app(routes, ScriptedState(api_key, chunk_delay))

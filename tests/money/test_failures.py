@@ -81,6 +81,30 @@ def test_a_media_providers_failure_releases_both_holds(fresh: Money) -> None:
     _assert_nothing_charged(fresh, account, 502)
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streamed"])
+def test_speech_that_comes_back_without_audio_is_charged_nothing(fresh: Money, streaming: bool) -> None:
+    """An upstream that answers 200 with no audio bytes sold nothing: 502, both holds released."""
+    account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
+    fresh.script(*[{"type": "reply", "chunks": []}] * 3)  # the first try and both retries
+    body = {
+        "model": "m-tts-up",
+        "input": "Nothing will come of this.",
+        "voice": "alloy",
+        "streaming": streaming,
+    }
+    response = fresh.call(key, "POST", "audio/speech", json=body)
+    assert response.status_code == 502, response.text
+    assert "no audio" in response.json()["error"]["message"]
+    _assert_nothing_charged(fresh, account, 502)
+    # The same route with audio is sold at the character price.
+    fresh.reset_fake()
+    words = "Now there is something to hear."
+    served = fresh.call(key, "POST", "audio/speech", json={**body, "input": words})
+    assert served.status_code == 200 and len(served.content) == 4096, served.text
+    fresh.settle_until(account, 2)
+    assert fresh.charged(account) == ORACLE.speech("m-tts-up", len(words))
+
+
 def test_streamed_speech_is_settled_at_the_character_price(fresh: Money) -> None:
     account, key = fresh.funded(CREDIT, consumption_limit=KEY_LIMIT)
     words = "Streaming speech is billed once, for every character. Even this one!"

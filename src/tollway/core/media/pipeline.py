@@ -183,19 +183,19 @@ class Media:
         cost = speech_cost(unit_price(model, "per_million_chars"), characters)
 
         async def open_stream(p: MediaProvider, upstream: str) -> tuple[bytes, AsyncIterator[bytes]]:
+            # The first audio byte decides: a stream that ends with none is a failure (the next route,
+            # or nothing charged), not a sale of silence.
             iterator = p.speech_stream(_with_model(job, upstream)).__aiter__()
-            try:
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                first = b""
-            return first, iterator
+            async for first in iterator:
+                if first:
+                    return first, iterator
+            raise UpstreamError(f"provider {p.id!r} sent no audio")
 
         admitted, provider, (first, rest) = await self._run(call, model, cost, open_stream)
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                if first:
-                    yield first
+                yield first
                 async for chunk in rest:
                     yield chunk
             finally:
