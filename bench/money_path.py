@@ -64,6 +64,7 @@ async def measure(url: str, calls: int, concurrency: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     balance, reserved = await ledger.balances(account.id)
     assert reserved == 0 and balance == 10**15 - calls * 20_000
+    await ledger.aclose()
     await engine.dispose()
     cuts = statistics.quantiles(latencies, n=100)
     return {"calls_per_s": calls / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}

@@ -35,7 +35,7 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
         try:
             return await work(services)
         finally:
-            services.ledger.close()
+            await services.ledger.aclose()
             await services.engine.dispose()
 
     try:

@@ -91,7 +91,7 @@ def sweep(money: Money, after: timedelta) -> int:
         try:
             return await ledger.sweep(now=datetime.now(UTC) + after)
         finally:
-            ledger.close()
+            await ledger.aclose()
             await engine.dispose()
 
     return asyncio.run(run())

@@ -75,8 +75,12 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def ledger(engine: AsyncEngine) -> Ledger:
-    return Ledger(engine)
+async def ledger(engine: AsyncEngine) -> AsyncIterator[Ledger]:
+    ledger = Ledger(engine)
+    try:
+        yield ledger
+    finally:
+        await ledger.aclose()
 
 
 @pytest.fixture

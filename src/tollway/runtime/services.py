@@ -70,7 +70,7 @@ class Services:
             await provider.aclose()
         if self.pipeline.search is not None:
             await self.pipeline.search.aclose()
-        self.ledger.close()
+        await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
 

@@ -13,9 +13,9 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.store.db import Transactor
 from tollway.store.prepared import Prepared
 from tollway.store.tables import accounts, usage
+from tollway.store.transactor import Transactor
 
 NOW = datetime(2026, 11, 22, 5, 6, 7, 890123, tzinfo=UTC)
 INSERT_USAGE = Prepared(insert(usage))
@@ -56,7 +56,7 @@ async def test_rows_read_back_the_same_as_rows_written_by_core(engine: AsyncEngi
             ).all()
         )
     finally:
-        tx.close()
+        await tx.aclose()
     core, prepared = rows
     assert prepared.created_at == core.created_at  # same stored form, read back the same way
     assert prepared.created_at.replace(tzinfo=UTC) == NOW
@@ -82,7 +82,7 @@ async def test_returning_rows_and_conditional_updates(engine: AsyncEngine) -> No
         first = await tx.run(lambda conn: HOLD.first(conn, {"p_account": account, "p_amount": 60}))
         second = await tx.run(lambda conn: HOLD.first(conn, {"p_account": account, "p_amount": 60}))
     finally:
-        tx.close()
+        await tx.aclose()
     assert (first.balance_nano, first.reserved_nano) == (100, 60)
     assert second is None  # 40 left: the condition refused it, nothing changed
 
@@ -97,7 +97,7 @@ async def test_constraint_violations_raise_sqlalchemy_integrity_error(engine: As
             lambda conn: len(conn.execute(select(usage.c.id).where(usage.c.request_id == "twice")).all())
         )
     finally:
-        tx.close()
+        await tx.aclose()
     assert count == 1
 
 
@@ -139,7 +139,7 @@ async def test_a_schema_change_does_not_break_a_statement_for_good(pg_url: str) 
                 outcomes.append(type(exc).__name__)
         assert outcomes[1:] == [3, 4] or outcomes == [3, 4, 5], outcomes
     finally:
-        tx.close()
+        await tx.aclose()
         async with engine.begin() as conn:
             await conn.run_sync(table.drop)
         await engine.dispose()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.store.db import Transactor
+from tollway.store.transactor import Transactor
 from tollway.telemetry.logs import JsonFormatter, TextFormatter, hide_database_values
 
 
@@ -58,7 +58,7 @@ async def test_the_transactor_path_hides_values_too(
 ) -> None:
     logger, *outputs = captured
     secret = f"secret-{uuid.uuid4().hex}"
-    transactor = Transactor(engine)  # SQLite: its own engine on a writer thread
+    transactor = Transactor(engine)  # its own writer engine
     insert = text("insert into server_state (name, value) values (:name, :value)")
     try:
         await transactor.run(lambda conn: conn.execute(insert, {"name": secret, "value": "x"}))
@@ -67,7 +67,7 @@ async def test_the_transactor_path_hides_values_too(
         except Exception as exc:
             logger.error("write failed: %s", exc)  # the message itself, not only a traceback
     finally:
-        transactor.close()
+        await transactor.aclose()
     _assert_hidden((outputs[0], outputs[1]), secret, "server_state")
 
 

@@ -34,8 +34,8 @@ from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store import rollup
-from tollway.store.db import Transactor
 from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
+from tollway.store.transactor import Transactor
 from tollway.telemetry import metrics, tracing
 
 log = logging.getLogger("tollway.ledger")
@@ -79,8 +79,8 @@ class Ledger:
         self._lease = timedelta(seconds=lease_seconds)
         self._owned: set[str] = set()  # the leased holds this process took and has not ended
 
-    def close(self) -> None:
-        self._tx.close()
+    async def aclose(self) -> None:
+        await self._tx.aclose()
 
     async def credit(
         self, account_id: str, amount_nano: int, *, reference: str, kind: str = "credit"

@@ -99,7 +99,7 @@ async def test_a_stream_cut_while_it_settles_still_settles_and_ends(engine: Asyn
         client.cancel()
         with contextlib.suppress(Exception):
             await release()
-        ledger.close()
+        await ledger.aclose()
     assert settled == [COST]
     assert await open_reserved(engine, account) == 0, "the hold was left for the sweeper"
     balance, _ = await assert_invariants(ledger, engine, account)

@@ -403,18 +403,21 @@ async def test_sweeper_releases_only_expired_holds(
     engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
 ) -> None:
     short = Ledger(engine, lease_seconds=60)
-    account = await new_account(accounts_service, credit=1_000)
-    request_id = rid()
-    await short.reserve(account, request_id, 600)
-    await short.sweep(now=utcnow())  # not expired yet
-    assert await short.balances(account) == (1_000, 600)
-    released = 0
-    while swept := await short.sweep(now=FAR_FUTURE):
-        released += swept
-    assert released >= 1
-    assert await short.balances(account) == (1_000, 0)
-    assert (await ledger_rows(engine, account))[-1] == ("release", 0, -600, request_id)
-    assert await short.release(request_id) is False
+    try:
+        account = await new_account(accounts_service, credit=1_000)
+        request_id = rid()
+        await short.reserve(account, request_id, 600)
+        await short.sweep(now=utcnow())  # not expired yet
+        assert await short.balances(account) == (1_000, 600)
+        released = 0
+        while swept := await short.sweep(now=FAR_FUTURE):
+            released += swept
+        assert released >= 1
+        assert await short.balances(account) == (1_000, 0)
+        assert (await ledger_rows(engine, account))[-1] == ("release", 0, -600, request_id)
+        assert await short.release(request_id) is False
+    finally:
+        await short.aclose()
     await assert_invariants(ledger, engine, account)
 
 
@@ -436,6 +439,16 @@ async def test_renew_extends_the_leases_this_ledger_owns_and_nothing_else(
     job's hold (its own long TTL), another process's hold, or a hold that has ended."""
     ours = Ledger(engine, lease_seconds=60)
     other = Ledger(engine, lease_seconds=60)  # another replica on the same database
+    try:
+        await _renew_only_ours(engine, accounts_service, ledger, ours, other)
+    finally:
+        await ours.aclose()
+        await other.aclose()
+
+
+async def _renew_only_ours(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger, ours: Ledger, other: Ledger
+) -> None:
     account = await new_account(accounts_service, credit=10_000)
     live, settled, released, job, theirs = rid(), rid(), rid(), rid(), rid()
     for request_id in (live, settled, released):

@@ -3,7 +3,9 @@ it before the rows it shares with other calls of the account (key_spend, usage_d
 of one account never wait on each other in a cycle (a deadlock aborts one of them: a lost settle).
 
 Each test parks the first call on a row held by a bystander connection, lets the second call take
-the account row and queue behind it, then lets both go: with a consistent order both finish."""
+the account row and queue behind it, then lets both go: with a consistent order both finish. The two
+calls come from two ledgers, as from two replicas: one process's calls share its Transactor's batches
+(store/transactor.py), where the second would wait in the queue, not on a row lock."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def _usage(account: str, request_id: str, key_id: str | None) -> dict[str, Any]:
 
 
 async def test_settle_and_reserve_on_one_key_do_not_deadlock(pg_url: str, pg_engine: AsyncEngine) -> None:
-    ledger = Ledger(pg_engine)
+    ledger, replica = Ledger(pg_engine), Ledger(pg_engine)
     account = (await Accounts(pg_engine, ledger).create("locks", credit_nano=10 * AMOUNT)).id
     key = f"key_{secrets.token_hex(6)}"
     limit = KeyLimit(key, 10 * AMOUNT, "total")
@@ -83,14 +85,15 @@ async def test_settle_and_reserve_on_one_key_do_not_deadlock(pg_url: str, pg_eng
         settle = asyncio.create_task(ledger.settle(account, f"a_{tag}", AMOUNT // 2))
         await _until_waiting(watcher, 1)
         # ...a reserve of the same key holds the account row and queues for key_spend behind it...
-        reserve = asyncio.create_task(ledger.reserve(account, f"b_{tag}", AMOUNT, limit, key_id=key))
+        reserve = asyncio.create_task(replica.reserve(account, f"b_{tag}", AMOUNT, limit, key_id=key))
         await _until_waiting(watcher, 2)
         await holder_tx.commit()  # ...and both go.
         results = await asyncio.gather(settle, reserve, return_exceptions=True)
     finally:
         await holder.close()
         await watcher.close()
-        ledger.close()
+        await replica.aclose()
+        await ledger.aclose()
     assert [type(r).__name__ for r in results] == ["int", "Reservation"], results
     assert results[0] == AMOUNT // 2
     await assert_invariants(ledger, pg_engine, account)
@@ -99,7 +102,7 @@ async def test_settle_and_reserve_on_one_key_do_not_deadlock(pg_url: str, pg_eng
 async def test_settle_and_release_on_one_rollup_group_do_not_deadlock(
     pg_url: str, pg_engine: AsyncEngine
 ) -> None:
-    ledger = Ledger(pg_engine)
+    ledger, replica = Ledger(pg_engine), Ledger(pg_engine)
     account = (await Accounts(pg_engine, ledger).create("locks", credit_nano=10 * AMOUNT)).id
     tag = secrets.token_hex(6)
     for name in ("seed", "a", "b"):
@@ -117,13 +120,14 @@ async def test_settle_and_release_on_one_rollup_group_do_not_deadlock(
         await _until_waiting(watcher, 1)
         # ...a release of the same account (failure before the first byte) holds the account row and
         # queues for the same usage_daily row behind it...
-        release = asyncio.create_task(ledger.release(f"b_{tag}", _usage(account, f"b_{tag}", None)))
+        release = asyncio.create_task(replica.release(f"b_{tag}", _usage(account, f"b_{tag}", None)))
         await _until_waiting(watcher, 2)
         await holder_tx.commit()  # ...and both go.
         results = await asyncio.gather(settle, release, return_exceptions=True)
     finally:
         await holder.close()
         await watcher.close()
-        ledger.close()
+        await replica.aclose()
+        await ledger.aclose()
     assert results == [AMOUNT // 2, True], results
     await assert_invariants(ledger, pg_engine, account)

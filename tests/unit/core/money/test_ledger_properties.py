@@ -139,6 +139,7 @@ def test_random_operation_sequences_keep_the_books(db_url: str) -> None:
         try:
             check()
         finally:
+            runner.run(ledger.aclose())
             runner.run(engine.dispose())
 
 
