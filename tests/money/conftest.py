@@ -98,8 +98,9 @@ models:
      capabilities: [background_removal]}}
   # an image model at the fake upstream: a media call whose provider can fail (test_failures.py)
   - {{id: m-image-up, type: image, routes: [{{provider: fake, model: gpt-image-1}}], pricing: {{per_image: "0.004"}}}}
-  - {{id: m-tts-up, type: tts, routes: [{{provider: fake, model: tts-1}}], pricing: {{per_million_chars: "15.07"}}}}
   - {{id: m-tts, type: tts, routes: [{{provider: local, model: tts}}], pricing: {{per_million_chars: "15.07"}}, markup: "1.2"}}
+  # a voice at the fake upstream, after m-tts (the first voice is the default)
+  - {{id: m-tts-up, type: tts, routes: [{{provider: fake, model: tts-1}}], pricing: {{per_million_chars: "15.07"}}}}
   - {{id: m-stt, type: stt, routes: [{{provider: local, model: whisper-tiny-en}}], pricing: {{per_second: "0.00017"}}}}
   # video: per second + per-second surcharges + flat surcharges, a model markup
   - id: m-video

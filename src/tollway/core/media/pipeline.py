@@ -189,7 +189,7 @@ class Media:
             async for first in iterator:
                 if first:
                     return first, iterator
-            raise UpstreamError(f"provider {p.id!r} sent no audio")
+            raise UpstreamError("the upstream sent no audio")
 
         admitted, provider, (first, rest) = await self._run(call, model, cost, open_stream)
 

@@ -146,45 +146,24 @@ class Ledger:
         Reservation's `amount_nano` is what was held.
         """
         now = utcnow()
-        key_period = period_key(key_limit.period, now) if key_limit else None
-
-        def tx(conn: Connection, amount_nano: int) -> Any:
-            # The rows that only this request touches come first, so the account row (which every
-            # call of the account updates) stays locked for as short a time as possible on
-            # PostgreSQL; a refused hold rolls them back.
-            sql.INSERT_RESERVATION.first(
-                conn,
-                {
-                    "id": request_id,
-                    "account_id": account_id,
-                    "key_id": key_id,
-                    "amount_nano": amount_nano,
-                    "key_period": key_period,
-                    "expires_at": now + (ttl or self._lease),
-                },
-            )
-            self._append(conn, account_id, "reserve", 0, amount_nano, request_id, key_id)
-            row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount_nano})
-            if row is None:
-                available = self._available(conn, account_id)
-                raise key_limits.Shortfall(available, _insufficient(amount_nano, available))
-            key_left = None
-            if key_limit is not None and key_period is not None:
-                key_left = key_limits.reserve(conn, key_limit, key_period, amount_nano)
-            if also is not None:
-                also(conn)
-            return row, key_left
-
-        amount = amount_nano
+        hold: dict[str, Any] = {
+            "id": request_id,
+            "account_id": account_id,
+            "key_id": key_id,
+            "amount_nano": amount_nano,
+            "key_period": period_key(key_limit.period, now) if key_limit else None,
+            "expires_at": now + (ttl or self._lease),
+        }
         with tracing.span("ledger.reserve", {"tollway.amount_nano": amount_nano}):  # telemetry/tracing.py
             while True:  # at most three rounds: the account's room, then the key's, shrink it
                 try:
-                    row, key_left = await self._tx.run(partial(tx, amount_nano=amount))
+                    tx = partial(self._reserve_tx, hold=hold, key_limit=key_limit, also=also)
+                    row, key_left = await self._tx.run(tx)
                     break
                 except key_limits.Shortfall as short:
-                    if least_nano is None or not least_nano <= short.room < amount:
+                    if least_nano is None or not least_nano <= short.room < hold["amount_nano"]:
                         raise short.refusal from None
-                    amount = short.room
+                    hold = {**hold, "amount_nano": short.room}
                 except IntegrityError:
                     # The inserts run before the account is read: an unknown account shows up as a
                     # foreign-key violation. Name it (404) when that is what it was.
@@ -192,8 +171,34 @@ class Ledger:
                     raise
         if ttl is None:
             self._owned.add(request_id)
-        available_before = row.balance_nano - row.reserved_nano + amount
-        return Reservation(request_id, amount, available_before, key_left)
+        amount = int(hold["amount_nano"])
+        return Reservation(request_id, amount, row.balance_nano - row.reserved_nano + amount, key_left)
+
+    @staticmethod
+    def _reserve_tx(
+        conn: Connection,
+        hold: dict[str, Any],
+        key_limit: KeyLimit | None,
+        also: Callable[[Connection], None] | None,
+    ) -> tuple[Any, int | None]:
+        """The hold's transaction: `hold` is its reservation row. Raises Shortfall (rolling it all
+        back) when the account or the key cannot pay the amount."""
+        account_id, amount = hold["account_id"], hold["amount_nano"]
+        # The rows that only this request touches come first, so the account row (which every
+        # call of the account updates) stays locked for as short a time as possible on
+        # PostgreSQL; a refused hold rolls them back.
+        sql.INSERT_RESERVATION.first(conn, hold)
+        Ledger._append(conn, account_id, "reserve", 0, amount, hold["id"], hold["key_id"])
+        row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount})
+        if row is None:
+            available = Ledger._available(conn, account_id)
+            raise key_limits.Shortfall(available, _insufficient(amount, available))
+        key_left = None
+        if key_limit is not None and hold["key_period"] is not None:
+            key_left = key_limits.reserve(conn, key_limit, hold["key_period"], amount)
+        if also is not None:
+            also(conn)
+        return row, key_left
 
     async def settle(
         self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
