@@ -8,7 +8,8 @@ submit (an empty queue means ``{"type": "complete", "after_polls": 1}``):
 
 - ``{"type": "complete", "after_polls": N, "seconds": S, "via_url": bool, "duration": D}``: PROCESSING for
   N polls and at least S seconds after submit, then the MP4 (the retrieve body itself, or JSON with a
-  download URL when via_url); ``duration`` is reported in that JSON.
+  download URL when via_url); ``duration`` is reported in that JSON. With via_url, ``"file_type": T``
+  is the download's Content-Type (``""``: the header sent empty).
 - ``{"type": "fail", "after_polls": N}``: PROCESSING for N polls, then ``{"status": "FAILED"}``.
 - ``{"type": "filtered"}``: retrieve says FAILED with code CONTENT_FILTERED.
 - ``{"type": "hang"}``: every retrieve answers 503 until ``POST /_fake/release`` (then: complete).
@@ -151,9 +152,11 @@ async def retrieve(request: Request) -> Response:
 
 
 async def files(request: Request) -> Response:
-    if isinstance(denied := _count(request, "download"), Response):
-        return denied
-    return Response(sample_mp4(), media_type="video/mp4")
+    state = _count(request, "download")
+    if isinstance(state, Response):
+        return state
+    job = state.jobs.get(request.path_params["queue_id"]) or {}
+    return Response(sample_mp4(), headers={"content-type": str(job.get("file_type", "video/mp4"))})
 
 
 async def release(request: Request) -> Response:

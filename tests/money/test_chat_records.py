@@ -1,11 +1,14 @@
-"""A buffered chat completion beside its price (test_oracle.py prices it): what the answer and the
-records say — the catalog's model name, the usage charged, the provider that served and how many
-attempts it took, the upstream's own model name on the way out."""
+"""A chat completion beside its price (test_oracle.py prices it): what the answer and the records say
+— the catalog's model name, the usage charged, the provider that served and how many attempts it
+took, the upstream's own model name on the way out, buffered or streamed; and the headers of an
+inference answer, each documented in README.md and sent once."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
+import httpx2
 import pytest
 
 from tests.money.conftest import ORACLE
@@ -16,6 +19,10 @@ from tollway.base import tokens
 pytestmark = pytest.mark.slow  # starts a server
 
 CREDIT = 5 * NANO
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
 
 
 def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fresh: Money) -> None:
@@ -75,3 +82,67 @@ def test_a_chat_holds_the_max_tokens_it_asks_for_not_the_models_cap(fresh: Money
     assert fresh.balances(poor) == (least - 1, 0)
     assert len(fresh.fake_requests()) == 2
     assert 0 < fresh.charged(account) <= hold
+
+
+def test_a_streamed_chat_goes_upstream_under_the_routes_model_and_names_who_served_it(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "stream it"}], "stream": True}
+    with httpx2.stream("POST", f"{fresh.url}/v1/chat/completions", json=body, headers=_auth(key)) as answer:
+        assert answer.status_code == 200, answer.read()
+        frames = [line for line in answer.iter_lines() if line.startswith("data: ")]
+        headers = answer.headers
+    assert frames[-1] == "data: [DONE]"
+    assert {json.loads(f.removeprefix("data: "))["model"] for f in frames[:-1]} == {"m-chat"}
+    assert (headers["x-tollway-provider"], headers["x-tollway-attempts"]) == ("fake", "1")
+    [sent] = fresh.fake_requests()
+    assert (sent["model"], sent["stream"]) == ("gpt-4o-mini", True)  # m-chat's route
+    fresh.settle_until(account, 1)
+    [row] = fresh.usage_rows(account)
+    assert (row["provider"], row["outcome"]) == ("fake", "completed")
+
+
+# -- the headers of an answer ------------------------------------------------------------------------
+
+# README.md § Response headers: what an inference answer may carry besides HTTP's own.
+DOCUMENTED = {
+    "x-request-id",
+    "x-tollway-version",
+    "x-venice-version",
+    "x-tollway-model-id",
+    "x-venice-model-id",
+    "x-tollway-model-name",
+    "x-venice-model-name",
+    "x-tollway-timestamp",
+    "x-venice-timestamp",
+    "x-balance-usd",
+    "x-venice-balance-usd",
+    "x-tollway-provider",
+    "x-tollway-attempts",
+    "x-tollway-output-cap",
+}
+HTTP = {"date", "server", "content-type", "content-length", "transfer-encoding", "cache-control"}
+SSE = {"x-accel-buffering"}  # dialects/sse.py: tells a buffering proxy to pass the stream through
+INFERENCE = {
+    "chat": ("chat/completions", {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}]}),
+    "chat stream": (
+        "chat/completions",
+        {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ),
+    "embeddings": ("embeddings", {"model": "m-embed", "input": "hi"}),
+}
+
+
+@pytest.mark.parametrize("name", list(INFERENCE))
+def test_an_inference_answer_carries_only_documented_headers_each_once(fresh: Money, name: str) -> None:
+    account, key = fresh.funded(CREDIT)
+    path, body = INFERENCE[name]
+    with httpx2.stream("POST", f"{fresh.url}/v1/{path}", json=body, headers=_auth(key)) as answer:
+        assert answer.status_code == 200, answer.read()
+        answer.read()
+        names = [header for header, _ in answer.headers.multi_items()]
+    ours = [n for n in names if n not in HTTP | SSE and not n.startswith("x-ratelimit-")]
+    assert set(ours) <= DOCUMENTED, set(ours) - DOCUMENTED
+    assert len(ours) == len(set(ours)), ours  # each one once
+    assert {"x-request-id", "x-tollway-model-id", "x-tollway-provider", "x-tollway-attempts"} <= set(ours)
+    fresh.settle_until(account, 1)
+    assert fresh.balances(account)[1] == 0

@@ -6,13 +6,19 @@
   untouched; the next runner finishes it and charges it once.
 - A job whose upstream cannot be asked within the poll timeout becomes `unknown` with its hold
   kept, is left alone until the reconcile interval, and `tollway jobs reconcile` settles it.
+- A job's input image reaches the engine; one that expired before the job ran fails the job at
+  once (no retry can bring it back), refunded.
+- What a job stores fits its columns and is never empty: a failure message is cut to 300
+  characters, media downloaded without a Content-Type is `application/octet-stream`.
 
-The last two need a server of their own (stopped mid-job, or with a short poll timeout), started
-on a fresh SQLite database next to the session's.
+The cases that need a server of their own (stopped mid-job, a short poll timeout, a short media
+TTL, a catalog variant) start one on a fresh SQLite database next to the session's.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import time
@@ -22,11 +28,21 @@ from typing import Any
 
 import httpx2
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from tests.money.conftest import CATALOG, ORACLE, Fakes, money_settings, own_server, start_server
 from tests.money.harness import NANO, Money
-from tests.money.jobs_support import Job, accepted, ledger_of, release_upstream, submit, wait_end
+from tests.money.jobs_support import (
+    Job,
+    accepted,
+    leased_elsewhere,
+    ledger_of,
+    release_upstream,
+    submit,
+    wait_end,
+)
+from tests.money.test_oracle import png
 
 pytestmark = pytest.mark.slow  # starts a server
 
@@ -219,7 +235,109 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
     }
 
 
+def test_media_downloaded_without_a_content_type_is_stored_as_octet_stream(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)
+    fresh.script_queue({"type": "complete", "after_polls": 1, "via_url": True, "file_type": ""})
+    job_id, _ = accepted(submit(fresh, key, JOB), JOB)
+    view = wait_end(fresh, key, JOB, job_id)
+    assert view["status"] == "COMPLETED", view
+    fresh.settle_until(account, 1)
+    [(content_type,)] = fresh.rows("select content_type from jobs where id = ?", job_id)
+    assert content_type == "application/octet-stream"
+    media = fresh.call(key, "GET", view["download_path"].removeprefix("/v1/"))
+    assert media.status_code == 200
+    assert media.headers["content-type"] == "application/octet-stream"
+
+
+# -- input images ---------------------------------------------------------------------------------
+
+INPUT = png(64, 48)
+IMAGE_JOB = Job(
+    "images/generate",
+    {
+        "model": "m-image",
+        "prompt": "a lighthouse",
+        "num_images": 1,
+        "resolution": "1K",
+        "mode": "image",
+        "image_url": "data:image/png;base64," + base64.b64encode(INPUT).decode(),
+    },
+    ORACLE.image_task("m-image", n=1, tier="1K", quality=None, with_input=True),
+    1,
+    "images_task",
+)
+
+
+def test_an_image_job_edits_the_input_image_it_was_given(fresh: Money) -> None:
+    """The local engine edits the input (its size kept) rather than generating a 1K image."""
+    account, key = fresh.funded(CREDIT)
+    job_id, stated = accepted(submit(fresh, key, IMAGE_JOB), IMAGE_JOB)
+    assert stated == IMAGE_JOB.quote
+    view = wait_end(fresh, key, IMAGE_JOB, job_id)
+    assert view["status"] == "completed", view
+    fresh.settle_until(account, 1)
+    image = httpx2.get(view["image_url"])
+    assert image.status_code == 200
+    assert Image.open(io.BytesIO(image.content)).size == (64, 48)
+    assert fresh.balances(account) == (CREDIT - IMAGE_JOB.quote, 0)
+
+
 # -- a server of the test's own -------------------------------------------------------------------
+
+
+def test_a_job_whose_input_image_expired_fails_at_once_and_is_refunded(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """Media lives a second here: the job waits (leased to another replica) until its input image
+    is gone. No retry can bring it back, so the job fails at its first run and is refunded."""
+    with own_server(money_fakes, tmp_path, media_ttl_seconds=1) as (money, _):
+        account, key = money.funded(CREDIT)
+        with leased_elsewhere(money, account):
+            job_id, _ = accepted(submit(money, key, IMAGE_JOB), IMAGE_JOB)
+            time.sleep(2.1)  # the stored input's expiry is a whole second after it was stored
+        view = wait_end(money, key, IMAGE_JOB, job_id, seconds=15)
+        assert view["status"] == "failed", view
+        message = "the job's input image expired before the job ran"
+        assert view["error"] == {"code": "UPSTREAM_ERROR", "message": message}
+        money.settle_until(account, 1)
+        row = _job_row(money, job_id)
+        assert (row["status"], row["cost_nano"], row["error_message"]) == ("failed", 0, message)
+        assert ledger_of(money, job_id) == [
+            ("reserve", 0, IMAGE_JOB.quote),
+            ("release", 0, -IMAGE_JOB.quote),
+        ]
+        assert money.balances(account) == (CREDIT, 0)
+
+
+def test_a_failure_message_longer_than_its_column_is_cut_to_300_characters(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """A route to an embedded engine that does not exist fails the job with a message naming the
+    engine; with a long name it is longer than the column (300: PostgreSQL refuses more)."""
+    engine = "procedural-video-" + "x" * 320
+    catalog = CATALOG + (
+        f"  - {{{{id: m-video-lost, type: video, routes: [{{{{provider: local, model: {engine}}}}}], "
+        'pricing: {{per_second: "0.003"}}}}\n'
+    )
+    job = Job(
+        "video/queue",
+        {"model": "m-video-lost", "prompt": "tides", "duration": 2},
+        0,  # no oracle price: the job never runs to a charge
+        2,
+        "video_queue",
+    )
+    with own_server(money_fakes, tmp_path, catalog=catalog) as (money, _):
+        account, key = money.funded(CREDIT)
+        response = submit(money, key, job)
+        assert response.status_code == 200, response.text
+        job_id = response.json()["queue_id"]
+        view = wait_end(money, key, job, job_id, seconds=20)
+        assert view["status"] == "FAILED", view
+        money.settle_until(account, 1)
+        message = _job_row(money, job_id)["error_message"]
+        assert message == f"no embedded video engine {engine!r}"[:300]
+        assert view["error"]["message"] == message
+        assert money.balances(account) == (CREDIT, 0)
 
 
 def _queue_calls(fakes: Fakes) -> dict[str, int]:

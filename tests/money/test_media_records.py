@@ -10,7 +10,9 @@ this file checks the rest of what a client or an operator sees:
 - the units of a usage row: 1 per upscale, whole seconds rounded up for a transcription, and the
   length a transcription is billed when the engine reports none;
 - the content policy on an edit's prompt and a streamed speech input, the provider header of a
-  speech stream, and a stream that brings no audio.
+  speech stream, and a stream that brings no audio;
+- the headers of an answer: the provider that served and what the call was charged;
+- a route to a provider that serves no media (a catalog mistake) is skipped for the next route.
 
 Most need a catalog the session server does not have (an upstream that fails, a content policy, no
 stt model, image models in an order that tells the default rules apart): one private server on
@@ -50,6 +52,8 @@ providers:
   - {{id: local, kind: local}}
   # this module's upstream (_brittle_upstream): image ops fail with 500, speech streams no bytes
   - {{id: brittle, kind: openai, flavor: venice, base_url: "BRITTLE/v1", api_key_env: MONEY_UPSTREAM_KEY}}
+  # a chat-only kind: a media route to it is a catalog mistake, skipped for the model's next route
+  - {{id: chat-only, kind: anthropic, base_url: "BRITTLE", api_key_env: MONEY_UPSTREAM_KEY}}
 content_policy:
   rules: [{{id: no-launch-codes, pattern: "launch codes"}}]
 models:
@@ -64,6 +68,8 @@ models:
   - {{id: v-edit-down, type: inpaint, routes: [{{provider: brittle, model: edit}}], pricing: {{per_image: "0.0041"}}}}
   - {{id: v-upscale-down, type: upscale, routes: [{{provider: brittle, model: up}}], pricing: {{per_image: "0.002"}}}}
   - {{id: v-tts-silent, type: tts, routes: [{{provider: brittle, model: tts}}], pricing: {{per_million_chars: "15"}}}}
+  - {{id: v-misrouted, type: image, routes: [{{provider: chat-only, model: c, priority: 0}},
+     {{provider: local, model: procedural, priority: 1}}], pricing: {{per_image: "0.0011"}}}}
   # no stt model at all
 """
 VORACLE = Oracle(VARIANT.format())
@@ -259,21 +265,36 @@ def test_a_speech_stream_names_its_provider_and_invents_no_audio_the_upstream_di
     variant.settle_until(account, 1)
 
 
+def test_a_media_route_to_a_provider_that_serves_no_media_falls_through_to_the_next(variant: Money) -> None:
+    account, key = variant.funded(CREDIT)
+    body = {"model": "v-misrouted", "prompt": "a quiet harbour", "size": "256x256"}
+    response = variant.call(key, "POST", "images/generations", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-tollway-provider"] == "local"
+    [row] = _usage(variant, account)
+    assert (row["provider"], row["units"], row["outcome"]) == ("local", 1, "completed")
+    assert row["cost_nano"] == variant.charged(account) > 0
+
+
 # -- units ----------------------------------------------------------------------------------------
 
 
 def test_an_upscale_is_one_unit_at_the_asked_scale_and_enhance_changes_the_pixels(fresh: Money) -> None:
     account, key = fresh.funded(CREDIT)
+    price = ORACLE.upscale("m-upscale", Decimal(2))
     results = []
     for enhance in (False, True):
         body = {"model": "m-upscale", "image": IMAGE, "scale": 2, "enhance": enhance}
         response = fresh.call(key, "POST", "image/upscale", json=body)
         assert response.status_code == 200, response.text
+        assert (response.headers["x-tollway-provider"], response.headers["x-tollway-cost-nano"]) == (
+            "local",
+            str(price),
+        )
         results.append(Image.open(io.BytesIO(response.content)).convert("RGB"))
     plain, enhanced = results
     assert plain.size == enhanced.size == (640, 480)
     assert ImageChops.difference(plain, enhanced).getbbox() is not None
-    price = ORACLE.upscale("m-upscale", Decimal(2))
     assert [(r["units"], r["cost_nano"], r["outcome"]) for r in _usage(fresh, account)] == [
         (1, price, "completed")
     ] * 2
@@ -288,6 +309,10 @@ def test_a_transcription_is_billed_its_milliseconds_and_counts_its_seconds_round
     price = ORACLE.transcription("m-stt", 2_001)
     [row] = _usage(fresh, account)
     assert (row["units"], row["cost_nano"], row["provider"]) == (3, price, "local")
+    assert (response.headers["x-tollway-provider"], response.headers["x-tollway-cost-nano"]) == (
+        "local",
+        str(price),
+    )
     assert fresh.balances(account) == (CREDIT - price, 0)
 
 

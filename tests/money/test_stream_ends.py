@@ -10,7 +10,8 @@ settles before its last frame. A stream can end:
 - left by its client: the producer drains the upstream and bills all of it (client_disconnect),
   or, past `stream_drain_seconds`, what it produced in time (client_disconnect_timeout);
 - cut by a shutdown: billed what was relayed (outcome shutdown, 503), never left as a hold.
-Tool-call arguments count in an estimate like content does.
+Tool-call arguments count in an estimate like content does; thinking a client asked to have stripped
+is billed though never shown.
 
 Every charge is checked against the oracle's price of the usage row's tokens. The session server
 runs on both backends; the drain and shutdown cases need a server of their own (SQLite).
@@ -375,4 +376,26 @@ def test_a_streamed_tool_call_without_usage_is_estimated_on_its_arguments(fresh:
     row = _row(fresh, account)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
     assert (row["usage_source"], row["outcome"], row["status_code"]) == ("estimated", "completed", 200)
+    assert row["cost_nano"] == _priced(row) > 0
+
+
+# -- thinking stripped ------------------------------------------------------------------------------
+
+
+def test_a_stream_that_strips_thinking_shows_only_the_answer_and_bills_the_thinking_too(fresh: Money) -> None:
+    """venice_parameters.strip_thinking_response: the <think> block is cut from the relayed chunks
+    (even split across them), and the tokens the model spent on it are still billed."""
+    account, key = fresh.funded(CREDIT)
+    pieces = ["<thi", "nk>weighing the options", "</think>", "the answer"]
+    fresh.script({"type": "reply", "chunks": pieces, "omit_usage": True})
+    body = {**_body(True), "venice_parameters": {"strip_thinking_response": True}}
+    got = read(fresh, key, body)
+
+    assert "".join(got.pieces) == "the answer"
+    assert got.frames[-1] == "[DONE]"
+    prompt, completion = _estimate(body, pieces)
+    assert completion > tokens.count(["the answer"])
+    row = _row(fresh, account)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
+    assert got.frames[-2]["usage"]["completion_tokens"] == completion
     assert row["cost_nano"] == _priced(row) > 0

@@ -25,6 +25,7 @@ import httpx2
 import pytest
 
 from tests.money.harness import Money
+from tollway.base import tokens
 
 pytestmark = pytest.mark.slow  # starts a server
 
@@ -125,3 +126,29 @@ def test_the_keys_token_limit_is_the_one_reported(fresh: Money) -> None:
     models = {m["apiModelId"]: m["rateLimits"] for m in response.json()["data"]["rateLimits"]}
     for model in ("m-chat", "m-chat-markup", "m-chat-discount", "m-embed"):
         assert {"amount": TPM, "type": "TPM"} in models[model], models[model]
+
+
+@pytest.mark.parametrize("choices", [None, 2])
+def test_admission_takes_the_prompt_and_the_output_cap_of_every_choice(
+    fresh: Money, choices: int | None
+) -> None:
+    """The estimate a call is admitted with: its prompt, and max_tokens on each of its n choices
+    (one when n is absent)."""
+    account, key = fresh.funded(rate_limits={"tpm": TPM})
+    call = _chat(50, 0, 0)
+    body = call.body if choices is None else {**call.body, "n": choices}
+    first = _send(fresh, key, Call(call.path, body, 0, 0))
+    assert _remaining(first) == TPM - (tokens.count_prompt(body) + 50 * (choices or 1))
+    fresh.settle_until(account, 1)
+
+
+def test_a_call_refused_for_money_gives_its_whole_token_estimate_back(fresh: Money) -> None:
+    """A 402 at the hold comes after the rate limits took the call's estimate; the call used no
+    tokens, so all of it is returned. With a budget of 6 tokens a minute (a token back every 10 s)
+    the estimate is the whole budget: one token kept back would refuse the next call a 429."""
+    account, key = fresh.funded(1, rate_limits={"tpm": 6})
+    call = _chat(50, 0, 0)
+    for _ in range(2):
+        response = fresh.call(key, "POST", call.path, json=call.body)
+        assert response.status_code == 402, response.text
+    assert fresh.balances(account) == (1, 0)

@@ -117,3 +117,32 @@ def test_a_tool_call_without_usage_is_charged_for_its_arguments(fresh: Money, st
         "m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"])
     )
     assert _source(fresh, account) == "estimated"
+
+
+@pytest.mark.parametrize(
+    "behavior",
+    [NO_USAGE, {"type": "usage", "mode": "exact", "usage": {"prompt_tokens": 7}}],
+    ids=["no-usage", "prompt-only"],
+)
+def test_a_buffered_answer_without_usage_shows_the_estimate_it_was_charged(
+    fresh: Money, behavior: dict[str, Any]
+) -> None:
+    """The client sees the usage Tollway billed, not the upstream's missing or partial one."""
+    account, key = fresh.funded()
+    fresh.script(behavior)
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "count my words"}], "max_tokens": 50}
+    answer = fresh.call(key, "POST", "chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    [row] = fresh.usage_rows(account)
+    assert row["usage_source"] == "estimated"
+    usage = answer.json()["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (
+        row["prompt_tokens"],
+        row["completion_tokens"],
+        row["prompt_tokens"] + row["completion_tokens"],
+    )
+    assert (
+        fresh.charged(account)
+        == ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
+        > 0
+    )

@@ -208,6 +208,23 @@ async def test_an_in_flight_slot_is_a_lease_renewed_while_its_call_lives() -> No
     assert (await limiter.admit("b", limits, 0)).allowed  # freed one lease after its last renewal
 
 
+async def test_renew_extends_every_slot_held_and_counts_them() -> None:
+    """Three calls in flight over two buckets: renewing counts all three, and each keeps its slot."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock, slot_seconds=30)
+    limits = Limits(rpm=1000, concurrency=2)
+    held = [await limiter.admit(bucket, limits, 0) for bucket in ("a", "a", "b")]
+    assert all(verdict.allowed for verdict in held)
+    clock.advance(20)
+    assert await limiter.renew() == 3
+    clock.advance(20)  # 40 s after admission: only the renewal keeps them
+    assert not (await limiter.admit("a", limits, 0)).allowed
+    for verdict in held:
+        assert verdict.lease is not None
+        await limiter.finish(verdict.lease, 0)
+    assert await limiter.renew() == 0
+
+
 async def test_failed_request_block_lasts_thirty_seconds() -> None:
     clock = FakeClock()
     limiter = MemoryLimiter(clock)

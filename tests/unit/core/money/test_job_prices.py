@@ -91,6 +91,10 @@ models:
         ),
         ("bare-music", lambda c, m: prices.seconds_quote(m, 5), "per_second"),
         ("bare-tts", lambda c, m: prices.speech_quote(m, 100), "per_million_chars"),
+        # the synchronous media routes' price (core/media/pipeline.py)
+        ("bare-image", lambda c, m: prices.unit_price(m, "per_image"), "per_image"),
+        ("bare-tts", lambda c, m: prices.unit_price(m, "per_million_chars"), "per_million_chars"),
+        ("bare-music", lambda c, m: prices.unit_price(m, "per_second"), "per_second"),
     ],
 )
 def test_a_model_without_the_routes_price_cannot_serve_it(

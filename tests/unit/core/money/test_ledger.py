@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +20,7 @@ from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts as accounts_table
-from tollway.store.tables import key_spend, reservations, usage
+from tollway.store.tables import key_spend, reservations, usage, usage_daily
 from tollway.store.tables import ledger as ledger_table
 
 FAR_FUTURE = utcnow() + timedelta(days=3650)
@@ -367,6 +367,33 @@ async def test_release_frees_the_hold_and_charges_nothing(
     assert (await ledger_rows(engine, account))[-1] == ("release", 0, -700, request_id)
     written = await usage_of(engine, request_id)
     assert (written.cost_nano, written.outcome, written.status_code) == (0, "upstream_error", 502)
+    # The day's rollup counts the failed request, at no cost.
+    async with engine.connect() as conn:
+        rolled = (
+            await conn.execute(
+                select(usage_daily.c.requests, usage_daily.c.cost_nano).where(
+                    usage_daily.c.account_id == account
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rolled] == [(1, 0)]
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_releasing_a_keys_hold_leaves_its_other_periods_alone(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """A key whose limit period changed while a call was in flight (a `total` hold open, then a `day`
+    one): freeing the day's hold frees it on the day's key_spend row only."""
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    day = period_key("day", utcnow())
+    await ledger.reserve(account, rid(), 300, KeyLimit(key_id, 10_000, "total"), key_id)
+    today = rid()
+    await ledger.reserve(account, today, 200, KeyLimit(key_id, 10_000, "day"), key_id)
+    assert await key_spend_of(engine, key_id) == {"total": (0, 300), day: (0, 200)}
+    assert await ledger.release(today) is True
+    assert await key_spend_of(engine, key_id) == {"total": (0, 300), day: (0, 0)}
     await assert_invariants(ledger, engine, account)
 
 
@@ -470,6 +497,52 @@ async def _renew_only_ours(
     assert left == {live}
     await ours.settle(account, live, 100)
     assert await ours.renew() == 0
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_renew_in_batches_extends_every_owned_lease_and_counts_them_all(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    """Five holds renewed two at a time: every one is pushed back, and the count is all five."""
+    ours = Ledger(engine, lease_seconds=60)
+    account = await new_account(accounts_service, credit=10_000)
+    owned = [rid() for _ in range(5)]
+    for request_id in owned:
+        await ours.reserve(account, request_id, 100)
+    async with engine.begin() as conn:
+        await conn.execute(update(reservations).values(expires_at=utcnow() + timedelta(seconds=5)))
+    assert await ours.renew(batch=2) == 5
+    for request_id in owned:
+        assert 50 < await _expiry(engine, request_id) <= 60
+    for request_id in owned:
+        await ours.release(request_id)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_a_ledger_whose_holds_all_ended_renews_nothing(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    """Settled and released holds are forgotten: renew sends the database nothing for them (a
+    forgotten id would be renewed, in vain, every lease for as long as the process lives)."""
+    ours = Ledger(engine, lease_seconds=60)
+    account = await new_account(accounts_service, credit=10_000)
+    settled, released = rid(), rid()
+    await ours.reserve(account, settled, 100)
+    await ours.reserve(account, released, 100)
+    await ours.settle(account, settled, 40)
+    await ours.release(released)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    # Every engine: on SQLite the ledger writes through an engine of its own (store/db.py Transactor).
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert await ours.renew() == 0
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert [s for s in statements if "reservations" in s] == []
     await assert_invariants(ledger, engine, account)
 
 

@@ -23,6 +23,7 @@ from tollway.core.money.prices import (
     tier_of,
     token_cost,
     upscale_cost,
+    usage_of,
     usd_to_nano,
 )
 
@@ -170,6 +171,19 @@ def test_rounding_never_undercharges_and_is_less_than_one_nano(
     assert cost >= exact  # never undercharges
     assert cost - exact < 1  # by less than one nano-USD
     assert cost * PER_MILLION >= exact * PER_MILLION
+
+
+def test_usage_details_that_are_not_objects_count_no_cached_or_reasoning_tokens() -> None:
+    """providers/checks.py drops such a usage before the pipeline reads it; usage_of stands on its own
+    anyway: odd details are none, never a crash or a token."""
+    for odd in ("n/a", [3], 7):
+        raw = {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": odd}
+        assert usage_of({**raw, "completion_tokens_details": odd}) == TokenUsage(10, 4, 0, 0)
+    details = {
+        "prompt_tokens_details": {"cached_tokens": 6},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+    assert usage_of({"prompt_tokens": 10, "completion_tokens": 4, **details}) == TokenUsage(10, 4, 6, 2)
 
 
 def test_scale_price_with_markup() -> None:
