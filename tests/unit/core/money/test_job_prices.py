@@ -26,9 +26,15 @@ def test_veo_table_is_exact(resolution: str, seconds: int, audio: bool, credits:
     assert prices.video_quote(model, ask) == credits * CENT
 
 
-def test_table_model_refuses_unlisted_combinations() -> None:
-    with pytest.raises(TollwayError, match="does not offer 720p/5s"):
+def test_table_model_refuses_unlisted_combinations_and_names_what_it_offers() -> None:
+    with pytest.raises(TollwayError) as info:
         prices.video_quote(SEED001.resolve("veo-3.1-fast"), prices.VideoAsk(5, "720p", False))
+    assert (info.value.code, info.value.param) == (ErrorCode.VALIDATION, "duration")
+    assert info.value.message == (
+        "'veo-3.1-fast' does not offer 720p/5s; it offers 1080p/4s, 1080p/4s/audio, 1080p/6s, "
+        "1080p/6s/audio, 1080p/8s, 1080p/8s/audio, 720p/4s, 720p/4s/audio, 720p/6s, 720p/6s/audio, "
+        "720p/8s, 720p/8s/audio."
+    )
 
 
 def test_per_second_with_surcharge() -> None:

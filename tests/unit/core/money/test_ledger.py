@@ -668,6 +668,24 @@ async def test_key_spend_is_kept_per_period(
     await assert_invariants(ledger, engine, account)
 
 
+async def test_a_key_refused_in_one_period_names_that_periods_room_only(
+    engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
+) -> None:
+    """A key with spend in another period too (its limit's period changed): the 402 counts what is
+    left of this period's limit, not a sum or a mix of the periods' rows."""
+    account = await new_account(accounts_service, credit=1_000_000)
+    key_id = f"key_{secrets.token_hex(8)}"
+    total = rid()
+    await ledger.reserve(account, total, 300, KeyLimit(key_id, 10_000, "total"), key_id)
+    await ledger.settle(account, total, 300)
+    await ledger.reserve(account, rid(), 600, KeyLimit(key_id, 1_000, "day"), key_id)
+    with pytest.raises(TollwayError) as info:
+        await ledger.reserve(account, rid(), 500, KeyLimit(key_id, 1_000, "day"), key_id)
+    assert info.value.code is ErrorCode.KEY_LIMIT_EXCEEDED
+    assert (info.value.extra["required"], info.value.extra["available"]) == ("0.000000500", "0.000000400")
+    await assert_invariants(ledger, engine, account)
+
+
 async def test_key_limit_hold_is_released_by_the_sweeper(
     engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
 ) -> None:
