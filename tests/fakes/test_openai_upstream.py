@@ -76,7 +76,7 @@ def test_buffered_chat_is_deterministic(upstream: ServerProcess, client: openai.
         11,
     )
     seen = stats(upstream)
-    assert seen["calls"] == {"chat": 1, "embeddings": 0, "images": 0}
+    assert seen["calls"] == {"chat": 1, "embeddings": 0, "images": 0, "speech": 0}
     assert seen["last_request"]["model"] == "some-model"
 
 

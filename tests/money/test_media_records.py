@@ -253,16 +253,18 @@ def test_the_content_policy_blocks_media_input_before_any_charge(variant: Money,
     assert _usage(variant, account) == []
 
 
-def test_a_speech_stream_names_its_provider_and_invents_no_audio_the_upstream_did_not_send(
-    variant: Money,
-) -> None:
+def test_a_speech_stream_without_audio_sells_no_silence(variant: Money) -> None:
+    """The upstream's stream ends before one audio byte: 502 with nothing charged, not an empty 200
+    billed at the character price."""
     account, key = variant.funded(CREDIT)
     body = {"model": "v-tts-silent", "input": "Hello there.", "voice": "alloy", "streaming": True}
     response = variant.call(key, "POST", "audio/speech", json=body)
-    assert response.status_code == 200, response.text
-    assert response.headers["x-tollway-provider"] == "brittle"
-    assert response.content == b""
-    variant.settle_until(account, 1)
+    assert response.status_code == 502, response.text
+    assert "no audio" in response.json()["error"]["message"]
+    assert variant.balances(account) == (CREDIT, 0)
+    assert variant.charged(account) == 0
+    [row] = _usage(variant, account)
+    assert (row["cost_nano"], row["outcome"], row["status_code"]) == (0, "upstream_error", 502)
 
 
 def test_a_media_route_to_a_provider_that_serves_no_media_falls_through_to_the_next(variant: Money) -> None:
