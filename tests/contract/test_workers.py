@@ -3,8 +3,9 @@
 Which worker served a request is read from the access log: each JSON line carries the process id
 (`pid`) and the request id the response's `x-request-id` header gives. Without Redis the server
 refuses to start (every worker would grant the whole rate limit); with Redis a key's limit is one
-limit across the workers, on PostgreSQL and on SQLite. SIGTERM drains every worker; a worker that
-dies is replaced; one that cannot start stops the server; the admin reload reaches every worker.
+limit across the workers, on PostgreSQL and on SQLite, and so is the failed-request limit. SIGTERM
+drains every worker; a worker that dies is replaced; one that cannot start stops the server; the admin
+reload reaches every worker; workers whose supervisor was killed drain and exit.
 
 Processes racing on a new database (migrations, the operator key): tests/contract/test_concurrent_start.py.
 """
@@ -200,6 +201,29 @@ def test_a_keys_rate_limit_is_one_limit_across_the_workers(
     assert balance == ledger_sum == credit - 10 * COST_EACH
 
 
+def test_the_failed_request_limit_is_one_limit_across_the_workers(pg_workers: Workers) -> None:
+    server = pg_workers
+    key = server.new_key(server.new_account("1.00"))
+    bad = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
+
+    def call(body: dict[str, object]) -> Callable[[], httpx2.Response]:
+        return lambda: httpx2.post(
+            f"{server.url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+
+    failed = on_new_connections(21, call(bad))
+    assert [r.status_code for r in failed] == [400] * 21
+    blocked = on_new_connections(8, call(BODY))  # good requests, from a key that failed 21 times
+    assert [r.status_code for r in blocked] == [429] * 8
+    assert all("Too many failed attempts (> 20)" in r.json()["error"]["message"] for r in blocked), blocked[
+        0
+    ].text
+    assert set(server.served_by(failed + blocked)) == server.pids(), "both workers counted and refused"
+
+
 def test_admin_reload_on_one_worker_reloads_every_worker(pg_workers: Workers) -> None:
     server = pg_workers
     original = server.catalog.read_text()
@@ -375,3 +399,18 @@ def _holding(server: Workers) -> set[int]:
                 if os.readlink(fd) in connected:
                     holding.add(pid)
     return holding
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(sqlite_workers: Workers) -> None:
+    """The last test on this server: it ends it."""
+    server = sqlite_workers
+    workers = server.pids()
+    server.process.proc.kill()  # SIGKILL to the supervisor alone: its workers lead their own groups
+    server.process.proc.wait(10)
+
+    def gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+    wait_for(gone, timeout=30)  # each saw its lifeline close and stopped as on SIGTERM
+    stopped = [x for x in server.log() if x.get("msg") == "Shutting down" and x.get("pid") in workers]
+    assert {x["pid"] for x in stopped} == workers, "a graceful shutdown, not a kill"
