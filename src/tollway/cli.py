@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -60,20 +61,33 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     config: Annotated[Path | None, typer.Option(help="Catalog YAML (default: the embedded catalog).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes sharing the port (default 1, TOLLWAY_WORKERS); >1 needs Redis."),
+    ] = None,
 ) -> None:
     """Serve the API. An empty database is created and migrated first."""
-    from tollway.runtime.server import serve as serve_forever
+    from tollway.runtime import server, supervisor
 
-    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port), ("config", config)) if v}
+    given = (("host", host), ("port", port), ("config", config), ("workers", workers))
+    overrides: dict[str, Any] = {k: v for k, v in given if v}
     settings = Settings(**overrides)
+    many = f", {settings.workers} workers" if settings.workers > 1 else ""
     typer.echo(
-        f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path})"
+        f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path}{many})"
     )
     try:  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
-        serve_forever(settings)
+        if settings.workers == 1:
+            server.serve(settings)
+            return
+        # The workers read their settings from the environment, as this process did.
+        env = {**os.environ, **{f"TOLLWAY_{k.upper()}": str(v) for k, v in overrides.items()}}
+        code = supervisor.supervise(settings, env)  # runtime/supervisor.py
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     secret: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # `tollway serve` processes sharing the port (runtime/supervisor.py); more than one needs Redis.
+    workers: int = Field(default=1, ge=1)
     max_body_bytes: int = 25 * 1024 * 1024  # the inference routes' body limit (api/limits.py has the others)
     key_cache_seconds: float = 5.0
     # A call's hold and in-flight slot are leases (core/money/ledger.py): renewed every third of this
@@ -153,6 +155,17 @@ class Settings(BaseSettings):
                 "TOLLWAY_SECRET must be set when the database is PostgreSQL: replicas share the "
                 "database and must hash keys with the same secret. Set the same long random value "
                 "on every replica, e.g. the output of `openssl rand -base64 32`."
+            )
+
+    def check_workers(self) -> None:
+        """Workers must share every limit: each process's own memory would grant each the whole limit."""
+        if self.workers > 1 and not self.redis_url:
+            raise ConfigurationError(
+                f"{self.workers} workers (--workers, TOLLWAY_WORKERS) need TOLLWAY_REDIS_URL: without "
+                "Redis, rate limits, concurrency limits, the failed-request limit and Idempotency-Key "
+                "records live in each process's memory, so every worker would grant the whole limit "
+                "again (and a retried request could be charged twice). Set TOLLWAY_REDIS_URL, e.g. "
+                "redis://127.0.0.1:6379/0, or run one worker."
             )
 
     def pepper(self) -> bytes:

@@ -126,7 +126,11 @@ class Tollway:
 
 
 def start_tollway(
-    tmp: Path, fake_url: str, database_url: str, extra_env: dict[str, str] | None = None
+    tmp: Path,
+    fake_url: str,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),  # more `tollway serve` options, e.g. ("--workers", "2")
 ) -> ServerProcess:
     catalog = tmp / "catalog.yaml"
     catalog.write_text(catalog_yaml(fake_url))
@@ -147,7 +151,7 @@ def start_tollway(
     if database_url.startswith("postgresql") and "TOLLWAY_SECRET" not in env:
         env["TOLLWAY_SECRET"] = CONTRACT_SECRET  # PostgreSQL needs it set (replicas share the database)
     return start_server(
-        [sys.executable, "-m", "tollway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tollway", "serve", "--port", str(port), *args],
         port=port,
         env=env,
         cwd=REPO,

@@ -84,3 +84,26 @@ def test_cli_errors_are_clear(tollway_cli: Any) -> None:
     assert "No account" in tollway_cli("accounts", "show", "acct_missing", ok=False)
     assert "error" in tollway_cli("keys", "create", "--account", "x", "--scope", "root", ok=False)
     assert "9 decimal" in tollway_cli("accounts", "create", "x", "--credit", "0.0000000001", ok=False)
+
+
+def test_serve_refuses_an_invalid_catalog_before_listening(tmp_path: Path) -> None:
+    """Checked once before listening or starting workers (runtime/server.py prepare): exit 2, a message."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [{id: broken, routes: [{provider: nowhere, model: x}]}]\n")
+    env = {
+        **os.environ,
+        "TOLLWAY_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "TOLLWAY_DATA_DIR": str(tmp_path),
+        "TOLLWAY_REDIS_URL": "redis://127.0.0.1:6379/0",  # what --workers 2 needs; never reached here
+    }
+    for workers in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tollway", "serve", "--config", str(bad), "--workers", workers],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+        assert f"error: the catalog {bad} is invalid" in done.stderr and "Traceback" not in done.stderr

@@ -78,7 +78,7 @@ async def metrics_endpoint(request: Request) -> Response:
 )
 async def reload_catalog(request: Request) -> Response:
     try:
-        result = await request.app.state.reloader.reload()
+        result = await request.app.state.reloader.reload_everywhere()
     except CatalogError as exc:
         raise TollwayError(
             ErrorCode.VALIDATION, f"The catalog was not reloaded: {exc}", param="catalog"

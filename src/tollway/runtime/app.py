@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -102,7 +102,10 @@ def _add_schemas(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, reload_others: Callable[[], None] | None = None
+) -> FastAPI:
+    """`reload_others`: a worker of `serve --workers N` (runtime/worker.py) tells the others to reload."""
     settings = settings or Settings()
     tracing.configure(settings.traces)  # TOLLWAY_TRACES: off by default (telemetry/tracing.py)
 
@@ -115,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         services.renew_leases()  # until services.aclose() below has drained the streams
         bus = await _start_key_events(services)
-        reloader = Reloader(services, in_flight)
+        reloader = Reloader(services, in_flight, reload_others)
         app.state.reloader = reloader
         _on_sighup(reloader)
         tasks = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from tollway.core.catalog.catalog import Catalog
@@ -24,9 +25,12 @@ log = logging.getLogger("tollway.reload")
 
 
 class Reloader:
-    def __init__(self, services: Services, in_flight: InFlight) -> None:
+    def __init__(
+        self, services: Services, in_flight: InFlight, others: Callable[[], None] | None = None
+    ) -> None:
         self.services = services
         self.in_flight = in_flight
+        self._others = others  # `serve --workers N`: asks the supervisor to reload the other workers
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -38,6 +42,14 @@ class Reloader:
             except Exception:
                 metrics.RELOADS.labels("failed").inc()
                 raise
+
+    async def reload_everywhere(self) -> dict[str, Any]:
+        """The admin route: this process, then every other worker of `serve --workers N` (SIGHUP,
+        from the supervisor). Only a valid catalog goes further: a bad one raises here."""
+        result = await self.reload()
+        if self._others is not None:
+            self._others()
+        return result
 
     async def _reload(self) -> dict[str, Any]:
         services = self.services

@@ -4,30 +4,47 @@ SIGTERM/SIGINT: `/ready` turns 503 at once (`/health` stays 200); after `shutdow
 stops accepting, lets in-flight requests and streams finish for up to `shutdown_grace_seconds`, then the
 app's lifespan shutdown drains streams still metering, settles them and closes everything.
 SIGHUP: reload the catalog (runtime/reload.py), installed by the app's lifespan.
+`--workers N`: runtime/supervisor.py runs N of these servers (`run`) on one socket it bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from tollway.base.config import CatalogError
+from tollway.core.catalog.catalog import Catalog
 from tollway.runtime.http_head import BoundedHead
 from tollway.runtime.services import prepare_database
-from tollway.settings import Settings
+from tollway.settings import ConfigurationError, Settings
 from tollway.telemetry import logs, metrics
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, delay: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        delay: float,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._delay = delay
         self._stopping = False
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:  # serving: the lifespan has started
+            self._on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.state.ready = False  # the load balancer stops sending new requests
@@ -47,16 +64,37 @@ class GracefulServer(uvicorn.Server):
 async def _preflight(settings: Settings) -> None:
     engine = await prepare_database(settings)
     await engine.dispose()
+    try:
+        await asyncio.to_thread(Catalog.load, settings.catalog_path)
+    except CatalogError as exc:
+        raise ConfigurationError(f"the catalog {settings.catalog_path} is invalid: {exc}") from None
+
+
+def prepare(settings: Settings) -> None:
+    """The start-up work done once before listening: logs, migrations, the secret, the catalog.
+
+    Raises ConfigurationError, saying what to fix: uvicorn would bury the message in a traceback."""
+    logs.configure(settings.log_level, settings.log_format)
+    asyncio.run(_preflight(settings))
 
 
 def serve(settings: Settings) -> None:
-    """Raises ConfigurationError, before listening, when the database or the secret is misconfigured."""
+    """One process: `prepare`, then `run` until a signal stops it."""
+    prepare(settings)
+    run(settings)
+
+
+def run(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    *,
+    on_started: Callable[[], None] | None = None,
+    reload_others: Callable[[], None] | None = None,
+) -> None:
+    """Serve on `sock` (a worker: the supervisor bound it), else on settings.host and port."""
     from tollway.runtime.app import create_app
 
-    logs.configure(settings.log_level, settings.log_format)
-    # Here rather than only in the app's lifespan: uvicorn would bury the message in a traceback.
-    asyncio.run(_preflight(settings))
-    app = create_app(settings)
+    app = create_app(settings, reload_others=reload_others)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -68,7 +106,8 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         http=BoundedHead,  # httptools with a bound on the request line and headers → 431
     )
+    server = GracefulServer(config, app, settings.shutdown_delay_seconds, on_started)
     try:
-        GracefulServer(config, app, settings.shutdown_delay_seconds).run()
+        server.run(sockets=None if sock is None else [sock])
     finally:
         metrics.process_exit()

@@ -88,6 +88,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # `serve --workers N`: which worker (runtime/supervisor.py)
             "msg": hide_database_values(record.getMessage()),
         }
         info = _request.get()

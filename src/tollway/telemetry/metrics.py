@@ -139,6 +139,11 @@ def serve_apart(host: str, port: int) -> Callable[[], None]:
 def process_exit() -> None:
     """Multi-process mode: drop this process's live gauges."""
     if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
+        mark_dead(os.getpid(), os.environ[MULTIPROC_ENV])
 
-        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+def mark_dead(pid: int, directory: str) -> None:
+    """Drop the live gauges of process `pid` (`serve --workers`: the supervisor, for a worker that exited)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

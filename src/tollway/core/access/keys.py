@@ -28,6 +28,7 @@ from tollway.core.limits.limiter import Limiter
 from tollway.core.money.amounts import PositiveUsdAmount
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
+from tollway.store.server_state import write_once
 from tollway.store.tables import accounts, api_keys, key_events, server_state
 
 OPERATOR_HASH = "operator_key_hash"
@@ -120,16 +121,13 @@ class Keys:
     # -- operator -----------------------------------------------------------------------------
 
     async def ensure_operator_key(self) -> str | None:
-        """Create the operator key if there is none. Returns it the one time it is created."""
-        async with self._engine.begin() as conn:
-            existing = (
-                await conn.execute(select(server_state.c.value).where(server_state.c.name == OPERATOR_HASH))
-            ).first()
-            if existing is not None:
-                return None
-            raw = self._new_secret()
-            await conn.execute(insert(server_state).values(name=OPERATOR_HASH, value=self.hash(raw)))
-        return raw
+        """Create the operator key if there is none. Returns it the one time it is created.
+
+        Safe when processes start together on a new database: exactly one of them creates it."""
+        raw = self._new_secret()
+        digest = self.hash(raw)
+        stored = await write_once(self._engine, OPERATOR_HASH, digest)
+        return raw if hmac.compare_digest(stored, digest) else None
 
     async def _operator_key_hash(self) -> str | None:
         if self._operator_hash is None:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.settings import ConfigurationError
-from tollway.store.tables import server_state
+from tollway.store.server_state import write_once
 
 FINGERPRINT = "secret_fingerprint"  # its row in server_state
 _LABEL = b"\x00tollway: fingerprint of the key-hashing secret, v1"
@@ -29,26 +27,11 @@ def fingerprint(pepper: bytes) -> str:
     return hmac.new(pepper, _LABEL, hashlib.sha256).hexdigest()
 
 
-async def _stored(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        value = (
-            await conn.execute(select(server_state.c.value).where(server_state.c.name == FINGERPRINT))
-        ).scalar()
-    return None if value is None else str(value)
-
-
 async def check_secret(engine: AsyncEngine, pepper: bytes) -> None:
     """Record this secret's fingerprint if the database has none; ConfigurationError if it has another."""
     mine = fingerprint(pepper)
-    stored = await _stored(engine)
-    if stored is None:
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(insert(server_state).values(name=FINGERPRINT, value=mine))
-            return
-        except IntegrityError:
-            stored = await _stored(engine)  # another process recorded its own first
-    if stored is not None and not hmac.compare_digest(stored, mine):
+    stored = await write_once(engine, FINGERPRINT, mine)  # processes starting together: one wins
+    if not hmac.compare_digest(stored, mine):
         raise ConfigurationError(
             "The key-hashing secret differs from the one this database's keys were made with, so "
             "every key would be refused (401). Set TOLLWAY_SECRET to the value the other replicas "
