@@ -356,8 +356,10 @@ def test_sigterm_drains_every_worker_and_settles(tmp_path: Path, own_fake: Serve
         streams: list[Stream] = []
         # Streams on new connections until both workers hold some (the access log names a stream's
         # worker only once it ends, so the test looks at who holds the connections now).
-        while len(streams) < 12 and _holding(server) != workers:
-            server.script({"type": "slow", "delay": 0.4})  # 13 chunks: about 5 s
+        # The kernel may hand several connections in a row to one worker: streams last long enough
+        # (13 chunks, about 10 s) that the early ones still run when the other worker takes one.
+        while len(streams) < 24 and _holding(server) != workers:
+            server.script({"type": "slow", "delay": 0.8})
             stream = Stream(server.url, key)
             stream.start()
             assert stream.started.wait(20)
