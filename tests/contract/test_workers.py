@@ -345,7 +345,7 @@ def test_sigterm_drains_every_worker_and_settles(tmp_path: Path, own_fake: Serve
         tmp_path,
         own_fake,
         f"sqlite:///{tmp_path}/tollway.db",
-        TOLLWAY_SHUTDOWN_DELAY_SECONDS="1.5",
+        TOLLWAY_SHUTDOWN_DELAY_SECONDS="6",  # the readiness checks below must fit in it on a busy machine
         TOLLWAY_SHUTDOWN_GRACE_SECONDS="20",
         TOLLWAY_HOLD_LEASE_SECONDS="3600",  # only the drain itself can explain a settled ledger
     )
