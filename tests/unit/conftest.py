@@ -75,6 +75,16 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on PostgreSQL alone, for tests of what only PostgreSQL does (locks, backends)."""
+    engine = create_engine(pg_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
 async def ledger(engine: AsyncEngine) -> AsyncIterator[Ledger]:
     ledger = Ledger(engine)
     try:

@@ -20,7 +20,6 @@ from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.store.db import create_engine
 from tollway.store.prepared import Prepared
 from tollway.store.transactor import Transactor
 
@@ -50,15 +49,6 @@ async def transactor(engine: AsyncEngine, table: str) -> AsyncIterator[Transacto
         yield tx
     finally:
         await tx.aclose()
-
-
-@pytest.fixture
-async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(pg_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

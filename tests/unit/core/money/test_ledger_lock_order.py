@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.helpers import assert_invariants
@@ -23,18 +21,8 @@ from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
 from tollway.core.money.ledger import Ledger
-from tollway.store.db import create_engine
 
 AMOUNT = 1_000_000
-
-
-@pytest.fixture
-async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(pg_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _bystander(pg_url: str) -> asyncpg.Connection:
