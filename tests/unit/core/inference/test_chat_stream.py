@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.helpers import assert_invariants, open_reserved
 from tollway.core.access.accounts import Accounts
-from tollway.core.inference.chat_stream import ChatStream
+from tollway.core.inference.chat_stream import ChatStream, Settle
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import TokenUsage
@@ -28,6 +28,29 @@ HOLD, COST = 1_000_000, 1_000
 
 def _chunk(text: str) -> dict[str, Any]:
     return {"id": "c", "created": 1, "choices": [{"index": 0, "delta": {"content": text}}]}
+
+
+def _relay(
+    ledger: Ledger,
+    request_id: str,
+    upstream: AsyncIterator[dict[str, Any]],
+    settle: Settle,
+    *,
+    wants_usage: bool,
+) -> tuple[Pipeline, ChatStream]:
+    """A ChatStream of "hello" then `upstream`'s chunks, and the pipeline whose tasks it runs in."""
+    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
+    stream = ChatStream(
+        request_id=request_id,
+        model_id="m",
+        first=_chunk("hello"),
+        upstream=upstream,
+        settle=settle,
+        prompt_estimate=3,
+        wants_usage=wants_usage,
+        drain_seconds=5,
+    )
+    return pipeline, stream
 
 
 async def _client(frames: AsyncIterator[bytes]) -> list[bytes]:
@@ -78,17 +101,7 @@ async def test_a_stream_cut_while_it_settles_still_settles_and_ends(engine: Asyn
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         yield _chunk(" world")
 
-    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
-    stream = ChatStream(
-        request_id=request_id,
-        model_id="m",
-        first=_chunk("hello"),
-        upstream=upstream(),
-        settle=settle,
-        prompt_estimate=3,
-        wants_usage=False,
-        drain_seconds=5,
-    )
+    pipeline, stream = _relay(ledger, request_id, upstream(), settle, wants_usage=False)
     release = await _lock_account(db_url, account)
     client = asyncio.create_task(_client(stream.start(pipeline._background)))
     try:
@@ -138,17 +151,7 @@ async def test_a_client_that_leaves_while_the_relay_queue_is_full_still_lets_the
             sent += 1
             yield _chunk(" word")
 
-    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
-    stream = ChatStream(
-        request_id=request_id,
-        model_id="m",
-        first=_chunk("hello"),
-        upstream=upstream(),
-        settle=settle,
-        prompt_estimate=3,
-        wants_usage=False,
-        drain_seconds=5,
-    )
+    pipeline, stream = _relay(ledger, request_id, upstream(), settle, wants_usage=False)
     try:
         frames = stream.start(pipeline._background)
         await frames.__anext__()
@@ -180,17 +183,7 @@ async def test_the_usage_chunk_keeps_the_streams_id_when_the_upstreams_last_chun
         yield _chunk(" world")
         yield {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
-    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
-    stream = ChatStream(
-        request_id=request_id,
-        model_id="m",
-        first=_chunk("hello"),
-        upstream=upstream(),
-        settle=settle,
-        prompt_estimate=3,
-        wants_usage=True,
-        drain_seconds=5,
-    )
+    pipeline, stream = _relay(ledger, request_id, upstream(), settle, wants_usage=True)
     try:
         frames = await asyncio.wait_for(_client(stream.start(pipeline._background)), 5)
     finally:
@@ -217,17 +210,7 @@ async def test_a_relay_that_breaks_on_its_own_bug_settles_as_an_internal_error(e
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         yield {"id": "c", "created": 1, "choices": "not a list"}  # type: ignore[misc]
 
-    pipeline = Pipeline(None, ledger, None, drain_seconds=5)  # type: ignore[arg-type]
-    stream = ChatStream(
-        request_id=request_id,
-        model_id="m",
-        first=_chunk("hello"),
-        upstream=upstream(),
-        settle=settle,
-        prompt_estimate=3,
-        wants_usage=True,
-        drain_seconds=5,
-    )
+    pipeline, stream = _relay(ledger, request_id, upstream(), settle, wants_usage=True)
     try:
         frames = await asyncio.wait_for(_client(stream.start(pipeline._background)), 5)
     finally:
