@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ import httpx2
 import pytest
 
 from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
+from tests.contract.streams import WORDS, Stream
 from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"
 
 
 @pytest.fixture(scope="module")
@@ -42,46 +41,6 @@ def ops_server(tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess
     server = _server(tmp_path_factory.mktemp("ops"), own_fake)
     yield server
     server.process.stop()
-
-
-class Stream(threading.Thread):
-    """A streamed chat call read to the end in the background; `started` is set at the first chunk."""
-
-    def __init__(self, url: str, key: str, model: str = "fake-chat") -> None:
-        super().__init__(daemon=True)
-        self.url, self.key, self.model = url, key, model
-        self.started = threading.Event()
-        self.text = ""
-        self.status = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        body = {"model": self.model, "messages": [{"role": "user", "content": WORDS}], "stream": True}
-        try:
-            with httpx2.stream(
-                "POST",
-                f"{self.url}/v1/chat/completions",
-                json=body,
-                headers={"authorization": f"Bearer {self.key}"},
-                timeout=60,
-            ) as response:
-                self.status = response.status_code
-                for line in response.iter_lines():
-                    self.text += line + "\n"
-                    if line.startswith("data: {"):
-                        self.started.set()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.started.set()
-
-    def content(self) -> str:
-        parts = []
-        for line in self.text.splitlines():
-            if line.startswith("data: {"):
-                for choice in json.loads(line[6:]).get("choices") or ():
-                    parts.append(choice.get("delta", {}).get("content") or "")
-        return "".join(parts)
 
 
 def test_sigterm_turns_ready_false_then_finishes_the_stream_and_settles(

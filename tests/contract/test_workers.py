@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from tests.contract.servers import (
     shared_redis_url,
     start_tollway,
 )
+from tests.contract.streams import WORDS, Stream
 from tests.support.processes import ServerProcess, free_port, start_fake
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,6 @@ BODY = {
     "max_tokens": 100,
 }
 COST_EACH = 6 * 1_000 + 7 * 2_000  # 6 prompt words, "echo: …" 7 words; $1 in, $2 out per 1M tokens
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"
 
 
 @pytest.fixture(scope="module")
@@ -300,46 +299,6 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path, own_fake: S
     assert "exited before it served (exit code 1): stopping the server" in message
 
 
-class Stream(threading.Thread):
-    """A streamed chat call on a connection of its own, read to the end in the background."""
-
-    def __init__(self, url: str, key: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.key = url, key
-        self.started = threading.Event()
-        self.text = ""
-        self.response: httpx2.Response | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        body = {"model": "fake-chat", "messages": [{"role": "user", "content": WORDS}], "stream": True}
-        try:
-            with httpx2.stream(
-                "POST",
-                f"{self.url}/v1/chat/completions",
-                json=body,
-                headers={"authorization": f"Bearer {self.key}"},
-                timeout=60,
-            ) as response:
-                self.response = response
-                for line in response.iter_lines():
-                    self.text += line + "\n"
-                    if line.startswith("data: {"):
-                        self.started.set()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.started.set()
-
-    def content(self) -> str:
-        parts = []
-        for line in self.text.splitlines():
-            if line.startswith("data: {"):
-                for choice in json.loads(line[6:]).get("choices") or ():
-                    parts.append(choice.get("delta", {}).get("content") or "")
-        return "".join(parts)
-
-
 def test_sigterm_drains_every_worker_and_settles(tmp_path: Path, own_fake: ServerProcess) -> None:
     server = start_workers(
         tmp_path,
@@ -374,7 +333,7 @@ def test_sigterm_drains_every_worker_and_settles(tmp_path: Path, own_fake: Serve
         for stream in streams:
             stream.join(40)
             assert stream.error is None, stream.error
-            assert stream.response is not None and stream.response.status_code == 200
+            assert stream.status == 200
             assert stream.text.rstrip().endswith("data: [DONE]"), stream.text[-300:]
             assert stream.content() == "echo: " + WORDS
         assert server.process.proc.wait(40) == -signal.SIGTERM  # as a single process: dies of it
