@@ -231,7 +231,7 @@ class Pipeline:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
         result["usage"] = usage_dict(usage)
-        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+        return Result(headers=admitted.headers, body=result)
 
     async def _chat_stream(
         self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
@@ -264,7 +264,7 @@ class Pipeline:
             venice=admitted.venice,
         )
         frames = stream.start(self._background)
-        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, frames=frames)
+        return Result(headers=admitted.headers, frames=frames)
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ class Pipeline:
                 item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         result["model"] = model.id
         result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
-        return Result(headers={**admitted.headers, "x-tollway-provider": provider.id}, body=result)
+        return Result(headers=admitted.headers, body=result)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         """A copy of the streams still metering (a catalog reload waits for them)."""
