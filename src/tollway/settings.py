@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # A call's hold and in-flight slot are leases (core/money/ledger.py): renewed every third of this
     # while the call lives, freed by any replica's sweeper once their process stops renewing them.
     hold_lease_seconds: float = 30.0
+    # Budget leases (core/money/leases.py): carve calls' holds from a per-process slice of the
+    # account's balance instead of one database transaction each. Off until measured as the default.
+    budget_leases: bool = False
     stream_drain_seconds: float = 120.0
     upstream_timeout_seconds: float = 600.0
     # Routing (core/inference/router.py): retries before the first byte, per route, then the next route.

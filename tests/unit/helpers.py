@@ -8,20 +8,28 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.money.ledger import Ledger
-from tollway.store.tables import accounts, reservations
+from tollway.store.tables import accounts, budget_leases, reservations
 
 
 async def open_reserved(engine: AsyncEngine, account_id: str) -> int:
-    """The sum of the account's open reservation rows."""
+    """What the account's open holds set aside: its reservation rows, plus what its budget leases
+    still hold (amount − consumed, core/money/leases.py)."""
     async with engine.connect() as conn:
-        value = (
+        held = (
             await conn.execute(
                 select(func.coalesce(func.sum(reservations.c.amount_nano), 0)).where(
                     reservations.c.account_id == account_id
                 )
             )
         ).scalar_one()
-    return int(value)
+        leased = (
+            await conn.execute(
+                select(
+                    func.coalesce(func.sum(budget_leases.c.amount_nano - budget_leases.c.consumed_nano), 0)
+                ).where(budget_leases.c.account_id == account_id)
+            )
+        ).scalar_one()
+    return int(held) + int(leased)
 
 
 async def assert_invariants(ledger: Ledger, engine: AsyncEngine, account_id: str) -> tuple[int, int]:

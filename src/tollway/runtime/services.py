@@ -138,7 +138,7 @@ async def prepare_database(settings: Settings, *, migrate: bool = True) -> Async
 async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     engine = await prepare_database(settings, migrate=migrate)
     catalog = Catalog.load(settings.catalog_path)
-    ledger = Ledger(engine, settings.hold_lease_seconds)
+    ledger = Ledger(engine, settings.hold_lease_seconds, budget_leases=settings.budget_leases)
     keys = Keys(
         engine, settings.pepper(), settings.key_prefix, settings.key_cache_seconds, settings.operator_key
     )

@@ -68,7 +68,7 @@ ledger = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
-    Column("kind", String(8), nullable=False),  # credit reserve settle release refund adjust
+    Column("kind", String(8), nullable=False),  # credit reserve settle release refund adjust lease unlease
     Column("amount_nano", BigInteger, nullable=False),
     Column("reserved_delta_nano", BigInteger, nullable=False),
     Column("reference", String(120), nullable=False),
@@ -90,6 +90,23 @@ reservations = Table(
     Column("key_period", String(16)),  # which key_spend row holds the key-side reservation
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# Budget leases (core/money/leases.py): a slice of an account's balance one process holds, from which
+# it carves its calls' holds in memory. The account's reserved includes amount_nano - consumed_nano.
+budget_leases = Table(
+    "budget_leases",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("owner", String(80), nullable=False),  # the process that renews it
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("consumed_nano", BigInteger, nullable=False, default=0),  # charged to calls carved from it
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("consumed_nano >= 0", name="lease_consumed_nonnegative"),
+    CheckConstraint("amount_nano >= consumed_nano", name="lease_within_amount"),
+)
+Index("ix_budget_leases_account", budget_leases.c.account_id)
 
 # Per-key consumption within a period (UTC day/week/month, or "total"), reserved like the balance.
 key_spend = Table(

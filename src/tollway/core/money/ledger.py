@@ -15,44 +15,26 @@ stopped. A job's hold is owned by its durable job row, not by a process: it gets
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
-from tollway.core.money import key_limits
+from tollway.core.money import charges, key_limits
 from tollway.core.money import statements as sql
 from tollway.core.money.amounts import MAX_NANO
-from tollway.core.money.prices import nano_to_usd
+from tollway.core.money.leases import Leases
 from tollway.errors import ErrorCode, TollwayError
-from tollway.store import rollup
-from tollway.store.tables import accounts, key_spend, ledger, reservations, usage
+from tollway.store.tables import accounts, key_spend, ledger, reservations
 from tollway.store.transactor import Transactor
 from tollway.telemetry import metrics, tracing
-
-log = logging.getLogger("tollway.ledger")
-
-
-def _insufficient(amount_nano: int, available: int) -> TollwayError:
-    """402: the hold does not fit in the account's available balance."""
-    return TollwayError(
-        ErrorCode.INSUFFICIENT_BALANCE,
-        f"This request may cost up to ${nano_to_usd(amount_nano)} but the available balance is "
-        f"${nano_to_usd(available)}. Top up, or set a lower max_tokens.",
-        extra={
-            "required": nano_to_usd(amount_nano),
-            "available": nano_to_usd(available),
-            "limit_source": "account",
-        },
-    )
 
 
 def _renew(conn: Connection, ids: list[str], expires_at: datetime) -> int:
@@ -73,13 +55,19 @@ class CeilingExceeded(Exception):
 
 
 class Ledger:
-    def __init__(self, engine: AsyncEngine, lease_seconds: float = 30.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, lease_seconds: float = 30.0, *, budget_leases: bool = False
+    ) -> None:
         self._engine = engine
         self._tx = Transactor(engine)
+        # core/money/leases.py: holds carved in memory from a per-process slice of the balance.
+        # Every process sweeps leases, carving or not: a crashed process's lease needs a sweeper.
+        self.leases = Leases(engine, self._tx, lease_seconds, carving=budget_leases)
         self._lease = timedelta(seconds=lease_seconds)
         self._owned: set[str] = set()  # the leased holds this process took and has not ended
 
     async def aclose(self) -> None:
+        await self.leases.aclose()
         await self._tx.aclose()
 
     async def credit(
@@ -116,7 +104,7 @@ class Ledger:
                 )
             # After the UPDATE: a missing account is NOT_FOUND above, not a foreign-key IntegrityError
             # that would read as "reference already applied".
-            self._append(conn, account_id, kind, amount_nano, 0, reference, None)
+            charges.append(conn, account_id, kind, amount_nano, 0, reference, None)
 
         try:
             await self._tx.run(tx)
@@ -145,6 +133,10 @@ class Ledger:
         is at least `least_nano` (a chat call's output cap is then clamped to it); the
         Reservation's `amount_nano` is what was held.
         """
+        if self.leases.carving and ttl is None and also is None and key_limit is None:
+            before = await self.leases.carve(account_id, request_id, amount_nano, key_id)
+            if before is not None:
+                return Reservation(request_id, amount_nano, before)
         now = utcnow()
         hold: dict[str, Any] = {
             "id": request_id,
@@ -167,7 +159,7 @@ class Ledger:
                 except IntegrityError:
                     # The inserts run before the account is read: an unknown account shows up as a
                     # foreign-key violation. Name it (404) when that is what it was.
-                    await self._tx.run(lambda conn: self._available(conn, account_id))
+                    await self._tx.run(lambda conn: charges.available(conn, account_id))
                     raise
         if ttl is None:
             self._owned.add(request_id)
@@ -188,11 +180,11 @@ class Ledger:
         # call of the account updates) stays locked for as short a time as possible on
         # PostgreSQL; a refused hold rolls them back.
         sql.INSERT_RESERVATION.first(conn, hold)
-        Ledger._append(conn, account_id, "reserve", 0, amount, hold["id"], hold["key_id"])
+        charges.append(conn, account_id, "reserve", 0, amount, hold["id"], hold["key_id"])
         row = sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount})
         if row is None:
-            available = Ledger._available(conn, account_id)
-            raise key_limits.Shortfall(available, _insufficient(amount, available))
+            available = charges.available(conn, account_id)
+            raise key_limits.Shortfall(available, charges.insufficient(amount, available))
         key_left = None
         if key_limit is not None and hold["key_period"] is not None:
             key_left = key_limits.reserve(conn, key_limit, hold["key_period"], amount)
@@ -210,9 +202,13 @@ class Ledger:
         reported more than the estimate allowed and the balance covers) is logged. A second
         settlement of the same request changes nothing and returns 0.
         """
+        carve = self.leases.carve_of(request_id)
         try:
             with tracing.span("ledger.settle", {"tollway.amount_nano": cost_nano}):  # telemetry/tracing.py
-                charged = await self._settle(account_id, request_id, cost_nano, usage_row)
+                if carve is not None:
+                    charged = await self.leases.settle(carve, account_id, request_id, cost_nano, usage_row)
+                else:
+                    charged = await self._settle(account_id, request_id, cost_nano, usage_row)
         except IntegrityError:
             return 0  # uq_ledger_account_kind_reference: this request was already settled
         finally:
@@ -235,37 +231,24 @@ class Ledger:
         # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
         hold = held.amount_nano if held else 0
         key_id, key_period = (held.key_id, held.key_period) if held else (None, None)
-        if 0 <= cost_nano <= hold:
-            # balance - reserved >= 0 (a CHECK constraint) and the hold is part of reserved, so the
-            # account can pay the cost: no need to read the account row.
-            charge = cost_nano
-        else:
-            account = sql.LOCK_ACCOUNT.first(conn, {"p_account": account_id})
-            room = hold + account.balance_nano - account.reserved_nano
-            charge = max(0, min(cost_nano, room))
-            if charge < cost_nano:
-                log.warning(
-                    "shortfall: request %s cost %d nano-USD, %d could be charged",
-                    request_id,
-                    cost_nano,
-                    charge,
-                )
-        # The account row before the key_spend and usage_daily rows, as in reserve and release: on
-        # PostgreSQL another order lets a settle and a reserve (or release) of the same account each
-        # hold the row the other waits for (a deadlock aborts one of them).
-        sql.CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charge, "p_hold": hold})
-        Ledger._append(conn, account_id, "settle", -charge, -hold, request_id, key_id)
-        if key_period is not None:
-            sql.CHARGE_KEY.first(
-                conn, {"p_key": key_id, "p_period": key_period, "p_charge": charge, "p_hold": hold}
-            )
-        if usage_row is not None:
-            sql.INSERT_USAGE.first(conn, {**usage_row, "cost_nano": charge})
-            rollup.add(conn, usage_row, charge)
-        return int(charge)
+        return charges.charge(
+            conn,
+            account_id,
+            request_id,
+            cost_nano,
+            hold=hold,
+            freed=hold,
+            key_id=key_id,
+            key_period=key_period,
+            usage_row=usage_row,
+        )
 
     async def release(self, request_id: str, usage_row: dict[str, Any] | None = None) -> bool:
         """Free a hold without charging (failure before the first byte). False if it was already gone."""
+        carve = self.leases.carve_of(request_id)
+        if carve is not None:
+            await self.leases.release(carve, request_id, usage_row)
+            return True
         try:
             with tracing.span("ledger.release"):  # telemetry/tracing.py
                 return await self._tx.run(lambda conn: self._release(conn, request_id, usage_row))
@@ -273,10 +256,11 @@ class Ledger:
             self._owned.discard(request_id)
 
     async def renew(self, batch: int = 500) -> int:
-        """Push back the expiry of every hold this process owns by a lease; returns how many exist."""
+        """Push back the expiry of every hold and budget lease this process owns by a lease (idle budget
+        leases go back instead); returns how many exist."""
+        renewed = await self.leases.renew()
         owned = list(self._owned)
         expires_at = utcnow() + self._lease
-        renewed = 0
         for start in range(0, len(owned), batch):
             ids = owned[start : start + batch]
             renewed += await self._tx.run(partial(_renew, ids=ids, expires_at=expires_at))
@@ -302,7 +286,7 @@ class Ledger:
             .where(accounts.c.id == held.account_id)
             .values(reserved_nano=accounts.c.reserved_nano - held.amount_nano)
         )
-        self._append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
+        charges.append(conn, held.account_id, "release", 0, -held.amount_nano, request_id, held.key_id)
         if held.key_period is not None:
             conn.execute(
                 update(key_spend)
@@ -310,25 +294,24 @@ class Ledger:
                 .values(reserved_nano=key_spend.c.reserved_nano - held.amount_nano)
             )
         if usage_row is not None:
-            conn.execute(insert(usage).values(**usage_row, cost_nano=0))
-            rollup.add(conn, usage_row, 0)
+            charges.record_usage(conn, usage_row, 0)
         return True
 
     async def sweep(self, now: datetime | None = None, limit: int = 200) -> int:
-        """Release the holds whose lease ran out (their process stopped renewing) or whose TTL passed."""
+        """Release the holds and budget leases whose lease ran out (their process stopped renewing) or
+        whose TTL passed."""
+        now = now or utcnow()
         async with self._engine.connect() as conn:
             expired = (
                 (
                     await conn.execute(
-                        select(reservations.c.id)
-                        .where(reservations.c.expires_at < (now or utcnow()))
-                        .limit(limit)
+                        select(reservations.c.id).where(reservations.c.expires_at < now).limit(limit)
                     )
                 )
                 .scalars()
                 .all()
             )
-        released = 0
+        released = await self.leases.sweep(now, limit)
         for request_id in expired:
             released += await self._tx.run(partial(self._release, request_id=request_id, usage_row=None))
         return released
@@ -358,37 +341,3 @@ class Ledger:
                 )
             ).one()
         return int(row[0]), int(row[1])
-
-    @staticmethod
-    def _available(conn: Connection, account_id: str) -> int:
-        row = (
-            conn.execute(
-                select(accounts.c.balance_nano - accounts.c.reserved_nano).where(accounts.c.id == account_id)
-            )
-        ).first()
-        if row is None:
-            raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
-        return int(row[0])
-
-    @staticmethod
-    def _append(
-        conn: Connection,
-        account_id: str,
-        kind: str,
-        amount: int,
-        reserved_delta: int,
-        reference: str,
-        key_id: str | None,
-    ) -> None:
-        sql.INSERT_LEDGER.first(
-            conn,
-            {
-                "account_id": account_id,
-                "kind": kind,
-                "amount_nano": amount,
-                "reserved_delta_nano": reserved_delta,
-                "reference": reference,
-                "key_id": key_id,
-                "created_at": utcnow(),
-            },
-        )
