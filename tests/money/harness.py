@@ -175,6 +175,7 @@ class Money:
             "(select coalesce(sum(amount_nano), 0) from ledger where account_id = a.id), "
             "(select coalesce(sum(reserved_delta_nano), 0) from ledger where account_id = a.id), "
             "(select coalesce(sum(amount_nano), 0) from reservations where account_id = a.id) "
+            "+ (select coalesce(sum(amount_nano - consumed_nano), 0) from budget_leases where account_id = a.id) "
             "from accounts a where a.id = ?",
             account_id,
         )
@@ -186,7 +187,8 @@ class Money:
     def check_invariants(self, lease_seconds: float) -> None:
         """After every money test: the whole database's money adds up, and no hold outlives its owner.
 
-        Every account: balance = Σ ledger amounts, reserved = Σ reserved deltas = Σ its open holds.
+        Every account: balance = Σ ledger amounts, reserved = Σ reserved deltas = Σ its open holds
+        + what its budget leases still hold (amount − consumed, core/money/leases.py).
         Every key's period: reserved = Σ the open holds of that key and period. Every open hold is
         either a running job's (a finished job holds nothing) or a call's lease, never set further
         out than one lease (a call's hold with a long TTL would outlive a crashed owner)."""
@@ -195,6 +197,7 @@ class Money:
             "(select coalesce(sum(amount_nano), 0) from ledger where account_id = a.id), "
             "(select coalesce(sum(reserved_delta_nano), 0) from ledger where account_id = a.id), "
             "(select coalesce(sum(amount_nano), 0) from reservations where account_id = a.id) "
+            "+ (select coalesce(sum(amount_nano - consumed_nano), 0) from budget_leases where account_id = a.id) "
             "from accounts a"
         )
         for account, balance, reserved, ledger_balance, ledger_reserved, held in accounts:
@@ -208,6 +211,9 @@ class Money:
         holds = self.rows(
             "select r.id, r.expires_at, j.status from reservations r left join jobs j on j.id = r.id"
         )
+        holds += [(lease_id, expires_at, None) for lease_id, expires_at in self.rows(
+            "select id, expires_at from budget_leases"
+        )]  # fmt: skip
         for hold_id, expires_at, job_status in holds:
             if job_status is not None:
                 assert job_status in ("queued", "processing", "unknown"), (hold_id, job_status)
