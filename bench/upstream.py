@@ -1,10 +1,12 @@
 """A fast fake OpenAI-compatible upstream for benchmarks: a raw asyncio HTTP/1.1 server (uvloop if present).
 
     python bench/upstream.py --port 9100 [--latency-ms 10] [--ttft-ms 10] [--tokens-per-s 500] [--chunks 8]
+                             [--chunks-from-max-tokens]
 
 `POST .../chat/completions` answers buffered (after `--latency-ms`) or, with `"stream": true`, as SSE over
 chunked transfer encoding: the first chunk after `--ttft-ms`, then `--chunks` content chunks paced at
-`--tokens-per-s` (one token per chunk), a usage chunk when `stream_options.include_usage` is set (and
+`--tokens-per-s` (one token per chunk; with `--chunks-from-max-tokens`, as many chunks as the request's
+`max_completion_tokens` or `max_tokens` asks, so one upstream serves short and long streams), a usage chunk when `stream_options.include_usage` is set (and
 always when `--always-usage`), then `[DONE]`. Both carry `usage`. `GET /health` and `GET /v1/models` answer
 at once. Written on raw asyncio protocols, not a framework, so the floor it sets is as low as Python goes:
 the systems under test, not this process, should be what saturates.
@@ -41,6 +43,7 @@ class Config:
         self.chunks = args.chunks
         self.always_usage = args.always_usage
         self.completion_tokens = args.completion_tokens
+        self.chunks_from_max_tokens = args.chunks_from_max_tokens
 
 
 PROMPT_TOKENS = 12
@@ -171,13 +174,18 @@ class Upstream(asyncio.Protocol):
                 continue
             if request.get("stream"):
                 options = request.get("stream_options") or {}
-                await self.stream(transport, model, bool(options.get("include_usage")))
+                chunks = self.config.chunks
+                if self.config.chunks_from_max_tokens:
+                    chunks = int(request.get("max_completion_tokens") or request.get("max_tokens") or chunks)
+                await self.stream(transport, model, bool(options.get("include_usage")), chunks)
             else:
                 if self.config.latency:
                     await asyncio.sleep(self.config.latency)
                 transport.write(_response(200, _completion(model, self.config)))
 
-    async def stream(self, transport: asyncio.Transport, model: str, include_usage: bool) -> None:
+    async def stream(
+        self, transport: asyncio.Transport, model: str, include_usage: bool, chunks: int
+    ) -> None:
         config = self.config
         created = int(time.time())
         transport.write(
@@ -187,7 +195,7 @@ class Upstream(asyncio.Protocol):
         if config.ttft:
             await asyncio.sleep(config.ttft)
         transport.write(_frame(_chunk(model, created, {"role": "assistant", "content": ""})))
-        for index in range(config.chunks):
+        for index in range(chunks):
             if index and config.gap:
                 await asyncio.sleep(config.gap)
             transport.write(_frame(_chunk(model, created, {"content": "bench "})))
@@ -201,8 +209,8 @@ class Upstream(asyncio.Protocol):
                 "choices": [],
                 "usage": {
                     "prompt_tokens": PROMPT_TOKENS,
-                    "completion_tokens": config.chunks,
-                    "total_tokens": PROMPT_TOKENS + config.chunks,
+                    "completion_tokens": chunks,
+                    "total_tokens": PROMPT_TOKENS + chunks,
                 },
             }
             transport.write(_frame(b"data: " + _dumps(usage) + b"\n\n"))
@@ -242,6 +250,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=8, help="streamed: content chunks per answer")
     parser.add_argument("--completion-tokens", type=int, default=8, help="buffered: tokens in the answer")
     parser.add_argument("--always-usage", action="store_true", help="streamed: usage chunk even unasked")
+    parser.add_argument(
+        "--chunks-from-max-tokens",
+        action="store_true",
+        help="streamed: the request's max_tokens sets --chunks",
+    )
     return parser.parse_args(argv)
 
 
