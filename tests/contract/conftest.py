@@ -28,6 +28,13 @@ def fake_upstream() -> Iterator[ServerProcess]:
         yield process
 
 
+@pytest.fixture(scope="module")
+def own_fake() -> Iterator[ServerProcess]:
+    """An upstream for one module alone: its scripted delays must not leak into other tests."""
+    with start_fake("tests.fakes.openai_upstream") as process:
+        yield process
+
+
 @pytest.fixture(scope="session")
 def tollway(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Tollway]:
     tmp = tmp_path_factory.mktemp("tollway-sqlite")

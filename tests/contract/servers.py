@@ -55,6 +55,17 @@ def shared_redis_url() -> str:
     return "redis://127.0.0.1:6379/0"
 
 
+def redis_env(name: str) -> dict[str, str]:
+    """The machine's Redis under names of one deployment's own (rate limits and key events), so
+    deployments of different tests never share a limit or hear each other's revocations."""
+    tag = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    return {
+        "TOLLWAY_REDIS_URL": shared_redis_url(),
+        "TOLLWAY_REDIS_KEY_PREFIX": f"{tag}:",
+        "TOLLWAY_REDIS_EVENTS_CHANNEL": f"{tag}:key-events",
+    }
+
+
 @dataclass
 class Tollway:
     """A running server plus what tests need to drive it."""

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -22,16 +21,10 @@ import pytest
 
 from tests.contract.servers import CONTRACT_SECRET, REPO, Tollway, postgres_database, start_tollway
 from tests.support.databases import query
-from tests.support.processes import ServerProcess, start_fake
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
 OPERATOR_LINE = re.compile(r"Operator key \(shown once, keep it safe\): (\S+)")
-
-
-@pytest.fixture(scope="module")
-def own_fake() -> Iterator[ServerProcess]:
-    with start_fake("tests.fakes.openai_upstream") as process:
-        yield process
 
 
 def start_together(tmp: Path, fake: ServerProcess, database_url: str, count: int) -> list[ServerProcess]:

@@ -18,18 +18,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.servers import Tollway, postgres_database, shared_redis_url, start_tollway
+from tests.contract.servers import Tollway, postgres_database, redis_env, start_tollway
 from tests.contract.test_scale_out import BODY, COST_EACH, _estimate, _mint
 from tests.support.databases import query
-from tests.support.processes import ServerProcess, start_fake
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def own_fake() -> Iterator[ServerProcess]:
-    with start_fake("tests.fakes.openai_upstream") as process:
-        yield process
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +31,7 @@ def leased_env() -> dict[str, str]:
     """What every replica shares: one database, one Redis, one secret, budget leases on."""
     return {
         "TOLLWAY_DATABASE_URL": postgres_database(),
-        "TOLLWAY_REDIS_URL": shared_redis_url(),
-        "TOLLWAY_REDIS_KEY_PREFIX": f"test-leases-{uuid.uuid4().hex[:8]}:",
-        "TOLLWAY_REDIS_EVENTS_CHANNEL": f"test-leases-{uuid.uuid4().hex[:8]}:key-events",
+        **redis_env("leases"),
         "TOLLWAY_SECRET": uuid.uuid4().hex,
         "TOLLWAY_BUDGET_LEASES": "true",
         "TOLLWAY_HOLD_LEASE_SECONDS": "2",

@@ -18,15 +18,9 @@ import pytest
 
 from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
 from tests.contract.streams import WORDS, Stream
-from tests.support.processes import ServerProcess, start_fake
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def own_fake() -> Iterator[ServerProcess]:
-    with start_fake("tests.fakes.openai_upstream") as process:
-        yield process
 
 
 def _server(tmp: Path, fake: ServerProcess, **env: str) -> Tollway:

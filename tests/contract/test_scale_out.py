@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.servers import OPERATOR_KEY, Tollway, postgres_database, shared_redis_url, start_tollway
-from tests.support.processes import ServerProcess, start_fake
+from tests.contract.servers import OPERATOR_KEY, Tollway, postgres_database, redis_env, start_tollway
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
 BODY = {
@@ -31,20 +31,11 @@ COST_EACH = 6 * 1_000 + 7 * 2_000  # 6 prompt words, "echo: …" 7 words; $1 in,
 
 
 @pytest.fixture(scope="module")
-def own_fake() -> Iterator[ServerProcess]:
-    """An upstream for this module alone: its scripted delays must not leak into other tests."""
-    with start_fake("tests.fakes.openai_upstream") as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
 def replica_env() -> dict[str, str]:
     """What every replica of this module's deployment shares (one database, one Redis, one secret)."""
     return {
         "TOLLWAY_DATABASE_URL": postgres_database(),
-        "TOLLWAY_REDIS_URL": shared_redis_url(),
-        "TOLLWAY_REDIS_KEY_PREFIX": f"test-scale-{uuid.uuid4().hex[:8]}:",
-        "TOLLWAY_REDIS_EVENTS_CHANNEL": f"test-scale-{uuid.uuid4().hex[:8]}:key-events",
+        **redis_env("scale"),
         "TOLLWAY_SECRET": uuid.uuid4().hex,  # replicas share the key pepper
         "TOLLWAY_KEY_CACHE_SECONDS": "600",  # so only the pub/sub eviction can explain a refusal
         "TOLLWAY_HOLD_LEASE_SECONDS": "2",

@@ -34,11 +34,11 @@ from tests.contract.servers import (
     REPO,
     Tollway,
     postgres_database,
-    shared_redis_url,
+    redis_env,
     start_tollway,
 )
 from tests.contract.streams import WORDS, Stream
-from tests.support.processes import ServerProcess, free_port, start_fake
+from tests.support.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 BODY = {
@@ -47,23 +47,6 @@ BODY = {
     "max_tokens": 100,
 }
 COST_EACH = 6 * 1_000 + 7 * 2_000  # 6 prompt words, "echo: …" 7 words; $1 in, $2 out per 1M tokens
-
-
-@pytest.fixture(scope="module")
-def own_fake() -> Iterator[ServerProcess]:
-    """An upstream for this module alone: its scripted delays must not leak into other tests."""
-    with start_fake("tests.fakes.openai_upstream") as process:
-        yield process
-
-
-def redis_env() -> dict[str, str]:
-    """Redis, under names of this server's own (limits and key events)."""
-    tag = f"test-workers-{uuid.uuid4().hex[:8]}"
-    return {
-        "TOLLWAY_REDIS_URL": shared_redis_url(),
-        "TOLLWAY_REDIS_KEY_PREFIX": f"{tag}:",
-        "TOLLWAY_REDIS_EVENTS_CHANNEL": f"{tag}:key-events",
-    }
 
 
 @dataclass
@@ -102,7 +85,7 @@ def start_workers(tmp: Path, fake: ServerProcess, database_url: str, **env: str)
     """`tollway serve --workers 2`, returned once both workers serve."""
     tmp.mkdir(parents=True, exist_ok=True)
     full_env = {
-        **redis_env(),
+        **redis_env("workers"),
         "TOLLWAY_SECRET": CONTRACT_SECRET,
         "TOLLWAY_LOG_LEVEL": "info",  # the access log: which worker served what
         "TOLLWAY_DATABASE_POOL_SIZE": "4",  # two workers on the shared CI PostgreSQL
