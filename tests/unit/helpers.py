@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.base.clock import utcnow
 from tollway.core.money.ledger import Ledger
 from tollway.store.tables import accounts, budget_leases, reservations
 
@@ -45,3 +46,12 @@ async def assert_invariants(ledger: Ledger, engine: AsyncEngine, account_id: str
 async def account_row(engine: AsyncEngine, account_id: str) -> Any:
     async with engine.connect() as conn:
         return (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one()
+
+
+async def seconds_to_expiry(engine: AsyncEngine, table: Any, row_id: str) -> float:
+    """Seconds from now to a hold's or a lease's `expires_at` (SQLite hands back naive UTC)."""
+    async with engine.connect() as conn:
+        expires_at = (await conn.execute(select(table.c.expires_at).where(table.c.id == row_id))).scalar_one()
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=utcnow().tzinfo)
+    return float((expires_at - utcnow()).total_seconds())

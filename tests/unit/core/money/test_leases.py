@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.core.money.test_ledger import ledger_rows, new_account, rid, usage_row
-from tests.unit.helpers import assert_invariants
+from tests.unit.helpers import assert_invariants, seconds_to_expiry
 from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
@@ -206,14 +206,8 @@ async def test_an_idle_lease_goes_back_at_the_next_renewal_and_a_busy_one_is_ren
     assert await leased.renew() == 1  # the busy one's row, pushed back a lease
     assert await lease_rows(engine, idle) == []
     assert await leased.balances(idle) == (FUNDS - 10, 0)
-    assert len(await lease_rows(engine, busy)) == 1
-    async with engine.connect() as conn:
-        expires_at = (
-            await conn.execute(select(budget_leases.c.expires_at).where(budget_leases.c.account_id == busy))
-        ).scalar_one()
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=utcnow().tzinfo)
-    assert 50 < (expires_at - utcnow()).total_seconds() <= 60
+    [(busy_lease, _, _)] = await lease_rows(engine, busy)
+    assert 50 < await seconds_to_expiry(engine, budget_leases, busy_lease) <= 60
     await leased.settle(busy, calls[busy], 10)
     for account in (idle, busy):
         await assert_invariants(ledger, engine, account)

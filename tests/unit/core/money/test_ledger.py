@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.unit.helpers import assert_invariants
+from tests.unit.helpers import assert_invariants, seconds_to_expiry
 from tollway.base.clock import period_key, utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.caller import KeyLimit
@@ -449,14 +449,7 @@ async def test_sweeper_releases_only_expired_holds(
 
 
 async def _expiry(engine: AsyncEngine, request_id: str) -> float:
-    """Seconds from now to a hold's expiry (SQLite hands back naive UTC)."""
-    async with engine.connect() as conn:
-        expires_at = (
-            await conn.execute(select(reservations.c.expires_at).where(reservations.c.id == request_id))
-        ).scalar_one()
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=utcnow().tzinfo)
-    return float((expires_at - utcnow()).total_seconds())
+    return await seconds_to_expiry(engine, reservations, request_id)
 
 
 async def test_renew_extends_the_leases_this_ledger_owns_and_nothing_else(
