@@ -39,13 +39,19 @@ unit: install
 
 # Mutation testing of the money modules ([tool.mutmut] in pyproject.toml, docs/testing.md): 4,370
 # mutants, several hours on 2 cores (the ledger, limits and keys mutants each run ~70 tests), so not
-# part of `make test`. Results stay in mutants/; a stopped run resumes, a second run only re-tests what
-# changed. `make mutate MUTANTS='tollway.core.money.ledger*'` runs (or re-runs) a subset. SQLite only: a
+# part of `make test`. Results stay in mutants/ and in tools/mutation-cache.tar.gz (committed, restored
+# into a fresh clone: tools/mutation_cache.py); a stopped run resumes, a second run only re-tests what
+# changed. `make mutate FRESH=1` starts from nothing. `make mutate MUTANTS='tollway.core.money.ledger*'` runs (or re-runs) a subset. SQLite only: a
 # mutant is Python that both databases run alike (`make test` runs both). tools/mutation_report.py
 # prints the per-module counts and the score; run it alone to read the results again.
 mutate: install
+	$(if $(FRESH),rm -rf mutants,$(BIN)/python tools/mutation_cache.py restore)
 	# mutmut runs type_check_command (mypy) by name: the venv's bin must be on PATH on a fresh clone.
-	PATH="$(CURDIR)/$(BIN):$$PATH" TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	# Its children mostly wait on test servers and sleeps, so twice the cores keeps the CPU busy.
+	# The results are saved even when the run stops early (Ctrl-C): the next run goes on from them.
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run \
+		--max-children $$(( 2 * $$(nproc) )) $(MUTANTS); status=$$?; \
+		$(BIN)/python tools/mutation_cache.py save; exit $$status
 	$(BIN)/python tools/mutation_report.py
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): not part of `make test`. LiteLLM, matplotlib and py-spy go
