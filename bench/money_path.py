@@ -1,6 +1,6 @@
 """The money path alone: reserve + settle per call, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/money_path.py [--calls 2000] [--concurrency 1 16] [--postgres URL]
+    .venv/bin/python bench/money_path.py [--calls 2000] [--concurrency 1 16] [--postgres URL] [--leases]
 
 Measures what admission and settlement add to every inference call (DESIGN §3 steps 7 and 10):
 one conditional UPDATE + ledger insert + reservation insert, then the settlement transaction with
@@ -25,10 +25,10 @@ from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade_async
 
 
-async def measure(url: str, calls: int, concurrency: int) -> dict[str, float]:
+async def measure(url: str, calls: int, concurrency: int, leases: bool = False) -> dict[str, float]:
     await upgrade_async(url)
     engine = create_engine(url)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, budget_leases=leases)
     account = await Accounts(engine, ledger).create("bench", credit_nano=10**15)
     latencies: list[float] = []
     queue = iter(range(calls))
@@ -62,9 +62,12 @@ async def measure(url: str, calls: int, concurrency: int) -> dict[str, float]:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    balance, reserved = await ledger.balances(account.id)
-    assert reserved == 0 and balance == 10**15 - calls * 20_000
-    await ledger.aclose()
+    await ledger.aclose()  # its budget leases go back
+    checker = Ledger(engine)
+    balance, reserved = await checker.balances(account.id)
+    assert reserved == 0 and balance == 10**15 - calls * 20_000, (balance, reserved)
+    assert await checker.ledger_sums(account.id) == (balance, reserved)
+    await checker.aclose()
     await engine.dispose()
     cuts = statistics.quantiles(latencies, n=100)
     return {"calls_per_s": calls / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
@@ -77,6 +80,9 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--leases", action="store_true", help="hold from budget leases (TOLLWAY_BUDGET_LEASES)"
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +90,7 @@ async def main() -> None:
         for name, url in databases.items():
             for concurrency in args.concurrency:
                 try:
-                    figures = await measure(url, args.calls, concurrency)
+                    figures = await measure(url, args.calls, concurrency, args.leases)
                 except OSError as exc:
                     print(f"{name}: skipped ({exc})")
                     break

@@ -111,7 +111,22 @@ def markdown(results: dict[str, Any]) -> str:
     ratios = results.get("ratios") or {}
     if ratios:
         lines += ["", "Ratios (same run): " + "; ".join(f"{k} = {v}" for k, v in ratios.items()) + "."]
+    lines += _money_lines(results.get("checks") or {})
     return "\n".join(lines) + "\n"
+
+
+def _money_lines(checks: dict[str, Any]) -> list[str]:
+    """The money check of each Tollway system, read from its database after it stopped (bench/money_check.py)."""
+    if not checks:
+        return []
+    lines = ["", "Money after the run (the stopped server's database, bench/money_check.py):", ""]
+    for name, check in checks.items():
+        figures = f"{check.get('usage rows')} usage rows, {check.get('settle entries')} settlements, " + (
+            f"{check.get('leases taken')} leases"
+        )
+        verdict = "exact" if check["ok"] and check["graceful"] else f"**FAILED** {check['problems']}"
+        lines.append(f"- {name}: {verdict} ({figures}; stopped with exit code {check['exit_code']})")
+    return lines
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -126,7 +141,7 @@ def ratios(summary: dict[str, Any]) -> dict[str, float]:
         return float(value) if value else None
 
     for mode in ("buffered", "stream"):
-        for ours in ("tollway-sqlite", "tollway-pg"):
+        for ours in ("tollway-sqlite", "tollway-pg", "tollway-sqlite-leases", "tollway-pg-leases"):
             for theirs in ("passthrough", "litellm-pg", "litellm-nodb"):
                 a, b = rps(ours, mode), rps(theirs, mode)
                 if a and b:

@@ -8,13 +8,15 @@ One fake upstream (bench/upstream.py) serves every system. Systems, each one ser
   passthrough       bench/passthrough.py: Starlette + httpx2, no auth, no billing (the Python ceiling)
   tollway-sqlite    `tollway serve` on SQLite: keys, rate limits, reservation, settlement
   tollway-pg        `tollway serve` on PostgreSQL + Redis (a fresh database on 127.0.0.1:5432)
+  tollway-*-leases  the same with budget leases on (TOLLWAY_BUDGET_LEASES, core/money/leases.py)
   litellm-pg        LiteLLM proxy with a virtual key and spend tracking on PostgreSQL (its own database)
   litellm-nodb      LiteLLM proxy with the master key and no database
 LiteLLM runs from bench/.venv-litellm (`make bench-venv`); when it is missing or fails to start, its rows say
 why and the run goes on. For each concurrency level and mode (buffered, stream), the systems take turns, so
 drift in the machine's load falls on all of them alike. bench/load.py drives each measurement in its own
 process. Writes <out-dir>/<date>-<host>.json, and with --doc the generated tables in that Markdown file
-(between the `bench:begin`/`bench:end` markers) and a PNG plot next to the JSON.
+(between the `bench:begin`/`bench:end` markers) and a PNG plot next to the JSON. Each Tollway is then stopped
+and its money checked from its database (bench/money_check.py); the run exits 1 when it is not exact.
 bench/systems.py starts and measures the systems; bench/report.py turns the results into tables and the plot.
 """
 
@@ -30,14 +32,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from money_check import stop_and_check
 from report import markdown, plot, ratios, summarise, write_doc
 from systems import (
     ALL_SYSTEMS,
     HERE,
-    REDIS_URL,
+    TOLLWAY_SYSTEMS,
     System,
     free_port,
-    fresh_pg_database,
     litellm_missing,
     measure,
     prime,
@@ -46,9 +48,8 @@ from systems import (
     start,
     start_litellm,
     start_passthrough,
-    start_tollway,
+    start_tollway_on,
     stop,
-    tollway_ledger_check,
 )
 
 MODES = {
@@ -136,20 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                     running[name] = System("direct", upstream.base_url, proc=None)
                 elif name == "passthrough":
                     running[name] = start_passthrough(upstream.base_url, tmp)
-                elif name == "tollway-sqlite":
-                    running[name] = start_tollway(
-                        name, upstream.base_url, tmp, f"sqlite:///{tmp}/tollway.db", {}
-                    )
-                elif name == "tollway-pg":
-                    url, drop = fresh_pg_database("tollway_bench")
-                    try:
-                        running[name] = start_tollway(
-                            name, upstream.base_url, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL}
-                        )
-                    except Exception:
-                        drop()
-                        raise
-                    running[name].cleanup.append(drop)
+                elif name in TOLLWAY_SYSTEMS:
+                    postgres, extra = TOLLWAY_SYSTEMS[name]
+                    running[name] = start_tollway_on(name, upstream.base_url, tmp, postgres, extra)
                 elif name.startswith("litellm"):
                     missing = litellm_missing()
                     if missing:
@@ -179,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
         for name, system in running.items():
             results["rss_mib"][name] = rss_mib(system)
-            if name.startswith("tollway"):
-                results["checks"][name] = tollway_ledger_check(system)
+        for name in [n for n in running if n in TOLLWAY_SYSTEMS]:
+            # Stopped gracefully first: its leases go back, its last settlements land.
+            results["checks"][name] = stop_and_check(running.pop(name))
     finally:
         for system in running.values():
             stop(system)
@@ -206,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_logs:
         for log in tmp.glob("*.log"):
             log.unlink()
+    failed = {
+        name: check for name, check in results["checks"].items() if not (check["ok"] and check["graceful"])
+    }
+    if failed:
+        print(f"MONEY CHECK FAILED: {json.dumps(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

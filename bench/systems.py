@@ -30,7 +30,16 @@ REDIS_URL = "redis://127.0.0.1:6379/9"
 OPERATOR_KEY = "op-bench-operator-key"
 LITELLM_MASTER_KEY = "sk-bench-master-key"
 MODEL = "gpt-4o-mini"
-ALL_SYSTEMS = ["direct", "passthrough", "tollway-sqlite", "tollway-pg", "litellm-pg", "litellm-nodb"]
+ALL_SYSTEMS = [
+    "direct",
+    "passthrough",
+    "tollway-sqlite",
+    "tollway-pg",
+    "tollway-sqlite-leases",
+    "tollway-pg-leases",
+    "litellm-pg",
+    "litellm-nodb",
+]
 
 CATALOG = """
 markup: "1.0"
@@ -231,19 +240,35 @@ def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra:
     return system
 
 
-def tollway_ledger_check(system: System) -> dict[str, Any]:
-    """After the run: nothing may stay reserved (every call settled or released)."""
-    admin = {"authorization": f"Bearer {OPERATOR_KEY}"}
-    with httpx2.Client(trust_env=False, timeout=30) as client:
-        for _ in range(50):  # streams settle in their own task; give the last ones a moment
-            body = client.get(
-                f"{system.base_url}/v1/admin/accounts/{system.notes['account_id']}", headers=admin
+# Tollway's systems: name -> (on PostgreSQL + Redis rather than SQLite, extra settings).
+TOLLWAY_SYSTEMS: dict[str, tuple[bool, dict[str, str]]] = {
+    "tollway-sqlite": (False, {}),
+    "tollway-pg": (True, {}),
+    "tollway-sqlite-leases": (False, {"TOLLWAY_BUDGET_LEASES": "true"}),
+    "tollway-pg-leases": (True, {"TOLLWAY_BUDGET_LEASES": "true"}),
+}
+
+
+def start_tollway_on(
+    name: str, upstream: str, tmp: Path, postgres: bool, extra: dict[str, str] | None = None
+) -> System:
+    """`tollway serve` on a database of its own (a fresh PostgreSQL one, dropped by stop(), or a
+    SQLite file), which notes["database_url"] names for the money check (bench/money_check.py)."""
+    if not postgres:
+        url = f"sqlite:///{tmp}/{name}.db"
+        system = start_tollway(name, upstream, tmp, url, dict(extra or {}))
+    else:
+        url, drop = fresh_pg_database("tollway_bench")
+        try:
+            system = start_tollway(
+                name, upstream, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL, **(extra or {})}
             )
-            data = body.json()
-            if float(data.get("reserved_usd", "1")) == 0:
-                break
-            time.sleep(0.1)
-    return {"balance_usd": data.get("balance_usd"), "reserved_usd": data.get("reserved_usd")}
+        except Exception:
+            drop()
+            raise
+        system.cleanup.append(drop)
+    system.notes["database_url"] = url
+    return system
 
 
 def litellm_missing() -> str | None:

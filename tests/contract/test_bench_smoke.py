@@ -46,13 +46,16 @@ def test_bench_harness_smoke(tmp_path: Path) -> None:
             assert set(summary["overhead_ms"]) == {"buffered@2", "stream@2"}
             assert set(summary["ttfb_overhead_ms"]) == {"stream@2"}
             assert result["rss_mib"][name] > 0
-    # every call was settled or released: nothing stays reserved
-    assert float(result["checks"]["tollway-sqlite"]["reserved_usd"]) == 0
+    # Stopped, its database says: nothing held, every balance its ledger, one settlement per charged call.
+    check = result["checks"]["tollway-sqlite"]
+    assert check["ok"] and check["graceful"] and check["problems"] == {}, check
+    assert check["charged usage rows"] == check["settle entries"] > 0
+    assert "- tollway-sqlite: exact (" in done.stdout
     assert "tollway-sqlite/passthrough max RPS buffered" in result["ratios"]
     assert "| tollway-sqlite | buffered | 2 |" in done.stdout
 
 
-# One tampering per money check, and the check it must trip (bench/streams.py MONEY_CHECKS).
+# One tampering per money check, and the check it must trip (bench/money_check.py MONEY_CHECKS).
 TAMPERING = {
     "accounts with money reserved": "update accounts set reserved_nano = 1 where name = 'bench'",
     "open reservations": "insert into reservations (id, account_id, amount_nano, expires_at) "
@@ -61,6 +64,9 @@ TAMPERING = {
     "balance_nano - 1 where name = 'bench'",
     "charged usage rows without exactly one settle entry of their cost": "delete from ledger where id = "
     "(select max(id) from ledger where kind = 'settle')",
+    "accounts whose reserved is not the sum of their ledger's reserved deltas": "insert into ledger "
+    "(account_id, kind, amount_nano, reserved_delta_nano, reference, created_at) "
+    "select id, 'lease', 0, 1, 'lease_planted', '2030-01-01 00:00:00' from accounts where name = 'bench'",
 }
 
 
@@ -100,12 +106,12 @@ def test_streams_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert result["money_ok"] is True and "| tollway-sqlite | 4 |" in done.stdout
 
     monkeypatch.syspath_prepend(str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_streams", REPO / "bench" / "streams.py")
+    spec = importlib.util.spec_from_file_location("bench_money_check", REPO / "bench" / "money_check.py")
     assert spec is not None and spec.loader is not None
-    streams = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(streams)
+    money = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(money)
     database = Path(check["database"].split("///", 1)[1])
-    assert streams.money_check(check["database"])["ok"]
+    assert money.money_check(check["database"])["ok"]
     for expected, statement in TAMPERING.items():
         copy = tmp_path / f"{len(expected)}.db"
         with (
@@ -115,5 +121,5 @@ def test_streams_bench_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             source.backup(to)
             to.execute(statement)
             to.commit()
-        found = streams.money_check(f"sqlite:///{copy}")
+        found = money.money_check(f"sqlite:///{copy}")
         assert not found["ok"] and found["problems"].get(expected) == 1, (expected, found)
