@@ -112,6 +112,7 @@ def test_streamed_speech_is_settled_at_the_character_price(fresh: Money) -> None
     response = fresh.call(key, "POST", "audio/speech", json=body)
     assert response.status_code == 200, response.text
     assert len(response.content) > 1000
+    assert response.headers["x-tollway-provider"] == "local"  # who served it, as on every inference answer
     fresh.settle_until(account, 1)
     price = ORACLE.speech("m-tts", len(words))
     assert fresh.charged(account) == price

@@ -267,10 +267,11 @@ async def test_a_hold_with_a_floor_shrinks_to_the_keys_limit_too(
     await assert_invariants(ledger, engine, account)
 
 
-async def test_reserve_on_unknown_account_is_not_found(ledger: Ledger) -> None:
+async def test_reserve_on_unknown_account_is_not_found_and_names_it(ledger: Ledger) -> None:
+    missing = f"acct_{secrets.token_hex(10)}"
     with pytest.raises(TollwayError) as info:
-        await ledger.reserve(f"acct_{secrets.token_hex(10)}", rid(), 1)
-    assert info.value.code is ErrorCode.NOT_FOUND
+        await ledger.reserve(missing, rid(), 1)
+    assert (info.value.code, info.value.message) == (ErrorCode.NOT_FOUND, f"No account {missing!r}.")
 
 
 # -- settle and release -------------------------------------------------------------------------------
