@@ -10,6 +10,8 @@ import socket
 import string
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,19 @@ class Protocols(Tollway):
 
     def last_request(self, upstream: str) -> dict[str, Any]:
         return dict(self.control(upstream, "GET", "stats")["last_request"])
+
+
+@contextmanager
+def replicas(tmp: Path, names: str, fake_url: str, env: dict[str, str]) -> Iterator[list[Tollway]]:
+    """`tollway serve` replicas of one deployment (env names its database), one per letter of `names`,
+    started one at a time: each migrates the shared database on start."""
+    database_url = env["TOLLWAY_DATABASE_URL"]
+    servers: list[ServerProcess] = []
+    try:
+        for name in names:
+            (tmp / name).mkdir()
+            servers.append(start_tollway(tmp / name, fake_url, database_url, env))
+        yield [Tollway(s, database_url, fake_url) for s in servers]
+    finally:
+        for server in servers:
+            server.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.servers import Tollway, postgres_database, redis_env, start_tollway
+from tests.contract.servers import Tollway, postgres_database, redis_env, replicas, start_tollway
 from tests.contract.test_scale_out import BODY, COST_EACH, _estimate, _mint
 from tests.support.databases import query
 from tests.support.processes import ServerProcess
@@ -45,17 +45,8 @@ def leased_env() -> dict[str, str]:
 def two(
     tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess, leased_env: dict[str, str]
 ) -> Iterator[list[Tollway]]:
-    database_url = leased_env["TOLLWAY_DATABASE_URL"]
-    tmp: Path = tmp_path_factory.mktemp("leased")
-    servers: list[ServerProcess] = []
-    try:
-        for name in "ab":
-            (tmp / name).mkdir()
-            servers.append(start_tollway(tmp / name, own_fake.base_url, database_url, leased_env))
-        yield [Tollway(s, database_url, own_fake.base_url) for s in servers]
-    finally:
-        for server in servers:
-            server.stop()
+    with replicas(tmp_path_factory.mktemp("leased"), "ab", own_fake.base_url, leased_env) as servers:
+        yield servers
 
 
 def _load(servers: list[Tollway], key: str, calls: int) -> list[int | str]:

@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.contract.servers import OPERATOR_KEY, Tollway, postgres_database, redis_env, start_tollway
+from tests.contract.servers import (
+    OPERATOR_KEY,
+    Tollway,
+    postgres_database,
+    redis_env,
+    replicas,
+    start_tollway,
+)
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -50,17 +57,8 @@ def replica_env() -> dict[str, str]:
 def three(
     tmp_path_factory: pytest.TempPathFactory, own_fake: ServerProcess, replica_env: dict[str, str]
 ) -> Iterator[list[Tollway]]:
-    database_url = replica_env["TOLLWAY_DATABASE_URL"]
-    tmp: Path = tmp_path_factory.mktemp("three")
-    servers: list[ServerProcess] = []
-    try:
-        for name in "abc":  # one at a time: each migrates the (shared) database on start
-            (tmp / name).mkdir()
-            servers.append(start_tollway(tmp / name, own_fake.base_url, database_url, replica_env))
-        yield [Tollway(s, database_url, own_fake.base_url) for s in servers]
-    finally:
-        for server in servers:
-            server.stop()
+    with replicas(tmp_path_factory.mktemp("three"), "abc", own_fake.base_url, replica_env) as servers:
+        yield servers
 
 
 def _chat(url: str, key: str) -> httpx2.Response:
