@@ -176,9 +176,11 @@ SHORT = _video("video/queue", "m-video-up", 3, "720p", False, upstream=True)
 DELIVERED = 2  # seconds the upstream reports
 
 
-def _short_delivery(fresh: Money, job: Job = SHORT) -> tuple[str, str, dict[str, Any]]:
+def _short_delivery(
+    fresh: Money, job: Job = SHORT, delivered: float = DELIVERED
+) -> tuple[str, str, dict[str, Any]]:
     account, key = fresh.funded(CREDIT)
-    fresh.script_queue({"type": "complete", "after_polls": 1, "via_url": True, "duration": DELIVERED})
+    fresh.script_queue({"type": "complete", "after_polls": 1, "via_url": True, "duration": delivered})
     job_id, stated = accepted(submit(fresh, key, job), job)
     assert stated == job.quote
     view = wait_end(fresh, key, job, job_id)
@@ -187,20 +189,24 @@ def _short_delivery(fresh: Money, job: Job = SHORT) -> tuple[str, str, dict[str,
     return account, job_id, view
 
 
-@pytest.mark.parametrize(("resolution", "audio"), [("720p", False), ("1080p", True)])
+@pytest.mark.parametrize(
+    ("resolution", "audio", "delivered", "seconds"),
+    [("720p", False, 2, 2), ("1080p", True, 2, 2), ("720p", False, 0.4, 1), ("720p", False, 1.2, 2)],
+)
 def test_an_upstream_that_delivers_less_is_charged_the_lower_actual(
-    fresh: Money, resolution: str, audio: bool
+    fresh: Money, resolution: str, audio: bool, delivered: float, seconds: int
 ) -> None:
-    """The lower actual keeps what was asked (resolution, audio): their per-second surcharges too."""
+    """The lower actual keeps what was asked (resolution, audio): their per-second surcharges too. A
+    started second is charged as a whole one, and at least one is."""
     job = _video("video/queue", "m-video-up", 3, resolution, audio, upstream=True)
-    lower = ORACLE.video("m-video-up", seconds=DELIVERED, resolution=resolution, audio=audio)
+    lower = ORACLE.video("m-video-up", seconds=seconds, resolution=resolution, audio=audio)
     assert lower < job.quote
-    account, job_id, view = _short_delivery(fresh, job)
+    account, job_id, view = _short_delivery(fresh, job, delivered)
     assert (usd_nano(view["quote_usd"]), usd_nano(view["cost_usd"])) == (job.quote, lower)
     assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("settle", -lower, -job.quote)]
     assert fresh.balances(account) == (CREDIT - lower, 0)
     [row] = fresh.usage_rows(account)
-    assert (row["cost_nano"], row["outcome"], row["units"]) == (lower, "completed", DELIVERED)
+    assert (row["cost_nano"], row["outcome"], row["units"]) == (lower, "completed", seconds)
 
 
 def test_the_usage_row_of_a_shorter_delivery_counts_the_seconds_charged(fresh: Money) -> None:
