@@ -77,23 +77,26 @@ def _wait_unreserved(server: Tollway, account_id: str, seconds: float = 30) -> t
     return sums
 
 
-def test_leased_replicas_never_grant_more_than_the_balance_funds_and_charge_each_call_once(
+def test_leased_replicas_refuse_what_the_balance_cannot_hold_and_charge_each_call_once(
     two: list[Tollway],
 ) -> None:
+    """120 calls on both replicas against a balance that holds 40 at once. Calls that end give their
+    unspent hold back to the lease, so on a slow machine later calls may be admitted too: what must
+    hold is that the balance refused the rest, never went below zero, and paid each answer once."""
     a, _ = two
     estimate = _estimate(a)
     credit_nano = 40 * estimate
     account_id = a.new_account(str(Decimal(credit_nano) / 10**9))
     _, key = _mint(a, account_id)
     a.fake("POST", "reset")
-    a.script(*[{"type": "delay_first_byte", "seconds": 2}] * 120)  # admitted calls overlap
+    a.script(*[{"type": "delay_first_byte", "seconds": 3}] * 120)  # admitted calls overlap
     statuses = _load(two, key, 120)
     a.fake("POST", "reset")
     granted = statuses.count(200)
-    assert 0 < granted <= 40 and statuses.count(402) == 120 - granted, sorted(set(map(str, statuses)))
+    assert granted > 0 and statuses.count(402) == 120 - granted > 0, sorted(set(map(str, statuses)))
     balance, reserved, ledger_sum, reserved_sum = _wait_unreserved(a, account_id)
     assert reserved == reserved_sum == 0, "every lease went back once idle"
-    assert balance == ledger_sum == credit_nano - granted * COST_EACH
+    assert balance == ledger_sum == credit_nano - granted * COST_EACH >= 0
     [(leases,)] = query(
         a.database_url, "select count(*) from ledger where account_id = ? and kind = 'lease'", account_id
     )
@@ -113,17 +116,15 @@ def test_a_replica_killed_while_holding_a_lease_loses_no_money(
         account_id = a.new_account("5.00")
         _, key = _mint(a, account_id)
         a.fake("POST", "reset")
-        a.script(*[{"type": "delay_first_byte", "seconds": 2}] * 40)
+        a.script(*[{"type": "delay_first_byte", "seconds": 6}] * 40)
 
         with ThreadPoolExecutor(1) as pool:
             load = pool.submit(_load, [a, c], key, 20)
-            time.sleep(1.0)  # every call admitted, carved from a lease, none answered
-            [(owners,)] = query(
-                a.database_url,
-                "select count(distinct owner) from budget_leases where account_id = ?",
-                account_id,
-            )
-            assert int(owners) == 2  # c holds a lease of its own
+            # Wait (the calls take 6 s) until c has carved calls from a lease of its own, then kill it.
+            deadline = time.monotonic() + 5
+            while _lease_owners(a, account_id) < 2:
+                assert time.monotonic() < deadline, "c never took a lease"
+                time.sleep(0.1)
             c.process.kill()
             outcomes = load.result()
     finally:
@@ -139,3 +140,12 @@ def test_a_replica_killed_while_holding_a_lease_loses_no_money(
         account_id,
     )
     assert int(swept) == 1
+
+
+def _lease_owners(server: Tollway, account_id: str) -> int:
+    [(owners,)] = query(
+        server.database_url,
+        "select count(distinct owner) from budget_leases where account_id = ?",
+        account_id,
+    )
+    return int(owners)
