@@ -206,7 +206,7 @@ def test_a_processing_job_shows_the_upstreams_progress_and_follows_its_providers
 
 
 def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -> None:
-    account, key = fresh.funded(CREDIT)
+    account, key = fresh.funded(CREDIT, label="render farm")
     fresh.script_queue({"type": "complete", "after_polls": 1})
     job_id, _ = accepted(submit(fresh, key, JOB), JOB)
     assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
@@ -233,6 +233,11 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
         "outcome": "completed",
         "status_code": 200,
     }
+    # The key that queued it, as it was then: the usage row names it when the job ends.
+    [(key_id,)] = fresh.rows("select id from api_keys where account_id = ?", account)
+    assert fresh.rows("select key_id, key_label from usage where request_id = ?", job_id) == [
+        (key_id, "render farm")
+    ]
 
 
 def test_media_downloaded_without_a_content_type_is_stored_as_octet_stream(fresh: Money) -> None:
@@ -269,7 +274,8 @@ IMAGE_JOB = Job(
 
 
 def test_an_image_job_edits_the_input_image_it_was_given(fresh: Money) -> None:
-    """The local engine edits the input (its size kept) rather than generating a 1K image."""
+    """The local engine edits the input (its size kept) rather than generating a 1K image; the
+    input, kept in the media store until the job ran, is deleted then: only the result is left."""
     account, key = fresh.funded(CREDIT)
     job_id, stated = accepted(submit(fresh, key, IMAGE_JOB), IMAGE_JOB)
     assert stated == IMAGE_JOB.quote
@@ -280,6 +286,8 @@ def test_an_image_job_edits_the_input_image_it_was_given(fresh: Money) -> None:
     assert image.status_code == 200
     assert Image.open(io.BytesIO(image.content)).size == (64, 48)
     assert fresh.balances(account) == (CREDIT - IMAGE_JOB.quote, 0)
+    # Deleted just after the job shows completed: allow the runner that moment.
+    _until("only the result left", lambda: fresh.media_of(account) == ["image/png"], seconds=5)
 
 
 # -- a server of the test's own -------------------------------------------------------------------
@@ -377,6 +385,47 @@ def test_a_stopping_replica_hands_its_job_back_and_the_next_charges_it_once(
         assert RUNNER.fullmatch(finished_by) and finished_by != leased_to
 
 
+# An 8 s video renders for a few seconds on the embedded engine, which reports its progress at each
+# whole second of video: frame i of 192 (24 fps) as i / 191, shown as a whole per cent.
+LONG_VIDEO = Job(
+    "video/queue",
+    {"model": "m-video", "prompt": "tides", "duration": 8, "resolution": "480p"},
+    ORACLE.video("m-video", seconds=8, resolution="480p", audio=False),
+    8,
+    "video_queue",
+)
+RENDER_PROGRESS = {0, 12, 25, 37, 50, 62, 75, 87}  # int(100 · 24 s / 191) for s = 0 … 7
+
+
+def test_a_job_that_outlives_its_lease_keeps_it_and_shows_its_progress_while_it_runs(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """A 1 s lease, renewed every third of it with the engine's progress: the job is claimed once
+    (a lapsed lease would let the runner claim it again and render it twice), and while it runs it
+    shows the progress the engine reported, never more than it reported."""
+    with own_server(money_fakes, tmp_path, jobs_lease_seconds=1.0) as (money, _):
+        account, key = money.funded(CREDIT)
+        job_id, _ = accepted(submit(money, key, LONG_VIDEO), LONG_VIDEO)
+        shown = set()
+        deadline = time.monotonic() + 90
+        while True:
+            [(state, progress, attempts)] = money.rows(
+                "select status, progress, attempts from jobs where id = ?", job_id
+            )
+            if state not in ("queued", "processing"):
+                break
+            shown.add(progress)
+            assert time.monotonic() < deadline, (state, shown)
+            time.sleep(0.02)
+        assert (state, attempts) == ("completed", 1)
+        assert shown - {0} and shown <= RENDER_PROGRESS, shown
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [
+            ("reserve", 0, LONG_VIDEO.quote),
+            ("settle", -LONG_VIDEO.quote, -LONG_VIDEO.quote),
+        ]
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -419,4 +468,6 @@ def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     assert json.loads(result.output) == {job_id: "completed"}
     assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
     assert money.balances(account) == (CREDIT - JOB.quote, 0)
-    assert _job_row(money, job_id)["cost_nano"] == JOB.quote
+    row = _job_row(money, job_id)
+    # Completed: the POLL_TIMEOUT it was unknown with is no error of the job's any more.
+    assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)
