@@ -426,6 +426,38 @@ def test_a_job_that_outlives_its_lease_keeps_it_and_shows_its_progress_while_it_
         ]
 
 
+def test_a_step_that_breaks_is_retried_at_its_providers_poll_interval_and_charges_once(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """The media store cannot take the finished video (a file stands where its directory goes): the
+    step fails, the hold is kept, and the job is tried again at qfake's poll interval (0.2 s, not
+    the server's 0.1 s), until the store works again and the job is charged once."""
+    with own_server(money_fakes, tmp_path) as (money, _):
+        assert money.data_dir is not None
+        blocker = money.data_dir / "media"
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"not a directory")
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "complete", "after_polls": 1})
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the finished video refused thrice", lambda: _queue_calls(money_fakes)["poll"] >= 5)
+        gaps = []
+        while len(gaps) < 3:
+            [(state, owner, due, updated)] = money.rows(
+                "select status, lease_owner, next_run_at, updated_at from jobs where id = ?", job_id
+            )
+            if owner is None:  # given back: next_run_at and updated_at are of one write
+                gaps.append((_moment(due) - _moment(updated)).total_seconds())
+            assert state == "processing"
+            time.sleep(0.03)
+        assert all(0.15 < gap <= 0.2 for gap in gaps), gaps
+        assert money.balances(account) == (CREDIT, JOB.quote)
+        blocker.unlink()
+        assert wait_end(money, key, JOB, job_id)["status"] == "COMPLETED"
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
