@@ -122,6 +122,12 @@ FAILURES = {
         "provider 'qfake' answered HTTP 422",
         None,
     ),
+    "unavailable for legal reasons at submit": (
+        {"type": "reject", "status": 451},
+        "CONTENT_FILTERED",
+        "provider 'qfake' answered HTTP 451",
+        None,
+    ),
 }
 
 
@@ -211,6 +217,10 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
     job_id, _ = accepted(submit(fresh, key, JOB), JOB)
     assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
     fresh.settle_until(account, 1)
+    # The upstream got the request, never Tollway's own bookkeeping (`_`-prefixed params).
+    sent = httpx2.get(f"{fresh.queue_url}/_fake/stats").json()["last_submit"]
+    assert sent["has_prompt"] and sent["model"] == "fake-video", sent
+    assert not [name for name in sent if name.startswith("_")], sent
     row = _job_row(fresh, job_id)
     assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)
     assert set(row["params"]) == {"media_ids", "_endpoint", "_runner"}
