@@ -468,6 +468,26 @@ def test_a_step_that_breaks_is_retried_at_its_providers_poll_interval_and_charge
         assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
 
 
+def test_a_submit_that_never_answers_leaves_the_job_unknown_with_its_hold_after_the_poll_timeout(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """Every submit outlasts the 0.5 s request deadline, so no route answers and no upstream error
+    says why. Until the job's 1 s poll timeout it is tried again; then it is `unknown`
+    (SUBMIT_TIMEOUT: a timed-out submit may have landed), its hold kept, left to reconciliation."""
+    settings = {"request_deadline_seconds": 0.5, "jobs_poll_timeout_seconds": 1.0}
+    with own_server(money_fakes, tmp_path, **settings) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue(*[{"type": "complete", "submit_delay": 5}] * 20)
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the job becoming unknown", lambda: _job_row(money, job_id)["status"] == "unknown", 15)
+        row = _job_row(money, job_id)
+        assert (row["error_code"], row["lease_owner"], row["cost_nano"]) == ("SUBMIT_TIMEOUT", None, None)
+        assert 3500 < _seconds_from_now(row["next_run_at"]) <= 3600  # the reconcile interval
+        assert _queue_calls(money_fakes)["submit"] >= 2  # tried again before the timeout
+        assert money.balances(account) == (CREDIT, JOB.quote)
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
