@@ -488,6 +488,59 @@ def test_a_submit_that_never_answers_leaves_the_job_unknown_with_its_hold_after_
         assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
 
 
+# qfake2 is the same queue upstream under another name and poll interval; m-video-fallback tries
+# qfake first, then qfake2, each under a model name of its own.
+FALLBACK_CATALOG = CATALOG.replace(
+    "models:\n",
+    '  - {{id: qfake2, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,\n'
+    "     jobs: {{poll_interval_seconds: 0.3, poll_timeout_seconds: 600}}}}\nmodels:\n",
+    1,
+) + (
+    "  - {{id: m-video-fallback, type: video, routes: [{{provider: qfake, model: fake-video-a, priority: 0}},\n"
+    '     {{provider: qfake2, model: fake-video-b, priority: 1}}], pricing: {{per_second: "0.01"}}}}\n'
+)
+
+
+def test_a_job_accepted_by_its_second_route_is_polled_there_under_that_routes_model(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """qfake answers the submit 503, qfake2 accepts it: the job is `processing` at qfake2 under
+    fake-video-b, its first poll due at qfake2's interval (0.3 s; Tollway's is 0.1 s). One job slot
+    and a long local render right behind it keep the job as the submit left it while it is read."""
+    fallback = Job(
+        "video/queue", {"model": "m-video-fallback", "prompt": "tides", "duration": 2}, 0, 2, "video_queue"
+    )
+    with own_server(money_fakes, tmp_path, catalog=FALLBACK_CATALOG, jobs_concurrency=1) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "status", "status": 503}, {"type": "complete", "after_polls": 1})
+        job_id, quote = accepted(submit(money, key, fallback), fallback)
+        render_id, _ = accepted(submit(money, key, LONG_VIDEO), LONG_VIDEO)
+        submitted = None
+        while submitted is None:
+            [row] = money.rows(
+                "select status, provider, upstream_model, lease_owner, attempts, next_run_at, updated_at "
+                "from jobs where id = ? and upstream_id is not null",
+                job_id,
+            ) or [None]
+            if row is not None:
+                submitted = row
+            time.sleep(0.01)
+        state, provider, upstream_model, owner, attempts, due, updated = submitted
+        assert (state, provider, upstream_model, owner, attempts) == (
+            "processing",
+            "qfake2",
+            "fake-video-b",
+            None,
+            1,
+        )
+        assert 0.25 < (_moment(due) - _moment(updated)).total_seconds() <= 0.3
+        for job, done_id in ((fallback, job_id), (LONG_VIDEO, render_id)):
+            assert wait_end(money, key, job, done_id)["status"] == "COMPLETED"
+        money.settle_until(account, 2)
+        assert ledger_of(money, job_id) == [("reserve", 0, quote), ("settle", -quote, -quote)]
+        assert _queue_calls(money_fakes)["submit"] == 2
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
