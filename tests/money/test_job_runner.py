@@ -472,9 +472,10 @@ def test_a_submit_that_never_answers_leaves_the_job_unknown_with_its_hold_after_
     money_fakes: Fakes, tmp_path: Path
 ) -> None:
     """Every submit outlasts the 0.5 s request deadline, so no route answers and no upstream error
-    says why. Until the job's 1 s poll timeout it is tried again; then it is `unknown`
-    (SUBMIT_TIMEOUT: a timed-out submit may have landed), its hold kept, left to reconciliation."""
-    settings = {"request_deadline_seconds": 0.5, "jobs_poll_timeout_seconds": 1.0}
+    says why. Until the job's 1.5 s poll timeout (from when it was queued) it is tried again; then
+    it is `unknown` (SUBMIT_TIMEOUT: a timed-out submit may have landed), its hold kept, left to
+    reconciliation."""
+    settings = {"request_deadline_seconds": 0.5, "jobs_poll_timeout_seconds": 1.5}
     with own_server(money_fakes, tmp_path, **settings) as (money, _):
         account, key = money.funded(CREDIT)
         money.script_queue(*[{"type": "complete", "submit_delay": 5}] * 20)
