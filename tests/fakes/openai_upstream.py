@@ -25,8 +25,10 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "reply", "chunks": ["<thi", "nk>…"]}``: answer exactly these content pieces, one
   stream chunk each (tags split across chunks, as reasoning models do); buffered: joined.
   Optional: ``"tool_call": "<function name>"`` sends the pieces as that one tool call's
-  ``function.arguments`` instead of content (finish_reason "tool_calls"); ``"omit_usage": true``
-  sends no ``usage`` at all. Both default off: a plain ``reply`` is unchanged.
+  ``function.arguments`` instead of content (finish_reason "tool_calls"); ``"function_call": "<name>"``
+  sends them as the legacy ``function_call.arguments`` (finish_reason "function_call");
+  ``"reasoning": true`` as ``reasoning_content`` with no content (a reasoning model's thinking);
+  ``"omit_usage": true`` sends no ``usage`` at all. All default off: a plain ``reply`` is unchanged.
 
 - ``{"type": "fill", "uncapped": 2024}``: answer exactly as many tokens as the request's cap
   (``max_completion_tokens`` or ``max_tokens``), or ``uncapped`` (default 2024) when it sent none, as a
@@ -212,7 +214,11 @@ def _scripted_reply(
         None if behavior.get("omit_usage") else reply.usage(len(pieces) if completion is None else completion)
     )
     tool = behavior.get("tool_call")
-    finish = "tool_calls" if tool else reply.finish if behavior["type"] == "fill" else "stop"
+    legacy = behavior.get("function_call")
+    if tool or legacy:
+        finish = "tool_calls" if tool else "function_call"
+    else:
+        finish = reply.finish if behavior["type"] == "fill" else "stop"
     if not body.get("stream"):
         message: JSON = {"role": "assistant", "content": "".join(pieces)}
         if tool:
@@ -222,12 +228,31 @@ def _scripted_reply(
                 "function": {"name": tool, "arguments": "".join(pieces)},
             }
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        elif legacy:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": legacy, "arguments": "".join(pieces)},
+            }
+        elif behavior.get("reasoning"):
+            message = {"role": "assistant", "content": None, "reasoning_content": "".join(pieces)}
         answer = reply.envelope(
             "chat.completion", [{"index": 0, "message": message, "finish_reason": finish}]
         )
         return JSONResponse(answer if usage is None else {**answer, "usage": usage})
 
     def delta(i: int, piece: str) -> JSON:
+        if legacy:
+            named = {"name": legacy, "arguments": piece} if i == 0 else {"arguments": piece}
+            return (
+                {"role": "assistant", "content": None, "function_call": named}
+                if i == 0
+                else {"function_call": named}
+            )
+        if behavior.get("reasoning"):
+            return (
+                {"role": "assistant", "reasoning_content": piece} if i == 0 else {"reasoning_content": piece}
+            )
         if not tool:
             return {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
         call: JSON = {"index": 0, "function": {"arguments": piece}}

@@ -174,7 +174,7 @@ def own_server(
     # No TOLLWAY_SECRET: the key pepper is a file in the data directory, so a second server on the
     # same `tmp` authenticates the first one's keys.
     server = start_server(base.model_copy(update={"secret": None, **settings}), graceful)
-    money = Money(server.url, database_url, fakes.openai.url, "sqlite", fakes.queue.url)
+    money = Money(server.url, database_url, fakes.openai.url, "sqlite", fakes.queue.url, tmp / "data")
     money.reset_fake()
     try:
         yield money, server
@@ -239,7 +239,9 @@ def money(
         database_url = url
     server = start_server(money_settings(tmp, money_fakes, database_url, backend))
     try:
-        yield Money(server.url, database_url, money_fakes.openai.url, backend, money_fakes.queue.url)
+        yield Money(
+            server.url, database_url, money_fakes.openai.url, backend, money_fakes.queue.url, tmp / "data"
+        )
     finally:
         server.stop()
         if backend == "postgresql":

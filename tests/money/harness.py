@@ -9,6 +9,7 @@ its own uvicorn server on another socket: nothing is called in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -105,6 +106,7 @@ class Money:
     fake_url: str
     backend: str
     queue_url: str = ""
+    data_dir: Path | None = None  # the server's data directory (its media store is in media/)
 
     # -- operator -------------------------------------------------------------------------------
 
@@ -270,6 +272,12 @@ class Money:
                 f"select {', '.join(columns)} from usage where account_id = ? order by id", account_id
             )
         ]
+
+    def media_of(self, account_id: str) -> list[str]:
+        """The content types of the account's entries in the server's media store."""
+        assert self.data_dir is not None
+        entries = [json.loads(meta.read_text()) for meta in (self.data_dir / "media").glob("med_*.json")]
+        return sorted(str(e["content_type"]) for e in entries if e["owner"] == account_id)
 
     def settle_until(self, account_id: str, expected_settles: int, seconds: float = 30) -> None:
         """Wait for background settlements (streams, speech streams, jobs) to land."""

@@ -6,6 +6,7 @@ inference answer, each documented in README.md and sent once."""
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 import httpx2
@@ -32,9 +33,14 @@ def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fres
         "messages": [{"role": "user", "content": "four words of prompt"}],
         "max_tokens": 9,
     }
+    sent_at = time.monotonic()
     answer = fresh.call(key, "POST", "chat/completions", json=body)
+    took_ms = (time.monotonic() - sent_at) * 1000
     assert answer.status_code == 200, answer.text
     assert (answer.headers["x-tollway-provider"], answer.headers["x-tollway-attempts"]) == ("fake", "1")
+    # The row's latency is the request's own, inside what the client waited for the answer.
+    [(latency_ms,)] = fresh.rows("select latency_ms from usage where account_id = ?", account)
+    assert 0 <= latency_ms <= took_ms
     reply = answer.json()
     assert reply["model"] == "m-chat"
     [sent] = fresh.fake_requests()

@@ -94,7 +94,9 @@ def test_speech_that_comes_back_without_audio_is_charged_nothing(fresh: Money, s
     }
     response = fresh.call(key, "POST", "audio/speech", json=body)
     assert response.status_code == 502, response.text
-    assert "no audio" in response.json()["error"]["message"]
+    # The buffered path's provider finds no audio, the stream's first chunk does (media/pipeline.py).
+    said = "provider 'fake' sent no audio" if not streaming else "the upstream sent no audio"
+    assert response.json()["error"]["message"] == f"{said}. Safe to retry; you were not charged."
     _assert_nothing_charged(fresh, account, 502)
     # The same route with audio is sold at the character price.
     fresh.reset_fake()

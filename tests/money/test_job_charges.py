@@ -64,9 +64,11 @@ def _video(route: str, model: str, seconds: int, resolution: str, audio: bool, u
     return Job(route, body, price, seconds, endpoint, upstream=upstream, extra={"quote": quote})
 
 
-def _image(n: int, tier: str, quality: str | None, with_input: bool, aspect: str = "1:1") -> Job:
+def _image(
+    n: int, tier: str, quality: str | None, with_input: bool, aspect: str = "1:1", model: str = "m-image"
+) -> Job:
     body: dict[str, Any] = {
-        "model": "m-image",
+        "model": model,
         "prompt": "a lighthouse",
         "num_images": n,
         "resolution": tier,
@@ -76,7 +78,7 @@ def _image(n: int, tier: str, quality: str | None, with_input: bool, aspect: str
         body["quality"] = quality
     if with_input:
         body |= {"mode": "image", "image_url": INPUT_IMAGE}
-    price = ORACLE.image_task("m-image", n=n, tier=tier, quality=quality, with_input=with_input)
+    price = ORACLE.image_task(model, n=n, tier=tier, quality=quality, with_input=with_input)
     return Job("images/generate", body, price, n, "images_task")
 
 
@@ -97,6 +99,8 @@ CASES: dict[str, Job] = {
     "images/generate 2K hd n=2": _image(2, "2K", "hd", False, aspect="21:9"),
     "images/generate 4K hd n=2 input": _image(2, "4K", "hd", True),
     "images/generate 1K n=3 input": _image(3, "1K", "standard", True),
+    # at an image upstream (the fake OpenAI), which answers at once: no queue, no polls
+    "images/generate upstream 1K n=2": _image(2, "1K", None, False, model="m-image-up"),
 }
 
 

@@ -122,6 +122,12 @@ FAILURES = {
         "provider 'qfake' answered HTTP 422",
         None,
     ),
+    "unavailable for legal reasons at submit": (
+        {"type": "reject", "status": 451},
+        "CONTENT_FILTERED",
+        "provider 'qfake' answered HTTP 451",
+        None,
+    ),
 }
 
 
@@ -206,11 +212,15 @@ def test_a_processing_job_shows_the_upstreams_progress_and_follows_its_providers
 
 
 def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -> None:
-    account, key = fresh.funded(CREDIT)
+    account, key = fresh.funded(CREDIT, label="render farm")
     fresh.script_queue({"type": "complete", "after_polls": 1})
     job_id, _ = accepted(submit(fresh, key, JOB), JOB)
     assert wait_end(fresh, key, JOB, job_id)["status"] == "COMPLETED"
     fresh.settle_until(account, 1)
+    # The upstream got the request, never Tollway's own bookkeeping (`_`-prefixed params).
+    sent = httpx2.get(f"{fresh.queue_url}/_fake/stats").json()["last_submit"]
+    assert sent["has_prompt"] and sent["model"] == "fake-video", sent
+    assert not [name for name in sent if name.startswith("_")], sent
     row = _job_row(fresh, job_id)
     assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)
     assert set(row["params"]) == {"media_ids", "_endpoint", "_runner"}
@@ -233,6 +243,11 @@ def test_a_completed_job_records_who_ran_it_and_what_was_charged(fresh: Money) -
         "outcome": "completed",
         "status_code": 200,
     }
+    # The key that queued it, as it was then: the usage row names it when the job ends.
+    [(key_id,)] = fresh.rows("select id from api_keys where account_id = ?", account)
+    assert fresh.rows("select key_id, key_label from usage where request_id = ?", job_id) == [
+        (key_id, "render farm")
+    ]
 
 
 def test_media_downloaded_without_a_content_type_is_stored_as_octet_stream(fresh: Money) -> None:
@@ -269,7 +284,8 @@ IMAGE_JOB = Job(
 
 
 def test_an_image_job_edits_the_input_image_it_was_given(fresh: Money) -> None:
-    """The local engine edits the input (its size kept) rather than generating a 1K image."""
+    """The local engine edits the input (its size kept) rather than generating a 1K image; the
+    input, kept in the media store until the job ran, is deleted then: only the result is left."""
     account, key = fresh.funded(CREDIT)
     job_id, stated = accepted(submit(fresh, key, IMAGE_JOB), IMAGE_JOB)
     assert stated == IMAGE_JOB.quote
@@ -280,6 +296,8 @@ def test_an_image_job_edits_the_input_image_it_was_given(fresh: Money) -> None:
     assert image.status_code == 200
     assert Image.open(io.BytesIO(image.content)).size == (64, 48)
     assert fresh.balances(account) == (CREDIT - IMAGE_JOB.quote, 0)
+    # Deleted just after the job shows completed: allow the runner that moment.
+    _until("only the result left", lambda: fresh.media_of(account) == ["image/png"], seconds=5)
 
 
 # -- a server of the test's own -------------------------------------------------------------------
@@ -377,6 +395,153 @@ def test_a_stopping_replica_hands_its_job_back_and_the_next_charges_it_once(
         assert RUNNER.fullmatch(finished_by) and finished_by != leased_to
 
 
+# An 8 s video renders for a few seconds on the embedded engine, which reports its progress at each
+# whole second of video: frame i of 192 (24 fps) as i / 191, shown as a whole per cent.
+LONG_VIDEO = Job(
+    "video/queue",
+    {"model": "m-video", "prompt": "tides", "duration": 8, "resolution": "480p"},
+    ORACLE.video("m-video", seconds=8, resolution="480p", audio=False),
+    8,
+    "video_queue",
+)
+RENDER_PROGRESS = {0, 12, 25, 37, 50, 62, 75, 87}  # int(100 · 24 s / 191) for s = 0 … 7
+
+
+def test_a_job_that_outlives_its_lease_keeps_it_and_shows_its_progress_while_it_runs(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """A 1 s lease, renewed every third of it with the engine's progress: the job is claimed once
+    (a lapsed lease would let the runner claim it again and render it twice), and while it runs it
+    shows the progress the engine reported, never more than it reported."""
+    with own_server(money_fakes, tmp_path, jobs_lease_seconds=1.0) as (money, _):
+        account, key = money.funded(CREDIT)
+        job_id, _ = accepted(submit(money, key, LONG_VIDEO), LONG_VIDEO)
+        shown = set()
+        deadline = time.monotonic() + 90
+        while True:
+            [(state, progress, attempts)] = money.rows(
+                "select status, progress, attempts from jobs where id = ?", job_id
+            )
+            if state not in ("queued", "processing"):
+                break
+            shown.add(progress)
+            assert time.monotonic() < deadline, (state, shown)
+            time.sleep(0.02)
+        assert (state, attempts) == ("completed", 1)
+        assert shown - {0} and shown <= RENDER_PROGRESS, shown
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [
+            ("reserve", 0, LONG_VIDEO.quote),
+            ("settle", -LONG_VIDEO.quote, -LONG_VIDEO.quote),
+        ]
+
+
+def test_a_step_that_breaks_is_retried_at_its_providers_poll_interval_and_charges_once(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """The media store cannot take the finished video (a file stands where its directory goes): the
+    step fails, the hold is kept, and the job is tried again at qfake's poll interval (0.2 s, not
+    the server's 0.1 s), until the store works again and the job is charged once."""
+    with own_server(money_fakes, tmp_path) as (money, _):
+        assert money.data_dir is not None
+        blocker = money.data_dir / "media"
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"not a directory")
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "complete", "after_polls": 1})
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the finished video refused thrice", lambda: _queue_calls(money_fakes)["poll"] >= 5)
+        gaps = []
+        while len(gaps) < 3:
+            [(state, owner, due, updated)] = money.rows(
+                "select status, lease_owner, next_run_at, updated_at from jobs where id = ?", job_id
+            )
+            if owner is None:  # given back: next_run_at and updated_at are of one write
+                gaps.append((_moment(due) - _moment(updated)).total_seconds())
+            assert state == "processing"
+            time.sleep(0.03)
+        assert all(0.15 < gap <= 0.2 for gap in gaps), gaps
+        assert money.balances(account) == (CREDIT, JOB.quote)
+        blocker.unlink()
+        assert wait_end(money, key, JOB, job_id)["status"] == "COMPLETED"
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
+
+
+def test_a_submit_that_never_answers_leaves_the_job_unknown_with_its_hold_after_the_poll_timeout(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """Every submit outlasts the 0.5 s request deadline, so no route answers and no upstream error
+    says why. Until the job's 1.5 s poll timeout (from when it was queued) it is tried again; then
+    it is `unknown` (SUBMIT_TIMEOUT: a timed-out submit may have landed), its hold kept, left to
+    reconciliation."""
+    settings = {"request_deadline_seconds": 0.5, "jobs_poll_timeout_seconds": 1.5}
+    with own_server(money_fakes, tmp_path, **settings) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue(*[{"type": "complete", "submit_delay": 5}] * 20)
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        _until("the job becoming unknown", lambda: _job_row(money, job_id)["status"] == "unknown", 15)
+        row = _job_row(money, job_id)
+        assert (row["error_code"], row["lease_owner"], row["cost_nano"]) == ("SUBMIT_TIMEOUT", None, None)
+        assert 3500 < _seconds_from_now(row["next_run_at"]) <= 3600  # the reconcile interval
+        assert _queue_calls(money_fakes)["submit"] >= 2  # tried again before the timeout
+        assert money.balances(account) == (CREDIT, JOB.quote)
+        assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote)]
+
+
+# qfake2 is the same queue upstream under another name and poll interval; m-video-fallback tries
+# qfake first, then qfake2, each under a model name of its own.
+FALLBACK_CATALOG = CATALOG.replace(
+    "models:\n",
+    '  - {{id: qfake2, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,\n'
+    "     jobs: {{poll_interval_seconds: 0.3, poll_timeout_seconds: 600}}}}\nmodels:\n",
+    1,
+) + (
+    "  - {{id: m-video-fallback, type: video, routes: [{{provider: qfake, model: fake-video-a, priority: 0}},\n"
+    '     {{provider: qfake2, model: fake-video-b, priority: 1}}], pricing: {{per_second: "0.01"}}}}\n'
+)
+
+
+def test_a_job_accepted_by_its_second_route_is_polled_there_under_that_routes_model(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """qfake answers the submit 503, qfake2 accepts it: the job is `processing` at qfake2 under
+    fake-video-b, its first poll due at qfake2's interval (0.3 s; Tollway's is 0.1 s). One job slot
+    and a long local render right behind it keep the job as the submit left it while it is read."""
+    fallback = Job(
+        "video/queue", {"model": "m-video-fallback", "prompt": "tides", "duration": 2}, 0, 2, "video_queue"
+    )
+    with own_server(money_fakes, tmp_path, catalog=FALLBACK_CATALOG, jobs_concurrency=1) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "status", "status": 503}, {"type": "complete", "after_polls": 1})
+        job_id, quote = accepted(submit(money, key, fallback), fallback)
+        render_id, _ = accepted(submit(money, key, LONG_VIDEO), LONG_VIDEO)
+        submitted = None
+        while submitted is None:
+            [row] = money.rows(
+                "select status, provider, upstream_model, lease_owner, attempts, next_run_at, updated_at "
+                "from jobs where id = ? and upstream_id is not null",
+                job_id,
+            ) or [None]
+            if row is not None:
+                submitted = row
+            time.sleep(0.01)
+        state, provider, upstream_model, owner, attempts, due, updated = submitted
+        assert (state, provider, upstream_model, owner, attempts) == (
+            "processing",
+            "qfake2",
+            "fake-video-b",
+            None,
+            1,
+        )
+        assert 0.25 < (_moment(due) - _moment(updated)).total_seconds() <= 0.3
+        for job, done_id in ((fallback, job_id), (LONG_VIDEO, render_id)):
+            assert wait_end(money, key, job, done_id)["status"] == "COMPLETED"
+        money.settle_until(account, 2)
+        assert ledger_of(money, job_id) == [("reserve", 0, quote), ("settle", -quote, -quote)]
+        assert _queue_calls(money_fakes)["submit"] == 2
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -419,4 +584,6 @@ def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     assert json.loads(result.output) == {job_id: "completed"}
     assert ledger_of(money, job_id) == [("reserve", 0, JOB.quote), ("settle", -JOB.quote, -JOB.quote)]
     assert money.balances(account) == (CREDIT - JOB.quote, 0)
-    assert _job_row(money, job_id)["cost_nano"] == JOB.quote
+    row = _job_row(money, job_id)
+    # Completed: the POLL_TIMEOUT it was unknown with is no error of the job's any more.
+    assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)

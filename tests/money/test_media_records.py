@@ -253,6 +253,19 @@ def test_the_content_policy_blocks_media_input_before_any_charge(variant: Money,
     assert _usage(variant, account) == []
 
 
+def test_the_content_policy_blocks_an_image_jobs_prompt_before_its_hold(variant: Money) -> None:
+    """The task API's own refusal (451 CONTENT_FILTERED, Venice's shape), before a quote is held or
+    a job recorded."""
+    account, key = variant.funded(CREDIT)
+    body = {"model": "v-gen", "prompt": "draw the launch codes"}
+    response = variant.call(key, "POST", "images/generate", json=body)
+    assert response.status_code == 451, response.text
+    assert response.json()["error"]["code"] == "CONTENT_FILTERED"
+    assert variant.balances(account) == (CREDIT, 0)
+    assert _usage(variant, account) == []
+    assert variant.rows("select id from jobs where account_id = ?", account) == []
+
+
 def test_a_speech_stream_without_audio_sells_no_silence(variant: Money) -> None:
     """The upstream's stream ends before one audio byte: 502 with nothing charged, not an empty 200
     billed at the character price."""

@@ -2,6 +2,7 @@
 
 - over a key's requests-per-minute: 429 RATE_LIMITED with `retry-after`, nothing held or charged,
   and one entry in `GET api_keys/rate_limits/log` naming the key, the model, the tier and the limit;
+  a queued job alike, before its hold and its job row;
 - more than 20 failed requests from one key in 30 s: that key is refused for 30 s with Venice's
   message, nothing charged, while the account's other keys go on.
 """
@@ -52,6 +53,22 @@ def test_over_rpm_is_429_free_of_charge_and_logged(fresh: Money) -> None:
         "rateLimitType": "RPM",
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", event["timestamp"]), event
+
+
+def test_a_job_over_rpm_is_429_before_its_hold(fresh: Money) -> None:
+    """A queued job is a request like any other: a key's second one within the minute is refused
+    before its quote is held or its job recorded."""
+    account, key = fresh.funded(CREDIT, rate_limits={"rpm": 1})
+    job = {"model": "m-music", "prompt": "a hum", "duration": 1}
+    first = fresh.call(key, "POST", "audio/queue", json=job)
+    assert first.status_code == 200, first.text
+    fresh.settle_until(account, 1)
+    charged = fresh.charged(account)
+    second = fresh.call(key, "POST", "audio/queue", json=job)
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["code"] == "RATE_LIMITED"
+    assert fresh.balances(account) == (CREDIT - charged, 0)
+    assert fresh.rows("select count(*) from jobs where account_id = ?", account) == [(1,)]
 
 
 def test_too_many_failures_block_the_key_not_the_account(fresh: Money) -> None:

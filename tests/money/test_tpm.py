@@ -152,3 +152,15 @@ def test_a_call_refused_for_money_gives_its_whole_token_estimate_back(fresh: Mon
         response = fresh.call(key, "POST", call.path, json=call.body)
         assert response.status_code == 402, response.text
     assert fresh.balances(account) == (1, 0)
+
+
+def test_queued_jobs_take_nothing_from_the_token_budget(fresh: Money) -> None:
+    """A job is metered in seconds, characters or images, not tokens: with a budget of one token a
+    minute, a key queues job after job (one token counted for each would refuse the third 429)."""
+    account, key = fresh.funded(rate_limits={"tpm": 1})
+    for _ in range(4):
+        job = fresh.call(
+            key, "POST", "audio/queue", json={"model": "m-music", "prompt": "a hum", "duration": 1}
+        )
+        assert job.status_code == 200, job.text
+    fresh.settle_until(account, 4)

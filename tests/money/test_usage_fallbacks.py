@@ -119,6 +119,30 @@ def test_a_tool_call_without_usage_is_charged_for_its_arguments(fresh: Money, st
     assert _source(fresh, account) == "estimated"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "stream"])
+@pytest.mark.parametrize("shape", ["reasoning", "function_call"])
+def test_reasoning_and_a_legacy_function_call_without_usage_are_charged_for_their_text(
+    fresh: Money, shape: str, stream: bool
+) -> None:
+    """An answer that is only a reasoning model's thinking (`reasoning_content`), or only a legacy
+    `function_call`, has no content: counting the content alone billed it zero."""
+    account, key = fresh.funded()
+    pieces = ["Let me think: ", "the user wants ", "a number."]
+    how = {"reasoning": True} if shape == "reasoning" else {"function_call": "pick"}
+    fresh.script({"type": "reply", "chunks": pieces, "omit_usage": True, **how})
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "a number?"}], "max_tokens": 100}
+    answer = fresh.call(key, "POST", "chat/completions", json={**body, "stream": stream})
+    assert answer.status_code == 200, answer.text
+    fresh.settle_until(account, 1)
+    [row] = fresh.usage_rows(account)
+    counted = tokens.count(pieces) if stream else tokens.count(["".join(pieces)])
+    assert row["completion_tokens"] == counted > 0
+    assert fresh.charged(account) == ORACLE.tokens(
+        "m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"])
+    )
+    assert _source(fresh, account) == "estimated"
+
+
 @pytest.mark.parametrize(
     "behavior",
     [NO_USAGE, {"type": "usage", "mode": "exact", "usage": {"prompt_tokens": 7}}],
