@@ -69,7 +69,7 @@ $(BENCH_STAMP):
 
 bench-venv: $(BENCH_STAMP)
 
-bench: install   # quick: concurrency 1, 16, 64, 4 s per point, under 5 minutes
+bench: install   # quick: concurrency 1, 16, 64, 4 s per point, about 5 minutes
 	-@$(MAKE) --no-print-directory bench-venv
 	$(BIN)/python bench/run.py --mode quick --doc docs/benchmarks.md
 

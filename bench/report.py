@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from systems import HERE, LITELLM_VENV
+from systems import HERE, LITELLM_VENV, TOLLWAY_SYSTEMS
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -121,11 +121,17 @@ def _money_lines(checks: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "Money after the run (the stopped server's database, bench/money_check.py):", ""]
     for name, check in checks.items():
-        figures = f"{check.get('usage rows')} usage rows, {check.get('settle entries')} settlements, " + (
-            f"{check.get('leases taken')} leases"
+        off = [f"{problem}: {value}" for problem, value in check["problems"].items()]
+        if not check["graceful"]:
+            off.append(f"did not stop on SIGTERM (exit code {check['exit_code']})")
+        verdict = "**FAILED**: " + "; ".join(off) if off else "exact"
+        figures = (
+            f"{check.get('charged nano')} nano-USD charged by {check.get('settle entries')} settlements for "
+            f"{check.get('usage rows')} usage rows; {check.get('per-call holds')} per-call holds; "
+            f"{check.get('leases taken')} leases of {check.get('leased nano')} nano-USD, "
+            f"{check.get('paid from leases nano')} paid from them, {check.get('returned nano')} returned"
         )
-        verdict = "exact" if check["ok"] and check["graceful"] else f"**FAILED** {check['problems']}"
-        lines.append(f"- {name}: {verdict} ({figures}; stopped with exit code {check['exit_code']})")
+        lines.append(f"- {name}: {verdict} ({figures})")
     return lines
 
 
@@ -141,8 +147,10 @@ def ratios(summary: dict[str, Any]) -> dict[str, float]:
         return float(value) if value else None
 
     for mode in ("buffered", "stream"):
-        for ours in ("tollway-sqlite", "tollway-pg", "tollway-sqlite-leases", "tollway-pg-leases"):
-            for theirs in ("passthrough", "litellm-pg", "litellm-nodb"):
+        for ours in TOLLWAY_SYSTEMS:
+            # A leased system is also set against the same Tollway with per-call holds.
+            without = [ours.removesuffix("-leases")] if ours.endswith("-leases") else []
+            for theirs in ("passthrough", "litellm-pg", "litellm-nodb", *without):
                 a, b = rps(ours, mode), rps(theirs, mode)
                 if a and b:
                     out[f"{ours}/{theirs} max RPS {mode}"] = round(a / b, 2)

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from money_check import stop_and_check
+from money_check import failures, stop_and_check
 from report import markdown, plot, ratios, summarise, write_doc
 from systems import (
     ALL_SYSTEMS,
@@ -197,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_logs:
         for log in tmp.glob("*.log"):
             log.unlink()
-    failed = {
-        name: check for name, check in results["checks"].items() if not (check["ok"] and check["graceful"])
-    }
+    failed = failures(results["checks"])
     if failed:
         print(f"MONEY CHECK FAILED: {json.dumps(failed)}", file=sys.stderr)
         return 1

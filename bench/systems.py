@@ -177,13 +177,13 @@ def rss_mib(system: System) -> float | None:
 # -- databases -------------------------------------------------------------------------------------
 
 
-def _pg(sql: str) -> None:
+def _pg(sql: str, admin: str = PG_ADMIN) -> None:
     import asyncio
 
     import asyncpg
 
     async def run() -> None:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+        conn = await asyncpg.connect(admin, timeout=5)
         try:
             await conn.execute(sql)
         finally:
@@ -192,11 +192,12 @@ def _pg(sql: str) -> None:
     asyncio.run(run())
 
 
-def fresh_pg_database(prefix: str) -> tuple[str, Any]:
+def fresh_pg_database(prefix: str, admin: str = PG_ADMIN) -> tuple[str, Any]:
+    """A new database on `admin`'s server (a plain postgresql:// URL): its URL, and what drops it."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    _pg(f'create database "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", lambda: _pg(
-        f'drop database if exists "{name}" with (force)'
+    _pg(f'create database "{name}"', admin)
+    return admin.rsplit("/", 1)[0] + f"/{name}", lambda: _pg(
+        f'drop database if exists "{name}" with (force)', admin
     )
 
 

@@ -29,8 +29,9 @@ async def _admin() -> tuple[asyncpg.Connection, str]:
     raise ConnectionError("; ".join(errors))
 
 
-def create_postgres_database(prefix: str) -> str:
-    """A fresh, empty database; its plain postgresql:// URL.
+def create_postgres_database(prefix: str, template: str | None = None) -> str:
+    """A fresh, empty database (a copy of the database at URL `template`, which no one may be connected
+    to); its plain postgresql:// URL.
 
     Raises OSError (ConnectionError: why) when no server answers, asyncpg.PostgresError when it refuses."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
@@ -38,7 +39,8 @@ def create_postgres_database(prefix: str) -> str:
     async def create() -> str:
         conn, user = await _admin()
         try:
-            await conn.execute(f'create database "{name}"')  # asyncpg runs this outside a transaction
+            copy = f' template "{template.rsplit("/", 1)[1]}"' if template else ""
+            await conn.execute(f'create database "{name}"{copy}')  # asyncpg runs this outside a transaction
         finally:
             await conn.close()
         return user
