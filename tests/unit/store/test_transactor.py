@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -85,7 +86,8 @@ async def _terminate(engine: AsyncEngine, pid: int) -> None:
     """Kill a backend, as a restart or a network cut would, and wait until it is gone."""
     async with engine.connect() as conn:
         assert (await conn.execute(text("select pg_terminate_backend(:p)"), {"p": pid})).scalar_one()
-        for _ in range(500):
+        deadline = time.monotonic() + 30  # a loaded CI machine once took more than 5 s
+        while time.monotonic() < deadline:
             gone = (
                 await conn.execute(
                     text("select count(*) = 0 from pg_stat_activity where pid = :p"), {"p": pid}
