@@ -44,7 +44,7 @@ def take(
         )
     ).scalar_one()
     amount = min(target, available // (2 * (int(others) + 1)))
-    if amount < least or sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount}) is None:
+    if amount < max(least, 1) or sql.HOLD.first(conn, {"p_account": account_id, "p_amount": amount}) is None:
         return None
     now = utcnow()
     conn.execute(
@@ -66,8 +66,10 @@ def settle(
     cost_nano: int,
     key_id: str | None,
     usage_row: dict[str, Any] | None,
+    give_back: bool = False,
 ) -> tuple[int, int]:
-    """(charged, of which from the lease). The lease pays up to the hold while its row lives."""
+    """(charged, of which from the lease). The lease pays up to the hold while its row lives; a
+    retired lease (`give_back`) also returns the unspent rest of the hold at once."""
     from_lease = min(max(cost_nano, 0), hold)
     took = conn.execute(
         update(budget_leases)
@@ -89,7 +91,21 @@ def settle(
         key_period=None,
         usage_row=usage_row,
     )
+    if give_back and took == 1:
+        shrink(conn, lease_id, account_id, hold - from_lease, f"{lease_id}/{request_id}")
     return charged, from_lease
+
+
+def shrink(conn: Connection, lease_id: str, account_id: str, amount: int, reference: str) -> None:
+    """A retired lease gives back a call's unspent hold (what no other call of it can use)."""
+    if amount > 0:
+        shrunk = conn.execute(
+            update(budget_leases)
+            .where(budget_leases.c.id == lease_id)
+            .values(amount_nano=budget_leases.c.amount_nano - amount)
+        ).rowcount
+        if shrunk == 1:  # a swept lease gave everything back already
+            _unreserve(conn, account_id, amount, reference)
 
 
 def trim(conn: Connection, lease_id: str, account_id: str, carved: Callable[[], int]) -> int:

@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
@@ -149,6 +149,8 @@ class Leases:
         lease's room first, then charged from the account's available balance: the call can pay
         what it could with a per-call hold."""
         lease = carve.lease
+        if cost_nano > carve.hold and lease.retired:
+            await self._give_back_room(account_id)
         extra = min(cost_nano - carve.hold, lease.room) if not lease.retired else 0
         extra = max(extra, 0)
         lease.carved += extra
@@ -157,7 +159,8 @@ class Leases:
         try:
             charged, spent = await self._tx.run(
                 partial(rows.settle, lease_id=lease.id, hold=hold, account_id=account_id,
-                        request_id=request_id, cost_nano=cost_nano, key_id=carve.key_id, usage_row=usage_row)
+                        request_id=request_id, cost_nano=cost_nano, key_id=carve.key_id, usage_row=usage_row,
+                        give_back=lease.retired)
             )  # fmt: skip
             return charged
         finally:
@@ -166,11 +169,27 @@ class Leases:
 
     async def release(self, carve: Carve, request_id: str, usage_row: dict[str, Any] | None) -> None:
         """Free the call's hold (nothing was charged): in memory, plus its usage row if any."""
+        lease = carve.lease
+
+        def tx(conn: Connection) -> None:
+            if lease.retired:  # nothing else of a retired lease can use the hold: it goes back now
+                rows.shrink(conn, lease.id, lease.account_id, carve.hold, f"{lease.id}/{request_id}")
+            charges.record_usage(conn, usage_row, 0)
+
         try:
-            if usage_row is not None:
-                await self._tx.run(lambda conn: charges.record_usage(conn, usage_row, 0))
+            if usage_row is not None or lease.retired:
+                await self._tx.run(tx)
         finally:
             self._uncarve(request_id, 0)
+
+    async def _give_back_room(self, account_id: str) -> None:
+        """A call of a retired lease costs more than its hold: the account's active lease goes back
+        first (its calls keep their holds), so the overrun can be paid from the whole balance, as a
+        per-call hold's could."""
+        async with self._locks[account_id]:
+            active = self._active.pop(account_id, None)
+            if active is not None:
+                await self._retire(active)
 
     def _uncarve(self, request_id: str, spent: int) -> None:
         carve = self._carves.pop(request_id, None)
