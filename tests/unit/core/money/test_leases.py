@@ -150,7 +150,10 @@ async def test_a_lease_that_cannot_cover_a_call_is_trimmed_to_its_calls_in_fligh
     refs = [
         (kind, delta, ref) for kind, _, delta, ref in await ledger_rows(engine, account) if kind == "unlease"
     ]
-    assert refs == [("unlease", -(amount - HOLD), f"{old}/trim"), ("unlease", -(HOLD - 400), f"{old}/end")]
+    assert refs == [
+        ("unlease", -(amount - HOLD), f"{old}/trim"),
+        ("unlease", -(HOLD - 400), f"{old}/{in_flight}"),
+    ]
     await leased.release(big)
     await assert_invariants(ledger, engine, account)
 
