@@ -6,7 +6,7 @@ Every ledger entry that moves `reserved` belongs to a per-call hold or to a budg
 - a per-call hold of request r: 'reserve' +h (reference r), then 'settle' −h, or 'release' −h (its end,
   or the sweeper's, after which a late 'settle' frees 0); so per (account, r) they net to 0 once no
   `reservations` row is left;
-- a lease L: 'lease' +A (reference L); 'unlease' −x for what goes back (references L/trim, L/end,
+- a lease L: 'lease' +A (reference L); 'unlease' −x for what goes back (references L/trim, L/<request>, L/end,
   L/swept); and the 'settle' −f of each call carved from it (reference r, no 'reserve' entry),
   f = what the lease paid of the charge (≤ the charge, and 0 when its row was already gone). So A =
   Σ its returns + consumed, and over all leases Σ 'lease' + Σ 'unlease' + Σ leased 'settle' = 0 once no
@@ -31,7 +31,9 @@ _LEASED = """kind = 'settle' and not exists (select 1 from ledger r where r.acco
 
 def _lease_of(entry: str) -> str:
     """An 'unlease' entry's lease: its reference less the suffix (lease ids have no '/')."""
-    return f"replace(replace(replace({entry}.reference, '/trim', ''), '/end', ''), '/swept', '')"
+    # Lease ids are new_id("lease"): "lease_" and 20 hex digits. The suffix is /trim, /end, /swept or
+    # /<request id> (a retired lease gives back a call's unspent hold as the call ends).
+    return f"substr({entry}.reference, 1, 26)"
 
 
 # Each query gives what is wrong (a count, or nano-USD off); every figure must be 0 after a graceful stop.
