@@ -118,13 +118,9 @@ def trim(conn: Connection, lease_id: str, account_id: str, carved: Callable[[], 
     ).first()
     if row is None:
         return 0  # swept
-    keep = row.consumed_nano + carved()
-    excess = row.amount_nano - keep
-    if excess <= 0:
-        return 0
-    conn.execute(update(budget_leases).where(budget_leases.c.id == lease_id).values(amount_nano=keep))
-    _unreserve(conn, account_id, excess, f"{lease_id}/trim")
-    return int(excess)
+    excess = int(row.amount_nano - row.consumed_nano - carved())
+    shrink(conn, lease_id, account_id, excess, f"{lease_id}/trim")
+    return max(excess, 0)
 
 
 def end(conn: Connection, lease_id: str, reference: str) -> int | None:

@@ -6,8 +6,9 @@ and a 'lease' ledger entry records the reserved delta. Each call's hold is then 
 lease in memory. Its settlement is one transaction, as for a per-call hold: the account pays the
 charge (balance and reserved both shrink by the part the lease paid) and the lease row's
 `consumed` grows by it. A lease that cannot cover a call is retired: its uncarved remainder goes
-back at once (an 'unlease' entry, reference `<lease>/trim`), and what its calls in flight did not
-spend goes back when the last of them ends (`<lease>/end`, and the row is deleted). A lease no call
+back at once (an 'unlease' entry, reference `<lease>/trim`), each call in flight gives back what it
+did not spend as it ends (`<lease>/<request id>`), and the row is deleted after the last of them
+(`<lease>/end`). A lease no call
 used for IDLE_SECONDS goes back at the next renewal, so an idle account holds nothing for long.
 
 At every moment an account's `reserved` = Σ its per-call holds + Σ (lease amount − consumed).
