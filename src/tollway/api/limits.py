@@ -39,13 +39,23 @@ IMAGE_ROUTES = (
 _PREFIXES = ("/api/v1beta/", "/v1beta/")  # Gemini's generateContent: an inference route
 
 
+def is_inference(path: str) -> bool:
+    """Chat, embeddings, messages, and Gemini's model calls."""
+    return path.startswith(_PREFIXES) or path.removeprefix("/api").removeprefix("/v1") in INFERENCE_ROUTES
+
+
+def admits_first(method: str, path: str) -> bool:
+    """Whether nothing a request does lasts before its admission (core/admission.py): true of the
+    inference routes, whose failed-request check therefore rides in the admission (gate.FailedCheck).
+    Not of the media routes (one may fetch a client's URL first) nor of accounts and keys."""
+    return method == "POST" and is_inference(path)
+
+
 def body_limit(path: str, inference_bytes: int) -> int:
     """The largest body `path` accepts, in bytes."""
-    if path.startswith(_PREFIXES):
+    if is_inference(path):
         return inference_bytes
     route = path.removeprefix("/api").removeprefix("/v1")
-    if route in INFERENCE_ROUTES:
-        return inference_bytes
     if route in UPLOAD_ROUTES:
         return UPLOAD_BODY_BYTES
     if route in IMAGE_ROUTES:

@@ -18,10 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tollway import __version__
 from tollway.api.auth import presented_key
 from tollway.api.http import error_response
-from tollway.api.limits import body_limit, check_url, too_large
+from tollway.api.limits import admits_first, body_limit, check_url, too_large
 from tollway.base.ids import new_request_id
-from tollway.core.limits.gate import retry_headers
-from tollway.core.limits.limiter import FAILED_MESSAGE
+from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, blocked_error
+from tollway.core.limits.limiter import Limiter
 from tollway.errors import ErrorCode, TollwayError
 
 # The API revision on every response (Venice's x-venice-version; README "Response headers").
@@ -117,6 +117,10 @@ class FailedRequests:
 
     Keyed by the HMAC of the presented credential, so a client hammering with a bad key is limited
     too. The limiter's own 429s are not counted: the block ends 30 s after it started.
+
+    A model call's check costs no round trip of its own: it rides in the call's admission
+    (gate.FailedCheck), or, when the call ends before admission, in the count of its response, whose
+    first byte is then the 429 if the key was blocked. Other routes are checked before they run.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -130,12 +134,13 @@ class FailedRequests:
             await self.app(scope, receive, send)
             return
         subject = services.keys.hash(raw)[:32]
-        limiter = services.limiter
+        limiter: Limiter = services.limiter
+        if admits_first(scope.get("method", ""), path):
+            await self._deferred(scope, receive, send, FailedCheck(subject, limiter))
+            return
         blocked = await limiter.blocked_for(subject)
         if blocked > 0:
-            err = TollwayError(ErrorCode.RATE_LIMITED, FAILED_MESSAGE, headers=retry_headers(blocked))
-            rid = str(scope.get("state", {}).get("request_id") or "")
-            await error_response(err, rid, path)(scope, receive, send)
+            await _refuse(scope, receive, send, blocked)
             return
         status = 0
 
@@ -146,5 +151,43 @@ class FailedRequests:
             await send(message)
 
         await self.app(scope, receive, watch)  # an error raised here is a 500 further out: not counted
-        if 400 <= status < 500 and status not in NOT_COUNTED:
+        if _counted(status):
             await limiter.record_failure(subject)
+
+    async def _deferred(self, scope: Scope, receive: Receive, send: Send, check: FailedCheck) -> None:
+        """Run a model call with its check left to its admission, or to its response's first byte."""
+        status = 0
+        counted = refused = False
+
+        async def watch(message: Message) -> None:
+            nonlocal status, counted, refused
+            if refused:
+                return  # the app's answer, replaced by the block's 429
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                subject = check.take(check.limiter)
+                if subject is not None:  # not admitted: check the block and count the failure at once
+                    counted = _counted(status)
+                    blocked = await check.limiter.failed_check(subject, counted)
+                    if blocked > 0:
+                        refused = True
+                        await _refuse(scope, receive, send, blocked)
+                        return
+            await send(message)
+
+        token = FAILED_CHECK.set(check)
+        try:
+            await self.app(scope, receive, watch)  # an error raised here is a 500 further out
+        finally:
+            FAILED_CHECK.reset(token)
+        if _counted(status) and not counted and not refused:
+            await check.limiter.record_failure(check.subject)
+
+
+def _counted(status: int) -> bool:
+    return 400 <= status < 500 and status not in NOT_COUNTED
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, blocked_us: float) -> None:
+    rid = str(scope.get("state", {}).get("request_id") or "")
+    await error_response(blocked_error(blocked_us), rid, scope.get("path", ""))(scope, receive, send)

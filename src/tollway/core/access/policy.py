@@ -24,6 +24,7 @@ import httpx2
 
 from tollway.base import tokens
 from tollway.base.config import ContentPolicyConfig, ModerationConfig, PolicyRule
+from tollway.core.limits.gate import check_failed_now
 from tollway.errors import ErrorCode, TollwayError
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class ContentPolicy:
                 raise _blocked(rule.id, rule.categories)
         if self._moderator is None or not texts:
             return
+        await check_failed_now()  # a blocked key's call must not reach the moderation model either
         try:
             flagged = await self._moderator.flagged(texts)
         except Exception as exc:

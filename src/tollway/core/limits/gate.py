@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tollway.base.config import RateLimitsConfig
-from tollway.core.limits.limiter import Lease, Limiter, Limits
+from tollway.core.limits.limiter import FAILED_MESSAGE, Lease, Limiter, Limits
 from tollway.errors import ErrorCode, TollwayError
 
 if TYPE_CHECKING:
@@ -89,6 +90,50 @@ def retry_headers(retry_after_us: float, transient: bool = True) -> dict[str, st
     return headers
 
 
+def blocked_error(retry_after_us: float) -> TollwayError:
+    """The 429 of a credential blocked by the failed-request limit (Venice's message)."""
+    return TollwayError(ErrorCode.RATE_LIMITED, FAILED_MESSAGE, headers=retry_headers(retry_after_us))
+
+
+@dataclass(slots=True)
+class FailedCheck:
+    """A request's failed-request block check, left by api/middleware.py to whichever comes first:
+
+    - its admission (RateGate.admit), which asks the limiter in the same step as the rate limits, so
+      a call costs no round trip of its own for the check;
+    - work that must not run for a blocked credential before it (`check_failed_now`: an upstream
+      moderation call);
+    - its response's first byte, where the middleware asks, and a blocked request's answer becomes
+      the 429 instead.
+
+    Only routes whose first lasting effect is admission leave it (api/limits.py `admits_first`)."""
+
+    subject: str
+    limiter: Limiter
+    pending: bool = True
+
+    def take(self, limiter: Limiter) -> str | None:
+        """The subject to check now with `limiter`, once; None when it is done or not this limiter's."""
+        if not self.pending or limiter is not self.limiter:
+            return None
+        self.pending = False
+        return self.subject
+
+
+FAILED_CHECK: ContextVar[FailedCheck | None] = ContextVar("tollway_failed_check", default=None)
+
+
+async def check_failed_now() -> None:
+    """Do the request's pending failed-request check now: 429 if its credential is blocked."""
+    check = FAILED_CHECK.get()
+    subject = check.take(check.limiter) if check is not None else None
+    if check is None or subject is None:
+        return
+    blocked = await check.limiter.blocked_for(subject)
+    if blocked > 0:
+        raise blocked_error(blocked)
+
+
 # -- what the pipeline uses --------------------------------------------------------------------
 
 
@@ -131,10 +176,14 @@ class RateGate:
     async def admit(self, caller: Caller, model: CatalogModel, tokens: int) -> Ticket:
         limits = self.limits_for(caller, model)
         bucket = f"{caller.key_id}:{model_class(model)}"
-        verdict = await self.limiter.admit(bucket, limits, tokens)
+        check = FAILED_CHECK.get()
+        subject = check.take(self.limiter) if check is not None else None
+        verdict = await self.limiter.admit(bucket, limits, tokens, subject)
         headers = verdict.headers()
         if verdict.allowed:
             return Ticket(self.limiter, headers, verdict.lease)
+        if verdict.limit_type == "BLOCKED":
+            raise blocked_error(verdict.retry_after_us)
         if caller.account_id is not None:
             await self._log(caller, model, verdict.limit_type or "RPM")
         raise TollwayError(

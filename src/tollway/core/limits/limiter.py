@@ -4,7 +4,9 @@ The algorithm is GCRA (a token bucket stored as one number, the "theoretical arr
 admitted unit pushes the TAT forward by period/limit; a request is admitted while TAT − now stays
 within the period. No fixed windows (bursts at the edges) and no per-request logs (memory grows
 with traffic). Requests per minute, per day, tokens per minute and the in-flight count are checked
-together and committed only if all pass, so a refused request costs nothing.
+together and committed only if all pass, so a refused request costs nothing. An admission may also
+check a credential's failed-request block (`subject`) in the same step: refused while blocked, it
+commits nothing either (gate.FailedCheck says why the check is left to admission).
 
 Which limits apply to a request, and its admission, are gate.py's.
 """
@@ -85,7 +87,7 @@ class Verdict:
     # (limit, remaining, reset µs) per GCRA dimension that has a limit; None when it has none.
     state: tuple[tuple[int, int, float] | None, ...]
     retry_after_us: float = 0.0
-    limit_type: str | None = None  # RPM | RPD | TPM | CONCURRENCY
+    limit_type: str | None = None  # RPM | RPD | TPM | CONCURRENCY | BLOCKED (the failed-request block)
     lease: Lease | None = None
 
     @property
@@ -115,6 +117,11 @@ def open_verdict() -> Verdict:
     return Verdict(True, (None, None, None))
 
 
+def blocked_verdict(retry_after_us: float) -> Verdict:
+    """Refused by the credential's failed-request block: no limit was looked at, none is reported."""
+    return Verdict(False, (None, None, None), retry_after_us, "BLOCKED")
+
+
 def gcra_step(
     tat: float | None, now: float, period: int, limit: int, cost: int
 ) -> tuple[bool, float, tuple[int, float], tuple[int, float], float]:
@@ -138,12 +145,18 @@ class Limiter(ABC):
     """A shared-state store for every limit Tollway enforces. All methods are atomic per bucket."""
 
     @abstractmethod
-    async def admit(self, bucket: str, limits: Limits, tokens: int) -> Verdict:
-        """Admit one request costing `tokens` against every limit at once, or none of them."""
+    async def admit(self, bucket: str, limits: Limits, tokens: int, subject: str | None = None) -> Verdict:
+        """Admit one request costing `tokens` against every limit at once, or none of them.
+
+        With `subject`, a failed-request block of that subject refuses it first (BLOCKED, retry =
+        the block's time left), in the same atomic step."""
 
     @abstractmethod
     async def finish(self, lease: Lease, actual_tokens: int) -> None:
-        """Correct the token estimate with the actual count and free the in-flight slot."""
+        """Correct the token estimate with the actual count and free the in-flight slot.
+
+        In process at once; on Redis this process's next admission sees it, and other processes
+        within a few milliseconds (redis.py: finishes are sent in batches)."""
 
     @abstractmethod
     async def renew(self) -> int:
@@ -163,6 +176,16 @@ class Limiter(ABC):
     @abstractmethod
     async def blocked_for(self, subject: str) -> float:
         """µs left of a failed-request block, 0 when not blocked."""
+
+    async def failed_check(self, subject: str, failed: bool) -> float:
+        """A response whose request was not checked against the block yet: the µs left of the block
+        that refuses it (then nothing is counted), else 0, once a `failed` response is counted."""
+        blocked = await self.blocked_for(subject)
+        if blocked > 0:
+            return blocked
+        if failed:
+            await self.record_failure(subject)
+        return 0.0
 
     @abstractmethod
     async def log_event(self, account_id: str, event: dict[str, Any]) -> None:
@@ -202,7 +225,9 @@ class MemoryLimiter(Limiter):
     def _now(self) -> float:
         return self._clock() * 1e6
 
-    async def admit(self, bucket: str, limits: Limits, tokens: int) -> Verdict:
+    async def admit(self, bucket: str, limits: Limits, tokens: int, subject: str | None = None) -> Verdict:
+        if subject is not None and (blocked := await self.blocked_for(subject)) > 0:
+            return blocked_verdict(blocked)
         now = self._now()
         state: list[tuple[int, int, float] | None] = []  # as if admitted
         current: list[tuple[int, int, float] | None] = []  # as things stand, reported on refusal

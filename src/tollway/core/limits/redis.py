@@ -1,26 +1,55 @@
-"""The Redis backend of the limiter: the same GCRA as limits.MemoryLimiter, in Lua, so N replicas share
-one limit exactly (each script runs atomically in Redis, and reads Redis's clock, not the replicas').
+"""The Redis backend of the limiter: the same GCRA as limits.MemoryLimiter, in Lua (limits/lua.py), so N
+replicas share one limit exactly (each script runs atomically in Redis, on Redis's clock).
 
-Keys of one bucket share a {hash tag}, so every script touches one cluster slot. Redis trouble never
-hangs a request: short socket timeouts, a blocking pool with a short wait, no client retries, and an
-overall deadline; then the operator's choice applies (`TOLLWAY_LIMITS_ON_REDIS_ERROR`): `closed`
-refuses with 503, `open` admits without limiting. Either way it is logged at most once a minute.
+One round trip per call. A call used to cost three: the failed-request check (api/middleware.py),
+ADMIT, and FINISH at its end. Now:
+
+- the failed-request check rides in ADMIT (its optional fifth key, gate.FailedCheck): a blocked
+  credential is refused in the same atomic step, and nothing is committed for it;
+- FINISH is not sent on its own. `finish` queues it in this process and returns; the queue goes out
+  with this process's next round trip to Redis (an admission, usually the next call's), ahead of that
+  round trip's own command in one pipeline, or, when no round trip comes first, by a timer
+  `flush_seconds` (5 ms) after the first finish was queued, all queued finishes in one pipeline.
+  Every command is an EVALSHA in a `pipeline(transaction=False)`: one write, one read, no MULTI
+  (each script is atomic on its own, and finishes commute: ZREMs of distinct slots, sums of token
+  corrections). The scripts go in with a process's first pipeline; if Redis forgets them (a restart,
+  a failover, SCRIPT FLUSH), the commands that answered NOSCRIPT (which did not run) run again, in
+  order, behind a reload: one more round trip, once.
+
+What waiting costs, and why the limits stay exact: a finish only ever frees (a slot) or corrects (the
+token estimate, which was already a guess until the call ended). This process's own later
+admissions always see it: the queue goes ahead of them, and one that finds a flush on its way waits
+for it. Other processes see it at most `flush_seconds` + one round trip after `finish` returned, so
+a slot is freed at most ~5 ms late for the other replicas; the admissions themselves are never
+delayed, batched or approximated, so no limit is ever exceeded. `aclose` sends what is queued and
+waits for flushes on their way, so a clean shutdown loses nothing; a crash loses at most the last
+5 ms of finishes, whose slots then expire with their lease (`slot_seconds`) and whose corrections
+decay within the minute, which is also what a failed round trip does to the finishes it carried.
+
+Keys of one bucket share a {hash tag}, so each script touches one cluster slot, ADMIT's block key
+apart (it is the credential's, tagged by the credential). Redis trouble never hangs a request: short
+socket timeouts, a blocking pool with a short wait, no client retries, and an overall deadline; then
+the operator's choice applies (`TOLLWAY_LIMITS_ON_REDIS_ERROR`): `closed` refuses with 503, `open`
+admits without limiting. Either way it is logged at most once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
+from tollway.core.limits import lua
 from tollway.core.limits.limiter import (
     DAY_US,
     EVENT_LOG_SIZE,
@@ -32,6 +61,7 @@ from tollway.core.limits.limiter import (
     Limiter,
     Limits,
     Verdict,
+    blocked_verdict,
     open_verdict,
 )
 from tollway.errors import ErrorCode, TollwayError
@@ -39,136 +69,22 @@ from tollway.errors import ErrorCode, TollwayError
 log = logging.getLogger("tollway.limits")
 T = TypeVar("T")
 _NAMES = ("RPM", "RPD", "TPM", "CONCURRENCY")
-
-# GCRA over three dimensions + an in-flight sorted set, committed only if every check passes.
-# KEYS: rpm tat, rpd tat, tpm tat, slots zset. ARGV: rpm, rpd, tpm, concurrency (0 = none), tokens,
-# slot id, slot ttl (µs), tolerance (µs). Returns {allowed, refused index, retry µs, then remaining
-# and reset µs per GCRA dimension (-1 when it has no limit)}.
-ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local periods = {60000000, 86400000000, 60000000}
-local tol = tonumber(ARGV[8])
-local out = {1, 0, 0, -1, -1, -1, -1, -1, -1}
-local cur = {1, 0, 0, -1, -1, -1, -1, -1, -1}
-local commit = {}
-for i = 1, 3 do
-  local limit = tonumber(ARGV[i])
-  if limit > 0 then
-    local cost = 1
-    if i == 3 then cost = math.min(math.max(tonumber(ARGV[5]), 0), limit) end
-    local interval = periods[i] / limit
-    local tat = tonumber(redis.call('GET', KEYS[i]))
-    if tat == nil or tat < now then tat = now end
-    local new = tat + cost * interval
-    local excess = new - now - periods[i]
-    cur[2 + 2 * i] = math.max(0, math.floor((periods[i] - (tat - now)) / interval + 1e-9))
-    cur[3 + 2 * i] = math.ceil(tat - now)
-    if excess > tol then
-      out[1] = 0
-      if excess > out[3] then out[2] = i; out[3] = math.ceil(excess) end
-      out[2 + 2 * i] = math.max(0, math.floor((periods[i] - (tat - now)) / interval + 1e-9))
-      out[3 + 2 * i] = math.ceil(tat - now)
-    else
-      commit[i] = new
-      out[2 + 2 * i] = math.max(0, math.floor((periods[i] - (new - now)) / interval + 1e-9))
-      out[3 + 2 * i] = math.ceil(new - now)
-    end
-  end
-end
-local conc = tonumber(ARGV[4])
-if conc > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-  if redis.call('ZCARD', KEYS[4]) >= conc then
-    out[1] = 0
-    if 1000000 > out[3] then out[2] = 4; out[3] = 1000000 end
-  end
-end
-if out[1] == 0 then
-  -- a refused request changes nothing, so it reports things as they stand
-  cur[1] = 0; cur[2] = out[2]; cur[3] = out[3]
-  return cur
-end
-for i = 1, 3 do
-  if commit[i] then
-    redis.call('SET', KEYS[i], string.format('%.3f', commit[i]), 'PX', math.ceil((commit[i] - now) / 1000) + 1000)
-  end
-end
-if conc > 0 then
-  local ttl = tonumber(ARGV[7])
-  redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
-  redis.call('PEXPIRE', KEYS[4], math.ceil(ttl / 1000))
-end
-return out
-"""
-
-# KEYS: tpm tat, slots zset. ARGV: token correction (actual − admitted), µs per token, slot id ('' = none).
-FINISH = """
-local delta = tonumber(ARGV[1])
-local per = tonumber(ARGV[2])
-if delta ~= 0 and per > 0 then
-  local tat = tonumber(redis.call('GET', KEYS[1]))
-  if tat then
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local new = tat + delta * per
-    if new <= now then
-      redis.call('DEL', KEYS[1])
-    else
-      redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
-    end
-  end
-end
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
-return 1
-"""
-
-# Renew one in-flight slot's lease, if it is still there. KEYS: slots zset. ARGV: slot id, slot ttl (µs).
-RENEW = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000))
-return 1
-"""
-# A plain GCRA hit (key creation). ARGV: limit, period µs, tolerance µs. Returns {allowed, retry µs}.
-HIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local interval = period / limit
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local new = tat + interval
-local excess = new - now - period
-if excess > tonumber(ARGV[3]) then
-  return {0, math.ceil(excess)}
-end
-redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
-return {1, 0}
-"""
+_BLOCKED = 5  # ADMIT's refused index when the credential's failed-request block refused it
 
 
-# The failed-request limiter: an exact "more than ARGV[1] in the window" over a ring of the last
-# ARGV[1]+1 failure times (bounded), then a block. KEYS: ring, block. ARGV: limit, window ms.
-FAILED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('LPUSH', KEYS[1], now)
-redis.call('LTRIM', KEYS[1], 0, limit)
-redis.call('PEXPIRE', KEYS[1], window)
-local oldest = tonumber(redis.call('LINDEX', KEYS[1], limit))
-if oldest and now - oldest <= window then
-  redis.call('SET', KEYS[2], '1', 'PX', window, 'NX')
-  return 1
-end
-return 0
-"""
+@dataclass(frozen=True, slots=True)
+class _Command:
+    args: tuple[Any, ...]
+
+
+def _script(source: str) -> Callable[[list[str], list[Any]], _Command]:
+    sha = hashlib.sha1(source.encode()).hexdigest()  # Redis names a script by this digest
+    return lambda keys, args: _Command(("EVALSHA", sha, len(keys), *keys, *args))
+
+
+_ADMIT, _FINISH, _RENEW = _script(lua.ADMIT), _script(lua.FINISH), _script(lua.RENEW)
+_HIT, _FAILED = _script(lua.HIT), _script(lua.FAILED)
+_SOURCES = (lua.ADMIT, lua.FINISH, lua.RENEW, lua.HIT, lua.FAILED)
 
 
 class RedisLimiter(Limiter):
@@ -183,6 +99,7 @@ class RedisLimiter(Limiter):
         socket_timeout: float = 0.5,
         deadline: float = 1.0,
         slot_seconds: float = 30.0,
+        flush_seconds: float = 0.005,
     ) -> None:
         pool = BlockingConnectionPool.from_url(
             url,
@@ -198,17 +115,27 @@ class RedisLimiter(Limiter):
         self.on_error = on_error
         self._deadline = deadline
         self._slot_us = int(slot_seconds * 1e6)
-        self._admit = self.redis.register_script(ADMIT)
-        self._finish = self.redis.register_script(FINISH)
-        self._renew = self.redis.register_script(RENEW)
+        self._flush_seconds = flush_seconds
         self._owned: dict[str, str] = {}  # in-flight slot id → its zset, while this process holds it
-        self._hit = self.redis.register_script(HIT)
-        self._failed = self.redis.register_script(FAILED)
+        self._queue: list[_Command] = []  # finishes not sent yet
+        self._timer: asyncio.TimerHandle | None = None  # sends the queue if no round trip takes it first
+        self._flushes: set[asyncio.Task[None]] = set()  # queues on their way to Redis
+        self._loaded = False  # whether this process has loaded the scripts into Redis
         self._last_log = 0.0
         self._slots = 0
+        self.round_trips = 0  # pipelines sent: what a call costs in Redis round trips (bench/limiter.py)
 
     def _key(self, bucket: str, part: str) -> str:
         return f"{self.prefix}{{{bucket}}}:{part}"
+
+    def _failed_keys(self, subject: str) -> list[str]:
+        return [f"{self.prefix}failed:{{{subject}}}", f"{self.prefix}blocked:{{{subject}}}"]
+
+    def _report(self, exc: BaseException, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= 60 or self._last_log == 0.0:
+            self._last_log = now
+            log.error("rate-limit store (Redis) failed during %s; failing %s: %r", what, self.on_error, exc)
 
     async def _call(self, operation: Callable[[], Awaitable[T]], fallback: T, what: str) -> T:
         """Run one Redis operation under the deadline; on failure apply the operator's policy."""
@@ -216,12 +143,7 @@ class RedisLimiter(Limiter):
             async with asyncio.timeout(self._deadline):
                 return await operation()
         except (RedisError, OSError, TimeoutError) as exc:
-            now = time.monotonic()
-            if now - self._last_log >= 60 or self._last_log == 0.0:
-                self._last_log = now
-                log.error(
-                    "rate-limit store (Redis) failed during %s; failing %s: %r", what, self.on_error, exc
-                )
+            self._report(exc, what)
             if self.on_error == "closed":
                 raise TollwayError(
                     ErrorCode.SERVICE_UNAVAILABLE,
@@ -230,30 +152,97 @@ class RedisLimiter(Limiter):
                 ) from None
             return fallback
 
-    async def admit(self, bucket: str, limits: Limits, tokens: int) -> Verdict:
+    # -- round trips -----------------------------------------------------------------------------
+
+    async def _pipeline(self, commands: list[_Command], load: bool) -> list[Any]:
+        """One round trip: `commands` in one pipeline, behind the loading of every script if `load`."""
+        self.round_trips += 1
+        pipe = self.redis.pipeline(transaction=False)
+        for source in _SOURCES if load else ():
+            pipe.script_load(source)
+        for command in commands:
+            pipe.execute_command(*command.args)
+        answers: list[Any] = await pipe.execute(raise_on_error=False)
+        if load and not any(isinstance(answer, Exception) for answer in answers[: len(_SOURCES)]):
+            self._loaded = True
+        return answers[len(_SOURCES) :] if load else answers
+
+    async def _send(self, commands: list[_Command]) -> list[Any]:
+        """`commands` in one round trip; their answers, a command's error in its place.
+
+        The scripts are loaded all at once (a process's first round trip, or after a NOSCRIPT), never
+        one by one: then Redis has all or none of them, and a pipeline whose scripts Redis forgot (a
+        restart, a failover, SCRIPT FLUSH) failed as a whole, so running it again keeps its order."""
+        answers = await self._pipeline(commands, load=not self._loaded)
+        lost = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if lost:
+            again = await self._pipeline([commands[i] for i in lost], load=True)
+            for i, answer in zip(lost, again, strict=True):
+                answers[i] = answer
+        return answers
+
+    def _take_queue(self) -> list[_Command]:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queued, self._queue = self._queue, []
+        return queued
+
+    async def _round_trip(self, commands: list[_Command]) -> list[Any]:
+        """`commands` in one round trip, behind this process's queued finishes; their answers.
+
+        A flush already on its way lands first, so a finish counts before anything asked after it."""
+        if self._flushes:
+            await asyncio.wait(list(self._flushes))  # waits without cancelling them
+        queued = self._take_queue()
+        answers = await self._send([*queued, *commands])
+        for answer in answers[: len(queued)]:
+            if isinstance(answer, Exception):
+                self._report(answer, "release")
+        for answer in answers[len(queued) :]:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers[len(queued) :]
+
+    def _flush(self) -> None:
+        """Send the queued finishes now, in one round trip of their own."""
+        queued = self._take_queue()
+        if queued:
+            task = asyncio.get_running_loop().create_task(self._deliver(queued))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _deliver(self, queued: list[_Command]) -> None:
+        async def run() -> None:
+            for answer in await self._send(queued):
+                if isinstance(answer, Exception):
+                    self._report(answer, "release")
+
+        # Nothing to refuse at release; if Redis is down the slot's lease frees it.
+        await _quiet(self._call(run, None, "release"))
+
+    # -- the limiter -------------------------------------------------------------------------------
+
+    async def admit(self, bucket: str, limits: Limits, tokens: int, subject: str | None = None) -> Verdict:
         rpm, rpd, tpm = limits.gcra()
         concurrency = limits.concurrency or 0
         self._slots += 1
         slot = f"{id(self)}:{self._slots}:{time.time_ns()}" if concurrency else ""
         keys = [self._key(bucket, p) for p in ("m", "d", "t", "c")]
-        args: list[str | int | float] = [
-            rpm,
-            rpd,
-            tpm,
-            concurrency,
-            max(tokens, 0),
-            slot,
-            self._slot_us,
-            TOLERANCE_US,
-        ]
+        if subject is not None:
+            keys.append(self._failed_keys(subject)[1])
+        args = [rpm, rpd, tpm, concurrency, max(tokens, 0), slot, self._slot_us, TOLERANCE_US]
 
         async def run() -> list[int]:
-            return [int(v) for v in await self._admit(keys=keys, args=args)]
+            [answer] = await self._round_trip([_ADMIT(keys, args)])
+            return [int(v) for v in answer]
 
         empty: list[int] = []
         raw = await self._call(run, empty, "admission")
         if not raw:
             return open_verdict()
+        if not raw[0] and raw[1] == _BLOCKED:
+            return blocked_verdict(float(raw[2]))
         state = tuple(
             None if limit == 0 else (limit, raw[3 + 2 * i], float(raw[4 + 2 * i]))
             for i, limit in enumerate((rpm, rpd, tpm))
@@ -266,20 +255,26 @@ class RedisLimiter(Limiter):
         return Verdict(True, state, lease=Lease(bucket, cost, tpm, slot or None))
 
     async def finish(self, lease: Lease, actual_tokens: int) -> None:
+        self._queue_finish(lease, actual_tokens)
+
+    def release_soon(self, lease: Lease | None, actual_tokens: int = 0) -> None:
+        if lease is not None:
+            self._queue_finish(lease, actual_tokens)  # no await: nothing here to cancel
+
+    def _queue_finish(self, lease: Lease, actual_tokens: int) -> None:
         if lease.done:
             return
         lease.done = True
         if lease.slot:
             self._owned.pop(lease.slot, None)
+        correction = actual_tokens - lease.tokens if lease.tpm else 0
+        if not lease.slot and not correction:
+            return  # nothing for Redis to do
         per_token = MINUTE_US / lease.tpm if lease.tpm else 0
         keys = [self._key(lease.bucket, "t"), self._key(lease.bucket, "c")]
-        args = [actual_tokens - lease.tokens, per_token, lease.slot or ""]
-
-        async def run() -> None:
-            await self._finish(keys=keys, args=args)
-
-        # Nothing to refuse at release; if Redis is down the slot's TTL frees it.
-        await _quiet(self._call(run, None, "release"))
+        self._queue.append(_FINISH(keys, [correction, per_token, lease.slot or ""]))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_seconds, self._flush)
 
     async def renew(self) -> int:
         owned = list(self._owned.items())
@@ -287,40 +282,43 @@ class RedisLimiter(Limiter):
             return 0
 
         async def run() -> int:
-            pipe = self.redis.pipeline(transaction=False)  # one round trip; each slot its own script
-            for slot, zset in owned:
-                await self._renew(keys=[zset], args=[slot, self._slot_us], client=pipe)
-            return sum(int(v) for v in await pipe.execute())
+            commands = [_RENEW([zset], [slot, self._slot_us]) for slot, zset in owned]
+            return sum(int(v) for v in await self._round_trip(commands))
 
         return await _quiet(self._call(run, 0, "slot renewal"), 0)
 
     async def hit(self, bucket: str, limit: int, period_seconds: int) -> tuple[bool, float]:
-        keys = [f"{self.prefix}{bucket}"]
+        command = _HIT([f"{self.prefix}{bucket}"], [limit, period_seconds * 1_000_000, TOLERANCE_US])
 
         async def run() -> tuple[bool, float]:
-            allowed, retry = await self._hit(
-                keys=keys, args=[limit, period_seconds * 1_000_000, TOLERANCE_US]
-            )
+            [(allowed, retry)] = await self._round_trip([command])
             return bool(allowed), float(retry)
 
         return await self._call(run, (True, 0.0), "key-creation limit")
 
-    async def record_failure(self, subject: str) -> None:
-        keys = [f"{self.prefix}failed:{{{subject}}}", f"{self.prefix}blocked:{{{subject}}}"]
-        args = [FAILED_LIMIT, FAILED_WINDOW_SECONDS * 1000]
-
-        async def run() -> None:
-            await self._failed(keys=keys, args=args)
-
-        # Abuse protection fails open: the admission limiter already applies the operator's policy.
-        await _quiet(self._call(run, None, "failed-request count"))
-
-    async def blocked_for(self, subject: str) -> float:
-        key = f"{self.prefix}blocked:{{{subject}}}"
+    async def _failed(self, subject: str, check: bool, count: bool, what: str) -> float:
+        args = [FAILED_LIMIT, FAILED_WINDOW_SECONDS * 1000, int(check), int(count)]
+        command = _FAILED(self._failed_keys(subject), args)
 
         async def run() -> float:
-            ttl = int(await self.redis.pttl(key))
-            return max(0, ttl) * 1000.0
+            [left_ms] = await self._round_trip([command])
+            return int(left_ms) * 1000.0
+
+        # Abuse protection fails open: the admission limiter already applies the operator's policy.
+        return await _quiet(self._call(run, 0.0, what), 0.0)
+
+    async def record_failure(self, subject: str) -> None:
+        await self._failed(subject, False, True, "failed-request count")
+
+    async def failed_check(self, subject: str, failed: bool) -> float:
+        return await self._failed(subject, True, failed, "failed-request check")
+
+    async def blocked_for(self, subject: str) -> float:
+        command = _Command(("PTTL", self._failed_keys(subject)[1]))
+
+        async def run() -> float:
+            [ttl] = await self._round_trip([command])
+            return max(0, int(ttl)) * 1000.0
 
         return await _quiet(self._call(run, 0.0, "failed-request check"), 0.0)
 
@@ -345,6 +343,10 @@ class RedisLimiter(Limiter):
         return await self._call(run, [], "rate-limit log")
 
     async def aclose(self) -> None:
+        """Send the queued finishes and wait for those on their way, then close the pool."""
+        self._flush()
+        if self._flushes:
+            await asyncio.wait(list(self._flushes))
         await self.redis.aclose()
 
 
