@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
     redis_socket_timeout_seconds: float = 0.5
     redis_key_prefix: str = "tollway:rl:"
+    # How late, at most, a call's end (its slot freed, its tokens corrected) reaches Redis when no other
+    # round trip of the process takes it first (core/limits/redis.py). 0: at once, a round trip each.
+    limits_flush_seconds: float = Field(default=0.005, ge=0, le=10)
     # Venice's failed-request limit (api/middleware.py FailedRequests): > 20 non-2xx answers to one key
     # in 30 s block it for 30 s. Off only where every answer must reach the client, e.g. the OpenAPI
     # gate (tests/contract/test_openapi.py), which sends thousands of bad requests with one key.

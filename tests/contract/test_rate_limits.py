@@ -13,9 +13,11 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+import redis
 
 from tests.contract.servers import Tollway, postgres_database, shared_redis_url, start_tollway
 from tests.support.processes import ServerProcess
+from tests.support.redis_server import private_redis, round_trip_counters
 
 pytestmark = pytest.mark.slow
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 20}
@@ -272,3 +274,69 @@ def test_two_replicas_share_one_limit_exactly(replicas: tuple[Tollway, Tollway])
     assert sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in ok) == list(range(10))
     # And afterwards both replicas agree the key is spent.
     assert post(a.url, key).status_code == 429 and post(b.url, key).status_code == 429
+
+
+def test_a_key_blocked_on_one_replica_is_refused_by_the_other_that_never_saw_it_fail(
+    replicas: tuple[Tollway, Tollway],
+) -> None:
+    """b has no failure of these keys in mind, so it leaves their check to the call: a good call is
+    refused by its admission (nothing held or charged), a bad one at its answer's first byte."""
+    a, b = replicas
+    bad = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
+    keys = []
+    for _ in range(2):
+        account_id = a.new_account("5.00")
+        key = a.new_key(account_id)
+        assert [post(a.url, key, bad).status_code for _ in range(21)] == [400] * 21
+        keys.append((account_id, key))
+    (good_account, good_key), (_, bad_key) = keys
+    for key, body in ((good_key, BODY), (bad_key, bad)):
+        refused = post(b.url, key, body)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["message"] == FAILED_MESSAGE
+        assert 29 <= int(refused.headers["retry-after"]) <= 30
+    assert post(b.url, good_key).status_code == 429  # b now checks it before the call
+    account = a.account(good_account)
+    assert (account["balance_usd"], account["reserved_usd"]) == ("5.000000000", "0.000000000")
+
+
+@pytest.fixture(scope="module")
+def counted(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess
+) -> Iterator[tuple[Tollway, str]]:
+    """A server alone on a Redis of its own (whose counters are then its own), and that Redis's URL.
+    Its calls' ends wait for the next round trip (up to 5 s), so the count does not depend on how
+    fast the machine is; the 5 ms default has its own tests (tests/unit/core/limits)."""
+    with private_redis() as redis_url:
+        env = {
+            "TOLLWAY_REDIS_URL": redis_url,
+            "TOLLWAY_LIMITS_FLUSH_SECONDS": "5",
+            "TOLLWAY_SECRET": uuid.uuid4().hex,
+        }
+        database_url = postgres_database()
+        server = start_tollway(tmp_path_factory.mktemp("counted"), fake_upstream.base_url, database_url, env)
+        try:
+            yield Tollway(server, database_url, fake_upstream.base_url), redis_url
+        finally:
+            server.stop()
+
+
+def test_a_model_call_costs_redis_one_round_trip(counted: tuple[Tollway, str]) -> None:
+    """N chats in a row, every limit on (rpm, rpd, tpm, one call at a time) and the failed-request check
+    too: N round trips to Redis, each an ADMIT behind the previous call's FINISH. Before issue 20 each
+    call cost three (the check, ADMIT, FINISH). One at a time: each call found the last one's slot
+    freed, so its finish ran before its admission."""
+    server, redis_url = counted
+    _, key = server.funded("5.00", rate_limits={"rpm": 10_000, "concurrency": 1})
+    assert post(server.url, key).status_code == 200  # the connections, the scripts
+    monitor = redis.Redis.from_url(redis_url)
+    try:
+        reads, scripts = round_trip_counters(monitor)
+        calls = 30
+        statuses = [post(server.url, key).status_code for _ in range(calls)]
+        after_reads, after_scripts = round_trip_counters(monitor)
+    finally:
+        monitor.close()
+    assert statuses == [200] * calls
+    assert after_scripts - scripts == 2 * calls
+    assert calls <= after_reads - reads - 1 <= calls + 3  # the second INFO is a read; slack for a split

@@ -4,7 +4,8 @@
   and one entry in `GET api_keys/rate_limits/log` naming the key, the model, the tier and the limit;
   a queued job alike, before its hold and its job row;
 - more than 20 failed requests from one key in 30 s: that key is refused for 30 s with Venice's
-  message, nothing charged, while the account's other keys go on.
+  message (a model call by its admission, or at its answer's first byte when it fails before; any
+  other route before it runs), nothing charged, while the account's other keys go on.
 """
 
 from __future__ import annotations
@@ -77,10 +78,15 @@ def test_too_many_failures_block_the_key_not_the_account(fresh: Money) -> None:
     bad = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
     for _ in range(21):
         assert fresh.call(key, "POST", "chat/completions", json=bad).status_code == 400
-    blocked = fresh.call(key, "POST", "chat/completions", json=CHAT)
+    blocked = fresh.call(key, "POST", "chat/completions", json=CHAT)  # refused by its admission
     assert blocked.status_code == 429, blocked.text
     assert blocked.json()["error"]["message"] == FAILED_MESSAGE
     assert 25 <= float(blocked.headers["retry-after"]) <= 30
+    assert not any(name.startswith("x-ratelimit") for name in blocked.headers)
+    # Refused at the first byte of its 400 (it never reached admission), and before it ran elsewhere.
+    for method, path, body in (("POST", "chat/completions", bad), ("GET", "models", None)):
+        again = fresh.call(key, method, path, json=body)
+        assert (again.status_code, again.json()["error"]["message"]) == (429, FAILED_MESSAGE), again.text
     assert fresh.fake_requests() == []
     assert fresh.balances(account) == (CREDIT, 0)
     assert fresh.call(other_key, "POST", "chat/completions", json=CHAT).status_code == 200

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
@@ -21,7 +22,7 @@ from tollway.api.http import error_response
 from tollway.api.limits import admits_first, body_limit, check_url, too_large
 from tollway.base.ids import new_request_id
 from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, blocked_error
-from tollway.core.limits.limiter import Limiter
+from tollway.core.limits.limiter import FAILED_WINDOW_SECONDS, Limiter
 from tollway.errors import ErrorCode, TollwayError
 
 # The API revision on every response (Venice's x-venice-version; README "Response headers").
@@ -34,6 +35,7 @@ _VERSION = [(b"x-tollway-version", __version__.encode()), (b"x-venice-version", 
 NOT_COUNTED = frozenset({402, 429})
 # The keyed surfaces: OpenAI's and Venice's under /v1 and /api/v1, Gemini's under /v1beta.
 KEYED_PREFIXES = ("/v1/", "/api/v1/", "/v1beta/", "/api/v1beta/")
+SUSPECTS_MAX = 10_000  # credentials remembered as failing, per process (the oldest forgotten first)
 log = logging.getLogger("tollway.http")
 
 
@@ -120,11 +122,28 @@ class FailedRequests:
 
     A model call's check costs no round trip of its own: it rides in the call's admission
     (gate.FailedCheck), or, when the call ends before admission, in the count of its response, whose
-    first byte is then the 429 if the key was blocked. Other routes are checked before they run.
+    first byte is then the 429 if the key was blocked. Other routes, and a credential this process saw
+    fail or blocked within the window (a suspect), are checked before they run: a key hammering with
+    failures, a bad one most of all, costs no work past that check (not even the key's lookup).
+    Which way is taken changes only where the check happens, never its answer.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._suspects: dict[str, float] = {}  # subject → until when (monotonic), oldest first
+
+    def _suspect(self, subject: str) -> None:
+        self._suspects.pop(subject, None)
+        self._suspects[subject] = time.monotonic() + FAILED_WINDOW_SECONDS
+        if len(self._suspects) > SUSPECTS_MAX:
+            del self._suspects[next(iter(self._suspects))]
+
+    def _suspected(self, subject: str) -> bool:
+        until = self._suspects.get(subject)
+        if until is not None and until <= time.monotonic():
+            del self._suspects[subject]
+            return False
+        return until is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
@@ -135,11 +154,12 @@ class FailedRequests:
             return
         subject = services.keys.hash(raw)[:32]
         limiter: Limiter = services.limiter
-        if admits_first(scope.get("method", ""), path):
+        if admits_first(scope.get("method", ""), path) and not self._suspected(subject):
             await self._deferred(scope, receive, send, FailedCheck(subject, limiter))
             return
         blocked = await limiter.blocked_for(subject)
         if blocked > 0:
+            self._suspect(subject)
             await _refuse(scope, receive, send, blocked)
             return
         status = 0
@@ -152,6 +172,7 @@ class FailedRequests:
 
         await self.app(scope, receive, watch)  # an error raised here is a 500 further out: not counted
         if _counted(status):
+            self._suspect(subject)
             await limiter.record_failure(subject)
 
     async def _deferred(self, scope: Scope, receive: Receive, send: Send, check: FailedCheck) -> None:
@@ -180,6 +201,8 @@ class FailedRequests:
             await self.app(scope, receive, watch)  # an error raised here is a 500 further out
         finally:
             FAILED_CHECK.reset(token)
+        if _counted(status) or refused or check.blocked:
+            self._suspect(check.subject)
         if _counted(status) and not counted and not refused:
             await check.limiter.record_failure(check.subject)
 

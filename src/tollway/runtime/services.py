@@ -111,6 +111,7 @@ def build_limiter(settings: Settings) -> Limiter:
         pool_timeout=settings.redis_pool_timeout_seconds,
         socket_timeout=settings.redis_socket_timeout_seconds,
         slot_seconds=settings.hold_lease_seconds,
+        flush_seconds=settings.limits_flush_seconds,
     )
 
 

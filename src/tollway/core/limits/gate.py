@@ -111,6 +111,7 @@ class FailedCheck:
     subject: str
     limiter: Limiter
     pending: bool = True
+    blocked: bool = False  # the check found the credential blocked
 
     def take(self, limiter: Limiter) -> str | None:
         """The subject to check now with `limiter`, once; None when it is done or not this limiter's."""
@@ -131,6 +132,7 @@ async def check_failed_now() -> None:
         return
     blocked = await check.limiter.blocked_for(subject)
     if blocked > 0:
+        check.blocked = True
         raise blocked_error(blocked)
 
 
@@ -183,6 +185,8 @@ class RateGate:
         if verdict.allowed:
             return Ticket(self.limiter, headers, verdict.lease)
         if verdict.limit_type == "BLOCKED":
+            if check is not None:
+                check.blocked = True
             raise blocked_error(verdict.retry_after_us)
         if caller.account_id is not None:
             await self._log(caller, model, verdict.limit_type or "RPM")

@@ -1,36 +1,47 @@
 """The Redis backend of the limiter: the same GCRA as limits.MemoryLimiter, in Lua (limits/lua.py), so N
 replicas share one limit exactly (each script runs atomically in Redis, on Redis's clock).
 
-One round trip per call. A call used to cost three: the failed-request check (api/middleware.py),
+One round trip per call. A model call used to cost three: the failed-request check (api/middleware.py),
 ADMIT, and FINISH at its end. Now:
 
-- the failed-request check rides in ADMIT (its optional fifth key, gate.FailedCheck): a blocked
-  credential is refused in the same atomic step, and nothing is committed for it;
-- FINISH is not sent on its own. `finish` queues it in this process and returns; the queue goes out
-  with this process's next round trip to Redis (an admission, usually the next call's), ahead of that
-  round trip's own command in one pipeline, or, when no round trip comes first, by a timer
-  `flush_seconds` (5 ms) after the first finish was queued, all queued finishes in one pipeline.
-  Every command is an EVALSHA in a `pipeline(transaction=False)`: one write, one read, no MULTI
-  (each script is atomic on its own, and finishes commute: ZREMs of distinct slots, sums of token
-  corrections). The scripts go in with a process's first pipeline; if Redis forgets them (a restart,
-  a failover, SCRIPT FLUSH), the commands that answered NOSCRIPT (which did not run) run again, in
-  order, behind a reload: one more round trip, once.
+- the failed-request check rides in ADMIT (its optional fifth key; gate.FailedCheck): a blocked
+  credential is refused in the same atomic step, which commits nothing for it. A call that fails
+  before its admission is checked and counted in one FAILED script at its answer's first byte. (A
+  credential this process saw fail or blocked lately is checked before its call, as other routes
+  are: then a hammering client costs one round trip and nothing else.)
+- FINISH is not sent on its own. `finish` queues it in this process and returns at once; the queue
+  goes out ahead of this process's next round trip to Redis (an admission, usually the next call's),
+  in the same pipeline, or, if no round trip comes first, on a timer `flush_seconds` after the first
+  finish was queued (`TOLLWAY_LIMITS_FLUSH_SECONDS`, 5 ms): all queued finishes in one pipeline. So
+  N calls in a row cost N round trips (bench/limiter.py counts them; tests/contract/test_rate_limits.py
+  over HTTP), and a process whose calls come less often than every 5 ms pays a flush of its own now
+  and then: never more than one round trip per 5 ms.
 
-What waiting costs, and why the limits stay exact: a finish only ever frees (a slot) or corrects (the
-token estimate, which was already a guess until the call ended). This process's own later
-admissions always see it: the queue goes ahead of them, and one that finds a flush on its way waits
-for it. Other processes see it at most `flush_seconds` + one round trip after `finish` returned, so
-a slot is freed at most ~5 ms late for the other replicas; the admissions themselves are never
-delayed, batched or approximated, so no limit is ever exceeded. `aclose` sends what is queued and
-waits for flushes on their way, so a clean shutdown loses nothing; a crash loses at most the last
-5 ms of finishes, whose slots then expire with their lease (`slot_seconds`) and whose corrections
-decay within the minute, which is also what a failed round trip does to the finishes it carried.
+Every command is an EVALSHA in a `pipeline(transaction=False)`: one write, one read, no MULTI (each
+script is atomic on its own, and finishes commute: ZREMs of distinct slots, sums of token
+corrections). All scripts are loaded with a process's first pipeline (redis-py's Script in a pipeline
+would ask SCRIPT EXISTS first, a round trip of its own each time). Loaded together, Redis has all of
+them or none (after a restart, a failover, SCRIPT FLUSH): then every command of a pipeline answered
+NOSCRIPT and ran nothing, and they run again in their order behind a reload, one more round trip, once.
+
+What the wait costs, and why the limits stay exact: a finish only ever frees a slot or corrects a
+token estimate (a guess until the call ended); admissions are never delayed, batched or guessed, so
+no limit is ever exceeded: the worst a late finish does is refuse a call it would have admitted. A
+sequential caller of this process (finish, then admit) always sees its finish: the queue rides ahead
+of its admission, which waits for a flush on its way. An admission running at the same time as the
+round trip that carries a finish, and other replicas, see it once that round trip lands: at most
+`flush_seconds` + one round trip after `finish` returned, so a slot is freed at most ~5 ms (plus a
+round trip) late. `aclose` sends the queue and waits for flushes on their way: a clean shutdown
+loses nothing. A crash, or a round trip that fails, loses the finishes it had: their slots expire
+with their lease (`slot_seconds`, no longer renewed) and their token corrections are lost (the
+estimates stand), as when a FINISH of its own failed.
 
 Keys of one bucket share a {hash tag}, so each script touches one cluster slot, ADMIT's block key
-apart (it is the credential's, tagged by the credential). Redis trouble never hangs a request: short
-socket timeouts, a blocking pool with a short wait, no client retries, and an overall deadline; then
-the operator's choice applies (`TOLLWAY_LIMITS_ON_REDIS_ERROR`): `closed` refuses with 503, `open`
-admits without limiting. Either way it is logged at most once a minute.
+apart (the credential's, tagged by it): the limiter runs on one Redis (redis-py's `Redis`, not a
+cluster client). Redis trouble never hangs a request: short socket timeouts, a blocking pool with a
+short wait, no client retries, and an overall deadline; then the operator's choice applies
+(`TOLLWAY_LIMITS_ON_REDIS_ERROR`): `closed` refuses with 503, `open` admits without limiting. Either
+way it is logged at most once a minute.
 """
 
 from __future__ import annotations

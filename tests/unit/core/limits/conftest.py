@@ -1,21 +1,16 @@
-"""Redis for the limiter tests: the machine's (127.0.0.1:6379), and a private one for counting.
-
-Redis's counters (INFO stats, commandstats) are the whole server's. The machine's Redis serves other
-test runs at the same time, so a test that counts what a limiter costs Redis starts a `redis-server`
-of its own, on a free port, with nothing else talking to it.
-"""
+"""Redis for the limiter tests: the machine's (127.0.0.1:6379), and one of their own for counting
+round trips (tests/support/redis_server.py says why)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.support.redis_server import private_redis
 
 if TYPE_CHECKING:
     from tollway.core.limits.redis import RedisLimiter
@@ -23,40 +18,19 @@ if TYPE_CHECKING:
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _redis_up(port: int = 6379) -> bool:
+def _redis_up() -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
             return True
     except OSError:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def private_redis_url() -> Iterator[str]:
-    """A `redis-server` no one else uses (no persistence), for the duration of the session."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        print("redis-server not installed; the Redis round-trip counts are skipped")
-        pytest.skip("redis-server not installed: cannot count round trips on a Redis of our own")
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not _redis_up(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server on port {port} did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+    """A `redis-server` no one else uses, for the session (tests/support/redis_server.py)."""
+    with private_redis() as url:
+        yield url
 
 
 @pytest.fixture

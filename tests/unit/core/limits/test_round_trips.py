@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from tollway.core.limits import lua
 from tollway.core.limits.limiter import Limits
 from tollway.core.limits.redis import RedisLimiter
 
@@ -75,6 +76,23 @@ async def test_scripts_redis_forgot_are_loaded_again_and_run_in_order(
         assert limiter.round_trips - trips == 2
         await _call(limiter)
         assert limiter.round_trips - trips == 3
+    finally:
+        await monitor.aclose()
+
+
+async def test_a_process_loads_every_script_before_its_first_command(
+    private_redis_url: str, redis_factory: Callable[..., RedisLimiter]
+) -> None:
+    """Redis holds ADMIT but not FINISH (loaded one at a time by someone else). Were FINISH loaded only
+    on its NOSCRIPT, the admission behind it would run first and find the slot still held."""
+    monitor = Redis.from_url(private_redis_url)
+    try:
+        await monitor.script_flush()
+        await monitor.script_load(lua.ADMIT)
+        limiter = redis_factory(private_redis_url, flush_seconds=60)
+        for _ in range(3):
+            await _call(limiter)
+        assert limiter.round_trips == 3
     finally:
         await monitor.aclose()
 
