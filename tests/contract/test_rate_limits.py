@@ -340,3 +340,22 @@ def test_a_model_call_costs_redis_one_round_trip(counted: tuple[Tollway, str]) -
     assert statuses == [200] * calls
     assert after_scripts - scripts == 2 * calls
     assert calls <= after_reads - reads - 1 <= calls + 3  # the second INFO is a read; slack for a split
+
+
+def test_a_blocked_key_hammering_costs_one_round_trip_and_no_script(counted: tuple[Tollway, str]) -> None:
+    """Once this process has seen a key fail, its calls are checked before they run (a plain PTTL), as
+    on the other routes: a blocked client's call costs one read of Redis and runs nothing else."""
+    server, redis_url = counted
+    _, key = server.funded("5.00")
+    bad = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
+    assert [post(server.url, key, bad).status_code for _ in range(21)] == [400] * 21
+    monitor = redis.Redis.from_url(redis_url)
+    try:
+        reads, scripts = round_trip_counters(monitor)
+        refused = [post(server.url, key, body) for body in (bad, BODY) * 5]
+        after_reads, after_scripts = round_trip_counters(monitor)
+    finally:
+        monitor.close()
+    assert {(r.status_code, r.json()["error"]["message"]) for r in refused} == {(429, FAILED_MESSAGE)}
+    assert after_scripts == scripts  # no ADMIT, no FAILED count: refused before the call
+    assert 10 <= after_reads - reads - 1 <= 10 + 2
