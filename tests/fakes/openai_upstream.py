@@ -33,6 +33,7 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "fill", "uncapped": 2024}``: answer exactly as many tokens as the request's cap
   (``max_completion_tokens`` or ``max_tokens``), or ``uncapped`` (default 2024) when it sent none, as a
   real model does that never stops on its own; streamed 64 words a chunk, finish_reason "length".
+- ``{"type": "images", "count": K}``: an images answer with exactly K images, whatever ``n`` asked.
 - ``{"type": "garbage", "what": "json" | "shape" | "base64" | "image", "after_chunks": N}``: an answer
   that cannot be read. Chat: a body cut inside its JSON ("json"), or choices in the wrong shape
   ("shape"); streamed, N good chunks, then a data line that is not JSON ("json") or a chunk in the
@@ -404,6 +405,8 @@ async def images(request: Request) -> Response:
         return begun
     body, behavior = begun
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
+    if behavior["type"] == "images":
+        n = int(behavior["count"])
     image = base64.b64encode(_png()).decode()
     broken = common.garbage(behavior)
     if broken == "json":

@@ -217,3 +217,25 @@ def test_the_usage_row_of_a_shorter_delivery_counts_the_seconds_charged(fresh: M
     account, _, _ = _short_delivery(fresh)
     [row] = fresh.usage_rows(account)
     assert row["units"] == DELIVERED
+
+
+@pytest.mark.parametrize(("asked", "returned"), [(3, 2), (4, 1)])
+def test_an_image_upstream_that_returns_fewer_images_is_charged_for_those_it_returned(
+    fresh: Money, asked: int, returned: int
+) -> None:
+    """The hold covers every image asked; the charge is the oracle's price of the images that came back
+    (tier and quality surcharges and the markup included), and the usage row counts them."""
+    job = _image(asked, "2K", "hd", False, model="m-image-up")
+    lower = ORACLE.image_task("m-image-up", n=returned, tier="2K", quality="hd", with_input=False)
+    assert lower < job.quote
+    account, key = fresh.funded(CREDIT)
+    fresh.script({"type": "images", "count": returned})
+    job_id, stated = accepted(submit(fresh, key, job), job)
+    assert stated == job.quote
+    view = wait_end(fresh, key, job, job_id)
+    assert view["status"] in DONE, view
+    fresh.settle_until(account, 1, seconds=60)
+    assert ledger_of(fresh, job_id) == [("reserve", 0, job.quote), ("settle", -lower, -job.quote)]
+    assert fresh.balances(account) == (CREDIT - lower, 0)
+    [row] = fresh.usage_rows(account)
+    assert (row["cost_nano"], row["units"], row["outcome"]) == (lower, returned, "completed")

@@ -108,6 +108,7 @@ async def images_generate(request: Request) -> Response:
             prompt=prompt,
             n=n,
             size=size,
+            tier=resolution,
             fmt=fmt,
             quality=quality,
             seed=seed,

@@ -112,15 +112,18 @@ def image_task_job(
     prompt: str,
     n: int,
     size: tuple[int, int],
+    tier: str,
     fmt: str,
     quality: str,
     seed: int,
     input_media: str | None,
 ) -> NewJob:
+    # `tier` is kept so that a result with fewer images than asked is priced again for what came back.
     params: dict[str, Any] = {
         "prompt": prompt,
         "width": size[0],
         "height": size[1],
+        "tier": tier,
         "n": n,
         "format": fmt,
         "quality": quality,

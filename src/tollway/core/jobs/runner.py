@@ -308,8 +308,10 @@ class JobRunner:
         self._drop_input(job)
 
     def _actual_cost(self, job: JobRow, output: Output) -> tuple[int, int]:
-        """(cost, units): the quote, or less when the upstream reports a shorter result than asked,
-        with the seconds that were charged."""
+        """(cost, units): the quote, or less when the upstream reports a shorter result than asked
+        (fewer seconds, fewer images), with the units that were charged."""
+        if job.kind == "image":
+            return self._images_cost(job, len(output.items))
         seconds = job.params.get("seconds")
         if output.duration is None or not isinstance(seconds, int) or output.duration >= seconds:
             return job.quote_nano, job.units
@@ -326,6 +328,22 @@ class JobRunner:
         except TollwayError:
             return job.quote_nano, job.units
         return (lower, actual) if lower < job.quote_nano else (job.quote_nano, job.units)
+
+    def _images_cost(self, job: JobRow, returned: int) -> tuple[int, int]:
+        tier = job.params.get("tier")
+        if not 0 < returned < job.units or not isinstance(tier, str):
+            return job.quote_nano, job.units
+        try:
+            lower = prices.image_quote(
+                self.pipeline.catalog.resolve(job.model),
+                n=returned,
+                tier=tier,
+                quality=job.params.get("quality"),
+                with_input=job.params.get("input_media") is not None,
+            )
+        except TollwayError:
+            return job.quote_nano, job.units
+        return (lower, returned) if lower < job.quote_nano else (job.quote_nano, job.units)
 
     async def _fail(self, job: JobRow, code: str, message: str) -> None:
         """A verified terminal failure: release the hold (nothing charged), then `failed`."""
