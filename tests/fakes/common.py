@@ -33,7 +33,18 @@ DEFAULT_API_KEY = "upstream-secret"
 DEFAULT_CHUNK_DELAY = 0.02
 # The behaviors the chat fakes understand (a fake ignores those that do not apply to its protocol).
 BEHAVIOR_TYPES = frozenset(
-    {"status", "delay_first_byte", "cut", "error_event", "usage", "slow", "reply", "fill", "garbage", "images"}
+    {
+        "status",
+        "delay_first_byte",
+        "cut",
+        "error_event",
+        "usage",
+        "slow",
+        "reply",
+        "fill",
+        "garbage",
+        "images",
+    }
 )
 NORMAL: JSON = {"type": "normal"}
 # `fill` with no cap in the request: an upstream left unbounded writes this much (seen in the wild).
