@@ -16,7 +16,7 @@ submit (an empty queue means ``{"type": "complete", "after_polls": 1}``):
 - ``{"type": "reject", "status": 400}``: the submit itself is refused with that status (no job).
 - ``{"type": "status", "status": 503}``: the submit answers that status once (no job); retried.
 - any behavior may add ``"submit_delay": S``: the submit answers S seconds late (a slow upstream),
-  and ``"message": M`` (reject): the error message of the refusal.
+  ``"poll_delay": S``: every retrieve of that job answers S seconds late, and ``"message": M`` (reject): the error message of the refusal.
 
 ``POST /_fake/reset`` clears everything; ``GET /_fake/stats`` shows calls and jobs.
 """
@@ -123,6 +123,7 @@ async def retrieve(request: Request) -> Response:
     if job is None:
         return JSONResponse({"error": {"message": "no such job"}}, status_code=404)
     job["polls"] += 1
+    await asyncio.sleep(float(job.get("poll_delay", 0)))
     kind = job["type"]
     if kind == "hang" and not state.released:
         return JSONResponse({"error": {"message": "unavailable"}}, status_code=503)

@@ -587,3 +587,28 @@ def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     row = _job_row(money, job_id)
     # Completed: the POLL_TIMEOUT it was unknown with is no error of the job's any more.
     assert (row["status"], row["cost_nano"], row["error_code"]) == ("completed", JOB.quote, None)
+
+
+def test_a_slow_poll_keeps_the_progress_the_upstream_reported(money_fakes: Fakes, tmp_path: Path) -> None:
+    """Each poll takes longer than the lease's renewal interval, so the heartbeat renews the lease during
+    a poll: it must not write its own idea of the progress (0 for a job Tollway does not render) over
+    the upstream's last report. Once the upstream said 30 %, the job never shows less until it ends."""
+    with own_server(money_fakes, tmp_path, jobs_lease_seconds=0.6) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "complete", "after_polls": 4, "poll_delay": 0.5})
+        job_id, _ = accepted(submit(money, key, JOB), JOB)
+        shown: list[int] = []
+        deadline = time.monotonic() + 90
+        while True:
+            [(state, progress)] = money.rows("select status, progress from jobs where id = ?", job_id)
+            if state not in ("queued", "processing"):
+                break
+            shown.append(progress)
+            assert time.monotonic() < deadline, (state, shown)
+            time.sleep(0.02)
+        assert state == "completed"
+        reported = [p for p in shown if p]
+        assert reported, shown
+        after_first_report = shown[shown.index(reported[0]) :]
+        assert after_first_report == sorted(after_first_report), shown
+        money.settle_until(account, 1)

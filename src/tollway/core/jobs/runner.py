@@ -48,7 +48,8 @@ log = logging.getLogger("tollway.jobs")
 @dataclass(slots=True)
 class _Work:
     job: JobRow
-    progress: float = 0.0
+    # Set only by an engine that renders here; a polled job's progress is the upstream's, written by the poll.
+    progress: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -146,7 +147,7 @@ class JobRunner:
         every = max(0.2, self.settings.jobs_lease_seconds / 3)
         while True:
             await asyncio.sleep(every)
-            progress = min(99, int(work.progress * 100))
+            progress = None if work.progress is None else min(99, int(work.progress * 100))
             if not await self.store.renew(
                 work.job.id, self.owner, self.settings.jobs_lease_seconds, progress
             ):
