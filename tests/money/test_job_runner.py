@@ -542,6 +542,33 @@ def test_a_job_accepted_by_its_second_route_is_polled_there_under_that_routes_mo
         assert _queue_calls(money_fakes)["submit"] == 2
 
 
+# m-video-two has two routes on one provider, under two upstream model names.
+TWO_ROUTES_CATALOG = CATALOG + (
+    "  - {{id: m-video-two, type: video, routes: [{{provider: qfake, model: fake-video-a, priority: 0}},\n"
+    '     {{provider: qfake, model: fake-video-b, priority: 1}}], pricing: {{per_second: "0.01"}}}}\n'
+)
+
+
+def test_a_job_accepted_by_the_second_route_of_one_provider_is_polled_under_that_routes_model(
+    money_fakes: Fakes, tmp_path: Path
+) -> None:
+    """The first route's model is unknown upstream (404: the next route), the second accepts: the job
+    records fake-video-b, the model it was submitted under, not the provider's first route's."""
+    two = Job("video/queue", {"model": "m-video-two", "prompt": "tides", "duration": 2}, 0, 2, "video_queue")
+    with own_server(money_fakes, tmp_path, catalog=TWO_ROUTES_CATALOG) as (money, _):
+        account, key = money.funded(CREDIT)
+        money.script_queue({"type": "reject", "status": 404}, {"type": "complete", "after_polls": 1})
+        job_id, quote = accepted(submit(money, key, two), two)
+        assert wait_end(money, key, two, job_id)["status"] == "COMPLETED"
+        [(provider, upstream_model)] = money.rows(
+            "select provider, upstream_model from jobs where id = ?", job_id
+        )
+        assert (provider, upstream_model) == ("qfake", "fake-video-b")
+        assert _queue_calls(money_fakes)["submit"] == 2
+        money.settle_until(account, 1)
+        assert ledger_of(money, job_id) == [("reserve", 0, quote), ("settle", -quote, -quote)]
+
+
 def test_a_job_past_its_poll_timeout_keeps_its_hold_until_reconcile_settles_it(
     money_fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

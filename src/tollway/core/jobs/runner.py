@@ -171,9 +171,10 @@ class JobRunner:
             return
         last: list[UpstreamError] = []
 
-        async def attempt(provider: Provider, upstream_model: str) -> Output | str:
+        # The route's upstream model comes back with the answer: two routes may share one provider.
+        async def attempt(provider: Provider, upstream_model: str) -> tuple[str, Output | str]:
             try:
-                return await self._begin(provider, upstream_model, work)
+                return upstream_model, await self._begin(provider, upstream_model, work)
             except UpstreamError as exc:
                 last.append(exc)
                 raise
@@ -194,10 +195,8 @@ class JobRunner:
                 await self.store.release(job.id, self.owner, self._later(None))
             return
         provider_id = served.provider.id
-        route_model = next(
-            (r.model for r in model.config.routes if r.provider == provider_id), model.config.routes[0].model
-        )
-        if isinstance(served.value, str):
+        route_model, value = served.value
+        if isinstance(value, str):
             deadline = utcnow() + timedelta(seconds=self.clients.poll_timeout(provider_id))
             await self.store.release(
                 job.id,
@@ -206,11 +205,11 @@ class JobRunner:
                 status="processing",
                 provider=provider_id,
                 upstream_model=route_model,
-                upstream_id=served.value,
+                upstream_id=value,
                 poll_deadline=deadline,
             )
             return
-        await self._complete(job, provider_id, served.value)
+        await self._complete(job, provider_id, value)
 
     async def _begin(self, provider: Provider, upstream_model: str, work: _Work) -> Output | str:
         """Run a local engine to the end, or submit to a queue upstream (returns its queue id)."""
