@@ -187,14 +187,15 @@ async def test_a_free_call_takes_nothing_from_its_lease(
     assert await account_row(engine, account) == (FUNDS, 10_000)
 
 
+@pytest.mark.parametrize("beside", [50, 0])
 async def test_a_lease_without_room_for_the_hold_leaves_the_call_to_the_available_balance(
-    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger, beside: int
 ) -> None:
     """Consumed 9,000 of 10,000: a hold of 3,000 does not fit, so the lease pays nothing, and the call is
-    charged from what is available beside the lease, never more."""
+    charged from what is available beside the lease, never more (nothing, when nothing is)."""
     account = await new_account(accounts_service, credit=20_000)
     lease_id, _ = await take(engine, account, target=10_000)
-    await ledger.reserve(account, rid(), 9_950)  # 50 left available beside the lease
+    await ledger.reserve(account, rid(), 10_000 - beside)
     await set_lease(engine, lease_id, consumed_nano=9_000)
     request = rid()
     settled = await run(
@@ -203,10 +204,10 @@ async def test_a_lease_without_room_for_the_hold_leaves_the_call_to_the_availabl
             c, lease_id, 3_000, account, request, 2_000, "key_1", None, give_back=False
         ),
     )
-    assert settled == (50, 0)
+    assert settled == (beside, 0)
     assert await lease(engine, lease_id) == (10_000, 9_000)
-    assert await account_row(engine, account) == (19_950, 19_950)
-    assert (await entries(engine, account))[-1] == ("settle", -50, 0, request, "key_1")
+    assert await account_row(engine, account) == (20_000 - beside, 20_000 - beside)
+    assert (await entries(engine, account))[-1] == ("settle", -beside, 0, request, "key_1")
 
 
 async def test_a_retired_lease_gives_back_what_the_call_did_not_spend(
