@@ -41,6 +41,11 @@ def funded(protocols: Protocols) -> Callable[[], tuple[str, str]]:
     return make
 
 
+@pytest.fixture
+def funded_on_tollway(tollway: Tollway) -> Callable[..., tuple[str, str]]:
+    return tollway.funded
+
+
 def cost(model: str, usage: Any) -> int:
     """The charge the usage a response reports comes to (output tokens include the reasoning ones)."""
     cached = usage.input_tokens_details.cached_tokens
@@ -334,3 +339,36 @@ def test_an_upstream_failure_mid_stream_is_response_failed_and_bills_what_was_pr
     assert failed.response.error is not None and failed.response.error.code == "server_error"
     balance, reserved, ledger_sum, _ = fresh_protocols.ledger_sums(account)
     assert reserved == 0 and ledger_sum == balance  # settled (or released) exactly, nothing left held
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_embedded_model_answers_responses_and_is_billed_exactly(
+    tollway: Tollway, funded_on_tollway: Callable[..., tuple[str, str]], stream: bool
+) -> None:
+    # smollm2-capped: max_output_tokens 8, $0.10 in / $0.40 out per 1M (100 and 400 nano-USD a token).
+    account, key = funded_on_tollway("1.00")
+    client = tollway.client(key)
+    ask = "Write a long story about a lighthouse keeper and the sea."
+    if stream:
+        with client.responses.stream(model="smollm2-capped", input=ask) as stream:
+            events = list(stream)
+        kinds = [e.type for e in events]
+        assert kinds[:4] == [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+        ]
+        # stopped at the cap: OpenAI ends such a stream with response.incomplete, not .completed
+        last = events[-1]
+        assert last.type == "response.incomplete"
+        response = last.response
+    else:
+        response = client.responses.create(model="smollm2-capped", input=ask)
+    assert response.status == "incomplete" and response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens" and response.output_text
+    usage = response.usage
+    assert usage is not None and usage.output_tokens == 8
+    balance, reserved, ledger_sum, _ = tollway.ledger_sums(account)
+    assert reserved == 0 and ledger_sum == balance
+    assert 1_000_000_000 - balance == usage.input_tokens * 100 + 8 * 400
