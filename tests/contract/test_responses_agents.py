@@ -52,13 +52,17 @@ def _charged(server: Protocols, account: str) -> int:
     return 5_000_000_000 - balance
 
 
-@pytest.mark.parametrize(("model", "stream"), [("claude-fake", False), ("claude-fake", True), ("fake-chat", False)])
+@pytest.mark.parametrize(
+    ("model", "stream"), [("claude-fake", False), ("claude-fake", True), ("fake-chat", False)]
+)
 def test_a_two_step_tool_calling_agent(
     fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]], model: str, stream: bool
 ) -> None:
     account, key = funded()
     if model == "fake-chat":  # the OpenAI fake calls a tool only when told to, then echoes the user
-        fresh_protocols.script_on("openai", {"type": "reply", "chunks": ['{"echo": "find cats"}'], "tool_call": "lookup"})
+        fresh_protocols.script_on(
+            "openai", {"type": "reply", "chunks": ['{"echo": "find cats"}'], "tool_call": "lookup"}
+        )
     seen: list[str] = []
     agent = _agent(fresh_protocols, key, model, seen)
 

@@ -151,7 +151,7 @@ def usage_from_chat(usage: Any) -> JSON:
 
 def envelope(body: JSON, response_id: str, model: str, created_at: int | None = None) -> JSON:
     """A Response with what the request set and no output yet (`status` in_progress)."""
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    text: JSON = body["text"] if isinstance(body.get("text"), dict) else {}
     return {
         "id": response_id,
         "object": "response",
