@@ -135,6 +135,12 @@ def create_app(
                     )
                 )
             )
+        if services.responses is not None:
+            tasks.append(
+                asyncio.create_task(
+                    maintenance.stored_responses_forever(services.responses, settings.sweep_interval_seconds)
+                )
+            )
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs

@@ -125,11 +125,15 @@ def test_stateful_fields_are_refused_while_storage_is_off() -> None:
     for fields, param in [
         ({"store": True}, "store"),
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        ({"conversation": "conv_1"}, "conversation"),
-        ({"background": True}, "background"),
     ]:
         error = refused(input="x", **fields)
         assert (error.code.name, error.param) == ("RESPONSE_STORAGE_OFF", param)
+        assert request_to_chat({"model": "m", "input": "x", **fields}, storage=True)["messages"]
+    for fields, param in [({"conversation": "conv_1"}, "conversation"), ({"background": True}, "background")]:
+        for storage in (False, True):
+            with pytest.raises(TollwayError) as caught:
+                request_to_chat({"model": "m", "input": "x", **fields}, storage=storage)
+            assert (caught.value.code.name, caught.value.param) == ("VALIDATION", param)
     assert chat(input="x", store=False)["messages"]  # store=false is what stateless means
 
 

@@ -10,8 +10,6 @@ from tollway.dialects.content import collapse, image_part
 from tollway.errors import ErrorCode, TollwayError
 
 JSON = dict[str, Any]
-# Items an earlier answer may hold that only a server keeping state (or running the tool) could use.
-STATEFUL_ITEMS = frozenset({"item_reference"})
 HOSTED_ITEMS = frozenset(
     {
         "file_search_call",
@@ -108,8 +106,8 @@ def _item(item: JSON, param: str, messages: list[JSON], calls: set[str]) -> None
         messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
     elif kind == "reasoning":
         return
-    elif kind in STATEFUL_ITEMS:
-        raise TollwayError(ErrorCode.RESPONSE_STORAGE_OFF, param=f"{param}.type")
+    elif kind == "item_reference":
+        raise _bad("item_reference items are not served: send the item itself.", f"{param}.type")
     elif kind in HOSTED_ITEMS:
         raise _bad(f"{kind} items belong to tools this deployment does not run.", f"{param}.type")
     else:

@@ -33,20 +33,20 @@ def _bad(message: str, param: str) -> TollwayError:
 # -- Responses → chat (the inbound request) --------------------------------------------------------
 
 
-def check_stateless(body: JSON) -> None:
-    """What needs a stored response (or conversation) is refused while response storage is off."""
-    for field, wants in (
-        ("store", body.get("store") is True),
-        ("previous_response_id", bool(body.get("previous_response_id"))),
-    ):
-        if wants:
-            raise TollwayError(ErrorCode.RESPONSE_STORAGE_OFF, param=field)
-    if body.get("conversation") is not None:
-        raise TollwayError(ErrorCode.RESPONSE_STORAGE_OFF, param="conversation")
-    if body.get("background") is True:
-        raise TollwayError(ErrorCode.RESPONSE_STORAGE_OFF, param="background")
-    if body.get("prompt") is not None:
-        raise _bad("Stored prompt templates are not served by this deployment: send `input`.", "prompt")
+def check_stateless(body: JSON, storage: bool) -> None:
+    """What needs a stored response is refused while response storage is off; what needs more than
+    storage (a conversation object, a background run, a stored prompt) is refused always."""
+    if not storage:
+        for field in ("store", "previous_response_id"):
+            if body.get(field) not in (None, False):
+                raise TollwayError(ErrorCode.RESPONSE_STORAGE_OFF, param=field)
+    for field in ("conversation", "background", "prompt"):
+        if body.get(field) not in (None, False):
+            raise _bad(
+                f"`{field}` is not served by this deployment: send the conversation in `input`"
+                + (" (or continue one with `previous_response_id`)." if storage else "."),
+                field,
+            )
 
 
 def _tools(tools: Any) -> list[JSON]:
@@ -99,9 +99,11 @@ def _response_format(text: Any) -> JSON | None:
     return {"type": "json_schema", "json_schema": spec}
 
 
-def request_to_chat(body: JSON) -> JSON:
-    """A checked Responses request as the internal chat request (the pipeline validates it further)."""
-    check_stateless(body)
+def request_to_chat(body: JSON, storage: bool = False) -> JSON:
+    """A checked Responses request as the internal chat request (the pipeline validates it further).
+    `storage`: whether response storage is on (the caller has already put a previous response's items
+    into `input`)."""
+    check_stateless(body, storage)
     out: JSON = {"model": body["model"], "messages": to_messages(body.get("instructions"), body.get("input"))}
     if not out["messages"]:
         raise _bad("`input` is empty: send a string or at least one item.", "input")
@@ -165,9 +167,9 @@ def envelope(body: JSON, response_id: str, model: str, created_at: int | None = 
         "max_output_tokens": body.get("max_output_tokens"),
         "metadata": body.get("metadata") or {},
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.get("previous_response_id"),
         "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
-        "store": False,
+        "store": body.get("store") is True,
         "temperature": body.get("temperature"),
         "text": {"format": {"type": "text"}, **text},
         "tool_choice": body.get("tool_choice") or "auto",

@@ -11,7 +11,7 @@ and response.failed. Every event has its `sequence_number`, from 0.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -185,14 +185,23 @@ class FromChat:
         return out
 
 
-async def events(frames: AsyncIterator[bytes], body: JSON, model: str) -> AsyncIterator[bytes]:
-    """The pipeline's OpenAI SSE frames as Responses streaming events; an error ends the stream."""
+async def events(
+    frames: AsyncIterator[bytes],
+    body: JSON,
+    model: str,
+    on_done: Callable[[JSON], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """The pipeline's OpenAI SSE frames as Responses streaming events; an error ends the stream.
+    `on_done` gets the finished Response (completed or incomplete) before its last event is sent."""
     translate = FromChat(body, model)
     for event in translate.start():
         yield event
     async for chunk in openai_chunks(frames):
         if chunk is DONE:
-            for event in translate.end():
+            last = translate.end()
+            if on_done is not None:
+                await on_done(translate.response)
+            for event in last:
                 yield event
             return
         if "error" in chunk:
