@@ -246,6 +246,13 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "text.format.schema.properties.a",
     ),
     ("hosted tool", {"input": "x", "tools": [{"type": "web_search"}]}, "VALIDATION", "tools.0.type"),
+    # Anthropic upstreams take no response_format: the pipeline's 400 names the Responses field
+    (
+        "json on anthropic",
+        {"input": "x", "text": {"format": {"type": "json_object"}}},
+        "UNSUPPORTED_CAPABILITY",
+        "text.format",
+    ),
     ("store", {"input": "x", "store": True}, "RESPONSE_STORAGE_OFF", "store"),
     (
         "previous",

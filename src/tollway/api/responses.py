@@ -31,7 +31,7 @@ from tollway.dialects.responses.request import (
     checked_count,
     checked_request,
 )
-from tollway.dialects.responses.shapes import request_to_chat, response_from_chat
+from tollway.dialects.responses.shapes import request_to_chat, response_from_chat, responses_param
 from tollway.dialects.responses.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
@@ -79,7 +79,10 @@ async def _create(request: Request, who: Caller) -> Response:
     body = await _continued(store, who, checked_request(await read_json(request)))
     chat = request_to_chat(body, storage=store is not None)
     model = str(body["model"])
-    result = await request.app.state.services.pipeline.chat(Call(request_id(request), who, "chat"), chat)
+    try:
+        result = await request.app.state.services.pipeline.chat(Call(request_id(request), who, "chat"), chat)
+    except TollwayError as err:
+        raise responses_param(err) from None
     items = state.as_items(body.get("input")) if store is not None and body["store"] else None
 
     async def keep(response: Body) -> None:

@@ -10,9 +10,9 @@ import pytest
 from pydantic import BaseModel
 
 from tollway.dialects.responses import json_schema
-from tollway.dialects.responses.shapes import request_to_chat, response_from_chat
+from tollway.dialects.responses.shapes import request_to_chat, response_from_chat, responses_param
 from tollway.dialects.responses.stream import FromChat
-from tollway.errors import TollwayError
+from tollway.errors import ErrorCode, TollwayError
 
 
 def chat(**fields: Any) -> dict[str, Any]:
@@ -232,3 +232,15 @@ def test_an_empty_answer_is_one_empty_message_and_a_failure_is_error_then_failed
         events[-1]["response"]["status"] == "failed"
         and events[-1]["response"]["error"]["message"] == "slow down"
     )
+
+
+def test_a_pipeline_error_names_the_field_the_client_sent() -> None:
+    for chat_param, param in [
+        ("response_format", "text.format"),
+        ("response_format.json_schema", "text.format.json_schema"),
+        ("max_tokens", "max_output_tokens"),
+        ("messages.3.content", "input"),
+        ("tools.0.function.name", "tools.0.name"),
+        ("temperature", "temperature"),
+    ]:
+        assert responses_param(TollwayError(ErrorCode.VALIDATION, param=chat_param)).param == param

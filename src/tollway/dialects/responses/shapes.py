@@ -129,6 +129,27 @@ def request_to_chat(body: JSON, storage: bool = False) -> JSON:
     return out
 
 
+# The chat field a pipeline error names → the Responses field the client sent (messages: the index differs).
+_PARAMS = {
+    "response_format": "text.format",
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "reasoning_effort": "reasoning.effort",
+    "messages": "input",
+}
+
+
+def responses_param(err: TollwayError) -> TollwayError:
+    """`err` naming the Responses field instead of the chat field it was raised for."""
+    if err.param:
+        head, _, rest = err.param.partition(".")
+        if head in _PARAMS:
+            err.param = _PARAMS[head] if head == "messages" else ".".join(filter(None, (_PARAMS[head], rest)))
+        elif head == "tools":
+            err.param = err.param.replace(".function.", ".", 1)
+    return err
+
+
 # -- chat → Responses (the answer) -----------------------------------------------------------------
 
 
