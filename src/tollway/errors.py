@@ -23,8 +23,8 @@ class ErrorCode(Enum):
         400,
         "invalid_request_error",
         "Response storage is off on this deployment: responses are not kept, so `store: true`, "
-        "`previous_response_id`, conversations, background responses and GET/DELETE /v1/responses/{id} "
-        "are not served. Send the whole conversation in `input` (function_call items included).",
+        "`previous_response_id` and GET/DELETE /v1/responses/{id} are not served. Send the whole "
+        "conversation in `input` (function_call items included).",
     )
     UNSUPPORTED_CAPABILITY = (400, "invalid_request_error", "This model does not support that parameter.")
     AUTHENTICATION_FAILED = (

@@ -374,3 +374,46 @@ def test_the_embedded_model_answers_responses_and_is_billed_exactly(
     balance, reserved, ledger_sum, _ = tollway.ledger_sums(account)
     assert reserved == 0 and ledger_sum == balance
     assert 1_000_000_000 - balance == usage.input_tokens * 100 + 8 * 400
+
+
+def test_an_idempotency_key_answers_a_retry_without_a_second_charge(
+    fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]]
+) -> None:
+    account, key = funded()
+    client = fresh_protocols.client(key, "/api/v1")
+    headers = {"Idempotency-Key": "responses-retry-1"}
+    first = client.responses.create(model="fake-chat", input="once only", extra_headers=headers)
+    calls = fresh_protocols.calls_on("openai")
+    again = client.responses.create(model="fake-chat", input="once only", extra_headers=headers)
+    assert again.id == first.id and again.output_text == first.output_text == "echo: once only"
+    assert fresh_protocols.calls_on("openai") == calls  # the retry reached no upstream
+    assert first.usage is not None
+    assert_billed(fresh_protocols, account, cost("fake-chat", first.usage))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_models_thinking_is_a_reasoning_item(
+    fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]], stream: bool
+) -> None:
+    account, key = funded()
+    fresh_protocols.script_on(
+        "openai", {"type": "reply", "chunks": ["weigh ", "the options"], "reasoning": True}
+    )
+    client = fresh_protocols.client(key)
+    if stream:
+        with client.responses.stream(model="fake-chat", input="think") as events:
+            kinds = [e.type for e in events]
+            response = events.get_final_response()
+        assert kinds[2:6] == [
+            "response.output_item.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+        ]
+    else:
+        response = client.responses.create(model="fake-chat", input="think")
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert reasoning.content[0].text == "weigh the options"
+    assert response.usage is not None
+    assert_billed(fresh_protocols, account, cost("fake-chat", response.usage))

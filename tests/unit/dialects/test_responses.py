@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from tollway.dialects.responses import json_schema
+from tollway.dialects.responses import json_schema, state
 from tollway.dialects.responses.shapes import request_to_chat, response_from_chat, responses_param
 from tollway.dialects.responses.stream import FromChat
 from tollway.errors import ErrorCode, TollwayError
@@ -244,3 +244,22 @@ def test_a_pipeline_error_names_the_field_the_client_sent() -> None:
         ("temperature", "temperature"),
     ]:
         assert responses_param(TollwayError(ErrorCode.VALIDATION, param=chat_param)).param == param
+
+
+def test_stored_input_is_items_with_ids_and_pages_like_openai() -> None:
+    items = state.as_items("hello")
+    assert items[0]["type"] == "message" and items[0]["id"].startswith("msg_")
+    assert items[0]["content"] == [{"type": "input_text", "text": "hello"}]
+    call = {"type": "function_call", "call_id": "c", "name": "n", "arguments": "{}"}
+    previous = {"input": items, "response": {"output": [call]}}
+    everything = state.continued(previous, [{"type": "function_call_output", "call_id": "c", "output": "x"}])
+    assert [i["type"] for i in everything] == ["message", "function_call", "function_call_output"]
+    assert (
+        request_to_chat({"model": "m", "input": everything}, storage=True)["messages"][-1]["role"] == "tool"
+    )
+    ids = [i["id"] for i in everything]
+    first = state.page(everything, "desc", 2, None)
+    assert [i["id"] for i in first["data"]] == ids[::-1][:2] and first["has_more"] is True
+    rest = state.page(everything, "desc", 2, first["last_id"])
+    assert [i["id"] for i in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    assert state.page(everything, "asc", 5, "nope")["data"] == []

@@ -32,7 +32,7 @@ def as_items(value: Any) -> list[JSON]:
 def continued(previous: JSON, value: Any) -> list[JSON]:
     """The items of a request that continues `previous` ({"input", "response"}): what it was sent, what
     it answered (output items are valid input items), then the new input."""
-    return [*previous["input"], *(previous["response"].get("output") or ()), *as_items(value)]
+    return [*previous["input"], *as_items(previous["response"].get("output")), *as_items(value)]
 
 
 def page(items: list[JSON], order: str, limit: int, after: str | None) -> JSON:
