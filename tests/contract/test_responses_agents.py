@@ -2,7 +2,7 @@
 the model calls a function tool, the agent runs it and sends back a function_call_output, the model
 answers. On the OpenAI-compatible fake, on the Anthropic-shaped fake (both translations at once),
 buffered and streamed, billed exactly what the ledger holds. Skipped where `openai-agents` is not
-installed (it is a test dependency: requirements-dev)."""
+installed (a dev dependency to pin: pyproject.toml `dev`, requirements.lock)."""
 
 from __future__ import annotations
 
