@@ -94,7 +94,9 @@ def test_create_buffered_on_every_upstream_kind(
     assert_billed(fresh_protocols, account, cost(model, usage))
 
 
-@pytest.mark.parametrize(("model", "base"), [("fake-chat", "/v1"), ("claude-fake", "/api/v1")])
+@pytest.mark.parametrize(
+    ("model", "base"), [("fake-chat", "/v1"), ("claude-fake", "/api/v1"), ("gemini-fake", "/v1")]
+)
 def test_stream_emits_the_typed_events_in_order_with_usage(
     fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]], model: str, base: str
 ) -> None:
