@@ -285,6 +285,8 @@ def test_bad_input_is_a_400_that_costs_nothing(
     assert isinstance(error, dict) and (error["code"], error["param"]) == (code, param), error
     if code == "RESPONSE_STORAGE_OFF":
         assert "storage is off" in error["message"]
+    if why == "hosted tool":
+        assert "'web_search'" in error["message"]  # the refusal names the tool
     assert total_calls(fresh_protocols) == before  # never sent upstream
     assert_billed(fresh_protocols, account, 0)
 

@@ -54,7 +54,8 @@ def _tools(tools: Any) -> list[JSON]:
     for index, tool in enumerate(tools or ()):
         if tool.get("type") != "function":
             raise _bad(
-                f"The hosted tool {tool.get('type')!r} is not run by this deployment: only function tools are.",
+                f"Tool type {tool.get('type')!r} is not served: this deployment runs no hosted tools "
+                "(web_search, file_search, code_interpreter, computer_use, …); only function tools are.",
                 f"tools.{index}.type",
             )
         if not tool.get("name"):
