@@ -263,3 +263,10 @@ def test_stored_input_is_items_with_ids_and_pages_like_openai() -> None:
     rest = state.page(everything, "desc", 2, first["last_id"])
     assert [i["id"] for i in rest["data"]] == [ids[0]] and rest["has_more"] is False
     assert state.page(everything, "asc", 5, "nope")["data"] == []
+
+
+def test_what_no_chat_upstream_gives_is_refused_and_hints_pass() -> None:
+    assert refused(input="x", truncation="auto").param == "truncation"
+    assert refused(input="x", top_logprobs=3).param == "top_logprobs"
+    hints = {"truncation": "disabled", "service_tier": "auto", "prompt_cache_key": "k", "include": []}
+    assert chat(input="x", **hints)["messages"] == [{"role": "user", "content": "x"}]

@@ -49,6 +49,17 @@ def check_stateless(body: JSON, storage: bool) -> None:
             )
 
 
+def check_served(body: JSON) -> None:
+    """Fields with a meaning no chat upstream gives are refused rather than dropped; hints (cache keys,
+    service tier, verbosity, `include`) are not promises and pass."""
+    if body.get("truncation") == "auto":
+        raise _bad("truncation `auto` is not served: send input that fits the model's context.", "truncation")
+    if body.get("top_logprobs"):
+        raise _bad(
+            "Log probabilities are not served on /v1/responses: use /v1/chat/completions.", "top_logprobs"
+        )
+
+
 def _tools(tools: Any) -> list[JSON]:
     out: list[JSON] = []
     for index, tool in enumerate(tools or ()):
@@ -105,6 +116,7 @@ def request_to_chat(body: JSON, storage: bool = False) -> JSON:
     `storage`: whether response storage is on (the caller has already put a previous response's items
     into `input`)."""
     check_stateless(body, storage)
+    check_served(body)
     out: JSON = {"model": body["model"], "messages": to_messages(body.get("instructions"), body.get("input"))}
     if not out["messages"]:
         raise _bad("`input` is empty: send a string or at least one item.", "input")
