@@ -18,6 +18,7 @@ from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
+from tollway.api import responses as responses_api
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
@@ -134,6 +135,12 @@ def create_app(
                     )
                 )
             )
+        if services.responses is not None:
+            tasks.append(
+                asyncio.create_task(
+                    maintenance.stored_responses_forever(services.responses, settings.sweep_interval_seconds)
+                )
+            )
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
@@ -189,6 +196,7 @@ def create_app(
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(responses_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)

@@ -19,6 +19,7 @@ from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
 from tollway.core.inference.search import SearxngSearch
+from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.service import Jobs
 from tollway.core.limits.gate import RateGate
 from tollway.core.limits.limiter import Limiter, MemoryLimiter
@@ -49,6 +50,9 @@ class Services:
     media_store: MediaStore  # generated media and job inputs, for the media routes and the jobs alike
     url_fetcher: UrlFetcher  # image inputs given as URLs
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
+    responses: ResponseStore | None = (
+        None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
+    )
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -168,6 +172,11 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         media_store_from(settings),
         UrlFetcher(max_bytes=MAX_IMAGE_BYTES),
         limiter=limiter,
+        responses=(
+            ResponseStore(engine, settings.pepper(), settings.response_store_ttl_seconds)
+            if settings.response_store_ttl_seconds > 0
+            else None
+        ),
     )
 
 
