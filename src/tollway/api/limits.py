@@ -27,7 +27,7 @@ DEFAULT_BODY_BYTES = 1 * MIB  # any route not named below: admin, keys, billing,
 UPLOAD_BODY_BYTES = 26 * MIB  # audio/transcriptions: a 25 MiB file (OpenAI's limit) and the other fields
 IMAGE_BODY_BYTES = 15 * MIB  # one 10 MiB input image, base64 in JSON (×4/3) or a multipart file
 # Routes by their path after /v1 or /api/v1; the inference routes' limit is TOLLWAY_MAX_BODY_BYTES.
-INFERENCE_ROUTES = ("/chat/completions", "/embeddings", "/messages")
+INFERENCE_ROUTES = ("/chat/completions", "/completions", "/embeddings", "/moderations", "/messages")
 UPLOAD_ROUTES = ("/audio/transcriptions",)
 IMAGE_ROUTES = (
     "/image/edit",

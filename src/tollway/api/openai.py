@@ -33,7 +33,7 @@ def _render(result: Result) -> Response:
     return JSON(result.body, headers=result.headers)
 
 
-async def _rendered(result: Awaitable[Result]) -> Response:
+async def rendered(result: Awaitable[Result]) -> Response:
     return _render(await result)
 
 
@@ -47,7 +47,7 @@ async def chat_completions(request: Request, who: Caller = Depends(inference_cal
     body = await read_json(request)
     call = Call(request_id(request), who, "chat")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "chat", lambda: _rendered(pipeline.chat(call, body)))
+    return await once(request, who, "chat", lambda: rendered(pipeline.chat(call, body)))
 
 
 @router.post(
@@ -57,7 +57,7 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
     body = await read_json(request)
     call = Call(request_id(request), who, "embeddings")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "embeddings", lambda: _rendered(pipeline.embeddings(call, body)))
+    return await once(request, who, "embeddings", lambda: rendered(pipeline.embeddings(call, body)))
 
 
 @router.get(

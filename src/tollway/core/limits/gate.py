@@ -58,6 +58,7 @@ CLASS_OF_TYPE = {
     "tts": "audio",
     "stt": "audio",
     "music": "audio",
+    "moderation": "embedding",
 }
 
 
