@@ -21,7 +21,7 @@ from tollway.dialects.anthropic.request import MessagesRequest, checked_request
 from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
 from tollway.dialects.anthropic.stream import events
 from tollway.dialects.sse import SSE_HEADERS
-from tollway.errors import TollwayError
+from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
 
@@ -61,3 +61,18 @@ async def _messages(request: Request, who: Caller, rid: str) -> Response:
             headers={**result.headers, **SSE_HEADERS},
         )
     return JSON(response_from_openai(result.body or {}, model), headers=result.headers)
+
+
+@router.post(
+    "/complete",
+    summary="Anthropic's legacy Text Completions: not offered (use /v1/messages)",
+    tags=["anthropic"],
+    **documented(errors=(404,), envelope=AnthropicError),
+)
+async def complete(request: Request) -> Response:
+    err = TollwayError(
+        ErrorCode.NOT_FOUND,
+        "This deployment does not offer Anthropic's legacy Text Completions API (/v1/complete): "
+        "use the Messages API, POST /v1/messages.",
+    )
+    return error_response(err, request_id(request))

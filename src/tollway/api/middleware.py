@@ -14,11 +14,12 @@ import time
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
 from tollway.api.auth import presented_key
-from tollway.api.http import error_response
+from tollway.api.http import error_response, speaks_anthropic
 from tollway.api.limits import admits_first, body_limit, check_url, too_large
 from tollway.base.ids import new_request_id
 from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, blocked_error
@@ -82,7 +83,7 @@ class RequestContext:
                 # connection stays open.
                 return
             err = exc if isinstance(exc, TollwayError) else TollwayError(ErrorCode.INTERNAL)
-            await error_response(err, rid, scope.get("path", ""))(scope, receive, send_with_id)
+            await _error(err, rid, scope)(scope, receive, send_with_id)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         check_url(scope.get("path", ""), scope.get("query_string", b""))
@@ -213,4 +214,10 @@ def _counted(status: int) -> bool:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, blocked_us: float) -> None:
     rid = str(scope.get("state", {}).get("request_id") or "")
-    await error_response(blocked_error(blocked_us), rid, scope.get("path", ""))(scope, receive, send)
+    await _error(blocked_error(blocked_us), rid, scope)(scope, receive, send)
+
+
+def _error(err: TollwayError, rid: str, scope: Scope) -> Response:
+    """`err` in the envelope of the caller's dialect (api/http.py error_response)."""
+    anthropic = speaks_anthropic(Headers(scope=scope))
+    return error_response(err, rid, scope.get("path", ""), anthropic=anthropic)

@@ -7,8 +7,9 @@ from collections.abc import Awaitable
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from tollway.api import dialect_models
 from tollway.api.auth import inference_caller
-from tollway.api.http import JSON, read_json, request_id
+from tollway.api.http import JSON, read_json, request_id, speaks_anthropic
 from tollway.api.idempotent import once
 from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.base.config import MODEL_TYPES
@@ -63,6 +64,8 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
 @router.get(
     "/models",
     summary="The model catalog (OpenAI list shape, Venice `type` filter)",
+    description="With an `anthropic-version` header (the anthropic SDK's), Anthropic's shape instead: "
+    "the chat models, paged by `before_id` / `after_id` / `limit`, with `has_more`, `first_id`, `last_id`.",
     tags=["models"],
     **documented(errors=KEYED),
 )
@@ -73,6 +76,8 @@ async def list_models(
     ),
     who: Caller = Depends(inference_caller),
 ) -> Response:
+    if speaks_anthropic(request.headers):
+        return dialect_models.anthropic_list(request)
     if type not in (*MODEL_TYPES, "all"):
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
     catalog = request.app.state.services.catalog
@@ -81,5 +86,7 @@ async def list_models(
 
 @router.get("/models/{model_id}", summary="One model", tags=["models"], **documented(errors=BY_ID))
 async def get_model(request: Request, model_id: str, who: Caller = Depends(inference_caller)) -> Response:
+    if speaks_anthropic(request.headers):
+        return dialect_models.anthropic_get(request, model_id)
     catalog = request.app.state.services.catalog
     return JSON(model_object(catalog.resolve(model_id)))

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__
-from tollway.api import accounts, ops, spec
+from tollway.api import accounts, dialect_models, ops, spec
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
@@ -196,6 +196,7 @@ def create_app(
             app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
+    app.include_router(dialect_models.router)  # GET /v1beta/models[/{model}] (and /api/v1beta)
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)
