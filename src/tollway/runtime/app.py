@@ -23,6 +23,7 @@ from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
 from tollway.api.media import jobs as jobs_api
+from tollway.api.media import openai_media
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
@@ -188,6 +189,7 @@ def create_app(
         app.include_router(legacy_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(openai_media.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)

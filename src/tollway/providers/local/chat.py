@@ -97,6 +97,10 @@ class LlamaChat:
     @staticmethod
     def _request(body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k in _PASSED}
+        if request.get("logprobs") is True and not request.get("top_logprobs"):
+            # llama.cpp drops logprobs at top_logprobs 0 and lists alternatives when it is left out;
+            # OpenAI gives the chosen tokens' logprobs and no alternatives (trimmed in `_alternatives`).
+            request["top_logprobs"] = 1
         if "max_completion_tokens" in body and "max_tokens" not in request:
             request["max_tokens"] = body["max_completion_tokens"]
         # Venice's sampling names → llama.cpp's (seed 002 §3.2).
@@ -133,14 +137,15 @@ class LlamaChat:
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             server = self.load()
-            return self.check(self._handle(server, self._request({**body, "stream": False})))
+            result = self.check(self._handle(server, self._request({**body, "stream": False})))
+            return _alternatives(result, body)
 
         return await asyncio.to_thread(run)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
         async for chunk in self.stream(request):
-            yield chunk
+            yield _alternatives(chunk, body)
 
     async def stream(
         self, request: dict[str, Any], handle: str = "chat"
@@ -197,3 +202,17 @@ def _completions(server: Any, request: dict[str, Any], on_chunk: Any) -> Any:
         return server.handle_completions(request, on_chunk)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise refused_request(str(exc) or type(exc).__name__) from None
+
+
+def _alternatives(answer: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Each token's `top_logprobs` cut to what the client asked for (none when it named no number)."""
+    if body.get("logprobs") is not True:
+        return answer
+    keep = body.get("top_logprobs") or 0
+    for choice in answer.get("choices") or ():
+        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+        items = logprobs.get("content") if isinstance(logprobs, dict) else None
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("top_logprobs"), list):
+                item["top_logprobs"] = item["top_logprobs"][:keep]
+    return answer
