@@ -23,10 +23,13 @@ def cost_nano(prompt: int, completion: int) -> int:
     return prompt * 1_000 + completion * 2_000  # fake-instruct: $1.00 in, $2.00 out per 1M tokens
 
 
+@pytest.mark.parametrize("server_name", ["tollway", "tollway_pg"])
 def test_buffered_completion_of_several_prompts_is_charged_exactly(
-    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]
+    request: pytest.FixtureRequest, server_name: str
 ) -> None:
-    account_id, key = funded("5.00")
+    fresh_fake: Tollway = request.getfixturevalue(server_name)
+    fresh_fake.fake("POST", "reset")
+    account_id, key = fresh_fake.funded("5.00")
     raw = fresh_fake.client(key).completions.with_raw_response.create(
         model="fake-instruct",
         prompt=["one two", "three four five"],
@@ -67,7 +70,7 @@ def test_streamed_completion_is_relayed_and_charged_exactly(
 ) -> None:
     account_id, key = funded("5.00")
     chunks = list(
-        fresh_fake.client(key).completions.create(
+        fresh_fake.client(key, base="/api/v1").completions.create(
             model="fake-instruct",
             prompt="one two three",
             stream=True,
