@@ -1,4 +1,5 @@
-"""The OpenAI surface: chat completions, embeddings, models. Also served under /api/v1."""
+"""The OpenAI surface: chat completions, embeddings, legacy completions and moderations
+(core/inference/legacy.py), models. Also served under /api/v1."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog.view import model_object
+from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Result
-from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
+from tollway.core.inference.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    ModerationRequest,
+)
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
@@ -59,6 +66,36 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
     call = Call(request_id(request), who, "embeddings")
     pipeline = request.app.state.services.pipeline
     return await once(request, who, "embeddings", lambda: rendered(pipeline.embeddings(call, body)))
+
+
+@router.post(
+    "/completions",
+    summary="Legacy completion of a raw prompt (buffered, or SSE with stream=true)",
+    description="Served by models whose engine continues a raw prompt: the embedded models, and "
+    "OpenAI-compatible upstreams whose catalog entry lists the `completions` capability. A chat-only "
+    "model answers 400 `UNSUPPORTED_CAPABILITY`.",
+    tags=["inference"],
+    **documented(body=CompletionRequest, errors=PAID, ok=CHAT_ANSWER),
+)
+async def completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "completions")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "completions", lambda: rendered(legacy.complete(pipeline, call, body)))
+
+
+@router.post(
+    "/moderations",
+    summary="Moderation scores from an upstream moderation model",
+    description="404 when the deployment configures no model of type `moderation`: scores are never made up.",
+    tags=["inference"],
+    **documented(body=ModerationRequest, errors=PAID),
+)
+async def moderations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "moderations")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "moderations", lambda: rendered(legacy.moderate(pipeline, call, body)))
 
 
 @router.get(

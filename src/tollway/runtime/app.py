@@ -17,7 +17,6 @@ from tollway.api import accounts, dialect_models, ops, spec
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
-from tollway.api import legacy as legacy_api
 from tollway.api import openai as openai_api
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
@@ -186,7 +185,6 @@ def create_app(
         # before openai's models/{model_id}: models/traits and models/compatibility_mapping must win.
         app.include_router(catalog_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
-        app.include_router(legacy_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(openai_media.router, prefix=prefix, include_in_schema=documented)
