@@ -8,6 +8,7 @@ back: a Message, or the Messages streaming events. Errors use Anthropic's shape.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
@@ -24,6 +25,14 @@ from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
+
+
+class LegacyCompleteRequest(BaseModel):
+    """Anthropic's legacy Text Completions body, documented only to say it is refused."""
+
+    model: str
+    prompt: str
+    max_tokens_to_sample: int
 
 
 def error_response(err: TollwayError, rid: str) -> JSON:
@@ -67,7 +76,7 @@ async def _messages(request: Request, who: Caller, rid: str) -> Response:
     "/complete",
     summary="Anthropic's legacy Text Completions: not offered (use /v1/messages)",
     tags=["anthropic"],
-    **documented(errors=(404,), envelope=AnthropicError),
+    **documented(body=LegacyCompleteRequest, errors=(404,), envelope=AnthropicError),
 )
 async def complete(request: Request) -> Response:
     err = TollwayError(
