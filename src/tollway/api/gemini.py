@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import re
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
-from tollway.api.spec import PAID, SSE, documented
+from tollway.api.spec import BY_ID, KEYED, PAID, SSE, documented
 from tollway.core.caller import Caller
+from tollway.core.catalog import view
 from tollway.core.inference.pipeline import Call
+from tollway.dialects import models as shapes
 from tollway.dialects.gemini.errors import GeminiError, error_body
 from tollway.dialects.gemini.inbound import request_to_openai, response_from_openai
 from tollway.dialects.gemini.request import GenerateContentRequest, checked_request
@@ -101,3 +103,65 @@ async def generate(request: Request, target: str, alt: str | None = _ALT) -> Res
 @router.post("/api/v1beta/models/{target:path}", include_in_schema=False)
 async def generate_api(request: Request, target: str) -> Response:
     return await _generate(request, target)
+
+
+# -- models.list and models.get (google-genai) ------------------------------------------------------
+
+
+async def _gemini_list(request: Request, page_size: int, page_token: str | None) -> Response:
+    page = shapes.gemini_page(
+        view.chat_models(request.app.state.services.catalog), page_size=page_size, page_token=page_token
+    )
+    if page is None:
+        raise TollwayError(
+            ErrorCode.VALIDATION, "`pageToken` is not one this server gave.", param="pageToken"
+        )
+    return JSON(page)
+
+
+_PAGE_SIZE = Query(50, alias="pageSize", ge=1, le=1000)
+_PAGE_TOKEN = Query(None, alias="pageToken")
+
+
+@router.get(
+    "/v1beta/models",
+    summary="Gemini models.list: the chat models",
+    tags=["gemini"],
+    **documented(errors=KEYED, envelope=GeminiError),
+)
+async def gemini_list(
+    request: Request,
+    page_size: int = _PAGE_SIZE,
+    page_token: str | None = _PAGE_TOKEN,
+    who: Caller = Depends(inference_caller),
+) -> Response:
+    return await _gemini_list(request, page_size, page_token)
+
+
+@router.get("/api/v1beta/models", include_in_schema=False)
+async def gemini_list_api(
+    request: Request,
+    page_size: int = _PAGE_SIZE,
+    page_token: str | None = _PAGE_TOKEN,
+    who: Caller = Depends(inference_caller),
+) -> Response:
+    return await _gemini_list(request, page_size, page_token)
+
+
+@router.get(
+    "/v1beta/models/{model:path}",
+    summary="Gemini models.get: one chat model",
+    tags=["gemini"],
+    **documented(errors=BY_ID, envelope=GeminiError),
+)
+async def gemini_get(request: Request, model: str, who: Caller = Depends(inference_caller)) -> Response:
+    return JSON(
+        shapes.gemini_model(
+            view.chat_model(request.app.state.services.catalog, model.removeprefix("models/"))
+        )
+    )
+
+
+@router.get("/api/v1beta/models/{model:path}", include_in_schema=False)
+async def gemini_get_api(request: Request, model: str, who: Caller = Depends(inference_caller)) -> Response:
+    return await gemini_get(request, model, who)

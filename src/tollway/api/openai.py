@@ -1,4 +1,5 @@
-"""The OpenAI surface: chat completions, embeddings, models. Also served under /api/v1."""
+"""The OpenAI surface: chat completions, embeddings, legacy completions and moderations
+(core/inference/legacy.py), models. Also served under /api/v1."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ from collections.abc import Awaitable
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from tollway.api import anthropic
 from tollway.api.auth import inference_caller
-from tollway.api.http import JSON, read_json, request_id
+from tollway.api.http import JSON, read_json, request_id, speaks_anthropic
 from tollway.api.idempotent import once
 from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog.view import model_object
+from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Result
-from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
+from tollway.core.inference.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    ModerationRequest,
+)
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
@@ -33,7 +41,7 @@ def _render(result: Result) -> Response:
     return JSON(result.body, headers=result.headers)
 
 
-async def _rendered(result: Awaitable[Result]) -> Response:
+async def rendered(result: Awaitable[Result]) -> Response:
     return _render(await result)
 
 
@@ -47,7 +55,7 @@ async def chat_completions(request: Request, who: Caller = Depends(inference_cal
     body = await read_json(request)
     call = Call(request_id(request), who, "chat")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "chat", lambda: _rendered(pipeline.chat(call, body)))
+    return await once(request, who, "chat", lambda: rendered(pipeline.chat(call, body)))
 
 
 @router.post(
@@ -57,12 +65,44 @@ async def embeddings(request: Request, who: Caller = Depends(inference_caller)) 
     body = await read_json(request)
     call = Call(request_id(request), who, "embeddings")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "embeddings", lambda: _rendered(pipeline.embeddings(call, body)))
+    return await once(request, who, "embeddings", lambda: rendered(pipeline.embeddings(call, body)))
+
+
+@router.post(
+    "/completions",
+    summary="Legacy completion of a raw prompt (buffered, or SSE with stream=true)",
+    description="Served by models whose engine continues a raw prompt: the embedded models, and "
+    "OpenAI-compatible upstreams whose catalog entry lists the `completions` capability. A chat-only "
+    "model answers 400 `UNSUPPORTED_CAPABILITY`.",
+    tags=["inference"],
+    **documented(body=CompletionRequest, errors=PAID, ok=CHAT_ANSWER),
+)
+async def completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "completions")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "completions", lambda: rendered(legacy.complete(pipeline, call, body)))
+
+
+@router.post(
+    "/moderations",
+    summary="Moderation scores from an upstream moderation model",
+    description="404 when the deployment configures no model of type `moderation`: scores are never made up.",
+    tags=["inference"],
+    **documented(body=ModerationRequest, errors=PAID),
+)
+async def moderations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "moderations")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "moderations", lambda: rendered(legacy.moderate(pipeline, call, body)))
 
 
 @router.get(
     "/models",
     summary="The model catalog (OpenAI list shape, Venice `type` filter)",
+    description="With an `anthropic-version` header (the anthropic SDK's), Anthropic's shape instead: "
+    "the chat models, paged by `before_id` / `after_id` / `limit`, with `has_more`, `first_id`, `last_id`.",
     tags=["models"],
     **documented(errors=KEYED),
 )
@@ -73,6 +113,8 @@ async def list_models(
     ),
     who: Caller = Depends(inference_caller),
 ) -> Response:
+    if speaks_anthropic(request.headers):
+        return anthropic.anthropic_list(request)
     if type not in (*MODEL_TYPES, "all"):
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
     catalog = request.app.state.services.catalog
@@ -81,5 +123,7 @@ async def list_models(
 
 @router.get("/models/{model_id}", summary="One model", tags=["models"], **documented(errors=BY_ID))
 async def get_model(request: Request, model_id: str, who: Caller = Depends(inference_caller)) -> Response:
+    if speaks_anthropic(request.headers):
+        return anthropic.anthropic_get(request, model_id)
     catalog = request.app.state.services.catalog
     return JSON(model_object(catalog.resolve(model_id)))

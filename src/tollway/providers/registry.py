@@ -27,6 +27,12 @@ class Capabilities:
     queue_media: bool = False
     # Renders a whole async job itself (providers/media.py JobProvider.run_job).
     runs_jobs: bool = False
+    # Legacy `/completions` (a raw prompt, no chat template): "always" (the embedded models), "declared"
+    # (only a model that lists `completions` in its catalog capabilities: many OpenAI-compatible
+    # upstreams are chat-only), "never" (Anthropic, Gemini: chat only; never faked through chat).
+    completions: str = "never"
+    # `/moderations`: an OpenAI-compatible upstream serving a catalog model of type `moderation`.
+    moderations: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +44,15 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "openai": Kind(
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
-        Capabilities(structured_output=True, queue_media=True),
+        Capabilities(structured_output=True, queue_media=True, completions="declared", moderations=True),
     ),
     "anthropic": Kind(lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities()),
     "gemini": Kind(
         lambda c, timeout: GeminiProvider(c, timeout=timeout), Capabilities(structured_output=True)
     ),
     "local": Kind(
-        lambda c, _timeout: LocalProvider(c.id), Capabilities(structured_output=True, runs_jobs=True)
+        lambda c, _timeout: LocalProvider(c.id),
+        Capabilities(structured_output=True, runs_jobs=True, completions="always"),
     ),
 }
 

@@ -23,6 +23,7 @@ from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
 from tollway.api.media import jobs as jobs_api
+from tollway.api.media import openai_media
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
@@ -193,6 +194,7 @@ def create_app(
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(openai_media.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
@@ -201,7 +203,7 @@ def create_app(
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
-    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
+    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)

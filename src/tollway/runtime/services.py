@@ -22,7 +22,7 @@ from tollway.core.inference.search import SearxngSearch
 from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.service import Jobs
 from tollway.core.limits.gate import RateGate
-from tollway.core.limits.limiter import Limiter, MemoryLimiter
+from tollway.core.limits.limiter import FailedPolicy, Limiter, MemoryLimiter
 from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.core.money.ledger import Ledger
@@ -102,7 +102,18 @@ def build_router(providers: dict[str, Provider], settings: Settings) -> Router:
 
 
 def build_limiter(settings: Settings) -> Limiter:
-    """Redis when configured (replicas share one limit), else this process's memory."""
+    """Redis when configured (replicas share one limit), else this process's memory; with the
+    operator's failed-request policy (TOLLWAY_FAILED_REQUEST_*)."""
+    limiter = _limiter(settings)
+    limiter.failed_policy = FailedPolicy(
+        settings.failed_request_max,
+        settings.failed_request_window_seconds,
+        settings.failed_request_block_seconds,
+    )
+    return limiter
+
+
+def _limiter(settings: Settings) -> Limiter:
     if not settings.redis_url:
         return MemoryLimiter(slot_seconds=settings.hold_lease_seconds)
     from tollway.core.limits.redis import RedisLimiter

@@ -75,7 +75,7 @@ def _size(fields: Fields) -> tuple[int, int]:
     return width, height
 
 
-def _media_url(request: Request, path: str) -> str:
+def media_url(request: Request, path: str) -> str:
     """An absolute URL under the API base the client used (/v1 or /api/v1)."""
     base = "/api/v1/" if request.url.path.startswith("/api/v1/") else "/v1/"
     return str(request.base_url).rstrip("/") + base + path
@@ -117,7 +117,7 @@ async def images_generations(request: Request, who: Caller = Depends(inference_c
         assert who.account_id is not None
         for image in outputs:
             entry = await asyncio.to_thread(store.put, who.account_id, image, CONTENT_TYPES[output_format])
-            data.append({"url": _media_url(request, store.signed_path(entry))})
+            data.append({"url": media_url(request, store.signed_path(entry))})
     else:
         data = [{"b64_json": base64.b64encode(image).decode()} for image in outputs]
     return JSON({"created": int(time.time()), "data": data}, headers=charged.headers)

@@ -55,8 +55,13 @@ def generated_texts(message: Any) -> list[str]:
 
 
 def delta_texts(chunk: dict[str, Any]) -> list[str]:
-    """The generated text of a chunk: what an estimate counts."""
-    return [text for choice in chunk.get("choices") or () for text in generated_texts(choice.get("delta"))]
+    """The generated text of a chunk (a chat delta, or a legacy completion's `text`): what an estimate counts."""
+    texts = []
+    for choice in chunk.get("choices") or ():
+        texts.extend(generated_texts(choice.get("delta")))
+        if isinstance(choice.get("text"), str):
+            texts.append(choice["text"])
+    return texts
 
 
 class ChatStream:
@@ -72,6 +77,7 @@ class ChatStream:
         wants_usage: bool,
         drain_seconds: float,
         venice: chat_plan.ChatPlan | None = None,
+        chunk_object: str = "chat.completion.chunk",  # legacy completions: "text_completion"
     ) -> None:
         self._request_id = request_id
         self._model_id = model_id
@@ -82,6 +88,7 @@ class ChatStream:
         self._wants_usage = wants_usage
         self._drain_seconds = drain_seconds
         self._venice = venice
+        self._chunk_object = chunk_object
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         self._client_gone = False
         self._last_usage: TokenUsage | None = None
@@ -180,7 +187,7 @@ class ChatStream:
             if self._wants_usage:
                 final = {
                     "id": self._meta["id"],
-                    "object": "chat.completion.chunk",
+                    "object": self._chunk_object,
                     "created": self._meta["created"],
                     "model": self._model_id,
                     "choices": [],

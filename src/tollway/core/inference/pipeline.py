@@ -263,8 +263,15 @@ class Pipeline:
             drain_seconds=self._drain_seconds,
             venice=admitted.venice,
         )
-        frames = stream.start(self._background)
-        return Result(headers=admitted.headers, frames=frames)
+        return Result(headers=admitted.headers, frames=self.relay(stream))
+
+    @property
+    def drain_seconds(self) -> float:
+        return self._drain_seconds
+
+    def relay(self, stream: ChatStream) -> AsyncIterator[bytes]:
+        """Start a metered relay, kept among the streams a reload or shutdown waits for."""
+        return stream.start(self._background)
 
     # -- embeddings ---------------------------------------------------------------------------
 
