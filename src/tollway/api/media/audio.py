@@ -28,6 +28,8 @@ from tollway.api.spec import BINARY, FORM, JSON_OBJECT, KEYED, PAID, documented
 from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
+from tollway.core.media.pipeline import Charged
+from tollway.core.money.prices import cost_number
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import SPEECH_MAX_CHARS, check_speakable
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
@@ -180,7 +182,7 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
         words="word" in granularities,
     )
     transcript, charged = await media.transcribe(Call(request_id(request), who, "transcription"), model, job)
-    return _transcript_response(transcript, fmt, granularities, charged.headers)
+    return _transcript_response(transcript, fmt, granularities, charged)
 
 
 def _granularities(fields: Fields, fmt: str) -> list[Any]:
@@ -204,14 +206,19 @@ def _granularities(fields: Fields, fmt: str) -> list[Any]:
 
 
 def _transcript_response(
-    transcript: Transcript, fmt: str, granularities: list[Any], headers: dict[str, str]
+    transcript: Transcript, fmt: str, granularities: list[Any], charged: Charged
 ) -> Response:
+    headers = charged.headers
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n", headers=headers)
     if fmt in ("srt", "vtt"):
         media_type = "text/vtt" if fmt == "vtt" else "application/x-subrip"
         return Response(render_subtitles(transcript, fmt), media_type=media_type, headers=headers)
-    usage = {"type": "duration", "seconds": round(transcript.duration + 0.4999)}
+    usage = {
+        "type": "duration",
+        "seconds": round(transcript.duration + 0.4999),
+        "cost": cost_number(charged.cost_nano),
+    }
     if fmt == "json":
         return JSON({"text": transcript.text, "usage": usage}, headers=headers)
     body: dict[str, Any] = {

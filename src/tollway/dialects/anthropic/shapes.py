@@ -331,12 +331,15 @@ def _tools_to_openai(body: JSON, out: JSON) -> None:
 def usage_from_openai(usage: Any) -> JSON:
     usage = usage if isinstance(usage, dict) else {}
     cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return {
+    out: JSON = {
         "input_tokens": max(0, int(usage.get("prompt_tokens") or 0) - cached),
         "output_tokens": int(usage.get("completion_tokens") or 0),
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": 0,
     }
+    if isinstance(usage.get("cost"), float):  # Tollway's charge (USD), kept in every dialect's usage
+        out["cost"] = usage["cost"]
+    return out
 
 
 def message_id(openai_id: str) -> str:

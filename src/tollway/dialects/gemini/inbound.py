@@ -144,6 +144,8 @@ def usage_from_openai(usage: Any) -> JSON:
         out["cachedContentTokenCount"] = cached
     if reasoning:
         out["thoughtsTokenCount"] = reasoning
+    if isinstance(usage.get("cost"), float):  # Tollway's charge (USD), kept in every dialect's usage
+        out["cost"] = usage["cost"]
     return out
 
 
