@@ -47,8 +47,8 @@ def error_response(err: TollwayError, rid: str, path: str = "") -> JSON:
     status = err.status
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
-        body = gemini_error(status, err.message)
-    elif route == "/messages":
+        body = gemini_error(status, err.message, err.param)
+    elif route in ("/messages", "/messages/count_tokens"):
         body = anthropic_error(err, rid)
     elif route in TASK_ROUTES:
         body, status = task_api.task_error(err)

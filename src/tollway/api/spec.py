@@ -24,6 +24,7 @@ KEYED = (400, 401, 403)  # a bad parameter; no key or a bad one; a key of the wr
 # content type, the content policy, and the upstream.
 PAID = (*KEYED, 402, 404, 409, 410, 415, 422, 502, 503, 504)
 BY_ID = (*KEYED, 404)  # a route that names something by id
+COUNTING = (*KEYED, 404, 410, 415)  # free token counting: a model that must exist and be callable
 WRITES = (*BY_ID, 415)  # a route with a JSON body: the operator's and an account admin's
 MEANING = {
     400: "The request is malformed: `param` names the field at fault.",

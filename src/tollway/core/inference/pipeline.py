@@ -275,6 +275,14 @@ class Pipeline:
         frames = stream.start(self._background)
         return Result(headers=admitted.headers, frames=frames)
 
+    def count_tokens(self, call: Call, body: dict[str, Any]) -> int:
+        """The prompt tokens of a chat request as its hold would count them (the same plan, the same
+        tokenizer). Free: no hold, no upstream; the key must still be one that may call the model."""
+        validate(ChatRequest, body)
+        plan = chat_plan.prepare(self.catalog, body, call.caller, search_configured=self.search is not None)
+        admission.check_tier(call.caller, plan.model)
+        return tokens.count_prompt(plan.body)
+
     # -- embeddings ---------------------------------------------------------------------------
 
     async def embeddings(self, call: Call, body: dict[str, Any]) -> Result:
