@@ -22,11 +22,30 @@ from tollway.dialects.content import (
     text_of,
     tool_call,
 )
+from tollway.dialects.refusals import json_schema_of, refusal, refuse_non_function_tools, refuse_present
 
 JSON = dict[str, Any]
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI callers may omit it
 # The media types the Messages API takes for a base64 image; it refuses any other.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+UPSTREAM = "an Anthropic upstream"
+# OpenAI chat fields the Messages API has no counterpart for (dialects/refusals.py).
+NO_MEANING = (
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "prediction",
+    "audio",
+    "web_search_options",
+    "reasoning_effort",
+    "functions",
+    "function_call",
+)
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -74,6 +93,8 @@ def _tool(tool: JSON) -> JSON | None:
     out: JSON = {"name": function["name"], "input_schema": function.get("parameters") or {"type": "object"}}
     if function.get("description"):
         out["description"] = function["description"]
+    if function.get("strict") is True:
+        out["strict"] = True  # the input must follow input_schema (Anthropic's strict tool use)
     return out
 
 
@@ -103,7 +124,15 @@ def _tool_use(call: JSON, fallback_id: str) -> JSON:
     }
 
 
+def _refuse_untranslatable(body: JSON) -> None:
+    refuse_present(body, NO_MEANING, UPSTREAM)
+    if body.get("modalities") not in (None, ["text"]):
+        raise refusal("modalities", UPSTREAM, "Anthropic answers in text.")
+    refuse_non_function_tools(body, UPSTREAM)
+
+
 def request_from_openai(body: JSON) -> JSON:
+    _refuse_untranslatable(body)
     system, rest = split_system(body.get("messages") or ())
     messages: list[JSON] = []
     for message in rest:
@@ -141,6 +170,9 @@ def request_from_openai(body: JSON) -> JSON:
             out["tool_choice"] = choice
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
+    schema = json_schema_of(body.get("response_format"), UPSTREAM)
+    if schema is not None:
+        out["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     return out
 
 
