@@ -18,8 +18,8 @@ from tollway.api.spec import COUNTING, JSON_OBJECT, PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.dialects.anthropic.errors import AnthropicError, error_body
+from tollway.dialects.anthropic.inbound import request_to_openai, response_from_openai
 from tollway.dialects.anthropic.request import CountTokensRequest, MessagesRequest, checked_request
-from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
 from tollway.dialects.anthropic.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import TollwayError

@@ -19,11 +19,11 @@ from tollway.dialects.content import (
     text_of,
     tool_call,
 )
-from tollway.dialects.refusals import refusal, refuse_non_function_tools, refuse_present
+from tollway.dialects.translation import EFFORT_BUDGETS, refusal, refuse_non_function_tools, refuse_present
 
 JSON = dict[str, Any]
 UPSTREAM = "a Gemini upstream"
-# OpenAI chat fields generateContent has no counterpart for (dialects/refusals.py).
+# OpenAI chat fields generateContent has no counterpart for (dialects/translation.py).
 NO_MEANING = (
     "logit_bias",
     "logprobs",
@@ -31,7 +31,6 @@ NO_MEANING = (
     "prediction",
     "audio",
     "web_search_options",
-    "reasoning_effort",
     "functions",
     "function_call",
 )
@@ -157,6 +156,11 @@ def _generation_from_openai(body: JSON) -> JSON:
     stop = body.get("stop")
     if stop:
         generation["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in EFFORT_BUDGETS:
+            raise refusal("reasoning_effort", UPSTREAM, f"Send one of {', '.join(EFFORT_BUDGETS)}.")
+        generation["thinkingConfig"] = {"thinkingBudget": EFFORT_BUDGETS[effort]}
     response_format = body.get("response_format")
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind in ("json_object", "json_schema"):

@@ -1,4 +1,6 @@
-"""No silent drops: a field a translation cannot carry to the other dialect is a 400 naming it.
+"""What translations between dialects share: no silent drops, and reasoning effort ⇄ thinking budget.
+
+No silent drops: a field a translation cannot carry to the other dialect is a 400 naming it.
 
 Each upstream translation (anthropic/shapes.py, gemini/shapes.py) and each inbound one (anthropic/
 shapes.py, gemini/inbound.py) either gives a field its meaning in the other dialect or refuses it
@@ -20,8 +22,31 @@ def refusal(param: str, where: str, hint: str = "") -> TollwayError:
     return TollwayError(ErrorCode.VALIDATION, f"{message} {hint}".strip(), param=param)
 
 
+# OpenAI's reasoning_effort as a thinking budget in tokens (Anthropic's budget_tokens, Gemini's
+# thinkingBudget), and back: the internal shape carries reasoning as OpenAI does, an effort.
+EFFORT_BUDGETS = {"none": 0, "minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+
+
+def effort_of_budget(budget: int) -> str:
+    """The effort whose budget is the largest not above `budget`: 0 is none, 1 to 1023 minimal."""
+    if budget <= 0:
+        return "none"
+    return max(
+        (e for e, b in EFFORT_BUDGETS.items() if 0 < b <= budget),
+        key=EFFORT_BUDGETS.__getitem__,
+        default="minimal",
+    )
+
+
 # OpenAI chat fields whose neutral value changes nothing, so sending it drops nothing.
-NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "n": 1, "logprobs": False, "logit_bias": {}}
+NEUTRAL = {
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "n": 1,
+    "logprobs": False,
+    "logit_bias": {},
+    "service_tier": "auto",
+}
 
 
 def refuse_present(body: dict[str, Any], fields: Iterable[str], where: str) -> None:
