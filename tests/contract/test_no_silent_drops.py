@@ -307,3 +307,46 @@ def test_gemini_untranslatable_fields_are_400_naming_them(
     assert violation["field"] == param
     assert fresh_protocols.calls_on("openai") == before
     assert fresh_protocols.ledger_sums(account) == (CREDIT, 0, CREDIT, 0)
+
+
+def test_anthropic_cache_control_reaches_anthropic_and_leaves_openai_bodies_clean(
+    fresh_protocols: Protocols, funded: Callable[[], tuple[str, str]]
+) -> None:
+    _, key = funded()
+    client = claude(fresh_protocols, key)
+    ephemeral = {"type": "ephemeral"}
+    request: dict[str, Any] = {
+        "max_tokens": 100,
+        "system": [{"type": "text", "text": "long system words", "cache_control": ephemeral}],
+        "tools": [{"name": "lookup", "input_schema": {"type": "object"}, "cache_control": ephemeral}],
+        "messages": [
+            {"role": "user", "content": "find cats"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": "three",
+                        "cache_control": ephemeral,
+                    },
+                    {"type": "text", "text": "and dogs?", "cache_control": ephemeral},
+                ],
+            },
+        ],
+    }
+    client.messages.create(model="claude-fake", **request)
+    sent = fresh_protocols.last_request("anthropic")
+    assert sent["system"] == [{"type": "text", "text": "long system words", "cache_control": ephemeral}]
+    assert sent["tools"][0]["cache_control"] == ephemeral
+    last = sent["messages"][-1]["content"]
+    assert last[0]["type"] == "tool_result"
+    assert last[0]["content"] == [{"type": "text", "text": "three", "cache_control": ephemeral}]
+    assert last[-1] == {"type": "text", "text": "and dogs?", "cache_control": ephemeral}
+
+    client.messages.create(model="fake-chat", **request)
+    assert "cache_control" not in str(fresh_protocols.last_request("openai"))  # OpenAI caches by itself

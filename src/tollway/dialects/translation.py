@@ -16,6 +16,40 @@ from typing import Any
 from tollway.errors import ErrorCode, TollwayError
 
 
+def cache_hint(part: dict[str, Any], block: Any) -> dict[str, Any]:
+    """`part` with the `cache_control` of `block` (Anthropic's prompt-cache breakpoint), if it has one.
+
+    The internal shape carries it on content parts, system parts and tools, where Anthropic's
+    translation puts it back; OpenAI-compatible and local runtimes cache prompts by themselves and
+    get the body without it (`without_cache_hints`); Gemini's translation builds parts anew."""
+    if isinstance(block, dict) and isinstance(block.get("cache_control"), dict):
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
+def _bare(items: Any) -> Any:
+    if not isinstance(items, list) or not any(isinstance(i, dict) and "cache_control" in i for i in items):
+        return items
+    return [{k: v for k, v in i.items() if k != "cache_control"} if isinstance(i, dict) else i for i in items]
+
+
+def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body without `cache_control` (a copy where there was one; `body` itself otherwise)."""
+    messages = body.get("messages")
+    tools = body.get("tools")
+    bare_messages = [
+        {**m, "content": _bare(m.get("content"))}
+        if isinstance(m, dict) and _bare(m.get("content")) is not m.get("content")
+        else m
+        for m in messages or ()
+    ]
+    changed = any(a is not b for a, b in zip(bare_messages, messages or (), strict=True))
+    bare_tools = _bare(tools)
+    if not changed and bare_tools is tools:
+        return body
+    return {**body, "messages": bare_messages, **({"tools": bare_tools} if tools is not None else {})}
+
+
 def refusal(param: str, where: str, hint: str = "") -> TollwayError:
     """The 400 for `param`, which has no meaning on `where` (e.g. "an Anthropic upstream")."""
     message = f"`{param}` cannot be honoured on {where}; send the request without it."

@@ -11,7 +11,7 @@ from typing import Any
 
 from tollway.dialects.anthropic.shapes import FINISH_TO_STOP, JSON, tool_use_block
 from tollway.dialects.content import collapse, image_part, inline_image_part, text_of, tool_call
-from tollway.dialects.translation import effort_of_budget, refusal, refuse_present
+from tollway.dialects.translation import cache_hint, effort_of_budget, refusal, refuse_present
 
 # -- Anthropic → OpenAI (the inbound request) ----------------------------------------------------
 
@@ -24,14 +24,34 @@ def _openai_parts(content: Any) -> list[JSON]:
         if not isinstance(block, dict):
             continue
         if block.get("type") == "text":
-            out.append({"type": "text", "text": block.get("text") or ""})
+            out.append(cache_hint({"type": "text", "text": block.get("text") or ""}, block))
         elif block.get("type") == "image":
             source = block.get("source") or {}
             if source.get("type") == "base64":
-                out.append(inline_image_part(source.get("media_type"), source.get("data")))
+                out.append(cache_hint(inline_image_part(source.get("media_type"), source.get("data")), block))
             else:
-                out.append(image_part(source.get("url") or ""))
+                out.append(cache_hint(image_part(source.get("url") or ""), block))
     return out
+
+
+def _hinted(blocks: Any) -> bool:
+    return isinstance(blocks, list) and any(isinstance(b, dict) and "cache_control" in b for b in blocks)
+
+
+def _tool_result_content(block: JSON) -> Any:
+    """A tool_result's content: its text, or text parts when it carries a cache breakpoint."""
+    content = block.get("content")
+    if not _hinted(content) and "cache_control" not in block:
+        return _tool_result_text(content)
+    texts = (
+        [b for b in content if isinstance(b, dict) and b.get("type") == "text"]
+        if isinstance(content, list)
+        else []
+    )
+    found = _openai_parts(texts if isinstance(content, list) else [{"type": "text", "text": content or ""}])
+    if found and "cache_control" in block:
+        cache_hint(found[-1], block)
+    return found
 
 
 def _tool_result_text(content: Any) -> str:
@@ -125,9 +145,11 @@ def _messages_to_openai(body: JSON) -> list[JSON]:
     messages: list[JSON] = []
     system = body.get("system")
     if system:
-        messages.append(
-            {"role": "system", "content": system if isinstance(system, str) else _tool_result_text(system)}
-        )
+        if isinstance(system, list) and _hinted(system):
+            content: Any = _openai_parts(system)  # text parts, so each keeps its cache breakpoint
+        else:
+            content = system if isinstance(system, str) else _tool_result_text(system)
+        messages.append({"role": "system", "content": content})
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
@@ -165,7 +187,7 @@ def _user_to_openai(blocks: list[Any], messages: list[JSON]) -> None:
                 {
                     "role": "tool",
                     "tool_call_id": block.get("tool_use_id"),
-                    "content": _tool_result_text(block.get("content")),
+                    "content": _tool_result_content(block),
                 }
             )
         else:
@@ -176,15 +198,18 @@ def _user_to_openai(blocks: list[Any], messages: list[JSON]) -> None:
 
 def _tools_to_openai(body: JSON, out: JSON) -> None:
     tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": t.get("name"),
-                **({"description": t["description"]} if t.get("description") else {}),
-                "parameters": t.get("input_schema") or {"type": "object"},
-                **({"strict": True} if t.get("strict") is True else {}),
+        cache_hint(
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name"),
+                    **({"description": t["description"]} if t.get("description") else {}),
+                    "parameters": t.get("input_schema") or {"type": "object"},
+                    **({"strict": True} if t.get("strict") is True else {}),
+                },
             },
-        }
+            t,
+        )
         for t in body.get("tools") or ()
         if isinstance(t, dict) and t.get("name")
     ]

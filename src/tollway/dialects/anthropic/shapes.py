@@ -20,6 +20,7 @@ from tollway.dialects.content import (
 )
 from tollway.dialects.translation import (
     EFFORT_BUDGETS,
+    cache_hint,
     json_schema_of,
     refusal,
     refuse_non_function_tools,
@@ -81,10 +82,21 @@ def _blocks(content: Any) -> list[JSON]:
     for part in parts(content):
         kind = part.get("type")
         if kind == "text" and part.get("text"):
-            blocks.append({"type": "text", "text": part["text"]})
+            blocks.append(cache_hint({"type": "text", "text": part["text"]}, part))
         elif (image := image_of(part, IMAGE_TYPES)) is not None:
-            blocks.append(_image_block(image))
+            blocks.append(cache_hint(_image_block(image), part))
     return blocks
+
+
+def _system(messages: Any, text: str) -> Any:
+    """The system prompt: its text, or its blocks when a part carries a cache breakpoint."""
+    blocks = [
+        block
+        for m in messages or ()
+        if isinstance(m, dict) and m.get("role") in ("system", "developer")
+        for block in _blocks(m.get("content"))
+    ]
+    return blocks if any("cache_control" in b for b in blocks) else text
 
 
 def _tool(tool: JSON) -> JSON | None:
@@ -96,7 +108,7 @@ def _tool(tool: JSON) -> JSON | None:
         out["description"] = function["description"]
     if function.get("strict") is True:
         out["strict"] = True  # the input must follow input_schema (Anthropic's strict tool use)
-    return out
+    return cache_hint(out, tool)
 
 
 def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
@@ -168,7 +180,7 @@ def request_from_openai(body: JSON) -> JSON:
         "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS,
     }
     if system:
-        out["system"] = system
+        out["system"] = _system(body.get("messages"), system)
     for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
