@@ -97,6 +97,10 @@ REFUSED: list[tuple[str, str, dict[str, Any], str]] = [
     ("claude-fake", "anthropic", {"reasoning_effort": "high"}, "reasoning_effort"),  # cap 1000: no room
     ("claude-fake", "anthropic", {"response_format": {"type": "json_object"}}, "response_format.type"),
     ("claude-fake", "anthropic", {"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools.0.type"),
+    ("claude-fake", "anthropic", {"min_p": 0.05}, "min_p"),
+    ("claude-fake", "anthropic", {"repetition_penalty": 1.2}, "repetition_penalty"),
+    ("gemini-fake", "gemini", {"stop_token_ids": [1]}, "stop_token_ids"),
+    ("gemini-fake", "gemini", {"min_temp": 0.1, "max_temp": 0.9}, "min_temp"),
     ("gemini-fake", "gemini", {"logprobs": True, "top_logprobs": 2}, "logprobs"),
     ("gemini-fake", "gemini", {"logit_bias": {"50256": -100}}, "logit_bias"),
     ("gemini-fake", "gemini", {"reasoning_effort": "extreme"}, "reasoning_effort"),

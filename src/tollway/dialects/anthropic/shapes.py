@@ -47,6 +47,7 @@ NO_MEANING = (
     "web_search_options",
     "functions",
     "function_call",
+    *("min_p", "repetition_penalty", "min_temp", "max_temp", "stop_token_ids"),  # Venice's sampling
 )
 
 STOP_TO_FINISH = {
