@@ -170,3 +170,15 @@ def test_gemini_stream_last_event_carries_the_charge(
         events = [orjson.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
     assert_cost(events[-1]["usageMetadata"]["cost"], None, charged(fresh_protocols, account))
     assert all("cost" not in e.get("usageMetadata", {}) for e in events[:-1])
+
+
+def test_openapi_documents_the_cost_header_and_the_counting_routes(tollway: Tollway) -> None:
+    spec = httpx2.get(f"{tollway.url}/openapi.json").json()
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/images/generations"):
+        assert "x-tollway-cost-usd" in spec["paths"][path]["post"]["responses"]["200"]["headers"], path
+    counting = spec["paths"]["/v1/messages/count_tokens"]["post"]
+    assert counting["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/CountTokensRequest"
+    )
+    assert "countTokens" in spec["paths"]["/v1beta/models/{target}"]["post"]["description"]
+    assert "usage.cost" in spec["info"]["description"]

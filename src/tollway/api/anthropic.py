@@ -38,6 +38,7 @@ def error_response(err: TollwayError, rid: str) -> JSON:
     **documented(
         body=MessagesRequest,
         errors=PAID,
+        charged=True,
         envelope=AnthropicError,
         ok={"application/json": {"schema": JSON_OBJECT}, "text/event-stream": SSE},
     ),

@@ -119,6 +119,7 @@ async def _run(request: Request, who: Caller, rid: str, model: str, action: str,
     **documented(
         body=GenerateContentRequest,
         errors=PAID,
+        charged=True,
         envelope=GeminiError,
         ok={"application/json": {"schema": {"type": ["object", "array"]}}, "text/event-stream": SSE},
     ),

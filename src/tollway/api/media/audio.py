@@ -73,6 +73,7 @@ def _voices(request: Request, model_id: str) -> list[str]:
     **documented(
         body=schemas.SpeechRequest,
         errors=PAID,
+        charged=True,
         media=(JSON_BODY, FORM),
         ok={content_type: {"schema": BINARY} for content_type in SPEECH_FORMATS.values()},
     ),
@@ -150,7 +151,12 @@ def render_subtitles(transcript: Transcript, fmt: str) -> str:
     summary="Speech to text (multipart upload)",
     tags=["audio"],
     **documented(
-        body=schemas.TranscriptionRequest, errors=PAID, media=(FORM,), files=("file",), ok=TRANSCRIPTS
+        body=schemas.TranscriptionRequest,
+        errors=PAID,
+        media=(FORM,),
+        files=("file",),
+        ok=TRANSCRIPTS,
+        charged=True,
     ),
 )
 @idempotent("audio/transcriptions")
