@@ -20,6 +20,7 @@ from tests.support.databases import query
 
 pytestmark = pytest.mark.slow
 NANO = Decimal(1_000_000_000)
+NANO_IN_USD = NANO
 
 
 def charged(server: Tollway, account: str) -> int:
@@ -182,3 +183,17 @@ def test_openapi_documents_the_cost_header_and_the_counting_routes(tollway: Toll
     )
     assert "countTokens" in spec["paths"]["/v1beta/models/{target}"]["post"]["description"]
     assert "usage.cost" in spec["info"]["description"]
+
+
+def test_an_image_answer_carries_the_charge_in_its_header(tollway: Tollway) -> None:
+    account, key = tollway.funded("1.00")
+    raw = tollway.client(key).images.with_raw_response.generate(
+        model="local-procedural", prompt="a lighthouse", size="256x256"
+    )
+    assert raw.parse().data
+    nano = charged(tollway, account)
+    assert (
+        Decimal(raw.headers["x-tollway-cost-usd"]) * NANO_IN_USD
+        == nano
+        == int(raw.headers["x-tollway-cost-nano"])
+    )
