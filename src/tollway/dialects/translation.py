@@ -3,7 +3,7 @@
 No silent drops: a field a translation cannot carry to the other dialect is a 400 naming it.
 
 Each upstream translation (anthropic/shapes.py, gemini/shapes.py) and each inbound one (anthropic/
-shapes.py, gemini/inbound.py) either gives a field its meaning in the other dialect or refuses it
+inbound.py, gemini/inbound.py) either gives a field its meaning in the other dialect or refuses it
 here, so that a client that asked for JSON, log probabilities or a hosted tool never gets prose
 without a word. A refusal raised while a call is routed releases its hold: nothing is charged.
 """

@@ -109,8 +109,8 @@ def _output_to_openai(body: JSON, out: JSON) -> None:
 
 def _thinking_to_openai(body: JSON, out: JSON) -> None:
     thinking = body.get("thinking")
-    if not isinstance(thinking, dict) or thinking.get("type") == "disabled":
-        return
+    if not isinstance(thinking, dict) or thinking.get("type") in ("disabled", "adaptive"):
+        return  # adaptive: the model decides, which is what an upstream does when no effort is named
     budget = thinking.get("budget_tokens")
     if thinking.get("type") != "enabled" or not isinstance(budget, int) or isinstance(budget, bool):
         raise refusal("thinking", INBOUND, "Send {type: enabled, budget_tokens: N} or {type: disabled}.")
