@@ -353,4 +353,8 @@ def test_anthropic_cache_control_reaches_anthropic_and_leaves_openai_bodies_clea
     assert last[-1] == {"type": "text", "text": "and dogs?", "cache_control": ephemeral}
 
     client.messages.create(model="fake-chat", **request)
-    assert "cache_control" not in str(fresh_protocols.last_request("openai"))  # OpenAI caches by itself
+    sent = fresh_protocols.last_request("openai")
+    assert "cache_control" not in str(sent)  # OpenAI caches by itself
+    assert sent["messages"][0] == {"role": "system", "content": "long system words"}  # as without the hint
+    assert sent["messages"][-1] == {"role": "user", "content": "and dogs?"}
+    assert sent["messages"][-2]["content"] == "three"

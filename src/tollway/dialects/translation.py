@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tollway.dialects.content import collapse
 from tollway.errors import ErrorCode, TollwayError
 
 
@@ -28,9 +29,13 @@ def cache_hint(part: dict[str, Any], block: Any) -> dict[str, Any]:
 
 
 def _bare(items: Any) -> Any:
+    """`items` without cache hints; text-only content becomes a string again, as it was before the hint."""
     if not isinstance(items, list) or not any(isinstance(i, dict) and "cache_control" in i for i in items):
         return items
-    return [{k: v for k, v in i.items() if k != "cache_control"} if isinstance(i, dict) else i for i in items]
+    bare = [{k: v for k, v in i.items() if k != "cache_control"} if isinstance(i, dict) else i for i in items]
+    if all(isinstance(i, dict) and i.get("type") == "text" and isinstance(i.get("text"), str) for i in bare):
+        return collapse(bare)
+    return bare
 
 
 def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:

@@ -81,3 +81,24 @@ def test_gemini_embed_requests_and_answers() -> None:
         "embedding": {"values": [0.5]},
         "usageMetadata": {"promptTokenCount": 2, "totalTokenCount": 2, "cost": 2e-7},
     }
+
+
+def test_cache_hints_leave_bodies_for_runtimes_that_cache_by_themselves() -> None:
+    hint = {"type": "ephemeral"}
+    plain = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}
+    assert translation.without_cache_hints(plain) is plain  # nothing copied when there is nothing to strip
+    hinted = {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "a", "cache_control": hint}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "b"}, {"type": "image_url", "cache_control": hint}],
+            },
+        ],
+        "tools": [{"type": "function", "cache_control": hint}],
+    }
+    bare = translation.without_cache_hints(hinted)
+    assert bare["messages"][0] == {"role": "system", "content": "a"}
+    assert bare["messages"][1]["content"] == [{"type": "text", "text": "b"}, {"type": "image_url"}]
+    assert bare["tools"] == [{"type": "function"}]
+    assert hinted["tools"][0]["cache_control"] == hint  # the caller's body is left as it was
