@@ -283,6 +283,10 @@ GEMINI_REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"tools": [{"googleSearch": {}}]}, "tools.0.googleSearch"),
     ({"tools": [{"codeExecution": {}}]}, "tools.0.codeExecution"),
     ({"cachedContent": "cachedContents/abc"}, "cachedContent"),
+    (
+        {"safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_LOW_AND_ABOVE"}]},
+        "safetySettings",
+    ),
     ({"generationConfig": {"responseLogprobs": True}}, "generationConfig.responseLogprobs"),
     ({"generationConfig": {"responseModalities": ["IMAGE"]}}, "generationConfig.responseModalities"),
     (

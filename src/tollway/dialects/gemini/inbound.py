@@ -53,6 +53,8 @@ def _camel(name: str) -> str:
 def _refuse_inbound(body: JSON) -> None:
     if get(body, "cachedContent") is not None:
         raise refusal("cachedContent", INBOUND, "Gemini context caches are not served.")
+    if get(body, "safetySettings"):  # filter thresholds: no upstream behind the translation reads them
+        raise refusal("safetySettings", INBOUND, "Safety thresholds are the upstream's own here.")
     for key in get(body, "generationConfig") or {}:
         if _camel(key) not in GENERATION_READ:
             raise refusal(f"generationConfig.{_camel(key)}", INBOUND)
