@@ -1,4 +1,5 @@
-"""The Anthropic surface: `POST /v1/messages` (and /api/v1), same pipeline as chat completions.
+"""The Anthropic surface: `POST /v1/messages` and `/v1/messages/count_tokens` (and /api/v1), same
+pipeline as chat completions.
 
 The body is translated to the internal OpenAI shape (dialects/anthropic/shapes.py), run through
 `pipeline.chat` (so admission, limits, policy and billing are identical), and the result translated
@@ -14,14 +15,14 @@ from starlette.responses import Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, read_json, request_id
 from tollway.api.idempotent import once
-from tollway.api.spec import JSON_OBJECT, PAID, SSE, documented
+from tollway.api.spec import COUNTING, JSON_OBJECT, PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.catalog import view
 from tollway.core.inference.pipeline import Call
 from tollway.dialects import models as shapes
 from tollway.dialects.anthropic.errors import AnthropicError, error_body
-from tollway.dialects.anthropic.request import MessagesRequest, checked_request
-from tollway.dialects.anthropic.shapes import request_to_openai, response_from_openai
+from tollway.dialects.anthropic.inbound import request_to_openai, response_from_openai
+from tollway.dialects.anthropic.request import CountTokensRequest, MessagesRequest, checked_request
 from tollway.dialects.anthropic.stream import events
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
@@ -49,6 +50,7 @@ def error_response(err: TollwayError, rid: str) -> JSON:
     **documented(
         body=MessagesRequest,
         errors=PAID,
+        charged=True,
         envelope=AnthropicError,
         ok={"application/json": {"schema": JSON_OBJECT}, "text/event-stream": SSE},
     ),
@@ -115,3 +117,26 @@ def anthropic_list(request: Request) -> Response:
 
 def anthropic_get(request: Request, model_id: str) -> Response:
     return JSON(shapes.anthropic_model(view.chat_model(request.app.state.services.catalog, model_id)))
+
+
+@router.post(
+    "/messages/count_tokens",
+    summary='Anthropic token counting (free): `{"input_tokens": N}`',
+    description="The prompt tokens of a Messages request, counted by the tokenizer that sizes holds "
+    "(o200k_base, with the catalog's system prompt and the per-message overhead). Costs nothing and calls "
+    "no upstream; needs a key that may call the model.",
+    tags=["anthropic"],
+    **documented(body=CountTokensRequest, errors=COUNTING, envelope=AnthropicError),
+)
+async def count_tokens(request: Request) -> Response:
+    rid = request_id(request)
+    try:
+        who = await inference_caller(request)
+        body = checked_request(await read_json(request), CountTokensRequest)
+        pipeline = request.app.state.services.pipeline
+        body = {k: v for k, v in body.items() if k != "stream"}
+        return JSON(
+            {"input_tokens": pipeline.count_tokens(Call(rid, who, "count_tokens"), request_to_openai(body))}
+        )
+    except TollwayError as err:
+        return error_response(err, rid)

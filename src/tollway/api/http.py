@@ -59,7 +59,7 @@ def error_response(err: TollwayError, rid: str, path: str = "", *, anthropic: bo
     status = err.status
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
-        body = gemini_error(status, err.message)
+        body = gemini_error(status, err.message, err.param)
     elif route in ANTHROPIC_ROUTES or route.startswith("/messages/") or anthropic:
         body = anthropic_error(err, rid)
     elif route in TASK_ROUTES:

@@ -49,7 +49,7 @@ async def rendered(result: Awaitable[Result]) -> Response:
     "/chat/completions",
     summary="Chat completion (buffered, or SSE with stream=true)",
     tags=["inference"],
-    **documented(body=ChatRequest, errors=PAID, ok=CHAT_ANSWER),
+    **documented(body=ChatRequest, errors=PAID, ok=CHAT_ANSWER, charged=True),
 )
 async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
@@ -59,7 +59,10 @@ async def chat_completions(request: Request, who: Caller = Depends(inference_cal
 
 
 @router.post(
-    "/embeddings", summary="Embeddings", tags=["inference"], **documented(body=EmbeddingsRequest, errors=PAID)
+    "/embeddings",
+    summary="Embeddings",
+    tags=["inference"],
+    **documented(body=EmbeddingsRequest, errors=PAID, charged=True),
 )
 async def embeddings(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)

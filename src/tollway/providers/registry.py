@@ -46,7 +46,9 @@ KINDS: dict[str, Kind] = {
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
         Capabilities(structured_output=True, queue_media=True, completions="declared", moderations=True),
     ),
-    "anthropic": Kind(lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities()),
+    "anthropic": Kind(
+        lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities(structured_output=True)
+    ),
     "gemini": Kind(
         lambda c, timeout: GeminiProvider(c, timeout=timeout), Capabilities(structured_output=True)
     ),

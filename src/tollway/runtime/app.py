@@ -172,7 +172,9 @@ def create_app(
     app = FastAPI(
         title="Tollway",
         version=__version__,
-        description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1.",
+        description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1. "
+        "Every metered answer says what it cost: `usage.cost` (USD, a JSON number: the ledger's charge) in "
+        "JSON bodies and final stream chunks, and the `x-tollway-cost-usd` header on buffered answers.",
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
         # exception messages (which can quote a prompt); ours is telemetry/tracing.py, allow-listed.

@@ -29,6 +29,8 @@ from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
 from tollway.dialects.sse import SSE_HEADERS
+from tollway.core.media.pipeline import Charged
+from tollway.core.money.prices import cost_number
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import SPEECH_MAX_CHARS, check_speakable
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
@@ -73,6 +75,7 @@ def _voices(request: Request, model_id: str) -> list[str]:
     **documented(
         body=schemas.SpeechRequest,
         errors=PAID,
+        charged=True,
         media=(JSON_BODY, FORM),
         ok={
             **{content_type: {"schema": BINARY} for content_type in SPEECH_FORMATS.values()},
@@ -160,7 +163,12 @@ def render_subtitles(transcript: Transcript, fmt: str) -> str:
     summary="Speech to text (multipart upload)",
     tags=["audio"],
     **documented(
-        body=schemas.TranscriptionRequest, errors=PAID, media=(FORM,), files=("file",), ok=TRANSCRIPTS
+        body=schemas.TranscriptionRequest,
+        errors=PAID,
+        media=(FORM,),
+        files=("file",),
+        ok=TRANSCRIPTS,
+        charged=True,
     ),
 )
 @idempotent("audio/transcriptions")
@@ -203,7 +211,7 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
             media_type="text/event-stream",
             headers={**charged.headers, **SSE_HEADERS},
         )
-    return _transcript_response(transcript, fmt, granularities, charged.headers)
+    return _transcript_response(transcript, fmt, granularities, charged)
 
 
 def _granularities(fields: Fields, fmt: str) -> list[Any]:
@@ -227,14 +235,19 @@ def _granularities(fields: Fields, fmt: str) -> list[Any]:
 
 
 def _transcript_response(
-    transcript: Transcript, fmt: str, granularities: list[Any], headers: dict[str, str]
+    transcript: Transcript, fmt: str, granularities: list[Any], charged: Charged
 ) -> Response:
+    headers = charged.headers
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n", headers=headers)
     if fmt in ("srt", "vtt"):
         media_type = "text/vtt" if fmt == "vtt" else "application/x-subrip"
         return Response(render_subtitles(transcript, fmt), media_type=media_type, headers=headers)
-    usage = {"type": "duration", "seconds": round(transcript.duration + 0.4999)}
+    usage = {
+        "type": "duration",
+        "seconds": round(transcript.duration + 0.4999),
+        "cost": cost_number(charged.cost_nano),
+    }
     if fmt == "json":
         return JSON({"text": transcript.text, "usage": usage}, headers=headers)
     body: dict[str, Any] = {

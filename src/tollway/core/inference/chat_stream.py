@@ -18,7 +18,7 @@ import orjson
 
 from tollway.base import tokens
 from tollway.core.inference import chat_plan
-from tollway.core.money.prices import TokenUsage, usage_dict, usage_of
+from tollway.core.money.prices import TokenUsage, cost_number, usage_dict, usage_of
 from tollway.errors import ErrorCode
 from tollway.providers.base import UpstreamError
 
@@ -159,21 +159,24 @@ class ChatStream:
         if usage is None:
             usage, source = TokenUsage(self._prompt_estimate, tokens.count(self._produced)), "estimated"
         settling = asyncio.ensure_future(self._settle(usage, source, outcome, status))
+        charged: int | None = None
         try:
             try:
-                await asyncio.shield(settling)
+                charged = await asyncio.shield(settling)
             except asyncio.CancelledError:
                 # drain() cut the stream while it was settling: a cancelled settlement could be
                 # rolled back (the hold left to the sweeper, unpaid). Let it land, then end the stream.
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                await settling
+                charged = await settling
         except Exception:
             log.exception("settlement failed; the reservation sweeper will release the hold")
-        await self._finish(failure, outcome, usage)
+        await self._finish(failure, outcome, usage, charged)
 
-    async def _finish(self, failure: ErrorCode | None, outcome: str, usage: TokenUsage) -> None:
+    async def _finish(
+        self, failure: ErrorCode | None, outcome: str, usage: TokenUsage, charged: int | None
+    ) -> None:
         if failure is not None:
             error = {
                 "message": _MESSAGES.get(failure, failure.default_message),
@@ -193,6 +196,8 @@ class ChatStream:
                     "choices": [],
                     "usage": usage_dict(usage),
                 }
+                if charged is not None:  # what the ledger recorded; unknown if settlement failed
+                    final["usage"]["cost"] = cost_number(charged)
                 await self._emit(sse(final))
             await self._emit(sse("[DONE]"))
         await self._emit(_END)

@@ -7,6 +7,7 @@ from contextlib import aclosing
 from typing import Any
 
 from tollway.errors import ErrorCode, TollwayError
+from tollway.dialects.translation import without_cache_hints
 from tollway.providers import checks
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import completions
@@ -38,9 +39,11 @@ class LocalProvider(LocalMedia):
         return self._embeddings.setdefault(model, MiniLmEmbeddings())
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = without_cache_hints(body)  # llama.cpp keeps its own prompt cache
         return checks.chat_answer(self.id, await self._chat_engine(body["model"]).chat(body))
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        body = without_cache_hints(body)
         async with aclosing(self._chat_engine(body["model"]).chat_stream(body)) as chunks:
             async for chunk in chunks:
                 yield checks.chat_chunk(self.id, chunk)

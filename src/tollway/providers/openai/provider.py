@@ -11,6 +11,7 @@ import orjson
 
 from tollway.base.config import ProviderConfig
 from tollway.dialects.sse import iter_events
+from tollway.dialects.translation import without_cache_hints
 from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 from tollway.providers.openai.media import OpenAIMedia
@@ -40,7 +41,9 @@ class OpenAIProvider(OpenAIMedia):
 
     def _filter(self, body: dict[str, Any]) -> dict[str, Any]:
         """Drop what this upstream does not take (vLLM and Ollama refuse unknown fields, some with 400);
-        the output cap is kept, in whichever of its two names the allow-list takes."""
+        the output cap is kept, in whichever of its two names the allow-list takes. Anthropic's cache
+        breakpoints go too: these runtimes cache prompts by themselves (dialects/translation.py)."""
+        body = without_cache_hints(body)
         if self._allowed is None:
             return body
         dropped = [name for name in body if name not in self._allowed]
