@@ -28,9 +28,9 @@ from tollway.api.spec import BINARY, FORM, JSON_OBJECT, KEYED, PAID, SSE, docume
 from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.dialects.sse import SSE_HEADERS
 from tollway.core.media.pipeline import Charged
 from tollway.core.money.prices import cost_number
+from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import SPEECH_MAX_CHARS, check_speakable
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob

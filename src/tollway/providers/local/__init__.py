@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
-from tollway.errors import ErrorCode, TollwayError
 from tollway.dialects.translation import without_cache_hints
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers import checks
 from tollway.providers.base import UpstreamError
 from tollway.providers.local import completions
