@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     redis_max_connections: int = 64
     redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
     redis_socket_timeout_seconds: float = 0.5
+    # One limiter operation end to end (pool wait, a flush on its way, the round trip): past it, the
+    # on-error policy. It is wall time on the event loop, so a busy process needs headroom over the
+    # socket timeout, or load alone reads as a Redis failure.
+    redis_deadline_seconds: float = Field(default=2.0, gt=0, le=60)
     redis_key_prefix: str = "tollway:rl:"
     # How late, at most, a call's end (its slot freed, its tokens corrected) reaches Redis when no other
     # round trip of the process takes it first (core/limits/redis.py). 0: at once, a round trip each.

@@ -248,12 +248,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "text.format.schema.properties.a",
     ),
     ("hosted tool", {"input": "x", "tools": [{"type": "web_search"}]}, "VALIDATION", "tools.0.type"),
-    # Anthropic upstreams take no response_format: the pipeline's 400 names the Responses field
+    # Anthropic upstreams have JSON output only with a schema: the 400 names the Responses field
     (
         "json on anthropic",
         {"input": "x", "text": {"format": {"type": "json_object"}}},
-        "UNSUPPORTED_CAPABILITY",
-        "text.format",
+        "VALIDATION",
+        "text.format.type",
     ),
     ("store", {"input": "x", "store": True}, "RESPONSE_STORAGE_OFF", "store"),
     (

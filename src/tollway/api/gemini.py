@@ -12,6 +12,7 @@ import logging
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api.auth import inference_caller
@@ -35,6 +36,22 @@ from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
+
+
+class _ModelName(Convertor[str]):
+    """A model name in a models.get path: never one with an action (`…:generateContent`), so a GET of an
+    action's path is the action route's 405, not a lookup of a model by that name."""
+
+    regex = "[^:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("gemini_model", _ModelName())
 _ALT = Query(None, description="sse: streamGenerateContent as server-sent events")
 _ACTIONS = ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
 _KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]*")
@@ -179,7 +196,7 @@ async def gemini_list_api(
 
 
 @router.get(
-    "/v1beta/models/{model:path}",
+    "/v1beta/models/{model:gemini_model}",
     summary="Gemini models.get: one chat model",
     tags=["gemini"],
     **documented(errors=BY_ID, envelope=GeminiError),
@@ -192,6 +209,6 @@ async def gemini_get(request: Request, model: str, who: Caller = Depends(inferen
     )
 
 
-@router.get("/api/v1beta/models/{model:path}", include_in_schema=False)
+@router.get("/api/v1beta/models/{model:gemini_model}", include_in_schema=False)
 async def gemini_get_api(request: Request, model: str, who: Caller = Depends(inference_caller)) -> Response:
     return await gemini_get(request, model, who)

@@ -125,6 +125,7 @@ def _limiter(settings: Settings) -> Limiter:
         max_connections=settings.redis_max_connections,
         pool_timeout=settings.redis_pool_timeout_seconds,
         socket_timeout=settings.redis_socket_timeout_seconds,
+        deadline=settings.redis_deadline_seconds,
         slot_seconds=settings.hold_lease_seconds,
         flush_seconds=settings.limits_flush_seconds,
     )
