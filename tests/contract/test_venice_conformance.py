@@ -1,0 +1,106 @@
+"""Venice API conformance (issue 23, "How to keep it true"): every operation of Venice's OpenAPI document
+that Tollway serves, asked with requests built from the document's examples, defaults and enums, on a
+real server with the shipped catalog's embedded models; every answer (status, content type, body)
+checked against the document's schema by jsonschema_rs (tests/contract/venice_run.py).
+
+The lists below are what does not conform yet, each with why. They are strict: an operation on XFAIL
+whose answers all conform fails the test until it is taken off the list, so the lists only shrink.
+The figures (docs/venice-conformance.json, quoted in the README) must be the measured ones:
+`python tools/venice_conformance.py --write` refreshes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.contract.venice_run import Answer, figures, spec_version
+from tests.contract.venice_server import FIGURES_PATH, conformance_run
+from tests.contract.venice_spec import operations
+
+pytestmark = pytest.mark.slow
+
+# Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
+NOT_SERVED = {
+    "POST /responses": "the Responses API (issue 21)",
+    "POST /image/multi-edit": "not built",
+    "PATCH /api_keys": "not built",
+    "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
+    "POST /audio/voices": "voice cloning not built",
+    "POST /video/complete": "not built",
+    "POST /video/transcriptions": "not built",
+    "POST /augment/text-parser": "not built",
+    "POST /audio/complete": "not built",
+    "POST /audio/quote": "not built",
+    "GET /billing/usage-analytics": "not built",
+    "GET /billing/usage-history": "not built",
+    "GET /crypto/rpc/networks": "not built",
+    "POST /crypto/rpc/{network}": "not built",
+    "GET /x402/balance/{walletAddress}": "x402 lands with the funding work",
+    "POST /x402/top-up": "x402 lands with the funding work",
+    "GET /x402/transactions/{walletAddress}": "x402 lands with the funding work",
+    "POST /augment/scrape": "not built",
+    "POST /augment/search": "not built",
+}
+
+# Served operations with an answer that does not match the document yet, and why.
+XFAIL = {
+    "POST /chat/completions": "choices[].logprobs absent (the document requires it, null when not asked)",
+    "GET /api_keys": "limitPeriod, modelPrivacy missing",
+    "POST /api_keys": "limitPeriod, modelPrivacy missing and refused on create",
+    "GET /api_keys/{id}": "limitPeriod, modelPrivacy missing",
+    "GET /api_keys/generate_web3_key": "a server without web3 keys answers 404, which the document does not have",
+    "POST /api_keys/generate_web3_key": "a server without web3 keys answers 404, which the document does not have",
+    "POST /embeddings": "encoding_format=base64 answers a string, the document an array",
+    "POST /audio/speech": "opus served as audio/ogg, the document says audio/opus",
+    "POST /video/queue": 'duration as the document\'s strings ("10s") refused',
+    "POST /video/quote": 'duration as the document\'s strings ("10s") refused; a 401 the document does not have',
+    "POST /video/retrieve": "no job to retrieve (queue refuses the document's duration)",
+    "POST /audio/queue": "answer carries quote_usd, quote, eta_seconds the document does not allow",
+    "POST /audio/retrieve": "average_execution_time missing while processing",
+    "GET /billing/balance": "not the documented shape (canConsume, balances, ...)",
+    "GET /billing/usage": "answers 200; the document says 410 (retired)",
+}
+
+
+@pytest.fixture(scope="module")
+def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[set[str], list[Answer]]]:
+    yield conformance_run(tmp_path_factory.mktemp("venice-conformance"))
+
+
+def test_the_served_operations_are_the_documents_minus_the_not_served_list(
+    conformance: tuple[set[str], list[Answer]],
+) -> None:
+    served, _ = conformance
+    documented = {op.name for op in operations()}
+    assert NOT_SERVED.keys() <= documented, "NOT_SERVED names an operation the document does not have"
+    assert served == documented - NOT_SERVED.keys()
+
+
+@pytest.mark.parametrize("name", sorted({op.name for op in operations()} - NOT_SERVED.keys()))
+def test_every_answer_of_a_served_operation_matches_the_document(
+    conformance: tuple[set[str], list[Answer]], name: str
+) -> None:
+    answers = [a for a in conformance[1] if a.operation == name]
+    assert answers, f"no request was sent for {name}"
+    wrong = [f"[{a.label} → {a.status}] {'; '.join(a.failures)}" for a in answers if not a.ok]
+    if name in XFAIL:
+        assert wrong, f"{name} now conforms: take it off XFAIL ({XFAIL[name]})"
+        pytest.xfail(f"{XFAIL[name]}: {wrong[0][:200]}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_answer_is_a_5xx_or_a_dropped_connection(conformance: tuple[set[str], list[Answer]]) -> None:
+    failed = [
+        f"{a.operation} [{a.label}] → {a.status}" for a in conformance[1] if a.status == 0 or a.status >= 500
+    ]
+    assert not failed
+
+
+def test_the_published_figures_are_the_measured_ones(conformance: tuple[set[str], list[Answer]]) -> None:
+    measured = {"spec_version": spec_version(), **figures(*conformance)}
+    published = json.loads(Path(FIGURES_PATH).read_text())
+    assert published == measured, "run `python tools/venice_conformance.py --write` and update the README"
