@@ -131,7 +131,7 @@ def probes(op: Operation, ctx: Context) -> list[Probe]:
         required = deref(request[1]).get("required", [])
         if required and not multipart:
             found.append(Probe("bad body", _query(op, ctx), {name: {"not": "valid"} for name in required}))
-    if op.needs_key:
+    if op.op.get("security", document().get("security")):  # a key is required, or optional
         found.append(Probe("no key", _query(op, ctx), body, multipart, keyed=False))
     return found
 
@@ -168,6 +168,8 @@ def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
     it must be served. A 404 of an operation on a path parameter is the document's example id being
     absent here, and stays allowed."""
     path_param = any(p.get("in") == "path" for p in op.op.get("parameters", []))
+    if probe.label == "no key" and not op.needs_key and 400 <= response.status_code < 500:
+        return f"the document lets anyone call this, but a keyless call got: {response.text[:200]}"
     if probe.label != "example" or not 400 <= response.status_code < 500:
         return ""
     if response.status_code == 404 and path_param:

@@ -231,6 +231,9 @@ class Pipeline:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
         result["usage"] = usage_dict(usage)
+        for choice in result.get("choices") or ():
+            if isinstance(choice, dict):
+                choice.setdefault("logprobs", None)  # OpenAI's and Venice's answers always carry it
         return Result(headers=admitted.headers, body=result)
 
     async def _chat_stream(
