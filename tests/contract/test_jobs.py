@@ -504,3 +504,23 @@ def test_killed_worker_job_resumes_and_is_charged_once(
                 os.killpg(worker.pid, signal.SIGTERM)
                 worker.wait(20)
         process.stop()
+
+
+@pytest.mark.parametrize("base", ["/v1", "/api/v1"])
+def test_duration_as_venices_strings_is_the_same_ask_as_the_number(
+    jobs: Jobs, funded: Callable[..., tuple[str, str]], base: str
+) -> None:
+    account, key = funded("5.00")
+    ask = {"model": "local-procedural-video", "resolution": "480p"}
+    as_number = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": 2})
+    for duration in ("2s", " 2s"):
+        as_text = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": duration})
+        assert as_text.status_code == 200 and as_text.json() == as_number.json(), as_text.text
+    default = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": 5})
+    assert jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": "auto"}).json() == default.json()
+    before = jobs.ledger_sums(account)
+    for bad in ("0s", "9999s", "1 gen", "-1", "5 s"):
+        refused = jobs.call(key, "POST", f"{base}/video/queue", {**ask, "prompt": "x", "duration": bad})
+        assert refused.status_code == 400, (bad, refused.text)
+        assert "duration" in refused.text
+    assert jobs.ledger_sums(account) == before

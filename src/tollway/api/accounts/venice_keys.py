@@ -136,7 +136,7 @@ def venice_view(view: dict[str, Any]) -> dict[str, Any]:
         "consumptionLimits": venice_limits(view),
         **venice_policy(view),
         "createdAt": _instant(view["created_at"]),
-        "description": view["label"],
+        "description": view["label"] or "",  # a string in Venice's document; unlabelled keys exist
         "expiresAt": _instant(view["expires_at"]),
         "id": view["id"],
         "last6Chars": view["last6Chars"],
@@ -152,7 +152,7 @@ def venice_created(view: dict[str, Any]) -> dict[str, Any]:
             "apiKeyType": str(view["scope"]).upper(),
             "consumptionLimit": venice_limits(view),
             **venice_policy(view),
-            "description": view["label"],
+            "description": view["label"] or "",
             "expiresAt": _instant(view["expires_at"]),
             "id": view["id"],
         },

@@ -19,7 +19,17 @@ from tollway.api.auth import inference_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import idempotent
 from tollway.api.media import schemas
-from tollway.api.media.input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
+from tollway.api.media.input import (
+    Fields,
+    choice,
+    flag,
+    image_bytes,
+    integer,
+    media_of,
+    read_fields,
+    seconds,
+    text,
+)
 from tollway.api.spec import BINARY, BY_ID, FORM, KEYED, PAID, documented
 from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
@@ -71,10 +81,10 @@ def video_model(request: Request, name: object) -> CatalogModel:
 def video_ask(
     fields: Fields, model: CatalogModel, *, duration: str = "duration", audio: str = "audio"
 ) -> prices.VideoAsk:
-    seconds = integer(fields, duration, 5, low=1, high=MAX_VIDEO_SECONDS)
+    length = seconds(fields, duration, 5, high=MAX_VIDEO_SECONDS)
     resolution = choice(fields, "resolution", tuple(media_formats.RESOLUTIONS), "720p") or "720p"
-    build.check_offered(model, seconds, resolution, duration_param=duration)
-    return prices.VideoAsk(seconds, resolution, flag(fields, audio, False))
+    build.check_offered(model, length, resolution, duration_param=duration)
+    return prices.VideoAsk(length, resolution, flag(fields, audio, False))
 
 
 async def video_job(
@@ -133,9 +143,9 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         return build.speech_job(model, words, fields.get("voice"), fmt)
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
     assert prompt is not None
-    seconds = integer(fields, "duration", 10, low=1, high=MAX_AUDIO_SECONDS)
+    length = seconds(fields, "duration", 10, high=MAX_AUDIO_SECONDS)
     seed = integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT)
-    return build.sound_job(model, prompt, seconds, fmt, seed)
+    return build.sound_job(model, prompt, length, fmt, seed)
 
 
 # -- rendering -------------------------------------------------------------------------------------
