@@ -524,3 +524,42 @@ def test_duration_as_venices_strings_is_the_same_ask_as_the_number(
         assert refused.status_code == 400, (bad, refused.text)
         assert "duration" in refused.text
     assert jobs.ledger_sums(account) == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "fields", "media_type", "quote"),
+    [
+        ("video", "local-procedural-video", ("model", "queue_id"), "video/mp4", "0.004000000"),
+        ("audio", "local-procedural-music", ("model", "queue_id", "status"), "audio/mpeg", "0.001000000"),
+    ],
+)
+def test_venice_queue_and_retrieve_answer_only_the_documented_shapes(
+    jobs: Jobs,
+    funded: Callable[..., tuple[str, str]],
+    kind: str,
+    model: str,
+    fields: tuple[str, ...],
+    media_type: str,
+    quote: str,
+) -> None:
+    """Under /api/v1 (Venice's document): the queue answer has only its fields (the quote is a header);
+    retrieve answers PROCESSING JSON until the job is done, then the media itself."""
+    account, key = funded("1.00")
+    ask = {"model": model, "prompt": "a lighthouse", "duration": "2s", "resolution": "480p"}
+    queued = jobs.call(key, "POST", f"/api/v1/{kind}/queue", ask)
+    assert queued.status_code == 200, queued.text
+    assert tuple(queued.json()) == fields and queued.headers["x-tollway-quote-usd"] == quote
+    queue_id = queued.json()["queue_id"]
+    deadline = time.monotonic() + 90
+    while (
+        (answer := jobs.call(key, "POST", f"/api/v1/{kind}/retrieve", {"queue_id": queue_id}))
+        .headers["content-type"]
+        .startswith("application/json")
+    ):
+        body = answer.json()
+        assert set(body) == {"status", "average_execution_time", "execution_duration"}, body
+        assert body["status"] == "PROCESSING" and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert answer.status_code == 200 and answer.headers["content-type"] == media_type
+    assert len(answer.content) > 1000
+    assert jobs.ledger_sums(account)[:2] == (NANO - int(Decimal(quote) * NANO), 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import wave
 from dataclasses import dataclass, field
 from functools import cache
@@ -53,13 +54,22 @@ MODELS = {
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML without implicit timestamps: the document's date examples are strings on the wire."""
+    """YAML 1.2's core schema, as OpenAPI tools read the document: no implicit timestamps (its date
+    examples are strings on the wire), and only true/false are booleans (`on`/`off` are the strings of
+    `enable_web_search`'s enum, not YAML 1.1's booleans)."""
 
 
 _Loader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    key: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @cache

@@ -151,6 +151,10 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
 # -- rendering -------------------------------------------------------------------------------------
 
 
+# The fields Venice's document allows in a queue answer, per kind (additionalProperties: false).
+VENICE_QUEUED = {"video": ("model", "queue_id"), "audio": ("model", "queue_id", "status")}
+
+
 def _base(request: Request) -> str:
     return "/api/v1/" if request.url.path.startswith("/api/v1/") else "/v1/"
 
@@ -202,9 +206,11 @@ async def _queue(request: Request, who: Caller, new: NewJob) -> Response:
         "status": STATUS[job.status],
         "eta_seconds": job.eta_seconds,
     }
-    headers = {"x-tollway-model-id": job.model}
+    headers = {"x-tollway-model-id": job.model, "x-tollway-quote-usd": nano_to_usd(job.quote_nano)}
     if available is not None:  # only what this key may see (core/admission.py, shown_balance)
         headers["x-balance-usd"] = nano_to_usd(available - job.quote_nano)
+    if request.url.path.startswith("/api/"):  # Venice's document closes the shape: the quote is a header
+        body = {key: body[key] for key in VENICE_QUEUED.get(job.kind, ("model", "queue_id"))}
     return JSON(body, headers=headers)
 
 
@@ -219,7 +225,24 @@ async def _retrieve(request: Request, who: Caller, kind: str) -> Response:
         model is not None and model != job.model and _resolved(request, model) != job.model
     ):
         raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
+    if request.url.path.startswith("/api/") and job.status in ("queued", "processing", "completed"):
+        return await _venice_retrieved(request, who, job)
     return JSON(job_view(request, job))
+
+
+async def _venice_retrieved(request: Request, who: Caller, job: JobRow) -> Response:
+    """Venice's retrieve: the media itself once finished; until then its documented progress JSON
+    (`average_execution_time` is this job's estimate, in ms, as Venice's is an average of its kind)."""
+    if job.status == "completed":
+        return await download(request, who, job.id, job.kind)
+    elapsed = int((_now() - job.created_at).total_seconds() * 1000)
+    return JSON(
+        {
+            "status": "PROCESSING",
+            "average_execution_time": (job.eta_seconds or 0) * 1000,
+            "execution_duration": elapsed,
+        }
+    )
 
 
 def _resolved(request: Request, name: object) -> str | None:
