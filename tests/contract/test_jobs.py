@@ -516,6 +516,8 @@ def test_duration_as_venices_strings_is_the_same_ask_as_the_number(
     for duration in ("2s", " 2s"):
         as_text = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": duration})
         assert as_text.status_code == 200 and as_text.json() == as_number.json(), as_text.text
+    keyless = httpx2.post(f"{jobs.url}{base}/video/quote", json={**ask, "duration": "2s"})
+    assert keyless.status_code == 200 and keyless.json() == as_number.json()  # prices are public
     default = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": 5})
     assert jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": "auto"}).json() == default.json()
     before = jobs.ledger_sums(account)

@@ -52,7 +52,6 @@ XFAIL = {
     "POST /api_keys/generate_web3_key": "off unless TOLLWAY_WEB3_KEYS=true: a 404 the document has no status for",
     "POST /embeddings": "encoding_format=base64 answers a base64 string (as OpenAI's SDKs expect); the document "
     "types every embedding as an array of numbers",
-    "POST /video/quote": "a keyless quote is a 401, which the document does not list for this operation",
     "GET /billing/usage": "retired in Venice's document (410, use usage-history); served until usage-history is",
 }
 

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
 from tollway import media_formats
-from tollway.api.auth import inference_caller
+from tollway.api.auth import inference_caller, optional_caller
 from tollway.api.http import JSON
 from tollway.api.idempotent import idempotent
 from tollway.api.media import schemas
@@ -284,7 +284,8 @@ async def download(request: Request, who: Caller, job_id: str, kind: str | None)
     summary="Price a video before queueing it",
     **documented(body=schemas.VideoRequest, errors=(*KEYED, 410, 415), media=BOTH),
 )
-async def video_quote(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+async def video_quote(request: Request, who: Caller | None = Depends(optional_caller)) -> Response:
+    """Prices are public (GET models shows them without a key), and Venice's document lists no 401 here."""
     fields = await read_fields(request)
     model = video_model(request, fields.get("model"))
     ask = video_ask(fields, model)
