@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from tests.contract.refusals import assert_error, untouched
-from tests.contract.servers import Tollway
+from tests.contract.servers import Protocols, Tollway
 from tests.contract.venice_spec import schema_errors
 
 pytestmark = pytest.mark.slow
@@ -106,3 +106,14 @@ def test_the_anthropic_and_seed_001_routes_under_api_v1_keep_their_envelopes(tol
     assert anthropic.status_code == 401 and anthropic.json()["type"] == "error"
     seed = call(tollway, "GET", "/api/v1/account/credits", "tw_nope")
     assert seed.status_code == 401 and seed.json()["success"] is False
+
+
+def test_logprobs_from_an_engine_without_them_is_a_clear_400_that_charges_nothing(
+    protocols: Protocols,
+) -> None:
+    account_id, key = protocols.funded("1.00")
+    body = {**CHAT, "model": "four-anthropic", "logprobs": True, "top_logprobs": 1}
+    with untouched(protocols, account_id, lambda: protocols.calls_on("anthropic")):
+        refused = call(protocols, "POST", "/api/v1/chat/completions", key, body)
+    answer = assert_venice(refused, 400, "UNSUPPORTED_CAPABILITY")
+    assert "log probabilities" in answer["error"] and answer["details"]["logprobs"]["_errors"]

@@ -27,6 +27,9 @@ class Capabilities:
     queue_media: bool = False
     # Renders a whole async job itself (providers/media.py JobProvider.run_job).
     runs_jobs: bool = False
+    # Returns chat `logprobs` when asked (OpenAI-compatible upstreams, llama.cpp); Anthropic's API has
+    # none, and the Gemini dialect does not translate them.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +41,15 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "openai": Kind(
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
-        Capabilities(structured_output=True, queue_media=True),
+        Capabilities(structured_output=True, queue_media=True, logprobs=True),
     ),
     "anthropic": Kind(lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities()),
     "gemini": Kind(
         lambda c, timeout: GeminiProvider(c, timeout=timeout), Capabilities(structured_output=True)
     ),
     "local": Kind(
-        lambda c, _timeout: LocalProvider(c.id), Capabilities(structured_output=True, runs_jobs=True)
+        lambda c, _timeout: LocalProvider(c.id),
+        Capabilities(structured_output=True, runs_jobs=True, logprobs=True),
     ),
 }
 
