@@ -565,3 +565,29 @@ def test_venice_queue_and_retrieve_answer_only_the_documented_shapes(
     assert answer.status_code == 200 and answer.headers["content-type"] == media_type
     assert len(answer.content) > 1000
     assert jobs.ledger_sums(account)[:2] == (NANO - int(Decimal(quote) * NANO), 0)
+
+
+@pytest.mark.parametrize("base", ["/v1", "/api/v1"])
+def test_audio_quote_prices_seconds_without_a_key_and_refuses_what_it_cannot_price(
+    jobs: Jobs, funded: Callable[..., tuple[str, str]], base: str
+) -> None:
+    url = f"{jobs.url}{base}/audio/quote"
+    music = "local-procedural-music"  # 0.0005 USD a second
+    for asked in (60, "60"):
+        quoted = httpx2.post(url, json={"model": music, "duration_seconds": asked})
+        assert quoted.status_code == 200, quoted.text
+        assert quoted.json() == {"model": music, "quote": 0.03, "quote_usd": "0.030000000"}
+    assert httpx2.post(url, json={"model": music}).json()["quote_usd"] == "0.005000000"  # 10 s by default
+    account, key = funded("1.00")
+    before = jobs.ledger_sums(account)
+    for body, param in (
+        ({"model": music, "duration_seconds": 0}, "duration_seconds"),
+        ({"model": music, "duration_seconds": "ten"}, "duration_seconds"),
+        ({"model": music, "surprise": 1}, "surprise"),
+        ({"duration_seconds": 5}, "model"),
+        ({"model": "local-procedural-video"}, "model"),
+    ):
+        refused = jobs.call(key, "POST", f"{base}/audio/quote", body)
+        assert refused.status_code == 400, (body, refused.text)
+        assert param in refused.text
+    assert jobs.ledger_sums(account) == before

@@ -34,7 +34,6 @@ NOT_SERVED = {
     "POST /video/transcriptions": "not built",
     "POST /augment/text-parser": "not built",
     "POST /audio/complete": "not built",
-    "POST /audio/quote": "not built",
     "GET /billing/usage-analytics": "not built",
     "GET /billing/usage-history": "not built",
     "GET /crypto/rpc/networks": "not built",

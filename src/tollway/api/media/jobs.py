@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from tollway import media_formats
 from tollway.api.auth import inference_caller, optional_caller
-from tollway.api.http import JSON
+from tollway.api.http import JSON, read_json
 from tollway.api.idempotent import idempotent
 from tollway.api.media import schemas
 from tollway.api.media.input import (
@@ -32,6 +32,7 @@ from tollway.api.media.input import (
 )
 from tollway.api.spec import BINARY, BY_ID, FORM, KEYED, PAID, documented
 from tollway.api.spec import JSON as JSON_BODY
+from tollway.base.validation import validate
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.jobs import build
@@ -335,6 +336,37 @@ async def audio_queue(request: Request, who: Caller = Depends(inference_caller))
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
     model = media_of(request).resolve(fields["model"], ("music", "tts"))
     return await _queue(request, who, audio_job(request, fields, model))
+
+
+@router.post(
+    "/audio/quote",
+    summary="Price an audio job before queueing it (Venice's shape)",
+    **documented(body=schemas.AudioQuoteRequest, errors=(400, 401, 404, 410, 415)),
+)
+async def audio_quote(request: Request, who: Caller | None = Depends(optional_caller)) -> Response:
+    """Prices are public, as video/quote's: a key is not needed."""
+    body = validate(schemas.AudioQuoteRequest, await read_json(request))
+    model = media_of(request).resolve(body.model, ("music", "tts"))
+    if model.type == "tts":
+        if body.character_count is None:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                "A speech model is priced per character: send `character_count`.",
+                param="character_count",
+            )
+        if body.character_count > MAX_SPEECH_CHARS:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                f"`character_count` must be at most {MAX_SPEECH_CHARS}.",
+                param="character_count",
+            )
+        quote = prices.speech_quote(model, body.character_count)
+    else:
+        asked = body.duration_seconds
+        asked = int(asked) if isinstance(asked, str) and asked.isdigit() else asked  # the document's "60"
+        length = seconds({"duration_seconds": asked}, "duration_seconds", 10, high=MAX_AUDIO_SECONDS)
+        quote = prices.seconds_quote(model, length)
+    return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
 
 
 @router.post("/audio/retrieve", summary="An audio job's status, and its download path when done", **RETRIEVE)
