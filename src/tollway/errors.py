@@ -19,6 +19,13 @@ class ErrorCode(Enum):
         "invalid_request_error",
         "Unknown model. GET /v1/models lists the models you can use.",
     )
+    RESPONSE_STORAGE_OFF = (
+        400,
+        "invalid_request_error",
+        "Response storage is off on this deployment: responses are not kept, so `store: true`, "
+        "`previous_response_id` and GET/DELETE /v1/responses/{id} are not served. Send the whole "
+        "conversation in `input` (function_call items included).",
+    )
     UNSUPPORTED_CAPABILITY = (400, "invalid_request_error", "This model does not support that parameter.")
     AUTHENTICATION_FAILED = (
         401,

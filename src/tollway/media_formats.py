@@ -149,3 +149,26 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     else:
         height = short * h_ratio / w_ratio
     return int(round(width / 2) * 2), int(round(height / 2) * 2)
+
+
+def mask_alpha(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An OpenAI edit mask's alpha channel: 400 naming `mask` unless it is `size` and has alpha."""
+    if mask.size != size:
+        raise TollwayError(
+            ErrorCode.VALIDATION,
+            f"`mask` is {mask.width}x{mask.height}; it must be the image's size, {size[0]}x{size[1]}.",
+            param="mask",
+        )
+    if "A" not in mask.getbands():
+        raise TollwayError(
+            ErrorCode.VALIDATION,
+            "`mask` needs an alpha channel: its transparent pixels mark where the image is edited.",
+            param="mask",
+        )
+    return mask.getchannel("A")
+
+
+def masked(original: Image.Image, edited: bytes, alpha: Image.Image, fmt: str) -> bytes:
+    """The edit kept only where the mask is transparent (OpenAI's meaning); the original elsewhere."""
+    result = Image.open(io.BytesIO(edited)).convert("RGBA").resize(original.size)
+    return encode(Image.composite(original.convert("RGBA"), result, alpha), fmt)

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     # in 30 s block it for 30 s. Off only where every answer must reach the client, e.g. the OpenAPI
     # gate (tests/contract/test_openapi.py), which sends thousands of bad requests with one key.
     failed_request_limit: bool = True
+    # Its numbers: more than `max` failures in `window` seconds block the key for `block` seconds. A key's
+    # own `rate_limits.failed_requests` replaces `max` for it (0: off for that key).
+    failed_request_max: int = Field(default=20, ge=1, le=100_000)
+    failed_request_window_seconds: int = Field(default=30, ge=1, le=86_400)
+    failed_request_block_seconds: int = Field(default=30, ge=1, le=86_400)
     # Venice web3 key creation (api_keys/generate_web3_key): off unless the operator enables it.
     web3_keys: bool = False
     # Web search for chat (venice_parameters.enable_web_search): a SearXNG-compatible JSON endpoint.
@@ -115,6 +120,9 @@ class Settings(BaseSettings):
     credit_usd: Decimal = Field(default=Decimal("0.01"), gt=0)
     # Generated media (core/media/store.py): kept this long, in at most this many bytes.
     media_ttl_seconds: int = 3600
+    # Responses API storage (core/inference/stored_responses.py): 0 = off, every response stateless and
+    # `store`/`previous_response_id` a 400; > 0 = responses are kept (encrypted) this many seconds.
+    response_store_ttl_seconds: int = Field(default=0, ge=0)
     media_max_bytes: int = 1024 * 1024 * 1024
 
     @property

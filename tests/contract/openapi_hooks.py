@@ -28,6 +28,8 @@ OPERATOR_ROUTES = ("/v1/admin/", "/metrics")
 MODELS = {
     "/v1/chat/completions": "fake-chat",
     "/v1/messages": "fake-chat",
+    "/v1/responses": "fake-chat",
+    "/v1/responses/input_tokens": "fake-chat",
     "/v1/account/calculate-cost": "fake-chat",
     "/v1/embeddings": "fake-embed",
     "/v1/images/generations": "local-procedural",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Callable
+from decimal import Decimal
 
 import httpx2
 import openai
@@ -61,7 +62,10 @@ def test_transcription_round_trip_recognises_the_words(tollway: Tollway, speech:
     key = str(speech["key"])
     client = tollway.client(key)
     before = tollway.ledger_sums(str(speech["account"]))[0]
-    result = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", speech["wav"]))  # type: ignore[arg-type]
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=("speech.wav", speech["wav"])
+    )  # type: ignore[arg-type]
+    result = raw.parse()
     words = result.text.lower()
     assert "gateway" in words and "balance" in words, result.text
     after = tollway.ledger_sums(str(speech["account"]))[0]
@@ -69,6 +73,9 @@ def test_transcription_round_trip_recognises_the_words(tollway: Tollway, speech:
         seconds = parsed.getnframes() / parsed.getframerate()
     charged = before - after
     assert abs(charged - PER_SECOND * seconds) <= PER_SECOND  # billed by the second (ms precision)
+    # The answer says what it cost: the ledger's charge, in the body and the header.
+    assert Decimal(str(raw.http_response.json()["usage"]["cost"])) * 1_000_000_000 == charged
+    assert Decimal(raw.headers["x-tollway-cost-usd"]) * 1_000_000_000 == charged
 
     verbose = client.audio.transcriptions.create(
         model="local-whisper-tiny-en",

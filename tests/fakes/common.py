@@ -104,7 +104,7 @@ class ScriptedState(FakeState):
 
     async def take(self, kind: str, record: JSON) -> JSON:
         """Count and record one authenticated request, and pop its behavior (sleeping if it says so)."""
-        self.calls[kind] += 1
+        self.calls[kind] = self.calls.get(kind, 0) + 1
         self.requests.append(record)
         behavior = self.next_behavior()
         if behavior["type"] == "delay_first_byte":

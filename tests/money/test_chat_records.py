@@ -125,6 +125,7 @@ DOCUMENTED = {
     "x-tollway-provider",
     "x-tollway-attempts",
     "x-tollway-output-cap",
+    "x-tollway-cost-usd",
 }
 HTTP = {"date", "server", "content-type", "content-length", "transfer-encoding", "cache-control"}
 SSE = {"x-accel-buffering"}  # dialects/sse.py: tells a buffering proxy to pass the stream through

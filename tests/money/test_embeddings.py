@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -33,7 +34,8 @@ def test_the_answer_names_the_catalog_model_and_the_usage_it_was_charged_for(fre
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == "m-embed"
-    assert body["usage"] == {"prompt_tokens": 5, "total_tokens": 5}  # the fake counts words
+    usage = {k: v for k, v in body["usage"].items() if k != "cost"}
+    assert usage == {"prompt_tokens": 5, "total_tokens": 5}  # the fake counts words
     assert [item["index"] for item in body["data"]] == [0, 1]
     assert all(isinstance(x, float) for x in body["data"][0]["embedding"])
     assert (answer.headers["x-tollway-provider"], answer.headers["x-tollway-attempts"]) == ("fake", "1")
@@ -50,6 +52,9 @@ def test_the_answer_names_the_catalog_model_and_the_usage_it_was_charged_for(fre
         "outcome": "completed",
     }
     assert (row["status_code"], row["cost_nano"]) == (200, fresh.charged(account))
+    # The answer's cost is the ledger's charge, as a JSON number that is its exact decimal.
+    assert Decimal(str(body["usage"]["cost"])) * 1_000_000_000 == row["cost_nano"] > 0
+    assert Decimal(answer.headers["x-tollway-cost-usd"]) * 1_000_000_000 == row["cost_nano"]
 
 
 def test_base64_vectors_are_the_float_vectors_packed_little_endian(fresh: Money) -> None:

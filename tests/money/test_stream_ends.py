@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,9 @@ def test_a_completed_stream_ends_with_the_usage_it_was_charged_then_done(fresh: 
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
-        usage = {**no_details, **reported}
+        # The cost is what the ledger charged, settled before this frame left.
+        usage = {**no_details, **reported, "cost": float(Decimal(row["cost_nano"]).scaleb(-9))}
+        assert row["cost_nano"] > 0
         assert got.frames[-2] == {
             "id": stream_id,
             "object": "chat.completion.chunk",

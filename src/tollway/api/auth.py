@@ -9,6 +9,7 @@ from tollway.core.caller import Caller
 from tollway.errors import ErrorCode, TollwayError
 from tollway.telemetry import logs
 
+FAILED_LIMIT_STATE = "failed_request_limit"  # request state: the key's own failed-request limit
 # Where a key may come in the query string: Gemini's protocol puts it there (`?key=`). Anywhere
 # else it would only end up in access logs, proxies and browser histories.
 QUERY_KEY_PATHS = ("/v1beta/", "/api/v1beta/")
@@ -38,6 +39,9 @@ def raw_key(request: Request) -> str | None:
 async def caller(request: Request) -> Caller:
     who: Caller = await request.app.state.services.keys.authenticate(raw_key(request))
     logs.note(account_id=who.account_id, key_id=who.key_id)  # ids only: the access log
+    if who.rate_limits and "failed_requests" in who.rate_limits:
+        # The key's own failed-request limit, for api/middleware.py FailedRequests to count with.
+        request.scope.setdefault("state", {})[FAILED_LIMIT_STATE] = who.rate_limits["failed_requests"]
     return who
 
 

@@ -4,6 +4,7 @@ The middleware that sets the request id is api/middleware.py."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -42,15 +43,26 @@ TASK_ROUTES = ("/images/generate", "/images/status", "/videos/generate", "/video
 ACCOUNT_ROUTES = ("/account/credits", "/account/calculate-cost")
 
 
-def error_response(err: TollwayError, rid: str, path: str = "") -> JSON:
-    """`err` in the envelope of the surface `path` belongs to, so that an error raised before the route
-    runs (the body limit, the failed-request limit, an unknown method, a crash) reads as the route's."""
+# Anthropic's own routes; and any /v1 route called by the anthropic SDK, which always sends
+# `anthropic-version` (GET /v1/models answers it in Anthropic's shape, an unserved route in its envelope).
+ANTHROPIC_ROUTES = ("/messages", "/complete")
+ANTHROPIC_HEADER = "anthropic-version"
+
+
+def speaks_anthropic(headers: Mapping[str, str]) -> bool:
+    return ANTHROPIC_HEADER in headers
+
+
+def error_response(err: TollwayError, rid: str, path: str = "", *, anthropic: bool = False) -> JSON:
+    """`err` in the envelope of the surface `path` belongs to (Anthropic's for a caller that speaks it,
+    `anthropic`), so that an error raised before the route runs (the body limit, the failed-request
+    limit, an unknown route or method, a crash) reads as the caller's."""
     body: Any
     status = err.status
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
-        body = gemini_error(status, err.message)
-    elif route == "/messages":
+        body = gemini_error(status, err.message, err.param)
+    elif route in ANTHROPIC_ROUTES or route.startswith("/messages/") or anthropic:
         body = anthropic_error(err, rid)
     elif route in TASK_ROUTES:
         body, status = task_api.task_error(err)
@@ -78,7 +90,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def install_error_handlers(app: FastAPI) -> None:
     async def on_tollway(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TollwayError)
-        return error_response(exc, request_id(request), request.url.path)
+        return _answer(request, exc)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -87,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
         err = TollwayError(
             ErrorCode.VALIDATION, f"Invalid `{param}`: {first.get('msg', 'invalid')}.", param=param
         )
-        return error_response(err, request_id(request), request.url.path)
+        return _answer(request, err)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -98,15 +110,29 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"{request.method} is not allowed here; use {', '.join(allowed)}.",
                 headers={"allow": ", ".join(allowed)},
             )
-            return error_response(err, request_id(request), request.url.path)
-        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION
-        return error_response(TollwayError(code), request_id(request), request.url.path)
+            return _answer(request, err)
+        if exc.status_code == 404:  # no route: say so in the caller's envelope, never a bare 404
+            return _answer(request, not_offered(request.method, request.url.path))
+        return _answer(request, TollwayError(ErrorCode.VALIDATION))
 
     # An unexpected error is answered by api/middleware.py's RequestContext, not by a handler here:
     # Starlette re-raises after its 500 handler, and uvicorn would then drop the connection.
     app.add_exception_handler(TollwayError, on_tollway)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+
+
+def _answer(request: Request, err: TollwayError) -> JSON:
+    return error_response(
+        err, request_id(request), request.url.path, anthropic=speaks_anthropic(request.headers)
+    )
+
+
+def not_offered(method: str, path: str) -> TollwayError:
+    return TollwayError(
+        ErrorCode.NOT_FOUND,
+        f"This deployment does not offer {method} {path[:200]}. GET /openapi.json lists the routes it serves.",
+    )
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:

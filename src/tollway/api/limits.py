@@ -27,10 +27,20 @@ DEFAULT_BODY_BYTES = 1 * MIB  # any route not named below: admin, keys, billing,
 UPLOAD_BODY_BYTES = 26 * MIB  # audio/transcriptions: a 25 MiB file (OpenAI's limit) and the other fields
 IMAGE_BODY_BYTES = 15 * MIB  # one 10 MiB input image, base64 in JSON (×4/3) or a multipart file
 # Routes by their path after /v1 or /api/v1; the inference routes' limit is TOLLWAY_MAX_BODY_BYTES.
-INFERENCE_ROUTES = ("/chat/completions", "/embeddings", "/messages")
-UPLOAD_ROUTES = ("/audio/transcriptions",)
+INFERENCE_ROUTES = (
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/moderations",
+    "/messages",
+    "/responses",
+    "/responses/input_tokens",
+)
+UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations")
 IMAGE_ROUTES = (
     "/image/edit",
+    "/images/edits",
+    "/images/variations",
     "/image/upscale",
     "/image/background-remove",
     "/video/queue",
@@ -40,7 +50,7 @@ _PREFIXES = ("/api/v1beta/", "/v1beta/")  # Gemini's generateContent: an inferen
 
 
 def is_inference(path: str) -> bool:
-    """Chat, embeddings, messages, and Gemini's model calls."""
+    """Chat, embeddings, messages, responses, and Gemini's model calls."""
     return path.startswith(_PREFIXES) or path.removeprefix("/api").removeprefix("/v1") in INFERENCE_ROUTES
 
 

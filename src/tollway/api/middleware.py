@@ -14,15 +14,16 @@ import time
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollway import __version__
-from tollway.api.auth import presented_key
-from tollway.api.http import error_response
+from tollway.api.auth import FAILED_LIMIT_STATE, presented_key
+from tollway.api.http import error_response, speaks_anthropic
 from tollway.api.limits import admits_first, body_limit, check_url, too_large
 from tollway.base.ids import new_request_id
 from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, blocked_error
-from tollway.core.limits.limiter import FAILED_WINDOW_SECONDS, Limiter
+from tollway.core.limits.limiter import FailedPolicy, Limiter
 from tollway.errors import ErrorCode, TollwayError
 
 # The API revision on every response (Venice's x-venice-version; README "Response headers").
@@ -82,7 +83,7 @@ class RequestContext:
                 # connection stays open.
                 return
             err = exc if isinstance(exc, TollwayError) else TollwayError(ErrorCode.INTERNAL)
-            await error_response(err, rid, scope.get("path", ""))(scope, receive, send_with_id)
+            await _error(err, rid, scope)(scope, receive, send_with_id)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         check_url(scope.get("path", ""), scope.get("query_string", b""))
@@ -132,9 +133,10 @@ class FailedRequests:
         self.app = app
         self._suspects: dict[str, float] = {}  # subject → until when (monotonic), oldest first
 
-    def _suspect(self, subject: str) -> None:
+    def _suspect(self, subject: str, limiter: Limiter | None = None) -> None:
+        policy = limiter.failed_policy if limiter is not None else FailedPolicy()
         self._suspects.pop(subject, None)
-        self._suspects[subject] = time.monotonic() + FAILED_WINDOW_SECONDS
+        self._suspects[subject] = time.monotonic() + max(policy.window_seconds, policy.block_seconds)
         if len(self._suspects) > SUSPECTS_MAX:
             del self._suspects[next(iter(self._suspects))]
 
@@ -159,8 +161,8 @@ class FailedRequests:
             return
         blocked = await limiter.blocked_for(subject)
         if blocked > 0:
-            self._suspect(subject)
-            await _refuse(scope, receive, send, blocked)
+            self._suspect(subject, limiter)
+            await _refuse(scope, receive, send, blocked, limiter)
             return
         status = 0
 
@@ -171,9 +173,10 @@ class FailedRequests:
             await send(message)
 
         await self.app(scope, receive, watch)  # an error raised here is a 500 further out: not counted
-        if _counted(status):
-            self._suspect(subject)
-            await limiter.record_failure(subject)
+        key_limit = _key_limit(scope)
+        if _counted(status) and key_limit != 0:
+            self._suspect(subject, limiter)
+            await limiter.record_failure(subject, key_limit)
 
     async def _deferred(self, scope: Scope, receive: Receive, send: Send, check: FailedCheck) -> None:
         """Run a model call with its check left to its admission, or to its response's first byte."""
@@ -188,11 +191,12 @@ class FailedRequests:
                 status = message["status"]
                 subject = check.take(check.limiter)
                 if subject is not None:  # not admitted: check the block and count the failure at once
-                    counted = _counted(status)
-                    blocked = await check.limiter.failed_check(subject, counted)
+                    key_limit = _key_limit(scope)
+                    counted = _counted(status) and key_limit != 0
+                    blocked = await check.limiter.failed_check(subject, counted, key_limit)
                     if blocked > 0:
                         refused = True
-                        await _refuse(scope, receive, send, blocked)
+                        await _refuse(scope, receive, send, blocked, check.limiter)
                         return
             await send(message)
 
@@ -201,16 +205,30 @@ class FailedRequests:
             await self.app(scope, receive, watch)  # an error raised here is a 500 further out
         finally:
             FAILED_CHECK.reset(token)
-        if _counted(status) or refused or check.blocked:
-            self._suspect(check.subject)
-        if _counted(status) and not counted and not refused:
-            await check.limiter.record_failure(check.subject)
+        key_limit = _key_limit(scope)
+        failed = _counted(status) and key_limit != 0
+        if failed or refused or check.blocked:
+            self._suspect(check.subject, check.limiter)
+        if failed and not counted and not refused:
+            await check.limiter.record_failure(check.subject, key_limit)
+
+
+def _key_limit(scope: Scope) -> int | None:
+    """The calling key's own failed-request limit (api/auth.py), when it has one and was read."""
+    value = scope.get("state", {}).get(FAILED_LIMIT_STATE)
+    return value if isinstance(value, int) else None
 
 
 def _counted(status: int) -> bool:
     return 400 <= status < 500 and status not in NOT_COUNTED
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, blocked_us: float) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, blocked_us: float, limiter: Limiter) -> None:
     rid = str(scope.get("state", {}).get("request_id") or "")
-    await error_response(blocked_error(blocked_us), rid, scope.get("path", ""))(scope, receive, send)
+    await _error(blocked_error(blocked_us, limiter.failed_policy), rid, scope)(scope, receive, send)
+
+
+def _error(err: TollwayError, rid: str, scope: Scope) -> Response:
+    """`err` in the envelope of the caller's dialect (api/http.py error_response)."""
+    anthropic = speaks_anthropic(Headers(scope=scope))
+    return error_response(err, rid, scope.get("path", ""), anthropic=anthropic)

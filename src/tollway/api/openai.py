@@ -1,4 +1,5 @@
-"""The OpenAI surface: chat completions, embeddings, models. Also served under /api/v1."""
+"""The OpenAI surface: chat completions, embeddings, legacy completions and moderations
+(core/inference/legacy.py), models. Also served under /api/v1."""
 
 from __future__ import annotations
 
@@ -8,15 +9,22 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from tollway.api import anthropic
 from tollway.api.auth import inference_caller, optional_caller
-from tollway.api.http import JSON, read_json, request_id
+from tollway.api.http import JSON, read_json, request_id, speaks_anthropic
 from tollway.api.idempotent import once
 from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import LISTED_TYPES, CatalogModel
 from tollway.core.catalog.view import model_object
+from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Result
-from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest
+from tollway.core.inference.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    ModerationRequest,
+)
 from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 
@@ -34,7 +42,7 @@ def _render(result: Result) -> Response:
     return JSON(result.body, headers=result.headers)
 
 
-async def _rendered(result: Awaitable[Result]) -> Response:
+async def rendered(result: Awaitable[Result]) -> Response:
     return _render(await result)
 
 
@@ -42,28 +50,63 @@ async def _rendered(result: Awaitable[Result]) -> Response:
     "/chat/completions",
     summary="Chat completion (buffered, or SSE with stream=true)",
     tags=["inference"],
-    **documented(body=ChatRequest, errors=PAID, ok=CHAT_ANSWER),
+    **documented(body=ChatRequest, errors=PAID, ok=CHAT_ANSWER, charged=True),
 )
 async def chat_completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
     call = Call(request_id(request), who, "chat")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "chat", lambda: _rendered(pipeline.chat(call, body)))
+    return await once(request, who, "chat", lambda: rendered(pipeline.chat(call, body)))
 
 
 @router.post(
-    "/embeddings", summary="Embeddings", tags=["inference"], **documented(body=EmbeddingsRequest, errors=PAID)
+    "/embeddings",
+    summary="Embeddings",
+    tags=["inference"],
+    **documented(body=EmbeddingsRequest, errors=PAID, charged=True),
 )
 async def embeddings(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = await read_json(request)
     call = Call(request_id(request), who, "embeddings")
     pipeline = request.app.state.services.pipeline
-    return await once(request, who, "embeddings", lambda: _rendered(pipeline.embeddings(call, body)))
+    return await once(request, who, "embeddings", lambda: rendered(pipeline.embeddings(call, body)))
+
+
+@router.post(
+    "/completions",
+    summary="Legacy completion of a raw prompt (buffered, or SSE with stream=true)",
+    description="Served by models whose engine continues a raw prompt: the embedded models, and "
+    "OpenAI-compatible upstreams whose catalog entry lists the `completions` capability. A chat-only "
+    "model answers 400 `UNSUPPORTED_CAPABILITY`.",
+    tags=["inference"],
+    **documented(body=CompletionRequest, errors=PAID, ok=CHAT_ANSWER),
+)
+async def completions(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "completions")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "completions", lambda: rendered(legacy.complete(pipeline, call, body)))
+
+
+@router.post(
+    "/moderations",
+    summary="Moderation scores from an upstream moderation model",
+    description="404 when the deployment configures no model of type `moderation`: scores are never made up.",
+    tags=["inference"],
+    **documented(body=ModerationRequest, errors=PAID),
+)
+async def moderations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+    body = await read_json(request)
+    call = Call(request_id(request), who, "moderations")
+    pipeline = request.app.state.services.pipeline
+    return await once(request, who, "moderations", lambda: rendered(legacy.moderate(pipeline, call, body)))
 
 
 @router.get(
     "/models",
     summary="The model catalog (OpenAI list shape, Venice `type` filter)",
+    description="With an `anthropic-version` header (the anthropic SDK's), Anthropic's shape instead: "
+    "the chat models, paged by `before_id` / `after_id` / `limit`, with `has_more`, `first_id`, `last_id`.",
     tags=["models"],
     **documented(errors=KEYED),
 )
@@ -75,6 +118,8 @@ async def list_models(
     ),
     who: Caller | None = Depends(optional_caller),
 ) -> Response:
+    if speaks_anthropic(request.headers):
+        return anthropic.anthropic_list(request)
     if type not in LISTED_TYPES:
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
     catalog = request.app.state.services.catalog
@@ -86,6 +131,8 @@ async def list_models(
 async def get_model(
     request: Request, model_id: str, who: Caller | None = Depends(optional_caller)
 ) -> Response:
+    if speaks_anthropic(request.headers):
+        return anthropic.anthropic_get(request, model_id)
     return JSON(_model(request, request.app.state.services.catalog.resolve(model_id)))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from tollway.core.money.prices import COST_HEADER
 from tollway.dialects.openai import OpenAIError
 
 # Every route can answer these: an oversized body, the failed-request limit, an unexpected error.
@@ -24,6 +25,7 @@ KEYED = (400, 401, 403)  # a bad parameter; no key or a bad one; a key of the wr
 # content type, the content policy, and the upstream.
 PAID = (*KEYED, 402, 404, 409, 410, 415, 422, 502, 503, 504)
 BY_ID = (*KEYED, 404)  # a route that names something by id
+COUNTING = (*KEYED, 404, 410, 415)  # free token counting: a model that must exist and be callable
 WRITES = (*BY_ID, 415)  # a route with a JSON body: the operator's and an account admin's
 MEANING = {
     400: "The request is malformed: `param` names the field at fault.",
@@ -57,6 +59,11 @@ SSE: dict[str, Any] = {
 }
 # Request body models by schema name, published under components/schemas (runtime/app.py).
 BODIES: dict[str, type[BaseModel]] = {}
+COST_HEADER_DOC = {
+    "description": "What the ledger charged for this call, USD with 9 decimals; the same figure as the body's "
+    "`usage.cost` (a JSON number). Absent on streams: their final chunk carries `usage.cost`.",
+    "schema": {"type": "string", "pattern": "^[0-9]+\\.[0-9]{9}$"},
+}
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -80,16 +87,20 @@ def documented(
     files: Iterable[str] = (),
     ok: Mapping[str, dict[str, Any]] | None = None,
     status: int = 200,
+    charged: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator that document it whole.
 
     `body`: the request body's model, taken as each of `media` (JSON, FORM); in a form, the `files`
     fields are uploads. `ok`: a success's media types and schemas (a JSON object by default).
-    `errors`: the error statuses besides COMMON's, each in `envelope`.
+    `errors`: the error statuses besides COMMON's, each in `envelope`. `charged`: a buffered success
+    says what it cost in the `x-tollway-cost-usd` header (and `usage.cost` where the body has usage).
     """
     responses: dict[int | str, Any] = {
         status: {"description": "Success", "content": dict(ok) if ok is not None else json_only()}
     }
+    if charged:
+        responses[status]["headers"] = {COST_HEADER: COST_HEADER_DOC}
     for code in sorted({*errors, *COMMON}):
         responses[code] = {"description": MEANING[code], "model": envelope}
     extra: dict[str, Any] = {}

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # Created/updated times when the YAML gives none (catalog entries have no history of their own).
 EPOCH = "2026-01-01T00:00:00.000Z"
 
-ModelType = Literal["text", "embedding", "image", "tts", "stt", "video", "music", "upscale", "inpaint"]
+ModelType = Literal[
+    "text", "embedding", "image", "tts", "stt", "video", "music", "upscale", "inpaint", "moderation"
+]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 
 

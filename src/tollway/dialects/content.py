@@ -119,8 +119,9 @@ def inline_image_part(media_type: Any, data: Any) -> JSON:
 
 
 def collapse(content: list[JSON]) -> str | list[JSON]:
-    """Text-only OpenAI content parts as a plain string: the form every OpenAI-compatible upstream takes."""
-    if all(p["type"] == "text" for p in content):
+    """Text-only OpenAI content parts as a plain string: the form every OpenAI-compatible upstream takes.
+    Parts that carry a cache breakpoint (`cache_control`) stay parts, to keep it."""
+    if all(p["type"] == "text" and "cache_control" not in p for p in content):
         return "".join(p["text"] for p in content)
     return content
 

@@ -73,3 +73,23 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Completer(Protocol):
+    """A provider that serves legacy completions (registry capability `completions`)."""
+
+    id: str
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def complete_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """`text_completion` chunks (`choices[].text`); the last carries `usage`."""
+        ...
+
+
+class Moderator(Protocol):
+    """A provider that serves `/moderations` (registry capability `moderations`)."""
+
+    id: str
+
+    async def moderate(self, body: dict[str, Any]) -> dict[str, Any]: ...

@@ -159,3 +159,35 @@ def embeddings(provider_id: str, answer: dict[str, Any]) -> dict[str, Any]:
         item["embedding"] = _vector(provider_id, item.get("embedding"))
     _drop_bad_usage(answer)
     return answer
+
+
+def _text_choice_ok(choice: Any) -> bool:
+    return isinstance(choice, dict) and _index_ok(choice) and isinstance(choice.get("text"), str)
+
+
+def completion_answer(provider_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A buffered legacy completion: choices whose `text` is a string."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not all(_text_choice_ok(c) for c in choices):
+        raise malformed(provider_id, "a completion in an unexpected shape")
+    _drop_bad_usage(answer)
+    return answer
+
+
+def completion_chunk(provider_id: str, chunk: dict[str, Any]) -> dict[str, Any]:
+    """One streamed legacy completion chunk (`choices[].text`); never retried once a stream started."""
+    choices = chunk.get("choices")
+    if choices is not None and not (isinstance(choices, list) and all(_text_choice_ok(c) for c in choices)):
+        raise malformed(provider_id, "a completion chunk in an unexpected shape", retryable=False)
+    _drop_bad_usage(chunk)
+    return chunk
+
+
+def moderation_answer(provider_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A moderation answer: `results`, one object per input, with `flagged` a boolean."""
+    results = answer.get("results")
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("flagged"), bool) for r in results
+    ):
+        raise malformed(provider_id, "a moderation answer in an unexpected shape")
+    return answer

@@ -30,6 +30,12 @@ class Capabilities:
     # Returns chat `logprobs` when asked (OpenAI-compatible upstreams, llama.cpp); Anthropic's API has
     # none, and the Gemini dialect does not translate them.
     logprobs: bool = False
+    # Legacy `/completions` (a raw prompt, no chat template): "always" (the embedded models), "declared"
+    # (only a model that lists `completions` in its catalog capabilities: many OpenAI-compatible
+    # upstreams are chat-only), "never" (Anthropic, Gemini: chat only; never faked through chat).
+    completions: str = "never"
+    # `/moderations`: an OpenAI-compatible upstream serving a catalog model of type `moderation`.
+    moderations: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +47,19 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "openai": Kind(
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
-        Capabilities(structured_output=True, queue_media=True, logprobs=True),
+        Capabilities(
+            structured_output=True, queue_media=True, completions="declared", moderations=True, logprobs=True
+        ),
     ),
-    "anthropic": Kind(lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities()),
+    "anthropic": Kind(
+        lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities(structured_output=True)
+    ),
     "gemini": Kind(
         lambda c, timeout: GeminiProvider(c, timeout=timeout), Capabilities(structured_output=True)
     ),
     "local": Kind(
         lambda c, _timeout: LocalProvider(c.id),
-        Capabilities(structured_output=True, runs_jobs=True, logprobs=True),
+        Capabilities(structured_output=True, runs_jobs=True, completions="always", logprobs=True),
     ),
 }
 

@@ -18,10 +18,12 @@ from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
+from tollway.api import responses as responses_api
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
 from tollway.api.media import jobs as jobs_api
+from tollway.api.media import openai_media
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
@@ -134,6 +136,12 @@ def create_app(
                     )
                 )
             )
+        if services.responses is not None:
+            tasks.append(
+                asyncio.create_task(
+                    maintenance.stored_responses_forever(services.responses, settings.sweep_interval_seconds)
+                )
+            )
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
@@ -164,7 +172,9 @@ def create_app(
     app = FastAPI(
         title="Tollway",
         version=__version__,
-        description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1.",
+        description="OpenAI-compatible AI API platform. Every route is served under /v1 and /api/v1. "
+        "Every metered answer says what it cost: `usage.cost` (USD, a JSON number: the ledger's charge) in "
+        "JSON bodies and final stream chunks, and the `x-tollway-cost-usd` header on buffered answers.",
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
         # exception messages (which can quote a prompt); ours is telemetry/tracing.py, allow-listed.
@@ -186,14 +196,16 @@ def create_app(
         app.include_router(openai_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(openai_media.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(responses_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
-    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/...
+    app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)

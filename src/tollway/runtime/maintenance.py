@@ -1,6 +1,7 @@
 """Periodic work every replica runs: renew the leases of its own live calls (holds and in-flight slots),
 release expired reservations (a crashed replica's holds), refresh
-the reservation and job-queue gauges, and delete usage rows past the retention (their totals stay in usage_daily).
+the reservation and job-queue gauges, delete usage rows past the retention (their totals stay in usage_daily),
+and delete stored responses past their TTL.
 
 Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
 DELETE ... RETURNING; a retention batch deletes whatever is still there).
@@ -16,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
+from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.store import ACTIVE
 from tollway.core.limits.limiter import Limiter
 from tollway.core.money.ledger import Ledger
@@ -98,3 +100,15 @@ async def retention_forever(engine: AsyncEngine, days: int, interval: float) -> 
                 log.info("deleted %d usage rows older than %d days", deleted, days)
         except Exception:
             log.exception("usage retention failed")
+
+
+async def stored_responses_forever(store: ResponseStore, interval: float) -> None:
+    """Delete stored responses past their TTL (they are never read after it, deleted or not)."""
+    while True:
+        try:
+            deleted = await store.sweep()
+            if deleted:
+                log.info("deleted %d stored responses past their TTL", deleted)
+        except Exception:
+            log.exception("stored responses sweep failed")
+        await asyncio.sleep(interval)

@@ -19,9 +19,10 @@ from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
 from tollway.core.inference.search import SearxngSearch
+from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.service import Jobs
 from tollway.core.limits.gate import RateGate
-from tollway.core.limits.limiter import Limiter, MemoryLimiter
+from tollway.core.limits.limiter import FailedPolicy, Limiter, MemoryLimiter
 from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.core.money.ledger import Ledger
@@ -49,6 +50,9 @@ class Services:
     media_store: MediaStore  # generated media and job inputs, for the media routes and the jobs alike
     url_fetcher: UrlFetcher  # image inputs given as URLs
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
+    responses: ResponseStore | None = (
+        None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
+    )
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -98,7 +102,18 @@ def build_router(providers: dict[str, Provider], settings: Settings) -> Router:
 
 
 def build_limiter(settings: Settings) -> Limiter:
-    """Redis when configured (replicas share one limit), else this process's memory."""
+    """Redis when configured (replicas share one limit), else this process's memory; with the
+    operator's failed-request policy (TOLLWAY_FAILED_REQUEST_*)."""
+    limiter = _limiter(settings)
+    limiter.failed_policy = FailedPolicy(
+        settings.failed_request_max,
+        settings.failed_request_window_seconds,
+        settings.failed_request_block_seconds,
+    )
+    return limiter
+
+
+def _limiter(settings: Settings) -> Limiter:
     if not settings.redis_url:
         return MemoryLimiter(slot_seconds=settings.hold_lease_seconds)
     from tollway.core.limits.redis import RedisLimiter
@@ -168,6 +183,11 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         media_store_from(settings),
         UrlFetcher(max_bytes=MAX_IMAGE_BYTES),
         limiter=limiter,
+        responses=(
+            ResponseStore(engine, settings.pepper(), settings.response_store_ttl_seconds)
+            if settings.response_store_ttl_seconds > 0
+            else None
+        ),
     )
 
 

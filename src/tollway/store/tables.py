@@ -1,4 +1,5 @@
-"""The schema. Money columns are integer nano-USD (1e-9 USD); nothing here holds a prompt or an answer."""
+"""The schema. Money columns are integer nano-USD (1e-9 USD); nothing here holds a prompt or an answer in
+the clear: only `stored_responses`, off unless the operator enables it, and sealed (encrypted) there."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -229,3 +231,16 @@ jobs = Table(
 )
 Index("ix_jobs_status_next_run", jobs.c.status, jobs.c.next_run_at)
 Index("ix_jobs_account_created", jobs.c.account_id, jobs.c.created_at)
+
+# Responses API storage (migration 0006, core/inference/stored_responses.py), off unless
+# TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0. `sealed`: the input items and the Response, encrypted with a
+# key derived from TOLLWAY_SECRET; the row is deleted at `expires_at` and never read after it.
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)

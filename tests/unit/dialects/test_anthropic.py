@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tollway.dialects.anthropic import shapes
+from tollway.dialects.anthropic import inbound, shapes
 from tollway.dialects.anthropic.stream import FromOpenAI, ToOpenAI
 from tollway.errors import ErrorCode, TollwayError
 
@@ -80,7 +80,7 @@ def test_max_tokens_is_always_sent_upstream() -> None:
 
 
 def test_request_round_trip_keeps_tools_and_images() -> None:
-    back = shapes.request_to_openai(shapes.request_from_openai(OPENAI_REQUEST))
+    back = inbound.request_to_openai(shapes.request_from_openai(OPENAI_REQUEST))
     assert back["messages"][0] == {"role": "system", "content": "be brief"}
     assert back["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": IMAGE}}
     call = back["messages"][2]["tool_calls"][0]
@@ -113,7 +113,7 @@ def test_response_round_trip_with_tool_use_and_cached_usage() -> None:
         openai["usage"]["prompt_tokens"] == 40
         and openai["usage"]["prompt_tokens_details"]["cached_tokens"] == 30
     )
-    back = shapes.response_from_openai(openai, "claude")
+    back = inbound.response_from_openai(openai, "claude")
     assert back["content"] == message["content"] and back["stop_reason"] == "tool_use"
     assert back["usage"]["input_tokens"] == 10 and back["usage"]["cache_read_input_tokens"] == 30
 

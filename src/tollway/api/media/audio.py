@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from tollway.api.auth import inference_caller
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
-from tollway.api.media import schemas
+from tollway.api.media import audio_events, schemas
 from tollway.api.media.input import (
     MAX_AUDIO_BYTES,
     Fields,
@@ -24,10 +24,13 @@ from tollway.api.media.input import (
     text,
     upload_bytes,
 )
-from tollway.api.spec import BINARY, FORM, JSON_OBJECT, KEYED, PAID, documented
+from tollway.api.spec import BINARY, FORM, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.api.spec import JSON as JSON_BODY
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
+from tollway.core.media.pipeline import Charged
+from tollway.core.money.prices import cost_number
+from tollway.dialects.sse import SSE_HEADERS
 from tollway.errors import ErrorCode, TollwayError
 from tollway.media_formats import SPEECH_MAX_CHARS, check_speakable
 from tollway.providers.media import MediaProvider, SpeechJob, Transcript, TranscriptionJob
@@ -52,6 +55,7 @@ TRANSCRIPTS = {
     "text/plain": TEXT,
     "text/vtt": TEXT,
     "application/x-subrip": TEXT,
+    "text/event-stream": SSE,  # stream=true
 }
 
 
@@ -73,8 +77,12 @@ def _voices(request: Request, model_id: str) -> list[str]:
     **documented(
         body=schemas.SpeechRequest,
         errors=PAID,
+        charged=True,
         media=(JSON_BODY, FORM),
-        ok={content_type: {"schema": BINARY} for content_type in SPEECH_FORMATS.values()},
+        ok={
+            **{content_type: {"schema": BINARY} for content_type in SPEECH_FORMATS.values()},
+            "text/event-stream": SSE,
+        },
     ),
 )
 @idempotent("audio/speech")
@@ -98,6 +106,13 @@ async def audio_speech(request: Request, who: Caller = Depends(inference_caller)
         )
     job = SpeechJob(model="", input=speech_input, voice=voice, format=fmt, speed=speed)
     call = Call(request_id(request), who, "speech")
+    if choice(fields, "stream_format", ("audio", "sse"), "audio") == "sse":  # the openai SDK's events
+        chunks, headers = await media.speech_stream(call, model, job)
+        return StreamingResponse(
+            audio_events.speech_events(chunks, speech_input),
+            media_type="text/event-stream",
+            headers={**headers, **SSE_HEADERS},
+        )
     media_type = (VENICE_SPEECH_FORMATS if request.url.path.startswith("/api/") else SPEECH_FORMATS)[fmt]
     if flag(fields, "streaming", False) or flag(fields, "stream", False):
         chunks, headers = await media.speech_stream(call, model, job)
@@ -151,7 +166,12 @@ def render_subtitles(transcript: Transcript, fmt: str) -> str:
     summary="Speech to text (multipart upload)",
     tags=["audio"],
     **documented(
-        body=schemas.TranscriptionRequest, errors=PAID, media=(FORM,), files=("file",), ok=TRANSCRIPTS
+        body=schemas.TranscriptionRequest,
+        errors=PAID,
+        media=(FORM,),
+        files=("file",),
+        ok=TRANSCRIPTS,
+        charged=True,
     ),
 )
 @idempotent("audio/transcriptions")
@@ -174,6 +194,11 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
         )
     fmt = choice(fields, "response_format", TRANSCRIPT_FORMATS, "json") or "json"
     granularities = _granularities(fields, fmt)
+    stream = flag(fields, "stream", False)
+    if stream and fmt not in ("json", "text"):
+        raise TollwayError(
+            ErrorCode.VALIDATION, "`stream` needs response_format json or text.", param="stream"
+        )
     job = TranscriptionJob(
         model="",
         audio=audio,
@@ -183,7 +208,13 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
         words="word" in granularities,
     )
     transcript, charged = await media.transcribe(Call(request_id(request), who, "transcription"), model, job)
-    return _transcript_response(transcript, fmt, granularities, charged.headers)
+    if stream:
+        return StreamingResponse(
+            audio_events.transcript_events(transcript),
+            media_type="text/event-stream",
+            headers={**charged.headers, **SSE_HEADERS},
+        )
+    return _transcript_response(transcript, fmt, granularities, charged)
 
 
 def _granularities(fields: Fields, fmt: str) -> list[Any]:
@@ -207,14 +238,19 @@ def _granularities(fields: Fields, fmt: str) -> list[Any]:
 
 
 def _transcript_response(
-    transcript: Transcript, fmt: str, granularities: list[Any], headers: dict[str, str]
+    transcript: Transcript, fmt: str, granularities: list[Any], charged: Charged
 ) -> Response:
+    headers = charged.headers
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n", headers=headers)
     if fmt in ("srt", "vtt"):
         media_type = "text/vtt" if fmt == "vtt" else "application/x-subrip"
         return Response(render_subtitles(transcript, fmt), media_type=media_type, headers=headers)
-    usage = {"type": "duration", "seconds": round(transcript.duration + 0.4999)}
+    usage = {
+        "type": "duration",
+        "seconds": round(transcript.duration + 0.4999),
+        "cost": cost_number(charged.cost_nano),
+    }
     if fmt == "json":
         return JSON({"text": transcript.text, "usage": usage}, headers=headers)
     body: dict[str, Any] = {

@@ -75,7 +75,7 @@ def _size(fields: Fields) -> tuple[int, int]:
     return width, height
 
 
-def _media_url(request: Request, path: str) -> str:
+def media_url(request: Request, path: str) -> str:
     """An absolute URL under the API base the client used (/v1 or /api/v1)."""
     base = "/api/v1/" if request.url.path.startswith("/api/v1/") else "/v1/"
     return str(request.base_url).rstrip("/") + base + path
@@ -85,7 +85,7 @@ def _media_url(request: Request, path: str) -> str:
     "/images/generations",
     summary="Generate images (OpenAI shape)",
     tags=["images"],
-    **documented(body=schemas.ImagesGenerationsRequest, errors=PAID, media=BOTH),
+    **documented(body=schemas.ImagesGenerationsRequest, errors=PAID, media=BOTH, charged=True),
 )
 @idempotent("images/generations")
 async def images_generations(request: Request, who: Caller = Depends(inference_caller)) -> Response:
@@ -117,7 +117,7 @@ async def images_generations(request: Request, who: Caller = Depends(inference_c
         assert who.account_id is not None
         for image in outputs:
             entry = await asyncio.to_thread(store.put, who.account_id, image, CONTENT_TYPES[output_format])
-            data.append({"url": _media_url(request, store.signed_path(entry))})
+            data.append({"url": media_url(request, store.signed_path(entry))})
     else:
         data = [{"b64_json": base64.b64encode(image).decode()} for image in outputs]
     return JSON({"created": int(time.time()), "data": data}, headers=charged.headers)
@@ -130,6 +130,7 @@ async def images_generations(request: Request, who: Caller = Depends(inference_c
     **documented(
         body=schemas.ImageGenerateRequest,
         errors=PAID,
+        charged=True,
         media=BOTH,
         ok={JSON_BODY: {"schema": JSON_OBJECT}, **IMAGE_ANSWER},
     ),
@@ -247,7 +248,14 @@ async def _input_image(
     "/image/edit",
     summary="Edit an image from a prompt (binary response)",
     tags=["images"],
-    **documented(body=schemas.ImageEditRequest, errors=PAID, media=BOTH, files=("image",), ok=IMAGE_ANSWER),
+    **documented(
+        body=schemas.ImageEditRequest,
+        errors=PAID,
+        media=BOTH,
+        files=("image",),
+        ok=IMAGE_ANSWER,
+        charged=True,
+    ),
 )
 @idempotent("image/edit")
 async def image_edit(request: Request, who: Caller = Depends(inference_caller)) -> Response:
@@ -268,7 +276,12 @@ async def image_edit(request: Request, who: Caller = Depends(inference_caller)) 
     summary="Upscale (Lanczos) and/or enhance an image",
     tags=["images"],
     **documented(
-        body=schemas.ImageUpscaleRequest, errors=PAID, media=BOTH, files=("image",), ok=IMAGE_ANSWER
+        body=schemas.ImageUpscaleRequest,
+        errors=PAID,
+        media=BOTH,
+        files=("image",),
+        ok=IMAGE_ANSWER,
+        charged=True,
     ),
 )
 @idempotent("image/upscale")
@@ -303,6 +316,7 @@ async def image_upscale(request: Request, who: Caller = Depends(inference_caller
     **documented(
         body=schemas.BackgroundRemoveRequest,
         errors=PAID,
+        charged=True,
         media=BOTH,
         files=("image",),
         ok={"image/png": {"schema": BINARY}},

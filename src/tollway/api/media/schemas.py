@@ -100,6 +100,11 @@ class SpeechRequest(_Body):
     response_format: str = _enum(("mp3", "opus", "aac", "flac", "wav", "pcm"), "mp3")
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream: StrictBool = Field(default=False, description="true: audio sentence by sentence")
+    stream_format: str = _enum(
+        ("audio", "sse"),
+        "audio",
+        "sse: `speech.audio.delta` events (base64 audio), then `speech.audio.done`.",
+    )
 
 
 class TranscriptionRequest(_Body):
@@ -112,6 +117,10 @@ class TranscriptionRequest(_Body):
     response_format: str = _enum(("json", "text", "srt", "vtt", "verbose_json"), "json")
     timestamp_granularities: list[str] = Field(
         default=["segment"], json_schema_extra={"items": {"enum": ["word", "segment"]}}
+    )
+    stream: StrictBool = Field(
+        default=False,
+        description="true (json or text only): `transcript.text.delta` events, then `transcript.text.done`.",
     )
 
 
@@ -186,3 +195,33 @@ class TaskVideoRequest(_Body):
     generate_audio: StrictBool = False
     seed: int = Field(default=0, ge=0, le=SEED_LIMIT)
     image_url: str = Field(default="", description=IMAGE_INPUT)
+
+
+class ImagesEditsRequest(_Body):
+    """OpenAI's images/edits, multipart: `image` (or `image[]`, one image) and an optional `mask` of its size."""
+
+    model: str = Field(default="", description=MODEL + " Empty: the default edit (inpaint) model.")
+    prompt: str = Field(min_length=1, max_length=1500)
+    image: str = Field(description="The image to edit (png, jpeg or webp).")
+    mask: str = Field(default="", description="PNG with alpha, the image's size: transparent = edit here.")
+    n: int = Field(default=1, ge=1, le=1)
+    size: str = Field(default="auto", description="auto, or the input image's own WIDTHxHEIGHT")
+    response_format: str = _enum(("url", "b64_json"), "b64_json")
+    output_format: str = _enum(FORMATS, "png")
+
+
+class ImagesVariationsRequest(_Body):
+    """OpenAI's images/variations, multipart. No engine here makes variations: answered 400."""
+
+    model: str = Field(default="", description=MODEL)
+    image: str = Field(description="The image to vary.")
+    n: int = Field(default=1, ge=1, le=10)
+
+
+class TranslationRequest(_Body):
+    """OpenAI's audio/translations, multipart: audio in any language to English text."""
+
+    model: str = Field(min_length=1, description=MODEL)
+    file: str = Field(description="The audio, 25 MB at most.")
+    prompt: str = Field(default="", max_length=4000)
+    response_format: str = _enum(("json", "text", "srt", "vtt", "verbose_json"), "json")

@@ -50,6 +50,9 @@ class RateLimits(BaseModel):
     rpd: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     concurrency: int | None = Field(default=None, ge=1)
+    # The failed-request limit for this key: more than this many failed requests in the window block
+    # it (TOLLWAY_FAILED_REQUEST_*); 0 turns the limit off for this key. Unset: the operator's.
+    failed_requests: int | None = Field(default=None, ge=0, le=100_000)
 
 
 class KeySettings(BaseModel):

@@ -14,8 +14,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tollway.core.catalog.catalog import CatalogModel
+from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.money.prices import NANO_PER_USD, scale_price
+from tollway.dialects import models as shapes
+from tollway.errors import ErrorCode, TollwayError
 
 CREATED = 1_767_225_600  # 2026-01-01: catalog entries have no creation time of their own
 VENICE_OWNER = "venice.ai"  # the document's enum for `owned_by`: Venice clients validate it
@@ -104,3 +106,30 @@ def model_object(model: CatalogModel, *, private: bool = False, venice: bool = F
             "offline": False,
         },
     }
+
+
+# -- the chat models as the anthropic and google-genai SDKs list them (api/anthropic.py, api/gemini.py) --
+
+
+def _listed(model: CatalogModel) -> shapes.Listed:
+    config = model.config
+    return shapes.Listed(
+        model.id,
+        config.name or model.id,
+        CREATED,
+        config.description,
+        config.context_length,
+        config.max_output_tokens,
+    )
+
+
+def chat_models(catalog: Catalog) -> list[shapes.Listed]:
+    """The models /v1/messages and :generateContent serve."""
+    return [_listed(m) for m in catalog.models.values() if m.type == "text"]
+
+
+def chat_model(catalog: Catalog, name: str) -> shapes.Listed:
+    model = catalog.models.get(name)
+    if model is None or model.type != "text":
+        raise TollwayError(ErrorCode.NOT_FOUND, f"No chat model {name[:100]!r}: list them with GET models.")
+    return _listed(model)

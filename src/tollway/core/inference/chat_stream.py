@@ -18,7 +18,7 @@ import orjson
 
 from tollway.base import tokens
 from tollway.core.inference import chat_plan
-from tollway.core.money.prices import TokenUsage, usage_dict, usage_of
+from tollway.core.money.prices import TokenUsage, cost_number, usage_dict, usage_of
 from tollway.errors import ErrorCode
 from tollway.providers.base import UpstreamError
 
@@ -55,8 +55,13 @@ def generated_texts(message: Any) -> list[str]:
 
 
 def delta_texts(chunk: dict[str, Any]) -> list[str]:
-    """The generated text of a chunk: what an estimate counts."""
-    return [text for choice in chunk.get("choices") or () for text in generated_texts(choice.get("delta"))]
+    """The generated text of a chunk (a chat delta, or a legacy completion's `text`): what an estimate counts."""
+    texts = []
+    for choice in chunk.get("choices") or ():
+        texts.extend(generated_texts(choice.get("delta")))
+        if isinstance(choice.get("text"), str):
+            texts.append(choice["text"])
+    return texts
 
 
 class ChatStream:
@@ -72,6 +77,7 @@ class ChatStream:
         wants_usage: bool,
         drain_seconds: float,
         venice: chat_plan.ChatPlan | None = None,
+        chunk_object: str = "chat.completion.chunk",  # legacy completions: "text_completion"
     ) -> None:
         self._request_id = request_id
         self._model_id = model_id
@@ -82,6 +88,7 @@ class ChatStream:
         self._wants_usage = wants_usage
         self._drain_seconds = drain_seconds
         self._venice = venice
+        self._chunk_object = chunk_object
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         self._client_gone = False
         self._last_usage: TokenUsage | None = None
@@ -152,21 +159,24 @@ class ChatStream:
         if usage is None:
             usage, source = TokenUsage(self._prompt_estimate, tokens.count(self._produced)), "estimated"
         settling = asyncio.ensure_future(self._settle(usage, source, outcome, status))
+        charged: int | None = None
         try:
             try:
-                await asyncio.shield(settling)
+                charged = await asyncio.shield(settling)
             except asyncio.CancelledError:
                 # drain() cut the stream while it was settling: a cancelled settlement could be
                 # rolled back (the hold left to the sweeper, unpaid). Let it land, then end the stream.
                 current = asyncio.current_task()
                 if current is not None:
                     current.uncancel()
-                await settling
+                charged = await settling
         except Exception:
             log.exception("settlement failed; the reservation sweeper will release the hold")
-        await self._finish(failure, outcome, usage)
+        await self._finish(failure, outcome, usage, charged)
 
-    async def _finish(self, failure: ErrorCode | None, outcome: str, usage: TokenUsage) -> None:
+    async def _finish(
+        self, failure: ErrorCode | None, outcome: str, usage: TokenUsage, charged: int | None
+    ) -> None:
         if failure is not None:
             error = {
                 "message": _MESSAGES.get(failure, failure.default_message),
@@ -180,12 +190,14 @@ class ChatStream:
             if self._wants_usage:
                 final = {
                     "id": self._meta["id"],
-                    "object": "chat.completion.chunk",
+                    "object": self._chunk_object,
                     "created": self._meta["created"],
                     "model": self._model_id,
                     "choices": [],
                     "usage": usage_dict(usage),
                 }
+                if charged is not None:  # what the ledger recorded; unknown if settlement failed
+                    final["usage"]["cost"] = cost_number(charged)
                 await self._emit(sse(final))
             await self._emit(sse("[DONE]"))
         await self._emit(_END)

@@ -32,7 +32,16 @@ from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, valid
 from tollway.core.inference.search import SearchProvider
 from tollway.core.limits.gate import RateGate
 from tollway.core.money.ledger import Ledger
-from tollway.core.money.prices import TokenPrices, TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
+from tollway.core.money.prices import (
+    COST_HEADER,
+    TokenPrices,
+    TokenUsage,
+    cost_number,
+    nano_to_usd,
+    token_cost,
+    usage_dict,
+    usage_of,
+)
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
 from tollway.telemetry import logs, metrics
@@ -226,15 +235,15 @@ class Pipeline:
         if usage is None:
             texts = [text for c in result.get("choices") or () for text in generated_texts(c.get("message"))]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
-        await self.settle(admitted, provider.id, usage, source, "completed")
+        charged = await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
-        result["usage"] = usage_dict(usage)
+        result["usage"] = {**usage_dict(usage), "cost": cost_number(charged)}
         for choice in result.get("choices") or ():
             if isinstance(choice, dict):
                 choice.setdefault("logprobs", None)  # OpenAI's and Venice's answers always carry it
-        return Result(headers=admitted.headers, body=result)
+        return Result(headers=_charged(admitted.headers, charged), body=result)
 
     async def _chat_stream(
         self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
@@ -266,8 +275,23 @@ class Pipeline:
             drain_seconds=self._drain_seconds,
             venice=admitted.venice,
         )
-        frames = stream.start(self._background)
-        return Result(headers=admitted.headers, frames=frames)
+        return Result(headers=admitted.headers, frames=self.relay(stream))
+
+    @property
+    def drain_seconds(self) -> float:
+        return self._drain_seconds
+
+    def relay(self, stream: ChatStream) -> AsyncIterator[bytes]:
+        """Start a metered relay, kept among the streams a reload or shutdown waits for."""
+        return stream.start(self._background)
+
+    def count_tokens(self, call: Call, body: dict[str, Any]) -> int:
+        """The prompt tokens of a chat request as its hold would count them (the same plan, the same
+        tokenizer). Free: no hold, no upstream; the key must still be one that may call the model."""
+        validate(ChatRequest, body)
+        plan = chat_plan.prepare(self.catalog, body, call.caller, search_configured=self.search is not None)
+        admission.check_tier(call.caller, plan.model)
+        return tokens.count_prompt(plan.body)
 
     # -- embeddings ---------------------------------------------------------------------------
 
@@ -296,14 +320,18 @@ class Pipeline:
         source = "provider"
         if usage is None:
             usage, source = TokenUsage(estimate_tokens), "estimated"
-        await self.settle(admitted, provider.id, usage, source, "completed")
+        charged = await self.settle(admitted, provider.id, usage, source, "completed")
         if request.encoding_format == "base64":
             for item in result.get("data") or ():
                 vector = item["embedding"]
                 item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         result["model"] = model.id
-        result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
-        return Result(headers=admitted.headers, body=result)
+        result["usage"] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "total_tokens": usage.prompt_tokens,
+            "cost": cost_number(charged),
+        }
+        return Result(headers=_charged(admitted.headers, charged), body=result)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         """A copy of the streams still metering (a catalog reload waits for them)."""
@@ -322,6 +350,11 @@ class Pipeline:
                 "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
             )
             await asyncio.wait(pending, timeout=settle_seconds)
+
+
+def _charged(headers: dict[str, str], charged: int) -> dict[str, str]:
+    """A buffered answer's headers, with what the ledger charged for it (the figure of `usage.cost`)."""
+    return {**headers, COST_HEADER: nano_to_usd(charged)}
 
 
 def _chat_hold(prices: TokenPrices, prompt: int, choices: int, per_choice: int) -> int:

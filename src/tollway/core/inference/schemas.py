@@ -22,7 +22,14 @@ from pydantic import (
 
 from tollway.base.validation import param_of, validate
 
-__all__ = ["ChatRequest", "EmbeddingsRequest", "param_of", "validate"]
+__all__ = [
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingsRequest",
+    "ModerationRequest",
+    "param_of",
+    "validate",
+]
 
 
 class _Open(BaseModel):
@@ -123,3 +130,38 @@ class EmbeddingsRequest(_Open):
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
+
+
+class CompletionRequest(_Open):
+    """OpenAI's legacy completions: a raw prompt, continued as is (no chat template)."""
+
+    model: str = MODEL
+    prompt: str | list[str] = Field(min_length=1)
+    suffix: str | None = None
+    echo: StrictBool | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    n: int | None = Field(default=None, ge=1, le=16)
+    best_of: int | None = Field(default=None, ge=1, le=20)
+    stop: str | list[str] | None = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+
+    @field_validator("best_of")
+    @classmethod
+    def _at_least_n(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < (info.data.get("n") or 1):
+            raise ValueError("`best_of` must be at least `n`")
+        return value
+
+
+class ModerationRequest(_Open):
+    model: str | None = Field(
+        default=None, description="A moderation model of GET /v1/models?type=moderation."
+    )
+    input: str | list[str] | list[dict[str, Any]] = Field(min_length=1)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tollway.base.config import RateLimitsConfig
-from tollway.core.limits.limiter import FAILED_MESSAGE, Lease, Limiter, Limits
+from tollway.core.limits.limiter import FAILED_MESSAGE, FailedPolicy, Lease, Limiter, Limits
 from tollway.errors import ErrorCode, TollwayError
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ CLASS_OF_TYPE = {
     "tts": "audio",
     "stt": "audio",
     "music": "audio",
+    "moderation": "embedding",
 }
 
 
@@ -90,9 +91,10 @@ def retry_headers(retry_after_us: float, transient: bool = True) -> dict[str, st
     return headers
 
 
-def blocked_error(retry_after_us: float) -> TollwayError:
-    """The 429 of a credential blocked by the failed-request limit (Venice's message)."""
-    return TollwayError(ErrorCode.RATE_LIMITED, FAILED_MESSAGE, headers=retry_headers(retry_after_us))
+def blocked_error(retry_after_us: float, policy: FailedPolicy | None = None) -> TollwayError:
+    """The 429 of a credential blocked by the failed-request limit (Venice's message at its numbers)."""
+    message = FAILED_MESSAGE if policy is None else policy.message
+    return TollwayError(ErrorCode.RATE_LIMITED, message, headers=retry_headers(retry_after_us))
 
 
 @dataclass(slots=True)
@@ -133,7 +135,7 @@ async def check_failed_now() -> None:
     blocked = await check.limiter.blocked_for(subject)
     if blocked > 0:
         check.blocked = True
-        raise blocked_error(blocked)
+        raise blocked_error(blocked, check.limiter.failed_policy)
 
 
 # -- what the pipeline uses --------------------------------------------------------------------
@@ -187,7 +189,7 @@ class RateGate:
         if verdict.limit_type == "BLOCKED":
             if check is not None:
                 check.blocked = True
-            raise blocked_error(verdict.retry_after_us)
+            raise blocked_error(verdict.retry_after_us, self.limiter.failed_policy)
         if caller.account_id is not None:
             await self._log(caller, model, verdict.limit_type or "RPM")
         raise TollwayError(

@@ -37,6 +37,29 @@ FAILED_MESSAGE = (
 )
 FAILED_LIMIT = 20
 FAILED_WINDOW_SECONDS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPolicy:
+    """The failed-request limit: more than `limit` counted failures within `window_seconds` block the
+    credential for `block_seconds` (TOLLWAY_FAILED_REQUEST_*; a key's `rate_limits.failed_requests`
+    replaces `limit` for that key, 0 turning it off)."""
+
+    limit: int = FAILED_LIMIT
+    window_seconds: int = FAILED_WINDOW_SECONDS
+    block_seconds: int = FAILED_WINDOW_SECONDS
+
+    @property
+    def message(self) -> str:
+        """Venice's words at Venice's numbers; the same sentence with the operator's otherwise."""
+        if self == FailedPolicy():
+            return FAILED_MESSAGE
+        return (
+            f"Too many failed attempts (> {self.limit} in {self.window_seconds}s) resulting in a non-success "
+            f"status code. Please wait {self.block_seconds}s and try again."
+        )
+
+
 EVENT_LOG_SIZE = 50
 
 
@@ -144,6 +167,8 @@ def gcra_step(
 class Limiter(ABC):
     """A shared-state store for every limit Tollway enforces. All methods are atomic per bucket."""
 
+    failed_policy: FailedPolicy = FailedPolicy()  # the operator's (runtime/services.py)
+
     @abstractmethod
     async def admit(self, bucket: str, limits: Limits, tokens: int, subject: str | None = None) -> Verdict:
         """Admit one request costing `tokens` against every limit at once, or none of them.
@@ -170,21 +195,21 @@ class Limiter(ABC):
         """A plain GCRA hit (key creation): (allowed, retry µs)."""
 
     @abstractmethod
-    async def record_failure(self, subject: str) -> None:
-        """Count one non-2xx response; past the limit, block the subject for the window."""
+    async def record_failure(self, subject: str, limit: int | None = None) -> None:
+        """Count one non-2xx response; past the limit (`limit`, else the policy's), block the subject."""
 
     @abstractmethod
     async def blocked_for(self, subject: str) -> float:
         """µs left of a failed-request block, 0 when not blocked."""
 
-    async def failed_check(self, subject: str, failed: bool) -> float:
+    async def failed_check(self, subject: str, failed: bool, limit: int | None = None) -> float:
         """A response whose request was not checked against the block yet: the µs left of the block
         that refuses it (then nothing is counted), else 0, once a `failed` response is counted."""
         blocked = await self.blocked_for(subject)
         if blocked > 0:
             return blocked
         if failed:
-            await self.record_failure(subject)
+            await self.record_failure(subject, limit)
         return 0.0
 
     @abstractmethod
@@ -296,16 +321,20 @@ class MemoryLimiter(Limiter):
             self._tats[bucket] = tat
         return allowed, retry
 
-    async def record_failure(self, subject: str) -> None:
+    async def record_failure(self, subject: str, limit: int | None = None) -> None:
         # Venice's rule is an exact count ("> 20 in 30 s"), which GCRA only approximates (it
-        # refills while the failures arrive). The last 21 failure times decide it exactly, and 21
-        # numbers per key is a bounded ring, not a growing log.
+        # refills while the failures arrive). The last limit + 1 failure times decide it exactly,
+        # a bounded ring, not a growing log.
+        policy = self.failed_policy
+        limit = policy.limit if limit is None else limit
         now = self._now()
-        ring = self._failures.setdefault(subject, deque(maxlen=FAILED_LIMIT + 1))
+        ring = self._failures.get(subject)
+        if ring is None or ring.maxlen != limit + 1:
+            ring = self._failures[subject] = deque(ring or (), maxlen=limit + 1)
         ring.append(now)
-        window = FAILED_WINDOW_SECONDS * 1e6
-        if len(ring) > FAILED_LIMIT and now - ring[0] <= window and self._blocks.get(subject, 0) <= now:
-            self._blocks[subject] = now + window
+        window = policy.window_seconds * 1e6
+        if len(ring) > limit and now - ring[0] <= window and self._blocks.get(subject, 0) <= now:
+            self._blocks[subject] = now + policy.block_seconds * 1e6
 
     async def blocked_for(self, subject: str) -> float:
         until = self._blocks.get(subject)

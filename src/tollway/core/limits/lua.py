@@ -127,7 +127,7 @@ return {1, 0}
 # The failed-request limiter: an exact "more than ARGV[1] in the window" over a ring of the last
 # ARGV[1]+1 failure times (bounded), then a block. KEYS: ring, block. ARGV: limit, window ms, check
 # ('1': a blocked subject's response is not counted, and the block's ms left are returned), count
-# ('1': count this response as a failure). Returns the ms left of the block that refused it, else 0.
+# ('1': count this response as a failure), block ms. Returns the ms left of the block that refused it, else 0.
 FAILED = """
 if ARGV[3] == '1' then
   local left = redis.call('PTTL', KEYS[2])
@@ -143,7 +143,7 @@ redis.call('LTRIM', KEYS[1], 0, limit)
 redis.call('PEXPIRE', KEYS[1], window)
 local oldest = tonumber(redis.call('LINDEX', KEYS[1], limit))
 if oldest and now - oldest <= window then
-  redis.call('SET', KEYS[2], '1', 'PX', window, 'NX')
+  redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[5]), 'NX')
 end
 return 0
 """

@@ -64,8 +64,6 @@ from tollway.core.limits import lua
 from tollway.core.limits.limiter import (
     DAY_US,
     EVENT_LOG_SIZE,
-    FAILED_LIMIT,
-    FAILED_WINDOW_SECONDS,
     MINUTE_US,
     TOLERANCE_US,
     Lease,
@@ -307,8 +305,12 @@ class RedisLimiter(Limiter):
 
         return await self._call(run, (True, 0.0), "key-creation limit")
 
-    async def _failed(self, subject: str, check: bool, count: bool, what: str) -> float:
-        args = [FAILED_LIMIT, FAILED_WINDOW_SECONDS * 1000, int(check), int(count)]
+    async def _failed(
+        self, subject: str, check: bool, count: bool, what: str, limit: int | None = None
+    ) -> float:
+        policy = self.failed_policy
+        limit = policy.limit if limit is None else limit
+        args = [limit, policy.window_seconds * 1000, int(check), int(count), policy.block_seconds * 1000]
         command = _FAILED(self._failed_keys(subject), args)
 
         async def run() -> float:
@@ -318,11 +320,11 @@ class RedisLimiter(Limiter):
         # Abuse protection fails open: the admission limiter already applies the operator's policy.
         return await _quiet(self._call(run, 0.0, what), 0.0)
 
-    async def record_failure(self, subject: str) -> None:
-        await self._failed(subject, False, True, "failed-request count")
+    async def record_failure(self, subject: str, limit: int | None = None) -> None:
+        await self._failed(subject, False, True, "failed-request count", limit)
 
-    async def failed_check(self, subject: str, failed: bool) -> float:
-        return await self._failed(subject, True, failed, "failed-request check")
+    async def failed_check(self, subject: str, failed: bool, limit: int | None = None) -> float:
+        return await self._failed(subject, True, failed, "failed-request check", limit)
 
     async def blocked_for(self, subject: str) -> float:
         command = _Command(("PTTL", self._failed_keys(subject)[1]))

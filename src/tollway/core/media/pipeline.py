@@ -21,7 +21,9 @@ from tollway.core.access import policy
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.inference.pipeline import Admitted, Call, Pipeline
 from tollway.core.money.prices import (
+    COST_HEADER,
     image_cost,
+    nano_to_usd,
     seconds_cost,
     speech_cost,
     unit_price,
@@ -124,7 +126,12 @@ class Media:
         await policy.enforce(self.pipeline.catalog, call.caller, {"input": [t for t in texts if t]})
 
     def _headers(self, admitted: Admitted, provider: str, cost: int) -> dict[str, str]:
-        return {**admitted.headers, "x-tollway-provider": provider, "x-tollway-cost-nano": str(cost)}
+        return {
+            **admitted.headers,
+            "x-tollway-provider": provider,
+            "x-tollway-cost-nano": str(cost),
+            COST_HEADER: nano_to_usd(cost),
+        }
 
     # -- images ---------------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def settle(
     cost_nano: int,
     key_id: str | None,
     usage_row: dict[str, Any] | None,
-    give_back: bool = False,
+    give_back: bool,
 ) -> tuple[int, int]:
     """(charged, of which from the lease). The lease pays up to the hold while its row lives; a
     retired lease (`give_back`) also returns the unspent rest of the hold at once."""

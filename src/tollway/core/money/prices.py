@@ -59,6 +59,18 @@ def nano_to_usd(nano: int) -> str:
     return f"{sign}{whole}.{frac:09d}"
 
 
+COST_HEADER = "x-tollway-cost-usd"  # what a call was charged, as `nano_to_usd` writes it
+
+
+def cost_number(nano: int) -> float:
+    """A charge as the JSON number `usage.cost` (USD) that answers carry, for clients that read numbers.
+
+    The double nearest the exact decimal: an amount under 1,000,000 USD has at most 15 significant
+    digits, so the shortest text of that double (what orjson writes) is that exact decimal, e.g.
+    12000 -> 0.000012 and 7 -> 7e-9. Only rendering sees it; every sum stays in integer nano-USD."""
+    return float(Decimal(nano).scaleb(-9))
+
+
 def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 

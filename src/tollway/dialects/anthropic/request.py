@@ -90,8 +90,14 @@ class MessagesRequest(_Strict):
     metadata: AnthropicMetadata | None = None
 
 
-def checked_request(body: Any) -> JSON:
+class CountTokensRequest(MessagesRequest):
+    """`/v1/messages/count_tokens`: a Messages request without `max_tokens` (nothing is generated)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)  # type: ignore[assignment]
+
+
+def checked_request(body: Any, schema: type[MessagesRequest] = MessagesRequest) -> JSON:
     """The body, once its fields have Anthropic's types: 400 with `param` otherwise."""
-    validate(MessagesRequest, body)
+    validate(schema, body)
     assert isinstance(body, dict)
     return body

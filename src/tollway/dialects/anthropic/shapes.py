@@ -1,7 +1,7 @@
-"""Anthropic Messages ⇄ OpenAI chat, both directions, pure functions (no I/O).
+"""Anthropic Messages ⇄ OpenAI chat for the upstream adapter (providers/anthropic/), pure functions.
 
-Used by the upstream adapter (OpenAI request → Messages request, Messages response → OpenAI
-response) and by the inbound `/v1/messages` surface (the reverse of both).
+The request Tollway sends (OpenAI → Anthropic) and the response it reads back (Anthropic → OpenAI),
+plus what both directions share. The inbound `/v1/messages` surface (the reverse of both) is inbound.py.
 """
 
 from __future__ import annotations
@@ -13,20 +13,42 @@ from tollway.dialects.content import (
     Image,
     append_turn,
     arguments_object,
-    collapse,
     image_of,
-    image_part,
-    inline_image_part,
     parts,
     split_system,
-    text_of,
     tool_call,
+)
+from tollway.dialects.translation import (
+    EFFORT_BUDGETS,
+    cache_hint,
+    json_schema_of,
+    refusal,
+    refuse_non_function_tools,
+    refuse_present,
 )
 
 JSON = dict[str, Any]
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI callers may omit it
 # The media types the Messages API takes for a base64 image; it refuses any other.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+UPSTREAM = "an Anthropic upstream"
+# OpenAI chat fields the Messages API has no counterpart for (dialects/translation.py).
+NO_MEANING = (
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "prediction",
+    "audio",
+    "web_search_options",
+    "functions",
+    "function_call",
+    *("min_p", "repetition_penalty", "min_temp", "max_temp", "stop_token_ids"),  # Venice's sampling
+)
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -61,10 +83,21 @@ def _blocks(content: Any) -> list[JSON]:
     for part in parts(content):
         kind = part.get("type")
         if kind == "text" and part.get("text"):
-            blocks.append({"type": "text", "text": part["text"]})
+            blocks.append(cache_hint({"type": "text", "text": part["text"]}, part))
         elif (image := image_of(part, IMAGE_TYPES)) is not None:
-            blocks.append(_image_block(image))
+            blocks.append(cache_hint(_image_block(image), part))
     return blocks
+
+
+def _system(messages: Any, text: str) -> Any:
+    """The system prompt: its text, or its blocks when a part carries a cache breakpoint."""
+    blocks = [
+        block
+        for m in messages or ()
+        if isinstance(m, dict) and m.get("role") in ("system", "developer")
+        for block in _blocks(m.get("content"))
+    ]
+    return blocks if any("cache_control" in b for b in blocks) else text
 
 
 def _tool(tool: JSON) -> JSON | None:
@@ -74,7 +107,9 @@ def _tool(tool: JSON) -> JSON | None:
     out: JSON = {"name": function["name"], "input_schema": function.get("parameters") or {"type": "object"}}
     if function.get("description"):
         out["description"] = function["description"]
-    return out
+    if function.get("strict") is True:
+        out["strict"] = True  # the input must follow input_schema (Anthropic's strict tool use)
+    return cache_hint(out, tool)
 
 
 def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
@@ -92,7 +127,7 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
     return out
 
 
-def _tool_use(call: JSON, fallback_id: str) -> JSON:
+def tool_use_block(call: JSON, fallback_id: str) -> JSON:
     """An OpenAI tool call as a tool_use block."""
     function = call.get("function") or {}
     return {
@@ -103,7 +138,27 @@ def _tool_use(call: JSON, fallback_id: str) -> JSON:
     }
 
 
+def _refuse_untranslatable(body: JSON) -> None:
+    refuse_present(body, NO_MEANING, UPSTREAM)
+    if body.get("modalities") not in (None, ["text"]):
+        raise refusal("modalities", UPSTREAM, "Anthropic answers in text.")
+    refuse_non_function_tools(body, UPSTREAM)
+
+
+def _thinking(effort: Any, out: JSON) -> None:
+    if effort not in EFFORT_BUDGETS:
+        raise refusal("reasoning_effort", UPSTREAM, f"Send one of {', '.join(EFFORT_BUDGETS)}.")
+    if effort == "none":
+        return  # Anthropic thinks only when asked
+    # Anthropic needs 1024 <= budget_tokens < max_tokens: the budget is at most the cap less one.
+    budget = min(EFFORT_BUDGETS[effort], out["max_tokens"] - 1)
+    if budget < 1024:
+        raise refusal("reasoning_effort", UPSTREAM, "Thinking needs an output cap above 1024 tokens.")
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+
 def request_from_openai(body: JSON) -> JSON:
+    _refuse_untranslatable(body)
     system, rest = split_system(body.get("messages") or ())
     messages: list[JSON] = []
     for message in rest:
@@ -111,7 +166,7 @@ def request_from_openai(body: JSON) -> JSON:
         if role == "assistant":
             blocks = _blocks(message.get("content"))
             for call in message.get("tool_calls") or ():
-                blocks.append(_tool_use(call, f"toolu_{len(blocks)}"))
+                blocks.append(tool_use_block(call, f"toolu_{len(blocks)}"))
             append_turn(messages, "assistant", blocks, "content")
         elif role == "tool":
             result: JSON = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}
@@ -126,7 +181,7 @@ def request_from_openai(body: JSON) -> JSON:
         "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS,
     }
     if system:
-        out["system"] = system
+        out["system"] = _system(body.get("messages"), system)
     for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -141,6 +196,12 @@ def request_from_openai(body: JSON) -> JSON:
             out["tool_choice"] = choice
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        _thinking(effort, out)
+    schema = json_schema_of(body.get("response_format"), UPSTREAM)
+    if schema is not None:
+        out["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     return out
 
 
@@ -192,172 +253,3 @@ def response_to_openai(message: JSON) -> JSON:
     if usage is not None:
         out["usage"] = usage
     return out
-
-
-# -- Anthropic → OpenAI (the inbound request) ----------------------------------------------------
-
-
-def _openai_parts(content: Any) -> list[JSON]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    out: list[JSON] = []
-    for block in content or ():
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            out.append({"type": "text", "text": block.get("text") or ""})
-        elif block.get("type") == "image":
-            source = block.get("source") or {}
-            if source.get("type") == "base64":
-                out.append(inline_image_part(source.get("media_type"), source.get("data")))
-            else:
-                out.append(image_part(source.get("url") or ""))
-    return out
-
-
-def _tool_result_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(
-        b.get("text") or "" for b in content or () if isinstance(b, dict) and b.get("type") == "text"
-    )
-
-
-def request_to_openai(body: JSON) -> JSON:
-    """An inbound Messages request as the internal OpenAI chat request (the pipeline validates it)."""
-    out: JSON = {
-        "model": body.get("model"),
-        "messages": _messages_to_openai(body),
-        "max_tokens": body.get("max_tokens"),
-    }
-    for name in ("temperature", "top_p", "top_k", "stream"):
-        if body.get(name) is not None:
-            out[name] = body[name]
-    if body.get("stop_sequences"):
-        out["stop"] = body["stop_sequences"]
-    _tools_to_openai(body, out)
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
-    if body.get("stream"):
-        out["stream_options"] = {"include_usage": True}  # the usage goes into message_delta
-    return out
-
-
-def _messages_to_openai(body: JSON) -> list[JSON]:
-    messages: list[JSON] = []
-    system = body.get("system")
-    if system:
-        messages.append(
-            {"role": "system", "content": system if isinstance(system, str) else _tool_result_text(system)}
-        )
-    for message in body.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        role, content = message.get("role"), message.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
-        if role == "assistant":
-            messages.append(_assistant_to_openai(blocks))
-        else:
-            _user_to_openai(blocks, messages)
-    return messages
-
-
-def _assistant_to_openai(blocks: list[Any]) -> JSON:
-    texts = _openai_parts([b for b in blocks if isinstance(b, dict) and b.get("type") == "text"])
-    reply: JSON = {"role": "assistant", "content": collapse(texts) if texts else None}
-    calls = [
-        tool_call(b.get("id"), b.get("name"), b.get("input"))
-        for b in blocks
-        if isinstance(b, dict) and b.get("type") == "tool_use"
-    ]
-    if calls:
-        reply["tool_calls"] = calls
-    return reply
-
-
-def _user_to_openai(blocks: list[Any], messages: list[JSON]) -> None:
-    """A user turn: tool results become `tool` messages, in place; the rest goes in `user` messages."""
-    pending: list[JSON] = []
-    for block in blocks:
-        if isinstance(block, dict) and block.get("type") == "tool_result":
-            if pending:
-                messages.append({"role": "user", "content": collapse(pending)})
-                pending = []
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": block.get("tool_use_id"),
-                    "content": _tool_result_text(block.get("content")),
-                }
-            )
-        else:
-            pending.extend(_openai_parts([block]))
-    if pending:
-        messages.append({"role": "user", "content": collapse(pending)})
-
-
-def _tools_to_openai(body: JSON, out: JSON) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": t.get("name"),
-                **({"description": t["description"]} if t.get("description") else {}),
-                "parameters": t.get("input_schema") or {"type": "object"},
-            },
-        }
-        for t in body.get("tools") or ()
-        if isinstance(t, dict) and t.get("name")
-    ]
-    if tools:
-        out["tools"] = tools
-        choice = body.get("tool_choice")
-        if isinstance(choice, dict):
-            kind = choice.get("type")
-            if kind == "any":
-                out["tool_choice"] = "required"
-            elif kind in ("auto", "none"):
-                out["tool_choice"] = kind
-            elif kind == "tool":
-                out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-            if choice.get("disable_parallel_tool_use"):
-                out["parallel_tool_calls"] = False
-
-
-# -- OpenAI → Anthropic (the inbound response) ---------------------------------------------------
-
-
-def usage_from_openai(usage: Any) -> JSON:
-    usage = usage if isinstance(usage, dict) else {}
-    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return {
-        "input_tokens": max(0, int(usage.get("prompt_tokens") or 0) - cached),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    }
-
-
-def message_id(openai_id: str) -> str:
-    return openai_id if openai_id.startswith("msg_") else f"msg_{openai_id}"
-
-
-def response_from_openai(result: JSON, model: str) -> JSON:
-    choice = (result.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    content: list[JSON] = []
-    if text := text_of(message.get("content")):
-        content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
-        content.append(_tool_use(call, f"toolu_{len(content)}"))
-    return {
-        "id": message_id(str(result.get("id") or "")),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
-        "stop_sequence": None,
-        "usage": usage_from_openai(result.get("usage")),
-    }

@@ -8,13 +8,8 @@ from typing import Any
 
 import orjson
 
-from tollway.dialects.anthropic.shapes import (
-    FINISH_TO_STOP,
-    STOP_TO_FINISH,
-    message_id,
-    usage_from_openai,
-    usage_to_openai,
-)
+from tollway.dialects.anthropic.inbound import message_id, usage_from_openai
+from tollway.dialects.anthropic.shapes import FINISH_TO_STOP, STOP_TO_FINISH, usage_to_openai
 from tollway.dialects.sse import DONE, openai_chunks
 from tollway.errors import ErrorCode
 

@@ -24,10 +24,14 @@ STATUSES = {
 }
 
 
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+
+
 class GeminiErrorDetail(BaseModel):
     code: int
     message: str
     status: str
+    details: list[dict[str, Any]] | None = None  # a bad field: google.rpc.BadRequest fieldViolations
 
 
 class GeminiError(BaseModel):
@@ -36,5 +40,14 @@ class GeminiError(BaseModel):
     error: GeminiErrorDetail
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": STATUSES.get(status, "INVALID_ARGUMENT")}}
+def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """Google's body; a refused field is named as Google names one, in a BadRequest field violation."""
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": STATUSES.get(status, "INVALID_ARGUMENT"),
+    }
+    if param:
+        violation = {"field": param, "description": message}
+        error["details"] = [{"@type": BAD_REQUEST, "fieldViolations": [violation]}]
+    return {"error": error}

@@ -18,6 +18,17 @@ from tollway.dialects.content import (
     tool_call,
 )
 from tollway.dialects.gemini.shapes import FINISH_FROM_OPENAI, GENERATION_FIELDS, JSON, get
+from tollway.dialects.translation import effort_of_budget, refusal
+
+INBOUND = "this deployment (the request is translated for its upstreams)"
+# generationConfig fields the translation gives a meaning (below); any other is refused by name.
+GENERATION_READ = {
+    *GENERATION_FIELDS.values(),
+    *("maxOutputTokens", "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema"),
+    *("thinkingConfig", "responseModalities"),
+}
+# Hosted Gemini tools (a Tool holds functionDeclarations, or one of these): not served.
+TOOL_KINDS = ("functionDeclarations",)
 
 # -- Gemini → OpenAI (the inbound request) -------------------------------------------------------
 
@@ -34,7 +45,29 @@ def _openai_part(part: JSON) -> JSON | None:
     return None
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _refuse_inbound(body: JSON) -> None:
+    if get(body, "cachedContent") is not None:
+        raise refusal("cachedContent", INBOUND, "Gemini context caches are not served.")
+    if get(body, "safetySettings"):  # filter thresholds: no upstream behind the translation reads them
+        raise refusal("safetySettings", INBOUND, "Safety thresholds are the upstream's own here.")
+    for key in get(body, "generationConfig") or {}:
+        if _camel(key) not in GENERATION_READ:
+            raise refusal(f"generationConfig.{_camel(key)}", INBOUND)
+    for position, tool in enumerate(body.get("tools") or ()):
+        for key in tool if isinstance(tool, dict) else ():
+            if _camel(key) not in TOOL_KINDS:
+                raise refusal(
+                    f"tools.{position}.{_camel(key)}", INBOUND, "Only function declarations are served."
+                )
+
+
 def request_to_openai(body: JSON, model: str, *, stream: bool) -> JSON:
+    _refuse_inbound(body)
     out: JSON = {"model": model, "messages": _messages_to_openai(body)}
     _generation_to_openai(get(body, "generationConfig") or {}, out)
     _tools_to_openai(body, out)
@@ -100,8 +133,65 @@ def _generation_to_openai(config: Any, out: JSON) -> None:
         out["max_tokens"] = get(config, "maxOutputTokens")
     if get(config, "stopSequences"):
         out["stop"] = get(config, "stopSequences")
-    if get(config, "responseMimeType") == "application/json":
+    _format_to_openai(config, out)
+    _thinking_to_openai(get(config, "thinkingConfig"), out)
+    modalities = get(config, "responseModalities")
+    if modalities is not None and [str(m).upper() for m in modalities] != ["TEXT"]:
+        raise refusal("generationConfig.responseModalities", INBOUND, "Only TEXT answers are served.")
+
+
+def _format_to_openai(config: Any, out: JSON) -> None:
+    """responseMimeType JSON, with a schema (responseJsonSchema, or responseSchema's OpenAPI subset)."""
+    mime = get(config, "responseMimeType")
+    schema = get(config, "responseJsonSchema")
+    if schema is None and get(config, "responseSchema") is not None:
+        schema = json_schema(get(config, "responseSchema"))
+    if mime not in (None, "text/plain", "application/json"):
+        raise refusal("generationConfig.responseMimeType", INBOUND, "Send application/json or text/plain.")
+    if schema is not None and mime != "application/json":
+        raise refusal(
+            "generationConfig.responseSchema", INBOUND, "A schema needs responseMimeType application/json."
+        )
+    if schema is not None:
+        if not isinstance(schema, dict):
+            raise refusal("generationConfig.responseSchema", INBOUND, "It must be a schema object.")
+        spec = {"name": "response", "strict": False, "schema": schema}
+        out["response_format"] = {"type": "json_schema", "json_schema": spec}
+    elif mime == "application/json":
         out["response_format"] = {"type": "json_object"}
+
+
+def json_schema(schema: Any) -> Any:
+    """Gemini's OpenAPI-subset Schema as JSON Schema: types in lower case, `nullable` as a null type."""
+    if isinstance(schema, list):
+        return [json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: json_schema(value) for key, value in schema.items() if key != "nullable"}
+    if isinstance(out.get("type"), str):
+        out["type"] = out["type"].lower()
+        if schema.get("nullable") is True:
+            out["type"] = [out["type"], "null"]
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: json_schema(value) for name, value in schema["properties"].items()}
+    return out
+
+
+def _thinking_to_openai(thinking: Any, out: JSON) -> None:
+    """thinkingBudget (0 off, -1 the model's own choice) or thinkingLevel, as reasoning_effort."""
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict):
+        raise refusal("generationConfig.thinkingConfig", INBOUND, "It must be an object.")
+    if get(thinking, "includeThoughts"):
+        raise refusal(
+            "generationConfig.thinkingConfig.includeThoughts", INBOUND, "Thoughts are not returned."
+        )
+    level, budget = get(thinking, "thinkingLevel"), get(thinking, "thinkingBudget")
+    if isinstance(level, str):
+        out["reasoning_effort"] = level.lower()
+    elif isinstance(budget, int) and not isinstance(budget, bool) and budget != -1:
+        out["reasoning_effort"] = effort_of_budget(budget)
 
 
 def _tools_to_openai(body: JSON, out: JSON) -> None:
@@ -144,6 +234,8 @@ def usage_from_openai(usage: Any) -> JSON:
         out["cachedContentTokenCount"] = cached
     if reasoning:
         out["thoughtsTokenCount"] = reasoning
+    if isinstance(usage.get("cost"), float):  # Tollway's charge (USD), kept in every dialect's usage
+        out["cost"] = usage["cost"]
     return out
 
 

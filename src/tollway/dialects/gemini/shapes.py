@@ -19,8 +19,22 @@ from tollway.dialects.content import (
     text_of,
     tool_call,
 )
+from tollway.dialects.translation import EFFORT_BUDGETS, refusal, refuse_non_function_tools, refuse_present
 
 JSON = dict[str, Any]
+UPSTREAM = "a Gemini upstream"
+# OpenAI chat fields generateContent has no counterpart for (dialects/translation.py).
+NO_MEANING = (
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "prediction",
+    "audio",
+    "web_search_options",
+    "functions",
+    "function_call",
+    *("min_p", "repetition_penalty", "min_temp", "max_temp", "stop_token_ids"),  # Venice's sampling
+)
 FINISH_TO_OPENAI = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -85,6 +99,10 @@ def _response_object(content: Any) -> JSON:
 
 
 def request_from_openai(body: JSON) -> JSON:
+    refuse_present(body, NO_MEANING, UPSTREAM)
+    if body.get("modalities") not in (None, ["text"]):
+        raise refusal("modalities", UPSTREAM, "Only text answers are translated.")
+    refuse_non_function_tools(body, UPSTREAM)
     system, rest = split_system(body.get("messages") or ())
     out: JSON = {"contents": _contents_from_openai(rest)}
     if system:
@@ -139,9 +157,23 @@ def _generation_from_openai(body: JSON) -> JSON:
     stop = body.get("stop")
     if stop:
         generation["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in EFFORT_BUDGETS:
+            raise refusal("reasoning_effort", UPSTREAM, f"Send one of {', '.join(EFFORT_BUDGETS)}.")
+        generation["thinkingConfig"] = {"thinkingBudget": EFFORT_BUDGETS[effort]}
     response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind in ("json_object", "json_schema"):
         generation["responseMimeType"] = "application/json"
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise refusal("response_format.json_schema.schema", UPSTREAM, "It must be a JSON schema object.")
+        # responseJsonSchema takes JSON Schema as OpenAI's strict schemas write it (additionalProperties
+        # and all); responseSchema is an OpenAPI subset that refuses those keywords.
+        generation["responseJsonSchema"] = schema
     return generation
 
 
@@ -166,6 +198,11 @@ def _tools_from_openai(body: JSON, out: JSON) -> None:
             config = {"mode": "ANY"}
         elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
             config = {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
+        strict = any(
+            isinstance(t, dict) and (t.get("function") or {}).get("strict") is True for t in body["tools"]
+        )
+        if strict and (config is None or config["mode"] == "AUTO"):
+            config = {"mode": "VALIDATED"}  # calls, when made, follow their schema: OpenAI's `strict`
         if config is not None:
             out["toolConfig"] = {"functionCallingConfig": config}
 

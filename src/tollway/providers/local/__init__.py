@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
+from tollway.dialects.translation import without_cache_hints
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers import checks
 from tollway.providers.base import UpstreamError
+from tollway.providers.local import completions
 from tollway.providers.local.chat import LlamaChat, smollm2_path
 from tollway.providers.local.embeddings import MiniLmEmbeddings
 from tollway.providers.local.jobs import run_local
@@ -36,12 +39,35 @@ class LocalProvider(LocalMedia):
         return self._embeddings.setdefault(model, MiniLmEmbeddings())
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = without_cache_hints(body)  # llama.cpp keeps its own prompt cache
         return checks.chat_answer(self.id, await self._chat_engine(body["model"]).chat(body))
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        body = without_cache_hints(body)
         async with aclosing(self._chat_engine(body["model"]).chat_stream(body)) as chunks:
             async for chunk in chunks:
                 yield checks.chat_chunk(self.id, chunk)
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Legacy completions: the raw prompt, no chat template (providers/local/completions.py)."""
+        self._refuse_completion(body)
+        return checks.completion_answer(
+            self.id, await completions.complete(self._chat_engine(body["model"]), body)
+        )
+
+    async def complete_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self._refuse_completion(body)
+        engine = self._chat_engine(body["model"])
+        async with aclosing(completions.complete_stream(engine, body)) as chunks:
+            async for chunk in chunks:
+                yield checks.completion_chunk(self.id, chunk)
+
+    @staticmethod
+    def _refuse_completion(body: dict[str, Any]) -> None:
+        refusal = completions.refusal(body)
+        if refusal is not None:
+            field, why = refusal
+            raise TollwayError(ErrorCode.UNSUPPORTED_CAPABILITY, f"{why}; leave `{field}` out.", param=field)
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._embedding_engine(body["model"]).embed(body)

@@ -49,7 +49,7 @@ _DONE = object()
 _FIELD = re.compile(r"Field '(\w+)'")
 
 
-def _refused(reason: str) -> TollwayError:
+def refused_request(reason: str) -> TollwayError:
     """400: the embedded model cannot take this request. Its first line says why (the rest can quote
     the whole request back), and a `Field 'n'` in it is the param."""
     first = (reason.split(";")[0].strip().splitlines() or ["refused"])[0][:200]
@@ -76,7 +76,7 @@ class LlamaChat:
         self._server: Any = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
         with self._lock:
             if self._server is None:
                 import xllamacpp
@@ -97,6 +97,10 @@ class LlamaChat:
     @staticmethod
     def _request(body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k in _PASSED}
+        if request.get("logprobs") is True and not request.get("top_logprobs"):
+            # llama.cpp drops logprobs at top_logprobs 0 and lists alternatives when it is left out;
+            # OpenAI gives the chosen tokens' logprobs and no alternatives (trimmed in `_alternatives`).
+            request["top_logprobs"] = 1
         if "max_completion_tokens" in body and "max_tokens" not in request:
             request["max_tokens"] = body["max_completion_tokens"]
         # Venice's sampling names → llama.cpp's (seed 002 §3.2).
@@ -109,13 +113,13 @@ class LlamaChat:
         return request
 
     @staticmethod
-    def _check(result: Any) -> dict[str, Any]:
+    def check(result: Any) -> dict[str, Any]:
         if not isinstance(result, dict) or "error" in result:
             error = result.get("error") if isinstance(result, dict) else None
             error = error if isinstance(error, dict) else {}
             message = str(error.get("message") or "no result")
             if error.get("code") == 400:  # llama.cpp judged the request itself invalid
-                raise _refused(message)
+                raise refused_request(message)
             raise UpstreamError(f"local model failed: {message}", retryable=False)
         return result
 
@@ -128,16 +132,26 @@ class LlamaChat:
                 return server.handle_chat_completions(request)
             return server.handle_chat_completions(request, on_chunk)
         except (ValueError, RuntimeError, TypeError) as exc:
-            raise _refused(str(exc) or type(exc).__name__) from None
+            raise refused_request(str(exc) or type(exc).__name__) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            server = self._load()
-            return self._check(self._handle(server, self._request({**body, "stream": False})))
+            server = self.load()
+            result = self.check(self._handle(server, self._request({**body, "stream": False})))
+            return _alternatives(result, body)
 
         return await asyncio.to_thread(run)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
+        async for chunk in self.stream(request):
+            yield _alternatives(chunk, body)
+
+    async def stream(
+        self, request: dict[str, Any], handle: str = "chat"
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """llama.cpp's chunks of a streamed `request` (`handle`: chat, or legacy completions), relayed
+        from its thread to the event loop; leaving early tells llama.cpp to stop generating."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -148,10 +162,13 @@ class LlamaChat:
 
         def run() -> None:
             try:
-                request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
-                result = self._handle(self._load(), request, on_chunk)
+                server = self.load()
+                if handle == "chat":
+                    result = self._handle(server, request, on_chunk)
+                else:
+                    result = _completions(server, request, on_chunk)
                 if isinstance(result, dict) and "error" in result:
-                    self._check(result)
+                    self.check(result)
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
             except Exception as exc:  # handed to the consumer, which raises it on the event loop
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -171,10 +188,31 @@ class LlamaChat:
                     )
                 if isinstance(item, dict) and "error" in item:
                     if not relayed:
-                        self._check(item)  # refused before a token: the request's fault, or a failure
+                        self.check(item)  # refused before a token: the request's fault, or a failure
                     raise UpstreamError("local model failed mid-stream", retryable=False)
                 relayed = True
                 yield item
         finally:
             cancelled.set()
             await asyncio.shield(worker)
+
+
+def _completions(server: Any, request: dict[str, Any], on_chunk: Any) -> Any:
+    try:
+        return server.handle_completions(request, on_chunk)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise refused_request(str(exc) or type(exc).__name__) from None
+
+
+def _alternatives(answer: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Each token's `top_logprobs` cut to what the client asked for (none when it named no number)."""
+    if body.get("logprobs") is not True:
+        return answer
+    keep = body.get("top_logprobs") or 0
+    for choice in answer.get("choices") or ():
+        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+        items = logprobs.get("content") if isinstance(logprobs, dict) else None
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("top_logprobs"), list):
+                item["top_logprobs"] = item["top_logprobs"][:keep]
+    return answer

@@ -11,13 +11,16 @@ import orjson
 
 from tollway.base.config import ProviderConfig
 from tollway.dialects.sse import iter_events
+from tollway.dialects.translation import without_cache_hints
 from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
 from tollway.providers.openai.media import OpenAIMedia
 
 log = logging.getLogger("tollway.providers.openai")
 # What a request cannot do without, whatever an allow-list says.
-ESSENTIAL_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "input", "encoding_format"})
+ESSENTIAL_PARAMS = frozenset(
+    {"model", "messages", "prompt", "stream", "stream_options", "input", "encoding_format"}
+)
 # The output cap (core/inference/chat_plan.py output_cap) is essential too: the hold was sized for it.
 CAP_FIELDS = ("max_completion_tokens", "max_tokens")
 
@@ -38,7 +41,9 @@ class OpenAIProvider(OpenAIMedia):
 
     def _filter(self, body: dict[str, Any]) -> dict[str, Any]:
         """Drop what this upstream does not take (vLLM and Ollama refuse unknown fields, some with 400);
-        the output cap is kept, in whichever of its two names the allow-list takes."""
+        the output cap is kept, in whichever of its two names the allow-list takes. Anthropic's cache
+        breakpoints go too: these runtimes cache prompts by themselves (dialects/translation.py)."""
+        body = without_cache_hints(body)
         if self._allowed is None:
             return body
         dropped = [name for name in body if name not in self._allowed]
@@ -66,6 +71,26 @@ class OpenAIProvider(OpenAIMedia):
         return checks.embeddings(self.id, answer)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in self._stream("/chat/completions", body):
+            yield checks.chat_chunk(self.id, chunk)
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Legacy `/completions` (a raw prompt): only on upstreams whose model declares it."""
+        answer = await http.post_json(
+            self._client, self.id, "/completions", self._filter({**body, "stream": False})
+        )
+        return checks.completion_answer(self.id, answer)
+
+    async def complete_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in self._stream("/completions", body):
+            yield checks.completion_chunk(self.id, chunk)
+
+    async def moderate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`/moderations`, the upstream's own scores passed on (never made up here)."""
+        answer = await http.post_json(self._client, self.id, "/moderations", body)
+        return checks.moderation_answer(self.id, answer)
+
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         # Usage is always requested upstream: it is what we bill (DESIGN §4).
         request = self._filter(
             {
@@ -76,9 +101,7 @@ class OpenAIProvider(OpenAIMedia):
         )
         done = False
         try:
-            async with self._client.stream(
-                "POST", "/chat/completions", content=orjson.dumps(request)
-            ) as response:
+            async with self._client.stream("POST", path, content=orjson.dumps(request)) as response:
                 if response.status_code != 200:
                     await response.aread()
                     raise http.status_failure(self.id, response)
@@ -91,7 +114,7 @@ class OpenAIProvider(OpenAIMedia):
                         raise UpstreamError(
                             f"provider {self.id!r} reported an error mid-stream", retryable=False
                         )
-                    yield checks.chat_chunk(self.id, chunk)
+                    yield chunk
         except httpx2.HTTPError as exc:
             raise http.transport_failure(self.id, exc) from None
         if not done:

@@ -133,16 +133,17 @@ def test_response_format_layouts_are_normalised(value: dict[str, Any], expected:
     )
 
 
-def test_response_format_on_a_runtime_without_it_is_400() -> None:
+def test_response_format_reaches_every_runtime_and_an_unknown_type_is_400() -> None:
     c = catalog()
-    with pytest.raises(TollwayError) as caught:
-        chat_plan.prepare(
-            c,
-            chat_body(model="claude-only", response_format={"type": "json_object"}),
-            SFW,
-            search_configured=False,
-        )
-    assert caught.value.code is ErrorCode.UNSUPPORTED_CAPABILITY and caught.value.param == "response_format"
+    # Every runtime now has structured output (Anthropic's output_config, issue 21): what a runtime
+    # cannot take (json_object on Anthropic) its translation refuses by name (tests/contract/test_no_silent_drops.py).
+    plan = chat_plan.prepare(
+        c,
+        chat_body(model="claude-only", response_format={"type": "json_object"}),
+        SFW,
+        search_configured=False,
+    )
+    assert plan.body["response_format"] == {"type": "json_object"}
     with pytest.raises(TollwayError) as caught:
         chat_plan.prepare(c, chat_body(response_format={"type": "xml"}), SFW, search_configured=False)
     assert caught.value.param == "response_format.type"

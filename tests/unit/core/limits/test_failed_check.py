@@ -16,8 +16,15 @@ from tests.unit.core.limits.test_limits import FakeClock, model
 from tollway.base.config import ContentPolicyConfig
 from tollway.core.access.policy import ContentPolicy
 from tollway.core.caller import Caller
-from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, RateGate, check_failed_now
-from tollway.core.limits.limiter import FAILED_LIMIT, FAILED_MESSAGE, Limiter, Limits, MemoryLimiter
+from tollway.core.limits.gate import FAILED_CHECK, FailedCheck, RateGate, blocked_error, check_failed_now
+from tollway.core.limits.limiter import (
+    FAILED_LIMIT,
+    FAILED_MESSAGE,
+    FailedPolicy,
+    Limiter,
+    Limits,
+    MemoryLimiter,
+)
 from tollway.core.limits.redis import RedisLimiter
 from tollway.errors import ErrorCode, TollwayError
 
@@ -139,3 +146,22 @@ async def test_a_blocked_credential_never_reaches_the_moderation_model() -> None
         FAILED_CHECK.reset(token)
     assert info.value.message == FAILED_MESSAGE
     assert moderator.seen == [["no check pending: moderated"]]
+
+
+async def test_the_operators_policy_and_a_keys_own_limit_on_both_backends(limiter: Limiter) -> None:
+    """TOLLWAY_FAILED_REQUEST_*: more than `limit` failures block for `block_seconds`; a key's own
+    limit replaces the operator's for its credential only."""
+    limiter.failed_policy = FailedPolicy(limit=2, window_seconds=60, block_seconds=5)
+    for _ in range(2):
+        await limiter.record_failure("tuned")
+    assert await limiter.blocked_for("tuned") == 0
+    await limiter.record_failure("tuned")
+    assert 4e6 < await limiter.blocked_for("tuned") <= 5e6  # the block's length, not the window's
+    for _ in range(5):
+        assert await limiter.failed_check("own", failed=True, limit=5) == 0
+    assert await limiter.blocked_for("own") == 0
+    assert await limiter.failed_check("own", failed=True, limit=5) == 0  # the 6th: answered, then blocked
+    assert await limiter.blocked_for("own") > 0
+    message = blocked_error(5e6, limiter.failed_policy).message
+    assert "(> 2 in 60s)" in message and "wait 5s" in message
+    assert blocked_error(5e6, FailedPolicy()).message == FAILED_MESSAGE  # Venice's words at its numbers

@@ -1,0 +1,1 @@
+"""OpenAI Responses API ⇄ the internal chat shape: request checks, translation, stream events."""
