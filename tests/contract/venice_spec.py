@@ -32,7 +32,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # The model each route is asked for: the conformance server's embedded engine of that kind.
 MODELS = {
     "/chat/completions": "fake-chat",  # the fake upstream: venice_server.py says why
-    "/responses": "smollm2-135m",
+    "/responses": "fake-chat",
     "/embeddings": "minilm-l6-v2",
     "/image/generate": "local-procedural",
     "/images/generations": "local-procedural",

@@ -16,7 +16,7 @@ from tollway.api.idempotent import once
 from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import LISTED_TYPES, CatalogModel
-from tollway.core.catalog.view import model_object
+from tollway.core.catalog.view import VENICE_KNOWN, model_object
 from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Result
 from tollway.core.inference.schemas import (
@@ -123,7 +123,10 @@ async def list_models(
     if type not in LISTED_TYPES:
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
     catalog = request.app.state.services.catalog
-    data = [_model(request, m) for m in catalog.of_type(type)]
+    models = catalog.of_type(type)
+    if request.url.path.startswith("/api/") and type == "all":
+        models = [m for m in models if m.type in VENICE_KNOWN]
+    data = [_model(request, m) for m in models]
     return JSON({"object": "list", "type": type, "data": data})
 
 

@@ -21,8 +21,10 @@ from tollway.errors import ErrorCode, TollwayError
 
 CREATED = 1_767_225_600  # 2026-01-01: catalog entries have no creation time of their own
 VENICE_OWNER = "venice.ai"  # the document's enum for `owned_by`: Venice clients validate it
-# Tollway's model types → Venice's (`stt` is Venice's `asr`).
+# Tollway's model types → Venice's (`stt` is Venice's `asr`); types Venice has no name for (moderation)
+# are left out of /api/v1's `type=all` list, whose schema enumerates the types.
 VENICE_TYPES = {"stt": "asr"}
+VENICE_KNOWN = ("text", "embedding", "image", "tts", "stt", "video", "music", "upscale", "inpaint")
 # Venice capability flag → the catalog capability that sets it.
 FLAGS = {
     "optimizedForCode": "code",
