@@ -1,7 +1,8 @@
 """Helpers for tests of refused requests: the exact 4xx in each surface's envelope, and proof that a
 refusal charged nothing.
 
-- `assert_error(response, status, code, param)`: the OpenAI envelope, its request id the header's.
+- `assert_error(response, status, code, param)`: the OpenAI envelope (Venice's shape under /api/v1),
+  its request id the header's.
 - `assert_refused(response, status, param=..., dialect=...)`: the same for the Anthropic and Gemini
   shapes too (their bodies carry no code; Gemini's none of the request id).
 - `untouched(server, account_id)`: a context manager: the account's balance, reservation and ledger rows
@@ -24,7 +25,7 @@ import httpx2
 from tests.contract.servers import Tollway
 from tests.support.databases import query
 
-Dialect = Literal["openai", "anthropic", "gemini", "task"]
+Dialect = Literal["openai", "venice", "anthropic", "gemini", "task"]
 # Seed 001's task and account routes: `{"success": false, "error": {"code", "message"}}`.
 SEED_001_ROUTES = (
     "/images/generate",
@@ -40,6 +41,9 @@ FAILURES_PER_KEY = 15  # under the failed-request limit of 20 in 30 s
 
 def assert_error(response: httpx2.Response, status: int, code: str, param: str | None = None) -> None:
     assert response.status_code == status, response.text
+    if dialect_of(response.request.url.path) == "venice":
+        assert_venice_error(response, code, param)
+        return
     error = response.json()["error"]
     assert error["code"] == code
     assert set(error) >= {"message", "type", "code", "param", "request_id"}
@@ -48,15 +52,37 @@ def assert_error(response: httpx2.Response, status: int, code: str, param: str |
         assert error["param"] == param
 
 
+def assert_venice_error(response: httpx2.Response, code: str, param: str | None = None) -> None:
+    """Venice's StandardError / DetailedError: `error` is the message; `details` names the field."""
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"], body
+    assert body["code"] == code, body
+    assert body["request_id"] == response.headers["x-request-id"]
+    if param is not None and response.status_code in (400, 422):  # DetailedError: input errors only
+        node = body["details"]
+        for part in param.replace("[", ".").replace("]", "").split("."):
+            node = node[part] if part else node
+        assert node["_errors"], body
+
+
+def message_of(response: httpx2.Response) -> str:
+    """The error message, in OpenAI's envelope or Venice's shape (`error` is the message itself)."""
+    error = response.json()["error"]
+    return str(error if isinstance(error, str) else error["message"])
+
+
 def dialect_of(path: str) -> Dialect:
     """The envelope a path answers in (api/http.py error_response): Anthropic's `messages`, Gemini's
-    /v1beta routes, seed 001's for its task and account routes, OpenAI's for the rest."""
+    /v1beta routes, seed 001's for its task and account routes, Venice's for the rest of /api/v1,
+    OpenAI's for the rest of /v1."""
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
         return "gemini"
     if route in SEED_001_ROUTES:
         return "task"
-    return "anthropic" if route == "/messages" else "openai"
+    if route == "/messages":
+        return "anthropic"
+    return "venice" if path.startswith("/api/v1/") else "openai"
 
 
 def assert_refused(
@@ -70,6 +96,9 @@ def assert_refused(
     """`status` in `dialect`'s envelope; `param` is named (the others' messages say "Invalid `param`")."""
     assert response.status_code == status, response.text
     assert response.headers["x-request-id"].startswith("req_")
+    if dialect == "venice":
+        assert_error(response, status, code or response.json()["code"], param)
+        return
     if dialect == "openai":
         assert_error(response, status, code or response.json()["error"]["code"], param)
         return

@@ -266,6 +266,13 @@ def test_billing_balance(fresh_fake: Tollway, busy: tuple[str, str, list[Usage]]
         usd(balance),
     )
     assert get(fresh_fake, "op-test-operator-key", "/billing/balance").status_code == 403
+    venice = get(fresh_fake, admin_key, "/billing/balance", "/api/v1").json()
+    assert venice == {  # Venice's closed shape (its document: additionalProperties false)
+        "canConsume": True,
+        "consumptionCurrency": "USD",
+        "balances": {"diem": None, "usd": float(usd(balance))},
+        "diemEpochAllocation": 0,
+    }
 
 
 def test_account_credits_in_the_seed001_envelope(

@@ -334,3 +334,19 @@ def test_key_consumption_limit_is_a_second_ceiling(fresh_fake: Tollway) -> None:
         assert fresh_fake.fake("GET", "stats")["last_request"]["max_tokens"] == caps[-1]
     assert 100 > caps[0] > caps[1] > 1
     assert fresh_fake.ledger_sums(account_id)[1] == 0
+
+
+@pytest.mark.parametrize("base", ["/v1", "/api/v1"])
+def test_every_choice_carries_logprobs_null_when_not_asked(
+    fresh_fake: Tollway, funded: Callable[..., tuple[str, str]], base: str
+) -> None:
+    """OpenAI's answers and Venice's document both always have `choices[].logprobs`."""
+    _, key = funded("1.00")
+    response = httpx2.post(
+        f"{fresh_fake.url}{base}/chat/completions",
+        json={"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "n": 2},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.text
+    choices = response.json()["choices"]
+    assert choices and all("logprobs" in c and c["logprobs"] is None for c in choices)

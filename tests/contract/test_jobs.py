@@ -504,3 +504,90 @@ def test_killed_worker_job_resumes_and_is_charged_once(
                 os.killpg(worker.pid, signal.SIGTERM)
                 worker.wait(20)
         process.stop()
+
+
+@pytest.mark.parametrize("base", ["/v1", "/api/v1"])
+def test_duration_as_venices_strings_is_the_same_ask_as_the_number(
+    jobs: Jobs, funded: Callable[..., tuple[str, str]], base: str
+) -> None:
+    account, key = funded("5.00")
+    ask = {"model": "local-procedural-video", "resolution": "480p"}
+    as_number = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": 2})
+    for duration in ("2s", " 2s"):
+        as_text = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": duration})
+        assert as_text.status_code == 200 and as_text.json() == as_number.json(), as_text.text
+    keyless = httpx2.post(f"{jobs.url}{base}/video/quote", json={**ask, "duration": "2s"})
+    assert keyless.status_code == 200 and keyless.json() == as_number.json()  # prices are public
+    default = jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": 5})
+    assert jobs.call(key, "POST", f"{base}/video/quote", {**ask, "duration": "auto"}).json() == default.json()
+    before = jobs.ledger_sums(account)
+    for bad in ("0s", "9999s", "1 gen", "-1", "5 s"):
+        refused = jobs.call(key, "POST", f"{base}/video/queue", {**ask, "prompt": "x", "duration": bad})
+        assert refused.status_code == 400, (bad, refused.text)
+        assert "duration" in refused.text
+    assert jobs.ledger_sums(account) == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "fields", "media_type", "quote"),
+    [
+        ("video", "local-procedural-video", ("model", "queue_id"), "video/mp4", "0.004000000"),
+        ("audio", "local-procedural-music", ("model", "queue_id", "status"), "audio/mpeg", "0.001000000"),
+    ],
+)
+def test_venice_queue_and_retrieve_answer_only_the_documented_shapes(
+    jobs: Jobs,
+    funded: Callable[..., tuple[str, str]],
+    kind: str,
+    model: str,
+    fields: tuple[str, ...],
+    media_type: str,
+    quote: str,
+) -> None:
+    """Under /api/v1 (Venice's document): the queue answer has only its fields (the quote is a header);
+    retrieve answers PROCESSING JSON until the job is done, then the media itself."""
+    account, key = funded("1.00")
+    ask = {"model": model, "prompt": "a lighthouse", "duration": "2s", "resolution": "480p"}
+    queued = jobs.call(key, "POST", f"/api/v1/{kind}/queue", ask)
+    assert queued.status_code == 200, queued.text
+    assert tuple(queued.json()) == fields and queued.headers["x-tollway-quote-usd"] == quote
+    queue_id = queued.json()["queue_id"]
+    deadline = time.monotonic() + 90
+    while (
+        (answer := jobs.call(key, "POST", f"/api/v1/{kind}/retrieve", {"queue_id": queue_id}))
+        .headers["content-type"]
+        .startswith("application/json")
+    ):
+        body = answer.json()
+        assert set(body) == {"status", "average_execution_time", "execution_duration"}, body
+        assert body["status"] == "PROCESSING" and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert answer.status_code == 200 and answer.headers["content-type"] == media_type
+    assert len(answer.content) > 1000
+    assert jobs.ledger_sums(account)[:2] == (NANO - int(Decimal(quote) * NANO), 0)
+
+
+@pytest.mark.parametrize("base", ["/v1", "/api/v1"])
+def test_audio_quote_prices_seconds_without_a_key_and_refuses_what_it_cannot_price(
+    jobs: Jobs, funded: Callable[..., tuple[str, str]], base: str
+) -> None:
+    url = f"{jobs.url}{base}/audio/quote"
+    music = "local-procedural-music"  # 0.0005 USD a second
+    for asked in (60, "60"):
+        quoted = httpx2.post(url, json={"model": music, "duration_seconds": asked})
+        assert quoted.status_code == 200, quoted.text
+        assert quoted.json() == {"model": music, "quote": 0.03, "quote_usd": "0.030000000"}
+    assert httpx2.post(url, json={"model": music}).json()["quote_usd"] == "0.005000000"  # 10 s by default
+    account, key = funded("1.00")
+    before = jobs.ledger_sums(account)
+    for body, param in (
+        ({"model": music, "duration_seconds": 0}, "duration_seconds"),
+        ({"model": music, "duration_seconds": "ten"}, "duration_seconds"),
+        ({"model": music, "surprise": 1}, "surprise"),
+        ({"duration_seconds": 5}, "model"),
+        ({"model": "local-procedural-video"}, "model"),
+    ):
+        refused = jobs.call(key, "POST", f"{base}/audio/quote", body)
+        assert refused.status_code == 400, (body, refused.text)
+        assert param in refused.text
+    assert jobs.ledger_sums(account) == before

@@ -118,6 +118,8 @@ def test_venice_shape_is_a_second_view_of_the_same_keys(tollway: Tollway) -> Non
     row = next(k for k in listed.json()["data"] if k["id"] == key_id)
     assert set(row) == {
         "apiKeyType",
+        "limitPeriod",
+        "modelPrivacy",
         "consumptionLimits",
         "createdAt",
         "description",
@@ -280,8 +282,13 @@ PAST = "2020-01-01T00:00:00Z"
         ),
         (
             "/api/v1/api_keys",
-            {"apiKeyType": "ADMIN", "description": "x", "consumptionLimit": {"vcu": 3}},
-            "consumptionLimit.vcu",
+            {"apiKeyType": "ADMIN", "description": "x", "modelPrivacy": "PRIVATE_ONLY"},
+            "modelPrivacy",
+        ),
+        (
+            "/api/v1/api_keys",
+            {"apiKeyType": "ADMIN", "description": "x", "limitPeriod": "WEEK"},
+            "limitPeriod",
         ),
         (
             "/api/v1/api_keys",
@@ -505,3 +512,35 @@ def test_cli_keys_cover_every_setting_and_the_audit_trail(tmp_path: Path) -> Non
     events = json.loads(run("keys", "events", "--account", account["id"], "--json").stdout)
     assert [(e["event"], e["actor"]) for e in events] == [("revoked", "operator"), ("minted", "operator")]
     assert key["key"] not in json.dumps(events)
+
+
+@pytest.mark.parametrize(("period", "ours"), [("EPOCH", "day"), ("MONTH", "month"), ("LIFETIME", "total")])
+def test_venice_limit_period_sets_the_limits_period_and_is_listed(
+    tollway: Tollway, period: str, ours: str
+) -> None:
+    _, admin = admin_key(tollway)
+    body = {
+        "apiKeyType": "INFERENCE",
+        "description": "p",
+        "consumptionLimit": {"usd": 2},
+        "limitPeriod": period,
+    }
+    created = api(tollway, "POST", "/api/v1/api_keys", admin, body).json()["data"]
+    assert (created["limitPeriod"], created["modelPrivacy"]) == (period, "ALL")
+    listed = api(tollway, "GET", f"/api/v1/api_keys/{created['id']}", admin).json()["data"]
+    assert (listed["limitPeriod"], listed["modelPrivacy"]) == (period, "ALL")
+    ours_view = next(
+        k for k in api(tollway, "GET", "/v1/keys", admin).json()["data"] if k["id"] == created["id"]
+    )
+    assert ours_view["consumption_limit"] == {"usd": "2.000000000", "period": ours}
+
+
+def test_a_vcu_limit_is_ignored_with_a_warning_not_refused(tollway: Tollway) -> None:
+    _, admin = admin_key(tollway)
+    body = {"apiKeyType": "INFERENCE", "description": "v", "consumptionLimit": {"vcu": 3}}
+    response = api(tollway, "POST", "/api/v1/api_keys", admin, body)
+    assert response.status_code == 200, response.text
+    assert "vcu is deprecated and was ignored" in response.headers["warning"]
+    assert response.json()["data"]["consumptionLimit"] == {"usd": None, "diem": None, "vcu": None}
+    plain = api(tollway, "POST", "/api/v1/api_keys", admin, {"apiKeyType": "INFERENCE", "description": "w"})
+    assert "warning" not in plain.headers

@@ -25,7 +25,7 @@ def test_models_list_shape_type_filter_and_spec(
     assert embedding_only["object"] == "list" and embedding_only["type"] == "embedding"
     assert {m["id"] for m in embedding_only["data"]} == {"minilm-l6-v2", "fake-embed"}
     spec = next(m for m in embedding_only["data"] if m["id"] == "fake-embed")["model_spec"]
-    assert spec["pricing"]["input"] == {"usd": 0.1}
+    assert spec["pricing"]["input"] == {"usd": 0.1, "diem": 0.1} and spec["privacy"] == "anonymized"
     chat = httpx2.get(f"{tollway.url}/v1/models/fake-chat", headers=headers).json()
     assert chat["model_spec"]["capabilities"]["supportsFunctionCalling"] is True
     assert chat["model_spec"]["maxCompletionTokens"] == 1000

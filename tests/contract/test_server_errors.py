@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 
-from tests.contract.refusals import assert_error, assert_refused, dialect_of
+from tests.contract.refusals import assert_error, assert_refused, dialect_of, message_of
 from tests.contract.servers import OPERATOR_KEY, Tollway
 
 pytestmark = pytest.mark.slow
@@ -74,4 +74,4 @@ def test_405_says_which_methods_the_route_serves(
     )
     assert_refused(response, 405, code="METHOD_NOT_ALLOWED", dialect=dialect_of(path))
     assert response.headers["allow"] == allowed
-    assert allowed in response.json()["error"]["message"]
+    assert allowed in message_of(response)

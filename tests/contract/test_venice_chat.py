@@ -152,7 +152,7 @@ def test_traits_and_compatibility_mapping_routes(venice: Tollway, key: str) -> N
         "text-embedding-3-small": "venice-embed"
     }
     bad = get(venice, key, "models/traits?type=nonsense")
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "type"
+    assert bad.status_code == 400 and bad.json()["details"]["type"]["_errors"]  # Venice's DetailedError
     assert get(venice, key, "models/venice-small").json()["id"] == "venice-small"  # models/{id} still works
 
 
@@ -205,6 +205,7 @@ def test_buffered_answer_is_stripped_and_echoes_venice_parameters(venice: Tollwa
     echo = body["venice_parameters"]
     assert echo["strip_thinking_response"] is True and echo["enable_web_search"] == "off"
     assert echo["include_venice_system_prompt"] is True and echo["web_search_citations"] == []
+    assert echo["enable_e2ee"] is False
     upstream = sent(venice)
     assert "venice_parameters" not in upstream
     assert upstream["messages"][0] == {"role": "system", "content": "Operator default prompt."}
@@ -311,7 +312,7 @@ def test_character_routes(venice: Tollway, key: str) -> None:
         assert field in character
     assert character["stats"] == {"imports": 0} and character["tags"] == ["Philosophy"]
     missing = get(venice, key, "characters/nobody")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "CHARACTER_NOT_FOUND"
+    assert missing.status_code == 404 and missing.json()["code"] == "CHARACTER_NOT_FOUND"
 
 
 def test_character_in_chat(venice: Tollway, key: str) -> None:
@@ -481,3 +482,14 @@ def test_json_schema_is_enforced_on_the_local_model(venice: Tollway, key: str) -
     answer = json.loads(response.json()["choices"][0]["message"]["content"])
     assert set(answer) == {"city", "population"}
     assert isinstance(answer["city"], str) and isinstance(answer["population"], int)
+
+
+def test_asking_for_e2ee_is_a_clear_400_that_reaches_no_upstream(venice: Tollway, key: str) -> None:
+    calls = venice.fake_calls()
+    body = {"model": "venice-small", "messages": MESSAGES, "venice_parameters": {"enable_e2ee": True}}
+    refused = post(venice, key, body)
+    assert refused.status_code == 400 and "E2EE" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["param"] == "venice_parameters.enable_e2ee"
+    assert venice.fake_calls() == calls
+    body["venice_parameters"] = {"enable_e2ee": False}
+    assert post(venice, key, body).status_code == 200

@@ -55,6 +55,17 @@ async def inference_caller(request: Request) -> Caller:
     return who
 
 
+KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
+
+async def optional_caller(request: Request) -> Caller | None:
+    """For what Venice's document lets anyone read (the catalog): no key at all is an anonymous
+    caller; a key, if sent, must be valid (401 otherwise) and selects its account's view."""
+    if not any(h in request.headers for h in KEY_HEADERS) and "key" not in request.query_params:
+        return None
+    return await inference_caller(request)
+
+
 async def operator_caller(request: Request) -> Caller:
     who = await caller(request)
     if not who.is_operator:

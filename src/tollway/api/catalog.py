@@ -11,12 +11,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from tollway.api.auth import inference_caller
+from tollway.api.auth import inference_caller, optional_caller
 from tollway.api.http import JSON
 from tollway.api.spec import BY_ID, KEYED, documented
 from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
+from tollway.core.catalog.catalog import VENICE_TYPE_NAMES
 from tollway.core.catalog.characters import character_object, find
 from tollway.errors import ErrorCode, TollwayError
 
@@ -25,6 +26,8 @@ _TYPE = Query("text", description="text | embedding | image | tts | stt | video 
 
 
 def _checked(type_: str) -> str:
+    """One of our types, or Venice's name for one (`asr` is our `stt`)."""
+    type_ = VENICE_TYPE_NAMES.get(type_, type_)
     if type_ not in MODEL_TYPES:
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type_!r}.", param="type")
     return type_
@@ -34,7 +37,7 @@ def _checked(type_: str) -> str:
     "/models/traits", summary="Trait → model id (Venice)", tags=["models"], **documented(errors=KEYED)
 )
 async def model_traits(
-    request: Request, type: str = _TYPE, who: Caller = Depends(inference_caller)
+    request: Request, type: str = _TYPE, who: Caller | None = Depends(optional_caller)
 ) -> Response:
     catalog = request.app.state.services.catalog
     data = model_names.traits(catalog, _checked(type))
@@ -48,7 +51,7 @@ async def model_traits(
     **documented(errors=KEYED),
 )
 async def compatibility_mapping(
-    request: Request, type: str = _TYPE, who: Caller = Depends(inference_caller)
+    request: Request, type: str = _TYPE, who: Caller | None = Depends(optional_caller)
 ) -> Response:
     catalog = request.app.state.services.catalog
     data = model_names.compatibility(catalog, _checked(type))

@@ -21,6 +21,7 @@ from tollway.dialects import task_api
 from tollway.dialects.anthropic.errors import error_body as anthropic_error
 from tollway.dialects.gemini.errors import error_body as gemini_error
 from tollway.dialects.openai import openai_envelope
+from tollway.dialects.venice import venice_error
 from tollway.errors import ErrorCode, TollwayError
 
 
@@ -36,7 +37,8 @@ def request_id(request: Request) -> str:
 
 
 # The routes (under /v1 and /api/v1) whose errors are in seed 001's envelope: its task API, and its
-# account routes. Anthropic's is /messages, Gemini's everything under /v1beta; OpenAI's the rest.
+# account routes. Anthropic's is /messages, Gemini's everything under /v1beta; Venice's the rest of
+# /api/v1; OpenAI's the rest of /v1.
 TASK_ROUTES = ("/images/generate", "/images/status", "/videos/generate", "/videos/status")
 ACCOUNT_ROUTES = ("/account/credits", "/account/calculate-cost")
 
@@ -66,6 +68,8 @@ def error_response(err: TollwayError, rid: str, path: str = "", *, anthropic: bo
         body, status = task_api.task_error(err)
     elif route in ACCOUNT_ROUTES:
         body = task_api.account_error(err)
+    elif path.startswith("/api/v1/"):
+        body = venice_error(err, rid)
     else:
         body = openai_envelope(err, rid)
     return JSON(body, status_code=status, headers=err.headers)

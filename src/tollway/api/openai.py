@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from tollway.api import anthropic
-from tollway.api.auth import inference_caller
+from tollway.api.auth import inference_caller, optional_caller
 from tollway.api.http import JSON, read_json, request_id, speaks_anthropic
 from tollway.api.idempotent import once
 from tollway.api.spec import BY_ID, JSON_OBJECT, KEYED, PAID, SSE, documented
-from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
-from tollway.core.catalog.view import model_object
+from tollway.core.catalog.catalog import LISTED_TYPES, CatalogModel
+from tollway.core.catalog.view import VENICE_KNOWN, model_object
 from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Result
 from tollway.core.inference.schemas import (
@@ -112,21 +113,33 @@ async def moderations(request: Request, who: Caller = Depends(inference_caller))
 async def list_models(
     request: Request,
     type: str = Query(
-        "all", description="text | embedding | image | tts | stt | video | music | upscale | all"
+        "all",
+        description="text | embedding | image | tts | stt (asr) | video | music | upscale | inpaint | code | all",
     ),
-    who: Caller = Depends(inference_caller),
+    who: Caller | None = Depends(optional_caller),
 ) -> Response:
     if speaks_anthropic(request.headers):
         return anthropic.anthropic_list(request)
-    if type not in (*MODEL_TYPES, "all"):
+    if type not in LISTED_TYPES:
         raise TollwayError(ErrorCode.VALIDATION, f"Unknown type {type!r}.", param="type")
     catalog = request.app.state.services.catalog
-    return JSON({"object": "list", "type": type, "data": [model_object(m) for m in catalog.of_type(type)]})
+    models = catalog.of_type(type)
+    if request.url.path.startswith("/api/") and type == "all":
+        models = [m for m in models if m.type in VENICE_KNOWN]
+    data = [_model(request, m) for m in models]
+    return JSON({"object": "list", "type": type, "data": data})
 
 
 @router.get("/models/{model_id}", summary="One model", tags=["models"], **documented(errors=BY_ID))
-async def get_model(request: Request, model_id: str, who: Caller = Depends(inference_caller)) -> Response:
+async def get_model(
+    request: Request, model_id: str, who: Caller | None = Depends(optional_caller)
+) -> Response:
     if speaks_anthropic(request.headers):
         return anthropic.anthropic_get(request, model_id)
-    catalog = request.app.state.services.catalog
-    return JSON(model_object(catalog.resolve(model_id)))
+    return JSON(_model(request, request.app.state.services.catalog.resolve(model_id)))
+
+
+def _model(request: Request, model: CatalogModel) -> dict[str, Any]:
+    """The model object; under /api/v1 with the values Venice's document pins (`owned_by`, `asr`)."""
+    private = request.app.state.services.catalog.private(model)
+    return model_object(model, private=private, venice=request.url.path.startswith("/api/"))

@@ -27,6 +27,9 @@ class Capabilities:
     queue_media: bool = False
     # Renders a whole async job itself (providers/media.py JobProvider.run_job).
     runs_jobs: bool = False
+    # Returns chat `logprobs` when asked (OpenAI-compatible upstreams, llama.cpp); Anthropic's API has
+    # none, and the Gemini dialect does not translate them.
+    logprobs: bool = False
     # Legacy `/completions` (a raw prompt, no chat template): "always" (the embedded models), "declared"
     # (only a model that lists `completions` in its catalog capabilities: many OpenAI-compatible
     # upstreams are chat-only), "never" (Anthropic, Gemini: chat only; never faked through chat).
@@ -44,7 +47,9 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "openai": Kind(
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
-        Capabilities(structured_output=True, queue_media=True, completions="declared", moderations=True),
+        Capabilities(
+            structured_output=True, queue_media=True, completions="declared", moderations=True, logprobs=True
+        ),
     ),
     "anthropic": Kind(
         lambda c, timeout: AnthropicProvider(c, timeout=timeout), Capabilities(structured_output=True)
@@ -54,7 +59,7 @@ KINDS: dict[str, Kind] = {
     ),
     "local": Kind(
         lambda c, _timeout: LocalProvider(c.id),
-        Capabilities(structured_output=True, runs_jobs=True, completions="always"),
+        Capabilities(structured_output=True, runs_jobs=True, completions="always", logprobs=True),
     ),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,7 +20,7 @@ from tollway.api.http import JSON, read_json
 from tollway.api.spec import JSON_OBJECT, KEYED, documented
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
-from tollway.core.money.prices import TokenUsage, nano_to_usd, token_cost
+from tollway.core.money.prices import NANO_PER_USD, TokenUsage, nano_to_usd, token_cost
 from tollway.core.money.usage_reports import (
     CSV_COLUMNS,
     UsageReports,
@@ -180,9 +181,22 @@ async def billing_usage(
     return JSON({"data": rows, "pagination": pagination}, headers=headers)
 
 
+def venice_balance(available_nano: int) -> dict[str, Any]:
+    """Venice's balance (its document's closed shape): USD only, no DIEM staking here. `usd` is a
+    number there; the exact decimal string is /v1's `available_usd`."""
+    return {
+        "canConsume": available_nano > 0,
+        "consumptionCurrency": "USD",
+        "balances": {"diem": None, "usd": float(Decimal(available_nano) / NANO_PER_USD)},
+        "diemEpochAllocation": 0,
+    }
+
+
 @router.get("/billing/balance", summary="The account's balance (USD)", **documented(errors=KEYED))
 async def billing_balance(request: Request, who: Caller = Depends(account_caller)) -> Response:
     balance, reserved = await request.app.state.services.ledger.balances(_account_id(who))
+    if request.url.path.startswith("/api/"):
+        return JSON(venice_balance(balance - reserved))
     available = nano_to_usd(balance - reserved)
     return JSON(
         {

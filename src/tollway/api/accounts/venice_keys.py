@@ -54,12 +54,21 @@ def expiry_form(value: str | None) -> str | None:
     raise ValueError('use "", YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS(.sss)Z')
 
 
+# Venice's `limitPeriod` ↔ a key limit's period. A weekly limit (minted on /v1/keys) has no Venice name.
+PERIODS = {"EPOCH": "day", "MONTH": "month", "LIFETIME": "total"}
+VENICE_PERIODS = {period: name for name, period in PERIODS.items()}
+VCU_IGNORED = '299 - "consumptionLimit.vcu is deprecated and was ignored: set usd (or diem)"'
+
+
 class VeniceNewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     apiKeyType: Literal["INFERENCE", "ADMIN"]
     description: str = Field(min_length=1, max_length=200)
     consumptionLimit: VeniceLimit | None = None
     expiresAt: str | None = None
+    limitPeriod: Literal["EPOCH", "MONTH", "LIFETIME"] = "EPOCH"  # Venice's legacy default: daily
+    # Keys restricted to private models need a stored policy (a column, a migration): only ALL for now.
+    modelPrivacy: Literal["ALL"] = "ALL"
 
     _check_expiry = field_validator("expiresAt")(expiry_form)
 
@@ -73,27 +82,32 @@ def parse_expiry(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def venice_settings(
-    key_type: str, description: str, limit: VeniceLimit | None, expires_at: str | None
+def venice_settings(body: VeniceNewKey) -> KeySettings:
+    return key_settings(
+        body.apiKeyType, body.description, body.consumptionLimit, body.expiresAt, body.limitPeriod
+    )
+
+
+def key_settings(
+    key_type: str, description: str, limit: VeniceLimit | None, expires_at: str | None, period: str = "EPOCH"
 ) -> KeySettings:
-    """Venice fields → the one KeySettings model every minting route shares."""
-    if limit is not None and limit.vcu and usd_to_nano(limit.vcu):
-        raise TollwayError(
-            ErrorCode.VALIDATION,
-            "VCU limits are deprecated and not supported; use `usd` (or `diem`).",
-            param="consumptionLimit.vcu",
-        )
+    """Venice fields → the one KeySettings model every minting route shares. A `vcu` limit is
+    deprecated in Venice's document: ignored (the route says so in a `Warning` header)."""
     # 0 or null: no limit. The amounts are canonical already (UsdAmount), so ConsumptionLimit accepts them.
     amounts = [a for a in (limit.usd, limit.diem) if a and usd_to_nano(a)] if limit is not None else []
     expiry = parse_expiry(expires_at)
     check_future(expiry, "expiresAt")
-    limit_usd = ConsumptionLimit(usd=amounts[0], period="day") if amounts else None
+    limit_usd = ConsumptionLimit(usd=amounts[0], period=PERIODS[period]) if amounts else None  # type: ignore[arg-type]
     return KeySettings(
         label=description,
         scope="admin" if key_type == "ADMIN" else "inference",
         expires_at=expiry,
         consumption_limit=limit_usd,
     )
+
+
+def vcu_ignored(limit: VeniceLimit | None) -> bool:
+    return limit is not None and bool(limit.vcu) and bool(usd_to_nano(limit.vcu or "0"))
 
 
 def _instant(value: str | None) -> str | None:
@@ -108,13 +122,21 @@ def venice_limits(view: dict[str, Any]) -> dict[str, float | None]:
     return {"usd": float(Decimal(limit["usd"])) if limit else None, "diem": None, "vcu": None}
 
 
+def venice_policy(view: dict[str, Any]) -> dict[str, str]:
+    """`limitPeriod` (EPOCH when the key has no limit: Venice's default) and `modelPrivacy`."""
+    limit = view.get("consumption_limit")
+    period = VENICE_PERIODS.get(limit["period"]) if limit else "EPOCH"
+    return {**({"limitPeriod": period} if period else {}), "modelPrivacy": "ALL"}
+
+
 def venice_view(view: dict[str, Any]) -> dict[str, Any]:
     """A key as Venice lists it (`GetApiKeys200ResponseDataInner`): never the secret."""
     return {
         "apiKeyType": str(view["scope"]).upper(),
         "consumptionLimits": venice_limits(view),
+        **venice_policy(view),
         "createdAt": _instant(view["created_at"]),
-        "description": view["label"],
+        "description": view["label"] or "",  # a string in Venice's document; unlabelled keys exist
         "expiresAt": _instant(view["expires_at"]),
         "id": view["id"],
         "last6Chars": view["last6Chars"],
@@ -129,7 +151,8 @@ def venice_created(view: dict[str, Any]) -> dict[str, Any]:
             "apiKey": view["key"],
             "apiKeyType": str(view["scope"]).upper(),
             "consumptionLimit": venice_limits(view),
-            "description": view["label"],
+            **venice_policy(view),
+            "description": view["label"] or "",
             "expiresAt": _instant(view["expires_at"]),
             "id": view["id"],
         },
@@ -144,10 +167,13 @@ def venice_created(view: dict[str, Any]) -> dict[str, Any]:
 )
 async def create_api_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     body = validate(VeniceNewKey, await read_json(request))
-    settings = venice_settings(body.apiKeyType, body.description, body.consumptionLimit, body.expiresAt)
     assert who.account_id is not None
-    key = await request.app.state.services.keys.mint(who.account_id, settings, actor=actor_of(who))
-    return JSON(venice_created(key))
+    key = await request.app.state.services.keys.mint(
+        who.account_id, venice_settings(body), actor=actor_of(who)
+    )
+    return JSON(
+        venice_created(key), headers={"warning": VCU_IGNORED} if vcu_ignored(body.consumptionLimit) else None
+    )
 
 
 @router.get("/api_keys", summary="Active API keys (Venice shape)", **documented(errors=KEYED))

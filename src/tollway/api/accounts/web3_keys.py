@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from tollway.api.accounts.venice_keys import VeniceLimit, expiry_form, venice_created, venice_settings
+from tollway.api.accounts.venice_keys import (
+    VCU_IGNORED,
+    VeniceLimit,
+    expiry_form,
+    key_settings,
+    vcu_ignored,
+    venice_created,
+)
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
 from tollway.api.limits import parse_json
@@ -103,10 +110,11 @@ async def web3_key(request: Request) -> Response:
             "This wallet is not bound to an account; ask the operator.",
             param="address",
         )
-    settings = venice_settings("INFERENCE", body.description, body.consumptionLimit, body.expiresAt)
+    settings = key_settings("INFERENCE", body.description, body.consumptionLimit, body.expiresAt)
     await wallets.use_nonce(nonce)
     key = await services.keys.mint(account_id, settings, actor=f"web3:{body.address}")
-    return JSON(venice_created(key))
+    warning = {"warning": VCU_IGNORED} if vcu_ignored(body.consumptionLimit) else None
+    return JSON(venice_created(key), headers=warning)
 
 
 @admin_router.post(

@@ -44,6 +44,8 @@ SPEECH_FORMATS = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
+# Venice's document names Opus `audio/opus` (/api/v1); /v1 keeps the registered `audio/ogg` (RFC 7845).
+VENICE_SPEECH_FORMATS = {**SPEECH_FORMATS, "opus": "audio/opus"}
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 LANGUAGE_NAMES = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian"}
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
@@ -111,11 +113,12 @@ async def audio_speech(request: Request, who: Caller = Depends(inference_caller)
             media_type="text/event-stream",
             headers={**headers, **SSE_HEADERS},
         )
+    media_type = (VENICE_SPEECH_FORMATS if request.url.path.startswith("/api/") else SPEECH_FORMATS)[fmt]
     if flag(fields, "streaming", False) or flag(fields, "stream", False):
         chunks, headers = await media.speech_stream(call, model, job)
-        return StreamingResponse(chunks, media_type=SPEECH_FORMATS[fmt], headers=headers)
+        return StreamingResponse(chunks, media_type=media_type, headers=headers)
     audio, charged = await media.speech(call, model, job)
-    return Response(audio, media_type=SPEECH_FORMATS[fmt], headers=charged.headers)
+    return Response(audio, media_type=media_type, headers=charged.headers)
 
 
 @router.get(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from tollway import media_formats
-from tollway.api.auth import caller, inference_caller, raw_key
+from tollway.api.auth import caller, inference_caller, optional_caller, raw_key
 from tollway.api.http import JSON, request_id
 from tollway.api.idempotent import idempotent
 from tollway.api.media import schemas
@@ -343,7 +343,7 @@ async def image_background_remove(request: Request, who: Caller = Depends(infere
 
 
 @router.get("/image/styles", summary="Image style presets", tags=["images"], **documented(errors=KEYED))
-async def image_styles(who: Caller = Depends(inference_caller)) -> Response:
+async def image_styles(who: Caller | None = Depends(optional_caller)) -> Response:
     return JSON({"object": "list", "data": STYLES})
 
 

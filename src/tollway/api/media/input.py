@@ -135,6 +135,20 @@ def integer(fields: Fields, name: str, default: int, *, low: int, high: int, low
     return int(default if value is None else value)
 
 
+def seconds(fields: Fields, name: str, default: int, *, high: int) -> int:
+    """A duration in whole seconds: a number, or Venice's document's strings (`"5s"`; `"auto"` is the
+    default). Its other values ("-1", "1 gen") belong to models not served here."""
+    value = fields.get(name)
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return default
+    if isinstance(value, str) and value.strip().endswith("s") and value.strip()[:-1].isdigit():
+        count = int(value.strip()[:-1])
+        if not 1 <= count <= high:
+            raise _bad(name, f"`{name}` must be between 1s and {high}s.")
+        return count
+    return integer(fields, name, default, low=1, high=high)
+
+
 def flag(fields: Fields, name: str, default: bool) -> bool:
     value = fields.get(name)
     if value is None or value == "":

@@ -15,13 +15,24 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
 from tollway import media_formats
-from tollway.api.auth import inference_caller
-from tollway.api.http import JSON
+from tollway.api.auth import inference_caller, optional_caller
+from tollway.api.http import JSON, read_json
 from tollway.api.idempotent import idempotent
 from tollway.api.media import schemas
-from tollway.api.media.input import Fields, choice, flag, image_bytes, integer, media_of, read_fields, text
+from tollway.api.media.input import (
+    Fields,
+    choice,
+    flag,
+    image_bytes,
+    integer,
+    media_of,
+    read_fields,
+    seconds,
+    text,
+)
 from tollway.api.spec import BINARY, BY_ID, FORM, KEYED, PAID, documented
 from tollway.api.spec import JSON as JSON_BODY
+from tollway.base.validation import validate
 from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.jobs import build
@@ -71,10 +82,10 @@ def video_model(request: Request, name: object) -> CatalogModel:
 def video_ask(
     fields: Fields, model: CatalogModel, *, duration: str = "duration", audio: str = "audio"
 ) -> prices.VideoAsk:
-    seconds = integer(fields, duration, 5, low=1, high=MAX_VIDEO_SECONDS)
+    length = seconds(fields, duration, 5, high=MAX_VIDEO_SECONDS)
     resolution = choice(fields, "resolution", tuple(media_formats.RESOLUTIONS), "720p") or "720p"
-    build.check_offered(model, seconds, resolution, duration_param=duration)
-    return prices.VideoAsk(seconds, resolution, flag(fields, audio, False))
+    build.check_offered(model, length, resolution, duration_param=duration)
+    return prices.VideoAsk(length, resolution, flag(fields, audio, False))
 
 
 async def video_job(
@@ -133,12 +144,16 @@ def audio_job(request: Request, fields: Fields, model: CatalogModel) -> NewJob:
         return build.speech_job(model, words, fields.get("voice"), fmt)
     prompt = text(fields, "prompt", required=True, min_len=1, max_len=PROMPT_MAX)
     assert prompt is not None
-    seconds = integer(fields, "duration", 10, low=1, high=MAX_AUDIO_SECONDS)
+    length = seconds(fields, "duration", 10, high=MAX_AUDIO_SECONDS)
     seed = integer(fields, "seed", secrets.randbelow(SEED_LIMIT), low=0, high=SEED_LIMIT)
-    return build.sound_job(model, prompt, seconds, fmt, seed)
+    return build.sound_job(model, prompt, length, fmt, seed)
 
 
 # -- rendering -------------------------------------------------------------------------------------
+
+
+# The fields Venice's document allows in a queue answer, per kind (additionalProperties: false).
+VENICE_QUEUED = {"video": ("model", "queue_id"), "audio": ("model", "queue_id", "status")}
 
 
 def _base(request: Request) -> str:
@@ -192,9 +207,11 @@ async def _queue(request: Request, who: Caller, new: NewJob) -> Response:
         "status": STATUS[job.status],
         "eta_seconds": job.eta_seconds,
     }
-    headers = {"x-tollway-model-id": job.model}
+    headers = {"x-tollway-model-id": job.model, "x-tollway-quote-usd": nano_to_usd(job.quote_nano)}
     if available is not None:  # only what this key may see (core/admission.py, shown_balance)
         headers["x-balance-usd"] = nano_to_usd(available - job.quote_nano)
+    if request.url.path.startswith("/api/"):  # Venice's document closes the shape: the quote is a header
+        body = {key: body[key] for key in VENICE_QUEUED.get(job.kind, ("model", "queue_id"))}
     return JSON(body, headers=headers)
 
 
@@ -209,7 +226,24 @@ async def _retrieve(request: Request, who: Caller, kind: str) -> Response:
         model is not None and model != job.model and _resolved(request, model) != job.model
     ):
         raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
+    if request.url.path.startswith("/api/") and job.status in ("queued", "processing", "completed"):
+        return await _venice_retrieved(request, who, job)
     return JSON(job_view(request, job))
+
+
+async def _venice_retrieved(request: Request, who: Caller, job: JobRow) -> Response:
+    """Venice's retrieve: the media itself once finished; until then its documented progress JSON
+    (`average_execution_time` is this job's estimate, in ms, as Venice's is an average of its kind)."""
+    if job.status == "completed":
+        return await download(request, who, job.id, job.kind)
+    elapsed = int((_now() - job.created_at).total_seconds() * 1000)
+    return JSON(
+        {
+            "status": "PROCESSING",
+            "average_execution_time": (job.eta_seconds or 0) * 1000,
+            "execution_duration": elapsed,
+        }
+    )
 
 
 def _resolved(request: Request, name: object) -> str | None:
@@ -251,7 +285,8 @@ async def download(request: Request, who: Caller, job_id: str, kind: str | None)
     summary="Price a video before queueing it",
     **documented(body=schemas.VideoRequest, errors=(*KEYED, 410, 415), media=BOTH),
 )
-async def video_quote(request: Request, who: Caller = Depends(inference_caller)) -> Response:
+async def video_quote(request: Request, who: Caller | None = Depends(optional_caller)) -> Response:
+    """Prices are public (GET models shows them without a key), and Venice's document lists no 401 here."""
     fields = await read_fields(request)
     model = video_model(request, fields.get("model"))
     ask = video_ask(fields, model)
@@ -301,6 +336,37 @@ async def audio_queue(request: Request, who: Caller = Depends(inference_caller))
         raise TollwayError(ErrorCode.VALIDATION, "`model` is required.", param="model")
     model = media_of(request).resolve(fields["model"], ("music", "tts"))
     return await _queue(request, who, audio_job(request, fields, model))
+
+
+@router.post(
+    "/audio/quote",
+    summary="Price an audio job before queueing it (Venice's shape)",
+    **documented(body=schemas.AudioQuoteRequest, errors=(400, 401, 404, 410, 415)),
+)
+async def audio_quote(request: Request, who: Caller | None = Depends(optional_caller)) -> Response:
+    """Prices are public, as video/quote's: a key is not needed."""
+    body = validate(schemas.AudioQuoteRequest, await read_json(request))
+    model = media_of(request).resolve(body.model, ("music", "tts"))
+    if model.type == "tts":
+        if body.character_count is None:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                "A speech model is priced per character: send `character_count`.",
+                param="character_count",
+            )
+        if body.character_count > MAX_SPEECH_CHARS:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                f"`character_count` must be at most {MAX_SPEECH_CHARS}.",
+                param="character_count",
+            )
+        quote = prices.speech_quote(model, body.character_count)
+    else:
+        asked = body.duration_seconds
+        asked = int(asked) if isinstance(asked, str) and asked.isdigit() else asked  # the document's "60"
+        length = seconds({"duration_seconds": asked}, "duration_seconds", 10, high=MAX_AUDIO_SECONDS)
+        quote = prices.seconds_quote(model, length)
+    return JSON({"model": model.id, "quote": float(nano_to_usd(quote)), "quote_usd": nano_to_usd(quote)})
 
 
 @router.post("/audio/retrieve", summary="An audio job's status, and its download path when done", **RETRIEVE)

@@ -124,6 +124,20 @@ class TranscriptionRequest(_Body):
     )
 
 
+class AudioQuoteRequest(BaseModel):
+    """audio/quote, as Venice's document has it (closed: an unknown field is a 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, description=MODEL)
+    duration_seconds: int | str | None = Field(
+        default=None,
+        description="Seconds (music and sound effects; default 10): an integer or a numeric string.",
+    )
+    character_count: int | None = Field(
+        default=None, gt=0, description="Characters (speech models: required)."
+    )
+
+
 class VideoRequest(_Body):
     """video/quote and video/queue."""
 

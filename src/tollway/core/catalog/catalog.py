@@ -10,10 +10,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tollway.base.config import CatalogConfig, CatalogError, ModelConfig, decimal_string
+from tollway.base.config import MODEL_TYPES, CatalogConfig, CatalogError, ModelConfig, decimal_string
 from tollway.core.catalog import characters as _characters
 from tollway.core.money.prices import TokenPrices, scale_price
 from tollway.errors import ErrorCode, TollwayError
+
+VENICE_TYPE_NAMES = {"asr": "stt"}
+# The `type` filters GET models takes: ours, Venice's names for them, `code` and `all`.
+LISTED_TYPES = (*MODEL_TYPES, *VENICE_TYPE_NAMES, "code", "all")
 
 
 class CatalogModel:
@@ -102,7 +106,16 @@ class Catalog:
         return model
 
     def of_type(self, model_type: str) -> list[CatalogModel]:
+        """The models of a type: ours, or Venice's names for them (`asr` is `stt`; `code` is the text
+        models with the `code` capability)."""
+        if model_type == "code":
+            return [m for m in self.models.values() if m.type == "text" and m.supports("code")]
+        model_type = VENICE_TYPE_NAMES.get(model_type, model_type)
         return [m for m in self.models.values() if model_type == "all" or m.type == model_type]
+
+    def private(self, model: CatalogModel) -> bool:
+        """Whether no upstream sees the model's prompts: every route is an embedded engine."""
+        return all(self.providers[r.provider].kind == "local" for r in model.config.routes)
 
 
 def parse_date(value: str) -> date:

@@ -264,6 +264,21 @@ def output_cap(model: CatalogModel, body: dict[str, Any]) -> tuple[str, int]:
     return used, min([ceiling, *asked])
 
 
+def check_logprobs(catalog: Catalog, model: CatalogModel, body: dict[str, Any]) -> None:
+    """`logprobs` only where an engine of the model returns them: elsewhere a 400, not an answer
+    silently without them."""
+    if body.get("logprobs") is not True:
+        return
+    kinds = {catalog.providers[route.provider].kind for route in model.config.routes}
+    if not any(registry.capabilities(kind).logprobs for kind in kinds):
+        raise TollwayError(
+            ErrorCode.UNSUPPORTED_CAPABILITY,
+            f"{model.id!r} cannot return log probabilities: its engine ({', '.join(sorted(kinds))}) "
+            "does not give them. Leave `logprobs` out.",
+            param="logprobs",
+        )
+
+
 def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_configured: bool) -> ChatPlan:
     """Everything decided before admission; raises 400/403/404/410 as TollwayError."""
     base, suffix = _split_model(catalog, body["model"])
@@ -286,6 +301,7 @@ def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_co
             param="venice_parameters.enable_web_search",
         )
     upstream = {k: v for k, v in body.items() if k != "venice_parameters"}
+    check_logprobs(catalog, model, upstream)
     if "response_format" in upstream:
         upstream["response_format"] = response_format(catalog, model, upstream["response_format"])
         if upstream["response_format"] is None:

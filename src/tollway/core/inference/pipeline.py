@@ -240,6 +240,9 @@ class Pipeline:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
         result["usage"] = {**usage_dict(usage), "cost": cost_number(charged)}
+        for choice in result.get("choices") or ():
+            if isinstance(choice, dict):
+                choice.setdefault("logprobs", None)  # OpenAI's and Venice's answers always carry it
         return Result(headers=_charged(admitted.headers, charged), body=result)
 
     async def _chat_stream(

@@ -24,7 +24,12 @@ _BOOLEAN_KEYS = frozenset(
         "include_search_results_in_stream",
         "return_search_results_as_documents",
         "include_venice_system_prompt",
+        "enable_e2ee",
     }
+)
+E2EE_REFUSED = (
+    "End-to-end encrypted (E2EE) models are not offered on this server: leave `enable_e2ee` out or "
+    "send false."
 )
 KEYS = _BOOLEAN_KEYS | {"character_slug", "enable_web_search"}
 
@@ -42,6 +47,7 @@ class VeniceParams:
     include_search_results_in_stream: bool = False
     return_search_results_as_documents: bool = False
     include_venice_system_prompt: bool = True
+    enable_e2ee: bool = False  # accepted as Venice's document has it; only false can be served
 
     @property
     def strips_thinking(self) -> bool:
@@ -50,6 +56,7 @@ class VeniceParams:
     def echo(self, citations: list[dict[str, Any]]) -> dict[str, Any]:
         """The response's `venice_parameters` (seed 003's echo schema)."""
         out: dict[str, Any] = {
+            "enable_e2ee": self.enable_e2ee,
             "enable_web_search": self.enable_web_search,
             "enable_web_citations": self.enable_web_citations,
             "enable_web_scraping": self.enable_web_scraping,
@@ -90,11 +97,13 @@ def coerce(key: str, value: object, param: str, *, text: bool = False) -> Any:
             if word in ("on", "off", "auto"):
                 return word
         raise _bad("`enable_web_search` must be one of on, off, auto.", param)
-    if isinstance(value, bool):
-        return value
     if text and isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _bad(f"`{key}` must be true or false (a JSON boolean).", param)
+        value = value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise _bad(f"`{key}` must be true or false (a JSON boolean).", param)
+    if key == "enable_e2ee" and value:
+        raise _bad(E2EE_REFUSED, param)
+    return value
 
 
 def split_suffix(model: str) -> tuple[str, dict[str, Any]]:

@@ -260,3 +260,17 @@ def test_a_models_sampling_defaults_fill_what_the_request_and_character_leave_ou
     assert sage.body["temperature"] == 0.3  # the character's setting wins over the model's default
     other = chat_plan.prepare(c, chat_body(model="small"), SFW, search_configured=False)
     assert "temperature" not in other.body and "top_p" not in other.body
+
+
+def test_logprobs_on_an_engine_without_them_is_400_and_passes_where_it_has_them() -> None:
+    c = catalog()
+    with pytest.raises(TollwayError) as caught:
+        chat_plan.prepare(c, chat_body(model="claude-only", logprobs=True), SFW, search_configured=False)
+    assert caught.value.code is ErrorCode.UNSUPPORTED_CAPABILITY and caught.value.param == "logprobs"
+    assert "anthropic" in caught.value.message
+    plan = chat_plan.prepare(c, chat_body(logprobs=True, top_logprobs=2), SFW, search_configured=False)
+    assert plan.body["logprobs"] is True and plan.body["top_logprobs"] == 2
+    unasked = chat_plan.prepare(
+        c, chat_body(model="claude-only", logprobs=False), SFW, search_configured=False
+    )
+    assert unasked.body["logprobs"] is False

@@ -73,6 +73,7 @@ def test_the_body_wins_over_the_suffix_and_booleans_are_accepted_for_web_search(
 def test_echo_has_every_required_key() -> None:
     echo = venice.VeniceParams(character_slug="sage").echo([])
     for key in (
+        "enable_e2ee",
         "enable_web_search",
         "enable_web_citations",
         "include_venice_system_prompt",
@@ -82,3 +83,18 @@ def test_echo_has_every_required_key() -> None:
     ):
         assert key in echo
     assert echo["web_search_citations"] == [] and echo["character_slug"] == "sage"
+
+
+def test_enable_e2ee_false_is_accepted_and_true_is_a_400_saying_e2ee_is_not_offered() -> None:
+    assert venice.body_params({"venice_parameters": {"enable_e2ee": False}}) == {"enable_e2ee": False}
+    assert venice.split_suffix("m:enable_e2ee=false") == ("m", {"enable_e2ee": False})
+    for call in (
+        lambda: venice.body_params({"venice_parameters": {"enable_e2ee": True}}),
+        lambda: venice.split_suffix("m:enable_e2ee=true"),
+    ):
+        with pytest.raises(TollwayError) as refused:
+            call()
+        assert refused.value.code is ErrorCode.VALIDATION and "E2EE" in refused.value.message
+    with pytest.raises(TollwayError) as typed:
+        venice.body_params({"venice_parameters": {"enable_e2ee": "yes"}})
+    assert typed.value.param == "venice_parameters.enable_e2ee"
