@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     # Generated media (core/media/store.py): kept this long, in at most this many bytes.
     media_ttl_seconds: int = 3600
     media_max_bytes: int = 1024 * 1024 * 1024
+    # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
+    # one account may keep stored, how long a file lives; an output file goes after its first
+    # download unless files_delete_after_download is off; lines of one batch run at once.
+    files_max_bytes: int = 100 * 1024 * 1024
+    files_max_line_bytes: int = 1024 * 1024
+    files_max_lines: int = 50_000
+    files_storage_bytes: int = 1024 * 1024 * 1024
+    files_ttl_seconds: int = 2 * 24 * 3600
+    files_delete_after_download: bool = True
+    batch_concurrency: int = 4
 
     @property
     def catalog_path(self) -> Path:

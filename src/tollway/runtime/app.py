@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from tollway import __version__
 from tollway.api import accounts, ops, spec
 from tollway.api import anthropic as anthropic_api
+from tollway.api import batches as batches_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
@@ -27,7 +28,7 @@ from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
 from tollway.runtime import maintenance
 from tollway.runtime.reload import Reloader
-from tollway.runtime.services import Services, build_services, jobs_from
+from tollway.runtime.services import Services, batches_from, build_services, jobs_from
 from tollway.settings import Settings
 from tollway.telemetry import metrics, tracing
 from tollway.telemetry.access import AccessLog, InFlight
@@ -137,6 +138,10 @@ def create_app(
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
+        app.state.batches = batches = batches_from(
+            services, jobs
+        )  # files and batches, run by the jobs' runner
+        tasks.append(asyncio.create_task(batches.sweep_forever(settings.maintenance_interval_seconds)))
         if settings.jobs_runner:
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
         listen = settings.metrics_listen if settings.metrics else None
@@ -187,6 +192,7 @@ def create_app(
         app.include_router(images_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(batches_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)

@@ -17,6 +17,8 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
+
 from tollway.base import tokens
 from tollway.base.clock import utcnow
 from tollway.core import admission
@@ -32,13 +34,31 @@ from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, valid
 from tollway.core.inference.search import SearchProvider
 from tollway.core.limits.gate import RateGate
 from tollway.core.money.ledger import Ledger
-from tollway.core.money.prices import TokenPrices, TokenUsage, nano_to_usd, token_cost, usage_dict, usage_of
+from tollway.core.money.prices import (
+    TokenPrices,
+    TokenUsage,
+    batch_price,
+    nano_to_usd,
+    token_cost,
+    usage_dict,
+    usage_of,
+)
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
 from tollway.telemetry import logs, metrics
 
 log = logging.getLogger("tollway.pipeline")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """A batch's line run as a live call (core/batches/): priced at the model's batch discount, held
+    in full (no output cap shrunk to the balance), its answer kept (`keep`) before the settlement,
+    whose transaction runs `record` (the line's row: its unique key meters the line once)."""
+
+    keep: Callable[[dict[str, Any]], Awaitable[None]]
+    record: Callable[[Connection], None]
 
 
 @dataclass(slots=True)
@@ -49,6 +69,7 @@ class Call:
     caller: Caller
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
+    batch: BatchLine | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +89,7 @@ class Admitted:
     hold: Hold
     headers: dict[str, str]
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/inference/chat_plan.py)
+    batch: BatchLine | None = None
 
 
 def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
@@ -122,7 +144,9 @@ class Pipeline:
     ) -> Admitted:
         """Admission (core/admission.py: tier, rate limits, the hold; 402 before any upstream call)
         and the headers every answer carries. The media routes use it too. With `least_nano` the
-        hold may shrink down to it (`hold.held_nano` is what was held)."""
+        hold may shrink down to it (`hold.held_nano` is what was held); a batch line's never does."""
+        if call.batch is not None:
+            least_nano = None
         began = utcnow() - timedelta(seconds=time.perf_counter() - call.started)
         caller = call.caller
         if caller.account_id is not None:  # the access log and the trace name them, refused or not
@@ -138,6 +162,7 @@ class Pipeline:
             estimate_tokens=estimate_tokens,
             began=began,
             least_nano=least_nano,
+            settle_also=call.batch.record if call.batch is not None else None,
         )
         headers = {
             "x-tollway-model-id": model.id,
@@ -151,7 +176,7 @@ class Pipeline:
         if hold.balance_before_nano is not None:  # only what this key may see (admission.shown_balance)
             balance = nano_to_usd(hold.balance_before_nano)
             headers["x-balance-usd"] = headers["x-venice-balance-usd"] = balance
-        return Admitted(model, hold, headers)
+        return Admitted(model, hold, headers, batch=call.batch)
 
     async def settle(
         self,
@@ -165,6 +190,8 @@ class Pipeline:
         """Charge the tokens used at the model's prices, free the rest of the hold; returns the charge."""
         assert admitted.model.token_prices is not None
         cost = token_cost(admitted.model.token_prices, usage)
+        if admitted.batch is not None:
+            cost = batch_price(cost, admitted.model.config.pricing.batch_discount)
         return await admitted.hold.settle(
             cost, provider=provider, usage=usage, source=source, outcome=outcome, status=status
         )
@@ -196,7 +223,9 @@ class Pipeline:
         body = plan.body
         assert model.token_prices is not None
         prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
-        hold_for = partial(_chat_hold, model.token_prices, prompt_estimate, request.n or 1)
+        hold_for = _priced(
+            partial(_chat_hold, model.token_prices, prompt_estimate, request.n or 1), model, call
+        )
         # The hold covers the cap the upstream is sent (chat_plan.output_cap) on every choice; when
         # the balance or the key's limit cannot pay for it, the cap shrinks to what they can pay,
         # down to one token a choice (issue 19 item 2), and the upstream is sent the smaller cap.
@@ -226,11 +255,13 @@ class Pipeline:
         if usage is None:
             texts = [text for c in result.get("choices") or () for text in generated_texts(c.get("message"))]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
-        await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
         result["usage"] = usage_dict(usage)
+        if admitted.batch is not None:
+            await admitted.batch.keep(result)  # before the settlement that records the line
+        await self.settle(admitted, provider.id, usage, source, "completed")
         return Result(headers=admitted.headers, body=result)
 
     async def _chat_stream(
@@ -282,24 +313,26 @@ class Pipeline:
         if any(not t for t in texts):
             raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
         estimate_tokens = tokens.count(texts) + len(texts) * 2
-        admitted = await self.admit(
-            call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
-        )
+        prices = model.token_prices
+        estimate = _priced(lambda n: token_cost(prices, TokenUsage(n)), model, call)(estimate_tokens)
+        admitted = await self.admit(call, model, estimate, estimate_tokens)
         async with admitted.hold:
             provider, result = await self.first_route(
                 model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
             )
-        usage = usage_of(result.get("usage"), completion=False)
-        source = "provider"
-        if usage is None:
-            usage, source = TokenUsage(estimate_tokens), "estimated"
-        await self.settle(admitted, provider.id, usage, source, "completed")
-        if request.encoding_format == "base64":
-            for item in result.get("data") or ():
-                vector = item["embedding"]
-                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-        result["model"] = model.id
-        result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+            usage = usage_of(result.get("usage"), completion=False)
+            source = "provider"
+            if usage is None:
+                usage, source = TokenUsage(estimate_tokens), "estimated"
+            if request.encoding_format == "base64":
+                for item in result.get("data") or ():
+                    vector = item["embedding"]
+                    item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            result["model"] = model.id
+            result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+            if admitted.batch is not None:
+                await admitted.batch.keep(result)  # before the settlement that records the line
+            await self.settle(admitted, provider.id, usage, source, "completed")
         return Result(headers=admitted.headers, body=result)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
@@ -319,6 +352,14 @@ class Pipeline:
                 "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
             )
             await asyncio.wait(pending, timeout=settle_seconds)
+
+
+def _priced(hold_for: Callable[[int], int], model: CatalogModel, call: Call) -> Callable[[int], int]:
+    """A hold at the price the call pays: a batch line's is less the model's batch discount."""
+    if call.batch is None:
+        return hold_for
+    discount = model.config.pricing.batch_discount
+    return lambda amount: batch_price(hold_for(amount), discount)
 
 
 def _chat_hold(prices: TokenPrices, prompt: int, choices: int, per_choice: int) -> int:
