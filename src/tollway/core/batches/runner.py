@@ -210,8 +210,9 @@ class BatchRunner:
                 )
             )
             values[f"{kind}_file_id"] = file_id
-        await self.store.end(batch_id, values, file_rows, self.files.insert_once)
-        await self.jobs.finish(job.id, owner, "completed", params={"_runner": owner})
+        if not await self.store.end(batch_id, owner, values, file_rows, self.files.insert_once):
+            log.warning("batch %s: lease lost before it ended; the runner holding it finalizes", batch_id)
+            return
         with contextlib.suppress(OSError):
             await asyncio.to_thread(shutil.rmtree, self.parts(batch_id), ignore_errors=True)
         await self.files.delete(batch["account_id"], batch["input_file_id"])  # privacy: the prompts go
@@ -219,6 +220,5 @@ class BatchRunner:
     async def _fail(self, job: JobRow, owner: str, message: str) -> None:
         now = utcnow()
         await self.store.end(
-            job.id, {"status": "failed", "failed_at": now, "stop_message": message[:300]}, [], None
+            job.id, owner, {"status": "failed", "failed_at": now, "stop_message": message[:300]}
         )
-        await self.jobs.finish(job.id, owner, "failed", error_code="INPUT_GONE", error_message=message[:300])

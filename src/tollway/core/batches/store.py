@@ -8,7 +8,7 @@ An answered line's row is written by its settlement's transaction (`record_ok`);
 
 from __future__ import annotations
 
-import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,9 +17,9 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollway.base.clock import as_utc
+from tollway.base.clock import as_utc, utcnow
 from tollway.core.jobs.store import insert_job
-from tollway.store.tables import batch_lines, batches
+from tollway.store.tables import batch_lines, batches, jobs
 
 ENDED = ("completed", "failed", "cancelled", "expired")
 CANCELLABLE = ("validating", "in_progress")
@@ -166,19 +166,32 @@ class BatchStore:
     async def end(
         self,
         batch_id: str,
+        owner: str,
         values: dict[str, Any],
-        file_rows: builtins.list[dict[str, Any]],
-        insert_file: Any,
-    ) -> None:
-        """The batch's last word: its output files' rows and its final status, in one transaction."""
+        file_rows: Sequence[dict[str, Any]] = (),
+        insert_file: Any = None,
+    ) -> bool:
+        """The batch's last word, in one transaction: its job ends (if `owner` still holds its lease:
+        a runner that lost it changes nothing and gets False), its output files' rows, its status."""
 
-        def run(conn: Connection) -> None:
+        def run(conn: Connection) -> bool:
+            now = utcnow()
+            ended = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == batch_id, jobs.c.lease_owner == owner)
+                .values(status="completed" if values.get("status") != "failed" else "failed",
+                        lease_owner=None, lease_until=None, finished_at=now, next_run_at=now, updated_at=now,
+                        params={"_runner": owner})
+            )  # fmt: skip
+            if ended.rowcount != 1:
+                return False
             for row in file_rows:
                 insert_file(conn, row)
             conn.execute(update(batches).where(batches.c.id == batch_id).values(**values))
+            return True
 
         async with self.engine.begin() as conn:
-            await conn.run_sync(run)
+            return bool(await conn.run_sync(run))
 
 
 def _batch(row: Any) -> dict[str, Any]:
