@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -431,3 +432,73 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+# -- Anthropic Message Batches ---------------------------------------------------------------------
+
+
+def message_request(custom_id: str, model: str = "fake-chat") -> dict[str, Any]:
+    params = {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": f"hi {custom_id}"}]}
+    return {"custom_id": custom_id, "params": params}
+
+
+def test_anthropic_message_batch_runs_on_the_same_runner(fresh: Tollway) -> None:
+    account_id, key = fresh.funded("5.00")
+    client = anthropic.Anthropic(base_url=fresh.url, api_key=key, max_retries=0)
+    batch = client.messages.batches.create(requests=[message_request(f"m{i}") for i in range(3)])  # type: ignore[list-item]
+    assert batch.type == "message_batch" and batch.processing_status in ("in_progress", "ended")
+    assert batch.id.startswith("msgbatch_")
+    deadline = time.monotonic() + 60
+    while (batch := client.messages.batches.retrieve(batch.id)).processing_status != "ended":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    counts = batch.request_counts
+    assert (counts.succeeded, counts.errored, counts.processing, counts.canceled) == (3, 0, 0, 0)
+    assert batch.ended_at is not None and batch.results_url
+    results = sorted(client.messages.batches.results(batch.id), key=lambda r: r.custom_id)
+    assert [r.custom_id for r in results] == ["m0", "m1", "m2"]
+    charges, usage = settled(fresh, batch.id), usage_rows(fresh, batch.id)
+    assert len(charges) == 3
+    for result in results:
+        assert result.result.type == "succeeded"
+        message = result.result.message
+        assert message.type == "message" and message.content[0].type == "text"
+        [(reference, (prompt, completion, cost, _))] = [
+            (ref, row)
+            for ref, row in usage.items()
+            if (row[0], row[1]) == (message.usage.input_tokens, message.usage.output_tokens)
+        ][:1]
+        assert charges[reference] == cost == half_price(prompt, completion)
+    assert [b.id for b in client.messages.batches.list(limit=5).data] == [batch.id]
+    assert fresh.client(key).batches.list().data == []  # the OpenAI surface lists its own batches
+    with pytest.raises(anthropic.ConflictError):
+        client.messages.batches.cancel(batch.id)
+    balance, reserved, _, _ = fresh.ledger_sums(account_id)
+    assert reserved == 0 and balance == 5_000_000_000 - sum(charges.values())
+
+
+def test_anthropic_bad_message_batches_are_refused(fresh: Tollway) -> None:
+    account_id, key = fresh.funded("1.00")
+    client = anthropic.Anthropic(base_url=fresh.url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.batches.create(requests=[message_request("a"), message_request("a")])  # type: ignore[list-item]
+    assert "requests[1]" in refused.value.message
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        client.messages.batches.create(
+            requests=[message_request("a"), message_request("b", "fake-uncensored")]
+        )  # type: ignore[list-item]
+    assert "Line 2" in denied.value.message
+    _, other_key = fresh.funded("1.00")
+    mine = client.messages.batches.create(requests=[message_request("x")])  # type: ignore[list-item]
+    other = anthropic.Anthropic(base_url=fresh.url, api_key=other_key, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError):
+        other.messages.batches.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        fresh.client(key).batches.retrieve(mine.id)  # not an OpenAI batch either
+    assert client.messages.batches.list().data[0].id == mine.id
+    deadline = time.monotonic() + 60
+    while client.messages.batches.retrieve(mine.id).processing_status != "ended":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert len(settled(fresh, mine.id)) == 1
+    assert len(query(fresh.database_url, "select id from batches where account_id = ?", account_id)) == 1

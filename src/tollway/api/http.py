@@ -35,7 +35,7 @@ def request_id(request: Request) -> str:
 
 
 # The routes (under /v1 and /api/v1) whose errors are in seed 001's envelope: its task API, and its
-# account routes. Anthropic's is /messages, Gemini's everything under /v1beta; OpenAI's the rest.
+# account routes. Anthropic's is /messages (and /messages/batches), Gemini's everything under /v1beta; OpenAI's the rest.
 TASK_ROUTES = ("/images/generate", "/images/status", "/videos/generate", "/videos/status")
 ACCOUNT_ROUTES = ("/account/credits", "/account/calculate-cost")
 
@@ -48,7 +48,7 @@ def error_response(err: TollwayError, rid: str, path: str = "") -> JSON:
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
         body = gemini_error(status, err.message)
-    elif route == "/messages":
+    elif route == "/messages" or route.startswith("/messages/"):  # and its batches
         body = anthropic_error(err, rid)
     elif route in TASK_ROUTES:
         body, status = task_api.task_error(err)

@@ -15,10 +15,11 @@ from pydantic import BaseModel
 from tollway import __version__
 from tollway.api import accounts, ops, spec
 from tollway.api import anthropic as anthropic_api
-from tollway.api import batches as batches_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
+from tollway.api.batches import anthropic as anthropic_batches_api
+from tollway.api.batches import openai as batches_api
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
@@ -193,6 +194,7 @@ def create_app(
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(batches_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(anthropic_batches_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)

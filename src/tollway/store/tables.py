@@ -255,6 +255,7 @@ batches = Table(
     Column("id", String(40), primary_key=True),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
     Column("key_id", String(40)),
+    Column("surface", String(12), nullable=False),  # openai (/v1/batches) | anthropic (/v1/messages/batches)
     Column("endpoint", String(40), nullable=False),
     Column("input_file_id", String(40), nullable=False),
     Column("output_file_id", String(40)),

@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.base.clock import utcnow
 from tollway.core.access.keys import Keys
 from tollway.core.admission import check_tier
+from tollway.core.batches import anthropic
 from tollway.core.batches.files import FileRow, FileStore
-from tollway.core.batches.requests import Endpoint, Line, endpoint, parse
+from tollway.core.batches.requests import ENDPOINTS, Endpoint, Line, endpoint, parse
 from tollway.core.batches.runner import BatchRunner
 from tollway.core.batches.store import CANCELLABLE, BatchStore, epoch
 from tollway.core.caller import Caller
@@ -83,7 +84,7 @@ class Batches:
     # -- batches -----------------------------------------------------------------------------------
 
     async def create(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-        account_id = _account(caller)
+        """`POST /v1/batches`: the openai SDK's Batch."""
         target = endpoint(body.get("endpoint"))
         if body.get("completion_window") != "24h":
             raise TollwayError(
@@ -93,6 +94,32 @@ class Batches:
         file_id = body.get("input_file_id")
         if not isinstance(file_id, str):
             raise TollwayError(ErrorCode.VALIDATION, "`input_file_id` is required.", param="input_file_id")
+        batch_id = await self.start(caller, target, file_id, metadata, "openai")
+        return await self.view(_account(caller), batch_id)
+
+    async def create_messages(self, caller: Caller, body: Any) -> str:
+        """`POST /v1/messages/batches`: the requests become a batch input file of chat lines
+        (dialects/anthropic translates them), run like any batch; returns the batch's id."""
+        data, count = anthropic.requests_file(body, self.settings.files_max_lines)
+        if len(data) > self.settings.files_max_bytes:
+            raise TollwayError(
+                ErrorCode.INVALID_FILE_SIZE,
+                f"The requests take {len(data)} bytes; a batch may take {self.settings.files_max_bytes}.",
+                param="requests",
+            )
+        self._parse(data)  # the same line limits as an uploaded file
+        entry = await self.files.create(_account(caller), "batch", "message_batch.jsonl", data, count)
+        try:
+            return await self.start(caller, ENDPOINTS["/v1/chat/completions"], entry.id, None, "anthropic")
+        except BaseException:
+            await self.files.delete(entry.account_id, entry.id)
+            raise
+
+    async def start(
+        self, caller: Caller, target: Endpoint, file_id: str, metadata: dict[str, str] | None, surface: str
+    ) -> str:
+        """Check every line of the input file, then record the batch and its job (nothing charged yet)."""
+        account_id = _account(caller)
         entry = await self.files.get(account_id, file_id)
         data = await self.files.read(entry.id)
         if entry.purpose != "batch" or data is None:
@@ -103,12 +130,12 @@ class Batches:
         for line in lines:
             self._check_line(caller, target, line)
         now = utcnow()
-        batch_id = "batch_" + secrets.token_hex(12)
+        batch_id = ("msgbatch_" if surface == "anthropic" else "batch_") + secrets.token_hex(12)
         values: dict[str, Any] = {
             "id": batch_id, "account_id": account_id, "key_id": caller.key_id, "endpoint": target.url,
             "input_file_id": entry.id, "status": "validating", "completion_window": "24h",
             "batch_metadata": metadata, "total": len(lines), "completed": 0, "failed": 0,
-            "created_at": now, "expires_at": now + WINDOW,
+            "created_at": now, "expires_at": now + WINDOW, "surface": surface,
         }  # fmt: skip
         job: dict[str, Any] = {
             "id": batch_id, "account_id": account_id, "key_id": caller.key_id, "key_label": caller.label,
@@ -117,7 +144,7 @@ class Batches:
         await self.files.keep_until(entry.id, now + WINDOW + timedelta(hours=1))
         await self.store.create(values, job)
         self.jobs.runner.wake()
-        return await self.view(account_id, batch_id)
+        return batch_id
 
     def _check_line(self, caller: Caller, target: Endpoint, line: Line) -> None:
         if line.url != target.url:
@@ -135,12 +162,16 @@ class Batches:
                 extra={"line": line.number},
             ) from None
 
-    async def view(self, account_id: str, batch_id: str) -> dict[str, Any]:
-        """The openai SDK's Batch, or 404 (another account's id looks like no id at all)."""
-        batch = await self.store.get(batch_id, account_id)
+    async def row(self, account_id: str, batch_id: str, surface: str = "openai") -> dict[str, Any]:
+        """The account's batch on that surface, or 404 (another account's id looks like no id at all)."""
+        batch = await self.store.get(batch_id, account_id, surface)
         if batch is None:
             raise TollwayError(ErrorCode.BATCH_NOT_FOUND, param="batch_id")
-        return await self._shape(batch)
+        return batch
+
+    async def view(self, account_id: str, batch_id: str) -> dict[str, Any]:
+        """The openai SDK's Batch."""
+        return await self._shape(await self.row(account_id, batch_id))
 
     async def _shape(self, batch: dict[str, Any]) -> dict[str, Any]:
         completed, failed = batch["completed"], batch["failed"]
@@ -172,14 +203,13 @@ class Batches:
             "has_more": more,
         }
 
-    async def cancel(self, caller: Caller, batch_id: str) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, batch_id: str, surface: str = "openai") -> None:
         """`cancelling` now (lines in flight finish, no other starts), `cancelled` when the runner stops it."""
-        account_id = _account(caller)
-        batch = await self.view(account_id, batch_id)
+        batch = await self.row(_account(caller), batch_id, surface)
         if batch["status"] == "cancelling":
-            return batch
+            return
         if not await self.store.move(batch_id, CANCELLABLE, status="cancelling", cancelling_at=utcnow()):
-            status = (await self.view(account_id, batch_id))["status"]
+            status = (await self.row(_account(caller), batch_id, surface))["status"]
             if status != "cancelling":
                 raise TollwayError(
                     ErrorCode.BATCH_FINISHED,
@@ -187,7 +217,44 @@ class Batches:
                     param="batch_id",
                 )
         self.jobs.runner.wake()
-        return await self.view(account_id, batch_id)
+
+    # -- Anthropic Message Batches (core/batches/anthropic.py) ------------------------------------
+
+    async def message_batch(self, account_id: str, batch_id: str, results_url: str) -> dict[str, Any]:
+        return await self._message_shape(await self.row(account_id, batch_id, "anthropic"), results_url)
+
+    async def _message_shape(self, batch: dict[str, Any], results_url: str) -> dict[str, Any]:
+        answered, failed = await self.store.counts(batch["id"])
+        return anthropic.message_batch(batch, answered, failed, results_url.format(id=batch["id"]))
+
+    async def message_batches(
+        self, account_id: str, after: str | None, limit: int, results_url: str
+    ) -> dict[str, Any]:
+        rows, more = await self.store.list(account_id, after, limit, "anthropic")
+        data = [await self._message_shape(row, results_url) for row in rows]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        return {"data": data, "has_more": more, "first_id": first, "last_id": last}
+
+    async def message_results(self, account_id: str, batch_id: str) -> bytes:
+        """The ended batch's results (JSONL); its files go after this download, as an output file's do."""
+        batch = await self.row(account_id, batch_id, "anthropic")
+        if batch["status"] not in anthropic.ENDED:
+            raise TollwayError(
+                ErrorCode.VALIDATION,
+                f"Batch {batch_id} has not ended: its results come when it has.",
+                param="batch_id",
+            )
+        ids = [batch["output_file_id"], batch["error_file_id"]]
+        found = [await self.files.read(file_id) if file_id else b"" for file_id in ids]
+        if any(data is None for data in found):
+            raise TollwayError(
+                ErrorCode.FILE_NOT_FOUND, "The batch's results were downloaded already, or expired."
+            )
+        if self.settings.files_delete_after_download:
+            for file_id in ids:
+                if file_id:
+                    await self.files.delete(account_id, file_id)
+        return anthropic.results(found[0] or b"", found[1] or b"")
 
 
 def _account(caller: Caller) -> str:

@@ -61,17 +61,23 @@ class BatchStore:
             await conn.execute(insert(batches).values(**values))
             await conn.run_sync(insert_job(job))
 
-    async def get(self, batch_id: str, account_id: str | None = None) -> dict[str, Any] | None:
+    async def get(
+        self, batch_id: str, account_id: str | None = None, surface: str | None = None
+    ) -> dict[str, Any] | None:
         query = select(batches).where(batches.c.id == batch_id)
         if account_id is not None:
             query = query.where(batches.c.account_id == account_id)
+        if surface is not None:
+            query = query.where(batches.c.surface == surface)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return _batch(row) if row is not None else None
 
-    async def list(self, account_id: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    async def list(
+        self, account_id: str, after: str | None, limit: int, surface: str = "openai"
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Newest first; `after` is the last id of the previous page."""
-        query = select(batches).where(batches.c.account_id == account_id)
+        query = select(batches).where(batches.c.account_id == account_id, batches.c.surface == surface)
         async with self.engine.connect() as conn:
             if after is not None:
                 cursor = (

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("account_id", sa.String(length=40), nullable=False),
         sa.Column("key_id", sa.String(length=40), nullable=True),
+        sa.Column("surface", sa.String(length=12), nullable=False),
         sa.Column("endpoint", sa.String(length=40), nullable=False),
         sa.Column("input_file_id", sa.String(length=40), nullable=False),
         sa.Column("output_file_id", sa.String(length=40), nullable=True),

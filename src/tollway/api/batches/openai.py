@@ -148,4 +148,6 @@ async def get_batch(request: Request, batch_id: str, who: Caller = Depends(infer
 
 @router.post("/batches/{batch_id}/cancel", summary="Cancel a batch", **documented(errors=(*BY_ID, 409)))
 async def cancel_batch(request: Request, batch_id: str, who: Caller = Depends(inference_caller)) -> Response:
-    return JSON(await batches_of(request).cancel(who, batch_id))
+    batches = batches_of(request)
+    await batches.cancel(who, batch_id)
+    return JSON(await batches.view(_account(who), batch_id))
