@@ -29,7 +29,11 @@ def measure(tollway: Tollway, lines: int) -> float:
                 "custom_id": f"r{i}",
                 "method": "POST",
                 "url": "/v1/chat/completions",
-                "body": {"model": "fake-chat", "messages": [{"role": "user", "content": f"q {i}"}], "max_tokens": 16},
+                "body": {
+                    "model": "fake-chat",
+                    "messages": [{"role": "user", "content": f"q {i}"}],
+                    "max_tokens": 16,
+                },
             }
         ).encode()
         + b"\n"
@@ -37,7 +41,9 @@ def measure(tollway: Tollway, lines: int) -> float:
     )
     entry = client.files.create(file=("in.jsonl", io.BytesIO(body)), purpose="batch")
     started = time.perf_counter()
-    batch = client.batches.create(input_file_id=entry.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = client.batches.create(
+        input_file_id=entry.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     while batch.status not in ("completed", "failed", "cancelled", "expired"):
         time.sleep(0.05)
         batch = client.batches.retrieve(batch.id)
