@@ -167,6 +167,12 @@ class Hold:
             return await self.ledger.settle(
                 self.account_id, self.request_id, cost_nano, row.as_dict(), also=self.settle_also
             )
+        except Exception:
+            if self.settle_also is not None:
+                # `settle_also` refused the settlement (a batch line another runner recorded first):
+                # it rolled back, so the hold is still held; free it now rather than at its lease's end.
+                await self.ledger.release(self.request_id)
+            raise
         finally:
             await self.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # the actual tokens
 

@@ -9,7 +9,9 @@ Exactly once: the answer is written to disk (`parts/<line>-<attempt>.json`) befo
 and the settlement's transaction writes the line's row (core/batches/store.py `record_ok`), whose
 primary key refuses a second one. A runner that resumes the batch skips the lines with a row; two
 runners that ran one line (the first stalled past its lease) cannot both charge it: the loser's
-settlement rolls back and its hold is released. The output file names the attempt the row names.
+settlement rolls back and Hold.settle releases its hold (when the two inserts race to the key, the
+ledger takes the refusal for a settled call and the sweeper frees the loser's hold one lease later:
+nothing charged either way). The output file names the attempt the row names.
 
 A line the balance cannot hold (402) stops the batch: lines in flight finish, no other starts, and
 every line not run is failed with `insufficient_balance` (nothing charged for it). A cancel stops
@@ -157,7 +159,7 @@ class BatchRunner:
         try:
             await ENDPOINTS[line.url].run(self.pipeline, call, body)
         except LineTaken:
-            pass  # another runner's settlement recorded it: ours rolled back (released below)
+            pass  # another runner recorded it first: our settlement rolled back, its hold released (Hold.settle)
         except TollwayError as err:
             if err.code is ErrorCode.RATE_LIMITED:
                 run.stop = run.stop or "rate_limited"
@@ -174,10 +176,6 @@ class BatchRunner:
             await self.store.record_failure(
                 batch_id, line.number, run.attempt, reference, 500, "internal", message
             )
-        row = await self.store.line(batch_id, line.number)
-        if row is None or row.attempt != run.attempt:
-            # Not ours: a hold our settlement could not use must not wait for the sweeper.
-            await self.pipeline.ledger.release(reference)
 
     async def finalize(
         self, job: JobRow, owner: str, batch: dict[str, Any], lines: list[Line], stop: str | None

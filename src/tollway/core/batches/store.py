@@ -110,12 +110,6 @@ class BatchStore:
             rows = (await conn.execute(query)).all()
         return {row.line: LineRow(*(getattr(row, n) for n in LineRow.__slots__)) for row in rows}
 
-    async def line(self, batch_id: str, line: int) -> LineRow | None:
-        query = select(batch_lines).where(batch_lines.c.batch_id == batch_id, batch_lines.c.line == line)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return LineRow(*(getattr(row, n) for n in LineRow.__slots__)) if row is not None else None
-
     @staticmethod
     def record_ok(batch_id: str, line: int, attempt: int, request_id: str) -> Any:
         """The answered line's row, run in its settlement's transaction (Ledger.settle `also`)."""
