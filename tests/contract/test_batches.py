@@ -378,6 +378,24 @@ def test_cancel_stops_a_running_batch(fresh: Tollway) -> None:
     assert fresh.ledger_sums(account_id)[1] == 0
 
 
+def test_lines_a_rate_limit_refuses_wait_and_run_later(fresh: Tollway) -> None:
+    """Two lines at once on a key allowed one call at a time: the refused line is not failed; the
+    batch is handed back and resumed, every line answered and charged once."""
+    account_id, key = fresh.funded("5.00", rate_limits={"rpm": 10_000, "concurrency": 1})
+    client = fresh.client(key)
+    fresh.script(*[{"type": "delay_first_byte", "seconds": 0.2}] * 6)
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl([chat_line(f"q{i}") for i in range(6)])).id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_ended(client, batch.id, timeout=90)
+    assert done.request_counts and (done.request_counts.completed, done.request_counts.failed) == (6, 0)
+    charges = settled(fresh, batch.id)
+    assert len(charges) == 6
+    assert fresh.ledger_sums(account_id)[:2] == (5_000_000_000 - sum(charges.values()), 0)
+
+
 # -- restarts: a stopped server, a killed one ---------------------------------------------------------
 
 
