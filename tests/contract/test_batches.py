@@ -396,6 +396,36 @@ def test_lines_a_rate_limit_refuses_wait_and_run_later(fresh: Tollway) -> None:
     assert fresh.ledger_sums(account_id)[:2] == (5_000_000_000 - sum(charges.values()), 0)
 
 
+def test_a_key_revoked_mid_batch_spends_nothing_more(fresh: Tollway) -> None:
+    account_id, key = fresh.funded("5.00")
+    client = fresh.client(key)
+    fresh.script(*[{"type": "delay_first_byte", "seconds": 0.3}] * 30)
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl([chat_line(f"k{i}") for i in range(30)])).id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    _wait_for(lambda: len(settled(fresh, batch.id)) >= 2)
+    [(key_id,)] = query(fresh.database_url, "select key_id from batches where id = ?", batch.id)
+    assert fresh.admin("DELETE", f"/keys/{key_id}").status_code in (200, 204)
+    deadline = time.monotonic() + 60
+    while (
+        status := query(fresh.database_url, "select status from batches where id = ?", batch.id)[0][0]
+    ) not in (
+        "completed",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    [(answered, failed, stop)] = query(
+        fresh.database_url, "select completed, failed, stop_code from batches where id = ?", batch.id
+    )
+    assert stop == "key_revoked" and answered + failed == 30 and failed > 0
+    charged = settled(fresh, batch.id)
+    assert len(charged) == answered
+    assert fresh.ledger_sums(account_id)[:2] == (5_000_000_000 - sum(charged.values()), 0)
+
+
 # -- restarts: a stopped server, a killed one ---------------------------------------------------------
 
 

@@ -129,7 +129,7 @@ class BatchRunner:
         await asyncio.gather(*(worker() for _ in range(workers)))
 
     async def _check(self, run: _Run, *, force: bool = False) -> bool:
-        """Now and then: a cancel, the window's end, a lost lease. True when the batch must stop."""
+        """Now and then: a lost lease, a cancel, a revoked key, the window's end. True when the batch must stop."""
         if run.stop is not None:
             return True
         now = time.monotonic()
@@ -141,9 +141,19 @@ class BatchRunner:
             run.stop = "lease_lost"
         elif await self.store.status(run.batch["id"]) == "cancelling":
             run.stop = "batch_cancelled"
+        elif not await self._key_alive(run):
+            run.stop = "key_revoked"
         elif utcnow() >= run.batch["expires_at"]:
             run.stop = "batch_expired"
         return run.stop is not None
+
+    async def _key_alive(self, run: _Run) -> bool:
+        """A key revoked (or expired) while its batch runs spends nothing more: no line starts after."""
+        try:
+            run.caller = await self.keys.caller_of(run.batch["key_id"] or "")
+        except TollwayError:
+            return False
+        return True
 
     async def _line(self, run: _Run, line: Line) -> None:
         batch_id = run.batch["id"]
