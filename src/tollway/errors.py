@@ -52,6 +52,18 @@ class ErrorCode(Enum):
     NOT_FOUND = (404, "not_found_error", "Not found.")
     JOB_NOT_FOUND = (404, "not_found_error", "Unknown queue_id / job, or not owned by your account.")
     CHARACTER_NOT_FOUND = (404, "not_found_error", "Unknown character. GET /v1/characters lists them.")
+    FILE_NOT_FOUND = (
+        404,
+        "not_found_error",
+        "Unknown file, or not owned by your account. GET /v1/files lists yours.",
+    )
+    BATCH_NOT_FOUND = (404, "not_found_error", "Unknown batch, or not owned by your account.")
+    BATCH_FINISHED = (409, "invalid_request_error", "This batch has already ended; it cannot be cancelled.")
+    STORAGE_LIMIT = (
+        413,
+        "invalid_request_error",
+        "Your account's file storage is full. Delete files (DELETE /v1/files/{id}) or wait for them to expire.",
+    )
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "Method not allowed on this route.")
     CONFLICT = (409, "conflict_error", "A request with this Idempotency-Key is still running. Retry later.")
     MODEL_DEPRECATED = (

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tollway.runtime.services import build_services, jobs_from
+from tollway.runtime.services import batches_from, build_services, jobs_from
 from tollway.settings import ConfigurationError, Settings
 
 jobs_app = typer.Typer(help="Async media jobs: workers and reconciliation.", no_args_is_help=True)
@@ -34,6 +34,7 @@ def worker() -> None:
     async def main() -> None:
         services = await build_services(Settings())
         jobs = jobs_from(services)
+        batches_from(services, jobs)  # this worker runs batches too
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     # `store`/`previous_response_id` a 400; > 0 = responses are kept (encrypted) this many seconds.
     response_store_ttl_seconds: int = Field(default=0, ge=0)
     media_max_bytes: int = 1024 * 1024 * 1024
+    # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
+    # one account may keep stored, how long a file lives; an output file goes after its first
+    # download unless files_delete_after_download is off; lines of one batch run at once.
+    files_max_bytes: int = 100 * 1024 * 1024
+    files_max_line_bytes: int = 1024 * 1024
+    files_max_lines: int = 50_000
+    files_storage_bytes: int = 1024 * 1024 * 1024
+    files_ttl_seconds: int = 2 * 24 * 3600
+    files_delete_after_download: bool = True
+    batch_concurrency: int = 4
 
     @property
     def catalog_path(self) -> Path:

@@ -37,8 +37,8 @@ def request_id(request: Request) -> str:
 
 
 # The routes (under /v1 and /api/v1) whose errors are in seed 001's envelope: its task API, and its
-# account routes. Anthropic's is /messages, Gemini's everything under /v1beta; Venice's the rest of
-# /api/v1; OpenAI's the rest of /v1.
+# account routes. Anthropic's is /messages (and its batches), Gemini's everything under /v1beta; Venice's the
+# rest of /api/v1; OpenAI's the rest of /v1.
 TASK_ROUTES = ("/images/generate", "/images/status", "/videos/generate", "/videos/status")
 ACCOUNT_ROUTES = ("/account/credits", "/account/calculate-cost")
 
@@ -62,7 +62,7 @@ def error_response(err: TollwayError, rid: str, path: str = "", *, anthropic: bo
     route = path.removeprefix("/api").removeprefix("/v1")
     if path.startswith(("/v1beta/", "/api/v1beta/")):
         body = gemini_error(status, err.message, err.param)
-    elif route in ANTHROPIC_ROUTES or route.startswith("/messages/") or anthropic:
+    elif route in ANTHROPIC_ROUTES or route.startswith("/messages/") or anthropic:  # and its batches
         body = anthropic_error(err, rid)
     elif route in TASK_ROUTES:
         body, status = task_api.task_error(err)

@@ -26,6 +26,8 @@ NUMBER_LIMIT = 2**63
 DEFAULT_BODY_BYTES = 1 * MIB  # any route not named below: admin, keys, billing, quotes, text-only media
 UPLOAD_BODY_BYTES = 26 * MIB  # audio/transcriptions: a 25 MiB file (OpenAI's limit) and the other fields
 IMAGE_BODY_BYTES = 15 * MIB  # one 10 MiB input image, base64 in JSON (×4/3) or a multipart file
+# POST /files: a batch input file up to 200 MiB (OpenAI's limit); TOLLWAY_FILES_MAX_BYTES is the real bound.
+FILE_BODY_BYTES = 201 * MIB
 # Routes by their path after /v1 or /api/v1; the inference routes' limit is TOLLWAY_MAX_BODY_BYTES.
 INFERENCE_ROUTES = (
     "/chat/completions",
@@ -70,6 +72,8 @@ def body_limit(path: str, inference_bytes: int) -> int:
         return UPLOAD_BODY_BYTES
     if route in IMAGE_ROUTES:
         return IMAGE_BODY_BYTES
+    if route == "/files":
+        return FILE_BODY_BYTES
     return DEFAULT_BODY_BYTES
 
 

@@ -108,6 +108,19 @@ class PricingConfig(_Strict):
     surcharges: dict[str, str] = Field(default_factory=dict)
     per_second_surcharges: dict[str, str] = Field(default_factory=dict)
     per_generation: dict[str, str] = Field(default_factory=dict)
+    # Batches (core/batches/): a batch line costs the live price less this fraction ("0.5" = half
+    # price), rounded up to the nano; none = full price.
+    batch_discount: str | None = None
+
+    @field_validator("batch_discount")
+    @classmethod
+    def _fraction(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = decimal_string(value)
+        if not Decimal(0) <= Decimal(value) < Decimal(1):
+            raise ValueError('batch_discount is a fraction from 0 up to (not including) 1, e.g. "0.5"')
+        return value
 
     @field_validator("input", "output", "cached_input", "reasoning", "per_image", "per_million_chars")
     @classmethod

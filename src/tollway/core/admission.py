@@ -91,6 +91,8 @@ class Hold:
     rate: Ticket = field(default_factory=lambda: Ticket(None))  # the limiter lease, finished once
     held_nano: int = 0  # what the ledger holds for it (less than asked when admit's least_nano let it shrink)
     ended: bool = False
+    # Runs in the settlement's transaction (a batch line's record: core/batches/); None for most calls.
+    settle_also: Callable[[Connection], None] | None = None
 
     @classmethod
     def resume(
@@ -162,7 +164,15 @@ class Hold:
             provider=provider, usage=usage, units=units, source=source, outcome=outcome, status=status
         )
         try:
-            return await self.ledger.settle(self.account_id, self.request_id, cost_nano, row.as_dict())
+            return await self.ledger.settle(
+                self.account_id, self.request_id, cost_nano, row.as_dict(), also=self.settle_also
+            )
+        except Exception:
+            if self.settle_also is not None:
+                # `settle_also` refused the settlement (a batch line another runner recorded first):
+                # it rolled back, so the hold is still held; free it now rather than at its lease's end.
+                await self.ledger.release(self.request_id)
+            raise
         finally:
             await self.rate.finish(usage.prompt_tokens + usage.completion_tokens)  # the actual tokens
 
@@ -209,12 +219,14 @@ async def admit(
     ttl: timedelta | None = None,
     also: Callable[[Connection], None] | None = None,
     least_nano: int | None = None,
+    settle_also: Callable[[Connection], None] | None = None,
 ) -> Hold:
     """Refusals first, then the rate limits, then the hold (402 before any upstream call).
 
     `ttl` overrides the reservation's lifetime (a job's is days); `also(conn)` runs in the hold's
     transaction (a job's row is inserted with its hold, or neither is); with `least_nano` the hold
-    may be smaller than the estimate, down to that (Ledger.reserve), and `Hold.held_nano` says how much."""
+    may be smaller than the estimate, down to that (Ledger.reserve), and `Hold.held_nano` says how much.
+    `settle_also(conn)` runs in the settlement's transaction (a batch line: it is metered once)."""
     if caller.account_id is None:
         raise TollwayError(
             ErrorCode.UNAUTHORIZED, "The operator key manages accounts; mint a key to call models."
@@ -234,6 +246,7 @@ async def admit(
             ttl=ttl,
             also=also,
             least_nano=least_nano,
+            carve=settle_also is None,
         )
     except BaseException:
         rate.finish_soon()  # free the in-flight slot and the token estimate
@@ -250,6 +263,7 @@ async def admit(
         shown_balance(caller, reservation),
         rate,
         reservation.amount_nano,
+        settle_also=settle_also,
     )
 
 

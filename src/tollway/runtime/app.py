@@ -19,6 +19,8 @@ from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
 from tollway.api import responses as responses_api
+from tollway.api.batches import anthropic as anthropic_batches_api
+from tollway.api.batches import openai as batches_api
 from tollway.api.http import install_error_handlers
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
@@ -29,7 +31,7 @@ from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
 from tollway.runtime import maintenance
 from tollway.runtime.reload import Reloader
-from tollway.runtime.services import Services, build_services, jobs_from
+from tollway.runtime.services import Services, batches_from, build_services, jobs_from
 from tollway.settings import Settings
 from tollway.telemetry import metrics, tracing
 from tollway.telemetry.access import AccessLog, InFlight
@@ -145,6 +147,10 @@ def create_app(
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs
+        app.state.batches = batches = batches_from(
+            services, jobs
+        )  # files and batches, run by the jobs' runner
+        tasks.append(asyncio.create_task(batches.sweep_forever(settings.maintenance_interval_seconds)))
         if settings.jobs_runner:
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
         listen = settings.metrics_listen if settings.metrics else None
@@ -198,6 +204,8 @@ def create_app(
         app.include_router(audio_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(openai_media.router, prefix=prefix, include_in_schema=documented)
         app.include_router(jobs_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(batches_api.router, prefix=prefix, include_in_schema=documented)
+        app.include_router(anthropic_batches_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(tasks_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(anthropic_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(responses_api.router, prefix=prefix, include_in_schema=documented)

@@ -14,6 +14,7 @@ from tollway.base.fetch import UrlFetcher
 from tollway.core.access.accounts import Accounts
 from tollway.core.access.keys import Keys
 from tollway.core.access.secret_check import check_secret
+from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
@@ -207,6 +208,11 @@ def media_store_from(settings: Settings) -> MediaStore:
         ttl_seconds=settings.media_ttl_seconds,
         max_bytes=settings.media_max_bytes,
     )
+
+
+def batches_from(services: Services, jobs: Jobs) -> Batches:
+    """The process's files and batches; their runner is registered on `jobs`' runner."""
+    return Batches(services.settings, services.engine, services.pipeline, services.keys, jobs)
 
 
 def jobs_from(services: Services) -> Jobs:

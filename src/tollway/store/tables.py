@@ -244,3 +244,69 @@ stored_responses = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# Files (migration 0007, core/batches/files.py): metadata only; the bytes live on disk under
+# data_dir/files (like generated media), deleted at `expires_at`, when their batch ends (input) or
+# after their first download (output). `lines` is a batch input's request count.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("purpose", String(16), nullable=False),  # batch | batch_output
+    Column("filename", String(255), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("lines", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_files_account_created", files.c.account_id, files.c.created_at)
+
+# Batches (migration 0007, core/batches/): the OpenAI view of a batch. The runner's side is the `jobs`
+# row of the same id (kind "batch"), claimed and leased like any job. No prompt or answer here.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40)),
+    Column("surface", String(12), nullable=False),  # openai (/v1/batches) | anthropic (/v1/messages/batches)
+    Column("endpoint", String(40), nullable=False),
+    Column("input_file_id", String(40), nullable=False),
+    Column("output_file_id", String(40)),
+    Column("error_file_id", String(40)),
+    Column("status", String(12), nullable=False),
+    Column("completion_window", String(8), nullable=False),
+    Column("batch_metadata", JSON),
+    Column("total", Integer, nullable=False),
+    Column("completed", Integer, nullable=False, default=0),  # final counts, written when it ends
+    Column("failed", Integer, nullable=False, default=0),
+    Column("stop_code", String(40)),  # why lines that never ran failed: insufficient_balance, ...
+    Column("stop_message", String(300)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("in_progress_at", DateTime(timezone=True)),
+    Column("finalizing_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    Column("cancelling_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("expired_at", DateTime(timezone=True)),
+)
+Index("ix_batches_account_created", batches.c.account_id, batches.c.created_at)
+
+# One row per line of a batch that ended (answered or failed). Its primary key meters a line once:
+# an answered line's row is written in its settlement's transaction (core/money/ledger.py `also`),
+# so a second runner that ran the same line cannot settle it. The answer itself is on disk.
+batch_lines = Table(
+    "batch_lines",
+    metadata,
+    Column("batch_id", String(40), primary_key=True),
+    Column("line", Integer, primary_key=True),  # 1-based, as in the input file
+    Column("attempt", Integer, nullable=False),  # the batch claim that ran it: its answer's file name
+    Column("ok", Boolean, nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False),  # the ledger reference: <batch>/<line>-<attempt>
+    Column("error_code", String(40)),
+    Column("error_message", String(300)),
+)

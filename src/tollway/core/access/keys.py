@@ -166,12 +166,23 @@ class Keys:
         stored_operator = await self._operator_key_hash()
         if stored_operator is not None and hmac.compare_digest(digest, stored_operator):
             return Caller(scope="operator")
+        return await self._key_caller(api_keys.c.key_hash == digest)
+
+    async def caller_of(self, key_id: str) -> Caller:
+        """The caller of a key by its id, as of now (a batch runs its lines as the key that made it):
+        401 when it was revoked or expired since."""
+        caller = await self._key_caller(api_keys.c.id == key_id)
+        if caller.expires_at is not None and caller.expires_at <= utcnow():
+            raise TollwayError(ErrorCode.AUTHENTICATION_FAILED)
+        return caller
+
+    async def _key_caller(self, where: Any) -> Caller:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
                     select(api_keys, accounts.c.age_verified, accounts.c.plan)
                     .join(accounts, accounts.c.id == api_keys.c.account_id)
-                    .where(api_keys.c.key_hash == digest)
+                    .where(where)
                 )
             ).first()
         if row is None or row.revoked_at is not None:

@@ -17,6 +17,8 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
+
 from tollway.base import tokens
 from tollway.base.clock import utcnow
 from tollway.core import admission
@@ -25,7 +27,7 @@ from tollway.core.admission import Hold
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
-from tollway.core.inference import chat_plan
+from tollway.core.inference import chat_plan, holds
 from tollway.core.inference.chat_stream import ChatStream, generated_texts
 from tollway.core.inference.router import Router
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
@@ -34,8 +36,8 @@ from tollway.core.limits.gate import RateGate
 from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import (
     COST_HEADER,
-    TokenPrices,
     TokenUsage,
+    batch_price,
     cost_number,
     nano_to_usd,
     token_cost,
@@ -50,6 +52,16 @@ log = logging.getLogger("tollway.pipeline")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """A batch's line run as a live call (core/batches/): priced at the model's batch discount, held
+    in full (no output cap shrunk to the balance), its answer kept (`keep`) before the settlement,
+    whose transaction runs `record` (the line's row: its unique key meters the line once)."""
+
+    keep: Callable[[dict[str, Any]], Awaitable[None]]
+    record: Callable[[Connection], None]
+
+
 @dataclass(slots=True)
 class Call:
     """One inference request as it moves through the pipeline."""
@@ -58,6 +70,7 @@ class Call:
     caller: Caller
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
+    batch: BatchLine | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +90,7 @@ class Admitted:
     hold: Hold
     headers: dict[str, str]
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/inference/chat_plan.py)
+    batch: BatchLine | None = None
 
 
 def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
@@ -131,7 +145,9 @@ class Pipeline:
     ) -> Admitted:
         """Admission (core/admission.py: tier, rate limits, the hold; 402 before any upstream call)
         and the headers every answer carries. The media routes use it too. With `least_nano` the
-        hold may shrink down to it (`hold.held_nano` is what was held)."""
+        hold may shrink down to it (`hold.held_nano` is what was held); a batch line's never does."""
+        if call.batch is not None:
+            least_nano = None
         began = utcnow() - timedelta(seconds=time.perf_counter() - call.started)
         caller = call.caller
         if caller.account_id is not None:  # the access log and the trace name them, refused or not
@@ -147,6 +163,7 @@ class Pipeline:
             estimate_tokens=estimate_tokens,
             began=began,
             least_nano=least_nano,
+            settle_also=call.batch.record if call.batch is not None else None,
         )
         headers = {
             "x-tollway-model-id": model.id,
@@ -160,7 +177,7 @@ class Pipeline:
         if hold.balance_before_nano is not None:  # only what this key may see (admission.shown_balance)
             balance = nano_to_usd(hold.balance_before_nano)
             headers["x-balance-usd"] = headers["x-venice-balance-usd"] = balance
-        return Admitted(model, hold, headers)
+        return Admitted(model, hold, headers, batch=call.batch)
 
     async def settle(
         self,
@@ -174,6 +191,8 @@ class Pipeline:
         """Charge the tokens used at the model's prices, free the rest of the hold; returns the charge."""
         assert admitted.model.token_prices is not None
         cost = token_cost(admitted.model.token_prices, usage)
+        if admitted.batch is not None:
+            cost = batch_price(cost, admitted.model.config.pricing.batch_discount)
         return await admitted.hold.settle(
             cost, provider=provider, usage=usage, source=source, outcome=outcome, status=status
         )
@@ -205,7 +224,9 @@ class Pipeline:
         body = plan.body
         assert model.token_prices is not None
         prompt_estimate = tokens.count_prompt(body) + plan.context_allowance
-        hold_for = partial(_chat_hold, model.token_prices, prompt_estimate, request.n or 1)
+        hold_for = _priced(
+            partial(holds.chat_hold, model.token_prices, prompt_estimate, request.n or 1), model, call
+        )
         # The hold covers the cap the upstream is sent (chat_plan.output_cap) on every choice; when
         # the balance or the key's limit cannot pay for it, the cap shrinks to what they can pay,
         # down to one token a choice (issue 19 item 2), and the upstream is sent the smaller cap.
@@ -213,7 +234,7 @@ class Pipeline:
         outputs = plan.max_output * (request.n or 1)
         admitted = await self.admit(call, model, estimate, prompt_estimate + outputs, least_nano=hold_for(1))
         if admitted.hold.held_nano < estimate:
-            plan.clamp(_affordable(hold_for, admitted.hold.held_nano, plan.max_output))
+            plan.clamp(holds.affordable_cap(hold_for, admitted.hold.held_nano, plan.max_output))
             admitted.headers["x-tollway-output-cap"] = str(plan.max_output)
         admitted.headers.update(plan.headers)
         admitted.venice = plan
@@ -235,14 +256,17 @@ class Pipeline:
         if usage is None:
             texts = [text for c in result.get("choices") or () for text in generated_texts(c.get("message"))]
             usage, source = TokenUsage(prompt_estimate, tokens.count(texts)), "estimated"
-        charged = await self.settle(admitted, provider.id, usage, source, "completed")
         if admitted.venice is not None:
             admitted.venice.finish(result)  # <think> stripping, search documents, venice_parameters echo
         result["model"] = admitted.model.id
-        result["usage"] = {**usage_dict(usage), "cost": cost_number(charged)}
+        result["usage"] = usage_dict(usage)
         for choice in result.get("choices") or ():
             if isinstance(choice, dict):
                 choice.setdefault("logprobs", None)  # OpenAI's and Venice's answers always carry it
+        if admitted.batch is not None:
+            await admitted.batch.keep(result)  # before the settlement that records the line
+        charged = await self.settle(admitted, provider.id, usage, source, "completed")
+        result["usage"]["cost"] = cost_number(charged)
         return Result(headers=_charged(admitted.headers, charged), body=result)
 
     async def _chat_stream(
@@ -309,28 +333,27 @@ class Pipeline:
         if any(not t for t in texts):
             raise TollwayError(ErrorCode.VALIDATION, "`input` must not contain empty strings.", param="input")
         estimate_tokens = tokens.count(texts) + len(texts) * 2
-        admitted = await self.admit(
-            call, model, token_cost(model.token_prices, TokenUsage(estimate_tokens)), estimate_tokens
-        )
+        prices = model.token_prices
+        estimate = _priced(lambda n: token_cost(prices, TokenUsage(n)), model, call)(estimate_tokens)
+        admitted = await self.admit(call, model, estimate, estimate_tokens)
         async with admitted.hold:
             provider, result = await self.first_route(
                 model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
             )
-        usage = usage_of(result.get("usage"), completion=False)
-        source = "provider"
-        if usage is None:
-            usage, source = TokenUsage(estimate_tokens), "estimated"
-        charged = await self.settle(admitted, provider.id, usage, source, "completed")
-        if request.encoding_format == "base64":
-            for item in result.get("data") or ():
-                vector = item["embedding"]
-                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-        result["model"] = model.id
-        result["usage"] = {
-            "prompt_tokens": usage.prompt_tokens,
-            "total_tokens": usage.prompt_tokens,
-            "cost": cost_number(charged),
-        }
+            usage = usage_of(result.get("usage"), completion=False)
+            source = "provider"
+            if usage is None:
+                usage, source = TokenUsage(estimate_tokens), "estimated"
+            if request.encoding_format == "base64":
+                for item in result.get("data") or ():
+                    vector = item["embedding"]
+                    item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            result["model"] = model.id
+            result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+            if admitted.batch is not None:
+                await admitted.batch.keep(result)  # before the settlement that records the line
+            charged = await self.settle(admitted, provider.id, usage, source, "completed")
+        result["usage"]["cost"] = cost_number(charged)
         return Result(headers=_charged(admitted.headers, charged), body=result)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
@@ -357,21 +380,9 @@ def _charged(headers: dict[str, str], charged: int) -> dict[str, str]:
     return {**headers, COST_HEADER: nano_to_usd(charged)}
 
 
-def _chat_hold(prices: TokenPrices, prompt: int, choices: int, per_choice: int) -> int:
-    """What a chat call may cost: its prompt, and `per_choice` output tokens on each choice, at the
-    dearer of the output and reasoning prices (reasoning tokens are output billed at their own)."""
-    outputs = per_choice * choices
-    reasoning = outputs if prices.reasoning is not None and prices.reasoning > prices.output else 0
-    return token_cost(prices, TokenUsage(prompt, outputs, reasoning_tokens=reasoning))
-
-
-def _affordable(hold_for: Callable[[int], int], held: int, cap: int) -> int:
-    """The largest output cap, from 1 to `cap`, whose hold fits in `held` (hold_for(1) does)."""
-    low, high = 1, cap
-    while low < high:
-        middle = (low + high + 1) // 2
-        if hold_for(middle) <= held:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _priced(hold_for: Callable[[int], int], model: CatalogModel, call: Call) -> Callable[[int], int]:
+    """A hold at the price the call pays: a batch line's is less the model's batch discount."""
+    if call.batch is None:
+        return hold_for
+    discount = model.config.pricing.batch_discount
+    return lambda amount: batch_price(hold_for(amount), discount)

@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +73,9 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._work: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        # Job kinds run by a package above this one, by kind (core/batches/ registers "batch"): the
+        # handler runs one step under this runner's lease and ends or releases the job itself.
+        self.handlers: dict[str, Callable[[JobRow, str], Awaitable[None]]] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,7 +133,10 @@ class JobRunner:
         work = _Work(job)
         heartbeat = asyncio.create_task(self._heartbeat(work))
         try:
-            if job.upstream_id is None:
+            handler = self.handlers.get(job.kind)
+            if handler is not None:
+                await handler(job, self.owner)
+            elif job.upstream_id is None:
                 await self._start(work)
             else:
                 await self._poll(job)

@@ -108,7 +108,7 @@ class Jobs:
     async def owned(self, caller: Caller, job_id: str) -> JobRow:
         """The caller's job, or 404 JOB_NOT_FOUND (someone else's id looks like no id at all)."""
         job = await self.store.get(job_id, caller.account_id or "") if caller.account_id else None
-        if job is None:
+        if job is None or job.kind == "batch":  # a batch is read through /batches (core/batches/)
             raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
         return job
 

@@ -123,6 +123,7 @@ class Ledger:
         ttl: timedelta | None = None,
         also: Callable[[Connection], None] | None = None,
         least_nano: int | None = None,
+        carve: bool = True,
     ) -> Reservation:
         """Hold `amount_nano` or raise 402 without touching anything.
 
@@ -131,9 +132,10 @@ class Ledger:
         the hold (a job row: the hold exists if and only if the job does). With `least_nano`, a
         hold that does not fit is shrunk to what the account and the key can still spend, if that
         is at least `least_nano` (a chat call's output cap is then clamped to it); the
-        Reservation's `amount_nano` is what was held.
+        Reservation's `amount_nano` is what was held. `carve=False` keeps it out of a budget lease:
+        a hold whose settlement runs `also` (a batch line's) is a per-call hold.
         """
-        if self.leases.carving and ttl is None and also is None and key_limit is None:
+        if carve and self.leases.carving and ttl is None and also is None and key_limit is None:
             before = await self.leases.carve(account_id, request_id, amount_nano, key_id)
             if before is not None:
                 return Reservation(request_id, amount_nano, before)
@@ -193,22 +195,31 @@ class Ledger:
         return row, key_left
 
     async def settle(
-        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None = None
+        self,
+        account_id: str,
+        request_id: str,
+        cost_nano: int,
+        usage_row: dict[str, Any] | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> int:
         """Charge the actual cost, free the rest of the hold, write the usage row: one transaction.
 
         Returns what was charged. The charge never exceeds what the account holds (the hold plus
         what is still available), so the balance cannot go negative; a shortfall (a provider that
         reported more than the estimate allowed and the balance covers) is logged. A second
-        settlement of the same request changes nothing and returns 0.
+        settlement of the same request changes nothing and returns 0. `also(conn)` runs first in the
+        same transaction (a batch line's record, whose unique key meters a line once); an exception
+        it raises rolls the settlement back and reaches the caller, whose hold is still held.
         """
         carve = self.leases.carve_of(request_id)
         try:
             with tracing.span("ledger.settle", {"tollway.amount_nano": cost_nano}):  # telemetry/tracing.py
                 if carve is not None:
+                    if also is not None:
+                        raise ValueError("a hold settled with `also` must be reserved with carve=False")
                     charged = await self.leases.settle(carve, account_id, request_id, cost_nano, usage_row)
                 else:
-                    charged = await self._settle(account_id, request_id, cost_nano, usage_row)
+                    charged = await self._settle(account_id, request_id, cost_nano, usage_row, also)
         except IntegrityError:
             return 0  # uq_ledger_account_kind_reference: this request was already settled
         finally:
@@ -217,16 +228,28 @@ class Ledger:
         return charged
 
     async def _settle(
-        self, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+        self,
+        account_id: str,
+        request_id: str,
+        cost_nano: int,
+        usage_row: dict[str, Any] | None,
+        also: Callable[[Connection], None] | None = None,
     ) -> int:
         return await self._tx.run(
-            lambda conn: self._settle_tx(conn, account_id, request_id, cost_nano, usage_row)
+            lambda conn: self._settle_tx(conn, account_id, request_id, cost_nano, usage_row, also)
         )
 
     @staticmethod
     def _settle_tx(
-        conn: Connection, account_id: str, request_id: str, cost_nano: int, usage_row: dict[str, Any] | None
+        conn: Connection,
+        account_id: str,
+        request_id: str,
+        cost_nano: int,
+        usage_row: dict[str, Any] | None,
+        also: Callable[[Connection], None] | None = None,
     ) -> int:
+        if also is not None:
+            also(conn)
         held = sql.TAKE_HOLD.first(conn, {"p_request": request_id, "p_account": account_id})
         # A hold already swept (a call that outlived the TTL) still gets charged, from what is available.
         hold = held.amount_nano if held else 0

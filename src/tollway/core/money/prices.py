@@ -84,6 +84,15 @@ def scale_price(usd: str, markup: Decimal) -> int:
     return int(exact.to_integral_value(rounding="ROUND_CEILING"))
 
 
+def batch_price(cost_nano: int, discount: str | None) -> int:
+    """A batch line's price: the live price less the model's `pricing.batch_discount` (a fraction,
+    "0.5" = half price), rounded up to the nano; no discount is the full price."""
+    if discount is None:
+        return cost_nano
+    exact = Decimal(cost_nano) * (1 - Decimal(discount))
+    return int(exact.to_integral_value(rounding="ROUND_CEILING"))
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPrices:
     """Nano-USD per 1M tokens, markup included."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollway.core.inference.pipeline import _affordable, _chat_hold
+from tollway.core.inference.holds import affordable_cap as _affordable
+from tollway.core.inference.holds import chat_hold as _chat_hold
 from tollway.core.money.prices import TokenPrices
 
 PER_MILLION = 1_000_000
