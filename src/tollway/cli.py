@@ -313,10 +313,20 @@ def models(
     rows = [model_object(m) for m in catalog.of_type(type)]
     lines = []
     for row in rows:
-        pricing = row["model_spec"]["pricing"]
-        prices = ", ".join(f"{k} ${v['usd']}" for k, v in pricing.items())
+        prices = ", ".join(f"{name} ${usd}" for name, usd in _prices(row["model_spec"]["pricing"]))
         lines.append(f"{row['id']:<28} {row['type']:<10} {row['model_spec']['tier']:<11} {prices}")
     _emit(rows, as_json, "\n".join(lines))
+
+
+def _prices(pricing: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(name, USD) of each price in a model_spec's pricing, nested ones (upscale's 2x, 4x) named in full."""
+    found: list[tuple[str, Any]] = []
+    for name, value in pricing.items():
+        if isinstance(value, dict) and "usd" in value:
+            found.append((prefix + name, value["usd"]))
+        elif isinstance(value, dict):
+            found.extend(_prices(value, f"{prefix}{name} "))
+    return found
 
 
 def main() -> None:

@@ -81,14 +81,14 @@ def test_unserved_routes_answer_in_the_callers_envelope(
 ) -> None:
     _, key = funded("1.00")
     with pytest.raises(anthropic.NotFoundError) as by_anthropic:
-        claude(tollway, key).messages.batches.list()
+        claude(tollway, key).beta.skills.list()
     body = by_anthropic.value.body
     assert isinstance(body, dict) and body["type"] == "error"
-    assert "does not offer GET /v1/messages/batches" in body["error"]["message"]
+    assert "does not offer GET /v1/skills" in body["error"]["message"]
     with pytest.raises(openai.NotFoundError) as by_openai:
-        tollway.client(key).files.list()
+        tollway.client(key).vector_stores.list()
     assert_error(by_openai.value.response, 404, "NOT_FOUND")
-    assert "does not offer GET /v1/files" in by_openai.value.message
+    assert "does not offer GET /v1/vector_stores" in by_openai.value.message
     google = gemini(tollway, key)  # kept: a collected genai client closes its connections
     with pytest.raises(genai_errors.ClientError) as by_gemini:
         google.caches.list()
