@@ -154,7 +154,9 @@ class Pipeline:
             logs.note(model=model.id, account_id=caller.account_id, key_id=caller.key_id)
         hold = await admission.admit(
             self.ledger,
-            self.rate_gate,
+            # A batch line is not a live call: like the providers' batch queues, it is paced by the
+            # batch runner (TOLLWAY_BATCH_CONCURRENCY), not the key's per-minute limits; money still binds it.
+            self.rate_gate if call.batch is None else None,
             caller,
             request_id=call.request_id,
             model=model,
