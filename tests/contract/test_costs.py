@@ -87,6 +87,41 @@ def test_openai_stream_final_chunk_carries_the_charge(
     assert_cost(usage.model_extra["cost"], None, charged(server, account))
 
 
+@pytest.mark.parametrize("server_name", ["tollway", "tollway_pg"])
+def test_responses_buffered_and_streamed_carry_the_ledgers_charge(
+    request: pytest.FixtureRequest, server_name: str
+) -> None:
+    server: Tollway = request.getfixturevalue(server_name)
+    account, key = server.funded("1.00")
+    raw = server.client(key).responses.with_raw_response.create(model="fake-chat", input="one two three")
+    response = raw.parse()
+    assert response.usage is not None
+    assert_cost(
+        response.usage.model_extra["cost"], raw.headers["x-tollway-cost-usd"], charged(server, account)
+    )
+
+    account, key = server.funded("1.00")
+    with server.client(key).responses.stream(model="fake-chat", input="four five") as stream:
+        final = stream.get_final_response()
+    assert final.usage is not None
+    assert_cost(final.usage.model_extra["cost"], None, charged(server, account))
+
+
+def test_legacy_completions_and_moderations_carry_the_ledgers_charge(tollway: Tollway) -> None:
+    account, key = tollway.funded("1.00")
+    raw = tollway.client(key).completions.with_raw_response.create(model="fake-instruct", prompt="one two")
+    completion = raw.parse()
+    assert completion.usage is not None
+    assert_cost(
+        completion.usage.model_extra["cost"], raw.headers["x-tollway-cost-usd"], charged(tollway, account)
+    )
+    # A moderation answer has no `usage` (OpenAI's shape): the header carries the charge.
+    account, key = tollway.funded("1.00")
+    moderated = tollway.client(key).moderations.with_raw_response.create(model="fake-moderation", input="hi")
+    nano = charged(tollway, account)
+    assert nano > 0 and Decimal(moderated.headers["x-tollway-cost-usd"]) == Decimal(nano) / NANO
+
+
 @pytest.fixture
 def funded(protocols: Protocols) -> Callable[[], tuple[str, str]]:
     def make() -> tuple[str, str]:

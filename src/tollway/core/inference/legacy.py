@@ -20,9 +20,9 @@ from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference.chat_plan import DEFAULT_OUTPUT_CAP
 from tollway.core.inference.chat_stream import ChatStream, delta_texts
-from tollway.core.inference.pipeline import Admitted, Call, Pipeline, Result
+from tollway.core.inference.pipeline import Admitted, Call, Pipeline, Result, charged_headers
 from tollway.core.inference.schemas import CompletionRequest, ModerationRequest, validate
-from tollway.core.money.prices import TokenUsage, token_cost, usage_dict, usage_of
+from tollway.core.money.prices import TokenUsage, cost_number, token_cost, usage_dict, usage_of
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers import registry
 from tollway.providers.base import Completer, Moderator, Provider, UpstreamError
@@ -98,11 +98,12 @@ async def _buffered(
     usage, source = usage_of(result.get("usage")), "provider"
     if usage is None:
         usage, source = TokenUsage(prompt_estimate, tokens.count(delta_texts(result))), "estimated"
-    await pipeline.settle(admitted, provider.id, usage, source, "completed")
     result["model"] = admitted.model.id
     result["object"] = "text_completion"
     result["usage"] = usage_dict(usage)
-    return Result(headers=admitted.headers, body=result)
+    charged = await pipeline.settle(admitted, provider.id, usage, source, "completed")
+    result["usage"]["cost"] = cost_number(charged)
+    return Result(headers=charged_headers(admitted.headers, charged), body=result)
 
 
 async def _stream(
@@ -183,6 +184,6 @@ async def moderate(pipeline: Pipeline, call: Call, body: dict[str, Any]) -> Resu
     async with admitted.hold:
         provider, result = await pipeline.first_route(model, attempt, admitted.headers)
     usage = TokenUsage(estimate_tokens)  # moderation answers carry no usage: the estimate is the count
-    await pipeline.settle(admitted, provider.id, usage, "estimated", "completed")
-    result["model"] = model.id
-    return Result(headers=admitted.headers, body=result)
+    charged = await pipeline.settle(admitted, provider.id, usage, "estimated", "completed")
+    result["model"] = model.id  # a moderation answer has no `usage`: the header alone carries the charge
+    return Result(headers=charged_headers(admitted.headers, charged), body=result)

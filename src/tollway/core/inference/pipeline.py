@@ -269,7 +269,7 @@ class Pipeline:
             await admitted.batch.keep(result)  # before the settlement that records the line
         charged = await self.settle(admitted, provider.id, usage, source, "completed")
         result["usage"]["cost"] = cost_number(charged)
-        return Result(headers=_charged(admitted.headers, charged), body=result)
+        return Result(headers=charged_headers(admitted.headers, charged), body=result)
 
     async def _chat_stream(
         self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
@@ -356,7 +356,7 @@ class Pipeline:
                 await admitted.batch.keep(result)  # before the settlement that records the line
             charged = await self.settle(admitted, provider.id, usage, source, "completed")
         result["usage"]["cost"] = cost_number(charged)
-        return Result(headers=_charged(admitted.headers, charged), body=result)
+        return Result(headers=charged_headers(admitted.headers, charged), body=result)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         """A copy of the streams still metering (a catalog reload waits for them)."""
@@ -377,7 +377,7 @@ class Pipeline:
             await asyncio.wait(pending, timeout=settle_seconds)
 
 
-def _charged(headers: dict[str, str], charged: int) -> dict[str, str]:
+def charged_headers(headers: dict[str, str], charged: int) -> dict[str, str]:
     """A buffered answer's headers, with what the ledger charged for it (the figure of `usage.cost`)."""
     return {**headers, COST_HEADER: nano_to_usd(charged)}
 

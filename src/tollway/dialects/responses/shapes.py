@@ -182,6 +182,8 @@ def usage_from_chat(usage: Any) -> JSON:
             )
         },
         "total_tokens": prompt + completion,
+        # What the ledger charged (issue 21's cost in every answer), when the chat answer carried it.
+        **({"cost": usage["cost"]} if "cost" in usage else {}),
     }
 
 
