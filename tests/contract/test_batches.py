@@ -199,6 +199,44 @@ def test_embeddings_batch_at_full_price(fresh: Tollway) -> None:
         )
 
 
+def test_completions_batch_at_full_price_and_a_chat_only_model_fails_its_line_uncharged(
+    fresh: Tollway,
+) -> None:
+    account_id, key = fresh.funded("5.00")
+    client = fresh.client(key)
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/completions",
+            "body": {"model": model, "prompt": f"count to {i}", "max_tokens": 8},
+        }
+        for i, model in enumerate(["fake-instruct", "fake-instruct", "fake-chat"])
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl(lines)).id, endpoint="/v1/completions", completion_window="24h"
+    )
+    done = wait_ended(client, batch.id)
+    assert done.status == "completed" and done.request_counts
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+    usage, charges = usage_rows(fresh, batch.id), settled(fresh, batch.id)
+    out = output_lines(client, done.output_file_id)
+    assert [line["custom_id"] for line in out] == ["c0", "c1"]
+    for line in out:
+        body = line["response"]["body"]
+        assert body["object"] == "text_completion" and body["model"] == "fake-instruct"
+        prompt, completion, cost, endpoint = usage[line["response"]["request_id"]]
+        assert (prompt, completion) == (body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+        # fake-instruct: $1/M in, $2/M out, no batch discount.
+        assert charges[line["response"]["request_id"]] == cost == prompt * 1000 + completion * 2000 > 0
+        assert endpoint == "completions_batch"
+    [failed] = output_lines(client, done.error_file_id)
+    assert failed["custom_id"] == "c2" and failed["response"]["status_code"] == 400
+    assert len(charges) == 2
+    balance, reserved, ledger_total, _ = fresh.ledger_sums(account_id)
+    assert reserved == 0 and ledger_total == balance == 5_000_000_000 - sum(charges.values())
+
+
 def test_lists_page_through_files_and_batches(fresh: Tollway) -> None:
     _, key = fresh.funded("5.00")
     client = fresh.client(key)

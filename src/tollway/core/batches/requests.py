@@ -2,8 +2,8 @@
 
 `ENDPOINTS` is the one table of what a batch may call: the URL a line names → how the pipeline runs
 it (the same method as the live route), the model type its lines must name, and the usage rows'
-endpoint. `/v1/responses` and `/v1/completions` plug in here, one row each, once their pipelines
-exist; any other URL is a 400 that names it.
+endpoint. `/v1/responses` plugs in here as one more row once a line's answer can be kept in the
+Responses shape; any other URL is a 400 that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Pipeline, Result
 from tollway.errors import ErrorCode, TollwayError
 
@@ -30,6 +31,7 @@ class Endpoint:
 ENDPOINTS: dict[str, Endpoint] = {
     "/v1/chat/completions": Endpoint("/v1/chat/completions", "text", "chat_batch", lambda p, c, b: p.chat(c, b)),
     "/v1/embeddings": Endpoint("/v1/embeddings", "embedding", "embeddings_batch", lambda p, c, b: p.embeddings(c, b)),
+    "/v1/completions": Endpoint("/v1/completions", "text", "completions_batch", legacy.complete),
 }  # fmt: skip
 
 

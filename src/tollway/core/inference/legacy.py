@@ -101,6 +101,8 @@ async def _buffered(
     result["model"] = admitted.model.id
     result["object"] = "text_completion"
     result["usage"] = usage_dict(usage)
+    if admitted.batch is not None:
+        await admitted.batch.keep(result)  # before the settlement that records the line
     charged = await pipeline.settle(admitted, provider.id, usage, source, "completed")
     result["usage"]["cost"] = cost_number(charged)
     return Result(headers=charged_headers(admitted.headers, charged), body=result)
