@@ -237,6 +237,43 @@ def test_completions_batch_at_full_price_and_a_chat_only_model_fails_its_line_un
     assert reserved == 0 and ledger_total == balance == 5_000_000_000 - sum(charges.values())
 
 
+def test_responses_batch_keeps_each_answer_as_a_response_at_the_batch_price(fresh: Tollway) -> None:
+    """Lines of /v1/responses run as the live route runs a stateless call (translated to chat, at the
+    batch price) and their answers are Response objects; one that asks for storage fails uncharged."""
+    account_id, key = fresh.funded("5.00")
+    client = fresh.client(key)
+    bodies = [
+        {"model": "fake-chat", "input": "one two", "instructions": "be brief", "max_output_tokens": 16},
+        {"model": "fake-chat", "input": [{"role": "user", "content": "three four five"}]},
+        {"model": "fake-chat", "input": "six", "store": True},  # storage is off here
+    ]
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/responses", "body": body}
+        for i, body in enumerate(bodies)
+    ]
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl(lines)).id, endpoint="/v1/responses", completion_window="24h"
+    )
+    done = wait_ended(client, batch.id)
+    assert done.status == "completed" and done.request_counts
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+    usage, charges = usage_rows(fresh, batch.id), settled(fresh, batch.id)
+    out = output_lines(client, done.output_file_id)
+    assert [line["custom_id"] for line in out] == ["r0", "r1"]
+    for line in out:
+        response = openai.types.responses.Response.model_validate(line["response"]["body"])
+        assert response.object == "response" and response.status == "completed" and response.output_text
+        assert response.usage is not None
+        prompt, completion, cost, endpoint = usage[line["response"]["request_id"]]
+        assert (prompt, completion) == (response.usage.input_tokens, response.usage.output_tokens)
+        assert charges[line["response"]["request_id"]] == cost == half_price(prompt, completion) > 0
+        assert endpoint == "responses_batch"
+    [failed] = output_lines(client, done.error_file_id)
+    assert failed["custom_id"] == "r2" and failed["response"]["status_code"] == 400
+    balance, reserved, ledger_total, _ = fresh.ledger_sums(account_id)
+    assert reserved == 0 and ledger_total == balance == 5_000_000_000 - sum(charges.values())
+
+
 def test_lists_page_through_files_and_batches(fresh: Tollway) -> None:
     _, key = fresh.funded("5.00")
     client = fresh.client(key)

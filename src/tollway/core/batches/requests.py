@@ -2,8 +2,8 @@
 
 `ENDPOINTS` is the one table of what a batch may call: the URL a line names → how the pipeline runs
 it (the same method as the live route), the model type its lines must name, and the usage rows'
-endpoint. `/v1/responses` plugs in here as one more row once a line's answer can be kept in the
-Responses shape; any other URL is a 400 that names it.
+endpoint, and the shape a line's answer is kept in (a Responses line runs as chat, kept as a
+Response); any other URL is a 400 that names it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 
 from tollway.core.inference import legacy
 from tollway.core.inference.pipeline import Call, Pipeline, Result
+from tollway.dialects.responses.request import checked_request as checked_responses
+from tollway.dialects.responses.shapes import request_to_chat, response_from_chat, responses_param
 from tollway.errors import ErrorCode, TollwayError
 
 CUSTOM_ID_MAX = 64  # the ledger reference is the batch and the line number, never the custom_id
@@ -26,12 +28,27 @@ class Endpoint:
     model_type: str  # what every line's `model` must be (core/catalog/names.py)
     usage: str  # the usage rows' endpoint
     run: Callable[[Pipeline, Call, dict[str, Any]], Awaitable[Result]]
+    # The kept answer in the endpoint's own shape, from the pipeline's and the line's body (None: as is).
+    shape: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+
+
+async def _responses(pipeline: Pipeline, call: Call, body: dict[str, Any]) -> Result:
+    """A Responses line runs as api/responses.py runs a stateless call: translated to chat."""
+    try:
+        return await pipeline.chat(call, request_to_chat(checked_responses(body)))
+    except TollwayError as err:
+        raise responses_param(err) from None
+
+
+def _as_response(result: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    return response_from_chat(result, body, str(body.get("model")))
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     "/v1/chat/completions": Endpoint("/v1/chat/completions", "text", "chat_batch", lambda p, c, b: p.chat(c, b)),
     "/v1/embeddings": Endpoint("/v1/embeddings", "embedding", "embeddings_batch", lambda p, c, b: p.embeddings(c, b)),
     "/v1/completions": Endpoint("/v1/completions", "text", "completions_batch", legacy.complete),
+    "/v1/responses": Endpoint("/v1/responses", "text", "responses_batch", _responses, _as_response),
 }  # fmt: skip
 
 

@@ -160,14 +160,17 @@ class BatchRunner:
         reference = f"{batch_id}/{line.number}-{run.attempt}"
         part = self.parts(batch_id) / f"{line.number}-{run.attempt}.json"
 
+        body = {k: v for k, v in line.body.items() if k not in ("stream", "stream_options")}
+        endpoint = ENDPOINTS[line.url]
+
         async def keep(result: dict[str, Any]) -> None:
-            await asyncio.to_thread(write_whole, part, output.dumps(result))
+            kept = endpoint.shape(result, body) if endpoint.shape is not None else result
+            await asyncio.to_thread(write_whole, part, output.dumps(kept))
 
         record = self.store.record_ok(batch_id, line.number, run.attempt, reference)
-        call = Call(reference, run.caller, ENDPOINTS[line.url].usage, batch=BatchLine(keep, record))
-        body = {k: v for k, v in line.body.items() if k not in ("stream", "stream_options")}
+        call = Call(reference, run.caller, endpoint.usage, batch=BatchLine(keep, record))
         try:
-            await ENDPOINTS[line.url].run(self.pipeline, call, body)
+            await endpoint.run(self.pipeline, call, body)
         except LineTaken:
             pass  # another runner recorded it first: our settlement rolled back, its hold released (Hold.settle)
         except TollwayError as err:
