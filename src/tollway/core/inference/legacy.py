@@ -19,7 +19,7 @@ from tollway.core.access import policy
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference.chat_plan import DEFAULT_OUTPUT_CAP
-from tollway.core.inference.chat_stream import ChatStream, delta_texts
+from tollway.core.inference.chat_stream import delta_texts
 from tollway.core.inference.pipeline import Admitted, Call, Pipeline, Result, charged_headers
 from tollway.core.inference.schemas import CompletionRequest, ModerationRequest, validate
 from tollway.core.money.prices import TokenUsage, cost_number, token_cost, usage_dict, usage_of
@@ -119,35 +119,12 @@ async def _stream(
     """Opened like a chat stream (retries only before its first chunk), relayed and metered by the
     same ChatStream, its chunks being `text_completion`s."""
 
-    async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
+    def start(provider: Provider, upstream_model: str) -> AsyncIterator[dict[str, Any]]:
         if not hasattr(provider, "complete_stream"):
             raise _not_offered(provider, "raw completions")
-        iterator: AsyncIterator[dict[str, Any]] = (
-            cast(Completer, provider).complete_stream({**body, "model": upstream_model}).__aiter__()
-        )
-        try:
-            first = await iterator.__anext__()
-        except StopAsyncIteration:
-            first = None
-        return first, iterator
+        return cast(Completer, provider).complete_stream({**body, "model": upstream_model})
 
-    provider, (first, upstream) = await pipeline.first_route(admitted.model, open_stream, admitted.headers)
-
-    async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
-        return await pipeline.settle(admitted, provider.id, usage, source, outcome, status)
-
-    stream = ChatStream(
-        request_id=call.request_id,
-        model_id=admitted.model.id,
-        first=first,
-        upstream=upstream,
-        settle=settle,
-        prompt_estimate=prompt_estimate,
-        wants_usage=wants_usage,
-        drain_seconds=pipeline.drain_seconds,
-        chunk_object="text_completion",
-    )
-    return Result(headers=admitted.headers, frames=pipeline.relay(stream))
+    return await pipeline.stream(call, admitted, start, prompt_estimate, wants_usage, "text_completion")
 
 
 # -- moderations ------------------------------------------------------------------------------

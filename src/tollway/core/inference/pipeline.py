@@ -244,7 +244,13 @@ class Pipeline:
         async with admitted.hold:  # a failure before the first byte releases it
             body = await plan.augment(self.search)  # web search / scraping, after the money is held
             if request.stream:
-                return await self._chat_stream(call, admitted, body, prompt_estimate, wants_usage)
+                return await self.stream(
+                    call,
+                    admitted,
+                    lambda provider, upstream_model: provider.chat_stream({**body, "model": upstream_model}),
+                    prompt_estimate,
+                    wants_usage,
+                )
             return await self._chat_buffered(admitted, body, prompt_estimate)
 
     async def _chat_buffered(self, admitted: Admitted, body: dict[str, Any], prompt_estimate: int) -> Result:
@@ -271,14 +277,21 @@ class Pipeline:
         result["usage"]["cost"] = cost_number(charged)
         return Result(headers=charged_headers(admitted.headers, charged), body=result)
 
-    async def _chat_stream(
-        self, call: Call, admitted: Admitted, body: dict[str, Any], prompt_estimate: int, wants_usage: bool
+    async def stream(
+        self,
+        call: Call,
+        admitted: Admitted,
+        start: Callable[[Provider, str], AsyncIterator[dict[str, Any]]],
+        prompt_estimate: int,
+        wants_usage: bool,
+        chunk_object: str = "chat.completion.chunk",
     ) -> Result:
-        """Open the upstream stream (retries and fallback only before its first chunk), then relay
-        and meter it in its own task (core/inference/chat_stream.py)."""
+        """Open the upstream stream `start` gives (retries and fallback only before its first chunk),
+        then relay and meter it in its own task (core/inference/chat_stream.py). Chat's and legacy
+        completions' (`chunk_object` "text_completion")."""
 
         async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
-            iterator = provider.chat_stream({**body, "model": upstream_model}).__aiter__()
+            iterator = start(provider, upstream_model).__aiter__()
             try:
                 first = await iterator.__anext__()
             except StopAsyncIteration:
@@ -300,12 +313,9 @@ class Pipeline:
             wants_usage=wants_usage,
             drain_seconds=self._drain_seconds,
             venice=admitted.venice,
+            chunk_object=chunk_object,
         )
         return Result(headers=admitted.headers, frames=self.relay(stream))
-
-    @property
-    def drain_seconds(self) -> float:
-        return self._drain_seconds
 
     def relay(self, stream: ChatStream) -> AsyncIterator[bytes]:
         """Start a metered relay, kept among the streams a reload or shutdown waits for."""
