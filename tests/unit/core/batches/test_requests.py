@@ -58,10 +58,10 @@ def test_limits_of_a_line_and_of_the_file() -> None:
 
 
 def test_one_table_of_endpoints_and_others_named() -> None:
-    assert set(ENDPOINTS) == {"/v1/chat/completions", "/v1/embeddings"}
+    assert set(ENDPOINTS) == {"/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses"}
     with pytest.raises(TollwayError) as caught:
-        endpoint("/v1/responses")
-    assert "'/v1/responses'" in caught.value.message and caught.value.param == "endpoint"
+        endpoint("/v1/moderations")
+    assert "'/v1/moderations'" in caught.value.message and caught.value.param == "endpoint"
 
 
 def test_batch_price_is_the_discounted_price_rounded_up() -> None:
