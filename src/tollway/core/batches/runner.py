@@ -26,7 +26,6 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from tollway.base.clock import utcnow
@@ -43,7 +42,6 @@ from tollway.settings import Settings
 
 log = logging.getLogger("tollway.batches")
 CHECK_EVERY_SECONDS = 0.5  # how often a running batch looks for a cancel and renews its lease
-RATE_LIMITED_LATER_SECONDS = 5.0
 BROKE = (ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.KEY_LIMIT_EXCEEDED)
 STOPS = {
     "insufficient_balance": "The balance (or the key's limit) ran out before this line ran; it was not charged.",
@@ -62,7 +60,7 @@ class _Run:
     batch: dict[str, Any]
     caller: Caller
     attempt: int
-    stop: str | None = None  # a key of STOPS, "rate_limited" or "lease_lost"
+    stop: str | None = None  # a key of STOPS, or "lease_lost"
     checked: float = field(default_factory=time.monotonic)
 
 
@@ -108,10 +106,6 @@ class BatchRunner:
         if not await self._check(run, force=True):
             await self._run_lines(run, lines)
         if run.stop == "lease_lost":
-            return
-        if run.stop == "rate_limited":
-            later = utcnow() + timedelta(seconds=RATE_LIMITED_LATER_SECONDS)
-            await self.jobs.release(job.id, owner, later)
             return
         await self.finalize(job, owner, batch, lines, run.stop)
 
@@ -174,9 +168,6 @@ class BatchRunner:
         except LineTaken:
             pass  # another runner recorded it first: our settlement rolled back, its hold released (Hold.settle)
         except TollwayError as err:
-            if err.code is ErrorCode.RATE_LIMITED:
-                run.stop = run.stop or "rate_limited"
-                return
             if err.code in BROKE:
                 run.stop = "insufficient_balance"
             code = "insufficient_balance" if err.code in BROKE else err.code.name.lower()
