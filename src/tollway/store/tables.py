@@ -310,3 +310,16 @@ batch_lines = Table(
     Column("error_code", String(40)),
     Column("error_message", String(300)),
 )
+
+# Console sign-ins (migration 0009, console/sessions.py): only HMAC(pepper, token) is stored, never the
+# token nor the key that signed in; the session acts as that key (re-checked on every request).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("scope", String(16), nullable=False),  # operator | admin
+    Column("key_id", String(40)),  # None for the operator
+    Column("account_id", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
