@@ -26,7 +26,7 @@ def _nice_max(value: Decimal) -> Decimal:
 
 def _fmt(value: Decimal, unit: str) -> str:
     text = (
-        f"{value.normalize():f}" if value == value.to_integral() else f"{value:.6f}".rstrip("0").rstrip(".")
+        f"{value.normalize():f}" if value == value.to_integral() else f"{value:.9f}".rstrip("0").rstrip(".")
     )
     return f"{unit}{text}" if unit == "$" else f"{text}{unit}"
 
