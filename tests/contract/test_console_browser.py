@@ -31,7 +31,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(tollway_pg: Tollway) -> Iterator[object]:
+    # tollway_pg first: its set-up calls asyncio.run, which cannot run inside Playwright's sync loop.
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -46,6 +47,12 @@ def browser() -> Iterator[object]:
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(params=["tollway", "tollway_pg"], ids=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest) -> Tollway:
+    """The contract server on SQLite, and on PostgreSQL (the session tables and queries on both)."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
 def shot(page: object, name: str, full_page: bool = True) -> None:
@@ -69,9 +76,9 @@ def admin_account(tollway: Tollway, credit: str = "5.00") -> tuple[str, str]:
     return account_id, tollway.new_key(account_id, scope="admin", label="console admin")
 
 
-def test_reseller_runs_keys_usage_and_revocation(browser: object, tollway: Tollway) -> None:
-    _, admin_key = admin_account(tollway)
-    page = sign_in(browser, tollway, admin_key)
+def test_reseller_runs_keys_usage_and_revocation(browser: object, server: Tollway) -> None:
+    _, admin_key = admin_account(server)
+    page = sign_in(browser, server, admin_key)
     cookie = next(c for c in page.context.cookies() if c["name"] == "tollway_console")  # type: ignore[attr-defined]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] != admin_key
     assert admin_key not in page.content()
@@ -86,7 +93,7 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, tollway: Tollw
     assert page.get_by_role("button", name="Copy").is_visible()
     shot(page, "keys")
 
-    client = openai.OpenAI(base_url=f"{tollway.url}/v1", api_key=secret, max_retries=0, timeout=60)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=secret, max_retries=0, timeout=60)
     answer = client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "hi"}])
     assert answer.choices[0].message.content
 
@@ -106,7 +113,7 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, tollway: Tollw
         page.goto(f"/console/{name}")
         assert page.locator("h1").inner_text()
         shot(page, name)
-    assert tollway.url + "/v1" in page.goto("/console/quickstart").text()  # type: ignore[union-attr]
+    assert server.url + "/v1" in page.goto("/console/quickstart").text()  # type: ignore[union-attr]
 
     page.goto("/console/keys")
     page.get_by_role("button", name=f"Revoke key {label}").click()
@@ -119,9 +126,9 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, tollway: Tollw
     assert page.url.endswith("/console/login")
 
 
-def test_operator_credit_shows_on_reseller_dashboard(browser: object, tollway: Tollway) -> None:
-    account_id, admin_key = admin_account(tollway, "1.00")
-    operator = sign_in(browser, tollway, OPERATOR_KEY)
+def test_operator_credit_shows_on_reseller_dashboard(browser: object, server: Tollway) -> None:
+    account_id, admin_key = admin_account(server, "1.00")
+    operator = sign_in(browser, server, OPERATOR_KEY)
     assert "Jobs queued" in operator.content()  # type: ignore[attr-defined]
     shot(operator, "operator-status")
     operator.get_by_role("link", name="Credit an account").click()  # type: ignore[attr-defined]
@@ -130,16 +137,16 @@ def test_operator_credit_shows_on_reseller_dashboard(browser: object, tollway: T
     operator.get_by_role("button", name="Credit").click()  # type: ignore[attr-defined]
     assert operator.get_by_text("balance now $3.500000000").is_visible()  # type: ignore[attr-defined]
     shot(operator, "operator-credit")
-    reseller = sign_in(browser, tollway, admin_key)
+    reseller = sign_in(browser, server, admin_key)
     assert reseller.locator("#balance").inner_text() == "$3.500000000"  # type: ignore[attr-defined]
-    assert tollway.account(account_id)["balance_usd"] == "3.500000000"
+    assert server.account(account_id)["balance_usd"] == "3.500000000"
 
 
-def test_script_label_renders_as_text(browser: object, tollway: Tollway) -> None:
-    account_id, admin_key = admin_account(tollway)
+def test_script_label_renders_as_text(browser: object, server: Tollway) -> None:
+    account_id, admin_key = admin_account(server)
     evil = "<script>alert(1)</script>"
-    tollway.new_key(account_id, label=evil)
-    page = sign_in(browser, tollway, admin_key)
+    server.new_key(account_id, label=evil)
+    page = sign_in(browser, server, admin_key)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
     page.goto("/console/keys")
@@ -148,11 +155,11 @@ def test_script_label_renders_as_text(browser: object, tollway: Tollway) -> None
     assert dialogs == []
 
 
-def test_other_accounts_key_and_missing_csrf_are_refused(browser: object, tollway: Tollway) -> None:
-    _, mine = admin_account(tollway)
-    other_account, _ = admin_account(tollway)
-    other = tollway.admin("POST", f"/accounts/{other_account}/keys", {"label": "theirs"}).json()
-    page = sign_in(browser, tollway, mine)
+def test_other_accounts_key_and_missing_csrf_are_refused(browser: object, server: Tollway) -> None:
+    _, mine = admin_account(server)
+    other_account, _ = admin_account(server)
+    other = server.admin("POST", f"/accounts/{other_account}/keys", {"label": "theirs"}).json()
+    page = sign_in(browser, server, mine)
     page.goto("/console/keys")
     token = page.locator("input[name=csrf]").first.input_value()
     request = page.context.request  # type: ignore[attr-defined]
@@ -160,33 +167,33 @@ def test_other_accounts_key_and_missing_csrf_are_refused(browser: object, tollwa
     refused = request.post(f"/console/keys/{other['id']}/revoke", form={"csrf": token})
     assert refused.status == 404 and "No active key" in refused.text()
     assert any(
-        k["id"] == other["id"] for k in tollway.admin("GET", f"/accounts/{other_account}/keys").json()["data"]
+        k["id"] == other["id"] for k in server.admin("GET", f"/accounts/{other_account}/keys").json()["data"]
     )
     # A form without the CSRF token (or with a wrong one) is refused and nothing is created.
-    before = len(tollway.admin("GET", f"/accounts/{other_account}/keys").json()["data"])
+    before = len(server.admin("GET", f"/accounts/{other_account}/keys").json()["data"])
     for form in ({"label": "no-token"}, {"label": "bad-token", "csrf": "x" * 64}):
         response = request.post("/console/keys", form=form)
         assert response.status == 403 and "CSRF" in response.text()
     assert "no-token" not in page.goto("/console/keys").text()  # type: ignore[union-attr]
-    assert len(tollway.admin("GET", f"/accounts/{other_account}/keys").json()["data"]) == before
+    assert len(server.admin("GET", f"/accounts/{other_account}/keys").json()["data"]) == before
     # The operator's pages are not a reseller's.
     assert request.get("/console/operator/status").status == 404
     # Inference keys cannot sign in.
-    inference = tollway.new_key(tollway.new_account(), label="inf")
-    response = httpx2.post(f"{tollway.url}/console/login", data={"key": inference})
+    inference = server.new_key(server.new_account(), label="inf")
+    response = httpx2.post(f"{server.url}/console/login", data={"key": inference})
     assert response.status_code == 403 and "admin-scope" in response.text
 
 
-def test_docs_work_offline_with_authorize(browser: object, tollway: Tollway) -> None:
+def test_docs_work_offline_with_authorize(browser: object, server: Tollway) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
     outside: list[str] = []
     page.on(
         "request",
         lambda r: (
-            None if r.url.startswith(tollway.url) or r.url.startswith("data:") else outside.append(r.url)
+            None if r.url.startswith(server.url) or r.url.startswith("data:") else outside.append(r.url)
         ),
     )
-    page.goto(f"{tollway.url}/docs")
+    page.goto(f"{server.url}/docs")
     page.get_by_role("button", name=re.compile("Authorize")).first.wait_for()
     assert outside == []
     shot(page, "docs", full_page=False)
