@@ -197,3 +197,37 @@ def test_docs_work_offline_with_authorize(browser: object, server: Tollway) -> N
     page.get_by_role("button", name=re.compile("Authorize")).first.wait_for()
     assert outside == []
     shot(page, "docs", full_page=False)
+
+
+def test_bad_form_input_is_a_clear_400_and_changes_nothing(browser: object, server: Tollway) -> None:
+    account_id, admin_key = admin_account(server, "1.00")
+    page = sign_in(browser, server, admin_key)
+    page.goto("/console/keys")  # type: ignore[attr-defined]
+    token = page.locator("input[name=csrf]").first.input_value()  # type: ignore[attr-defined]
+    request = page.context.request  # type: ignore[attr-defined]
+    before = server.admin("GET", f"/accounts/{account_id}/keys").json()["data"]
+    for form, words in (
+        ({"label": "x", "limit_usd": "-5"}, "consumption_limit"),
+        ({"label": "x", "expires_at": "2000-01-01"}, "expires_at"),
+        ({"label": "x" * 201}, "label"),
+    ):
+        response = request.post("/console/keys", form={**form, "csrf": token})
+        assert response.status == 400 and words in response.text(), response.text()
+    assert server.admin("GET", f"/accounts/{account_id}/keys").json()["data"] == before
+
+    operator = sign_in(browser, server, OPERATOR_KEY)
+    operator.goto("/console/operator/credit")  # type: ignore[attr-defined]
+    op_token = operator.locator("input[name=csrf]").first.input_value()  # type: ignore[attr-defined]
+    op_request = operator.context.request  # type: ignore[attr-defined]
+    for form, status in (
+        ({"account_id": account_id, "amount_usd": "1e3", "reference": "r1"}, 400),
+        ({"account_id": account_id, "amount_usd": "0", "reference": "r2"}, 400),
+        ({"account_id": "acct_nobody", "amount_usd": "1.00", "reference": "r3"}, 404),
+    ):
+        assert op_request.post("/console/operator/credit", form={**form, "csrf": op_token}).status == status
+    assert server.account(account_id)["balance_usd"] == "1.000000000"
+    # The same reference twice credits once.
+    for _ in range(2):
+        form = {"account_id": account_id, "amount_usd": "1.00", "reference": "same-ref", "csrf": op_token}
+        assert op_request.post("/console/operator/credit", form=form).status == 200
+    assert server.account(account_id)["balance_usd"] == "2.000000000"

@@ -48,7 +48,7 @@ async def login(request: Request) -> Response:
         sessions.COOKIE,
         token,
         max_age=int(sessions.LIFETIME.total_seconds()),
-        path="/",
+        path="/console",  # never sent to the API routes
         httponly=True,
         samesite="strict",
         secure=_behind_tls(request),
@@ -68,5 +68,5 @@ async def logout(request: Request) -> Response:
     sessions.check_csrf(who, str((await request.form()).get("csrf") or ""))
     await sessions.sign_out(request)
     response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(sessions.COOKIE, path="/")
+    response.delete_cookie(sessions.COOKIE, path="/console")
     return response
