@@ -137,6 +137,16 @@ def test_operator_credit_shows_on_reseller_dashboard(browser: object, server: To
     operator.get_by_role("button", name="Credit").click()  # type: ignore[attr-defined]
     assert operator.get_by_text("balance now $3.500000000").is_visible()  # type: ignore[attr-defined]
     shot(operator, "operator-credit")
+    operator.get_by_role("link", name="Accounts").click()  # type: ignore[attr-defined]
+    operator.get_by_label("Account name").fill("Made in the console")  # type: ignore[attr-defined]
+    operator.get_by_label("Opening credit (USD)").fill("0.75")  # type: ignore[attr-defined]
+    operator.get_by_role("button", name="Create account").click()  # type: ignore[attr-defined]
+    created = operator.locator("td", has_text="acct_").first.inner_text()  # type: ignore[attr-defined]
+    assert server.account(created)["balance_usd"] == "0.750000000"
+    operator.goto(f"/console/operator/accounts?id={account_id}")  # type: ignore[attr-defined]
+    assert operator.get_by_role("cell", name="3.500000000").first.is_visible()  # type: ignore[attr-defined]
+    shot(operator, "operator-accounts")
+    assert operator.goto("/console/operator/accounts?id=acct_nobody").status == 404  # type: ignore[attr-defined]
     reseller = sign_in(browser, server, admin_key)
     assert reseller.locator("#balance").inner_text() == "$3.500000000"  # type: ignore[attr-defined]
     assert server.account(account_id)["balance_usd"] == "3.500000000"

@@ -39,6 +39,7 @@ def _nav(who: Viewer | None) -> str:
     links = [("/console", "Dashboard")]
     if who.caller.is_operator:
         links += [
+            ("/console/operator/accounts", "Accounts"),
             ("/console/operator/credit", "Credit an account"),
             ("/console/operator/status", "System status"),
         ]

@@ -7,6 +7,7 @@ other half): each is a page here calling that service, added to the nav in html.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,11 +18,17 @@ from tollway.console import queries
 from tollway.console.html import field, form, guarded, notice, page, table
 from tollway.console.sessions import Viewer, check_csrf, viewer
 from tollway.core.inference.schemas import validate
-from tollway.core.money.amounts import PositiveUsdAmount
+from tollway.core.money.amounts import PositiveUsdAmount, UsdAmount
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
+
+
+class NewAccountForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=200)
+    credit_usd: UsdAmount = "0"
 
 
 class CreditForm(BaseModel):
@@ -111,3 +118,57 @@ async def credit(request: Request) -> Response:
         else f"Reference {body.reference} was already used: nothing credited again."
     )
     return page("Credit an account", notice(message, "ok") + _credit_form(who), who)
+
+
+def _account_forms(who: Viewer) -> str:
+    create = form(
+        "/console/operator/accounts",
+        who,
+        field("name", "Account name", required=True)
+        + field("credit_usd", "Opening credit (USD)", value="0")
+        + '<p><button type="submit">Create account</button></p>',
+    )
+    lookup = (
+        '<form method="get" action="/console/operator/accounts">'
+        + field("id", "Account id")
+        + '<p><button type="submit">Look up</button></p></form>'
+    )
+    return "<h2>Create an account</h2>" + create + "<h2>Look up an account</h2>" + lookup
+
+
+def _account_table(account: Any) -> str:
+    view = account.public()
+    rows = [
+        (k, view[k])
+        for k in ("id", "name", "balance_usd", "reserved_usd", "available_usd", "plan", "age_verified")
+    ]
+    return table(("Field", "Value"), rows, "Account")
+
+
+@router.get("/console/operator/accounts", summary="Console: create or look up an account (operator)")
+@guarded
+async def accounts_page(request: Request) -> Response:
+    who = await operator(request)
+    wanted = request.query_params.get("id")
+    top = _account_table(await request.app.state.services.accounts.get(wanted)) if wanted else ""
+    return page("Accounts", top + _account_forms(who), who)
+
+
+@router.post("/console/operator/accounts", summary="Console: create an account (operator)")
+@guarded
+async def create_account(request: Request) -> Response:
+    who = await operator(request)
+    data = {k: str(v) for k, v in (await request.form()).items()}
+    check_csrf(who, data.get("csrf"))
+    try:
+        body = validate(NewAccountForm, data)
+    except TollwayError as exc:
+        return page("Accounts", notice(exc.message) + _account_forms(who), who, exc.status)
+    account = await request.app.state.services.accounts.create(
+        body.name, credit_nano=usd_to_nano(body.credit_usd)
+    )
+    message = notice(
+        f"Account {account.name} created: its id is {account.id}. Mint its first admin key with the API.",
+        "ok",
+    )
+    return page("Accounts", message + _account_table(account) + _account_forms(who), who, 201)
