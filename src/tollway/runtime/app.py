@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from tollway import __version__, console
-from tollway.api import accounts, ops, spec
+from tollway.api import accounts, funding, ops, spec
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
@@ -218,6 +218,8 @@ def create_app(
         app.include_router(responses_api.router, prefix=prefix, include_in_schema=documented)
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
+            app.include_router(router, prefix=prefix, include_in_schema=documented)
+        for router in funding.ROUTERS:  # issue 25's rails, each off until configured
             app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
