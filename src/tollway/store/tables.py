@@ -310,32 +310,3 @@ batch_lines = Table(
     Column("error_code", String(40)),
     Column("error_message", String(300)),
 )
-
-# Console sign-ins (migration 0008, console/sessions.py): only HMAC(pepper, token) is stored, never the
-# token nor the key that signed in; the session acts as that key (re-checked on every request).
-console_sessions = Table(
-    "console_sessions",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("scope", String(16), nullable=False),  # operator | admin
-    Column("key_id", String(40)),  # None for the operator
-    Column("account_id", String(40)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-)
-
-# Redemption codes (core/funding/codes.py, issue 25): stored as a peppered hash, never in plain text.
-# redeemed_at is set by one conditional UPDATE, so of concurrent redeems exactly one wins.
-redemption_codes = Table(
-    "redemption_codes",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("code_hash", String(64), nullable=False, unique=True),
-    Column("batch_id", String(40), nullable=False, index=True),
-    Column("amount_nano", BigInteger, nullable=False),
-    Column("account_id", String(40), ForeignKey("accounts.id")),  # the only account that may redeem it
-    Column("expires_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("redeemed_by", String(40), ForeignKey("accounts.id")),
-    Column("redeemed_at", DateTime(timezone=True)),
-)
