@@ -273,7 +273,13 @@ def test_every_admin_action_is_in_the_audit_log_without_secrets(server: Tollway)
     adjust(server, account_id, {"type": "refund", "amount_usd": "0.10", "reason": "slow"}, "a1")
     page = server.admin("GET", f"/audit?account_id={account_id}").json()
     actions = [e["action"] for e in page["data"]]
-    assert actions == ["balance.adjust", "account.resume", "account.suspend", "account.edit"]
+    assert actions == [
+        "balance.adjust",
+        "account.resume",
+        "account.suspend",
+        "account.edit",
+        "account.create",
+    ]
     for entry in page["data"]:
         assert entry["actor"] == "operator" and entry["client_ip"] == "127.0.0.1"
         assert OPERATOR_KEY not in str(entry)

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
+from tollway.api.accounts.keys import audit_actor as actor
 from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
 from tollway.api.spec import BY_ID, KEYED, WRITES, documented
 from tollway.core.accounts import audit
 from tollway.core.accounts.adjustments import Adjustment, Adjustments, AdjustmentType
-from tollway.core.accounts.audit import Actor
 from tollway.core.accounts.directory import AccountDirectory, AccountPatch
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
@@ -44,11 +44,6 @@ class AdjustmentBody(BaseModel):
         if not value.strip():
             raise ValueError("must say why (it is kept with the ledger entry)")
         return value.strip()
-
-
-def actor(request: Request, who: Caller) -> Actor:
-    """The acting key (the operator key has no id) and the client's address, for the audit log."""
-    return Actor(who.key_id or "operator", request.client.host if request.client else None)
 
 
 def directory(request: Request) -> AccountDirectory:
