@@ -315,3 +315,49 @@ def test_a_suspension_on_a_is_refused_by_b_on_the_next_request(two: list[Tollway
     assert [chat(s, key).status_code for s in (b, a)] == [403, 403]
     assert b.admin("POST", f"/accounts/{account_id}/resume").status_code == 200
     assert [chat(s, key).status_code for s in (a, b)] == [200, 200]
+
+
+# -- operator views ----------------------------------------------------------------------------------
+
+
+def test_usage_and_revenue_across_accounts_by_account_model_and_day(server: Tollway) -> None:
+    spent: dict[str, int] = {}
+    for _ in range(2):
+        account_id, key = server.funded("1.00")
+        answers = [chat(server, key) for _ in range(2)]
+        assert all(a.status_code == 200 for a in answers)
+        spent[account_id] = sum(round(float(a.headers["x-tollway-cost-usd"]) * 1e9) for a in answers)
+    by_account = server.admin("GET", "/usage?group_by=account").json()
+    rows = {r["account_id"]: r for r in by_account["data"]}
+    for account_id, nano in spent.items():
+        assert rows[account_id]["requests"] == 2
+        assert int(rows[account_id]["revenue_usd"].replace(".", "")) == nano
+        assert "e" not in rows[account_id]["revenue_usd"].lower()
+    one = server.admin("GET", f"/usage?account_id={account_id}").json()["data"]
+    assert [(r["account_id"], r["model"], r["requests"]) for r in one] == [(account_id, "fake-chat", 2)]
+    assert one[0]["day"] == by_account["end"]
+    for query, param in (
+        ("group_by=key", "group_by"),
+        ("start=2026-13-01", "start"),
+        ("end=yesterday", "end"),
+        ("start=2026-02-01&end=2026-01-01", "start"),
+        ("start=2020-01-01&end=2026-01-01", "start"),
+    ):
+        assert_error(server.admin("GET", f"/usage?{query}"), 400, "VALIDATION", param)
+
+
+def test_upstream_health_counts_requests_errors_latency_and_cooldowns(server: Tollway) -> None:
+    _, key = server.funded("1.00")
+    assert chat(server, key).status_code == 200
+    report = server.admin("GET", "/upstreams?window_minutes=5").json()
+    assert report["window_minutes"] == 5
+    upstreams = {u["provider"]: u for u in report["data"]}
+    busiest = max(upstreams.values(), key=lambda u: u["requests"])
+    assert (
+        busiest["requests"] >= 1 and busiest["p50_ms"] is not None and busiest["p99_ms"] >= busiest["p50_ms"]
+    )
+    assert set(busiest["this_replica"]) == {"cooldowns", "failed_attempts"}
+    for bad in ("0", "1441", "x", "9" * 50):
+        assert_error(
+            server.admin("GET", f"/upstreams?window_minutes={bad}"), 400, "VALIDATION", "window_minutes"
+        )

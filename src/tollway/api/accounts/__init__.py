@@ -13,6 +13,7 @@ from tollway.api.accounts import (
     keys,
     operator,
     rate_limits,
+    reports,
     venice_keys,
     web3_keys,
 )
@@ -22,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     operator.router,
     key_edits.operator_router,
+    reports.router,
     billing.router,
     web3_keys.router,  # before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}
     web3_keys.admin_router,
