@@ -14,7 +14,7 @@ from tollway.api.http import JSON, read_json
 from tollway.api.spec import BY_ID, KEYED, WRITES, documented
 from tollway.core.accounts import audit
 from tollway.core.accounts.adjustments import Adjustment, Adjustments, AdjustmentType
-from tollway.core.accounts.directory import AccountDirectory, AccountPatch
+from tollway.core.accounts.directory import AccountDirectory, AccountPatch, known_plans
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
 from tollway.core.money.amounts import PositiveUsdAmount
@@ -84,7 +84,7 @@ async def list_accounts(
 async def edit_account(request: Request, account_id: str, who: Caller = Depends(operator_caller)) -> Response:
     patch = validate(AccountPatch, await read_json(request))
     services = request.app.state.services
-    plans = services.pipeline.rate_gate.plans
+    plans = known_plans(services.pipeline.rate_gate)
     changes = await directory(request).edit(account_id, patch, plans)
     if changes:
         await audit.record(

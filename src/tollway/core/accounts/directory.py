@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.access.accounts import Account, Accounts, account_of
 from tollway.core.access.keys import KEY_CREATION_PER_MINUTE, Keys
+from tollway.core.limits.gate import DEFAULT_PLANS, RateGate
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts, api_keys
 
@@ -40,6 +41,11 @@ class AccountPatch(BaseModel):
     age_verified: StrictBool | None = None
     suspended: StrictBool | None = None
     limits: AccountLimits | None = None
+
+
+def known_plans(gate: RateGate | None) -> Collection[str]:
+    """The plans an account may be given: the catalog's `plans:` and seed 004's defaults."""
+    return gate.plans if gate is not None else DEFAULT_PLANS
 
 
 def _escape_like(text: str) -> str:
