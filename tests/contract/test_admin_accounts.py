@@ -361,3 +361,69 @@ def test_upstream_health_counts_requests_errors_latency_and_cooldowns(server: To
         assert_error(
             server.admin("GET", f"/upstreams?window_minutes={bad}"), 400, "VALIDATION", "window_minutes"
         )
+
+
+# -- billing statement -------------------------------------------------------------------------------
+
+STATEMENT_COLUMNS = (
+    "timestamp,entry,request_id,key_id,key_label,model,endpoint,prompt_tokens,completion_tokens,"
+    "input_usd,output_usd,amount_usd,reference,reason"
+)
+
+
+def test_the_statement_has_calls_priced_in_and_out_topups_and_adjustments(server: Tollway) -> None:
+    account_id = server.new_account("1.00")
+    key = server.admin("POST", f"/accounts/{account_id}/keys", {"label": "cust-9", "scope": "admin"}).json()
+    answers = [chat(server, key["key"]) for _ in range(2)]
+    assert all(a.status_code == 200 for a in answers)
+    adjust(server, account_id, {"type": "credit", "amount_usd": "0.25", "reason": "promo"}, "s1")
+    adjust(server, account_id, {"type": "debit", "amount_usd": "0.05", "reason": "chargeback"}, "s2")
+    report = server.admin("GET", f"/accounts/{account_id}/statement").json()
+    rows = report["data"]
+    assert ",".join(report["columns"]) == STATEMENT_COLUMNS
+    assert [r["entry"] for r in rows] == ["credit", "usage", "usage", "credit", "debit"]
+    assert rows[0]["reference"] == "initial-credit" and rows[0]["amount_usd"] == "1.000000000"
+    assert (rows[3]["reason"], rows[4]["reason"], rows[4]["amount_usd"]) == (
+        "promo",
+        "chargeback",
+        "-0.050000000",
+    )
+    for row, answer in zip(rows[1:3], answers, strict=True):
+        charged = round(float(answer.headers["x-tollway-cost-usd"]) * 1e9)
+        assert (row["key_id"], row["key_label"], row["model"]) == (key["id"], "cust-9", "fake-chat")
+        assert int(row["amount_usd"].replace(".", "")) == -charged
+        nano = [int(row[c].replace(".", "")) for c in ("input_usd", "output_usd")]
+        assert nano[0] > 0 and nano[1] > 0 and sum(nano) == charged  # priced apart, adding up exactly
+    total = sum(
+        int(r["amount_usd"].replace(".", "").replace("-", "")) * (-1 if "-" in r["amount_usd"] else 1)
+        for r in rows
+    )
+    assert total == server.ledger_sums(account_id)[0]
+    assert not any(
+        "e" in str(r[c]).lower() for r in rows for c in ("input_usd", "output_usd", "amount_usd") if r[c]
+    )
+    as_csv = server.admin("GET", f"/accounts/{account_id}/statement?format=csv")
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    lines = as_csv.text.strip().splitlines()
+    assert lines[0] == STATEMENT_COLUMNS and len(lines) == 6 and "promo" in lines[4]
+    own = httpx2.get(
+        f"{server.url}/v1/billing/statement",
+        headers={"authorization": f"Bearer {key['key']}", "accept": "text/csv"},
+    )
+    assert own.status_code == 200 and own.text == as_csv.text
+    for query, param in (
+        ("format=xml", "format"),
+        ("start=yesterday", "start"),
+        ("start=2026-02-01&end=2026-01-01", "end"),
+    ):
+        assert_error(
+            server.admin("GET", f"/accounts/{account_id}/statement?{query}"), 400, "VALIDATION", param
+        )
+    assert server.admin("GET", "/accounts/acct_nope/statement").status_code == 404
+    _, customer = server.funded("1.00")
+    assert (
+        httpx2.get(
+            f"{server.url}/v1/billing/statement", headers={"authorization": f"Bearer {customer}"}
+        ).status_code
+        == 403
+    )

@@ -14,6 +14,7 @@ from tollway.api.accounts import (
     operator,
     rate_limits,
     reports,
+    statements,
     venice_keys,
     web3_keys,
 )
@@ -24,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     operator.router,
     key_edits.operator_router,
     reports.router,
+    statements.router,
     billing.router,
     web3_keys.router,  # before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}
     web3_keys.admin_router,
