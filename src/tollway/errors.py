@@ -49,6 +49,11 @@ class ErrorCode(Enum):
         "This model is uncensored-tier: use a key minted with content_tier=uncensored.",
     )
     AGE_VERIFICATION_REQUIRED = (403, "permission_error", "Uncensored access needs an age-verified account.")
+    ACCOUNT_SUSPENDED = (
+        403,
+        "permission_error",
+        "This account is suspended: its keys are refused until the operator resumes it. Contact support.",
+    )
     NOT_FOUND = (404, "not_found_error", "Not found.")
     JOB_NOT_FOUND = (404, "not_found_error", "Unknown queue_id / job, or not owned by your account.")
     CHARACTER_NOT_FOUND = (404, "not_found_error", "Unknown character. GET /v1/characters lists them.")

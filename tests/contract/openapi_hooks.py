@@ -5,8 +5,9 @@ process it runs (SCHEMATHESIS_HOOKS). What they need of the running server comes
   admin-scope key.
 - Real values, in half the generated cases: a catalog model for the route (openapi_gate.yaml), ids of
   the account's jobs, media, tasks and spare key, a valid image; so the routes run past validation.
-- The gate key is never revoked: a DELETE the stateful phase aims at it (its id is in GET keys) takes the
-  spare key instead.
+- The gate key is never revoked, rotated or edited: a DELETE, PATCH or rotation the stateful phase aims at
+  it (its id is in GET keys) takes the spare key instead; and the gate account is never suspended, edited
+  or debited: an operator route naming it (GET /v1/admin/accounts lists it) names the target account.
 """
 
 from __future__ import annotations
@@ -131,8 +132,16 @@ def cheap(case: Any) -> None:
 
 
 def _spare_the_gate_key(case: Any) -> None:
-    """The stateful phase finds the gate key's id in GET keys: a DELETE of it revokes the spare instead."""
+    """The stateful phase finds the gate key's id in GET keys: a DELETE, PATCH or rotation of it takes the
+    spare instead; and the gate account's id in GET admin/accounts: the target account instead."""
     spare = GATE["ids"]["key_id"][0]
+    parameters = case.path_parameters or {}
+    if case.operation.path.startswith(OPERATOR_ROUTES) and parameters.get("account_id") == GATE["account_id"]:
+        case.path_parameters["account_id"] = GATE["ids"]["account_id"][0]
+    if case.method.upper() == "PATCH" or case.operation.path.endswith("/rotate"):
+        if parameters.get("key_id") == GATE["key_id"]:
+            case.path_parameters["key_id"] = spare
+        return
     if case.method.upper() != "DELETE":
         return
     if (case.path_parameters or {}).get("key_id") == GATE["key_id"]:

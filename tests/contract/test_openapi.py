@@ -92,6 +92,10 @@ def _prepared(process: ServerProcess) -> Gate:
         headers=operator,
     )
     gate = Gate(process, minted.json()["key"], minted.json()["id"], account["id"])
+    # What operator routes that edit, suspend or debit an account act on: never the gate's own account.
+    target = httpx2.post(
+        f"{url}/v1/admin/accounts", json={"name": "openapi-target", "credit_usd": "5"}, headers=operator
+    ).json()
     spare = gate.call("POST", "/v1/keys", json={"label": "spare"}).json()  # the key a DELETE may revoke
     video = gate.call("POST", "/v1/video/queue", json={"model": "up-video", "prompt": "a cat", "duration": 2})
     task = gate.call("POST", "/v1/images/generate", json={"prompt": "a cat", "model": "local-procedural"})
@@ -106,7 +110,7 @@ def _prepared(process: ServerProcess) -> Gate:
     media_id, _, query = link.json()["data"][0]["url"].split("/v1/media/", 1)[1].partition("?")
     gate.media_query = dict(pair.split("=", 1) for pair in query.split("&"))
     gate.ids = {
-        "account_id": [account["id"]],
+        "account_id": [target["id"]],
         "key_id": [spare["id"]],
         "job_id": [queue_id],
         "queue_id": [queue_id],
@@ -140,6 +144,7 @@ def test_openapi_gate(gate: Gate, tmp_path: Any) -> None:
     shared = {
         "key": gate.key,
         "key_id": gate.key_id,
+        "account_id": gate.account_id,
         "operator_key": OPERATOR_KEY,
         "ids": gate.ids,
         "media_query": gate.media_query,
@@ -165,8 +170,14 @@ def test_openapi_gate(gate: Gate, tmp_path: Any) -> None:
     assert "passed" in run.stdout and "Coverage" in run.stdout, run.stdout[-4000:]
 
 
-# POSTs that take no body: a reload, and cancelling a response (OpenAI's route has none either)
-BODILESS_POSTS = ("/v1/admin/reload", "/v1/responses/{response_id}/cancel")  # and the batches' cancel
+# POSTs that take no body: a reload, cancelling a response (OpenAI's route has none either), suspending
+# and resuming an account
+BODILESS_POSTS = (
+    "/v1/admin/reload",
+    "/v1/responses/{response_id}/cancel",  # and the batches' cancel
+    "/v1/admin/accounts/{account_id}/suspend",
+    "/v1/admin/accounts/{account_id}/resume",
+)
 
 
 def test_every_route_documents_its_body_and_errors(tollway: Tollway) -> None:

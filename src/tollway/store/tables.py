@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -40,6 +41,11 @@ accounts = Table(
     Column("age_verified", Boolean, nullable=False, default=False),
     Column("plan", String(40), nullable=False, default="standard"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Migration 0010 (core/accounts/): a suspended account's keys are refused (403 ACCOUNT_SUSPENDED);
+    # content_tiers: the tiers its keys may have (None = all); limits: {"keys_per_minute", ...}.
+    Column("suspended", Boolean, nullable=False, default=False, server_default=false()),
+    Column("content_tiers", JSON),
+    Column("limits", JSON),
     # The money invariant, enforced by the database itself: available = balance - reserved >= 0.
     CheckConstraint("reserved_nano >= 0", name="reserved_nonnegative"),
     CheckConstraint("balance_nano - reserved_nano >= 0", name="available_nonnegative"),
@@ -62,6 +68,9 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Migration 0010: a rotated key's old secret (its hash) stays valid until previous_until.
+    Column("previous_hash", String(64), index=True),
+    Column("previous_until", DateTime(timezone=True)),
 )
 
 # Append-only. balance = sum(amount_nano); reserved = sum(reserved_delta_nano), per account.
@@ -309,4 +318,33 @@ batch_lines = Table(
     Column("request_id", String(64), nullable=False),  # the ledger reference: <batch>/<line>-<attempt>
     Column("error_code", String(40)),
     Column("error_message", String(300)),
+)
+
+# Operator balance adjustments (migration 0008, core/accounts/adjustments.py): the reason and who, apart
+# from the ledger entry they explain (same account and reference; the ledger stays the money of record).
+adjustments = Table(
+    "adjustments",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("reference", String(120), primary_key=True),  # the ledger reference: adj:<Idempotency-Key>
+    Column("kind", String(8), nullable=False),  # credit | adjust (a debit) | refund
+    Column("amount_nano", BigInteger, nullable=False),  # signed, as in the ledger
+    Column("reason", String(500), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every admin action (migration 0008, core/accounts/audit.py): who (a key id or "operator"), what, when,
+# from which client IP. Ids and settings only: never a secret, a prompt or an answer.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("account_id", String(40), index=True),
+    Column("target", String(80)),
+    Column("details", JSON),
+    Column("client_ip", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -6,14 +6,30 @@ that matches, and several share the `api_keys/` prefix with an `api_keys/{id}` r
 
 from fastapi import APIRouter
 
-from tollway.api.accounts import admin, billing, keys, rate_limits, venice_keys, web3_keys
+from tollway.api.accounts import (
+    admin,
+    billing,
+    key_edits,
+    keys,
+    operator,
+    rate_limits,
+    reports,
+    statements,
+    venice_keys,
+    web3_keys,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     rate_limits.router,  # before any api_keys/{id} route: api_keys/rate_limits must win
     admin.router,
+    operator.router,
+    key_edits.operator_router,
+    reports.router,
+    statements.router,
     billing.router,
     web3_keys.router,  # before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}
     web3_keys.admin_router,
     keys.router,
+    key_edits.router,
     venice_keys.router,
 )

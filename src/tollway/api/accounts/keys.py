@@ -17,6 +17,9 @@ from tollway.api.auth import caller
 from tollway.api.http import JSON, read_json
 from tollway.api.spec import BY_ID, KEYED, documented
 from tollway.core.access.keys import KeySettings, check_future
+from tollway.core.accounts import audit
+from tollway.core.accounts.audit import Actor
+from tollway.core.accounts.key_admin import with_spend
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
 from tollway.errors import ErrorCode, TollwayError
@@ -41,6 +44,11 @@ def actor_of(who: Caller) -> str:
     return who.key_id or "operator"
 
 
+def audit_actor(request: Request, who: Caller) -> Actor:
+    """The acting key and the client's address, for the audit log (api/accounts/operator.py uses it too)."""
+    return Actor(actor_of(who), request.client.host if request.client else None)
+
+
 @router.post(
     "/keys",
     summary="Mint a key on your account (the secret is shown once, as `key`)",
@@ -50,14 +58,24 @@ async def mint_key(request: Request, who: Caller = Depends(key_admin_caller)) ->
     settings = validate(KeySettings, await read_json(request))
     check_future(settings.expires_at, "expires_at")
     assert who.account_id is not None
-    key = await request.app.state.services.keys.mint(who.account_id, settings, actor=actor_of(who))
+    services = request.app.state.services
+    key = await services.keys.mint(who.account_id, settings, actor=actor_of(who))
+    await audit.record(
+        services.engine, audit_actor(request, who), "key.mint", account_id=who.account_id, target=key["id"]
+    )
     return JSON(key, status_code=201)
 
 
-@router.get("/keys", summary="Your account's active keys (never the secrets)", **documented(errors=KEYED))
+@router.get(
+    "/keys",
+    summary="Your account's active keys with spend today/this month and last use (never the secrets)",
+    **documented(errors=KEYED),
+)
 async def list_keys(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
     assert who.account_id is not None
-    return JSON({"object": "list", "data": await request.app.state.services.keys.list(who.account_id)})
+    services = request.app.state.services
+    data = await with_spend(services.engine, who.account_id, await services.keys.list(who.account_id))
+    return JSON({"object": "list", "data": data})
 
 
 @router.get(
@@ -72,5 +90,9 @@ async def key_events(request: Request, who: Caller = Depends(key_admin_caller)) 
 
 @router.delete("/keys/{key_id}", summary="Revoke one of your keys, at once", **documented(errors=BY_ID))
 async def revoke_key(request: Request, key_id: str, who: Caller = Depends(key_admin_caller)) -> Response:
-    keys = request.app.state.services.keys
-    return JSON(await keys.revoke(key_id, account_id=who.account_id, actor=actor_of(who)))
+    services = request.app.state.services
+    key = await services.keys.revoke(key_id, account_id=who.account_id, actor=actor_of(who))
+    await audit.record(
+        services.engine, audit_actor(request, who), "key.revoke", account_id=who.account_id, target=key_id
+    )
+    return JSON(key)

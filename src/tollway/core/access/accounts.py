@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +25,9 @@ class Account:
     reserved_nano: int
     age_verified: bool
     plan: str
+    suspended: bool = False
+    content_tiers: tuple[str, ...] | None = None  # the tiers its keys may have; None = all
+    limits: dict[str, int] | None = None  # {"keys_per_minute": n}; None = the defaults
 
     def public(self) -> dict[str, object]:
         return {
@@ -35,6 +39,9 @@ class Account:
             "available_usd": nano_to_usd(self.balance_nano - self.reserved_nano),
             "age_verified": self.age_verified,
             "plan": self.plan,
+            "suspended": self.suspended,
+            "content_tiers": list(self.content_tiers) if self.content_tiers is not None else None,
+            "limits": self.limits or {},
         }
 
 
@@ -61,11 +68,13 @@ class Accounts:
             await self._ledger.credit(account_id, credit_nano, reference="initial-credit")
         return await self.get(account_id)
 
-    async def credit(self, account_id: str, amount_nano: int, *, reference: str, param: str) -> bool:
+    async def credit(
+        self, account_id: str, amount_nano: int, *, reference: str, param: str, kind: str = "credit"
+    ) -> bool:
         """Add money, keeping the balance at most MAX_USD (400 naming `param` otherwise): the ledger
         checks it in the credit's own UPDATE, so racing credits cannot overshoot it together."""
         try:
-            return await self._ledger.credit(account_id, amount_nano, reference=reference)
+            return await self._ledger.credit(account_id, amount_nano, reference=reference, kind=kind)
         except CeilingExceeded:
             raise TollwayError(
                 ErrorCode.VALIDATION,
@@ -78,4 +87,20 @@ class Accounts:
             row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
         if row is None:
             raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.", param="id")
-        return Account(row.id, row.name, row.balance_nano, row.reserved_nano, row.age_verified, row.plan)
+        return account_of(row)
+
+
+def account_of(row: Any) -> Account:
+    """An `accounts` row as an Account."""
+    tiers = tuple(row.content_tiers) if row.content_tiers is not None else None
+    return Account(
+        row.id,
+        row.name,
+        row.balance_nano,
+        row.reserved_nano,
+        row.age_verified,
+        row.plan,
+        row.suspended,
+        tiers,
+        row.limits,
+    )

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.base.clock import as_utc, utcnow
@@ -166,7 +166,9 @@ class Keys:
         stored_operator = await self._operator_key_hash()
         if stored_operator is not None and hmac.compare_digest(digest, stored_operator):
             return Caller(scope="operator")
-        return await self._key_caller(api_keys.c.key_hash == digest)
+        # A rotated key's old secret answers until its grace period ends (core/accounts/key_admin.py).
+        rotated = and_(api_keys.c.previous_hash == digest, api_keys.c.previous_until > utcnow())
+        return await self._key_caller(or_(api_keys.c.key_hash == digest, rotated), digest)
 
     async def caller_of(self, key_id: str) -> Caller:
         """The caller of a key by its id, as of now (a batch runs its lines as the key that made it):
@@ -176,17 +178,23 @@ class Keys:
             raise TollwayError(ErrorCode.AUTHENTICATION_FAILED)
         return caller
 
-    async def _key_caller(self, where: Any) -> Caller:
+    async def _key_caller(self, where: Any, digest: str | None = None) -> Caller:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(api_keys, accounts.c.age_verified, accounts.c.plan)
+                    select(api_keys, accounts.c.age_verified, accounts.c.plan, accounts.c.suspended)
                     .join(accounts, accounts.c.id == api_keys.c.account_id)
                     .where(where)
                 )
             ).first()
         if row is None or row.revoked_at is not None:
             raise TollwayError(ErrorCode.AUTHENTICATION_FAILED)
+        if row.suspended:  # never cached: a resumed account's keys work on their next request
+            raise TollwayError(ErrorCode.ACCOUNT_SUSPENDED)
+        expires_at = as_utc(row.expires_at) if row.expires_at else None
+        if digest is not None and row.key_hash != digest:  # the old secret: its grace ends it
+            grace = as_utc(row.previous_until)
+            expires_at = grace if expires_at is None else min(expires_at, grace)
         key_limit = None
         if row.consumption_limit_nano is not None:
             key_limit = KeyLimit(row.id, row.consumption_limit_nano, row.consumption_period or "total")
@@ -199,7 +207,7 @@ class Keys:
             age_verified=row.age_verified,
             key_limit=key_limit,
             rate_limits=row.rate_limits,
-            expires_at=as_utc(row.expires_at) if row.expires_at else None,
+            expires_at=expires_at,
             plan=row.plan,
         )
 
@@ -209,17 +217,31 @@ class Keys:
         self, account_id: str, settings: KeySettings, *, actor: str = "operator"
     ) -> dict[str, Any]:
         """Create a key. The response carries the secret as `key`, this one time only."""
-        await check_key_creation(self.limiter, self._engine, account_id)  # 20/min, 500 active
         async with self._engine.connect() as conn:
             account = (
-                await conn.execute(select(accounts.c.age_verified).where(accounts.c.id == account_id))
+                await conn.execute(
+                    select(accounts.c.age_verified, accounts.c.limits, accounts.c.content_tiers).where(
+                        accounts.c.id == account_id
+                    )
+                )
             ).first()
         if account is None:
             raise TollwayError(ErrorCode.NOT_FOUND, f"No account {account_id!r}.")
+        per_minute = (account.limits or {}).get("keys_per_minute", KEY_CREATION_PER_MINUTE)
+        # The account's keys per minute (the operator's mints are exempt), and 500 active keys.
+        await check_key_creation(
+            self.limiter, self._engine, account_id, None if actor == "operator" else per_minute
+        )
         if settings.content_tier == "uncensored" and not account.age_verified:
             raise TollwayError(
                 ErrorCode.AGE_VERIFICATION_REQUIRED,
                 "Uncensored keys need an age-verified account; the operator sets age_verified.",
+                param="content_tier",
+            )
+        if account.content_tiers is not None and settings.content_tier not in account.content_tiers:
+            raise TollwayError(
+                ErrorCode.CONTENT_TIER_FORBIDDEN,
+                f"This account may only have {'/'.join(account.content_tiers)} keys; the operator sets that.",
                 param="content_tier",
             )
         raw = self._new_secret()
@@ -336,19 +358,25 @@ async def record_event(conn: AsyncConnection, account_id: str, key_id: str, even
     )
 
 
-async def check_key_creation(limiter: Limiter | None, engine: AsyncEngine, account_id: str) -> None:
-    """Venice's key-creation limits: 20 mints per minute and 500 active keys per account.
+async def check_key_creation(
+    limiter: Limiter | None, engine: AsyncEngine, account_id: str, per_minute: int | None
+) -> None:
+    """Venice's key-creation limits: `per_minute` mints (the account's setting, 20 unless the operator
+    changed it; None: not limited) and 500 active keys per account.
 
     The active count is read, not reserved: two mints racing at 499 can both pass. The cap stops
     runaway scripts, not a precise quota, so a read is enough here.
     """
     if limiter is None:
         return
-    allowed, retry = await limiter.hit(f"keys:{account_id}", KEY_CREATION_PER_MINUTE, 60)
+    allowed, retry = (
+        (True, 0.0) if per_minute is None else await limiter.hit(f"keys:{account_id}", per_minute, 60)
+    )
     if not allowed:
         raise TollwayError(
             ErrorCode.RATE_LIMITED,
-            f"At most {KEY_CREATION_PER_MINUTE} keys may be created per minute.",
+            f"At most {per_minute} keys may be created per minute on this account; the operator can "
+            "raise it (PATCH /v1/admin/accounts/{id}, limits.keys_per_minute).",
             headers=retry_headers(retry),
         )
     async with engine.connect() as conn:

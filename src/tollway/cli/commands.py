@@ -1,59 +1,23 @@
-"""The `tollway` command: serve, init, migrate, accounts, keys, models. Every command takes --json."""
+"""The `tollway` command's first commands: serve, init, migrate, models, and accounts and keys as they were
+before the admin API (create, credit, show; create, list, events, revoke). The admin API's mirror is
+cli/admin.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from tollway.cli.common import JsonFlag, accounts_app, app, database_label, emit, fail, keys_app, run
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
+from tollway.core.accounts.key_admin import with_spend
 from tollway.core.catalog.view import model_object
 from tollway.core.money.amounts import parse_usd
 from tollway.errors import TollwayError
-from tollway.jobs_cli import jobs_app
-from tollway.runtime.services import Services, build_services
+from tollway.runtime.services import Services
 from tollway.settings import ConfigurationError, Settings
-
-app = typer.Typer(help="Tollway: a self-hosted OpenAI-compatible AI API platform.", no_args_is_help=True)
-accounts_app = typer.Typer(help="Create, credit and inspect accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Mint, list and revoke API keys.", no_args_is_help=True)
-app.add_typer(accounts_app, name="accounts")
-app.add_typer(keys_app, name="keys")
-app.add_typer(jobs_app, name="jobs")  # tollway/jobs_cli.py: worker, reconcile, stats
-
-T = TypeVar("T")
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _run(work: Callable[[Services], Awaitable[T]]) -> T:
-    async def main() -> T:
-        services = await build_services(Settings())
-        try:
-            return await work(services)
-        finally:
-            await services.ledger.aclose()
-            await services.engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except TollwayError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except ValueError as exc:  # a bad amount or setting on the command line
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
 @app.command()
@@ -76,6 +40,7 @@ def serve(
     typer.echo(
         f"Tollway on http://{settings.host}:{settings.port}  (docs: /docs, catalog: {settings.catalog_path}{many})"
     )
+    typer.echo(f"database: {database_label(settings)}")
     try:  # uvicorn with graceful shutdown, JSON logs, SIGHUP reload (runtime/server.py)
         if settings.workers == 1:
             server.serve(settings)
@@ -97,18 +62,18 @@ def init(as_json: JsonFlag = False) -> None:
     async def work(services: Services) -> str | None:
         return await services.keys.ensure_operator_key()
 
-    key = _run(work)
+    key = run(work, as_json, may_create=True)
     settings = Settings()
     if key:
-        _emit({"operator_key": key}, as_json, f"Operator key (shown once, keep it safe): {key}")
+        emit({"operator_key": key}, as_json, f"Operator key (shown once, keep it safe): {key}")
     elif settings.operator_key:
-        _emit(
+        emit(
             {"operator_key": None, "source": "TOLLWAY_OPERATOR_KEY"},
             as_json,
             "The operator key is TOLLWAY_OPERATOR_KEY from the environment.",
         )
     else:
-        _emit(
+        emit(
             {"operator_key": None},
             as_json,
             "Already initialised; the operator key was shown when it was created.",
@@ -123,7 +88,9 @@ def migrate(
     """Apply (or roll back) database migrations."""
     from tollway.store import migrate as migrations
 
-    url = Settings().async_database_url
+    settings = Settings()
+    typer.echo(f"database: {database_label(settings)}", err=True)
+    url = settings.async_database_url
     if down:
         migrations.downgrade(url, revision)
     else:
@@ -148,8 +115,8 @@ def accounts_create(
         )
         return account.public()
 
-    account = _run(work)
-    _emit(account, as_json, f"{account['id']}  {account['name']}  balance ${account['balance_usd']}")
+    account = run(work, as_json)
+    emit(account, as_json, f"{account['id']}  {account['name']}  balance ${account['balance_usd']}")
 
 
 @accounts_app.command("credit")
@@ -169,9 +136,9 @@ def accounts_credit(
         applied = await services.accounts.credit(account_id, amount, reference=ref, param="USD")
         return {**(await services.accounts.get(account_id)).public(), "applied": applied, "reference": ref}
 
-    result = _run(work)
+    result = run(work, as_json)
     state = "credited" if result["applied"] else "already applied (same reference)"
-    _emit(result, as_json, f"{state}: balance ${result['balance_usd']}")
+    emit(result, as_json, f"{state}: balance ${result['balance_usd']}")
 
 
 @accounts_app.command("show")
@@ -181,8 +148,8 @@ def accounts_show(account_id: str, as_json: JsonFlag = False) -> None:
     async def work(services: Services) -> dict[str, Any]:
         return (await services.accounts.get(account_id)).public()
 
-    account = _run(work)
-    _emit(account, as_json, "\n".join(f"{k}: {v}" for k, v in account.items()))
+    account = run(work, as_json)
+    emit(account, as_json, "\n".join(f"{k}: {v}" for k, v in account.items()))
 
 
 @keys_app.command("create")
@@ -220,34 +187,33 @@ def keys_create(
             }
         )
         check_future(settings.expires_at, "--expires-at")
-    except (ValueError, TollwayError) as exc:
-        if isinstance(exc, TollwayError):
-            typer.echo(f"error: {exc.message}", err=True)
-            raise typer.Exit(2) from None
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except TollwayError as exc:
+        fail(exc.message, 2, as_json, error=exc.code.name, param=exc.param)
+    except ValueError as exc:
+        fail(str(exc), 2, as_json, error="VALIDATION")
 
     async def work(services: Services) -> dict[str, Any]:
         return await services.keys.mint(account, settings)
 
-    key = _run(work)
-    _emit(key, as_json, f"{key['id']}  {key['key']}\n(the key is shown once: store it now)")
+    key = run(work, as_json)
+    emit(key, as_json, f"{key['id']}  {key['key']}\n(the key is shown once: store it now)")
 
 
 @keys_app.command("list")
 def keys_list(account: Annotated[str, typer.Option(help="Account id.")], as_json: JsonFlag = False) -> None:
-    """List an account's active keys (never their secrets)."""
+    """List an account's active keys with their spend today/this month (never their secrets)."""
 
     async def work(services: Services) -> list[dict[str, Any]]:
         await services.accounts.get(account)
-        return await services.keys.list(account)
+        return await with_spend(services.engine, account, await services.keys.list(account))
 
-    keys = _run(work)
-    _emit(
+    keys = run(work, as_json)
+    emit(
         keys,
         as_json,
         "\n".join(
             f"{k['id']}  {k['display']}  {k['scope']}  {k['content_tier']}  {k['label'] or ''}"
+            + f"  today ${k['spend_today_usd']}  month ${k['spend_month_usd']}"
             + (f"  expires {k['expires_at']}" if k["expires_at"] else "")
             for k in keys
         )
@@ -263,8 +229,8 @@ def keys_events(account: Annotated[str, typer.Option(help="Account id.")], as_js
         await services.accounts.get(account)
         return await services.keys.events(account)
 
-    events = _run(work)
-    _emit(
+    events = run(work, as_json)
+    emit(
         events,
         as_json,
         "\n".join(f"{e['created_at']}  {e['event']:<8} {e['key_id']}  by {e['actor']}" for e in events)
@@ -279,8 +245,8 @@ def keys_revoke(key_id: str, as_json: JsonFlag = False) -> None:
     async def work(services: Services) -> dict[str, Any]:
         return await services.keys.revoke(key_id)
 
-    key = _run(work)
-    _emit(key, as_json, f"revoked {key['id']}")
+    key = run(work, as_json)
+    emit(key, as_json, f"revoked {key['id']}")
 
 
 @app.command()
@@ -302,11 +268,10 @@ def models(
     try:
         catalog = Catalog.load(path)
     except CatalogError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), 1, as_json, error="CATALOG")
     if check:
         summary = f"{path}: OK ({len(catalog.providers)} providers, {len(catalog.models)} models)"
-        _emit(
+        emit(
             {"ok": True, "providers": len(catalog.providers), "models": len(catalog.models)}, as_json, summary
         )
         return
@@ -315,7 +280,7 @@ def models(
     for row in rows:
         prices = ", ".join(f"{name} ${usd}" for name, usd in _prices(row["model_spec"]["pricing"]))
         lines.append(f"{row['id']:<28} {row['type']:<10} {row['model_spec']['tier']:<11} {prices}")
-    _emit(rows, as_json, "\n".join(lines))
+    emit(rows, as_json, "\n".join(lines))
 
 
 def _prices(pricing: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -327,7 +292,3 @@ def _prices(pricing: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         elif isinstance(value, dict):
             found.extend(_prices(value, f"{prefix}{name} "))
     return found
-
-
-def main() -> None:
-    app()
