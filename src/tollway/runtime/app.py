@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from tollway import __version__
-from tollway.api import accounts, ops, spec
+from tollway import __version__, console
+from tollway.api import accounts, funding, ops, spec
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
@@ -100,6 +100,11 @@ def _add_schemas(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
                         del operation["responses"]["422"]
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
+            # The key as a bearer token: /docs (console/docs.py) shows an Authorize button for it.
+            schema["components"]["securitySchemes"] = {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A Tollway API key."}
+            }
+            schema["security"] = [{"bearerAuth": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -182,6 +187,8 @@ def create_app(
         "Every metered answer says what it cost: `usage.cost` (USD, a JSON number: the ledger's charge) in "
         "JSON bodies and final stream chunks, and the `x-tollway-cost-usd` header on buffered answers.",
         lifespan=lifespan,
+        docs_url=None,  # console/docs.py serves /docs from packaged assets: FastAPI's loads a CDN
+        redoc_url=None,
         # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
         # exception messages (which can quote a prompt); ours is telemetry/tracing.py, allow-listed.
         telemetry={
@@ -212,8 +219,11 @@ def create_app(
         app.include_router(ops.admin_router, prefix=prefix, include_in_schema=documented)
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)
+        for router in funding.ROUTERS:  # issue 25's rails, each off until configured
+            app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
+    console.install(app)  # /console (the browser console) and /docs, offline
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)

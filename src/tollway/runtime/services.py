@@ -16,6 +16,7 @@ from tollway.core.access.keys import Keys
 from tollway.core.access.secret_check import check_secret
 from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
+from tollway.core.funding.codes import Codes
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
@@ -54,6 +55,7 @@ class Services:
     responses: ResponseStore | None = (
         None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
     )
+    codes: Codes | None = None  # redemption codes, when TOLLWAY_REDEMPTION_CODES is on
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -75,6 +77,8 @@ class Services:
             await provider.aclose()
         if self.pipeline.search is not None:
             await self.pipeline.search.aclose()
+        if self.codes is not None:
+            await self.codes.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -190,6 +194,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
             if settings.response_store_ttl_seconds > 0
             else None
         ),
+        codes=Codes(engine, pepper=settings.pepper()) if settings.redemption_codes else None,
     )
 
 

@@ -41,7 +41,7 @@ accounts = Table(
     Column("age_verified", Boolean, nullable=False, default=False),
     Column("plan", String(40), nullable=False, default="standard"),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # Migration 0010 (core/accounts/): a suspended account's keys are refused (403 ACCOUNT_SUSPENDED);
+    # Migration 0008 (core/accounts/): a suspended account's keys are refused (403 ACCOUNT_SUSPENDED);
     # content_tiers: the tiers its keys may have (None = all); limits: {"keys_per_minute", ...}.
     Column("suspended", Boolean, nullable=False, default=False, server_default=false()),
     Column("content_tiers", JSON),
@@ -68,7 +68,7 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # Migration 0010: a rotated key's old secret (its hash) stays valid until previous_until.
+    # Migration 0008: a rotated key's old secret (its hash) stays valid until previous_until.
     Column("previous_hash", String(64), index=True),
     Column("previous_until", DateTime(timezone=True)),
 )
@@ -347,4 +347,33 @@ admin_audit = Table(
     Column("details", JSON),
     Column("client_ip", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Console sign-ins (migration 0009, console/sessions.py): only HMAC(pepper, token) is stored, never the
+# token nor the key that signed in; the session acts as that key (re-checked on every request).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("scope", String(16), nullable=False),  # operator | admin
+    Column("key_id", String(40)),  # None for the operator
+    Column("account_id", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Redemption codes (migration 0010, core/funding/codes.py, issue 25): stored as a peppered hash, never in plain text.
+# redeemed_at is set by one conditional UPDATE, so of concurrent redeems exactly one wins.
+redemption_codes = Table(
+    "redemption_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("batch_id", String(40), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id")),  # the only account that may redeem it
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("redeemed_by", String(40), ForeignKey("accounts.id")),
+    Column("redeemed_at", DateTime(timezone=True)),
 )

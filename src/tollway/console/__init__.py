@@ -1,0 +1,26 @@
+"""The browser console at /console (issue 24) and the offline /docs.
+
+On the api floor, beside `api/`: it calls the core services the API routes call, never the API's
+modules. Server-rendered HTML (html.py), SVG charts drawn here (charts.py), one small script
+(static/console.js, the copy button) and a stylesheet; Swagger UI's assets ship in static/swagger-ui/.
+No CDN, no Node build. Sessions: sessions.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from tollway.console import dashboard, docs, explore, operator, signin
+
+STATIC = Path(__file__).resolve().parent / "static"
+ROUTERS = (signin.router, dashboard.router, explore.router, operator.router, docs.router)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console's pages (not in /openapi.json: they are HTML for people) and its assets."""
+    for router in ROUTERS:
+        app.include_router(router, include_in_schema=False)
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
