@@ -62,7 +62,7 @@ def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(tollw
         ("PATCH", "/v1/api_keys", "GET, POST, DELETE"),  # three routes share the path
         ("POST", "/v1/api_keys/key_x", "GET"),
         ("GET", "/v1beta/models/fake-chat:generateContent", "POST"),
-        ("DELETE", "/v1/admin/accounts/acct_x", "GET"),
+        ("DELETE", "/v1/admin/accounts/acct_x", "GET, PATCH"),
         ("POST", "/health", "GET"),
     ],
 )
