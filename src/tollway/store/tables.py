@@ -46,9 +46,10 @@ accounts = Table(
     Column("suspended", Boolean, nullable=False, default=False, server_default=false()),
     Column("content_tiers", JSON),
     Column("limits", JSON),
-    # The money invariant, enforced by the database itself: available = balance - reserved >= 0.
+    # The database enforces reserved >= 0. available = balance - reserved >= 0 is kept by every hold
+    # (a conditional UPDATE) and every settlement (capped), but not as a CHECK since migration 0011: a card
+    # refund or dispute (core/funding/stripe_topups.py) may take it below zero, and the keys then get 402.
     CheckConstraint("reserved_nano >= 0", name="reserved_nonnegative"),
-    CheckConstraint("balance_nano - reserved_nano >= 0", name="available_nonnegative"),
 )
 
 api_keys = Table(
@@ -376,4 +377,38 @@ redemption_codes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("redeemed_by", String(40), ForeignKey("accounts.id")),
     Column("redeemed_at", DateTime(timezone=True)),
+)
+
+# Card top-ups (migration 0011, core/funding/stripe_topups.py, issue 25): one row per Checkout Session we
+# created, with the amount WE recorded (a webhook's amount is only compared with it). status goes
+# open -> paid by one conditional UPDATE, so a session credits once whatever events arrive.
+stripe_topups = Table(
+    "stripe_topups",
+    metadata,
+    Column("id", String(40), primary_key=True),  # tu_...: our id, the session's metadata and idempotency key
+    Column("session_id", String(120), nullable=False, unique=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),  # open | paid
+    Column("payment_intent", String(120), index=True),  # learned from the completion event
+    Column("refunded_cents", BigInteger, nullable=False, default=0),  # the charge's cumulative refunds
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("credited_at", DateTime(timezone=True)),
+)
+
+# Every Stripe event applied (migration 0011): the primary key makes each event count once, whatever
+# the repetition or concurrency of its deliveries. `outcome` says what it did (credited, debited,
+# mismatch, ...); `flagged` marks the ones the operator should look at (also in admin_audit).
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("topup_id", String(40), index=True),
+    Column("account_id", String(40), index=True),
+    Column("amount_nano", BigInteger, nullable=False, default=0),  # what it credited (+) or debited (-)
+    Column("outcome", String(24), nullable=False),
+    Column("flagged", Boolean, nullable=False, default=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )
