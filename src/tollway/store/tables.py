@@ -379,36 +379,22 @@ redemption_codes = Table(
     Column("redeemed_at", DateTime(timezone=True)),
 )
 
-# Card top-ups (migration 0011, core/funding/stripe_topups.py, issue 25): one row per Checkout Session we
-# created, with the amount WE recorded (a webhook's amount is only compared with it). status goes
-# open -> paid by one conditional UPDATE, so a session credits once whatever events arrive.
+# Card top-ups (migration 0011, core/funding/stripe_topups.py): each Checkout Session we made, with OUR amount;
+# status open -> paid by one conditional UPDATE (one credit per session); refunded_cents: the charge's total.
 stripe_topups = Table(
-    "stripe_topups",
-    metadata,
-    Column("id", String(40), primary_key=True),  # tu_...: our id, the session's metadata and idempotency key
+    "stripe_topups", metadata, Column("id", String(40), primary_key=True),
     Column("session_id", String(120), nullable=False, unique=True),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
-    Column("amount_nano", BigInteger, nullable=False),
-    Column("amount_cents", BigInteger, nullable=False),
-    Column("status", String(8), nullable=False),  # open | paid
-    Column("payment_intent", String(120), index=True),  # learned from the completion event
-    Column("refunded_cents", BigInteger, nullable=False, default=0),  # the charge's cumulative refunds
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("credited_at", DateTime(timezone=True)),
-)
-
-# Every Stripe event applied (migration 0011): the primary key makes each event count once, whatever
-# the repetition or concurrency of its deliveries. `outcome` says what it did (credited, debited,
-# mismatch, ...); `flagged` marks the ones the operator should look at (also in admin_audit).
+    Column("amount_nano", BigInteger, nullable=False), Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False), Column("payment_intent", String(120), index=True),
+    Column("refunded_cents", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False), Column("credited_at", DateTime(timezone=True)),
+)  # fmt: skip
+# Every Stripe event applied, once (its id is the primary key); flagged ones are in admin_audit too.
 stripe_events = Table(
-    "stripe_events",
-    metadata,
-    Column("id", String(120), primary_key=True),
-    Column("type", String(64), nullable=False),
-    Column("topup_id", String(40), index=True),
-    Column("account_id", String(40), index=True),
-    Column("amount_nano", BigInteger, nullable=False, default=0),  # what it credited (+) or debited (-)
-    Column("outcome", String(24), nullable=False),
-    Column("flagged", Boolean, nullable=False, default=False),
+    "stripe_events", metadata, Column("id", String(120), primary_key=True),
+    Column("type", String(64), nullable=False), Column("topup_id", String(40), index=True),
+    Column("account_id", String(40), index=True), Column("amount_nano", BigInteger, nullable=False, default=0),
+    Column("outcome", String(24), nullable=False), Column("flagged", Boolean, nullable=False, default=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
-)
+)  # fmt: skip
