@@ -510,3 +510,25 @@ def test_negative_balance_after_a_dispute_gets_402_until_topped_up(card: Card) -
     assert again.choices
     final = card.tollway.ledger_sums(account)
     assert final[0] == final[2] and final[1] == final[3] == 0 and 0 < final[0] < balance + 20 * NANO
+
+
+def test_console_top_up_links_to_checkout(card: Card) -> None:
+    account = card.tollway.new_account("0")
+    admin_key = card.tollway.new_key(account, scope="admin")
+    with httpx2.Client(base_url=card.tollway.url, timeout=30) as browser:
+        signed_in = browser.post("/console/login", data={"key": admin_key})
+        assert signed_in.status_code in (200, 303), signed_in.text
+        funding = browser.get("/console/funding")
+        assert funding.status_code == 200 and "Top up by card" in funding.text
+        csrf = funding.text.split('name="csrf" value="')[1].split('"')[0]
+        refused = browser.post("/console/funding/top-up", data={"csrf": csrf, "amount_usd": "1"})
+        assert refused.status_code == 400 and "between" in refused.text
+        made = browser.post("/console/funding/top-up", data={"csrf": csrf, "amount_usd": "15.50"})
+        assert made.status_code == 201, made.text
+        link = made.text.split('href="https://checkout.stripe.test/c/pay/')[1].split('"')[0]
+        assert card.session(link)["amount_total"] == 1550
+        forged = browser.post("/console/funding/top-up", data={"csrf": "x", "amount_usd": "15.50"})
+        assert forged.status_code == 403
+    rows = query(card.tollway.database_url, "SELECT count(*) FROM stripe_topups WHERE account_id = ?", account)
+    assert rows[0][0] == 1
+    assert_exact(card, account, 0, [])
