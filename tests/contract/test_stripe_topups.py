@@ -529,6 +529,8 @@ def test_console_top_up_links_to_checkout(card: Card) -> None:
         assert card.session(link)["amount_total"] == 1550
         forged = browser.post("/console/funding/top-up", data={"csrf": "x", "amount_usd": "15.50"})
         assert forged.status_code == 403
-    rows = query(card.tollway.database_url, "SELECT count(*) FROM stripe_topups WHERE account_id = ?", account)
+    rows = query(
+        card.tollway.database_url, "SELECT count(*) FROM stripe_topups WHERE account_id = ?", account
+    )
     assert rows[0][0] == 1
     assert_exact(card, account, 0, [])
