@@ -46,9 +46,10 @@ accounts = Table(
     Column("suspended", Boolean, nullable=False, default=False, server_default=false()),
     Column("content_tiers", JSON),
     Column("limits", JSON),
-    # The money invariant, enforced by the database itself: available = balance - reserved >= 0.
+    # The database enforces reserved >= 0. available = balance - reserved >= 0 is kept by every hold
+    # (a conditional UPDATE) and every settlement (capped), but not as a CHECK since migration 0011: a card
+    # refund or dispute (core/funding/stripe_topups.py) may take it below zero, and the keys then get 402.
     CheckConstraint("reserved_nano >= 0", name="reserved_nonnegative"),
-    CheckConstraint("balance_nano - reserved_nano >= 0", name="available_nonnegative"),
 )
 
 api_keys = Table(
@@ -377,3 +378,23 @@ redemption_codes = Table(
     Column("redeemed_by", String(40), ForeignKey("accounts.id")),
     Column("redeemed_at", DateTime(timezone=True)),
 )
+
+# Card top-ups (migration 0011, core/funding/stripe_topups.py): each Checkout Session we made, with OUR amount;
+# status open -> paid by one conditional UPDATE (one credit per session); refunded_cents: the charge's total.
+stripe_topups = Table(
+    "stripe_topups", metadata, Column("id", String(40), primary_key=True),
+    Column("session_id", String(120), nullable=False, unique=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False), Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False), Column("payment_intent", String(120), index=True),
+    Column("refunded_cents", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False), Column("credited_at", DateTime(timezone=True)),
+)  # fmt: skip
+# Every Stripe event applied, once (its id is the primary key); flagged ones are in admin_audit too.
+stripe_events = Table(
+    "stripe_events", metadata, Column("id", String(120), primary_key=True),
+    Column("type", String(64), nullable=False), Column("topup_id", String(40), index=True),
+    Column("account_id", String(40), index=True), Column("amount_nano", BigInteger, nullable=False, default=0),
+    Column("outcome", String(24), nullable=False), Column("flagged", Boolean, nullable=False, default=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip
