@@ -41,7 +41,8 @@ from tollway.base.clock import utcnow
 from tollway.core.money import charges
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
-from tollway.store.tables import admin_audit, stripe_events, stripe_topups
+from tollway.store.funding_tables import stripe_events, stripe_topups
+from tollway.store.tables import admin_audit
 from tollway.store.transactor import Transactor
 
 log = logging.getLogger("tollway.funding.stripe")
