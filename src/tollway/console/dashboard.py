@@ -10,7 +10,7 @@ from starlette.responses import Response
 from tollway.console import queries
 from tollway.console.charts import bar_chart
 from tollway.console.html import e, field, form, guarded, notice, page, select, table
-from tollway.console.sessions import Viewer, check_csrf, viewer
+from tollway.console.sessions import Viewer, audited, check_csrf, viewer
 from tollway.core.access.keys import KeySettings, check_future
 from tollway.core.inference.schemas import validate
 from tollway.core.money.prices import nano_to_usd
@@ -121,6 +121,8 @@ async def _keys_page(request: Request, who: Viewer, top: str = "", status: int =
             f'<button type="submit" aria-label="Revoke key {e(k["label"] or k["id"])}">Revoke</button>',
             css="inline",
         )
+        name = e(k["label"] or k["id"])
+        edit = f'<a href="/console/keys/{e(k["id"])}" aria-label="Edit or rotate key {name}">Edit</a> '
         limit = k["consumption_limit"]
         rows.append(
             (
@@ -130,7 +132,7 @@ async def _keys_page(request: Request, who: Viewer, top: str = "", status: int =
                 k["content_tier"],
                 f"{limit['usd']} / {limit['period']}" if limit else "none",
                 k["expires_at"] or "never",
-                revoke,
+                edit + revoke,
             )
         )
     listing = table(
@@ -157,6 +159,7 @@ async def create_key(request: Request) -> Response:
     key = await request.app.state.services.keys.mint(
         who.account_id, settings, actor=who.caller.key_id or "console"
     )
+    await audited(request, who, "key.mint", account_id=who.account_id, target=key["id"])
     shown = (
         '<section class="secret" aria-labelledby="secret-h"><h2 id="secret-h">Your new key</h2>'
         "<p>Copy it now: it is shown this once and cannot be read again.</p>"
@@ -175,4 +178,5 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     revoked = await request.app.state.services.keys.revoke(
         key_id, account_id=who.account_id, actor=who.caller.key_id or "console"
     )
+    await audited(request, who, "key.revoke", account_id=who.account_id, target=key_id)
     return await _keys_page(request, who, notice(f"Key {revoked['label'] or revoked['id']} revoked.", "ok"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -41,6 +42,10 @@ def _nav(who: Viewer | None) -> str:
         links += [
             ("/console/operator/accounts", "Accounts"),
             ("/console/operator/credit", "Credit an account"),
+            ("/console/operator/usage", "Usage and revenue"),
+            ("/console/operator/upstreams", "Upstreams"),
+            ("/console/operator/catalog", "Catalog"),
+            ("/console/operator/audit", "Audit log"),
             ("/console/operator/status", "System status"),
         ]
     else:
@@ -51,6 +56,7 @@ def _nav(who: Viewer | None) -> str:
             ("/console/jobs", "Jobs"),
             ("/console/quickstart", "Quick start"),
             ("/console/funding", "Funding"),
+            ("/console/billing", "Billing"),
         ]
     links.append(("/docs", "API docs"))
     items = "".join(f'<li><a href="{href}">{e(text)}</a></li>' for href, text in links)
@@ -148,3 +154,18 @@ def guarded(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaita
             )
 
     return run
+
+
+def checkbox(name: str, label: str, checked: bool, *, value: str = "on", box_id: str = "") -> str:
+    ident = box_id or name
+    mark = " checked" if checked else ""
+    return (
+        f'<p class="check"><input type="checkbox" id="{e(ident)}" name="{e(name)}" value="{e(value)}"{mark}>'
+        f'<label for="{e(ident)}">{e(label)}</label></p>'
+    )
+
+
+def idempotency_field() -> str:
+    """A fresh key per form render: submitting the same form twice (a double click, a reload) applies
+    once, as the API's Idempotency-Key header does."""
+    return f'<input type="hidden" name="idempotency_key" value="console-{uuid.uuid4().hex}">'

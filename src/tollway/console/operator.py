@@ -1,7 +1,8 @@
-"""The operator's pages built on what the operator API does today: credit an account, system status.
+"""The operator's basic pages: create an account, credit one, system status.
 
-Accounts list/edit, upstream health, revenue and the audit log come with their admin API (issue 24's
-other half): each is a page here calling that service, added to the nav in html.py.
+The accounts directory and an account's page are operator_accounts.py; usage and revenue, upstreams,
+the catalog and the audit log are operator_reports.py. Every action is in the admin audit log, written
+as the API route doing the same writes it (sessions.audited).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from starlette.responses import Response
 
 from tollway import __version__
 from tollway.console import queries
-from tollway.console.html import field, form, guarded, notice, page, table
-from tollway.console.sessions import Viewer, check_csrf, viewer
+from tollway.console.html import e, field, form, guarded, notice, page, table
+from tollway.console.sessions import Viewer, audited, check_csrf, viewer
 from tollway.core.inference.schemas import validate
 from tollway.core.money.amounts import PositiveUsdAmount, UsdAmount
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
@@ -49,6 +50,7 @@ async def status_body(request: Request) -> str:
     services = request.app.state.services
     settings = services.settings
     depth = await queries.queue_depth(services.engine)
+    busy = await queries.processes_holding_leases(services.engine)
     rows = [
         ("Version", __version__),
         ("Database", "SQLite" if settings.async_database_url.startswith("sqlite") else "PostgreSQL"),
@@ -62,6 +64,12 @@ async def status_body(request: Request) -> str:
         ("Jobs queued", depth.get("queued", 0)),
         ("Jobs running", depth.get("processing", 0)),
         ("Models in the catalog", len(services.catalog.models)),
+        (
+            "Replicas seen",
+            f"{busy} process(es) holding a budget or job lease now. Tollway keeps no replica "
+            "registry: idle replicas (and any without budget leases or jobs) do not show here; "
+            "each replica's /metrics and /health answer for it.",
+        ),
     ]
     return table(("What", "Value"), rows, "System status")
 
@@ -111,6 +119,9 @@ async def credit(request: Request) -> Response:
         )
     except TollwayError as exc:
         return page("Credit an account", notice(exc.message) + _credit_form(who), who, exc.status)
+    if applied:
+        details = {"amount_usd": body.amount_usd, "reference": body.reference}
+        await audited(request, who, "balance.credit", account_id=body.account_id, details=details)
     account = await services.accounts.get(body.account_id)
     message = (
         f"Credited ${body.amount_usd} to {account.name}: balance now ${nano_to_usd(account.balance_nano)}."
@@ -120,7 +131,7 @@ async def credit(request: Request) -> Response:
     return page("Credit an account", notice(message, "ok") + _credit_form(who), who)
 
 
-def _account_forms(who: Viewer) -> str:
+def account_forms(who: Viewer) -> str:
     create = form(
         "/console/operator/accounts",
         who,
@@ -136,22 +147,13 @@ def _account_forms(who: Viewer) -> str:
     return "<h2>Create an account</h2>" + create + "<h2>Look up an account</h2>" + lookup
 
 
-def _account_table(account: Any) -> str:
+def account_table(account: Any) -> str:
     view = account.public()
     rows = [
         (k, view[k])
         for k in ("id", "name", "balance_usd", "reserved_usd", "available_usd", "plan", "age_verified")
     ]
     return table(("Field", "Value"), rows, "Account")
-
-
-@router.get("/console/operator/accounts", summary="Console: create or look up an account (operator)")
-@guarded
-async def accounts_page(request: Request) -> Response:
-    who = await operator(request)
-    wanted = request.query_params.get("id")
-    top = _account_table(await request.app.state.services.accounts.get(wanted)) if wanted else ""
-    return page("Accounts", top + _account_forms(who), who)
 
 
 @router.post("/console/operator/accounts", summary="Console: create an account (operator)")
@@ -163,12 +165,17 @@ async def create_account(request: Request) -> Response:
     try:
         body = validate(NewAccountForm, data)
     except TollwayError as exc:
-        return page("Accounts", notice(exc.message) + _account_forms(who), who, exc.status)
+        return page("Accounts", notice(exc.message) + account_forms(who), who, exc.status)
     account = await request.app.state.services.accounts.create(
         body.name, credit_nano=usd_to_nano(body.credit_usd)
     )
-    message = notice(
-        f"Account {account.name} created: its id is {account.id}. Mint its first admin key with the API.",
-        "ok",
+    details = {"credit_usd": body.credit_usd, "age_verified": False}
+    await audited(request, who, "account.create", account_id=account.id, details=details)
+    message = (
+        notice(
+            f"Account {account.name} created: its id is {account.id}. Mint its first admin key with the API.",
+            "ok",
+        )
+        + f'<p><a href="/console/operator/accounts/{e(account.id)}">Open the account\'s page</a></p>'
     )
-    return page("Accounts", message + _account_table(account) + _account_forms(who), who, 201)
+    return page("Accounts", message + account_table(account) + account_forms(who), who, 201)

@@ -1,18 +1,26 @@
-"""What the console's pages read, always scoped to one account id given by the session, never by the URL."""
+"""What the console's pages read: a reseller's reads are scoped to the session's account id, never the URL's;
+the operator's pages pass the account they show. Billing statements as CSV (the API's columns)."""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
 
 from tollway.base.clock import utcnow
+from tollway.core.accounts.statement import COLUMNS, statement
 from tollway.core.money.prices import NANO_PER_USD
-from tollway.store.tables import jobs, usage
+from tollway.core.money.usage_reports import check_range, parse_instant
+from tollway.store.tables import budget_leases, jobs, usage
 
 PAGE_SIZE = 50
 
@@ -147,3 +155,57 @@ async def queue_depth(engine: AsyncEngine) -> dict[str, int]:
             .group_by(jobs.c.status)
         )
         return {str(s): int(n) for s, n in rows}
+
+
+def statement_form(action: str) -> str:
+    """A GET form for a billing statement as CSV (core/accounts/statement.py's stable columns)."""
+    return (
+        f'<form method="get" action="{html.escape(action)}" class="filters">'
+        '<p><label for="st-from">From (UTC day)</label><input id="st-from" name="from" type="date"></p>'
+        '<p><label for="st-to">To (UTC day, inclusive)</label><input id="st-to" name="to" type="date"></p>'
+        '<p><button type="submit">Download statement (CSV)</button></p></form>'
+        "<p><small>Empty dates: the last 30 days. Calls (input and output priced apart), top-ups, "
+        "credits, debits and refunds with their reasons.</small></p>"
+    )
+
+
+async def statement_response(request: Request, account_id: str) -> Response:
+    """The account's statement as the API's CSV (same columns and range rules), as a download."""
+    services = request.app.state.services
+    q = request.query_params
+    last = parse_instant(q.get("to"), "to", end=True) or utcnow()
+    first = parse_instant(q.get("from"), "from") or last - timedelta(days=30)
+    check_range(first, last, "to")
+    rows = await statement(services.engine, account_id, first, last, services.catalog.models)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    writer.writerows(["" if r[c] is None else r[c] for c in COLUMNS] for r in rows)
+    headers = {
+        "content-disposition": f"attachment; filename=statement-{account_id}.csv",
+        "cache-control": "no-store",
+    }
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+async def processes_holding_leases(engine: AsyncEngine) -> int:
+    """Processes that hold an unexpired budget lease or job lease now: busy replicas (or job workers)."""
+    now = utcnow()
+    async with engine.connect() as conn:
+        owners = set(
+            (
+                await conn.execute(
+                    select(budget_leases.c.owner).where(budget_leases.c.expires_at > now).distinct()
+                )
+            ).scalars()
+        )
+        owners |= set(
+            (
+                await conn.execute(
+                    select(jobs.c.lease_owner)
+                    .where(jobs.c.lease_owner.is_not(None), jobs.c.lease_until > now)
+                    .distinct()
+                )
+            ).scalars()
+        )
+    return len(owners)

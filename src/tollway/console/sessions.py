@@ -12,12 +12,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import delete, insert, select
 
 from tollway.base.clock import as_utc, utcnow
 from tollway.core.access.keys import Keys
+from tollway.core.accounts import audit
 from tollway.core.caller import Caller
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import console_sessions
@@ -119,3 +121,25 @@ def check_csrf(who: Viewer, sent: str | None) -> None:
             ErrorCode.UNAUTHORIZED,
             "This form is missing its security token (CSRF) or it is stale: reload the page and try again.",
         )
+
+
+async def audited(
+    request: Request,
+    who: Viewer,
+    action: str,
+    *,
+    account_id: str | None = None,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write a console action to the admin audit log as the API route doing it writes it: the acting key
+    (or "operator"), the client's IP, the action's name and the same details (never a secret)."""
+    actor = audit.Actor(who.caller.key_id or "operator", request.client.host if request.client else None)
+    await audit.record(
+        request.app.state.services.engine,
+        actor,
+        action,
+        account_id=account_id,
+        target=target,
+        details=details,
+    )
