@@ -262,3 +262,66 @@ def test_another_accounts_key_id_in_the_edit_forms_is_404(browser: Any, server: 
         f"/console/operator/accounts/{other_account}",
     ):
         assert request.get(path).status == 404
+
+
+def unlabelled_controls(page: Any) -> list[str]:
+    """Visible inputs, selects and buttons without an accessible name (a <label for>, or text)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('main input:not([type=hidden]), main select, main button')]
+        .filter(el => !(el.labels && el.labels.length) && !el.textContent.trim() && !el.getAttribute('aria-label'))
+        .map(el => el.outerHTML)"""
+    )
+    return found
+
+
+def test_new_pages_escape_names_label_controls_and_page_the_audit_log(browser: Any, server: Tollway) -> None:
+    evil = "<script>alert(1)</script>"
+    account_id = named_account(server, evil)
+    for i in range(55):  # 55 audited credits: more than one page of the audit log
+        body = {"amount_usd": "0.01", "reference": f"c{i}"}
+        assert server.admin("POST", f"/accounts/{account_id}/credits", body).status_code == 200
+    page = sign_in(browser, server, OPERATOR_KEY)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"/console/operator/accounts?q={account_id}")
+    assert page.get_by_role("cell", name=evil, exact=True).is_visible()
+    page.goto(f"/console/operator/accounts/{account_id}")
+    assert page.locator("h1").inner_text() == f"Account {evil}" and dialogs == []
+    for path in (
+        "/console/operator/accounts",
+        f"/console/operator/accounts/{account_id}",
+        "/console/operator/usage",
+        "/console/operator/upstreams",
+        "/console/operator/audit",
+        "/console/operator/credit",
+    ):
+        page.goto(path)
+        assert unlabelled_controls(page) == [], path
+
+    page.goto(f"/console/operator/audit?account_id={account_id}")
+    assert page.locator("tbody tr").count() == 50
+    page.get_by_role("link", name="Older entries").click()
+    assert page.locator("tbody tr").count() == 6  # 5 credits and the account's creation
+    assert page.get_by_role("cell", name="account.create").is_visible()
+    assert page.get_by_role("link", name="Older entries").count() == 0
+    page.get_by_role("link", name="Newest").click()
+    assert page.locator("tbody tr").count() == 50
+    assert page.goto("/console/operator/audit?before=x").status == 400
+
+    reseller_account, admin_key = admin_account(server)
+    server.new_key(reseller_account, label="kbd")
+    reseller = sign_in(browser, server, admin_key)
+    reseller.goto("/console/keys")
+    reseller.get_by_role("link", name="Edit or rotate key kbd").click()
+    key_page = reseller.url
+    for path in (key_page, f"{server.url}/console/billing"):
+        reseller.goto(path)
+        assert unlabelled_controls(reseller) == [], path
+    # Keyboard only: from the grace period's select, Tab reaches Rotate and Enter rotates.
+    reseller.goto(key_page)
+    reseller.get_by_label("Old secret keeps working for").focus()
+    reseller.keyboard.press("Tab")
+    assert reseller.evaluate("document.activeElement.textContent") == "Rotate key"
+    reseller.keyboard.press("Enter")
+    reseller.get_by_role("heading", name="Your new secret").wait_for()
+    assert reseller.get_by_label("Secret", exact=True).input_value()
