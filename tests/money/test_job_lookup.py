@@ -15,7 +15,9 @@ CREDIT = 5 * NANO
 
 def test_a_batchs_id_on_a_job_status_route_is_404_like_no_job(fresh: Money) -> None:
     account, key = fresh.funded(CREDIT)
-    queued = fresh.call(key, "POST", "audio/queue", json={"model": "m-music", "prompt": "a hum", "duration": 1})
+    queued = fresh.call(
+        key, "POST", "audio/queue", json={"model": "m-music", "prompt": "a hum", "duration": 1}
+    )
     assert queued.status_code == 200, queued.text
     job_id = queued.json()["queue_id"]
     fresh.settle_until(account, 1)
