@@ -3,7 +3,7 @@
 On the api floor, beside `api/`: it calls the core services the API routes call, never the API's
 modules. Server-rendered HTML (html.py), SVG charts drawn here (charts.py), one small script
 (static/console.js, the copy button) and a stylesheet; Swagger UI's assets ship in static/swagger-ui/.
-No CDN, no Node build. Sessions: sessions.py.
+No CDN, no Node build. Sessions: sessions.py. /llms.txt and /llms-full.txt: reference.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from tollway.console import dashboard, docs, explore, operator, signin
+from tollway.console import dashboard, docs, explore, operator, reference, signin
 
 STATIC = Path(__file__).resolve().parent / "static"
-ROUTERS = (signin.router, dashboard.router, explore.router, operator.router, docs.router)
+ROUTERS = (signin.router, dashboard.router, explore.router, operator.router, docs.router, reference.router)
 
 
 def install(app: FastAPI) -> None:
