@@ -37,7 +37,10 @@ def server(request: pytest.FixtureRequest) -> Tollway:
 @asynccontextmanager
 async def over_http(t: Tollway, key: str) -> AsyncIterator[Client]:
     http = httpx2.AsyncClient(headers={"authorization": f"Bearer {key}"}, timeout=300)
-    async with http, Client(streamable_http_client(f"{t.url}/mcp", http_client=http), mode="legacy") as client:
+    async with (
+        http,
+        Client(streamable_http_client(f"{t.url}/mcp", http_client=http), mode="legacy") as client,
+    ):
         yield client
 
 
@@ -117,7 +120,9 @@ async def test_a_bad_argument_is_a_tool_error_and_nothing_is_charged(server: Tol
         assert wrong_type.is_error and "messages" in text_of(wrong_type)
         unknown = await client.call_tool("chat", {"model": "no-such-model", "messages": HELLO})
         assert unknown.is_error and "HTTP 400 INVALID_MODEL" in text_of(unknown)
-        too_long = await client.call_tool("generate_image", {"model": "local-procedural", "prompt": "x" * 1501})
+        too_long = await client.call_tool(
+            "generate_image", {"model": "local-procedural", "prompt": "x" * 1501}
+        )
         assert too_long.is_error
         still_serving = await client.call_tool("list_models", {"type": "embedding"})
         assert not still_serving.is_error
@@ -129,10 +134,21 @@ async def test_media_comes_back_as_mcp_content_and_resources_read(tollway: Tollw
     _, key = tollway.funded("1.00")
     async with over_http(tollway, key) as client:
         image = await client.call_tool(
-            "generate_image", {"model": "local-procedural", "prompt": "a red square", "width": 64, "height": 64}
+            "generate_image",
+            {"model": "local-procedural", "prompt": "a red square", "width": 64, "height": 64},
         )
         assert not image.is_error, text_of(image)
         assert image.content[0].type == "image" and image.content[0].mime_type == "image/png"
+        spoken = await client.call_tool(
+            "speech", {"model": "local-tts", "input": "Hello world.", "response_format": "wav"}
+        )
+        assert not spoken.is_error, text_of(spoken)
+        assert spoken.content[0].type == "audio" and spoken.content[0].mime_type.startswith("audio/")
+        heard = await client.call_tool(
+            "transcribe", {"model": "whisper-1", "audio_base64": spoken.content[0].data, "filename": "a.wav"}
+        )
+        assert not heard.is_error, text_of(heard)
+        assert "hello" in str(heard.structured_content).lower()
         catalog = await client.read_resource("tollway://catalog/text")
         assert "smollm2-135m" in catalog.contents[0].text  # type: ignore[union-attr]
         reference = await client.read_resource("tollway://reference/llms.txt")

@@ -28,9 +28,18 @@ def readme() -> str:
     if README.is_file():
         return README.read_text(encoding="utf-8")
     try:
-        return importlib.metadata.metadata("tollway").get_payload() or ""  # type: ignore[attr-defined, no-any-return]
+        return importlib.metadata.metadata("tollway").get_payload() or ""  # type: ignore[attr-defined]
     except importlib.metadata.PackageNotFoundError:
         return ""
+
+
+# Example values a reader recognises, for the fields most routes share (others: the schema's own).
+SAMPLES: dict[str, Any] = {
+    "model": "default",
+    "messages": [{"role": "user", "content": "Hello"}],
+    "prompt": "A lighthouse at dusk",
+    "input": "Hello",
+}
 
 
 def anchor(method: str, path: str) -> str:
@@ -119,9 +128,9 @@ def _example_value(spec: dict[str, Any], schema: dict[str, Any]) -> Any:
 
 def _body(spec: dict[str, Any], operation: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
     content = operation.get("requestBody", {}).get("content", {})
-    media, holder = next(iter(content.items()), (None, {}))
-    if media is None:
+    if not content:
         return [], None
+    media, holder = next(iter(content.items()))
     schema = _resolve(spec, holder.get("schema", {}))
     required = set(schema.get("required", []))
     lines = [f"Body ({media}):", ""]
@@ -129,7 +138,11 @@ def _body(spec: dict[str, Any], operation: dict[str, Any]) -> tuple[list[str], d
         need = "required" if name in required else "optional"
         text = _resolve(spec, prop).get("description") or prop.get("description") or ""
         lines.append(f"- `{name}` ({_type(spec, prop)}, {need}) {text}".rstrip())
-    example = {n: _example_value(spec, schema["properties"][n]) for n in schema.get("properties", {}) if n in required}
+    example = {
+        n: _example_value(spec, schema["properties"][n])
+        for n in schema.get("properties", {})
+        if n in required
+    }
     return [*lines, ""], example if media == "application/json" else None
 
 
@@ -144,14 +157,26 @@ def _route(spec: dict[str, Any], method: str, path: str, operation: dict[str, An
         for p in parameters:
             need = "required" if p.get("required") else "optional"
             text = p.get("description", "")
-            lines.append(f"- `{p['name']}` (in {p['in']}, {_type(spec, p.get('schema', {}))}, {need}) {text}".rstrip())
+            lines.append(
+                f"- `{p['name']}` (in {p['in']}, {_type(spec, p.get('schema', {}))}, {need}) {text}".rstrip()
+            )
         lines.append("")
     body_lines, example = _body(spec, operation)
     lines += body_lines
     responses = operation.get("responses", {})
-    ok = [f"{code} {r.get('description', '')}".strip() for code, r in responses.items() if code.startswith("2")]
-    errors = [f"{code} {r.get('description', '')}".strip() for code, r in responses.items() if not code.startswith("2")]
-    lines += [f"Success: {'; '.join(ok) or 'see the document'}", f"Errors: {'; '.join(errors) or 'none documented'}", ""]
+    ok = [
+        f"{code} {r.get('description', '')}".strip() for code, r in responses.items() if code.startswith("2")
+    ]
+    errors = [
+        f"{code} {r.get('description', '')}".strip()
+        for code, r in responses.items()
+        if not code.startswith("2")
+    ]
+    lines += [
+        f"Success: {'; '.join(ok) or 'see the document'}",
+        f"Errors: {'; '.join(errors) or 'none documented'}",
+        "",
+    ]
     curl = f"curl -X {method.upper()} http://127.0.0.1:8000{path} -H 'Authorization: Bearer $TOLLWAY_KEY'"
     if example is not None:
         curl += f" -H 'Content-Type: application/json' -d '{json.dumps(example)}'"
@@ -166,7 +191,10 @@ def llms_full_txt(spec: dict[str, Any], guide: str) -> str:
         lines += _route(spec, method, path, operation)
     lines += ["## Guide", ""]
     guide = re.sub(
-        r"^## (.+)$", lambda m: f'<a id="{anchor("guide", m.group(1))}"></a>\n### {m.group(1)}', guide, flags=re.M
+        r"^## (.+)$",
+        lambda m: f'<a id="{anchor("guide", m.group(1))}"></a>\n### {m.group(1)}',
+        guide,
+        flags=re.M,
     )
     return "\n".join(lines) + "\n" + guide
 

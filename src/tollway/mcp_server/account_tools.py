@@ -45,9 +45,13 @@ async def list_keys(ctx: Context) -> dict[str, Any]:
 async def create_key(
     ctx: Context,
     label: Annotated[str | None, Field(max_length=200, description="A name to recognise the key by.")] = None,
-    scope: Annotated[Literal["inference", "admin"], Field(description="inference: call models only.")] = "inference",
+    scope: Annotated[
+        Literal["inference", "admin"], Field(description="inference: call models only.")
+    ] = "inference",
     content_tier: Annotated[Literal["sfw", "uncensored"], Field()] = "sfw",
-    expires_at: Annotated[str | None, Field(description="ISO date-time after which it stops working.")] = None,
+    expires_at: Annotated[
+        str | None, Field(description="ISO date-time after which it stops working.")
+    ] = None,
 ) -> dict[str, Any]:
     """Admin-scope key only: mint a key on your account (POST /v1/keys). Its secret (`key`) is shown
     only in this answer."""

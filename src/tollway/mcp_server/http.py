@@ -67,12 +67,14 @@ def in_process(app: ASGIApp) -> Callable[[Context], Gateway]:
     return gateway_for
 
 
-def route(app: ASGIApp, check: Check) -> tuple[Route, StreamableHTTPSessionManager]:
-    """The `/mcp` route for `app`, and its session manager, which `app`'s lifespan must run."""
+def route(app: ASGIApp, check: Check, max_body: int) -> tuple[Route, StreamableHTTPSessionManager]:
+    """The `/mcp` route for `app`, and its session manager, which `app`'s lifespan must run.
+    `max_body`: the largest JSON-RPC body (api/limits.py, MCP_BODY_BYTES, bounds it first)."""
     server = build(in_process(app))
     server.streamable_http_app(
         stateless_http=True,
         json_response=True,
+        max_request_body_size=max_body,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     manager = server.session_manager

@@ -18,7 +18,9 @@ from pydantic import Field
 from tollway.mcp_server.gateway import body, opened
 
 ImageFormat = Literal["png", "jpeg", "webp"]
-IMAGE = Field(min_length=1, description="The image: base64, a data URL, or a public http(s) URL (10 MB at most).")
+IMAGE = Field(
+    min_length=1, description="The image: base64, a data URL, or a public http(s) URL (10 MB at most)."
+)
 Content = list[TextContent | ImageContent | AudioContent]
 
 
@@ -95,13 +97,17 @@ async def speech(
     async with opened(ctx) as gateway:
         response = await gateway.call("POST", "/v1/audio/speech", json=payload)
     content_type = response.headers.get("content-type", f"audio/{response_format}").split(";")[0]
-    audio = AudioContent(type="audio", data=base64.b64encode(response.content).decode(), mime_type=content_type)
+    audio = AudioContent(
+        type="audio", data=base64.b64encode(response.content).decode(), mime_type=content_type
+    )
     return [audio, _cost(response.headers)]
 
 
 async def transcribe(
     ctx: Context,
-    model: Annotated[str, Field(min_length=1, description="A speech-to-text model id (list_models type=stt).")],
+    model: Annotated[
+        str, Field(min_length=1, description="A speech-to-text model id (list_models type=stt).")
+    ],
     audio_base64: Annotated[str, Field(min_length=1, description="The audio file, base64 (25 MB at most).")],
     filename: Annotated[str, Field(description="Its name; the extension tells the format.")] = "audio.wav",
     language: Annotated[str | None, Field(pattern=r"^[a-z]{2,3}$", description="ISO-639-1, e.g. en")] = None,
@@ -114,7 +120,10 @@ async def transcribe(
     form = body(model=model, language=language)
     async with opened(ctx) as gateway:
         response = await gateway.call(
-            "POST", "/v1/audio/transcriptions", data=form, files={"file": (filename, audio, "application/octet-stream")}
+            "POST",
+            "/v1/audio/transcriptions",
+            data=form,
+            files={"file": (filename, audio, "application/octet-stream")},
         )
     return {"text": response.json().get("text"), "cost_usd": response.headers.get("x-tollway-cost-usd")}
 
@@ -158,7 +167,9 @@ async def retrieve_job(
     ctx: Context,
     kind: Annotated[Kind, KIND],
     queue_id: Annotated[str, Field(min_length=1, description="The queue_id queue_job returned.")],
-    include_media: Annotated[bool, Field(description="Audio only: return the finished audio itself.")] = False,
+    include_media: Annotated[
+        bool, Field(description="Audio only: return the finished audio itself.")
+    ] = False,
 ) -> Content | dict[str, Any]:
     """A queued job's status (POST /v1/{kind}/retrieve); once COMPLETED, its `download_url` (GET it with
     your key) and, for audio with include_media, the audio itself."""

@@ -71,7 +71,9 @@ async def chat(
 
 async def embeddings(
     ctx: Context,
-    model: Annotated[str, Field(min_length=1, description="An embedding model id (list_models type=embedding).")],
+    model: Annotated[
+        str, Field(min_length=1, description="An embedding model id (list_models type=embedding).")
+    ],
     input: Annotated[list[str], Field(min_length=1, description="The texts to embed.")],
     dimensions: Annotated[int | None, Field(ge=1, description="Shorter vectors, if the model can.")] = None,
 ) -> dict[str, Any]:

@@ -20,10 +20,11 @@ from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
 from tollway.api import responses as responses_api
+from tollway.api.auth import caller
 from tollway.api.batches import anthropic as anthropic_batches_api
 from tollway.api.batches import openai as batches_api
-from tollway.api.auth import caller
 from tollway.api.http import error_response, install_error_handlers, request_id
+from tollway.api.limits import MCP_BODY_BYTES
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
 from tollway.api.media import jobs as jobs_api
@@ -241,7 +242,7 @@ def create_app(
     console.install(app)  # /console (the browser console) and /docs, offline
     mcp_sessions = None
     if settings.mcp:  # /mcp: the MCP tools, each a call into this app (mcp_server/http.py)
-        mcp_route, mcp_sessions = mcp_http.route(app, _mcp_key)
+        mcp_route, mcp_sessions = mcp_http.route(app, _mcp_key, MCP_BODY_BYTES)
         app.router.routes.append(mcp_route)
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
