@@ -8,7 +8,9 @@ from tollway.telemetry import metrics
 
 
 def _opened(provider: str) -> float:
-    return metrics.REGISTRY.get_sample_value("tollway_upstream_cooldowns_total", {"provider": provider}) or 0.0
+    return (
+        metrics.REGISTRY.get_sample_value("tollway_upstream_cooldowns_total", {"provider": provider}) or 0.0
+    )
 
 
 def test_opening_and_reopening_after_a_failed_probe_are_counted_once_each() -> None:
