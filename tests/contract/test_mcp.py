@@ -5,11 +5,14 @@ caller's key, so a chat is charged exactly once, by the ledger, and a refusal is
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -130,6 +133,15 @@ async def test_a_bad_argument_is_a_tool_error_and_nothing_is_charged(server: Tol
     assert await sums(server, account_id) == before
 
 
+async def test_an_empty_balance_is_a_402_tool_error_before_any_model_runs(server: Tollway) -> None:
+    account_id, key = server.funded("0")
+    async with over_http(server, key) as client:
+        refused = await client.call_tool("chat", {"model": "smollm2-135m", "messages": HELLO})
+    assert refused.is_error and "HTTP 402" in text_of(refused)
+    balance, reserved, ledger_sum, _ = await sums(server, account_id)
+    assert balance == 0 and reserved == 0 and ledger_sum == 0
+
+
 async def test_media_comes_back_as_mcp_content_and_resources_read(tollway: Tollway) -> None:
     _, key = tollway.funded("1.00")
     async with over_http(tollway, key) as client:
@@ -172,3 +184,27 @@ def test_llms_full_names_every_openapi_path(tollway: Tollway) -> None:
             assert f"### {method.upper()} {path}\n" in full.text, (method, path)
     index = httpx2.get(f"{tollway.url}/llms.txt").text
     assert index.startswith("# Tollway\n\n> ") and "(/llms-full.txt#post-v1-chat-completions)" in index
+
+
+def test_docs_export_writes_the_served_documents_and_mcp_needs_a_key(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src"))}
+    env.pop("TOLLWAY_API_KEY", None)
+    run = [sys.executable, "-m", "tollway"]
+    done = subprocess.run(
+        [*run, "docs", "export", str(tmp_path / "site")], env=env, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0
+    spec = json.loads((tmp_path / "site" / "openapi.json").read_text())
+    full = (tmp_path / "site" / "llms-full.txt").read_text()
+    assert all(f"### {m.upper()} {p}\n" in full for p, ops in spec["paths"].items() for m in ops)
+    assert (tmp_path / "site" / "llms.txt").read_text().startswith("# Tollway\n")
+    refused = subprocess.run(
+        [*run, "mcp"],
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert refused.returncode == 2 and "TOLLWAY_API_KEY" in refused.stderr
