@@ -138,11 +138,8 @@ def _body(spec: dict[str, Any], operation: dict[str, Any]) -> tuple[list[str], d
         need = "required" if name in required else "optional"
         text = _resolve(spec, prop).get("description") or prop.get("description") or ""
         lines.append(f"- `{name}` ({_type(spec, prop)}, {need}) {text}".rstrip())
-    example = {
-        n: _example_value(spec, schema["properties"][n])
-        for n in schema.get("properties", {})
-        if n in required
-    }
+    properties = schema.get("properties", {})
+    example = {n: SAMPLES.get(n, _example_value(spec, properties[n])) for n in properties if n in required}
     return [*lines, ""], example if media == "application/json" else None
 
 
