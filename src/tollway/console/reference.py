@@ -174,7 +174,7 @@ def _route(spec: dict[str, Any], method: str, path: str, operation: dict[str, An
         f"Errors: {'; '.join(errors) or 'none documented'}",
         "",
     ]
-    curl = f"curl -X {method.upper()} http://127.0.0.1:8000{path} -H 'Authorization: Bearer $TOLLWAY_KEY'"
+    curl = f'curl -X {method.upper()} http://127.0.0.1:8000{path} -H "Authorization: Bearer $TOLLWAY_KEY"'
     if example is not None:
         curl += f" -H 'Content-Type: application/json' -d '{json.dumps(example)}'"
     return [*lines, "Example:", "", "```sh", curl, "```", ""]

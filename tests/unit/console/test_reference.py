@@ -69,6 +69,6 @@ def test_the_full_reference_has_parameters_body_errors_an_example_and_the_guide(
     assert "- `model` (string, required) Which." in full and '- `colour` ("red" | "blue", optional)' in full
     assert "Errors: 404 No such thing" in full and "Errors: 400 Bad" in full
     example = json.dumps({"model": "default", "size": 3})
-    assert "curl -X POST http://127.0.0.1:8000/v1/things -H 'Authorization: Bearer $TOLLWAY_KEY' " in full
+    assert 'curl -X POST http://127.0.0.1:8000/v1/things -H "Authorization: Bearer $TOLLWAY_KEY" ' in full
     assert f"-d '{example}'" in full
     assert '<a id="guide-money"></a>\n### Money' in full and full.rstrip().endswith("Some.")
