@@ -133,6 +133,20 @@ async def test_a_bad_argument_is_a_tool_error_and_nothing_is_charged(server: Tol
     assert await sums(server, account_id) == before
 
 
+async def test_a_keys_rate_limit_is_shared_by_rest_and_mcp_calls(server: Tollway) -> None:
+    """One limit, one pipeline: a REST call uses the key's only request this minute, so the MCP call is a 429."""
+    account_id, key = server.funded("1.00", rate_limits={"rpm": 1})
+    rest = await asyncio.to_thread(
+        server.client(key).embeddings.create, model="minilm-l6-v2", input=["the one call this minute"]
+    )
+    assert rest.data
+    after_rest = await sums(server, account_id)
+    async with over_http(server, key) as client:
+        limited = await client.call_tool("embeddings", {"model": "minilm-l6-v2", "input": ["one too many"]})
+    assert limited.is_error and "HTTP 429" in text_of(limited)
+    assert await sums(server, account_id) == after_rest  # refused before any hold
+
+
 async def test_an_empty_balance_is_a_402_tool_error_before_any_model_runs(server: Tollway) -> None:
     account_id, key = server.funded("0")
     async with over_http(server, key) as client:
