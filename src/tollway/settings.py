@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +131,18 @@ class Settings(BaseSettings):
     response_store_ttl_seconds: int = Field(default=0, ge=0)
     # Redemption codes (core/funding/codes.py, issue 25): off until the operator turns them on.
     redemption_codes: bool = False
+    # Card top-ups by Stripe Checkout (core/funding/stripe_topups.py, issue 25): on when both secrets
+    # and the success URL are set. The API base is Stripe's unless pointed elsewhere (tests' fake).
+    # Top-ups are whole cents between the min and max; the webhook refuses signatures older than the
+    # tolerance. Secrets are SecretStr: never printed with the settings.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_success_url: str | None = None
+    stripe_cancel_url: str | None = None
+    stripe_min_usd: Decimal = Field(default=Decimal("5"), gt=0)
+    stripe_max_usd: Decimal = Field(default=Decimal("1000"), gt=0)
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     media_max_bytes: int = 1024 * 1024 * 1024
     # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
     # one account may keep stored, how long a file lives; an output file goes after its first
@@ -188,6 +200,31 @@ class Settings(BaseSettings):
                 "database and must hash keys with the same secret. Set the same long random value "
                 "on every replica, e.g. the output of `openssl rand -base64 32`."
             )
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return self.stripe_secret_key is not None or self.stripe_webhook_secret is not None
+
+    def check_stripe(self) -> None:
+        """Card top-ups are all or nothing: half a configuration is a mistake to name at start-up."""
+        if not self.stripe_enabled:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("TOLLWAY_STRIPE_SECRET_KEY", self.stripe_secret_key),
+                ("TOLLWAY_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret),
+                ("TOLLWAY_STRIPE_SUCCESS_URL", self.stripe_success_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"Card top-ups (Stripe) are half configured: set {', '.join(missing)} too, or unset "
+                "TOLLWAY_STRIPE_SECRET_KEY and TOLLWAY_STRIPE_WEBHOOK_SECRET to leave them off."
+            )
+        if self.stripe_min_usd > self.stripe_max_usd:
+            raise ConfigurationError("TOLLWAY_STRIPE_MIN_USD is above TOLLWAY_STRIPE_MAX_USD.")
 
     def check_workers(self) -> None:
         """Workers must share every limit: each process's own memory would grant each the whole limit."""

@@ -13,8 +13,9 @@ from starlette.responses import Response
 from tollway.base.clock import as_utc
 from tollway.console import queries
 from tollway.console.dashboard import reseller
-from tollway.console.html import e, field, guarded, page, pager, select, table
-from tollway.core.money.prices import nano_to_usd
+from tollway.console.html import e, field, form, guarded, notice, page, pager, select, table
+from tollway.console.sessions import Viewer, check_csrf
+from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
@@ -233,8 +234,44 @@ async def quickstart(request: Request) -> Response:
 @guarded
 async def funding(request: Request) -> Response:
     who = await reseller(request)
-    body = (
-        "<p>Self-service deposits (cards, crypto) are not enabled on this Tollway.</p>"
-        "<p>Your operator credits your account; ask them for a top-up. Credits appear on your dashboard at once.</p>"
+    return page("Funding", _funding_body(request, who), who)
+
+
+def _funding_body(request: Request, who: Viewer, extra: str = "") -> str:
+    topups = request.app.state.services.stripe
+    if topups is None:
+        return (
+            "<p>Self-service deposits (cards, crypto) are not enabled on this Tollway.</p>"
+            "<p>Your operator credits your account; ask them for a top-up. Credits appear on your dashboard at once.</p>"
+        )
+    bounds = f"${nano_to_usd(topups.min_nano)} to ${nano_to_usd(topups.max_nano)}, whole cents"
+    return extra + form(
+        "/console/funding/top-up",
+        who,
+        field("amount_usd", "Amount (USD)", value="20.00", required=True, hint=bounds)
+        + "<p><button type=submit>Top up by card</button></p>",
     )
-    return page("Funding", body, who)
+
+
+@router.post("/console/funding/top-up", summary="Console: start a card top-up (Stripe Checkout)")
+@guarded
+async def top_up(request: Request) -> Response:
+    """A Checkout Session, then a link to it: the console's CSP (form-action 'self') forbids a form's
+    redirect to another site, a link is the customer's own navigation."""
+    who = await reseller(request)
+    data = {k: str(v) for k, v in (await request.form()).items()}
+    check_csrf(who, data.get("csrf"))
+    topups = request.app.state.services.stripe
+    if topups is None:
+        raise TollwayError(ErrorCode.NOT_FOUND, "Card top-ups are not enabled on this Tollway.")
+    try:
+        made = await topups.create(who.account_id, usd_to_nano(data.get("amount_usd", "").strip()))
+    except (TollwayError, ValueError) as exc:
+        message = exc.message if isinstance(exc, TollwayError) else "Enter an amount in USD, e.g. 20.00."
+        status = exc.status if isinstance(exc, TollwayError) else 400
+        return page("Funding", _funding_body(request, who, notice(message)), who, status)
+    link = (
+        f'<p class="ok">Top-up of ${e(nano_to_usd(made.amount_nano))} ready. '
+        f'<a href="{e(made.url)}" rel="noreferrer">Continue to payment</a>; your balance is credited once it is paid.</p>'
+    )
+    return page("Funding", link, who, 201)

@@ -17,6 +17,7 @@ from tollway.core.access.secret_check import check_secret
 from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
 from tollway.core.funding.codes import Codes
+from tollway.core.funding.stripe_topups import StripeTopups
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
@@ -28,6 +29,7 @@ from tollway.core.limits.limiter import FailedPolicy, Limiter, MemoryLimiter
 from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.core.money.ledger import Ledger
+from tollway.core.money.prices import usd_to_nano
 from tollway.media_formats import MAX_IMAGE_BYTES
 from tollway.providers import registry
 from tollway.providers.base import Provider
@@ -56,6 +58,7 @@ class Services:
         None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
     )
     codes: Codes | None = None  # redemption codes, when TOLLWAY_REDEMPTION_CODES is on
+    stripe: StripeTopups | None = None  # card top-ups, when TOLLWAY_STRIPE_* are set
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -79,6 +82,8 @@ class Services:
             await self.pipeline.search.aclose()
         if self.codes is not None:
             await self.codes.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -195,6 +200,26 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
             else None
         ),
         codes=Codes(engine, pepper=settings.pepper()) if settings.redemption_codes else None,
+        stripe=stripe_from(settings, engine),
+    )
+
+
+def stripe_from(settings: Settings, engine: AsyncEngine) -> StripeTopups | None:
+    """Card top-ups when the operator configured them (all of it: Settings.check_stripe)."""
+    settings.check_stripe()
+    if not settings.stripe_enabled:
+        return None
+    assert settings.stripe_secret_key and settings.stripe_webhook_secret and settings.stripe_success_url
+    return StripeTopups(
+        engine,
+        secret_key=settings.stripe_secret_key.get_secret_value(),
+        webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+        api_base=settings.stripe_api_base,
+        min_nano=usd_to_nano(str(settings.stripe_min_usd)),
+        max_nano=usd_to_nano(str(settings.stripe_max_usd)),
+        success_url=settings.stripe_success_url,
+        cancel_url=settings.stripe_cancel_url,
+        tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
     )
 
 

@@ -46,9 +46,10 @@ accounts = Table(
     Column("suspended", Boolean, nullable=False, default=False, server_default=false()),
     Column("content_tiers", JSON),
     Column("limits", JSON),
-    # The money invariant, enforced by the database itself: available = balance - reserved >= 0.
+    # The database enforces reserved >= 0. available = balance - reserved >= 0 is kept by every hold
+    # (a conditional UPDATE) and every settlement (capped), but not as a CHECK since migration 0011: a card
+    # refund or dispute (core/funding/stripe_topups.py) may take it below zero, and the keys then get 402.
     CheckConstraint("reserved_nano >= 0", name="reserved_nonnegative"),
-    CheckConstraint("balance_nano - reserved_nano >= 0", name="available_nonnegative"),
 )
 
 api_keys = Table(
@@ -360,20 +361,4 @@ console_sessions = Table(
     Column("account_id", String(40)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
-)
-
-# Redemption codes (migration 0010, core/funding/codes.py, issue 25): stored as a peppered hash, never in plain text.
-# redeemed_at is set by one conditional UPDATE, so of concurrent redeems exactly one wins.
-redemption_codes = Table(
-    "redemption_codes",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("code_hash", String(64), nullable=False, unique=True),
-    Column("batch_id", String(40), nullable=False, index=True),
-    Column("amount_nano", BigInteger, nullable=False),
-    Column("account_id", String(40), ForeignKey("accounts.id")),  # the only account that may redeem it
-    Column("expires_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("redeemed_by", String(40), ForeignKey("accounts.id")),
-    Column("redeemed_at", DateTime(timezone=True)),
 )

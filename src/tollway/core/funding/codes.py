@@ -22,7 +22,8 @@ from tollway.base.clock import utcnow
 from tollway.core.money import charges
 from tollway.core.money.amounts import MAX_NANO
 from tollway.errors import ErrorCode, TollwayError
-from tollway.store.tables import accounts, redemption_codes
+from tollway.store.funding_tables import redemption_codes
+from tollway.store.tables import accounts
 from tollway.store.transactor import Transactor
 
 CODE_PREFIX = "twc_"

@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from tollway.base.clock import utcnow
 from tollway.core.money import statements as sql
+from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store import rollup
@@ -80,16 +81,18 @@ def charge(
     usage_row: dict[str, Any] | None,
 ) -> int:
     """Charge `cost_nano` to the account, of which `hold` was set aside for it: at most the hold plus
-    what is still available, so the balance cannot go negative (a shortfall is logged). `freed` is
-    what the account's reserved shrinks by: the whole hold for a per-call hold, the part charged for
-    a hold carved from a lease (the rest stays in the lease). Returns what was charged."""
+    what is still available (never less than 0 of it), so a settlement never takes the available
+    balance below zero, nor further below it when a card refund or dispute already did
+    (core/funding/stripe_topups.py); a shortfall is logged. `freed` is what the account's reserved
+    shrinks by: the whole hold for a per-call hold, the part charged for a hold carved from a lease
+    (the rest stays in the lease). Returns what was charged."""
     if 0 <= cost_nano <= hold:
-        # balance - reserved >= 0 (a CHECK constraint) and the hold is part of reserved, so the
-        # account can pay the cost: no need to read the account row.
+        # The hold is part of reserved (reserved >= 0 is a CHECK), set aside when it was taken, so
+        # the account can pay the cost: no need to read the account row.
         charged = cost_nano
     else:
         account = sql.LOCK_ACCOUNT.first(conn, {"p_account": account_id})
-        room = hold + account.balance_nano - account.reserved_nano
+        room = hold + max(0, account.balance_nano - account.reserved_nano)
         charged = max(0, min(cost_nano, room))
         if charged < cost_nano:
             log.warning(
@@ -112,3 +115,20 @@ def record_usage(conn: Connection, usage_row: dict[str, Any] | None, cost_nano: 
     if usage_row is not None:
         sql.INSERT_USAGE.first(conn, {**usage_row, "cost_nano": cost_nano})
         rollup.add(conn, usage_row, cost_nano)
+
+
+def fund(conn: Connection, account_id: str, amount_nano: int, kind: str, reference: str) -> bool:
+    """Money from outside (core/funding/): a credit (amount > 0) up to the MAX_NANO ceiling, or a
+    funding debit (amount < 0: a card refund or dispute) that may take the available balance below
+    zero — holds then refuse (402) until it is topped up again. One ledger entry, in the caller's
+    transaction; a repeated (account, kind, reference) raises IntegrityError there. False when the
+    account is missing or a credit would pass the ceiling (nothing written)."""
+    if amount_nano == 0:
+        raise ValueError("a funding entry moves money")
+    statement = update(accounts).where(accounts.c.id == account_id)
+    if amount_nano > 0:
+        statement = statement.where(accounts.c.balance_nano <= MAX_NANO - amount_nano)
+    if conn.execute(statement.values(balance_nano=accounts.c.balance_nano + amount_nano)).rowcount != 1:
+        return False
+    append(conn, account_id, kind, amount_nano, 0, reference, None)
+    return True

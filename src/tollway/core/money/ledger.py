@@ -84,12 +84,17 @@ class Ledger:
             raise ValueError("a credit must be positive")
 
         def tx(conn: Connection) -> None:
+            statement = update(accounts).where(accounts.c.id == account_id)
+            if amount_nano < 0:
+                # An adjustment never makes the available balance negative; a credit always lands,
+                # also on an account a card refund or dispute left below zero (core/funding/).
+                statement = statement.where(
+                    accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0
+                )
             result = conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id)
-                .where(accounts.c.balance_nano + amount_nano - accounts.c.reserved_nano >= 0)
-                .where(accounts.c.balance_nano <= MAX_NANO - amount_nano)
-                .values(balance_nano=accounts.c.balance_nano + amount_nano)
+                statement.where(accounts.c.balance_nano <= MAX_NANO - amount_nano).values(
+                    balance_nano=accounts.c.balance_nano + amount_nano
+                )
             )
             if result.rowcount != 1:
                 balance = conn.execute(

@@ -15,9 +15,9 @@ from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.funding.codes import Codes
 from tollway.errors import ErrorCode, TollwayError
+from tollway.store.funding_tables import redemption_codes
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import ledger as ledger_table
-from tollway.store.tables import redemption_codes
 
 PEPPER = b"code-pepper"
 DOLLAR = 1_000_000_000

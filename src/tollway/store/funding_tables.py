@@ -1,0 +1,56 @@
+"""Funding tables (issue 25): the rails that bring money in. Kept apart from tables.py, on the same
+`metadata`, so the core schema stays readable; the ledger entry each rail writes is the money of record."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table
+
+from tollway.store.tables import metadata
+
+# Redemption codes (migration 0010, core/funding/codes.py, issue 25): stored as a peppered hash, never in plain text.
+# redeemed_at is set by one conditional UPDATE, so of concurrent redeems exactly one wins.
+redemption_codes = Table(
+    "redemption_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("batch_id", String(40), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id")),  # the only account that may redeem it
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("redeemed_by", String(40), ForeignKey("accounts.id")),
+    Column("redeemed_at", DateTime(timezone=True)),
+)
+
+
+# Card top-ups (migration 0011, core/funding/stripe_topups.py): each Checkout Session we made, with OUR amount;
+# status open -> paid by one conditional UPDATE (one credit per session); refunded_cents: the charge's total.
+stripe_topups = Table(
+    "stripe_topups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("session_id", String(120), nullable=False, unique=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("payment_intent", String(120), index=True),
+    Column("refunded_cents", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("credited_at", DateTime(timezone=True)),
+)
+
+# Every Stripe event applied, once (its id is the primary key); flagged ones are in admin_audit too.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("topup_id", String(40), index=True),
+    Column("account_id", String(40), index=True),
+    Column("amount_nano", BigInteger, nullable=False, default=0),
+    Column("outcome", String(24), nullable=False),
+    Column("flagged", Boolean, nullable=False, default=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
