@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     # jobs_lease_seconds if its runner dies; polling that fails for jobs_poll_timeout_seconds leaves
     # the job `unknown` (hold kept) until reconciliation, tried every jobs_reconcile_interval_seconds.
     jobs_runner: bool = True
+    # The MCP server over streamable HTTP at /mcp (mcp_server/http.py); off: /mcp is a 404.
+    mcp: bool = True
     jobs_concurrency: int = 2
     jobs_poll_interval_seconds: float = 2.0
     jobs_poll_timeout_seconds: float = 1800.0

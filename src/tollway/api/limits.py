@@ -28,6 +28,10 @@ UPLOAD_BODY_BYTES = 26 * MIB  # audio/transcriptions: a 25 MiB file (OpenAI's li
 IMAGE_BODY_BYTES = 15 * MIB  # one 10 MiB input image, base64 in JSON (×4/3) or a multipart file
 # POST /files: a batch input file up to 200 MiB (OpenAI's limit); TOLLWAY_FILES_MAX_BYTES is the real bound.
 FILE_BODY_BYTES = 201 * MIB
+# POST /mcp (mcp_server/http.py): a tool call's JSON-RPC body, at most a 25 MiB audio file in base64 (×4/3)
+# for `transcribe`; the route the tool calls then applies its own limit.
+MCP_PATH = "/mcp"
+MCP_BODY_BYTES = 36 * MIB
 # Routes by their path after /v1 or /api/v1; the inference routes' limit is TOLLWAY_MAX_BODY_BYTES.
 INFERENCE_ROUTES = (
     "/chat/completions",
@@ -74,6 +78,8 @@ def body_limit(path: str, inference_bytes: int) -> int:
         return IMAGE_BODY_BYTES
     if route == "/files":
         return FILE_BODY_BYTES
+    if path == MCP_PATH:
+        return MCP_BODY_BYTES
     return DEFAULT_BODY_BYTES
 
 

@@ -5,7 +5,8 @@ modules. Server-rendered HTML (html.py), SVG charts drawn here (charts.py), one 
 (static/console.js, the copy button) and a stylesheet; Swagger UI's assets ship in static/swagger-ui/.
 No CDN, no Node build. Sessions: sessions.py. Operator pages: operator.py (create, credit, status),
 operator_accounts.py (directory, an account's page), operator_reports.py (usage and revenue, upstreams,
-catalog, audit log); a reseller's key edit/rotate and billing statement: keys_edit.py.
+catalog, audit log); a reseller's key edit/rotate and billing statement: keys_edit.py. /docs (Swagger UI),
+/llms.txt and /llms-full.txt: reference.py.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from starlette.staticfiles import StaticFiles
 
 from tollway.console import (
     dashboard,
-    docs,
     explore,
     keys_edit,
     operator,
     operator_accounts,
     operator_reports,
+    reference,
     signin,
 )
 
@@ -35,7 +36,7 @@ ROUTERS = (
     operator.router,
     operator_accounts.router,
     operator_reports.router,
-    docs.router,
+    reference.router,
 )
 
 

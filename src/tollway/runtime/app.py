@@ -9,8 +9,9 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from tollway import __version__, console
 from tollway.api import accounts, funding, ops, spec
@@ -19,9 +20,11 @@ from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
 from tollway.api import openai as openai_api
 from tollway.api import responses as responses_api
+from tollway.api.auth import caller
 from tollway.api.batches import anthropic as anthropic_batches_api
 from tollway.api.batches import openai as batches_api
-from tollway.api.http import install_error_handlers
+from tollway.api.http import error_response, install_error_handlers, request_id
+from tollway.api.limits import MCP_BODY_BYTES
 from tollway.api.media import audio as audio_api
 from tollway.api.media import images as images_api
 from tollway.api.media import jobs as jobs_api
@@ -29,6 +32,8 @@ from tollway.api.media import openai_media
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
+from tollway.errors import TollwayError
+from tollway.mcp_server import http as mcp_http
 from tollway.runtime import maintenance
 from tollway.runtime.reload import Reloader
 from tollway.runtime.services import Services, batches_from, build_services, jobs_from
@@ -76,6 +81,15 @@ def _on_sighup(reloader: Reloader) -> None:
 _pending: set[asyncio.Task[None]] = set()
 
 
+async def _mcp_key(request: Request) -> Response | None:
+    """/mcp's key check: the REST routes' authentication, and their refusal (mcp_server/http.py)."""
+    try:
+        await caller(request)
+    except TollwayError as err:
+        return error_response(err, request_id(request), request.url.path)
+    return None
+
+
 def _add_schemas(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
     """Request bodies are parsed by the core, not by FastAPI; publish their schemas all the same
     (api/spec.py references them). FastAPI's own 422 never answers: api/http.py makes it a 400."""
@@ -100,7 +114,7 @@ def _add_schemas(app: FastAPI, models: Iterable[type[BaseModel]]) -> None:
                         del operation["responses"]["422"]
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
-            # The key as a bearer token: /docs (console/docs.py) shows an Authorize button for it.
+            # The key as a bearer token: /docs (console/reference.py) shows an Authorize button for it.
             schema["components"]["securitySchemes"] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A Tollway API key."}
             }
@@ -160,9 +174,11 @@ def create_app(
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
         listen = settings.metrics_listen if settings.metrics else None
         stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
+        app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document
         app.state.ready = True
         try:
-            yield
+            async with mcp_sessions.run() if mcp_sessions else contextlib.nullcontext():
+                yield
         finally:
             app.state.ready = False
             if stop_metrics is not None:
@@ -187,7 +203,7 @@ def create_app(
         "Every metered answer says what it cost: `usage.cost` (USD, a JSON number: the ledger's charge) in "
         "JSON bodies and final stream chunks, and the `x-tollway-cost-usd` header on buffered answers.",
         lifespan=lifespan,
-        docs_url=None,  # console/docs.py serves /docs from packaged assets: FastAPI's loads a CDN
+        docs_url=None,  # console/reference.py serves /docs from packaged assets: FastAPI's loads a CDN
         redoc_url=None,
         # FastAPI's native OpenTelemetry would record query strings (Gemini clients send ?key=) and
         # exception messages (which can quote a prompt); ours is telemetry/tracing.py, allow-listed.
@@ -224,6 +240,10 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
     console.install(app)  # /console (the browser console) and /docs, offline
+    mcp_sessions = None
+    if settings.mcp:  # /mcp: the MCP tools, each a call into this app (mcp_server/http.py)
+        mcp_route, mcp_sessions = mcp_http.route(app, _mcp_key, MCP_BODY_BYTES)
+        app.router.routes.append(mcp_route)
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects
         app.add_middleware(tracing.ServerSpans)

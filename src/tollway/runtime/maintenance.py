@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,20 +38,31 @@ async def sweep_once(ledger: Ledger, engine: AsyncEngine) -> int:
         count, held = (
             await conn.execute(select(func.count(), func.coalesce(func.sum(reservations.c.amount_nano), 0)))
         ).one()
-        depth: dict[str, int] = dict(
-            (
-                await conn.execute(
-                    select(jobs.c.status, func.count())
-                    .where(jobs.c.status.in_(ACTIVE))
-                    .group_by(jobs.c.status)
-                )
-            ).all()
-        )
+        rows = (
+            await conn.execute(
+                select(jobs.c.status, func.count(), func.min(jobs.c.created_at))
+                .where(jobs.c.status.in_(ACTIVE))
+                .group_by(jobs.c.status)
+            )
+        ).all()
     metrics.RESERVATIONS.set(int(count))
     metrics.RESERVED.set(int(held))
+    depth = {status: (int(n), oldest) for status, n, oldest in rows}
+    now = utcnow()
     for status in ACTIVE:
-        metrics.JOBS.labels(status).set(int(depth.get(status, 0)))
+        n, oldest = depth.get(status, (0, None))
+        metrics.JOBS.labels(status).set(n)
+        metrics.JOBS_OLDEST.labels(status).set(_age(now, oldest))
     return released
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    """Seconds since `oldest` (SQLite hands back naive UTC datetimes), 0 when there is none."""
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return max(0.0, (now - oldest).total_seconds())
 
 
 async def renew_forever(ledger: Ledger, limiter: Limiter, settings: Settings) -> None:

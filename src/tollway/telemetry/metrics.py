@@ -76,6 +76,17 @@ JOBS = Gauge(
     ["status"],
     multiprocess_mode="max",
 )
+JOBS_OLDEST = Gauge(
+    "tollway_jobs_oldest_age_seconds",
+    "Age of the oldest async job not yet finished, by status (0: none; all replicas), refreshed by the sweeper.",
+    ["status"],
+    multiprocess_mode="max",
+)
+UPSTREAM_COOLDOWNS = Counter(
+    "tollway_upstream_cooldowns",
+    "Times a route's circuit breaker opened (the route is skipped for its cooldown), by provider.",
+    ["provider"],
+)
 SWEPT = Counter("tollway_reservations_swept", "Expired reservations released by the sweeper.")
 RELOADS = Counter("tollway_catalog_reloads", "Catalog reloads by outcome.", ["outcome"])
 

@@ -8,6 +8,7 @@ from tollway.api.limits import (
     DEFAULT_BODY_BYTES,
     IMAGE_BODY_BYTES,
     JSON_MAX_DEPTH,
+    MCP_BODY_BYTES,
     UPLOAD_BODY_BYTES,
     body_limit,
     check_url,
@@ -87,6 +88,8 @@ def test_broken_json_is_a_plain_400() -> None:
         ("/v1/admin/accounts", DEFAULT_BODY_BYTES),
         ("/v1/chat/completions/extra", DEFAULT_BODY_BYTES),
         ("/health", DEFAULT_BODY_BYTES),
+        ("/mcp", MCP_BODY_BYTES),
+        ("/v1/mcp", DEFAULT_BODY_BYTES),
     ],
 )
 def test_each_route_has_its_body_limit(path: str, limit: int) -> None:

@@ -45,7 +45,7 @@ async def test_sweep_refreshes_reservation_and_job_queue_gauges(
                     "status": status,
                     "quote_nano": 1,
                     "next_run_at": now + timedelta(hours=1),
-                    "created_at": now,
+                    "created_at": now - timedelta(minutes=10 if status == "queued" else 0),
                     "updated_at": now,
                 }
                 for job_id, status in zip(ids, statuses, strict=True)
@@ -55,5 +55,7 @@ async def test_sweep_refreshes_reservation_and_job_queue_gauges(
     assert _gauge("tollway_jobs", status="queued") == 2
     assert _gauge("tollway_jobs", status="processing") == 1
     assert _gauge("tollway_jobs", status="unknown") == 1  # finished jobs are not queue depth
+    assert 590 <= _gauge("tollway_jobs_oldest_age_seconds", status="queued") < 900  # a queue stuck 10 min
+    assert _gauge("tollway_jobs_oldest_age_seconds", status="processing") < 300
     assert _gauge("tollway_reservations_outstanding") >= 1
     assert _gauge("tollway_reserved_nano_usd") >= 3_000

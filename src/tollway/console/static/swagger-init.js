@@ -1,4 +1,4 @@
-// Tollway's Swagger UI initializer (console/docs.py). The bearer scheme in /openapi.json gives the
+// Tollway's Swagger UI initializer (console/reference.py). The bearer scheme in /openapi.json gives the
 // Authorize button; the key stays in this tab's memory only (persistAuthorization off).
 window.ui = SwaggerUIBundle({
   url: "/openapi.json",

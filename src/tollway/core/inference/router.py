@@ -31,7 +31,7 @@ from tollway.base.config import RouteConfig
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import Provider, UpstreamError
-from tollway.telemetry import tracing
+from tollway.telemetry import metrics, tracing
 
 log = logging.getLogger("tollway.router")
 T = TypeVar("T")
@@ -69,9 +69,11 @@ class Circuit:
     def succeeded(self) -> None:
         self.failures, self.open_until, self.probing = 0, None, False
 
-    def failed(self, now: float, policy: RetryPolicy) -> None:
+    def failed(self, now: float, policy: RetryPolicy, provider: str = "") -> None:
         self.failures += 1
         if self.probing or self.failures >= policy.failure_threshold:
+            if self.open_until is None or self.probing:  # it opens (or reopens after its probe)
+                metrics.UPSTREAM_COOLDOWNS.labels(provider or "unknown").inc()
             self.open_until = now + policy.cooldown_seconds
             self.probing = False
 
@@ -123,7 +125,7 @@ class Router:
                 try:
                     value = await _traced(attempt, provider, route.model, attempts, remaining)
                 except TimeoutError:
-                    circuit.failed(self.clock(), policy)
+                    circuit.failed(self.clock(), policy, provider.id)
                     raise _deadline(model, attempts) from None
                 except UpstreamError as exc:
                     last = exc
@@ -180,7 +182,7 @@ class Router:
         if exc.kind == "rejected" or not exc.retryable:
             circuit.released()  # says nothing about the route's health
             raise _failure(exc, attempts)
-        circuit.failed(self.clock(), policy)
+        circuit.failed(self.clock(), policy, provider.id)
         if retry == policy.retries or (exc.kind == "rate_limited" and more_routes):
             return None
         wait = policy.backoff(retry)
