@@ -5,6 +5,7 @@ nothing is lost. Each test reads its own stream and subject."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.contract.event_support import (
     unique_names,
     wait_until,
 )
-from tests.contract.servers import Tollway, postgres_database, start_tollway
+from tests.contract.servers import Tollway, postgres_database, replicas, start_tollway
 from tests.support.databases import drop_postgres_database, query
 from tests.support.processes import ServerProcess
 
@@ -214,3 +215,37 @@ def test_broker_outage_keeps_events_and_delivers_them_after(
             process.stop()
             if kind == "postgresql":
                 drop_postgres_database(database_url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_replicas_publish_each_event_once(kind: str, tmp_path: Path, own_fake: ServerProcess) -> None:
+    """Two publishers on one database claim apart (SKIP LOCKED on PostgreSQL, the write lock on SQLite):
+    every row is claimed and sent once, and the stream holds one event per usage row."""
+    nats_url = machine_nats()
+    subject, stream = unique_names(f"replicas{kind[:2]}")
+    database_url = _database(kind, tmp_path)
+    env = {
+        **FAST,
+        "TOLLWAY_DATABASE_URL": database_url,
+        "TOLLWAY_SECRET": "replicas-share-this-secret",
+        "TOLLWAY_EVENTS_NATS_URL": nats_url,
+        "TOLLWAY_EVENTS_NATS_SUBJECT": subject,
+        "TOLLWAY_EVENTS_NATS_STREAM": stream,
+    }
+    try:
+        with replicas(tmp_path, "ab", own_fake.base_url, env) as (a, b):
+            account, key = a.funded("5.00")
+            for server in (a, b, a, b, a, b, a, b):
+                _calls(server, key, 2)
+            usage = _usage(a, account)
+            assert len(usage) == 16
+            wait_until(lambda: len(stream_messages(nats_url, stream)) >= 16, 30, "every event")
+            time.sleep(1)  # and no late copy
+            events = stream_messages(nats_url, stream)
+            assert sorted(m for m, _ in events) == sorted(f"usage_{r}" for r in usage)
+            rows = query(database_url, "SELECT state, attempts FROM event_outbox")
+            assert rows and all(row == ("sent", 1) for row in rows) and len(rows) == 16
+    finally:
+        delete_stream(nats_url, stream)
+        if kind == "postgresql":
+            drop_postgres_database(database_url)
