@@ -85,7 +85,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver(free_port())
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with state.lock:
                 failing = state.fail_next > 0

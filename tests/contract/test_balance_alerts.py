@@ -53,7 +53,11 @@ def deployment(
 
 def alerts(server: Tollway, key: str, method: str = "GET", body: Any = None) -> httpx2.Response:
     return httpx2.request(
-        method, f"{server.url}/v1/billing/alerts", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+        method,
+        f"{server.url}/v1/billing/alerts",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
     )
 
 
@@ -68,7 +72,9 @@ def adjust(server: Tollway, account_id: str, kind: str, amount: str) -> None:
 
 
 def chat(server: Tollway, key: str) -> None:
-    server.client(key).chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "hi"}])
+    server.client(key).chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+    )
 
 
 def mine(hook: Receiver, account: str) -> list[Any]:
@@ -87,7 +93,10 @@ def test_off_by_default(tollway: Tollway) -> None:
     ("body", "says"),
     [
         ({"threshold_usd": "0.5", "url": "http://10.1.2.3/hook"}, "public internet address"),
-        ({"threshold_usd": "0.5", "url": "http://169.254.169.254/latest/meta-data"}, "public internet address"),
+        (
+            {"threshold_usd": "0.5", "url": "http://169.254.169.254/latest/meta-data"},
+            "public internet address",
+        ),
         ({"threshold_usd": "0.5", "url": "http://[::1]:9/hook"}, "public internet address"),
         ({"threshold_usd": "0.5", "url": "http://localhost:9/hook"}, "public internet address"),
         ({"threshold_usd": "0.5", "url": "ftp://example.com/hook"}, "http:// or https://"),

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.contract.event_support import (
@@ -111,8 +112,10 @@ def test_events_for_real_calls_match_the_ledger(deployment: Deployment) -> None:
     account, key = server.funded("5.00")
     _calls(server, key, 6)
     server.script({"type": "status", "status": 500})  # a failed call: a usage row, charged nothing
-    with pytest.raises(Exception):
-        server.client(key).chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.APIStatusError):
+        server.client(key).chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "x"}]
+        )
     usage = _usage(server, account)
     assert len(usage) == 7
 
@@ -126,23 +129,33 @@ def test_events_for_real_calls_match_the_ledger(deployment: Deployment) -> None:
     for msg_id, event in events:
         cost, prompt, completion, outcome, model = usage[event["request_id"]]
         assert msg_id == event["id"]
-        assert (event["cost_nano"], event["prompt_tokens"], event["completion_tokens"]) == (cost, prompt, completion)
+        assert (event["cost_nano"], event["prompt_tokens"], event["completion_tokens"]) == (
+            cost,
+            prompt,
+            completion,
+        )
         assert event["cost_usd"] == f"{cost // 10**9}.{cost % 10**9:09d}"
         assert (event["outcome"], event["model"], event["type"]) == (outcome, model, "usage")
         assert event["key_id"] and event["occurred_at"] and event["account_id"] == account
         assert PROMPT not in str(event)
     [(settled,)] = query(
-        server.database_url, "SELECT -SUM(amount_nano) FROM ledger WHERE account_id = ? AND kind = 'settle'", account
+        server.database_url,
+        "SELECT -SUM(amount_nano) FROM ledger WHERE account_id = ? AND kind = 'settle'",
+        account,
     )
     assert sum(e["cost_nano"] for _, e in events) == int(settled) > 0
     assert sorted(e["outcome"] for _, e in events).count("completed") == 6
     # The webhook got the same events, each signed with the operator's secret.
-    wait_until(lambda: len([r for r in deployment.hook.got if r.event["account_id"] == account]) >= 7, 30, "hooks")
+    wait_until(
+        lambda: len([r for r in deployment.hook.got if r.event["account_id"] == account]) >= 7, 30, "hooks"
+    )
     hooks = [r for r in deployment.hook.valid(WEBHOOK_SECRET) if r.event["account_id"] == account]
     assert sorted(r.event_id for r in hooks) == sorted(m for m, _ in events)
     assert not deployment.hook.valid("another-secret")
     [(pending,)] = query(
-        server.database_url, "SELECT COUNT(*) FROM event_outbox WHERE account_id = ? AND state <> 'sent'", account
+        server.database_url,
+        "SELECT COUNT(*) FROM event_outbox WHERE account_id = ? AND state <> 'sent'",
+        account,
     )
     assert pending == 0
 
@@ -201,8 +214,12 @@ def test_broker_outage_keeps_events_and_delivers_them_after(
             _calls(server, key, 4)
             pending = "SELECT COUNT(*), MIN(attempts) FROM event_outbox WHERE state = 'pending'"
             wait_until(lambda: query(database_url, pending)[0][0] == 4, 10, "the events to wait")
-            wait_until(lambda: (query(database_url, pending)[0][1] or 0) >= 2, 30, "retries with the broker down")
-            [(errors,)] = query(database_url, "SELECT MAX(last_error) FROM event_outbox WHERE state = 'pending'")
+            wait_until(
+                lambda: (query(database_url, pending)[0][1] or 0) >= 2, 30, "retries with the broker down"
+            )
+            [(errors,)] = query(
+                database_url, "SELECT MAX(last_error) FROM event_outbox WHERE state = 'pending'"
+            )
             assert "NATS publish failed" in errors
             broker.start()  # same port, same store: the stream and its first 3 events are back
             wait_until(lambda: query(database_url, pending)[0][0] == 0, 60, "delivery after the outage")
