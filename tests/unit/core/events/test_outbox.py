@@ -16,6 +16,8 @@ from tollway.core.money.ledger import Ledger
 from tollway.store import outbox
 from tollway.store.event_tables import event_outbox
 
+REQ_OFF, REQ_ON, REQ_FAILED, REQ_LEASED = (f"req_{secrets.token_hex(6)}" for _ in range(4))
+
 
 def sink() -> str:
     return "t" + secrets.token_hex(6)  # each test's own sink: the PostgreSQL database is shared
@@ -35,25 +37,25 @@ async def test_a_settlement_writes_its_event_only_when_enabled(
     engine: AsyncEngine, ledger: Ledger, accts: Accounts
 ) -> None:
     account = (await accts.create("events", credit_nano=10**9)).id
-    await ledger.reserve(account, "req_off", 1000)
-    await ledger.settle(account, "req_off", 700, usage_row(account, "req_off"))
-    assert await rows_of(engine, "usage_req_off") == []
+    await ledger.reserve(account, REQ_OFF, 1000)
+    await ledger.settle(account, REQ_OFF, 700, usage_row(account, REQ_OFF))
+    assert await rows_of(engine, "usage_" + REQ_OFF) == []
     a, b = sink(), sink()
     outbox.enable_usage(engine.url, [a, b])
     try:
-        await ledger.reserve(account, "req_on", 1000)
-        charged = await ledger.settle(account, "req_on", 700, usage_row(account, "req_on"))
-        await ledger.reserve(account, "req_failed", 1000)
-        await ledger.release("req_failed", usage_row(account, "req_failed", outcome="upstream_error"))
+        await ledger.reserve(account, REQ_ON, 1000)
+        charged = await ledger.settle(account, REQ_ON, 700, usage_row(account, REQ_ON))
+        await ledger.reserve(account, REQ_FAILED, 1000)
+        await ledger.release(REQ_FAILED, usage_row(account, REQ_FAILED, outcome="upstream_error"))
     finally:
         outbox.disable_usage(engine.url)
-    found = await rows_of(engine, "usage_req_on")
+    found = await rows_of(engine, "usage_" + REQ_ON)
     assert sorted(s for s, _, _ in found) == sorted([a, b]) and {st for _, st, _ in found} == {"pending"}
     event = json.loads(found[0][2])
-    assert (event["cost_nano"], event["cost_usd"], event["request_id"]) == (charged, "0.000000700", "req_on")
+    assert (event["cost_nano"], event["cost_usd"], event["request_id"]) == (charged, "0.000000700", REQ_ON)
     assert (event["prompt_tokens"], event["completion_tokens"], event["account_id"]) == (1234, 567, account)
     assert "key_label" not in event and "provider" not in event
-    [failed, _] = await rows_of(engine, "usage_req_failed")
+    [failed, _] = await rows_of(engine, "usage_" + REQ_FAILED)
     assert json.loads(failed[2])["cost_nano"] == 0 and json.loads(failed[2])["outcome"] == "upstream_error"
 
 
@@ -81,3 +83,21 @@ async def test_claims_are_leases_and_retries_wait(engine: AsyncEngine) -> None:
     await outbox.retry(engine, [again], "gone", [0.0], give_up=True)
     assert [r[1] for r in await rows_of(engine, ids[0])] == ["sent"]
     assert [r[1] for r in await rows_of(engine, ids[2])] == ["failed"]
+
+
+async def test_a_budget_lease_settlement_writes_its_event_too(engine: AsyncEngine, accts: Accounts) -> None:
+    """Budget leases (core/money/leases.py) settle through the same charge: the event comes with it."""
+    leased = Ledger(engine, budget_leases=True)
+    name = sink()
+    try:
+        account = (await accts.create("leased-events", credit_nano=10**9)).id
+        outbox.enable_usage(engine.url, [name])
+        try:
+            await leased.reserve(account, REQ_LEASED, 1000)
+            charged = await leased.settle(account, REQ_LEASED, 600, usage_row(account, REQ_LEASED))
+        finally:
+            outbox.disable_usage(engine.url)
+    finally:
+        await leased.aclose()
+    [(got_sink, state, payload)] = await rows_of(engine, "usage_" + REQ_LEASED)
+    assert (got_sink, state, json.loads(payload)["cost_nano"]) == (name, "pending", charged)
