@@ -119,10 +119,15 @@ class Poster:
             SIGNATURE_HEADER: sign(secret, body),
         }
         try:
-            response = await self._client.post(
-                pinned, content=body, headers=headers, extensions={"sni_hostname": server_name}
+            request = self._client.build_request(
+                "POST", pinned, content=body, headers=headers, extensions={"sni_hostname": server_name}
             )
-        except (httpx2.HTTPError, ValueError) as exc:
+            # The whole exchange is bounded, and the answer's body is never read: a receiver (an
+            # account's URL) can neither hold the publisher nor make it buffer a large body.
+            async with asyncio.timeout(self.timeout_seconds):
+                response = await self._client.send(request, stream=True)
+                await response.aclose()
+        except (httpx2.HTTPError, ValueError, TimeoutError) as exc:
             raise DeliveryError(f"webhook unreachable ({type(exc).__name__})") from None
         if not 200 <= response.status_code < 300:
             raise DeliveryError(f"webhook answered HTTP {response.status_code}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -93,3 +94,20 @@ def test_a_webhook_needs_its_secret() -> None:
     assert Settings().events_sinks == ()
     secret = Settings(events_webhook_url="https://e.com/h", events_webhook_secret="s3cr3t-value")
     assert "s3cr3t-value" not in repr(secret)
+
+
+async def test_a_receiver_that_never_answers_cannot_hold_the_publisher() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = Poster(allow_hosts="127.0.0.1", timeout_seconds=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="unreachable"):
+            await poster.post(f"http://127.0.0.1:{port}/h", BODY, "e1", SECRET)
+        assert time.monotonic() - started < 3
+    finally:
+        await poster.aclose()
+        server.close()
