@@ -23,6 +23,7 @@ from tollway.core.events.alerts import Alerts
 from tollway.core.events.webhooks import DeliveryError, Poster, Undeliverable
 from tollway.store import outbox
 from tollway.store.outbox import Claimed
+from tollway.telemetry import metrics
 
 log = logging.getLogger("tollway.events")
 
@@ -50,6 +51,11 @@ class WebhookSink:
 
     async def aclose(self) -> None:
         return None
+
+
+def _count(rows: list[Claimed], outcome: str) -> None:
+    for row in rows:
+        metrics.EVENTS.labels(row.sink, outcome).inc()
 
 
 class Publisher:
@@ -120,6 +126,8 @@ class Publisher:
         await outbox.retry(self.engine, gone, "undeliverable", [0.0] * len(gone), give_up=True)
         for sink, (error, retried) in failed.items():
             await self._retry(self.sinks[sink], retried, error)
+        _count(done, "sent")
+        _count(gone, "failed")
         await self._prune()
         return len(rows)
 
@@ -130,6 +138,8 @@ class Publisher:
         delays = [outbox.backoff(r.attempts, self.retry_base_seconds, self.retry_max_seconds) for r in again]
         await outbox.retry(self.engine, again, error, delays)
         await outbox.retry(self.engine, last, error, [0.0] * len(last), give_up=True)
+        _count(again, "retried")
+        _count(last, "failed")
 
     async def _prune(self) -> None:
         now = utcnow()

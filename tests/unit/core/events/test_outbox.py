@@ -101,3 +101,56 @@ async def test_a_budget_lease_settlement_writes_its_event_too(engine: AsyncEngin
         await leased.aclose()
     [(got_sink, state, payload)] = await rows_of(engine, "usage_" + REQ_LEASED)
     assert (got_sink, state, json.loads(payload)["cost_nano"]) == (name, "pending", charged)
+
+
+async def test_the_publisher_sends_backs_off_and_counts(engine: AsyncEngine) -> None:
+    """A sink that fails puts its rows back with a backoff (the rest of its batch too); another sink's
+    rows go on; a sink with max_attempts gives a row up after that many."""
+    from tollway.core.events.publisher import Publisher
+    from tollway.core.events.webhooks import DeliveryError, Poster
+    from tollway.telemetry import metrics
+
+    ok_name, down_name = sink(), sink()
+    delivered: list[str] = []
+
+    class Sink:
+        def __init__(self, name: str, up: bool, max_attempts: int | None) -> None:
+            self.name, self.up, self.max_attempts = name, up, max_attempts
+
+        async def deliver(self, row: outbox.Claimed) -> None:
+            if not self.up:
+                raise DeliveryError("broker down")
+            delivered.append(row.id)
+
+        async def aclose(self) -> None:
+            return None
+
+    async with engine.begin() as conn:
+        for i in range(3):
+            for name in (ok_name, down_name):
+                await conn.run_sync(
+                    lambda c, n=name, i=i: outbox.add(c, f"{n}_{i}", n, "usage", "acct", "{}")
+                )
+    poster = Poster()
+    down = Sink(down_name, False, 2)
+    publisher = Publisher(
+        engine, {ok_name: Sink(ok_name, True, None), down_name: down}, poster=poster, retry_base_seconds=60
+    )
+    try:
+        before = metrics.EVENTS.labels(down_name, "retried")._value.get()
+        assert await publisher.tick() == 6
+        assert sorted(delivered) == [f"{ok_name}_{i}" for i in range(3)]
+        assert metrics.EVENTS.labels(down_name, "retried")._value.get() == before + 3
+        assert await publisher.tick() == 0  # the down sink's rows wait their backoff
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(event_outbox).where(event_outbox.c.sink == down_name).values(next_attempt_at=utcnow())
+            )
+        assert await publisher.tick() == 3  # the second failure: max_attempts 2, given up
+        async with engine.connect() as conn:
+            states = (
+                await conn.execute(select(event_outbox.c.state).where(event_outbox.c.sink == down_name))
+            ).all()
+        assert [s for (s,) in states] == ["failed"] * 3
+    finally:
+        await poster.aclose()
