@@ -116,13 +116,17 @@ async def claim(engine: AsyncEngine, sinks: Sequence[str], limit: int, lease_sec
 
 
 async def sent(engine: AsyncEngine, rows: Sequence[Claimed]) -> None:
+    """Mark delivered rows sent, unless their claim was lost meanwhile (another publisher has them)."""
     if not rows:
         return
+    by_claim: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_claim.setdefault(row.claim, []).append((row.id, row.sink))
     async with engine.begin() as conn:
-        for row in rows:
+        for token, keys in by_claim.items():
             await conn.execute(
                 update(o)
-                .where(o.c.id == row.id, o.c.sink == row.sink, o.c.claim == row.claim)
+                .where(tuple_(o.c.id, o.c.sink).in_(keys), o.c.claim == token)
                 .values(
                     state="sent", sent_at=utcnow(), claim=None, attempts=o.c.attempts + 1, last_error=None
                 )

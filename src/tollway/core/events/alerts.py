@@ -163,6 +163,7 @@ class AlertSink:
     """Delivers alert rows to the account's URL as it is now, signed with the account's secret."""
 
     name = "alert"
+    concurrency = 4
 
     def __init__(self, alerts: Alerts) -> None:
         self.alerts = alerts

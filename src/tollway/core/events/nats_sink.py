@@ -32,6 +32,7 @@ async def _quiet(exc: Exception) -> None:
 class NatsSink:
     name = "nats"
     max_attempts: int | None = None  # usage events are never given up
+    concurrency = 64  # publishes awaiting their acks at once
 
     def __init__(
         self, url: str, subject: str, stream: str, *, create_stream: bool = True, timeout_seconds: float = 5.0
@@ -41,8 +42,13 @@ class NatsSink:
         self.timeout_seconds = timeout_seconds
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._connecting = asyncio.Lock()  # concurrent deliveries share one connection
 
     async def _jetstream(self) -> JetStreamContext:
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> JetStreamContext:
         if self._nc is not None and self._nc.is_closed:
             self._nc = self._js = None
         if self._js is None:

@@ -30,7 +30,8 @@ log = logging.getLogger("tollway.events")
 
 class Sink(Protocol):
     name: str
-    max_attempts: int | None
+    max_attempts: int | None  # None: retried for ever (usage events)
+    concurrency: int  # deliveries in flight at once
 
     async def deliver(self, row: Claimed) -> None: ...
 
@@ -42,6 +43,7 @@ class WebhookSink:
 
     name = "webhook"
     max_attempts: int | None = None
+    concurrency = 4
 
     def __init__(self, poster: Poster, url: str, secret: bytes) -> None:
         self.poster, self.url, self._secret = poster, url, secret
@@ -104,34 +106,48 @@ class Publisher:
         if not self.sinks:
             return 0
         rows = await outbox.claim(self.engine, list(self.sinks), self.batch_size, self.lease_seconds)
-        done: list[Claimed] = []
-        failed: dict[str, tuple[str, list[Claimed]]] = {}
-        gone: list[Claimed] = []
+        by_sink: dict[str, list[Claimed]] = {}
         for row in rows:
-            if row.sink in failed:
-                failed[row.sink][1].append(row)
-                continue
-            try:
-                await self.sinks[row.sink].deliver(row)
-            except Undeliverable as exc:
-                log.warning("event %s given up: %s", row.id, exc)
-                gone.append(row)
-                continue
-            except DeliveryError as exc:
-                log.warning("event delivery to %s failed, will retry: %s", row.sink, exc)
-                failed[row.sink] = (str(exc), [row])
-                continue
-            done.append(row)
-        await outbox.sent(self.engine, done)
-        await outbox.retry(self.engine, gone, "undeliverable", [0.0] * len(gone), give_up=True)
-        for sink, (error, retried) in failed.items():
-            await self._retry(self.sinks[sink], retried, error)
-        _count(done, "sent")
-        _count(gone, "failed")
+            by_sink.setdefault(row.sink, []).append(row)
+        await asyncio.gather(*(self._deliver(self.sinks[name], mine) for name, mine in by_sink.items()))
         await self._prune()
         return len(rows)
 
+    async def _deliver(self, sink: Sink, rows: list[Claimed]) -> None:
+        """A sink's rows in order, `concurrency` at a time; after a failed chunk, the rest wait."""
+        done: list[Claimed] = []
+        gone: list[Claimed] = []
+        failed: list[Claimed] = []
+        error = ""
+        step = max(1, sink.concurrency)
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            if failed:
+                failed.extend(chunk)
+                continue
+            outcomes = await asyncio.gather(*(sink.deliver(row) for row in chunk), return_exceptions=True)
+            for row, outcome in zip(chunk, outcomes, strict=True):
+                if outcome is None:
+                    done.append(row)
+                elif isinstance(outcome, Undeliverable):
+                    log.warning("event %s given up: %s", row.id, outcome)
+                    gone.append(row)
+                elif isinstance(outcome, DeliveryError):
+                    error = str(outcome)
+                    failed.append(row)
+                else:
+                    raise outcome
+        if failed:
+            log.warning("event delivery to %s failed, will retry: %s", sink.name, error)
+        await outbox.sent(self.engine, done)
+        await outbox.retry(self.engine, gone, "undeliverable", [0.0] * len(gone), give_up=True)
+        await self._retry(sink, failed, error)
+        _count(done, "sent")
+        _count(gone, "failed")
+
     async def _retry(self, sink: Sink, rows: list[Claimed], error: str) -> None:
+        if not rows:
+            return
         most = sink.max_attempts
         last = [r for r in rows if most is not None and r.attempts + 1 >= most]
         again = [r for r in rows if r not in last]

@@ -116,6 +116,7 @@ async def test_the_publisher_sends_backs_off_and_counts(engine: AsyncEngine) -> 
     class Sink:
         def __init__(self, name: str, up: bool, max_attempts: int | None) -> None:
             self.name, self.up, self.max_attempts = name, up, max_attempts
+            self.concurrency = 2
 
         async def deliver(self, row: outbox.Claimed) -> None:
             if not self.up:
