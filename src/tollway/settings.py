@@ -154,6 +154,31 @@ class Settings(BaseSettings):
     files_ttl_seconds: int = 2 * 24 * 3600
     files_delete_after_download: bool = True
     batch_concurrency: int = 4
+    # Usage events (core/events/, issue 26): one per usage row, through an outbox written with the
+    # settlement, to NATS JetStream (Nats-Msg-Id = the event id) and/or a signed webhook. Off unless a
+    # URL is set. The stream is created (subjects: the subject) when missing, unless create is off.
+    events_nats_url: str | None = None
+    events_nats_subject: str = "tollway.usage"
+    events_nats_stream: str = "TOLLWAY_USAGE"
+    events_nats_create_stream: bool = True
+    events_webhook_url: str | None = None
+    events_webhook_secret: SecretStr | None = None  # signs every delivery (Tollway-Signature)
+    # Delivery (events and alerts): a publisher per replica polls the outbox, claims rows for a lease,
+    # retries a failed delivery after a doubling, jittered backoff; sent rows go after the retention.
+    events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    events_batch_size: int = Field(default=200, ge=1, le=5000)
+    events_lease_seconds: float = Field(default=30.0, gt=0)
+    events_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    events_retry_base_seconds: float = Field(default=1.0, gt=0)
+    events_retry_max_seconds: float = Field(default=300.0, gt=0)
+    events_retention_hours: int = Field(default=72, ge=1)
+    # Low-balance alerts (core/events/alerts.py, issue 25): PUT /v1/billing/alerts; off until turned on.
+    # An alert's webhook gives up after alert_max_attempts failed deliveries.
+    balance_alerts: bool = False
+    alert_max_attempts: int = Field(default=12, ge=1, le=100)
+    # Webhook URLs must resolve to public addresses (SSRF rules, base/fetch.py). These hosts (names or
+    # addresses, comma-separated; e.g. an internal receiver the operator runs) are exempt.
+    webhook_allow_hosts: str = ""
 
     @property
     def catalog_path(self) -> Path:
@@ -225,6 +250,23 @@ class Settings(BaseSettings):
             )
         if self.stripe_min_usd > self.stripe_max_usd:
             raise ConfigurationError("TOLLWAY_STRIPE_MIN_USD is above TOLLWAY_STRIPE_MAX_USD.")
+
+    @property
+    def events_sinks(self) -> tuple[str, ...]:
+        """Where usage events go: "nats", "webhook", both or none (off)."""
+        return tuple(
+            sink
+            for sink, url in (("nats", self.events_nats_url), ("webhook", self.events_webhook_url))
+            if url
+        )
+
+    def check_events(self) -> None:
+        """A webhook without its signing secret is a mistake to name at start-up."""
+        if self.events_webhook_url and not self.events_webhook_secret:
+            raise ConfigurationError(
+                "TOLLWAY_EVENTS_WEBHOOK_URL is set without TOLLWAY_EVENTS_WEBHOOK_SECRET: set a long random "
+                "secret (the receiver checks each delivery's Tollway-Signature with it), or unset the URL."
+            )
 
     def check_workers(self) -> None:
         """Workers must share every limit: each process's own memory would grant each the whole limit."""

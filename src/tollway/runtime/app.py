@@ -172,6 +172,8 @@ def create_app(
         tasks.append(asyncio.create_task(batches.sweep_forever(settings.maintenance_interval_seconds)))
         if settings.jobs_runner:
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
+        if services.publisher is not None:  # usage events and low-balance alerts (core/events/)
+            tasks.append(asyncio.create_task(services.publisher.run_forever()))
         listen = settings.metrics_listen if settings.metrics else None
         stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
         app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document

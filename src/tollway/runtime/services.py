@@ -16,6 +16,10 @@ from tollway.core.access.keys import Keys
 from tollway.core.access.secret_check import check_secret
 from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
+from tollway.core.events.alerts import Alerts, AlertSink
+from tollway.core.events.nats_sink import NatsSink
+from tollway.core.events.publisher import Publisher, Sink, WebhookSink
+from tollway.core.events.webhooks import Poster
 from tollway.core.funding.codes import Codes
 from tollway.core.funding.stripe_topups import StripeTopups
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
@@ -35,6 +39,7 @@ from tollway.providers import registry
 from tollway.providers.base import Provider
 from tollway.runtime import maintenance
 from tollway.settings import Settings
+from tollway.store import outbox
 from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade_async
 
@@ -59,6 +64,8 @@ class Services:
     )
     codes: Codes | None = None  # redemption codes, when TOLLWAY_REDEMPTION_CODES is on
     stripe: StripeTopups | None = None  # card top-ups, when TOLLWAY_STRIPE_* are set
+    alerts: Alerts | None = None  # low-balance alerts, when TOLLWAY_BALANCE_ALERTS is on
+    publisher: Publisher | None = None  # the outbox's publisher, when events or alerts are on
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -84,6 +91,10 @@ class Services:
             await self.codes.aclose()
         if self.stripe is not None:
             await self.stripe.aclose()
+        if self.publisher is not None:
+            outbox.disable_usage(self.settings.async_database_url)
+            await self.publisher.aclose()
+            await self.publisher.poster.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -180,6 +191,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         rate_gate=RateGate(limiter, catalog.config.plans),
     )
     pipeline.search = SearxngSearch(settings.search_url) if settings.search_url else None
+    alerts, publisher = events_from(settings, engine)
     return Services(
         settings,
         engine,
@@ -201,7 +213,48 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         ),
         codes=Codes(engine, pepper=settings.pepper()) if settings.redemption_codes else None,
         stripe=stripe_from(settings, engine),
+        alerts=alerts,
+        publisher=publisher,
     )
+
+
+def events_from(settings: Settings, engine: AsyncEngine) -> tuple[Alerts | None, Publisher | None]:
+    """Usage events (TOLLWAY_EVENTS_*) and low-balance alerts (TOLLWAY_BALANCE_ALERTS), when configured:
+    the outbox is written for this database from now on, and the publisher delivers it."""
+    settings.check_events()
+    if not settings.events_sinks and not settings.balance_alerts:
+        return None, None
+    poster = Poster(settings.webhook_allow_hosts, settings.events_timeout_seconds)
+    sinks: dict[str, Sink] = {}
+    if settings.events_nats_url:
+        sinks["nats"] = NatsSink(
+            settings.events_nats_url,
+            settings.events_nats_subject,
+            settings.events_nats_stream,
+            create_stream=settings.events_nats_create_stream,
+            timeout_seconds=settings.events_timeout_seconds,
+        )
+    if settings.events_webhook_url and settings.events_webhook_secret:
+        secret = settings.events_webhook_secret.get_secret_value().encode()
+        sinks["webhook"] = WebhookSink(poster, settings.events_webhook_url, secret)
+    alerts = None
+    if settings.balance_alerts:
+        alerts = Alerts(engine, settings.pepper(), poster, settings.alert_max_attempts)
+        sinks["alert"] = AlertSink(alerts)
+    outbox.enable_usage(settings.async_database_url, settings.events_sinks)
+    publisher = Publisher(
+        engine,
+        sinks,
+        poster=poster,
+        alerts=alerts,
+        poll_seconds=settings.events_poll_seconds,
+        batch_size=settings.events_batch_size,
+        lease_seconds=settings.events_lease_seconds,
+        retry_base_seconds=settings.events_retry_base_seconds,
+        retry_max_seconds=settings.events_retry_max_seconds,
+        retention_hours=settings.events_retention_hours,
+    )
+    return alerts, publisher
 
 
 def stripe_from(settings: Settings, engine: AsyncEngine) -> StripeTopups | None:

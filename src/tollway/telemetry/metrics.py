@@ -89,6 +89,11 @@ UPSTREAM_COOLDOWNS = Counter(
 )
 SWEPT = Counter("tollway_reservations_swept", "Expired reservations released by the sweeper.")
 RELOADS = Counter("tollway_catalog_reloads", "Catalog reloads by outcome.", ["outcome"])
+EVENTS = Counter(
+    "tollway_events",
+    "Outbox events (usage events, low-balance alerts) by sink and outcome: sent, retried, failed (given up).",
+    ["sink", "outcome"],
+)
 
 
 def record_upstream(provider: str, seconds: float, error_status: int | None = None) -> None:

@@ -1,7 +1,8 @@
-"""Funding routes (issue 25): redemption codes and card top-ups (Stripe), each off until configured."""
+"""Funding routes (issue 25): redemption codes, card top-ups (Stripe) and low-balance alerts, each off
+until configured."""
 
 from fastapi import APIRouter
 
-from tollway.api.funding import codes, stripe
+from tollway.api.funding import alerts, codes, stripe
 
-ROUTERS: tuple[APIRouter, ...] = (codes.admin_router, codes.router, stripe.router)
+ROUTERS: tuple[APIRouter, ...] = (codes.admin_router, codes.router, stripe.router, alerts.router)

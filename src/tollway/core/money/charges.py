@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select, update
 
 from tollway.base.clock import utcnow
 from tollway.core.money import statements as sql
+from tollway.core.money import usage_events
 from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
@@ -115,6 +116,7 @@ def record_usage(conn: Connection, usage_row: dict[str, Any] | None, cost_nano: 
     if usage_row is not None:
         sql.INSERT_USAGE.first(conn, {**usage_row, "cost_nano": cost_nano})
         rollup.add(conn, usage_row, cost_nano)
+        usage_events.capture(conn, usage_row, cost_nano)  # issue 26: its event, when events are on
 
 
 def fund(conn: Connection, account_id: str, amount_nano: int, kind: str, reference: str) -> bool:

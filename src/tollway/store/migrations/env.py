@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from tollway.store import funding_tables  # noqa: F401  (its tables join `metadata`)
+from tollway.store import event_tables, funding_tables  # noqa: F401  (their tables join `metadata`)
 from tollway.store.db import create_engine
 from tollway.store.tables import metadata
 
