@@ -17,6 +17,8 @@ from tollway.core.access.secret_check import check_secret
 from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
 from tollway.core.funding.codes import Codes
+from tollway.core.funding.x402 import X402
+from tollway.core.funding.x402 import build as build_x402
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
@@ -56,6 +58,7 @@ class Services:
         None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
     )
     codes: Codes | None = None  # redemption codes, when TOLLWAY_REDEMPTION_CODES is on
+    x402: X402 | None = None  # x402 top-ups, when the operator configured them (settings.x402_enabled)
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -79,6 +82,8 @@ class Services:
             await self.pipeline.search.aclose()
         if self.codes is not None:
             await self.codes.aclose()
+        if self.x402 is not None:
+            await self.x402.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -195,6 +200,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
             else None
         ),
         codes=Codes(engine, pepper=settings.pepper()) if settings.redemption_codes else None,
+        x402=build_x402(settings, engine, ledger),
     )
 
 
