@@ -36,6 +36,7 @@ from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
 TEN_USDC = 10_000_000
+RECEIPT_TIMEOUT = 2  # eth-tester mines at once; a claim is stale 2 × this + 5 s after it was made
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def server(
         "TOLLWAY_USDC_CONTRACT": chain.token.address,
         "TOLLWAY_CHAIN_ID": str(chain.chain_id),
         "TOLLWAY_X402_SETTLEMENT_KEY": relayer.key.hex(),
-        "TOLLWAY_X402_RECEIPT_TIMEOUT_SECONDS": "20",
+        "TOLLWAY_X402_RECEIPT_TIMEOUT_SECONDS": str(RECEIPT_TIMEOUT),
     }
     process = start_tollway(tmp, fake_upstream.base_url, database_url, env)
     try:
@@ -341,3 +342,30 @@ def test_balance_and_transactions_need_the_wallets_own_sign_in(
     assert _read(tollway, "transactions", wallet.address, siwx, limit=0).status_code == 400
     stranger = _read(tollway, "balance", other.address, siwx_header(other, host, chain.chain_id)).json()["data"]
     assert stranger["balanceUsd"] == 0 and stranger["canConsume"] is False
+
+
+def test_a_settlement_not_mined_in_time_is_finished_by_a_resubmission(
+    server: tuple[Tollway, str, str], chain: LocalChain
+) -> None:
+    """The transaction is sent but not mined within the receipt timeout (as after a crash mid-settlement):
+    the payment stays pending with its hash; a resubmission once the claim is stale credits it, once."""
+    tollway, merchant, _ = server
+    wallet = payer(chain)
+    count, total = x402_credits(tollway)
+    payment = sign_payment(chain, wallet, merchant, TEN_USDC)
+    chain.automine(False)
+    try:
+        refused(top_up(tollway, payment.header), "settlement_pending", status=502)
+        refused(top_up(tollway, payment.header), "payment_in_progress", status=409)
+    finally:
+        chain.automine(True)  # mines the pending settlement
+    [(status, tx_hash)] = query(
+        tollway.database_url, "select status, tx_hash from x402_payments where nonce = ?", payment.nonce
+    )
+    assert status == "pending" and chain.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
+    assert x402_credits(tollway) == (count, total)
+    time.sleep(2 * RECEIPT_TIMEOUT + 5.5)
+    answer = top_up(tollway, payment.header)
+    assert answer.status_code == 200 and answer.json()["data"]["amountCredited"] == 10, answer.text
+    assert x402_credits(tollway) == (count + 1, total + 10_000_000_000)
+    refused(top_up(tollway, payment.header), "nonce_already_used")

@@ -124,6 +124,12 @@ class LocalChain:
                 self.token.functions.authorizationState(Web3.to_checksum_address(address), bytes.fromhex(nonce[2:])).call()
             )
 
+    def automine(self, on: bool) -> None:
+        """Off: sent transactions wait in the pool (a slow chain); on: they are mined at once."""
+        with self.lock:
+            tester = self.w3.provider.ethereum_tester
+            tester.enable_auto_mine_transactions() if on else tester.disable_auto_mine_transactions()
+
     def advance(self, seconds: int) -> None:
         """Move the chain's clock on (eth-tester's next block is stamped this much later)."""
         with self.lock:

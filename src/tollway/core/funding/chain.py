@@ -99,12 +99,14 @@ class Chain:
         """The settlement, signed with the relayer's next nonce (hold `sending` from here to `send`)."""
         nonce = int(await self.rpc("eth_getTransactionCount", [self.relayer, "pending"]), 16)
         gas_price = int(await self.rpc("eth_gasPrice", []), 16)
-        tx = {
+        tx = {  # EIP-1559 (type 2), as Base expects; the tip at most the going price
+            "type": 2,
             "to": to_checksum_address(self._asset),
             "data": call_data(auth),
             "value": 0,
             "gas": gas + gas // 5,
-            "gasPrice": gas_price,
+            "maxFeePerGas": 2 * gas_price,
+            "maxPriorityFeePerGas": min(gas_price, 10**9),
             "nonce": nonce,
             "chainId": self._chain_id,
         }

@@ -43,7 +43,7 @@ from tollway.settings import Settings
 from tollway.store.tables import accounts, ledger, wallet_bindings, x402_payments
 
 UNITS_TO_NANO = 1000  # USDC has 6 decimals, nano-USD 9
-STALE_MARGIN_SECONDS = 30
+STALE_MARGIN_SECONDS = 5  # a claim is stale (its process stopped) 2 × receipt timeout + this after it was made
 KINDS = {"credit": "TOP_UP", "settle": "CHARGE", "refund": "REFUND", "adjust": "ADJUSTMENT"}
 
 
@@ -187,7 +187,7 @@ class X402:
             raise _in_progress()  # it was deleted (failed) between our INSERT and this read: retry
         if row.status == "settled":
             raise invalid("This payment's nonce has already been used.", "nonce_already_used")
-        stale = as_utc(row.claimed_at) + timedelta(seconds=self._receipt_timeout + STALE_MARGIN_SECONDS)
+        stale = as_utc(row.claimed_at) + timedelta(seconds=2 * self._receipt_timeout + STALE_MARGIN_SECONDS)
         now = utcnow()
         if stale > now:
             raise _in_progress()
