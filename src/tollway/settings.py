@@ -195,7 +195,9 @@ class Settings(BaseSettings):
     @property
     def x402_enabled(self) -> bool:
         """x402 top-ups need the recipient, the chain, the token and the relayer's key, all four."""
-        return bool(self.x402_pay_to and self.chain_rpc_url and self.usdc_contract and self.x402_settlement_key)
+        return bool(
+            self.x402_pay_to and self.chain_rpc_url and self.usdc_contract and self.x402_settlement_key
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -104,7 +104,11 @@ def refused(response: httpx2.Response, reason: str, status: int = 400) -> None:
 
 
 def test_off_by_default(tollway: Tollway) -> None:
-    for method, path in (("POST", "top-up"), ("GET", "balance/0x" + "ab" * 20), ("GET", "transactions/0x" + "ab" * 20)):
+    for method, path in (
+        ("POST", "top-up"),
+        ("GET", "balance/0x" + "ab" * 20),
+        ("GET", "transactions/0x" + "ab" * 20),
+    ):
         answer = httpx2.request(method, f"{tollway.url}/api/v1/x402/{path}")
         assert answer.status_code == 404 and "x402 is not enabled" in answer.json()["error"], answer.text
 
@@ -137,7 +141,8 @@ def test_the_402_names_the_requirements_and_the_x402_client_pays_them(
             spend_controls=False,
             schemes=[
                 SchemeRegistration(
-                    network=f"eip155:{chain.chain_id}", client=ExactEvmClientScheme(signer=EthAccountSigner(wallet))
+                    network=f"eip155:{chain.chain_id}",
+                    client=ExactEvmClientScheme(signer=EthAccountSigner(wallet)),
                 )
             ],
         )
@@ -225,12 +230,18 @@ def _bad_payments(chain: LocalChain, wallet: LocalAccount, merchant: str) -> dic
         ).encode()
     ).decode()
     return {
-        "bad signature": (sign_payment(chain, wallet, merchant, TEN_USDC, signer=stranger).header, "invalid_signature"),
+        "bad signature": (
+            sign_payment(chain, wallet, merchant, TEN_USDC, signer=stranger).header,
+            "invalid_signature",
+        ),
         "wrong recipient": (
             sign_payment(chain, wallet, stranger.address, TEN_USDC, accepted_pay_to=merchant).header,
             "recipient_mismatch",
         ),
-        "recipient not ours": (sign_payment(chain, wallet, stranger.address, TEN_USDC).header, "recipient_mismatch"),
+        "recipient not ours": (
+            sign_payment(chain, wallet, stranger.address, TEN_USDC).header,
+            "recipient_mismatch",
+        ),
         "amount mismatch": (
             sign_payment(chain, wallet, merchant, TEN_USDC, accepted_amount=2 * TEN_USDC).header,
             "amount_mismatch",
@@ -265,7 +276,9 @@ def test_every_bad_payment_is_a_clear_400_and_nothing_is_credited_or_moved(
         refused(answer, reason)
     assert x402_credits(tollway) == count
     assert (chain.balance(wallet.address), chain.balance(merchant)) == (funds, earned)
-    assert query(tollway.database_url, "select count(*) from wallet_bindings where address = ?", wallet.address.lower()) == [(0,)]
+    assert query(
+        tollway.database_url, "select count(*) from wallet_bindings where address = ?", wallet.address.lower()
+    ) == [(0,)]
 
 
 def test_a_payment_the_token_refuses_is_not_credited_and_can_be_retried(
@@ -295,7 +308,9 @@ def test_a_bound_wallet_tops_up_its_account(server: tuple[Tollway, str, str], ch
 
 def _read(tollway: Tollway, what: str, wallet: str, siwx: str | None, **params: Any) -> httpx2.Response:
     headers = {"SIGN-IN-WITH-X": siwx} if siwx else {}
-    return httpx2.get(f"{tollway.url}/api/v1/x402/{what}/{wallet}", headers=headers, params=params, timeout=30)
+    return httpx2.get(
+        f"{tollway.url}/api/v1/x402/{what}/{wallet}", headers=headers, params=params, timeout=30
+    )
 
 
 def test_balance_and_transactions_need_the_wallets_own_sign_in(
@@ -333,14 +348,24 @@ def test_balance_and_transactions_need_the_wallets_own_sign_in(
     other = Account.create()
     assert _read(tollway, "balance", wallet.address, None).status_code == 401
     assert _read(tollway, "balance", wallet.address, "bm90IGpzb24=").status_code == 401
-    assert _read(tollway, "balance", wallet.address, siwx_header(wallet, "evil.example", chain.chain_id)).status_code == 401
+    assert (
+        _read(
+            tollway, "balance", wallet.address, siwx_header(wallet, "evil.example", chain.chain_id)
+        ).status_code
+        == 401
+    )
     expired = siwx_header(wallet, host, chain.chain_id, ttl=timedelta(seconds=-1))
     assert _read(tollway, "balance", wallet.address, expired).status_code == 401
-    assert _read(tollway, "transactions", wallet.address, siwx_header(other, host, chain.chain_id)).status_code == 403
+    assert (
+        _read(tollway, "transactions", wallet.address, siwx_header(other, host, chain.chain_id)).status_code
+        == 403
+    )
     bad = _read(tollway, "balance", "0x1234", siwx)
     assert bad.status_code == 400 and "walletAddress" in bad.json()["details"], bad.text
     assert _read(tollway, "transactions", wallet.address, siwx, limit=0).status_code == 400
-    stranger = _read(tollway, "balance", other.address, siwx_header(other, host, chain.chain_id)).json()["data"]
+    stranger = _read(tollway, "balance", other.address, siwx_header(other, host, chain.chain_id)).json()[
+        "data"
+    ]
     assert stranger["balanceUsd"] == 0 and stranger["canConsume"] is False
 
 

@@ -20,11 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import vyper
+import vyper  # type: ignore[import-untyped]
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
+from web3.types import Wei
 from x402.http.utils import encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
@@ -59,7 +60,7 @@ def _wire(value: Any) -> Any:
 class _Handler(BaseHTTPRequestHandler):
     chain: LocalChain
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
         with self.chain.lock:
             self.chain.requests.append(request["method"])
@@ -82,7 +83,8 @@ class LocalChain:
     """eth-tester behind a JSON-RPC HTTP server; `url` is what TOLLWAY_CHAIN_RPC_URL gets."""
 
     def __init__(self) -> None:
-        self.w3 = Web3(EthereumTesterProvider())
+        self._provider = EthereumTesterProvider()
+        self.w3 = Web3(self._provider)
         self.lock = threading.Lock()
         self.requests: list[str] = []
         handler = type("Handler", (_Handler,), {"chain": self})
@@ -93,8 +95,12 @@ class LocalChain:
         out = vyper.compile_code(TOKEN_SOURCE.read_text(), output_formats=["abi", "bytecode"])
         deployer = self.w3.eth.accounts[0]
         with self.lock:
-            tx = self.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"]).constructor().transact({"from": deployer})
-            address = self.w3.eth.wait_for_transaction_receipt(tx).contractAddress
+            tx = (
+                self.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+                .constructor()
+                .transact({"from": deployer})
+            )
+            address = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
         self.token = self.w3.eth.contract(address=address, abi=out["abi"])
         self.chain_id = int(self.w3.eth.chain_id)
 
@@ -104,7 +110,9 @@ class LocalChain:
 
     def fund_eth(self, address: str, wei: int = 10**18) -> None:
         with self.lock:
-            tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": wei})
+            tx = self.w3.eth.send_transaction(
+                {"from": self.w3.eth.accounts[0], "to": address, "value": Wei(wei)}
+            )
             self.w3.eth.wait_for_transaction_receipt(tx)
 
     def mint(self, address: str, units: int) -> None:
@@ -121,20 +129,17 @@ class LocalChain:
     def used(self, address: str, nonce: str) -> bool:
         with self.lock:
             return bool(
-                self.token.functions.authorizationState(Web3.to_checksum_address(address), bytes.fromhex(nonce[2:])).call()
+                self.token.functions.authorizationState(
+                    Web3.to_checksum_address(address), bytes.fromhex(nonce[2:])
+                ).call()
             )
 
     def automine(self, on: bool) -> None:
         """Off: sent transactions wait in the pool (a slow chain); on: they are mined at once."""
         with self.lock:
-            tester = self.w3.provider.ethereum_tester
+            tester = self._provider.ethereum_tester
+            assert tester is not None
             tester.enable_auto_mine_transactions() if on else tester.disable_auto_mine_transactions()
-
-    def advance(self, seconds: int) -> None:
-        """Move the chain's clock on (eth-tester's next block is stamped this much later)."""
-        with self.lock:
-            self.w3.testing.timeTravel(int(self.w3.eth.get_block("latest")["timestamp"]) + seconds)
-            self.w3.testing.mine(1)
 
 
 @dataclass
@@ -199,7 +204,9 @@ def sign_payment(
     return Payment(encode_payment_signature_header(payload), nonce, value)
 
 
-def siwx_header(account: LocalAccount, domain: str, chain_id: int, *, ttl: timedelta = timedelta(minutes=10)) -> str:
+def siwx_header(
+    account: LocalAccount, domain: str, chain_id: int, *, ttl: timedelta = timedelta(minutes=10)
+) -> str:
     """A SIGN-IN-WITH-X header: an EIP-4361 message signed with EIP-191, as Venice's document shows."""
     issued = datetime.now(UTC)
     message = "\n".join(

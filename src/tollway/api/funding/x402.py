@@ -67,10 +67,16 @@ def _x402(request: Request) -> X402:
 
 def _top_up_docs() -> dict[str, Any]:
     docs = documented(errors=(404,))
-    for status, meaning in ((400, "The payment is invalid"), (409, "This payment is being settled"),
-                            (502, "The chain did not settle it yet")):
+    for status, meaning in (
+        (400, "The payment is invalid"),
+        (409, "This payment is being settled"),
+        (502, "The chain did not settle it yet"),
+    ):
         docs["responses"][status] = {"description": meaning, "model": X402Error}
-    docs["responses"][402] = {"description": "Payment requirements (no payment header)", "model": X402PaymentRequired}
+    docs["responses"][402] = {
+        "description": "Payment requirements (no payment header)",
+        "model": X402PaymentRequired,
+    }
     return docs
 
 
@@ -87,7 +93,9 @@ async def top_up(request: Request) -> Response:
     if header is None:
         required = service.requirements(request.app.state.services.settings.x402_max_timeout_seconds)
         body = required.model_dump(by_alias=True, exclude_none=True)
-        return JSON(body, status_code=402, headers={"PAYMENT-REQUIRED": encode_payment_required_header(required)})
+        return JSON(
+            body, status_code=402, headers={"PAYMENT-REQUIRED": encode_payment_required_header(required)}
+        )
     try:
         done = await service.top_up(header)
     except X402Refusal as refusal:
@@ -96,7 +104,11 @@ async def top_up(request: Request) -> Response:
             status_code=refusal.status,
         )
     settled = SettleResponse(
-        success=True, transaction=done.tx_hash, network=done.network, payer=done.wallet, amount=str(done.amount_nano // 1000)
+        success=True,
+        transaction=done.tx_hash,
+        network=done.network,
+        payer=done.wallet,
+        amount=str(done.amount_nano // 1000),
     )
     data = {
         "walletAddress": done.wallet,
@@ -114,7 +126,9 @@ def _wallet(request: Request, wallet_address: str) -> str:
     settings = request.app.state.services.settings
     if not WALLET.match(wallet_address):
         raise TollwayError(
-            ErrorCode.VALIDATION, "walletAddress must be an EVM (0x…) or Solana address.", param="walletAddress"
+            ErrorCode.VALIDATION,
+            "walletAddress must be an EVM (0x…) or Solana address.",
+            param="walletAddress",
         )
     if not wallet_address.startswith("0x"):
         raise TollwayError(
@@ -163,7 +177,9 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise TollwayError(ErrorCode.VALIDATION, f"{name} must be an integer from {low} to {high}.", param=name)
+        raise TollwayError(
+            ErrorCode.VALIDATION, f"{name} must be an integer from {low} to {high}.", param=name
+        )
     return value
 
 

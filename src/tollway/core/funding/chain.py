@@ -15,16 +15,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from eth_abi import encode
+from eth_abi.abi import encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from tollway.core.funding.x402_checks import Authorization
 
 SELECTOR = keccak(
     text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 )[:4]
-ARGUMENT_TYPES = ["address", "address", "uint256", "uint256", "uint256", "bytes32", "uint8", "bytes32", "bytes32"]
+ARGUMENT_TYPES = [
+    "address",
+    "address",
+    "uint256",
+    "uint256",
+    "uint256",
+    "bytes32",
+    "uint8",
+    "bytes32",
+    "bytes32",
+]
 
 
 class ChainError(Exception):
@@ -78,7 +89,9 @@ class Chain:
             )
             body = answer.json()
         except (httpx2.HTTPError, ValueError) as exc:
-            raise ChainError(f"{method}: the chain's JSON-RPC did not answer ({type(exc).__name__})") from None
+            raise ChainError(
+                f"{method}: the chain's JSON-RPC did not answer ({type(exc).__name__})"
+            ) from None
         if not isinstance(body, dict):
             raise ChainError(f"{method}: an unreadable JSON-RPC answer")
         if body.get("error") is not None:
@@ -127,9 +140,9 @@ class Chain:
             return None
         return int(str(found.get("status", "0x0")), 16) == 1
 
-    async def wait(self, tx_hash: str, timeout: float) -> bool | None:
-        """The receipt's outcome, polled until `timeout` seconds pass (None: still not mined)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait(self, tx_hash: str, seconds: float) -> bool | None:
+        """The receipt's outcome, polled for `seconds` (None: still not mined)."""
+        deadline = asyncio.get_running_loop().time() + seconds
         delay = 0.05
         while True:
             outcome = await self.receipt(tx_hash)

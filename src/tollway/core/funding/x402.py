@@ -37,13 +37,22 @@ from tollway.base.clock import as_utc, utcnow
 from tollway.base.ids import new_id
 from tollway.core.access.web3 import Wallets
 from tollway.core.funding.chain import Chain, ChainError, Reverted
-from tollway.core.funding.x402_checks import Authorization, Terms, X402Refusal, check_payment, decode_header, invalid
+from tollway.core.funding.x402_checks import (
+    Authorization,
+    Terms,
+    X402Refusal,
+    check_payment,
+    decode_header,
+    invalid,
+)
 from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.settings import Settings
 from tollway.store.tables import accounts, ledger, wallet_bindings, x402_payments
 
 UNITS_TO_NANO = 1000  # USDC has 6 decimals, nano-USD 9
-STALE_MARGIN_SECONDS = 5  # a claim is stale (its process stopped) 2 × receipt timeout + this after it was made
+STALE_MARGIN_SECONDS = (
+    5  # a claim is stale (its process stopped) 2 × receipt timeout + this after it was made
+)
 KINDS = {"credit": "TOP_UP", "settle": "CHARGE", "refund": "REFUND", "adjust": "ADJUSTMENT"}
 
 
@@ -67,7 +76,10 @@ class TopUp:
 
 def _in_progress() -> X402Refusal:
     return X402Refusal(
-        409, "X402_PAYMENT_IN_PROGRESS", "This payment is being settled; resubmit it in a moment.", "payment_in_progress"
+        409,
+        "X402_PAYMENT_IN_PROGRESS",
+        "This payment is being settled; resubmit it in a moment.",
+        "payment_in_progress",
     )
 
 
@@ -81,11 +93,15 @@ def _pending() -> X402Refusal:
 
 
 def _unavailable() -> X402Refusal:
-    return X402Refusal(502, "X402_SETTLEMENT_UNAVAILABLE", "The chain could not be reached; retry.", "chain_unavailable")
+    return X402Refusal(
+        502, "X402_SETTLEMENT_UNAVAILABLE", "The chain could not be reached; retry.", "chain_unavailable"
+    )
 
 
 class X402:
-    def __init__(self, engine: AsyncEngine, ledger_: Ledger, chain: Chain, terms: Terms, *, receipt_timeout: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, ledger_: Ledger, chain: Chain, terms: Terms, *, receipt_timeout: float
+    ) -> None:
         self._engine = engine
         self._ledger = ledger_
         self._chain = chain
@@ -239,12 +255,16 @@ class X402:
 
     async def _record(self, payment_id: str, tx_hash: str) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(update(x402_payments).where(x402_payments.c.id == payment_id).values(tx_hash=tx_hash))
+            await conn.execute(
+                update(x402_payments).where(x402_payments.c.id == payment_id).values(tx_hash=tx_hash)
+            )
 
     async def _forget(self, payment_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                delete(x402_payments).where(x402_payments.c.id == payment_id, x402_payments.c.status == "pending")
+                delete(x402_payments).where(
+                    x402_payments.c.id == payment_id, x402_payments.c.status == "pending"
+                )
             )
 
     async def account_for(self, wallet: str, *, create: bool = False) -> str | None:
@@ -267,7 +287,9 @@ class X402:
                         created_at=now,
                     )
                 )
-                await conn.execute(insert(wallet_bindings).values(address=wallet, account_id=account_id, created_at=now))
+                await conn.execute(
+                    insert(wallet_bindings).values(address=wallet, account_id=account_id, created_at=now)
+                )
         except IntegrityError:
             pass  # a concurrent top-up of the same wallet bound it first
         return await self._wallets.account_of(wallet)
@@ -288,17 +310,29 @@ class X402:
         can = row.balance_nano - row.reserved_nano > 0 and not row.suspended
         return {"balance_nano": int(row.balance_nano), "can_consume": bool(can)}
 
-    async def transactions(self, wallet: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]], bool]:
+    async def transactions(
+        self, wallet: str, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]], bool]:
         """(current balance, a page of the account's balance moves, newest first, has more)."""
         account_id = await self.account_for(wallet)
         if account_id is None:
             return 0, [], False
         moves = ledger.c.amount_nano != 0
         async with self._engine.connect() as conn:
-            balance = int((await conn.execute(select(accounts.c.balance_nano).where(accounts.c.id == account_id))).scalar_one())
+            balance = int(
+                (
+                    await conn.execute(select(accounts.c.balance_nano).where(accounts.c.id == account_id))
+                ).scalar_one()
+            )
             rows = (
                 await conn.execute(
-                    select(ledger.c.id, ledger.c.kind, ledger.c.amount_nano, ledger.c.reference, ledger.c.created_at)
+                    select(
+                        ledger.c.id,
+                        ledger.c.kind,
+                        ledger.c.amount_nano,
+                        ledger.c.reference,
+                        ledger.c.created_at,
+                    )
                     .where(ledger.c.account_id == account_id, moves)
                     .order_by(ledger.c.id.desc())
                     .limit(limit + 1)
@@ -351,6 +385,9 @@ def build(settings: Settings, engine: AsyncEngine, ledger_: Ledger) -> X402 | No
         max_units=int(settings.x402_max_top_up_usd * units),
     )
     chain = Chain(
-        settings.chain_rpc_url, settings.chain_id, terms.asset, settings.x402_settlement_key.get_secret_value()
+        settings.chain_rpc_url,
+        settings.chain_id,
+        terms.asset,
+        settings.x402_settlement_key.get_secret_value(),
     )
     return X402(engine, ledger_, chain, terms, receipt_timeout=settings.x402_receipt_timeout_seconds)

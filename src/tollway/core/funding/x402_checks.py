@@ -105,11 +105,15 @@ def decode_header(value: str) -> PaymentPayload:
     except (binascii.Error, ValueError):
         raise invalid("The payment header is not base64-encoded JSON.", "malformed_payment") from None
     if not isinstance(data, dict) or data.get("x402Version") != 2:
-        raise invalid("The payment header must be an x402 v2 PaymentPayload (x402Version 2).", "malformed_payment")
+        raise invalid(
+            "The payment header must be an x402 v2 PaymentPayload (x402Version 2).", "malformed_payment"
+        )
     try:
         return PaymentPayload.model_validate(data)
     except ValidationError:
-        raise invalid("The payment header is not a valid x402 v2 PaymentPayload.", "malformed_payment") from None
+        raise invalid(
+            "The payment header is not a valid x402 v2 PaymentPayload.", "malformed_payment"
+        ) from None
 
 
 def _authorization(payload: PaymentPayload) -> Authorization:
@@ -123,7 +127,9 @@ def _authorization(payload: PaymentPayload) -> Authorization:
         value, after, before = int(auth["value"]), int(auth["validAfter"]), int(auth["validBefore"])
         raw = bytes.fromhex(signature.removeprefix("0x"))
     except (KeyError, TypeError, ValueError):
-        raise invalid("The authorization's fields are missing or not numbers/hex.", "malformed_payment") from None
+        raise invalid(
+            "The authorization's fields are missing or not numbers/hex.", "malformed_payment"
+        ) from None
     if not (ADDRESS.match(payer) and ADDRESS.match(to) and NONCE.match(nonce)) or len(raw) != 65:
         raise invalid("The authorization's addresses, nonce or signature are malformed.", "malformed_payment")
     if min(value, after, before) < 0 or max(value, after, before) >= 2**256:
@@ -145,13 +151,16 @@ def check_payment(payload: PaymentPayload, terms: Terms, now: float | None = Non
         raise invalid("The signed value is not the accepted amount.", "amount_mismatch")
     if not terms.min_units <= auth.value <= terms.max_units:
         raise invalid(
-            f"A top-up is {terms.min_units} to {terms.max_units} base units (6 decimals).", "amount_out_of_range"
+            f"A top-up is {terms.min_units} to {terms.max_units} base units (6 decimals).",
+            "amount_out_of_range",
         )
     moment = int(now if now is not None else time.time())
     if auth.valid_after > moment:
         raise invalid("The authorization is not valid yet (validAfter).", "not_yet_valid")
     if auth.valid_before <= moment + SETTLE_MARGIN_SECONDS:
-        raise invalid("The authorization has expired, or expires before it can settle (validBefore).", "expired")
+        raise invalid(
+            "The authorization has expired, or expires before it can settle (validBefore).", "expired"
+        )
     if _signer(auth, terms) != auth.payer:
         raise invalid("The signature is not the payer's for this authorization.", "invalid_signature")
     return auth

@@ -29,7 +29,9 @@ def upgrade() -> None:
         sa.Column("account_id", sa.String(length=40), nullable=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_x402_payments_account_id_accounts")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_x402_payments_account_id_accounts")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_x402_payments")),
         sa.UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_asset_payer_nonce"),
     )
