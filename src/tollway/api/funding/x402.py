@@ -53,7 +53,9 @@ class X402Accept(BaseModel):
     extra: dict[str, Any] | None = None
 
 
-class X402PaymentRequired(BaseModel):
+class X402PaymentRequiredError(BaseModel):
+    """The 402 of a top-up without payment: the x402 v2 payment requirements."""
+
     x402Version: int
     accepts: list[X402Accept]
 
@@ -75,7 +77,12 @@ def _top_up_docs() -> dict[str, Any]:
         docs["responses"][status] = {"description": meaning, "model": X402Error}
     docs["responses"][402] = {
         "description": "Payment requirements (no payment header)",
-        "model": X402PaymentRequired,
+        "model": X402PaymentRequiredError,
+    }
+    # Venice's document: no body is needed (an empty POST asks for the requirements); a JSON object is ignored.
+    docs["openapi_extra"]["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "properties": {}}}},
     }
     return docs
 
