@@ -143,6 +143,24 @@ class Settings(BaseSettings):
     stripe_min_usd: Decimal = Field(default=Decimal("5"), gt=0)
     stripe_max_usd: Decimal = Field(default=Decimal("1000"), gt=0)
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    # x402 top-ups (core/funding/x402.py, issue 25, Venice's /x402 routes): off until the operator sets
+    # x402_pay_to, chain_rpc_url, usdc_contract and x402_settlement_key (the relayer that sends the
+    # transferWithAuthorization transaction and pays its gas; never logged). chain_id is the EVM chain
+    # (8453: Base); the token's EIP-712 domain is (x402_token_name, x402_token_version, chain_id, contract).
+    x402_pay_to: str | None = None
+    chain_rpc_url: str | None = None
+    usdc_contract: str | None = None
+    chain_id: int = Field(default=8453, ge=1)
+    x402_settlement_key: SecretStr | None = None
+    x402_token_name: str = "USD Coin"
+    x402_token_version: str = "2"
+    x402_min_top_up_usd: Decimal = Field(default=Decimal("5"), gt=0)
+    x402_max_top_up_usd: Decimal = Field(default=Decimal("10000"), gt=0)
+    x402_suggested_top_up_usd: Decimal = Field(default=Decimal("10"), gt=0)
+    x402_max_timeout_seconds: int = Field(default=300, ge=10, le=86_400)  # the 402's maxTimeoutSeconds
+    x402_receipt_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for the settlement's receipt
+    # SIGN-IN-WITH-X (balance, transactions): the SIWE message's domain; unset = the request's Host.
+    x402_siwx_domain: str | None = None
     media_max_bytes: int = 1024 * 1024 * 1024
     # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
     # one account may keep stored, how long a file lives; an output file goes after its first
@@ -212,6 +230,13 @@ class Settings(BaseSettings):
             return None
         host, _, port = self.metrics_address.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def x402_enabled(self) -> bool:
+        """x402 top-ups need the recipient, the chain, the token and the relayer's key, all four."""
+        return bool(
+            self.x402_pay_to and self.chain_rpc_url and self.usdc_contract and self.x402_settlement_key
+        )
 
     @property
     def is_sqlite(self) -> bool:

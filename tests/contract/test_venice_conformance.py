@@ -37,9 +37,6 @@ NOT_SERVED = {
     "GET /billing/usage-history": "not built",
     "GET /crypto/rpc/networks": "not built",
     "POST /crypto/rpc/{network}": "not built",
-    "GET /x402/balance/{walletAddress}": "x402 lands with the funding work",
-    "POST /x402/top-up": "x402 lands with the funding work",
-    "GET /x402/transactions/{walletAddress}": "x402 lands with the funding work",
     "POST /augment/scrape": "not built",
     "POST /augment/search": "not built",
 }

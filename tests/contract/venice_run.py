@@ -31,6 +31,7 @@ from tests.contract.venice_spec import (
 )
 
 PREFIX = "/api/v1"
+SIWX_CHAIN_ID = 8453  # Base, the conformance server's TOLLWAY_CHAIN_ID (its default)
 BINARY_FIELDS = {"image": png_bytes, "file": wav_bytes, "audio": wav_bytes}
 
 
@@ -73,6 +74,8 @@ class Context:
     inference_key: str
     admin_key: str
     found: dict[str, str] = field(default_factory=dict)
+    # The wallet the x402 read routes are asked about, signed in with SIGN-IN-WITH-X (siwx): its key.
+    wallet_key: str = ""
 
 
 def _request_schema(op: Operation) -> tuple[str, dict[str, Any]] | None:
@@ -136,18 +139,40 @@ def probes(op: Operation, ctx: Context) -> list[Probe]:
     return found
 
 
+def _wallet(ctx: Context) -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(ctx.wallet_key).address)
+
+
+def _signs_in(op: Operation) -> bool:
+    """The operation takes Venice's wallet sign-in (the x402 read routes), not a key."""
+    return any(
+        p.get("in") == "header" and p.get("name") == "SIGN-IN-WITH-X" for p in op.op.get("parameters", [])
+    )
+
+
 def _path(op: Operation, ctx: Context) -> str:
     path = op.path
     for param in op.op.get("parameters", []):
         if param.get("in") == "path":
             value = ctx.found.get("key_id") if param["name"] == "id" else None
+            if param["name"] == "walletAddress" and ctx.wallet_key:  # the document's example is a placeholder
+                value = _wallet(ctx)
             path = path.replace("{" + param["name"] + "}", str(value or example_of(param.get("schema", {}))))
     return PREFIX + path
 
 
 def send(op: Operation, probe: Probe, ctx: Context) -> httpx2.Response | None:
     headers = {}
-    if probe.keyed:
+    if probe.keyed and _signs_in(op) and ctx.wallet_key:
+        from eth_account import Account
+
+        from tests.fakes.chain.eip3009_chain import siwx_header
+
+        host = ctx.url.split("://", 1)[1]
+        headers["SIGN-IN-WITH-X"] = siwx_header(Account.from_key(ctx.wallet_key), host, SIWX_CHAIN_ID)
+    elif probe.keyed:
         admin = op.path.startswith(("/api_keys", "/billing"))
         headers["authorization"] = f"Bearer {ctx.admin_key if admin else ctx.inference_key}"
     kwargs: dict[str, Any] = {"params": probe.query, "headers": headers, "timeout": 180}
@@ -168,6 +193,8 @@ def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
     it must be served. A 404 of an operation on a path parameter is the document's example id being
     absent here, and stays allowed."""
     path_param = any(p.get("in") == "path" for p in op.op.get("parameters", []))
+    if response.status_code == 402 and op.op.get("x-payment-info"):
+        return ""  # a paid operation (x402) asked without a payment: its 402 is the document's requirements
     if probe.label == "no key" and not op.needs_key and 400 <= response.status_code < 500:
         return f"the document lets anyone call this, but a keyless call got: {response.text[:200]}"
     if probe.label != "example" or not 400 <= response.status_code < 500:

@@ -3,6 +3,7 @@ account with credit, an inference key and an admin key; and one run of every doc
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,19 @@ def conformance_context(server: Tollway) -> Context:
         url=server.url,
         inference_key=server.new_key(account_id, rate_limits=UNLIMITED),
         admin_key=server.new_key(account_id, scope="admin", rate_limits=UNLIMITED),
+        wallet_key="0x" + secrets.token_hex(32),
     )
+
+
+def x402_env() -> dict[str, str]:
+    """x402 on, for Base USDC: the probes (402 requirements, a signed-in wallet's balance and
+    transactions) never reach the chain, so its RPC URL is a closed port. Settlement is test_x402.py's."""
+    return {
+        "TOLLWAY_X402_PAY_TO": "0x" + "5e" * 20,
+        "TOLLWAY_CHAIN_RPC_URL": "http://127.0.0.1:9",
+        "TOLLWAY_USDC_CONTRACT": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        "TOLLWAY_X402_SETTLEMENT_KEY": "0x" + secrets.token_hex(32),
+    }
 
 
 def conformance_run(
@@ -54,7 +67,7 @@ def conformance_run(
         database_url = f"sqlite:///{tmp}/tollway.db"
         catalog = tmp / "venice.yaml"
         catalog.write_text(conformance_catalog(fake.base_url))
-        env = {"TOLLWAY_CONFIG": str(catalog), "TOLLWAY_FAILED_REQUEST_LIMIT": "false"}
+        env = {"TOLLWAY_CONFIG": str(catalog), "TOLLWAY_FAILED_REQUEST_LIMIT": "false", **x402_env()}
         process = start_tollway(tmp, fake.base_url, database_url, env)
         try:
             return run(conformance_context(Tollway(process, database_url, fake.base_url)), on_answer)

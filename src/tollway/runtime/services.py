@@ -22,6 +22,8 @@ from tollway.core.events.publisher import Publisher, Sink, WebhookSink
 from tollway.core.events.webhooks import Poster
 from tollway.core.funding.codes import Codes
 from tollway.core.funding.stripe_topups import StripeTopups
+from tollway.core.funding.x402 import X402
+from tollway.core.funding.x402 import build as build_x402
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
 from tollway.core.inference.router import RetryPolicy, Router
@@ -66,6 +68,7 @@ class Services:
     stripe: StripeTopups | None = None  # card top-ups, when TOLLWAY_STRIPE_* are set
     alerts: Alerts | None = None  # low-balance alerts, when TOLLWAY_BALANCE_ALERTS is on
     publisher: Publisher | None = None  # the outbox's publisher, when events or alerts are on
+    x402: X402 | None = None  # x402 top-ups, when the operator configured them (settings.x402_enabled)
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -95,6 +98,8 @@ class Services:
             outbox.disable_usage(self.settings.async_database_url)
             await self.publisher.aclose()
             await self.publisher.poster.aclose()
+        if self.x402 is not None:
+            await self.x402.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -215,6 +220,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         stripe=stripe_from(settings, engine),
         alerts=alerts,
         publisher=publisher,
+        x402=build_x402(settings, engine, ledger),
     )
 
 

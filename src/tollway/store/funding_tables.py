@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table, UniqueConstraint
 
 from tollway.store.tables import metadata
 
@@ -53,4 +53,24 @@ stripe_events = Table(
     Column("outcome", String(24), nullable=False),
     Column("flagged", Boolean, nullable=False, default=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# x402 top-ups (migration 0013, core/funding/x402.py, issue 25): one row per EIP-3009 authorization,
+# claimed by its INSERT before settlement (unique per token, payer and nonce: of concurrent submissions
+# of one payment exactly one settles). status: pending (claimed; tx_hash once the transaction is sent)
+# → settled (credited, ledger reference `x402:<id>`). A payment whose settlement failed is deleted.
+x402_payments = Table(
+    "x402_payments",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the paymentId, x402_…
+    Column("asset", String(42), nullable=False),  # the token contract, lower-case
+    Column("payer", String(42), nullable=False),  # the authorization's `from`, lower-case
+    Column("nonce", String(66), nullable=False),  # its bytes32 nonce, 0x… lower-case
+    Column("amount_units", BigInteger, nullable=False),  # token base units (6 decimals)
+    Column("status", String(12), nullable=False),
+    Column("tx_hash", String(66)),
+    Column("account_id", String(40), ForeignKey("accounts.id")),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True)),
+    UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_asset_payer_nonce"),
 )

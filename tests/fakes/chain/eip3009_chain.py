@@ -1,0 +1,235 @@
+"""A real local EVM for the x402 tests: eth-tester (py-evm) served over JSON-RPC on 127.0.0.1, with the
+EIP-3009 test token (eip3009_token.vy) compiled by vyper in-process and deployed on it, and what a
+paying wallet does: sign a `TransferWithAuthorization` (EIP-712) into an x402 v2 payment header with
+the `x402` package's types, and sign in with SIWE (EIP-4361) for the SIGN-IN-WITH-X header.
+
+The chain runs in a thread of the test process; a Tollway server subprocess settles through HTTP to it
+like it would to a Base node. eth-tester is not thread-safe: every request holds one lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import vyper  # type: ignore[import-untyped]
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from web3 import EthereumTesterProvider, Web3
+from web3.types import Wei
+from x402.http.utils import encode_payment_signature_header
+from x402.schemas import PaymentPayload, PaymentRequirements
+
+TOKEN_SOURCE = Path(__file__).with_name("eip3009_token.vy")
+TYPES = {
+    "TransferWithAuthorization": [
+        {"name": "from", "type": "address"},
+        {"name": "to", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "validAfter", "type": "uint256"},
+        {"name": "validBefore", "type": "uint256"},
+        {"name": "nonce", "type": "bytes32"},
+    ]
+}
+
+
+def _wire(value: Any) -> Any:
+    """eth-tester's Python values as a node's JSON-RPC: quantities and bytes as 0x hex."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {key: value if key in ("jsonrpc",) else _wire(value) for key, value in dict(value).items()}
+    if isinstance(value, list | tuple):
+        return [_wire(item) for item in value]
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    chain: LocalChain
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with self.chain.lock:
+            self.chain.requests.append(request["method"])
+            try:
+                answer = self.chain.w3.provider.make_request(request["method"], request.get("params", []))
+            except Exception as exc:  # what a node says of a reverted call or a bad transaction
+                answer = {"jsonrpc": "2.0", "error": {"code": 3, "message": str(exc)[:300]}}
+        body = json.dumps({**_wire(dict(answer)), "id": request.get("id")}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LocalChain:
+    """eth-tester behind a JSON-RPC HTTP server; `url` is what TOLLWAY_CHAIN_RPC_URL gets."""
+
+    def __init__(self) -> None:
+        self._provider = EthereumTesterProvider()
+        self.w3 = Web3(self._provider)
+        self.lock = threading.Lock()
+        self.requests: list[str] = []
+        handler = type("Handler", (_Handler,), {"chain": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        out = vyper.compile_code(TOKEN_SOURCE.read_text(), output_formats=["abi", "bytecode"])
+        deployer = self.w3.eth.accounts[0]
+        with self.lock:
+            tx = (
+                self.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+                .constructor()
+                .transact({"from": deployer})
+            )
+            address = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        self.token = self.w3.eth.contract(address=address, abi=out["abi"])
+        self.chain_id = int(self.w3.eth.chain_id)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fund_eth(self, address: str, wei: int = 10**18) -> None:
+        with self.lock:
+            tx = self.w3.eth.send_transaction(
+                {"from": self.w3.eth.accounts[0], "to": address, "value": Wei(wei)}
+            )
+            self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def mint(self, address: str, units: int) -> None:
+        with self.lock:
+            tx = self.token.functions.mint(Web3.to_checksum_address(address), units).transact(
+                {"from": self.w3.eth.accounts[0]}
+            )
+            self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def balance(self, address: str) -> int:
+        with self.lock:
+            return int(self.token.functions.balanceOf(Web3.to_checksum_address(address)).call())
+
+    def used(self, address: str, nonce: str) -> bool:
+        with self.lock:
+            return bool(
+                self.token.functions.authorizationState(
+                    Web3.to_checksum_address(address), bytes.fromhex(nonce[2:])
+                ).call()
+            )
+
+    def automine(self, on: bool) -> None:
+        """Off: sent transactions wait in the pool (a slow chain); on: they are mined at once."""
+        with self.lock:
+            tester = self._provider.ethereum_tester
+            assert tester is not None
+            tester.enable_auto_mine_transactions() if on else tester.disable_auto_mine_transactions()
+
+
+@dataclass
+class Payment:
+    header: str
+    nonce: str
+    value: int
+
+
+def sign_payment(
+    chain: LocalChain,
+    payer: LocalAccount,
+    pay_to: str,
+    value: int,
+    *,
+    accepted_amount: int | None = None,
+    valid_after: int | None = None,
+    valid_before: int | None = None,
+    nonce: str | None = None,
+    asset: str | None = None,
+    signer: LocalAccount | None = None,
+    accepted_pay_to: str | None = None,
+) -> Payment:
+    """An x402 v2 `exact` payment header: the payer's EIP-3009 authorization of `value` to `pay_to`."""
+    now = int(time.time())
+    after = now - 60 if valid_after is None else valid_after
+    before = now + 600 if valid_before is None else valid_before
+    nonce = nonce or "0x" + os.urandom(32).hex()
+    token = asset or chain.token.address
+    domain = {"name": "USD Coin", "version": "2", "chainId": chain.chain_id, "verifyingContract": token}
+    message = {
+        "from": payer.address,
+        "to": Web3.to_checksum_address(pay_to),
+        "value": value,
+        "validAfter": after,
+        "validBefore": before,
+        "nonce": bytes.fromhex(nonce[2:]),
+    }
+    signed = Account.sign_typed_data((signer or payer).key, domain, TYPES, message)
+    authorization = {
+        "from": payer.address,
+        "to": Web3.to_checksum_address(pay_to),
+        "value": str(value),
+        "validAfter": str(after),
+        "validBefore": str(before),
+        "nonce": nonce,
+    }
+    accepted = PaymentRequirements(
+        scheme="exact",
+        network=f"eip155:{chain.chain_id}",
+        asset=token,
+        amount=str(value if accepted_amount is None else accepted_amount),
+        pay_to=accepted_pay_to or Web3.to_checksum_address(pay_to),
+        max_timeout_seconds=300,
+        extra={"name": "USD Coin", "version": "2"},
+    )
+    payload = PaymentPayload(
+        x402_version=2,
+        payload={"authorization": authorization, "signature": "0x" + bytes(signed.signature).hex()},
+        accepted=accepted,
+    )
+    return Payment(encode_payment_signature_header(payload), nonce, value)
+
+
+def siwx_header(
+    account: LocalAccount, domain: str, chain_id: int, *, ttl: timedelta = timedelta(minutes=10)
+) -> str:
+    """A SIGN-IN-WITH-X header: an EIP-4361 message signed with EIP-191, as Venice's document shows."""
+    issued = datetime.now(UTC)
+    message = "\n".join(
+        [
+            f"{domain} wants you to sign in with your Ethereum account:",
+            account.address,
+            "",
+            "Sign in to Venice API",
+            "",
+            f"URI: http://{domain}",
+            "Version: 1",
+            f"Chain ID: {chain_id}",
+            f"Nonce: {os.urandom(8).hex()}",
+            f"Issued At: {issued.isoformat().replace('+00:00', 'Z')}",
+            f"Expiration Time: {(issued + ttl).isoformat().replace('+00:00', 'Z')}",
+        ]
+    )
+    signature = Account.sign_message(encode_defunct(text=message), account.key).signature
+    body = {
+        "address": account.address,
+        "message": message,
+        "signature": "0x" + bytes(signature).hex(),
+        "timestamp": int(issued.timestamp() * 1000),
+        "chainId": chain_id,
+    }
+    return base64.b64encode(json.dumps(body).encode()).decode()
