@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 from starlette.responses import Response
 
 from tollway.console import queries
@@ -27,10 +27,9 @@ from tollway.console.html import (
 )
 from tollway.console.operator import account_forms, account_table, operator
 from tollway.console.sessions import Viewer, audited, check_csrf
-from tollway.core.accounts.adjustments import Adjustment, Adjustments, AdjustmentType
+from tollway.core.accounts.adjustments import Adjustment, AdjustmentFields, Adjustments
 from tollway.core.accounts.directory import AccountDirectory, AccountPatch, known_plans
 from tollway.core.inference.schemas import validate
-from tollway.core.money.amounts import PositiveUsdAmount
 from tollway.core.money.prices import usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
@@ -39,21 +38,11 @@ TIERS = ("sfw", "uncensored")
 PAGE = 25
 
 
-class AdjustForm(BaseModel):
+class AdjustForm(AdjustmentFields):
     """The API's adjustment body (api/accounts/operator.py), from a form: the same rules."""
 
     model_config = ConfigDict(extra="ignore")
-    type: AdjustmentType
-    amount_usd: PositiveUsdAmount
-    reason: str = Field(min_length=1, max_length=500)
     idempotency_key: str = Field(min_length=1, max_length=100)
-
-    @field_validator("reason")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must say why (it is kept with the ledger entry)")
-        return value.strip()
 
 
 def _directory(request: Request) -> AccountDirectory:

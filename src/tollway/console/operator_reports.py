@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -18,26 +18,13 @@ from tollway.console.charts import bar_chart
 from tollway.console.html import e, field, guarded, page, pager, select, table
 from tollway.console.operator import operator
 from tollway.core.accounts import audit
-from tollway.core.accounts.reports import MAX_DAYS, upstream_health, usage_across
+from tollway.core.accounts.reports import MAX_DAYS, upstream_health, usage_across, utc_day
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
 ROWS = 50
 WINDOWS = (("15", "15 minutes"), ("60", "1 hour"), ("360", "6 hours"), ("1440", "24 hours"))
-
-
-def _day(value: str | None, param: str, default: date) -> date:
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value) if len(value) == 10 else _bad(param)
-    except ValueError:
-        return _bad(param)
-
-
-def _bad(param: str) -> date:
-    raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be a UTC day, YYYY-MM-DD.", param=param)
 
 
 def _page_no(request: Request) -> int:
@@ -50,8 +37,8 @@ def _page_no(request: Request) -> int:
 async def usage_page(request: Request) -> Response:
     who = await operator(request)
     q = request.query_params
-    last = _day(q.get("to"), "to", utcnow().date())
-    first = _day(q.get("from"), "from", last - timedelta(days=29))
+    last = utc_day(q.get("to") or None, "to", utcnow().date())
+    first = utc_day(q.get("from") or None, "from", last - timedelta(days=29))
     if first > last or (last - first).days >= MAX_DAYS:
         raise TollwayError(
             ErrorCode.VALIDATION, f"`from` must be on or before `to`, at most {MAX_DAYS} days apart."

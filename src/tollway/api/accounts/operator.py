@@ -5,7 +5,7 @@ written to the audit log with the acting key and the client's IP."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, field_validator
 from starlette.responses import Response
 
 from tollway.api.accounts.keys import audit_actor as actor
@@ -13,11 +13,10 @@ from tollway.api.auth import operator_caller
 from tollway.api.http import JSON, read_json
 from tollway.api.spec import BY_ID, KEYED, WRITES, documented
 from tollway.core.accounts import audit
-from tollway.core.accounts.adjustments import Adjustment, Adjustments, AdjustmentType
+from tollway.core.accounts.adjustments import Adjustment, AdjustmentFields, Adjustments
 from tollway.core.accounts.directory import AccountDirectory, AccountPatch, known_plans
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
-from tollway.core.money.amounts import PositiveUsdAmount
 from tollway.core.money.prices import usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
@@ -25,11 +24,8 @@ router = APIRouter(prefix="/admin", tags=["operator"])
 IDEMPOTENCY_DOC = "Required: the adjustment is applied once per key (retry with the same key safely)."
 
 
-class AdjustmentBody(BaseModel):
+class AdjustmentBody(AdjustmentFields):
     model_config = ConfigDict(extra="forbid")
-    type: AdjustmentType
-    amount_usd: PositiveUsdAmount  # a decimal string, exact to the nano-USD: "12.50"
-    reason: str = Field(min_length=1, max_length=500)
 
     @field_validator("amount_usd", mode="before")
     @classmethod
@@ -37,13 +33,6 @@ class AdjustmentBody(BaseModel):
         if not isinstance(value, str):
             raise ValueError('must be a decimal string such as "12.50" (exact amounts only)')
         return value
-
-    @field_validator("reason")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must say why (it is kept with the ledger entry)")
-        return value.strip()
 
 
 def directory(request: Request) -> AccountDirectory:

@@ -3,7 +3,7 @@ and upstream health. Thin: core/accounts/reports.py says what each number is and
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -12,23 +12,10 @@ from tollway.api.auth import operator_caller
 from tollway.api.http import JSON
 from tollway.api.spec import KEYED, documented
 from tollway.base.clock import utcnow
-from tollway.core.accounts.reports import GROUPS, MAX_DAYS, upstream_health, usage_across
+from tollway.core.accounts.reports import GROUPS, MAX_DAYS, upstream_health, usage_across, utc_day
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter(prefix="/admin", tags=["operator"], dependencies=[Depends(operator_caller)])
-
-
-def _day(value: str | None, param: str, default: date) -> date:
-    if value is None:
-        return default
-    try:
-        return date.fromisoformat(value) if len(value) == 10 else _bad(param)
-    except ValueError:
-        return _bad(param)
-
-
-def _bad(param: str) -> date:
-    raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be a UTC day, YYYY-MM-DD.", param=param)
 
 
 @router.get(
@@ -46,8 +33,8 @@ async def usage(
     account_id: str | None = Query(None, max_length=40, description="only this account"),
 ) -> Response:
     today = utcnow().date()
-    last = _day(end, "end", today)
-    first = _day(start, "start", last - timedelta(days=29))
+    last = utc_day(end, "end", today)
+    first = utc_day(start, "start", last - timedelta(days=29))
     if first > last or (last - first).days >= MAX_DAYS:
         raise TollwayError(
             ErrorCode.VALIDATION,

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import as_utc, utcnow
 from tollway.core.access.accounts import Accounts
+from tollway.core.money.amounts import PositiveUsdAmount
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import adjustments
@@ -25,6 +27,21 @@ from tollway.store.tables import adjustments
 AdjustmentType = Literal["credit", "debit", "refund"]
 LEDGER_KIND = {"credit": "credit", "debit": "adjust", "refund": "refund"}
 TYPE_OF_KIND = {kind: type_ for type_, kind in LEDGER_KIND.items()}
+
+
+class AdjustmentFields(BaseModel):
+    """What an operator gives for an adjustment: the API's JSON body and the console's form share it."""
+
+    type: AdjustmentType
+    amount_usd: PositiveUsdAmount  # a decimal string, exact to the nano-USD: "12.50"
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must say why (it is kept with the ledger entry)")
+        return value.strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.base.clock import utcnow
 from tollway.core.inference.router import Router
 from tollway.core.money.prices import nano_to_usd
+from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import usage, usage_daily
 from tollway.telemetry.metrics import UPSTREAM_ERRORS
 
 GROUPS = ("account", "model", "day")
 MAX_DAYS = 366
+
+
+def utc_day(value: str | None, param: str, default: date) -> date:
+    """A report range's end from a query: YYYY-MM-DD, or the default when absent."""
+    if value is None:
+        return default
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be a UTC day, YYYY-MM-DD.", param=param)
+
+
 MAX_ROWS = 200_000  # latency samples read for one health report
 
 
