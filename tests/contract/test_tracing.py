@@ -131,8 +131,11 @@ def test_buffered_chat_continues_the_callers_trace(traced: Tollway, spans_file: 
         "tollway.upstream.outcome": "ok",
     }
     reserve, settle = one(spans, "ledger.reserve"), one(spans, "ledger.settle")
-    for child in (upstream, reserve, settle):
+    model_call = one(spans, "chat gpt-4o-mini")  # the GenAI span: the attempts are its children
+    assert upstream["parent_id"] == model_call["context"]["span_id"]
+    for child in (model_call, reserve, settle):
         assert child["parent_id"] == server["context"]["span_id"]
+    for child in (model_call, upstream, reserve, settle):
         assert child["status"]["status_code"] == "UNSET"
     assert reserve["attributes"]["tollway.amount_nano"] > settle["attributes"]["tollway.amount_nano"] > 0
     assert seconds(reserve, "end_time") <= seconds(upstream, "start_time")
@@ -165,7 +168,8 @@ def test_streamed_chat_span_ends_with_the_stream(traced: Tollway, spans_file: Pa
     spans = trace_of(spans_file, trace_id)
     server = check_server_span(spans, trace_id, parent_id, raw.headers["x-request-id"], 200)
     upstream, settle = one(spans, "upstream fake"), one(spans, "ledger.settle")
-    for child in (upstream, one(spans, "ledger.reserve"), settle):
+    assert upstream["parent_id"] == one(spans, "chat gpt-4o-mini")["context"]["span_id"]
+    for child in (one(spans, "chat gpt-4o-mini"), one(spans, "ledger.reserve"), settle):
         assert child["parent_id"] == server["context"]["span_id"]
     # The upstream attempt ends at its first chunk; the request's span only when the stream has ended,
     # after the settlement (which comes before the last frame).
@@ -211,3 +215,157 @@ def test_refusals_and_upstream_failures_are_traced_without_content(traced: Tollw
     assert upstream["attributes"]["error.type"] == "UpstreamError"
     assert one(spans, "ledger.release")["parent_id"] == server["context"]["span_id"]
     assert_nothing_secret(spans_file, text, poor, key)
+
+
+# -- the GenAI semantic conventions (core/inference/genai.py) ----------------------------------------
+
+
+def nano(usd: str) -> int:
+    whole, _, frac = usd.partition(".")
+    return int(whole) * 10**9 + int(frac.ljust(9, "0"))
+
+
+def genai_span(spans: list[Span], name: str, server: Span) -> Span:
+    span = one(spans, name)
+    assert span["kind"] == "SpanKind.CLIENT"
+    assert span["parent_id"] == server["context"]["span_id"]
+    for attempt in (s for s in spans if s["name"].startswith("upstream ")):
+        assert attempt["parent_id"] == span["context"]["span_id"]  # every retry inside the model call
+    return span
+
+
+def test_a_chat_call_is_a_genai_span_with_usage_and_cost(traced: Tollway, spans_file: Path) -> None:
+    key = traced.new_key(traced.new_account("5.00"))
+    trace_id, _, headers = caller_trace()
+    text = prompt()
+    raw = traced.client(key).chat.completions.with_raw_response.create(
+        model="fake-chat", messages=[{"role": "user", "content": text}], max_tokens=40, extra_headers=headers
+    )
+    answer = raw.parse()
+    assert answer.usage is not None
+    spans = trace_of(spans_file, trace_id)
+    server = one(spans, "POST /v1/chat/completions")
+    span = genai_span(spans, "chat gpt-4o-mini", server)
+    assert span["attributes"] == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.max_tokens": 40,
+        "gen_ai.response.model": "gpt-4o-mini",
+        "gen_ai.response.id": answer.id,  # the upstream's id (chatcmpl-fake-N), which Tollway passes on
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": answer.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": answer.usage.completion_tokens,
+        "tollway.cost_nano_usd": nano(raw.headers["x-tollway-cost-usd"]),
+        "tollway.usage_source": "provider",
+        "tollway.model": "fake-chat",
+        "tollway.provider": "fake",
+    }
+    assert answer.id.startswith("chatcmpl-fake-")
+    assert (
+        span["attributes"]["tollway.cost_nano_usd"]
+        == one(spans, "ledger.settle")["attributes"]["tollway.amount_nano"]
+    )
+    assert span["status"]["status_code"] == "UNSET"
+    assert_nothing_secret(spans_file, text, key)
+
+
+def test_a_streamed_call_carries_the_usage_reported_at_its_end(traced: Tollway, spans_file: Path) -> None:
+    key = traced.new_key(traced.new_account("5.00"))
+    traced.script({"type": "slow", "delay": 0.2})
+    trace_id, _, headers = caller_trace()
+    text = prompt()
+    chunks = list(
+        traced.client(key).chat.completions.create(
+            model="fake-chat",
+            messages=[{"role": "user", "content": text}],
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=headers,
+        )
+    )
+    usage = chunks[-1].usage  # only the last chunk carries it
+    assert usage is not None and usage.completion_tokens > 1
+    spans = trace_of(spans_file, trace_id)
+    span = genai_span(spans, "chat gpt-4o-mini", one(spans, "POST /v1/chat/completions"))
+    attributes = span["attributes"]
+    assert attributes["gen_ai.usage.input_tokens"] == usage.prompt_tokens
+    assert attributes["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert attributes["tollway.cost_nano_usd"] == nano(f"{usage.model_extra['cost']:.9f}")
+    assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attributes["gen_ai.response.id"] == chunks[0].id
+    assert attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    # It covers the whole stream, not its first chunk as the upstream attempt's span does.
+    upstream = one(spans, "upstream fake")
+    assert seconds(span, "end_time") - seconds(upstream, "end_time") > 1.0
+    assert seconds(span, "end_time") >= seconds(one(spans, "ledger.settle"), "end_time")
+    assert span["status"]["status_code"] == "UNSET"
+    assert_nothing_secret(spans_file, text, key)
+
+
+def test_a_stream_cut_by_the_upstream_ends_its_span_in_error(traced: Tollway, spans_file: Path) -> None:
+    key = traced.new_key(traced.new_account("5.00"))
+    traced.script({"type": "cut", "after_chunks": 2})
+    trace_id, _, headers = caller_trace()
+    with pytest.raises(openai.APIError):
+        for _ in traced.client(key).chat.completions.create(
+            model="fake-chat",
+            messages=[{"role": "user", "content": prompt()}],
+            stream=True,
+            extra_headers=headers,
+        ):
+            pass
+    spans = trace_of(spans_file, trace_id)
+    span = genai_span(spans, "chat gpt-4o-mini", one(spans, "POST /v1/chat/completions"))
+    assert span["attributes"]["error.type"] == "upstream_error"
+    assert span["status"]["status_code"] == "ERROR"
+    assert span["attributes"]["tollway.usage_source"] == "estimated"  # billed for what was relayed
+    assert span["attributes"]["tollway.cost_nano_usd"] > 0
+
+
+def test_an_embeddings_call_is_a_genai_span(traced: Tollway, spans_file: Path) -> None:
+    key = traced.new_key(traced.new_account("5.00"))
+    trace_id, _, headers = caller_trace()
+    text = prompt()
+    raw = traced.client(key).embeddings.with_raw_response.create(
+        model="fake-embed", input=[text, "second input"], extra_headers=headers
+    )
+    answer = raw.parse()
+    spans = trace_of(spans_file, trace_id)
+    span = genai_span(spans, "embeddings text-embedding-3-small", one(spans, "POST /v1/embeddings"))
+    assert span["attributes"] == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "text-embedding-3-small",
+        "gen_ai.response.model": "text-embedding-3-small",
+        "gen_ai.usage.input_tokens": answer.usage.prompt_tokens,
+        "tollway.cost_nano_usd": nano(raw.headers["x-tollway-cost-usd"]),
+        "tollway.usage_source": "provider",
+        "tollway.model": "fake-embed",
+        "tollway.provider": "fake",
+    }
+    assert_nothing_secret(spans_file, text, key)
+
+
+def test_a_failed_model_call_ends_its_span_with_the_error_type(traced: Tollway, spans_file: Path) -> None:
+    key = traced.new_key(traced.new_account("5.00"))
+    traced.script({"type": "status", "status": 503})
+    trace_id, _, headers = caller_trace()
+    text = prompt()
+    with pytest.raises(openai.APIStatusError) as failed:
+        traced.client(key).chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": text}], extra_headers=headers
+        )
+    assert failed.value.status_code == 502
+    spans = trace_of(spans_file, trace_id)
+    span = genai_span(spans, "chat gpt-4o-mini", one(spans, "POST /v1/chat/completions"))
+    attempts = [s for s in spans if s["name"] == "upstream fake"]
+    assert len(attempts) == int(failed.value.response.headers["x-tollway-attempts"]) >= 1
+    assert span["attributes"]["error.type"] == "UPSTREAM_ERROR"
+    assert span["status"]["status_code"] == "ERROR"
+    assert span["attributes"]["gen_ai.request.model"] == "gpt-4o-mini"
+    charged = {"tollway.cost_nano_usd", "gen_ai.usage.input_tokens", "gen_ai.response.id"}
+    assert not charged & span["attributes"].keys()  # nothing answered, nothing charged
+    assert_nothing_secret(spans_file, text, key)

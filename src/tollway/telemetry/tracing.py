@@ -59,9 +59,23 @@ ATTRIBUTES = frozenset(
         "tollway.upstream.attempt",
         "tollway.upstream.outcome",
         "tollway.amount_nano",
+        # A model call (core/inference/genai.py), OpenTelemetry's GenAI semantic conventions; never
+        # gen_ai.input.messages, gen_ai.output.messages or gen_ai.system_instructions (content).
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.system",  # gen_ai.provider.name's name before semconv 1.37, for older backends
+        "gen_ai.request.model",
+        "gen_ai.request.max_tokens",
+        "gen_ai.response.model",
+        "gen_ai.response.id",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "tollway.cost_nano_usd",
+        "tollway.usage_source",
     }
 )
-Attributes = Mapping[str, str | int | float | bool | None]
+Attributes = Mapping[str, str | int | float | bool | tuple[str, ...] | None]
 
 
 class TracingUnavailable(SystemExit):
@@ -130,6 +144,43 @@ def span(
     )
 
 
+def start_span(name: str, attributes: Attributes | None = None, *, kind: SpanKind = INTERNAL) -> Span | None:
+    """A started span, a child of the current one, that the caller ends (`span.end()`) when it likes:
+    for an operation that outlives a `with` block (a stream); None while tracing is off."""
+    tracer = _tracer
+    if tracer is None:
+        return None
+    return tracer.start_span(
+        name, kind=kind, attributes=_clean(attributes), record_exception=False, set_status_on_exception=False
+    )
+
+
+class current:
+    """`with tracing.current(span):` makes a span from `start_span` the parent of the spans opened
+    in the block, without ending it."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *exc_info: object) -> None:
+        otel_context.detach(self._token)
+
+
+def failed(span: Span, exc: BaseException | str) -> None:
+    """Mark `span` failed: `error.type` is an exception's type (Tollway's error code), or the string."""
+    if isinstance(exc, str):
+        span.set_attribute("error.type", exc)
+        span.set_status(StatusCode.ERROR)
+    else:
+        _failed(span, exc)
+
+
 def outgoing_headers() -> dict[str, str]:
     """The current span's propagation headers (W3C `traceparent`, or what OTEL_PROPAGATORS names) for
     an upstream request, so an upstream that traces continues our trace; empty when tracing is off."""
@@ -147,7 +198,7 @@ def set_attributes(attributes: Attributes, on: Span | None = None) -> None:
     (on or trace.get_current_span()).set_attributes(_clean(attributes))
 
 
-def _clean(attributes: Attributes | None) -> dict[str, str | int | float | bool]:
+def _clean(attributes: Attributes | None) -> dict[str, str | int | float | bool | tuple[str, ...]]:
     if not attributes:
         return {}
     return {k: v for k, v in attributes.items() if v is not None and k in ATTRIBUTES}

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from tollway.base import tokens
-from tollway.core.inference import chat_plan
+from tollway.core.inference import chat_plan, genai
 from tollway.core.money.prices import TokenUsage, cost_number, usage_dict, usage_of
 from tollway.errors import ErrorCode
 from tollway.providers.base import UpstreamError
@@ -78,6 +78,7 @@ class ChatStream:
         drain_seconds: float,
         venice: chat_plan.ChatPlan | None = None,
         chunk_object: str = "chat.completion.chunk",  # legacy completions: "text_completion"
+        trace: genai.ModelSpan = genai.OFF,  # the call's GenAI span: each chunk's id, model, finish reason
     ) -> None:
         self._request_id = request_id
         self._model_id = model_id
@@ -89,6 +90,7 @@ class ChatStream:
         self._drain_seconds = drain_seconds
         self._venice = venice
         self._chunk_object = chunk_object
+        self._trace = trace
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         self._client_gone = False
         self._last_usage: TokenUsage | None = None
@@ -120,6 +122,7 @@ class ChatStream:
         usage = usage_of(chunk.pop("usage", None))
         if usage is not None:
             self._last_usage = usage  # the LAST usage object is the total; never sum them
+        self._trace.chunk(chunk)
         self._meta["id"] = chunk.get("id", self._meta["id"])
         self._meta["created"] = chunk.get("created", self._meta["created"])
         self._produced.extend(delta_texts(chunk))

@@ -76,6 +76,7 @@ async def complete(pipeline: Pipeline, call: Call, body: dict[str, Any]) -> Resu
     estimate = token_cost(model.token_prices, TokenUsage(prompt_estimate, cap * runs))
     admitted = await pipeline.admit(call, model, estimate, prompt_estimate + cap * runs)
     admitted.headers.update(deprecation)
+    admitted.trace.max_tokens(cap)
     upstream = {**{k: v for k, v in body.items() if k != "venice_parameters"}, "max_tokens": cap}
     for name, value in model.config.sampling.items():  # the operator's defaults; the caller's win
         upstream.setdefault(name, value)
@@ -94,7 +95,7 @@ async def _buffered(
             raise _not_offered(provider, "raw completions")
         return await cast(Completer, provider).complete({**body, "model": upstream_model})
 
-    provider, result = await pipeline.first_route(admitted.model, attempt, admitted.headers)
+    provider, result = await pipeline.first_route(admitted.model, attempt, admitted.headers, admitted.trace)
     usage, source = usage_of(result.get("usage")), "provider"
     if usage is None:
         usage, source = TokenUsage(prompt_estimate, tokens.count(delta_texts(result))), "estimated"

@@ -27,9 +27,9 @@ from tollway.core.admission import Hold
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
-from tollway.core.inference import chat_plan, holds
+from tollway.core.inference import chat_plan, genai, holds
 from tollway.core.inference.chat_stream import ChatStream, generated_texts
-from tollway.core.inference.router import Router
+from tollway.core.inference.router import Router, timed
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
 from tollway.core.limits.gate import RateGate
@@ -45,8 +45,8 @@ from tollway.core.money.prices import (
     usage_of,
 )
 from tollway.errors import ErrorCode, TollwayError
-from tollway.providers.base import Provider, UpstreamError
-from tollway.telemetry import logs, metrics
+from tollway.providers.base import Provider
+from tollway.telemetry import logs
 
 log = logging.getLogger("tollway.pipeline")
 T = TypeVar("T")
@@ -91,25 +91,7 @@ class Admitted:
     headers: dict[str, str]
     venice: chat_plan.ChatPlan | None = None  # chat's Venice extensions (core/inference/chat_plan.py)
     batch: BatchLine | None = None
-
-
-def _timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
-    """An upstream attempt that records its latency and failure in the metrics (telemetry/metrics.py)."""
-
-    async def timed(provider: Provider, upstream_model: str) -> T:
-        started = time.perf_counter()
-        try:
-            value = await attempt(provider, upstream_model)
-        except UpstreamError as exc:
-            metrics.record_upstream(provider.id, time.perf_counter() - started, exc.status or 0)
-            raise
-        except TimeoutError:
-            metrics.record_upstream(provider.id, time.perf_counter() - started, 504)
-            raise
-        metrics.record_upstream(provider.id, time.perf_counter() - started)
-        return value
-
-    return timed
+    trace: genai.ModelSpan = genai.OFF  # the call's GenAI span (core/inference/genai.py)
 
 
 class Pipeline:
@@ -179,7 +161,7 @@ class Pipeline:
         if hold.balance_before_nano is not None:  # only what this key may see (admission.shown_balance)
             balance = nano_to_usd(hold.balance_before_nano)
             headers["x-balance-usd"] = headers["x-venice-balance-usd"] = balance
-        return Admitted(model, hold, headers, batch=call.batch)
+        return Admitted(model, hold, headers, batch=call.batch, trace=genai.start(call.endpoint, model.id))
 
     async def settle(
         self,
@@ -195,20 +177,22 @@ class Pipeline:
         cost = token_cost(admitted.model.token_prices, usage)
         if admitted.batch is not None:
             cost = batch_price(cost, admitted.model.config.pricing.batch_discount)
-        return await admitted.hold.settle(
+        charge = admitted.hold.settle(
             cost, provider=provider, usage=usage, source=source, outcome=outcome, status=status
         )
+        return await admitted.trace.settling(charge, usage, source, outcome)  # the call's span ends
 
     async def first_route(
         self,
         model: CatalogModel,
         attempt: Callable[[Provider, str], Awaitable[T]],
         headers: dict[str, str] | None = None,
+        trace: genai.ModelSpan = genai.OFF,
     ) -> tuple[Provider, T]:
         """Try the routes (retries, fallback, circuit breakers, deadline: core/inference/router.py) until one
         answers; only failures before any byte reaches the client get here. `headers` (the
         response's) learn the provider that served and the number of attempts."""
-        served = await self.router.first(model, _timed(attempt))
+        served = await trace.routed(partial(self.router.first, model), timed(attempt), self.catalog.providers)
         logs.note(provider=served.provider.id)
         if headers is not None:
             headers["x-tollway-provider"] = served.provider.id
@@ -238,6 +222,7 @@ class Pipeline:
         if admitted.hold.held_nano < estimate:
             plan.clamp(holds.affordable_cap(hold_for, admitted.hold.held_nano, plan.max_output))
             admitted.headers["x-tollway-output-cap"] = str(plan.max_output)
+        admitted.trace.max_tokens(plan.max_output)
         admitted.headers.update(plan.headers)
         admitted.venice = plan
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -258,6 +243,7 @@ class Pipeline:
             admitted.model,
             lambda p, upstream_model: p.chat({**body, "model": upstream_model}),
             admitted.headers,
+            admitted.trace,
         )
         usage = usage_of(result.get("usage"))
         source = "provider"
@@ -298,7 +284,9 @@ class Pipeline:
                 first = None
             return first, iterator
 
-        provider, (first, upstream) = await self.first_route(admitted.model, open_stream, admitted.headers)
+        provider, (first, upstream) = await self.first_route(
+            admitted.model, open_stream, admitted.headers, admitted.trace
+        )
 
         async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
             return await self.settle(admitted, provider.id, usage, source, outcome, status)
@@ -314,6 +302,7 @@ class Pipeline:
             drain_seconds=self._drain_seconds,
             venice=admitted.venice,
             chunk_object=chunk_object,
+            trace=admitted.trace,
         )
         return Result(headers=admitted.headers, frames=self.relay(stream))
 
@@ -350,7 +339,10 @@ class Pipeline:
         admitted = await self.admit(call, model, estimate, estimate_tokens)
         async with admitted.hold:
             provider, result = await self.first_route(
-                model, lambda p, upstream_model: p.embed({**body, "model": upstream_model}), admitted.headers
+                model,
+                lambda p, upstream_model: p.embed({**body, "model": upstream_model}),
+                admitted.headers,
+                admitted.trace,
             )
             usage = usage_of(result.get("usage"), completion=False)
             source = "provider"

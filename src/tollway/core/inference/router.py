@@ -195,6 +195,25 @@ class Router:
         return wait
 
 
+def timed(attempt: Callable[[Provider, str], Awaitable[T]]) -> Callable[[Provider, str], Awaitable[T]]:
+    """An upstream attempt that records its latency and failure in the metrics (telemetry/metrics.py)."""
+
+    async def timed(provider: Provider, upstream_model: str) -> T:
+        started = time.perf_counter()
+        try:
+            value = await attempt(provider, upstream_model)
+        except UpstreamError as exc:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, exc.status or 0)
+            raise
+        except TimeoutError:
+            metrics.record_upstream(provider.id, time.perf_counter() - started, 504)
+            raise
+        metrics.record_upstream(provider.id, time.perf_counter() - started)
+        return value
+
+    return timed
+
+
 async def _traced(
     attempt: Callable[[Provider, str], Awaitable[T]],
     provider: Provider,
