@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # Operations (docs/deploy.md). Every replica's sweeper runs every sweep_interval_seconds and frees
     # the holds whose lease ran out: a crashed replica's money is free within lease + interval.
     sweep_interval_seconds: float = 10.0
+    # The ledger invariant check (core/money/invariants.py): one replica runs it about this often and
+    # every replica exports its result to /metrics; 0 turns it off. It reads the whole ledger.
+    ledger_check_interval_seconds: float = Field(default=300.0, ge=0)
     # SIGTERM: /ready turns 503 at once; after shutdown_delay_seconds (let the load balancer notice)
     # the listener closes; in-flight calls and streams get shutdown_grace_seconds to finish; then
     # streams whose client left are metered for up to that long again, everything settles, exit.

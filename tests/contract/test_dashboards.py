@@ -23,7 +23,7 @@ PROMETHEUS_OWN = {"up"}  # series Prometheus itself writes for every scrape targ
 SUFFIXES = {"histogram": ("_bucket", "_sum", "_count")}
 KEYWORDS = {
     "sum", "max", "min", "avg", "count", "topk", "rate", "irate", "increase", "delta", "histogram_quantile",
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless",
+    "time", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless",
 }  # fmt: skip
 
 
@@ -77,6 +77,8 @@ def test_every_metric_the_dashboard_and_alerts_query_is_exported(tollway: Tollwa
         "tollway_http_requests_total",
         "tollway_jobs_oldest_age_seconds",
         "tollway_upstream_cooldowns_total",
+        "tollway_ledger_invariant_violations",
+        "tollway_ledger_invariant_last_check_timestamp_seconds",
     } <= names
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = dashboard_exprs(dashboard["panels"]) + dashboard_exprs(dashboard["templating"])
@@ -98,6 +100,7 @@ def test_the_name_reader_finds_metrics_and_skips_labels_functions_and_numbers() 
     expr = 'histogram_quantile(0.95, sum by (le, route) (rate(tollway_nope_bucket{a="b"}[5m]))) * 60 / 1e9'
     assert queried(expr) == {"tollway_nope_bucket"}
     assert queried('up{job="tollway"} == 0 and on (instance) tollway_jobs > 1') == {"up", "tollway_jobs"}
+    assert queried("time() - max(tollway_nope_seconds) > 1800") == {"tollway_nope_seconds"}
 
 
 def test_the_dashboard_covers_what_operators_watch() -> None:
@@ -106,10 +109,13 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
     for needle in (
         "by (route)", "by (model)", "by (provider", "tollway_spend_nano_usd_total",
         "tollway_reservations_outstanding", "tollway_jobs{", "tollway_jobs_oldest_age_seconds",
-        "tollway_rate_limited_total", "tollway_upstream_cooldowns_total",
+        "tollway_rate_limited_total", "tollway_upstream_cooldowns_total", "tollway_ledger_invariant_violations",
     ):  # fmt: skip
         assert needle in text, needle
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all(panel["type"] in {"row", "timeseries"} for panel in dashboard["panels"])
     assert Path(ALERTS).read_text().count("alert:") >= 6
+    alerts = {r["alert"]: r["expr"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    assert "tollway_ledger_invariant_violations" in alerts["TollwayLedgerInvariantViolated"]
+    assert "tollway_ledger_invariant_last_check_timestamp_seconds" in alerts["TollwayLedgerCheckStale"]

@@ -149,6 +149,12 @@ def create_app(
                 maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
             ),
         ]
+        if settings.ledger_check_interval_seconds > 0:
+            interval = settings.ledger_check_interval_seconds
+            every = min(interval, settings.sweep_interval_seconds)
+            tasks.append(
+                asyncio.create_task(maintenance.ledger_check_forever(services.engine, interval, every))
+            )
         if settings.usage_retention_days > 0:
             tasks.append(
                 asyncio.create_task(

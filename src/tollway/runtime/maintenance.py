@@ -1,7 +1,8 @@
 """Periodic work every replica runs: renew the leases of its own live calls (holds and in-flight slots),
 release expired reservations (a crashed replica's holds), refresh
 the reservation and job-queue gauges, delete usage rows past the retention (their totals stay in usage_daily),
-and delete stored responses past their TTL.
+delete stored responses past their TTL, and export the ledger invariant check (core/money/invariants.py,
+run by one replica at a time).
 
 Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
 DELETE ... RETURNING; a retention batch deletes whatever is still there).
@@ -20,6 +21,7 @@ from tollway.base.clock import utcnow
 from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.store import ACTIVE
 from tollway.core.limits.limiter import Limiter
+from tollway.core.money import invariants
 from tollway.core.money.ledger import Ledger
 from tollway.settings import Settings
 from tollway.store.tables import jobs, reservations, usage
@@ -123,3 +125,25 @@ async def stored_responses_forever(store: ResponseStore, interval: float) -> Non
         except Exception:
             log.exception("stored responses sweep failed")
         await asyncio.sleep(interval)
+
+
+async def check_ledger_once(engine: AsyncEngine, interval: float) -> invariants.LastCheck:
+    """Run the ledger invariant check if it is due (and this replica wins it); export the latest result."""
+    last = await invariants.check_due(engine, interval)
+    metrics.LEDGER_VIOLATIONS.set(max(last.violations, 0))
+    metrics.LEDGER_CHECKED.set(last.checked_at)
+    if last.violations > 0:
+        log.error(
+            "ledger invariant check: %d account(s) disagree with their ledger or holds", last.violations
+        )
+    return last
+
+
+async def ledger_check_forever(engine: AsyncEngine, interval: float, every: float) -> None:
+    """Every `every` seconds: the check when due, the latest result into the gauges of this process."""
+    while True:
+        try:
+            await check_ledger_once(engine, interval)
+        except Exception:
+            log.exception("ledger invariant check failed")
+        await asyncio.sleep(every)

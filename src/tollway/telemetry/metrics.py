@@ -87,6 +87,17 @@ UPSTREAM_COOLDOWNS = Counter(
     "Times a route's circuit breaker opened (the route is skipped for its cooldown), by provider.",
     ["provider"],
 )
+LEDGER_VIOLATIONS = Gauge(
+    "tollway_ledger_invariant_violations",
+    "Accounts whose balance or reserved disagrees with their ledger or their live holds, at the latest "
+    "ledger invariant check (core/money/invariants.py; all replicas share one check).",
+    multiprocess_mode="max",
+)
+LEDGER_CHECKED = Gauge(
+    "tollway_ledger_invariant_last_check_timestamp_seconds",
+    "When the latest ledger invariant check ran (Unix time; 0: never).",
+    multiprocess_mode="max",
+)
 SWEPT = Counter("tollway_reservations_swept", "Expired reservations released by the sweeper.")
 RELOADS = Counter("tollway_catalog_reloads", "Catalog reloads by outcome.", ["outcome"])
 EVENTS = Counter(
