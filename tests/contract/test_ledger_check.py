@@ -28,6 +28,7 @@ def two(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) 
         "TOLLWAY_SECRET": uuid.uuid4().hex,
         "TOLLWAY_LEDGER_CHECK_INTERVAL_SECONDS": "1",
         "TOLLWAY_SWEEP_INTERVAL_SECONDS": "0.2",
+        "TOLLWAY_BUDGET_LEASES": "true",  # reserved = per-call holds + what live leases still hold
     }
     with replicas(tmp_path_factory.mktemp("ledger-check"), "ab", fake_upstream.base_url, env) as servers:
         yield servers
@@ -55,11 +56,13 @@ def wait_for(servers: list[Tollway], violations: int, after: float, timeout: flo
 def test_a_planted_violation_shows_on_every_replicas_metrics(two: list[Tollway]) -> None:
     a, b = two
     spender, key = a.funded("1.00")
-    b.client(key).chat.completions.create(  # real traffic: holds, settlements, ledger rows
-        model="fake-chat", messages=[{"role": "user", "content": "hello"}], max_tokens=5
-    )
+    for server in (a, b, a):  # real traffic: budget leases on both replicas, settlements, ledger rows
+        server.client(key).chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hello"}], max_tokens=5
+        )
     url = a.database_url
-    wait_for(two, 0, time.time())  # an honest ledger: no violation
+    assert query(url, "select count(*) from budget_leases where account_id = ?", spender)[0][0] >= 1
+    wait_for(two, 0, time.time())  # an honest ledger, leases live: no violation
 
     # A balance changed behind the ledger's back (no ledger entry): one account.
     query(url, "update accounts set balance_nano = balance_nano + 1 where id = ?", spender)
