@@ -164,6 +164,21 @@ class Settings(BaseSettings):
     x402_receipt_timeout_seconds: float = Field(default=120.0, gt=0)  # wait for the settlement's receipt
     # SIGN-IN-WITH-X (balance, transactions): the SIWE message's domain; unset = the request's Host.
     x402_siwx_domain: str | None = None
+    # USDC deposits to per-account addresses (core/funding/deposits.py, issue 25): on when deposit_xpub is
+    # set, with chain_rpc_url, usdc_contract (as for x402), deposit_confirmations and deposit_min_usd.
+    # deposit_xpub: the operator's extended PUBLIC key (e.g. of m/44'/60'/0'/0); account i gets its
+    # non-hardened child i. The watcher scans eth_getLogs ranges of deposit_scan_blocks blocks every
+    # deposit_poll_seconds, from deposit_start_block (unset: the newest confirmed block at its first pass),
+    # under a lease of deposit_lease_seconds (one replica scans); deposit_watcher off: only `tollway
+    # deposits scan` does.
+    deposit_xpub: str | None = None
+    deposit_confirmations: int | None = Field(default=None, ge=1, le=100_000)
+    deposit_min_usd: Decimal | None = Field(default=None, gt=0)
+    deposit_start_block: int | None = Field(default=None, ge=0)
+    deposit_scan_blocks: int = Field(default=500, ge=1, le=100_000)
+    deposit_poll_seconds: float = Field(default=5.0, gt=0)
+    deposit_lease_seconds: float = Field(default=60.0, gt=0)
+    deposit_watcher: bool = True
     media_max_bytes: int = 1024 * 1024 * 1024
     # Files and batches (core/batches/): an uploaded file's and one line's size, its line count, what
     # one account may keep stored, how long a file lives; an output file goes after its first
@@ -278,6 +293,33 @@ class Settings(BaseSettings):
             )
         if self.stripe_min_usd > self.stripe_max_usd:
             raise ConfigurationError("TOLLWAY_STRIPE_MIN_USD is above TOLLWAY_STRIPE_MAX_USD.")
+
+    @property
+    def deposits_enabled(self) -> bool:
+        return bool(self.deposit_xpub)
+
+    def check_deposits(self) -> None:
+        """USDC deposits are all or nothing: name what is missing at start-up."""
+        if not self.deposits_enabled:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("TOLLWAY_CHAIN_RPC_URL", self.chain_rpc_url),
+                ("TOLLWAY_USDC_CONTRACT", self.usdc_contract),
+                ("TOLLWAY_DEPOSIT_CONFIRMATIONS", self.deposit_confirmations),
+                ("TOLLWAY_DEPOSIT_MIN_USD", self.deposit_min_usd),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"USDC deposits are half configured: set {', '.join(missing)} too, or unset "
+                "TOLLWAY_DEPOSIT_XPUB to leave them off."
+            )
+        assert self.deposit_min_usd is not None
+        if (self.deposit_min_usd * 10**6) % 1:
+            raise ConfigurationError("TOLLWAY_DEPOSIT_MIN_USD has more than 6 decimals (USDC's).")
 
     @property
     def events_sinks(self) -> tuple[str, ...]:

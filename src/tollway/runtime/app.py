@@ -180,6 +180,11 @@ def create_app(
             tasks.append(asyncio.create_task(jobs.runner.run_forever()))
         if services.publisher is not None:  # usage events and low-balance alerts (core/events/)
             tasks.append(asyncio.create_task(services.publisher.run_forever()))
+        watching = None  # USDC deposits (core/funding/deposits.py): one watcher across replicas, by lease
+        if services.deposits is not None and settings.deposit_watcher:
+            deposits = services.deposits
+            watching = asyncio.create_task(deposits.watcher.run_forever(deposits.poll_seconds))
+            tasks.append(watching)
         listen = settings.metrics_listen if settings.metrics else None
         stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
         app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document
@@ -193,6 +198,8 @@ def create_app(
                 stop_metrics()
             for task in tasks:
                 task.cancel()
+            if watching is not None:  # let it give its lease back before the engine closes
+                await asyncio.wait([watching], timeout=2)
             await jobs.aclose()  # leases of jobs in flight go back: another runner resumes them
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

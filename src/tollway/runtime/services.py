@@ -21,6 +21,8 @@ from tollway.core.events.nats_sink import NatsSink
 from tollway.core.events.publisher import Publisher, Sink, WebhookSink
 from tollway.core.events.webhooks import Poster
 from tollway.core.funding.codes import Codes
+from tollway.core.funding.deposits import Deposits
+from tollway.core.funding.deposits import build as build_deposits
 from tollway.core.funding.stripe_topups import StripeTopups
 from tollway.core.funding.x402 import X402
 from tollway.core.funding.x402 import build as build_x402
@@ -69,6 +71,7 @@ class Services:
     alerts: Alerts | None = None  # low-balance alerts, when TOLLWAY_BALANCE_ALERTS is on
     publisher: Publisher | None = None  # the outbox's publisher, when events or alerts are on
     x402: X402 | None = None  # x402 top-ups, when the operator configured them (settings.x402_enabled)
+    deposits: Deposits | None = None  # USDC deposit addresses and their watcher (settings.deposits_enabled)
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -100,6 +103,8 @@ class Services:
             await self.publisher.poster.aclose()
         if self.x402 is not None:
             await self.x402.aclose()
+        if self.deposits is not None:
+            await self.deposits.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -221,6 +226,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         alerts=alerts,
         publisher=publisher,
         x402=build_x402(settings, engine, ledger),
+        deposits=build_deposits(settings, engine),
     )
 
 

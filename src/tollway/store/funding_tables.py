@@ -3,7 +3,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 from tollway.store.tables import metadata
 
@@ -73,4 +83,37 @@ x402_payments = Table(
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
     UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_asset_payer_nonce"),
+)
+
+# USDC deposits (migration 0014, core/funding/deposit_addresses.py, deposits.py, issue 25). Each account's own
+# deposit address: the operator xpub's non-hardened child `idx`, allocated once (unique index) and kept.
+deposit_addresses = Table(
+    "deposit_addresses",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("idx", BigInteger, nullable=False, unique=True),
+    Column("address", String(42), nullable=False, unique=True),  # 0x… lower-case
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every token transfer to a deposit address the watcher acted on, once per (tx hash, log index): credited
+# (ledger reference `chain:<tx hash>:<log index>`), dust (below the minimum: not credited) or refused
+# (the credit would pass the most an account may hold).
+chain_deposits = Table(
+    "chain_deposits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tx_hash", String(66), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("address", String(42), nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column(
+        "amount_units", String(78), nullable=False
+    ),  # token base units (6 decimals): a uint256, in decimal
+    Column("amount_nano", BigInteger, nullable=False),  # what was credited (0 unless credited)
+    Column("outcome", String(12), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tx_hash", "log_index", name="uq_chain_deposits_tx_hash_log_index"),
 )

@@ -100,6 +100,17 @@ LEDGER_CHECKED = Gauge(
 )
 SWEPT = Counter("tollway_reservations_swept", "Expired reservations released by the sweeper.")
 RELOADS = Counter("tollway_catalog_reloads", "Catalog reloads by outcome.", ["outcome"])
+DEPOSIT_LAG = Gauge(
+    "tollway_deposit_watcher_lag_blocks",
+    "Confirmed blocks the USDC deposit watcher has not scanned yet (core/funding/deposits.py; 0: caught up).",
+    multiprocess_mode="max",
+)
+DEPOSITS = Counter(
+    "tollway_deposits",
+    "USDC deposit transfers by outcome: credited, dust (below the minimum), refused (past the balance "
+    "ceiling), unknown (not a deposit address), error (a failed watcher pass).",
+    ["outcome"],
+)
 EVENTS = Counter(
     "tollway_events",
     "Outbox events (usage events, low-balance alerts) by sink and outcome: sent, retried, failed (given up).",

@@ -40,10 +40,6 @@ CURRENCIES = ("USD", "VCU", "DIEM")
 MAX_PAGE = (
     1_000_000  # × 500 per page: an OFFSET far inside 64 bits  # Venice's enum; Tollway bills in USD only
 )
-DEPOSITS_DISABLED = (
-    "Deposits are not enabled on this Tollway; ask the operator to credit your account "
-    "(POST /v1/admin/accounts/{id}/credits)."
-)
 
 
 async def account_caller(request: Request) -> Caller:
@@ -208,15 +204,6 @@ async def billing_balance(request: Request, who: Caller = Depends(account_caller
             "available_usd": available,
         }
     )
-
-
-@router.get(
-    "/deposit-address",
-    summary="Crypto deposits (not enabled on Tollway)",
-    **documented(errors=(401, 403, 404), ok={}),
-)
-async def deposit_address(who: Caller = Depends(account_caller)) -> Response:
-    raise TollwayError(ErrorCode.NOT_FOUND, DEPOSITS_DISABLED)
 
 
 # -- seed-001 account API: {"success": true, "data": ...} / {"success": false, "error": ...} -----

@@ -1,4 +1,5 @@
-"""An EVM chain over JSON-RPC, as much as x402 settlement needs (issue 25).
+"""An EVM chain over JSON-RPC (issue 25): `JsonRpc`, the transport both chain rails share; `Chain`, as much
+as x402 settlement needs; `ChainReader`, as much as the USDC deposit watcher needs (core/funding/deposits.py).
 
 The relayer (TOLLWAY_X402_SETTLEMENT_KEY) sends the token's `transferWithAuthorization(from, to,
 value, validAfter, validBefore, nonce, v, r, s)` — the EIP-3009 function USDC has — and pays its
@@ -64,19 +65,13 @@ def call_data(auth: Authorization) -> str:
     return "0x" + (SELECTOR + encode(ARGUMENT_TYPES, args)).hex()
 
 
-class Chain:
-    def __init__(self, rpc_url: str, chain_id: int, asset: str, key: str, *, timeout: float = 30.0) -> None:
-        self._url = rpc_url
-        self._chain_id = chain_id
-        self._asset = asset
-        self._account = Account.from_key(key)
-        self._client = httpx2.AsyncClient(timeout=timeout)
-        self._send_lock = asyncio.Lock()  # one relayer nonce at a time in this process
-        self._ids = 0
+class JsonRpc:
+    """One node's JSON-RPC over HTTP. Errors name the method, never the URL (it may carry an API key)."""
 
-    @property
-    def relayer(self) -> str:
-        return str(self._account.address)
+    def __init__(self, rpc_url: str, *, timeout: float = 30.0) -> None:
+        self._url = rpc_url
+        self._client = httpx2.AsyncClient(timeout=timeout)
+        self._ids = 0
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -101,6 +96,49 @@ class Chain:
                 raise Reverted(message)
             raise ChainError(f"{method}: {message}", answered=True)
         return body.get("result")
+
+
+class ChainReader(JsonRpc):
+    """What the deposit watcher reads: the head, a contract's logs in a bounded range, a block's hash."""
+
+    async def block_number(self) -> int:
+        return _quantity(await self.rpc("eth_blockNumber", []), "eth_blockNumber")
+
+    async def logs(self, address: str, first: int, last: int, topics: list[Any]) -> list[dict[str, Any]]:
+        found = await self.rpc(
+            "eth_getLogs",
+            [{"address": address, "fromBlock": hex(first), "toBlock": hex(last), "topics": topics}],
+        )
+        if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+            raise ChainError("eth_getLogs: an unreadable answer", answered=True)
+        return found
+
+    async def block_hash(self, number: int) -> str | None:
+        """The canonical block's hash at `number` now (lower-case 0x…), None when there is none yet."""
+        block = await self.rpc("eth_getBlockByNumber", [hex(number), False])
+        if not isinstance(block, dict) or not isinstance(block.get("hash"), str):
+            return None
+        return str(block["hash"]).lower()
+
+
+def _quantity(value: Any, method: str) -> int:
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        raise ChainError(f"{method}: an unreadable quantity", answered=True) from None
+
+
+class Chain(JsonRpc):
+    def __init__(self, rpc_url: str, chain_id: int, asset: str, key: str, *, timeout: float = 30.0) -> None:
+        super().__init__(rpc_url, timeout=timeout)
+        self._chain_id = chain_id
+        self._asset = asset
+        self._account = Account.from_key(key)
+        self._send_lock = asyncio.Lock()  # one relayer nonce at a time in this process
+
+    @property
+    def relayer(self) -> str:
+        return str(self._account.address)
 
     async def dry_run(self, auth: Authorization) -> int:
         """The gas the settlement needs; Reverted if the token would refuse it."""
