@@ -1,6 +1,7 @@
-"""A real local EVM for the x402 tests: eth-tester (py-evm) served over JSON-RPC on 127.0.0.1, with the
-EIP-3009 test token (eip3009_token.vy) compiled by vyper in-process and deployed on it, and what a
-paying wallet does: sign a `TransferWithAuthorization` (EIP-712) into an x402 v2 payment header with
+"""A real local EVM for the x402 and USDC deposit tests: eth-tester (py-evm) served over JSON-RPC on
+127.0.0.1, with the EIP-3009 test token (eip3009_token.vy) compiled by vyper in-process and deployed on
+it (more instances on demand), deposits, empty blocks and reorgs (snapshot/revert), and what a paying
+wallet does: sign a `TransferWithAuthorization` (EIP-712) into an x402 v2 payment header with
 the `x402` package's types, and sign in with SIWE (EIP-4361) for the SIGN-IN-WITH-X header.
 
 The chain runs in a thread of the test process; a Tollway server subprocess settles through HTTP to it
@@ -25,11 +26,13 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
+from web3.contract import Contract
 from web3.types import Wei
 from x402.http.utils import encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 TOKEN_SOURCE = Path(__file__).with_name("eip3009_token.vy")
+FORMATTED = frozenset({"eth_getLogs", "eth_getBlockByNumber", "eth_blockNumber"})
 TYPES = {
     "TransferWithAuthorization": [
         {"name": "from", "type": "address"},
@@ -65,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.chain.lock:
             self.chain.requests.append(request["method"])
             try:
-                answer = self.chain.w3.provider.make_request(request["method"], request.get("params", []))
+                answer = self.chain.call(request["method"], request.get("params", []))
             except Exception as exc:  # what a node says of a reverted call or a bad transaction
                 answer = {"jsonrpc": "2.0", "error": {"code": 3, "message": str(exc)[:300]}}
         body = json.dumps({**_wire(dict(answer)), "id": request.get("id")}).encode()
@@ -92,17 +95,55 @@ class LocalChain:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        out = vyper.compile_code(TOKEN_SOURCE.read_text(), output_formats=["abi", "bytecode"])
-        deployer = self.w3.eth.accounts[0]
+        self._compiled = vyper.compile_code(TOKEN_SOURCE.read_text(), output_formats=["abi", "bytecode"])
+        self.token = self.deploy_token()
+        self.chain_id = int(self.w3.eth.chain_id)
+
+    def deploy_token(self) -> Contract:
+        """Another instance of the test token (a test of its own: its own logs, its own cursor)."""
+        out = self._compiled
         with self.lock:
             tx = (
                 self.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
                 .constructor()
-                .transact({"from": deployer})
+                .transact({"from": self.w3.eth.accounts[0]})
             )
             address = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
-        self.token = self.w3.eth.contract(address=address, abi=out["abi"])
-        self.chain_id = int(self.w3.eth.chain_id)
+        return self.w3.eth.contract(address=address, abi=out["abi"])
+
+    def transfer(self, token: Contract, to: str, units: int) -> tuple[str, int]:
+        """A holder's `transfer` of `units` to `to` (a deposit): (its tx hash, its block number)."""
+        holder = self.w3.eth.accounts[1]
+        with self.lock:
+            minted = token.functions.mint(holder, units).transact({"from": holder})
+            self.w3.eth.wait_for_transaction_receipt(minted)
+            tx = token.functions.transfer(Web3.to_checksum_address(to), units).transact({"from": holder})
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        return "0x" + bytes(tx).hex(), int(receipt["blockNumber"])
+
+    def mine(self, blocks: int) -> int:
+        """`blocks` empty blocks; the new head."""
+        with self.lock:
+            self.w3.testing.mine(blocks)
+            return int(self.w3.eth.block_number)
+
+    def snapshot(self) -> Any:
+        with self.lock:
+            return self.w3.testing.snapshot()
+
+    def revert(self, snapshot: Any) -> None:
+        """Back to the snapshot: the blocks after it are gone (a reorg, as the next blocks replace them)."""
+        with self.lock:
+            self.w3.testing.revert(snapshot)
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC request as a node answers it. Filters and logs (eth_getLogs: `fromBlock`, log
+        fields in camelCase) need eth-tester's own request and result formatters (its provider
+        middleware); the other methods go to the provider as they always did (the x402 tests)."""
+        if method in FORMATTED:
+            bare = Web3(self._provider, middleware=[])  # web3's own (ENS) middleware breaks OR-ed topics
+            return self._provider.request_func(bare, bare.middleware_onion)(method, params)
+        return self._provider.make_request(method, params)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._server.shutdown()
