@@ -26,7 +26,6 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
-from web3.contract import Contract
 from web3.types import Wei
 from x402.http.utils import encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
@@ -99,7 +98,7 @@ class LocalChain:
         self.token = self.deploy_token()
         self.chain_id = int(self.w3.eth.chain_id)
 
-    def deploy_token(self) -> Contract:
+    def deploy_token(self) -> Any:
         """Another instance of the test token (a test of its own: its own logs, its own cursor)."""
         out = self._compiled
         with self.lock:
@@ -111,9 +110,9 @@ class LocalChain:
             address = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
         return self.w3.eth.contract(address=address, abi=out["abi"])
 
-    def transfer(self, token: Contract, to: str, units: int) -> tuple[str, int]:
+    def transfer(self, token: Any, to: str, units: int) -> tuple[str, int]:
         """A holder's `transfer` of `units` to `to` (a deposit): (its tx hash, its block number)."""
-        holder = self.w3.eth.accounts[1]
+        holder = list(self.w3.eth.accounts)[1]
         with self.lock:
             minted = token.functions.mint(holder, units).transact({"from": holder})
             self.w3.eth.wait_for_transaction_receipt(minted)
@@ -124,17 +123,22 @@ class LocalChain:
     def mine(self, blocks: int) -> int:
         """`blocks` empty blocks; the new head."""
         with self.lock:
-            self.w3.testing.mine(blocks)
+            self._tester().mine_blocks(blocks)
             return int(self.w3.eth.block_number)
 
     def snapshot(self) -> Any:
         with self.lock:
-            return self.w3.testing.snapshot()
+            return self._tester().take_snapshot()
 
     def revert(self, snapshot: Any) -> None:
         """Back to the snapshot: the blocks after it are gone (a reorg, as the next blocks replace them)."""
         with self.lock:
-            self.w3.testing.revert(snapshot)
+            self._tester().revert_to_snapshot(snapshot)
+
+    def _tester(self) -> Any:
+        tester = self._provider.ethereum_tester
+        assert tester is not None
+        return tester
 
     def call(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC request as a node answers it. Filters and logs (eth_getLogs: `fromBlock`, log
