@@ -1,6 +1,6 @@
 """The `tollway` command. `common.py` (the apps, running a command, --json, the database it uses),
 `commands.py` (serve, init, migrate, models, and the first accounts/keys commands), `admin.py` (the admin
-API's mirror), `ecosystem.py` (mcp on stdio, docs export). Every command takes --json."""
+API's mirror), `ecosystem.py` (mcp on stdio, docs export), `deposits.py` (USDC deposits: scan, address). Every command takes --json."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import sys
 
 import typer
 
-from tollway.cli import admin, commands, ecosystem
+from tollway.cli import admin, commands, deposits, ecosystem
 from tollway.cli.common import app
 from tollway.jobs_cli import jobs_app
 
 app.add_typer(jobs_app, name="jobs")  # tollway/jobs_cli.py: worker, reconcile, stats
 
-__all__ = ["admin", "app", "commands", "ecosystem", "main"]
+__all__ = ["admin", "app", "commands", "deposits", "ecosystem", "main"]
 
 
 def main() -> None:

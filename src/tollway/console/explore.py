@@ -15,6 +15,7 @@ from tollway.console import queries
 from tollway.console.dashboard import reseller
 from tollway.console.html import e, field, form, guarded, notice, page, pager, select, table
 from tollway.console.sessions import Viewer, check_csrf
+from tollway.core.funding.deposits import units_to_nano
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 
@@ -234,23 +235,37 @@ async def quickstart(request: Request) -> Response:
 @guarded
 async def funding(request: Request) -> Response:
     who = await reseller(request)
-    return page("Funding", _funding_body(request, who), who)
+    return page("Funding", await _funding_body(request, who), who)
 
 
-def _funding_body(request: Request, who: Viewer, extra: str = "") -> str:
-    topups = request.app.state.services.stripe
-    if topups is None:
+async def _funding_body(request: Request, who: Viewer, extra: str = "") -> str:
+    services = request.app.state.services
+    topups, deposits = services.stripe, services.deposits
+    if topups is None and deposits is None:
         return (
             "<p>Self-service deposits (cards, crypto) are not enabled on this Tollway.</p>"
             "<p>Your operator credits your account; ask them for a top-up. Credits appear on your dashboard at once.</p>"
         )
-    bounds = f"${nano_to_usd(topups.min_nano)} to ${nano_to_usd(topups.max_nano)}, whole cents"
-    return extra + form(
-        "/console/funding/top-up",
-        who,
-        field("amount_usd", "Amount (USD)", value="20.00", required=True, hint=bounds)
-        + "<p><button type=submit>Top up by card</button></p>",
-    )
+    body = extra
+    if topups is not None:
+        bounds = f"${nano_to_usd(topups.min_nano)} to ${nano_to_usd(topups.max_nano)}, whole cents"
+        body += form(
+            "/console/funding/top-up",
+            who,
+            field("amount_usd", "Amount (USD)", value="20.00", required=True, hint=bounds)
+            + "<p><button type=submit>Top up by card</button></p>",
+        )
+    if deposits is not None:  # USDC to the account's own address (core/funding/deposits.py)
+        found = await deposits.addresses.address_of(who.account_id)
+        terms = deposits.watcher.terms
+        body += (
+            "<h2>USDC on Base</h2>"
+            f"<p>Your deposit address: <code>{e(found.address)}</code></p>"
+            f"<p>Send USDC (token contract <code>{e(terms.contract)}</code>, chain id {deposits.chain_id}) to "
+            f"this address. It is credited after {terms.confirmations} confirmations, one USDC for one USD; "
+            f"a deposit below ${e(nano_to_usd(units_to_nano(terms.min_units)))} is not credited.</p>"
+        )
+    return body
 
 
 @router.post("/console/funding/top-up", summary="Console: start a card top-up (Stripe Checkout)")
@@ -269,7 +284,7 @@ async def top_up(request: Request) -> Response:
     except (TollwayError, ValueError) as exc:
         message = exc.message if isinstance(exc, TollwayError) else "Enter an amount in USD, e.g. 20.00."
         status = exc.status if isinstance(exc, TollwayError) else 400
-        return page("Funding", _funding_body(request, who, notice(message)), who, status)
+        return page("Funding", await _funding_body(request, who, notice(message)), who, status)
     link = (
         f'<p class="ok">Top-up of ${e(nano_to_usd(made.amount_nano))} ready. '
         f'<a href="{e(made.url)}" rel="noreferrer">Continue to payment</a>; your balance is credited once it is paid.</p>'
