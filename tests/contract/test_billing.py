@@ -335,9 +335,12 @@ def test_calculate_cost_arithmetic(fresh_fake: Tollway, funded: Callable[..., tu
 
 
 def test_deposit_address_is_not_enabled(fresh_fake: Tollway, funded: Callable[..., tuple[str, str]]) -> None:
-    _, key = funded("1.00")
+    """Off until configured (tests/contract/test_deposits.py: on): a 404 naming the settings, nothing charged."""
+    account, key = funded("1.00")
     response = get(fresh_fake, key, "/deposit-address")
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["code"] == "NOT_FOUND" and error["param"] is None
-    assert "Deposits are not enabled" in error["message"]
+    assert "Deposits (USDC on Base) are not enabled" in error["message"]
+    assert "TOLLWAY_DEPOSIT_XPUB" in error["message"]
+    assert fresh_fake.ledger_sums(account) == (1_000_000_000, 0, 1_000_000_000, 0)
