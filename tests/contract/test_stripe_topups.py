@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ def card(
         "TOLLWAY_STRIPE_MIN_USD": "5",
         "TOLLWAY_STRIPE_MAX_USD": "500",
         "TOLLWAY_LOG_LEVEL": "info",
+        "TOLLWAY_REDEMPTION_CODES": "true",  # for the console's Billing page: two rails' sources
     }
     process = start_tollway(tmp, fake_upstream.base_url, database_url, env)
     try:
@@ -669,3 +671,52 @@ def test_console_top_up_links_to_checkout(card: Card) -> None:
     )
     assert rows[0][0] == 1
     assert_exact(card, account, 0, [])
+
+
+def billing_rows(html: str) -> list[list[str]]:
+    """The cells of the Billing page's "Money in and out" table."""
+    section = html.split("<caption>Money in and out</caption>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1])
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+
+
+def test_console_billing_lists_the_latest_money_movements_with_their_source(card: Card) -> None:
+    account = card.tollway.new_account("3")  # the operator's credit
+    admin_key = card.tollway.new_key(account, scope="admin")
+    made = top_up(card, admin_key, "10")
+    session = card.session(made.json()["session_id"])
+    assert (
+        deliver(card, event("checkout.session.completed", completed(session))).json()["outcome"] == "credited"
+    )
+    dp = dispute(session, 1000)
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    [code] = card.tollway.admin("POST", "/redemption_codes", {"amount_usd": "2.50", "count": 1}).json()[
+        "codes"
+    ]
+    redeemed = httpx2.post(
+        f"{card.tollway.url}/v1/redemption_codes/redeem",
+        json={"code": code["code"]},
+        headers={"authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    assert redeemed.status_code == 200, redeemed.text
+    card.tollway.new_account("7")  # another account's money is not shown
+    with httpx2.Client(base_url=card.tollway.url, timeout=30) as browser:
+        assert browser.post("/console/login", data={"key": admin_key}).status_code in (200, 303)
+        page = browser.get("/console/billing")
+        assert page.status_code == 200, page.text
+        rows = billing_rows(page.text)
+        assert [row[1:4] for row in rows] == [  # newest first
+            ["credit", "+2.500000000", "redemption code"],
+            ["debit", "-10.000000000", "card (Stripe)"],
+            ["credit", "+10.000000000", "card (Stripe)"],
+            ["credit", "+3.000000000", "operator"],
+        ]
+        assert rows[1][4] == f"stripe:{dp['id']}" and rows[2][4] == f"stripe:{session['id']}"
+        assert rows[0][4].startswith("code:")
+        for _ in range(50):  # the latest 50 only
+            card.tollway.admin(
+                "POST", f"/accounts/{account}/credits", {"amount_usd": "0.01", "reference": uuid.uuid4().hex}
+            )
+        rows = billing_rows(browser.get("/console/billing").text)
+        assert len(rows) == 50 and {row[3] for row in rows} == {"operator"}
