@@ -720,3 +720,28 @@ def test_console_billing_lists_the_latest_money_movements_with_their_source(card
             )
         rows = billing_rows(browser.get("/console/billing").text)
         assert len(rows) == 50 and {row[3] for row in rows} == {"operator"}
+
+
+def test_a_dispute_below_zero_gets_402_and_winning_it_lets_the_keys_pay_again(card: Card) -> None:
+    account, key, session = started(card, "0", "10")
+    deliver(card, event("checkout.session.completed", completed(session)))
+    client = card.tollway.client(key)
+    card.tollway.fake("POST", "reset")
+    assert client.chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    ).choices
+    spent = 10 * NANO - card.tollway.ledger_sums(account)[0]
+    dp = dispute(session, 1000)
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    assert card.tollway.ledger_sums(account) == (-spent, 0, -spent, 0)
+    calls = card.tollway.fake_calls()
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+    assert refused.value.status_code == 402 and card.tollway.fake_calls() == calls
+    assert told(card, "closed", dp, "won") == "dispute_reversed"
+    assert card.tollway.ledger_sums(account) == (10 * NANO - spent, 0, 10 * NANO - spent, 0)
+    assert client.chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    ).choices
