@@ -25,7 +25,7 @@ the available balance below zero; the account's keys then get 402 until it is to
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,16 +36,13 @@ from tollway.core.money import charges
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.funding_tables import stripe_disputes
 
-if TYPE_CHECKING:
-    from tollway.core.funding.stripe_topups import Applied
-
 NANO_PER_CENT = 10_000_000
 MAX_ID = 100
 PREFIX = "charge.dispute."
 DEBITS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.funds_withdrawn")
 RETURNED = ("won", "warning_closed")  # a closing that gives the money back (an inquiry: nothing was taken)
 
-Record = Callable[..., "Applied"]  # stripe_topups._record(conn, event, topup, outcome, amount, flag=)
+R = TypeVar("R")  # what stripe_topups._record(conn, event, topup, outcome, amount, flag=) returns: Applied
 
 
 def handles(kind: str) -> bool:
@@ -53,8 +50,8 @@ def handles(kind: str) -> bool:
 
 
 def apply(
-    conn: Connection, event: dict[str, Any], dispute: dict[str, Any], topup: Any, record: Record
-) -> Applied:
+    conn: Connection, event: dict[str, Any], dispute: dict[str, Any], topup: Any, record: Callable[..., R]
+) -> R:
     """Apply one dispute event of `topup`'s charge, in the caller's transaction."""
     kind = event["type"]
     dispute_id, status, amount = (
@@ -138,8 +135,8 @@ def _fund(conn: Connection, account_id: str, amount_nano: int, kind: str, disput
 
 
 def _counted(
-    conn: Connection, event: dict[str, Any], topup: Any, record: Record, row: Any, status: str
-) -> Applied:
+    conn: Connection, event: dict[str, Any], topup: Any, record: Callable[..., R], row: Any, status: str
+) -> R:
     """An event that moves nothing (its money is counted already): its status unless one is final, unflagged."""
     if status and row.status not in (*RETURNED, "lost"):
         conn.execute(
