@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ def card(
         "TOLLWAY_STRIPE_MIN_USD": "5",
         "TOLLWAY_STRIPE_MAX_USD": "500",
         "TOLLWAY_LOG_LEVEL": "info",
+        "TOLLWAY_REDEMPTION_CODES": "true",  # for the console's Billing page: two rails' sources
     }
     process = start_tollway(tmp, fake_upstream.base_url, database_url, env)
     try:
@@ -454,16 +456,151 @@ def test_dispute_naming_no_known_top_up_is_retried_by_stripe(card: Card) -> None
     )
     retried = deliver(card, early)  # Stripe redelivers: now the PaymentIntent names the top-up
     assert retried.json()["outcome"] == "disputed"
+    dispute_id = json.loads(early)["data"]["object"]["id"]
     assert_exact(
         card,
         account,
         0,
-        [
-            ("credit", 10 * NANO, f"stripe:{session['id']}"),
-            ("adjust", -10 * NANO, f"stripe:{json.loads(early)['id']}"),
-        ],
+        [("credit", 10 * NANO, f"stripe:{session['id']}"), ("adjust", -10 * NANO, f"stripe:{dispute_id}")],
     )
     assert audit_actions(card, account) == ["stripe.disputed"]
+
+
+# A dispute's lifecycle (core/funding/stripe_disputes.py): debited once, credited back once if won ------
+
+
+def paid(card: Card, amount: str = "10") -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A paid $`amount` top-up, and a dispute of all of it not yet told: (account, session, dispute)."""
+    account, _, session = started(card, "0", amount)
+    assert (
+        deliver(card, event("checkout.session.completed", completed(session))).json()["outcome"] == "credited"
+    )
+    return account, session, dispute(session, session["amount_total"])
+
+
+def told(card: Card, kind: str, dp: dict[str, Any], status: str, event_id: str | None = None) -> str:
+    """Deliver `charge.dispute.<kind>` of the dispute in `status`; its outcome."""
+    answer = deliver(card, event(f"charge.dispute.{kind}", {**dp, "status": status}, event_id))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["outcome"])
+
+
+def dispute_row(card: Card, dp: dict[str, Any]) -> tuple[str, bool, bool]:
+    [(status, debited, credited)] = query(
+        card.tollway.database_url,
+        "SELECT status, debited, credited FROM stripe_disputes WHERE id = ?",
+        dp["id"],
+    )
+    return str(status), bool(debited), bool(credited)
+
+
+def test_a_dispute_created_then_won_nets_zero_and_is_credited_back_once(card: Card) -> None:
+    account, session, dp = paid(card)
+    topped = ("credit", 10 * NANO, f"stripe:{session['id']}")
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    assert told(card, "funds_withdrawn", dp, "needs_response") == "dispute_counted"  # the same money
+    assert_exact(card, account, 0, [topped, ("adjust", -10 * NANO, f"stripe:{dp['id']}")])
+    won = f"evt_{uuid.uuid4().hex}"
+    assert told(card, "closed", dp, "won", won) == "dispute_reversed"
+    assert told(card, "closed", dp, "won", won) == "duplicate"  # Stripe delivers it again
+    assert told(card, "funds_reinstated", dp, "won") == "dispute_counted"  # the same money back
+    assert told(card, "closed", dp, "won") == "dispute_counted"  # another event saying so
+    assert_exact(
+        card,
+        account,
+        10 * NANO,
+        [topped, ("adjust", -10 * NANO, f"stripe:{dp['id']}"), ("credit", 10 * NANO, f"stripe:{dp['id']}")],
+    )
+    assert dispute_row(card, dp) == ("won", True, True)
+    assert audit_actions(card, account) == ["stripe.disputed", "stripe.dispute_reversed"]
+
+
+def test_ten_concurrent_won_deliveries_credit_back_once(card: Card) -> None:
+    account, session, dp = paid(card, "20")
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    won = event("charge.dispute.closed", {**dp, "status": "won"})
+    others = [event("charge.dispute.funds_reinstated", {**dp, "status": "won"}) for _ in range(5)]
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda p: deliver(card, p), [won] * 5 + others))
+    assert [a.status_code for a in answers] == [200] * 10, [a.text for a in answers]
+    got = sorted(a.json()["outcome"] for a in answers)
+    assert got.count("dispute_reversed") == 1 and set(got) <= {
+        "dispute_reversed",
+        "duplicate",
+        "dispute_counted",
+    }
+    assert got.count("duplicate") >= 4  # the 4 other copies of one event: its id applies once
+    ref = f"stripe:{dp['id']}"
+    assert_exact(
+        card,
+        account,
+        20 * NANO,
+        [
+            ("credit", 20 * NANO, f"stripe:{session['id']}"),
+            ("adjust", -20 * NANO, ref),
+            ("credit", 20 * NANO, ref),
+        ],
+    )
+
+
+def test_a_dispute_closed_before_it_was_created_moves_nothing(card: Card) -> None:
+    account, session, dp = paid(card)
+    topped = ("credit", 10 * NANO, f"stripe:{session['id']}")
+    assert told(card, "closed", dp, "won") == "dispute_returned"  # out of order: the money never left
+    assert told(card, "created", dp, "needs_response") == "dispute_counted"
+    assert told(card, "funds_withdrawn", dp, "needs_response") == "dispute_counted"
+    assert told(card, "funds_reinstated", dp, "won") == "dispute_counted"
+    assert_exact(card, account, 10 * NANO, [topped])
+    assert dispute_row(card, dp) == ("won", False, True)
+    # Lost before created: debited by the closing, once.
+    other, _, lost = paid(card)
+    assert told(card, "closed", lost, "lost") == "disputed"
+    assert told(card, "created", lost, "needs_response") == "dispute_counted"
+    assert dispute_row(card, lost) == ("lost", True, False)
+    assert card.tollway.ledger_sums(other) == (0, 0, 0, 0)
+
+
+def test_a_lost_dispute_stays_debited(card: Card) -> None:
+    account, session, dp = paid(card)
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    assert told(card, "updated", dp, "under_review") == "dispute_counted"
+    assert told(card, "closed", dp, "lost") == "dispute_lost"
+    assert told(card, "closed", dp, "lost") == "dispute_counted"
+    assert_exact(
+        card,
+        account,
+        0,
+        [("credit", 10 * NANO, f"stripe:{session['id']}"), ("adjust", -10 * NANO, f"stripe:{dp['id']}")],
+    )
+    assert dispute_row(card, dp) == ("lost", True, False)
+    assert audit_actions(card, account) == ["stripe.disputed", "stripe.dispute_lost"]
+
+
+def test_an_inquiry_debits_nothing_until_it_becomes_a_dispute(card: Card) -> None:
+    account, session, dp = paid(card)
+    topped = ("credit", 10 * NANO, f"stripe:{session['id']}")
+    assert told(card, "created", dp, "warning_needs_response") == "dispute_inquiry"
+    assert_exact(card, account, 10 * NANO, [topped])
+    assert told(card, "updated", dp, "needs_response") == "disputed"  # escalated: Stripe takes the money
+    assert told(card, "funds_withdrawn", dp, "needs_response") == "dispute_counted"
+    assert_exact(card, account, 0, [topped, ("adjust", -10 * NANO, f"stripe:{dp['id']}")])
+    other, _, quiet = paid(card)
+    assert told(card, "created", quiet, "warning_needs_response") == "dispute_inquiry"
+    assert told(card, "closed", quiet, "warning_closed") == "dispute_returned"
+    assert card.tollway.ledger_sums(other) == (10 * NANO, 0, 10 * NANO, 0)
+
+
+def test_a_malformed_dispute_moves_nothing_and_is_flagged(card: Card) -> None:
+    account, session, dp = paid(card)
+    assert told(card, "created", {**dp, "amount": 0}, "needs_response") == "dispute_no_amount"
+    assert told(card, "created", {**dp, "amount": "1000"}, "needs_response") == "dispute_no_amount"
+    assert told(card, "created", {**dp, "id": None}, "needs_response") == "dispute_malformed"
+    assert_exact(card, account, 10 * NANO, [("credit", 10 * NANO, f"stripe:{session['id']}")])
+    assert [o for o in outcomes(card, account) if o[0] != "credited"] == [
+        ("dispute_no_amount", True),
+        ("dispute_no_amount", True),
+        ("dispute_malformed", True),
+    ]
 
 
 def test_negative_balance_after_a_dispute_gets_402_until_topped_up(card: Card) -> None:
@@ -534,3 +671,77 @@ def test_console_top_up_links_to_checkout(card: Card) -> None:
     )
     assert rows[0][0] == 1
     assert_exact(card, account, 0, [])
+
+
+def billing_rows(html: str) -> list[list[str]]:
+    """The cells of the Billing page's "Money in and out" table."""
+    section = html.split("<caption>Money in and out</caption>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1])
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+
+
+def test_console_billing_lists_the_latest_money_movements_with_their_source(card: Card) -> None:
+    account = card.tollway.new_account("3")  # the operator's credit
+    admin_key = card.tollway.new_key(account, scope="admin")
+    made = top_up(card, admin_key, "10")
+    session = card.session(made.json()["session_id"])
+    assert (
+        deliver(card, event("checkout.session.completed", completed(session))).json()["outcome"] == "credited"
+    )
+    dp = dispute(session, 1000)
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    [code] = card.tollway.admin("POST", "/redemption_codes", {"amount_usd": "2.50", "count": 1}).json()[
+        "codes"
+    ]
+    redeemed = httpx2.post(
+        f"{card.tollway.url}/v1/redemption_codes/redeem",
+        json={"code": code["code"]},
+        headers={"authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    assert redeemed.status_code == 200, redeemed.text
+    card.tollway.new_account("7")  # another account's money is not shown
+    with httpx2.Client(base_url=card.tollway.url, timeout=30) as browser:
+        assert browser.post("/console/login", data={"key": admin_key}).status_code in (200, 303)
+        page = browser.get("/console/billing")
+        assert page.status_code == 200, page.text
+        rows = billing_rows(page.text)
+        assert [row[1:4] for row in rows] == [  # newest first
+            ["credit", "+2.500000000", "redemption code"],
+            ["debit", "-10.000000000", "card (Stripe)"],
+            ["credit", "+10.000000000", "card (Stripe)"],
+            ["credit", "+3.000000000", "operator"],
+        ]
+        assert rows[1][4] == f"stripe:{dp['id']}" and rows[2][4] == f"stripe:{session['id']}"
+        assert rows[0][4].startswith("code:")
+        for _ in range(50):  # the latest 50 only
+            card.tollway.admin(
+                "POST", f"/accounts/{account}/credits", {"amount_usd": "0.01", "reference": uuid.uuid4().hex}
+            )
+        rows = billing_rows(browser.get("/console/billing").text)
+        assert len(rows) == 50 and {row[3] for row in rows} == {"operator"}
+
+
+def test_a_dispute_below_zero_gets_402_and_winning_it_lets_the_keys_pay_again(card: Card) -> None:
+    account, key, session = started(card, "0", "10")
+    deliver(card, event("checkout.session.completed", completed(session)))
+    client = card.tollway.client(key)
+    card.tollway.fake("POST", "reset")
+    assert client.chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    ).choices
+    spent = 10 * NANO - card.tollway.ledger_sums(account)[0]
+    dp = dispute(session, 1000)
+    assert told(card, "created", dp, "needs_response") == "disputed"
+    assert card.tollway.ledger_sums(account) == (-spent, 0, -spent, 0)
+    calls = card.tollway.fake_calls()
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+    assert refused.value.status_code == 402 and card.tollway.fake_calls() == calls
+    assert told(card, "closed", dp, "won") == "dispute_reversed"
+    assert card.tollway.ledger_sums(account) == (10 * NANO - spent, 0, 10 * NANO - spent, 0)
+    assert client.chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    ).choices

@@ -373,7 +373,8 @@ def test_a_settlement_not_mined_in_time_is_finished_by_a_resubmission(
     server: tuple[Tollway, str, str], chain: LocalChain
 ) -> None:
     """The transaction is sent but not mined within the receipt timeout (as after a crash mid-settlement):
-    the payment stays pending with its hash; a resubmission once the claim is stale credits it, once."""
+    the payment stays pending with its hash; a resubmission once the claim is stale credits it, once (or
+    the server's finisher did, if its round came first)."""
     tollway, merchant, _ = server
     wallet = payer(chain)
     count, total = x402_credits(tollway)
@@ -391,6 +392,15 @@ def test_a_settlement_not_mined_in_time_is_finished_by_a_resubmission(
     assert x402_credits(tollway) == (count, total)
     time.sleep(2 * RECEIPT_TIMEOUT + 5.5)
     answer = top_up(tollway, payment.header)
-    assert answer.status_code == 200 and answer.json()["data"]["amountCredited"] == 10, answer.text
+    if answer.status_code == 200:
+        assert answer.json()["data"]["amountCredited"] == 10, answer.text
+    else:  # the server's x402 finisher (x402_finisher.py) took the stale payment over first
+        assert answer.json()["details"]["reason"] in ("nonce_already_used", "payment_in_progress"), (
+            answer.text
+        )
+        deadline = time.monotonic() + 30
+        while x402_credits(tollway) == (count, total):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
     assert x402_credits(tollway) == (count + 1, total + 10_000_000_000)
     refused(top_up(tollway, payment.header), "nonce_already_used")

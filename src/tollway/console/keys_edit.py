@@ -1,6 +1,7 @@
 """A reseller's key page: edit (label, tier, limits, expiry) and rotate (a new secret shown once, the old one
 valid for the grace period chosen), through core/accounts/key_admin.py scoped to the session's account
-(another account's key id is 404 and untouched); and the account's billing statement download.
+(another account's key id is 404 and untouched); and the Billing page: the statement download and the
+latest money movements with their source (console/queries.py `movements`).
 Each action is in the admin audit log as the API's route writes it."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tollway.base.clock import as_utc
 from tollway.console import queries
 from tollway.console.dashboard import reseller
 from tollway.console.html import e, field, form, guarded, notice, page, select, table
 from tollway.console.sessions import Viewer, audited, check_csrf
 from tollway.core.accounts.key_admin import KeyAdmin, KeyPatch, Rotation
 from tollway.core.inference.schemas import validate
+from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
@@ -177,10 +180,25 @@ async def rotate_key(request: Request, key_id: str) -> Response:
 @guarded
 async def billing(request: Request) -> Response:
     who = await reseller(request)
+    moves = await queries.movements(request.app.state.services.engine, who.account_id)
+    rows = [
+        (
+            as_utc(m.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+            "credit" if m.amount_nano > 0 else "debit",
+            ("+" if m.amount_nano > 0 else "") + nano_to_usd(int(m.amount_nano)),
+            queries.source(m.reference),
+            m.reference,
+        )
+        for m in moves
+    ]
     body = (
         "<p>Your account's statement: every call it was charged for, every top-up, credit, debit and "
         "refund, in time order, with plain decimal USD amounts.</p>"
         + queries.statement_form("/console/billing/statement.csv")
+        + f"<h2>Money in and out</h2><p>The latest {queries.PAGE_SIZE} movements of your balance other "
+        "than calls: card top-ups, USDC deposits, redemption codes, x402 payments, the operator's credits "
+        "and debits, card refunds and disputes.</p>"
+        + table(("Time (UTC)", "Type", "Amount (USD)", "Source", "Reference"), rows, "Money in and out")
     )
     return page("Billing", body, who)
 

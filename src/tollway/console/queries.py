@@ -20,7 +20,7 @@ from tollway.base.clock import utcnow
 from tollway.core.accounts.statement import COLUMNS, statement
 from tollway.core.money.prices import NANO_PER_USD
 from tollway.core.money.usage_reports import check_range, parse_instant
-from tollway.store.tables import budget_leases, jobs, usage
+from tollway.store.tables import budget_leases, jobs, ledger, usage
 
 PAGE_SIZE = 50
 
@@ -155,6 +155,34 @@ async def queue_depth(engine: AsyncEngine) -> dict[str, int]:
             .group_by(jobs.c.status)
         )
         return {str(s): int(n) for s, n in rows}
+
+
+# Where money came from or went (issue 25): a funding rail's ledger reference starts with its prefix;
+# any other credit, debit or refund is the operator's (an adjustment, a manual credit).
+SOURCES = (
+    ("stripe:", "card (Stripe)"),
+    ("chain:", "USDC deposit"),
+    ("code:", "redemption code"),
+    ("x402:", "x402"),
+)
+MONEY_KINDS = ("credit", "adjust", "refund")
+
+
+def source(reference: str) -> str:
+    return next((name for prefix, name in SOURCES if reference.startswith(prefix)), "operator")
+
+
+async def movements(engine: AsyncEngine, account_id: str, limit: int = PAGE_SIZE) -> list[Any]:
+    """The account's latest money movements (credits, debits, refunds; not calls), newest first."""
+    lg = ledger.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(lg.created_at, lg.kind, lg.amount_nano, lg.reference)
+            .where(lg.account_id == account_id, lg.kind.in_(MONEY_KINDS), lg.amount_nano != 0)
+            .order_by(lg.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
 
 
 def statement_form(action: str) -> str:

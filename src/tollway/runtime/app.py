@@ -169,6 +169,9 @@ def create_app(
                     maintenance.stored_responses_forever(services.responses, settings.sweep_interval_seconds)
                 )
             )
+        if services.x402 is not None:  # x402 payments a crash left sent but not credited
+            finisher = services.x402.finisher()
+            tasks.append(asyncio.create_task(finisher.run_forever(settings.sweep_interval_seconds)))
         # Async media jobs (core/jobs/service.py, core/jobs/runner.py): every replica runs a runner unless TOLLWAY_JOBS_RUNNER=false.
         jobs = jobs_from(services)
         app.state.jobs = jobs

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -65,10 +66,29 @@ stripe_events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
+# A card dispute (migration 0015, core/funding/stripe_disputes.py): one row per Stripe dispute id, whatever
+# events name it. `debited` and `credited` flip false -> true by conditional UPDATEs, so the disputed amount
+# is debited at most once and credited back (a dispute won) at most once, whatever the order of events.
+stripe_disputes = Table(
+    "stripe_disputes",
+    metadata,
+    Column("id", String(120), primary_key=True),  # dp_...
+    Column("charge", String(120)),
+    Column("topup_id", String(40), nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount_nano", BigInteger, nullable=False),  # what was (or would be) debited
+    Column("status", String(32), nullable=False),  # Stripe's latest: needs_response ... won, lost
+    Column("debited", Boolean, nullable=False, default=False),
+    Column("credited", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # x402 top-ups (migration 0013, core/funding/x402.py, issue 25): one row per EIP-3009 authorization,
 # claimed by its INSERT before settlement (unique per token, payer and nonce: of concurrent submissions
 # of one payment exactly one settles). status: pending (claimed; tx_hash once the transaction is sent)
-# → settled (credited, ledger reference `x402:<id>`). A payment whose settlement failed is deleted.
+# → settled (credited, ledger reference `x402:<id>`), or expired (the finisher, core/funding/x402_finisher.py:
+# never settled and its validBefore passed). A payment whose settlement failed is deleted.
 x402_payments = Table(
     "x402_payments",
     metadata,
@@ -82,8 +102,11 @@ x402_payments = Table(
     Column("account_id", String(40), ForeignKey("accounts.id")),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
+    # The authorization's validBefore (unix seconds; migration 0015): past it, an unused nonce never settles.
+    Column("valid_before", BigInteger),
     UniqueConstraint("asset", "payer", "nonce", name="uq_x402_payments_asset_payer_nonce"),
 )
+Index("ix_x402_payments_status", x402_payments.c.status)
 
 # USDC deposits (migration 0014, core/funding/deposit_addresses.py, deposits.py, issue 25). Each account's own
 # deposit address: the operator xpub's non-hardened child `idx`, allocated once (unique index) and kept.

@@ -64,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        params = json.dumps(request.get("params", [])).lower()
+        while any(part in params for part in self.chain.stalled):  # a node that does not answer (yet)
+            time.sleep(0.05)
         with self.chain.lock:
             self.chain.requests.append(request["method"])
             try:
@@ -89,6 +92,7 @@ class LocalChain:
         self.w3 = Web3(self._provider)
         self.lock = threading.Lock()
         self.requests: list[str] = []
+        self.stalled: set[str] = set()  # a request whose params contain one of these waits until removed
         handler = type("Handler", (_Handler,), {"chain": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -178,6 +182,20 @@ class LocalChain:
                     Web3.to_checksum_address(address), bytes.fromhex(nonce[2:])
                 ).call()
             )
+
+    def stall(self, address: str, on: bool = True) -> None:
+        """On: every call naming `address` (e.g. a payer's dry run) hangs, as a node that stopped answering."""
+        part = address.lower().removeprefix("0x")
+        self.stalled.add(part) if on else self.stalled.discard(part)
+
+    def mine(self) -> int:
+        """Mine empty blocks until the latest is stamped now (eth-tester stamps a block when its parent
+        is mined, so after a pause one block is stamped back then); the latest block's timestamp."""
+        with self.lock:
+            tester = self._provider.ethereum_tester
+            assert tester is not None
+            tester.mine_blocks(2)
+            return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def automine(self, on: bool) -> None:
         """Off: sent transactions wait in the pool (a slow chain); on: they are mined at once."""

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from tollway.console.charts import _nice_max, bar_chart
 from tollway.console.html import e, table
+from tollway.console.queries import source
 
 
 def test_chart_escapes_labels_and_draws_axis() -> None:
@@ -37,3 +38,11 @@ def test_table_escapes_cells_but_not_built_buttons() -> None:
     html = table(("Label", "Action"), [("<b>x</b>", "<button>Revoke</button>")], "Keys", raw_cols=1)
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<button>Revoke</button>" in html
     assert e("\"'<>&") == "&quot;&#x27;&lt;&gt;&amp;"
+
+
+def test_billing_sources_name_each_funding_rail_and_the_operator() -> None:
+    assert source("stripe:cs_test_1") == source("stripe:dp_1") == "card (Stripe)"
+    assert source("chain:0xabc:3") == "USDC deposit"
+    assert source("code:rc_1") == "redemption code"
+    assert source("x402:x402_1") == "x402"
+    assert source("adj:key-1") == source("my-reference") == source("") == "operator"

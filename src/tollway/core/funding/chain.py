@@ -26,6 +26,7 @@ from tollway.core.funding.x402_checks import Authorization
 SELECTOR = keccak(
     text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 )[:4]
+STATE_SELECTOR = keccak(text="authorizationState(address,bytes32)")[:4]  # EIP-3009's view of a nonce
 ARGUMENT_TYPES = [
     "address",
     "address",
@@ -177,6 +178,24 @@ class Chain(JsonRpc):
         if not found:
             return None
         return int(str(found.get("status", "0x0")), 16) == 1
+
+    async def authorization_used(self, payer: str, nonce: str) -> bool:
+        """Whether the token has consumed this authorization (by our transaction or anyone's)."""
+        data = (
+            "0x" + (STATE_SELECTOR + encode(["address", "bytes32"], [payer, bytes.fromhex(nonce[2:])])).hex()
+        )
+        answer = await self.rpc(
+            "eth_call", [{"from": self.relayer, "to": self._asset, "data": data}, "latest"]
+        )
+        return int(str(answer or "0x")[2:] or "0", 16) != 0
+
+    async def latest_timestamp(self) -> int:
+        """The latest block's timestamp: a later block's is never smaller, so an authorization whose
+        validBefore is at or below it can never be settled any more."""
+        block = await self.rpc("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(block, dict):
+            raise ChainError("eth_getBlockByNumber: no latest block")
+        return int(str(block.get("timestamp", "0x0")), 16)
 
     async def wait(self, tx_hash: str, seconds: float) -> bool | None:
         """The receipt's outcome, polled for `seconds` (None: still not mined)."""

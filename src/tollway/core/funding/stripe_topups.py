@@ -14,9 +14,11 @@ however often, and however concurrently, it is delivered), and
   and credits the amount we recorded, ledger reference `stripe:<session id>`. A session whose
   amount_total or currency differs from our record is not credited, and is flagged.
 - `charge.refunded` debits what the charge's cumulative `amount_refunded` adds to what we counted
-  (compare-and-set on `refunded_cents`), `charge.dispute.created` the disputed amount; reference
-  `stripe:<event id>`, kind `adjust`. Either may take the available balance below zero
-  (charges.fund); the account's keys then get 402. Both are flagged for the operator.
+  (compare-and-set on `refunded_cents`), reference `stripe:<event id>`, kind `adjust`.
+- `charge.dispute.*`: a dispute's lifecycle (stripe_disputes.py): its amount debited once (reference
+  `stripe:<dispute id>`), credited back once if it is won, whatever the order of its events.
+A refund or dispute debit may take the available balance below zero (charges.fund); the account's
+keys then get 402. Both are flagged for the operator.
 A flag is a `stripe_events` row with `flagged` and an `admin_audit` entry (actor `stripe`), written in the
 same transaction. A refund or dispute that names no top-up we know (no metadata, PaymentIntent not yet
 learned from a completion) is refused with 409 and nothing stored: Stripe delivers it again later.
@@ -38,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
+from tollway.core.funding import stripe_disputes
 from tollway.core.money import charges
 from tollway.core.money.prices import nano_to_usd
 from tollway.errors import ErrorCode, TollwayError
@@ -210,8 +213,8 @@ def _apply(conn: Connection, event: dict[str, Any]) -> Applied:
         return _completed(conn, event, obj)
     if kind == "charge.refunded":
         return _refunded(conn, event, obj)
-    if kind == "charge.dispute.created":
-        return _disputed(conn, event, obj)
+    if stripe_disputes.handles(kind):
+        return stripe_disputes.apply(conn, event, obj, _topup_of(conn, obj), _record)
     return _record(conn, event, None, "ignored")
 
 
@@ -275,14 +278,6 @@ def _refunded(conn: Connection, event: dict[str, Any], charge: dict[str, Any]) -
     if counted.rowcount != 1:  # a concurrent refund event counted first: let Stripe deliver this again
         raise NotYetKnown()
     return _debit(conn, event, row, (total - row.refunded_cents) * NANO_PER_CENT, "refunded")
-
-
-def _disputed(conn: Connection, event: dict[str, Any], dispute: dict[str, Any]) -> Applied:
-    row = _topup_of(conn, dispute)
-    amount = dispute.get("amount")
-    if not isinstance(amount, int) or amount <= 0:
-        return _record(conn, event, row, "dispute_no_amount", flag=True)
-    return _debit(conn, event, row, amount * NANO_PER_CENT, "disputed")
 
 
 def _debit(conn: Connection, event: dict[str, Any], row: Any, amount_nano: int, outcome: str) -> Applied:

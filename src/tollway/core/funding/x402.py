@@ -10,8 +10,9 @@ recipient, checked off chain first (x402_checks.py). Then, exactly once per (tok
 3. credit: `Ledger.credit` with reference `x402:<payment id>` (the one credit path; unique per
    account, kind and reference, so a repeated credit changes nothing), then the row is `settled`.
 
-Crash safety: a payment left pending (its process died) can be resubmitted by the client once the
-claim is stale; the taker-over (a conditional UPDATE of claimed_at: one wins) looks the recorded
+Crash safety: a payment left pending (its process died) is finished by the finisher
+(x402_finisher.py, on start-up and periodically) or by the client resubmitting it, once the claim is
+stale; the taker-over (a conditional UPDATE of claimed_at: one wins) looks the recorded
 transaction up: mined → credit; reverted, or never mined and the window closed → the row is deleted
 (nothing moved); never sent (no hash) → settled afresh. A payment whose settlement failed is deleted
 so the authorization can be retried, e.g. after funding the wallet.
@@ -45,20 +46,14 @@ from tollway.core.funding.x402_checks import (
     decode_header,
     invalid,
 )
+from tollway.core.funding.x402_finisher import UNITS_TO_NANO, Finisher, reference
 from tollway.core.money.ledger import CeilingExceeded, Ledger
 from tollway.settings import Settings
 from tollway.store.funding_tables import x402_payments
 from tollway.store.tables import accounts, ledger, wallet_bindings
 
-UNITS_TO_NANO = 1000  # USDC has 6 decimals, nano-USD 9
-STALE_MARGIN_SECONDS = (
-    5  # a claim is stale (its process stopped) 2 × receipt timeout + this after it was made
-)
+STALE_MARGIN_SECONDS = 5  # a claim is stale 2 × receipt timeout + this after it was made
 KINDS = {"credit": "TOP_UP", "settle": "CHARGE", "refund": "REFUND", "adjust": "ADJUSTMENT"}
-
-
-def reference(payment_id: str) -> str:
-    return f"x402:{payment_id}"
 
 
 def usd(nano: int) -> float:
@@ -113,6 +108,10 @@ class X402:
     async def aclose(self) -> None:
         await self._chain.aclose()
 
+    def finisher(self) -> Finisher:
+        stale = timedelta(seconds=2 * self._receipt_timeout + STALE_MARGIN_SECONDS)
+        return Finisher(self._engine, self._ledger, self._chain, self.terms.asset, stale, self.account_for)
+
     def requirements(self, max_timeout_seconds: int) -> PaymentRequired:
         """The 402's one option: at least the minimum top-up, in the token, to pay_to (any amount up to the maximum)."""
         option = PaymentRequirements(
@@ -138,6 +137,7 @@ class X402:
             "amount_units": auth.value,
             "status": "pending",
             "claimed_at": claimed_at,
+            "valid_before": min(auth.valid_before, 2**63 - 1),
         }
         try:
             async with self._engine.begin() as conn:
@@ -204,6 +204,8 @@ class X402:
             raise _in_progress()  # it was deleted (failed) between our INSERT and this read: retry
         if row.status == "settled":
             raise invalid("This payment's nonce has already been used.", "nonce_already_used")
+        if row.status == "expired":  # the finisher found it never settled before its validBefore
+            raise invalid("The authorization expired before its settlement was mined.", "expired")
         stale = as_utc(row.claimed_at) + timedelta(seconds=2 * self._receipt_timeout + STALE_MARGIN_SECONDS)
         now = utcnow()
         if stale > now:
