@@ -52,7 +52,7 @@ def mutmut_hits() -> set[str] | None:
 class ThreadServer:
     """uvicorn serving `app` on 127.0.0.1 from a daemon thread (lifespan included)."""
 
-    def __init__(self, app: Any, *, startup_seconds: float = 60) -> None:
+    def __init__(self, app: Any, *, startup_seconds: float = 180) -> None:
         self.port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning", lifespan="on"
