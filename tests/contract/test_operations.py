@@ -19,6 +19,7 @@ import pytest
 from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
 from tests.contract.streams import WORDS, Stream
 from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +157,7 @@ def test_metrics_and_access_logs_carry_no_key_or_prompt(ops_server: Tollway) -> 
     assert 'tollway_jobs{status="queued"}' in text  # the job queue depth, refreshed by the sweeper
     assert 'route="/v1/models/{model_id}"' in text or 'route="unmatched"' in text
     # One JSON access line per request: ids, never content or secrets.
-    time.sleep(0.3)
+    wait_until(lambda: reply.headers["x-request-id"] in ops_server.process.log_text(), "the access line")
     log = ops_server.process.log_text()
     for secret in (key, marker, OPERATOR_KEY):
         assert secret not in log
