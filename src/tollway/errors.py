@@ -86,7 +86,8 @@ class ErrorCode(Enum):
     INVALID_FILE_SIZE = (413, "invalid_request_error", "File size exceeds maximum limit.")
     INVALID_IMAGE_FORMAT = (400, "invalid_request_error", "Invalid image format. Send PNG, JPEG or WebP.")
     CORRUPTED_IMAGE = (400, "invalid_request_error", "The image file is corrupted or unreadable.")
-    UPSCALE_FAILED = (500, "server_error", "Image upscaling failed. Retry; you were not charged.")
+    # Venice's code; 502, not Venice's 500: the upstream failed, not Tollway (issue 19, items 5 and 13).
+    UPSCALE_FAILED = (502, "server_error", "Image upscaling failed. Retry; you were not charged.")
     INVALID_CONTENT_TYPE = (
         415,
         "invalid_request_error",

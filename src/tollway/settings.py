@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     ledger_check_interval_seconds: float = Field(default=300.0, ge=0)
     # SIGTERM: /ready turns 503 at once; after shutdown_delay_seconds (let the load balancer notice)
     # the listener closes; in-flight calls and streams get shutdown_grace_seconds to finish; then
+    # streams still relaying are cut with a last error frame (runtime/server.py, up to 10 s more),
     # streams whose client left are metered for up to that long again, everything settles, exit.
     shutdown_delay_seconds: float = 0.0
     shutdown_grace_seconds: float = 30.0

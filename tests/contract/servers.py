@@ -168,7 +168,7 @@ def start_tollway(
         port=port,
         env=env,
         cwd=REPO,
-        timeout=90,
+        timeout=180,  # failures only: a loaded 2-core CI runner starts slowly
     )
 
 

@@ -252,6 +252,9 @@ def test_speech_with_nothing_to_speak_is_400_and_free(tollway: Tollway) -> None:
         {"input": "\u0013 ?!"},
         {"input": "\U0003335a"},  # no letter in Unicode yet: Piper makes no sound of it
         {"input": "\U0003335a", "stream": True},
+        {"input": "\u200d\ufe0f"},  # an emoji's joiner and variation selector without the emoji
+        {"input": "\u200d\ufe0f", "stream": True},
+        {"input": "\U0001f389\U0001f44d"},  # emoji only: no letter or digit to speak
     ):
         key = tollway.new_key(account)  # the failed-request limiter counts per key
         response = httpx2.post(
@@ -278,7 +281,14 @@ def test_speech_leaves_out_what_it_cannot_speak(tollway: Tollway) -> None:
     """A control character, or a sentence with nothing to speak inside real text (streamed sentence by
     sentence), is silence, not a failed call."""
     key = tollway.new_key(tollway.new_account("5.00"))
-    for body in ({"input": "Hello\u0013 there."}, {"input": "Hello there. . Bye now.", "stream": True}):
+    for body in (
+        {"input": "Hello\u0013 there."},
+        {"input": "Hello there. . Bye now.", "stream": True},
+        {
+            "input": "Hi there. \u200d\ufe0f. Bye \U0001f468\u200d\U0001f469\u200d\U0001f467 now.",
+            "stream": True,
+        },
+    ):
         response = httpx2.post(
             f"{tollway.url}/v1/audio/speech",
             headers={"authorization": f"Bearer {key}"},

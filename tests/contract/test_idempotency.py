@@ -23,6 +23,7 @@ from google.genai import types as genai_types
 from PIL import Image
 
 from tests.contract.servers import Tollway
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "one two three"}]}
@@ -71,9 +72,10 @@ def test_streams_replay_and_a_running_call_is_409(
     assert charged_once < balance
     fresh_fake.script({"type": "delay_first_byte", "seconds": 2})
     results: list[httpx2.Response] = []
+    seen = fresh_fake.fake_calls()
     slow = threading.Thread(target=lambda: results.append(call(fresh_fake, key, "slow-1")))
     slow.start()
-    time.sleep(0.8)
+    wait_until(lambda: fresh_fake.fake_calls() > seen, "the first call reached the upstream")
     busy = call(fresh_fake, key, "slow-1")
     slow.join()
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "CONFLICT"
@@ -249,9 +251,10 @@ def test_a_running_anthropic_or_gemini_call_is_409_and_charged_once(
         threading.Thread(target=lambda name=name, run=run: firsts.__setitem__(name, run()))
         for name, run in calls.items()
     ]
+    seen = fresh_fake.fake_calls()
     for thread in threads:
         thread.start()
-    time.sleep(0.8)
+    wait_until(lambda: fresh_fake.fake_calls() >= seen + 2, "both first calls reached the upstream")
     busy = {name: run() for name, run in calls.items()}
     for thread in threads:
         thread.join()

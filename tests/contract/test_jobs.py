@@ -116,7 +116,7 @@ class Jobs(Tollway):
 
 @pytest.fixture(scope="module")
 def queue_upstream() -> Iterator[ServerProcess]:
-    with start_fake("tests.fakes.queue_upstream", timeout=90) as process:
+    with start_fake("tests.fakes.queue_upstream") as process:
         yield process
 
 

@@ -60,7 +60,7 @@ class Gate:
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess) -> Iterator[Gate]:
     tmp = tmp_path_factory.mktemp("tollway-openapi")
-    with start_fake("tests.fakes.queue_upstream", timeout=90) as queue:
+    with start_fake("tests.fakes.queue_upstream") as queue:
         catalog = tmp / "openapi_gate.yaml"
         template = string.Template((HERE / "openapi_gate.yaml").read_text())
         catalog.write_text(template.substitute(fake=fake_upstream.base_url, queue=queue.base_url))

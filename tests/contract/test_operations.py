@@ -19,6 +19,7 @@ import pytest
 from tests.contract.servers import OPERATOR_KEY, Tollway, start_tollway
 from tests.contract.streams import WORDS, Stream
 from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def test_sigterm_turns_ready_false_then_finishes_the_stream_and_settles(
         server.process.stop()
 
 
-def test_a_stream_outliving_the_shutdown_grace_is_cut_and_billed_for_what_it_relayed(
+def test_streams_outliving_the_shutdown_grace_are_cut_with_a_last_frame_and_billed_for_what_they_relayed(
     tmp_path: Path, own_fake: ServerProcess
 ) -> None:
     # The hold lease is an hour: only the shutdown path itself can explain a settled ledger.
@@ -85,26 +86,45 @@ def test_a_stream_outliving_the_shutdown_grace_is_cut_and_billed_for_what_it_rel
         account_id = server.new_account("1.00")
         key = server.new_key(account_id)
         server.fake("POST", "reset")
-        server.script({"type": "slow", "delay": 1.0})  # 13 chunks: about 13 s, far past the grace
-        stream = Stream(server.url, key)
-        stream.start()
-        assert stream.started.wait(10)
+        server.script(*[{"type": "slow", "delay": 1.0}] * 3)  # 13 chunks each: about 13 s, far past the grace
+        streams = [Stream(server.url, key, dialect=dialect) for dialect in ("openai", "anthropic", "gemini")]
+        for stream in streams:
+            stream.start()
+        for stream in streams:
+            assert stream.started.wait(30)
         before = time.monotonic()
         os.kill(server.process.proc.pid, signal.SIGTERM)
-        server.process.proc.wait(30)
-        assert time.monotonic() - before < 10, "the process waited for the stream instead of cutting it"
-        stream.join(10)
-        assert "echo: " + WORDS not in stream.content()  # it really was cut
+        server.process.proc.wait(60)
+        assert time.monotonic() - before < 11, "the process waited for the streams instead of cutting them"
+        for stream in streams:
+            stream.join(10)
+            assert stream.error is None, (stream.dialect, stream.error)
+            assert stream.status == 200
+            assert WORDS.split()[-1] not in stream.text, stream.dialect  # it really was cut
+        # The client that was still reading got a last frame in its own protocol's shape.
+        openai, anthropic, gemini = (stream.frames()[-1] for stream in streams)
+        assert openai["error"]["code"] == "SERVICE_UNAVAILABLE", openai  # type: ignore[index]
+        assert "shutting down" in openai["error"]["message"]  # type: ignore[index]
+        assert anthropic["type"] == "error", anthropic
+        assert anthropic["error"]["type"] == "overloaded_error"  # type: ignore[index]
+        assert "event: error" in streams[1].text
+        assert (gemini["error"]["code"], gemini["error"]["status"]) == (503, "UNAVAILABLE")  # type: ignore[index]
         balance, reserved, ledger_sum, reserved_sum = server.ledger_sums(account_id)
-        assert reserved == reserved_sum == 0, "the hold was left for a sweeper"
-        assert balance == ledger_sum < 10**9, "the relayed part was charged"
+        assert reserved == reserved_sum == 0, "a hold was left for a sweeper"
+        assert balance == ledger_sum < 10**9, "the relayed parts were charged"
         with sqlite3.connect(server.database_url.removeprefix("sqlite:///")) as conn:
-            outcome, source, completion = conn.execute(
-                "select outcome, usage_source, completion_tokens from usage where account_id = ?",
+            rows = conn.execute(
+                "select outcome, usage_source, completion_tokens, cost_nano from usage where account_id = ?",
                 (account_id,),
-            ).fetchone()
-        assert (outcome, source) == ("shutdown", "estimated")
-        assert 0 < completion < len(("echo: " + WORDS).split()) + 2
+            ).fetchall()
+        assert len(rows) == 3
+        for outcome, source, completion, cost in rows:
+            assert (outcome, source) == ("shutdown", "estimated")
+            assert 0 < completion < len(("echo: " + WORDS).split()) + 2
+            assert cost > 0
+        assert 10**9 - balance == sum(row[3] for row in rows), (
+            "settled exactly what the rows say was delivered"
+        )
     finally:
         server.process.stop()
 
@@ -137,7 +157,7 @@ def test_metrics_and_access_logs_carry_no_key_or_prompt(ops_server: Tollway) -> 
     assert 'tollway_jobs{status="queued"}' in text  # the job queue depth, refreshed by the sweeper
     assert 'route="/v1/models/{model_id}"' in text or 'route="unmatched"' in text
     # One JSON access line per request: ids, never content or secrets.
-    time.sleep(0.3)
+    wait_until(lambda: reply.headers["x-request-id"] in ops_server.process.log_text(), "the access line")
     log = ops_server.process.log_text()
     for secret in (key, marker, OPERATOR_KEY):
         assert secret not in log

@@ -31,7 +31,7 @@ USER: list[ChatCompletionMessageParam] = [
 def upstream() -> Iterator[ServerProcess]:
     port = free_port()
     cmd = [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port)]
-    server = start_server(cmd, port=port, ready_path="/_fake/health", timeout=30, cwd=REPO_ROOT)
+    server = start_server(cmd, port=port, ready_path="/_fake/health", cwd=REPO_ROOT)
     yield server
     server.stop()
 

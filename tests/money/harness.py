@@ -52,7 +52,7 @@ def mutmut_hits() -> set[str] | None:
 class ThreadServer:
     """uvicorn serving `app` on 127.0.0.1 from a daemon thread (lifespan included)."""
 
-    def __init__(self, app: Any, *, startup_seconds: float = 60) -> None:
+    def __init__(self, app: Any, *, startup_seconds: float = 180) -> None:
         self.port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning", lifespan="on"
@@ -190,7 +190,8 @@ class Money:
         """After every money test: the whole database's money adds up, and no hold outlives its owner.
 
         Every account: balance = Σ ledger amounts, reserved = Σ reserved deltas = Σ its open holds
-        + what its budget leases still hold (amount − consumed, core/money/leases.py).
+        + what its budget leases still hold (amount − consumed, core/money/leases.py); what its
+        settlements took = Σ the cost of its usage rows (settled = charged).
         Every key's period: reserved = Σ the open holds of that key and period. Every open hold is
         either a running job's (a finished job holds nothing) or a call's lease, never set further
         out than one lease (a call's hold with a long TTL would outlive a crashed owner)."""
@@ -204,6 +205,14 @@ class Money:
         )
         for account, balance, reserved, ledger_balance, ledger_reserved, held in accounts:
             assert (ledger_balance, ledger_reserved, held) == (balance, reserved, reserved), account
+        # Settled = charged: what the ledger's settlements took is what the usage rows say was charged.
+        settled = self.rows(
+            "select a.id, (select coalesce(sum(-amount_nano), 0) from ledger where account_id = a.id "
+            "and kind = 'settle'), (select coalesce(sum(cost_nano), 0) from usage where account_id = a.id) "
+            "from accounts a"
+        )
+        for account, taken, recorded in settled:
+            assert int(taken) == int(recorded), (account, "settled", taken, "usage rows", recorded)
         periods = self.rows(
             "select s.key_id, s.period, s.reserved_nano, (select coalesce(sum(r.amount_nano), 0) "
             "from reservations r where r.key_id = s.key_id and r.key_period = s.period) from key_spend s"

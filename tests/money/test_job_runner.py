@@ -64,6 +64,7 @@ def _job_row(money: Money, job_id: str) -> dict[str, Any]:
         "cost_nano",
         "error_code",
         "error_message",
+        "provider",
         "params",
         "lease_owner",
         "lease_until",
@@ -114,19 +115,19 @@ FAILURES = {
         {"type": "reject", "status": 400, "message": "your prompt 'x' is refused"},
         "VALIDATION",
         "provider 'qfake' answered HTTP 400",
-        None,  # never accepted: the job has no provider of record
+        "qfake",  # never accepted, but the job and usage rows say which provider refused it
     ),
     "filtered at submit": (
         {"type": "reject", "status": 422},
         "CONTENT_FILTERED",
         "provider 'qfake' answered HTTP 422",
-        None,
+        "qfake",
     ),
     "unavailable for legal reasons at submit": (
         {"type": "reject", "status": 451},
         "CONTENT_FILTERED",
         "provider 'qfake' answered HTTP 451",
-        None,
+        "qfake",
     ),
 }
 
@@ -144,6 +145,7 @@ def test_a_failed_job_records_why_and_charges_nothing(fresh: Money, name: str) -
     assert (view["status"], view["cost_usd"], view["error"]["code"]) == ("FAILED", "0.000000000", code)
     row = _job_row(fresh, job_id)
     assert (row["status"], row["cost_nano"], row["error_code"]) == ("failed", 0, code)
+    assert row["provider"] == provider  # which provider failed; its own words are not kept
     assert row["error_message"] == view["error"]["message"] == message
     assert set(row["params"]) == {"_endpoint", "_runner"}  # the engine's parameters are erased
     assert row["params"]["_endpoint"] == "video_queue"

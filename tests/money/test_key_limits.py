@@ -299,3 +299,48 @@ def test_between_one_token_and_the_hold_the_output_cap_shrinks_to_the_keys_room(
     assert fresh.charged(account) == price <= limit
     [(_, spent, reserved)] = fresh.key_spend(account)
     assert (spent, reserved) == (price, 0)
+
+
+# -- past the hold (core/money/charges.py `charge`: the policy) --------------------------------------
+
+OVERRUN = Route(_chat("m-chat", 30, 5000), None)  # an upstream reporting far more than the cap it was sent
+
+
+def test_a_cost_past_the_hold_is_charged_in_full_counted_on_the_key_and_the_key_then_refuses(
+    fresh: Money,
+) -> None:
+    """The key's limit bounds what may be held; a cost past the hold (an upstream that ignored the cap
+    it was sent) is charged in full while the account can pay it, and the key's spend says so, past
+    its limit: the ledger and the key never disagree, and the key admits nothing more this period."""
+    hold = _named_hold(fresh, OVERRUN.case)
+    price = _price(OVERRUN.case)
+    assert price > hold
+    account, key = fresh.funded(CREDIT, consumption_limit={"usd": _usd(hold), "period": "day"})
+
+    assert _send(fresh, key, OVERRUN.case).status_code == 200
+    fresh.settle_until(account, 1, seconds=60)
+    assert fresh.charged(account) == price
+    assert fresh.balances(account) == (CREDIT - price, 0)
+    [(_, spent, reserved)] = fresh.key_spend(account)
+    assert (spent, reserved) == (price, 0)
+
+    refused = _send(fresh, key, Route(_chat("m-chat", 30, 1), None).case)
+    assert refused.status_code == 402, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], _nano(error["available"])) == ("KEY_LIMIT_EXCEEDED", 0)
+    fresh.reset_fake()
+    assert fresh.charged(account) == price
+
+
+def test_a_cost_past_the_hold_and_the_balance_is_charged_what_the_account_had(fresh: Money) -> None:
+    """Past the hold, the charge stops at the hold plus the available balance (never below zero); the
+    key's spend is that charge, not the reported cost."""
+    hold = _named_hold(fresh, OVERRUN.case)
+    account, key = fresh.funded(hold, consumption_limit={"usd": _usd(hold), "period": "total"})
+
+    assert _send(fresh, key, OVERRUN.case).status_code == 200
+    fresh.settle_until(account, 1, seconds=60)
+    assert fresh.charged(account) == hold < _price(OVERRUN.case)
+    assert fresh.balances(account) == (0, 0)
+    [(_, spent, reserved)] = fresh.key_spend(account)
+    assert (spent, reserved) == (hold, 0)

@@ -184,7 +184,7 @@ def test_an_upscale_whose_upstream_fails_is_a_clear_error_and_charges_nothing(va
     body = {"model": "v-upscale-down", "image": IMAGE, "scale": 2}
     response = variant.call(key, "POST", "image/upscale", json=body)
     status, code, message, _ = _error(response)
-    assert (status, code) == (500, "UPSCALE_FAILED")
+    assert (status, code) == (502, "UPSCALE_FAILED")  # the upstream's failure, not a 500 of Tollway's
     assert message == "Image upscaling failed. Retry; you were not charged."
     assert variant.balances(account) == (CREDIT, 0)
     assert variant.charged(account) == 0

@@ -304,8 +304,9 @@ def test_a_server_stopped_mid_stream_cuts_it_and_bills_the_relayed_part(
 
 
 def test_a_stream_cut_by_the_drain_while_its_client_reads_settles_then_sends_the_shutdown_frame() -> None:
-    """In process: under uvicorn the client is gone before the lifespan's drain (see above), so
-    this is the one place the shutdown frame can be seen, and the order settle → frame checked."""
+    """In process: under a plain uvicorn the client is gone before the lifespan's drain (see above);
+    `tollway serve` cuts at the grace's end while clients read (test_operations.py checks the frame
+    over the wire in each dialect). Here the order settle → frame is checked."""
 
     def chunk(text: str) -> dict[str, Any]:
         delta = {"content": text}

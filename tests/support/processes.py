@@ -82,7 +82,7 @@ def start_server(
     port: int,
     env: dict[str, str] | None = None,
     ready_path: str = "/health",
-    timeout: float = 60,
+    timeout: float = 180,  # a deadline for failures only: a loaded 2-core CI runner starts slowly
     cwd: str | Path | None = None,
 ) -> ServerProcess:
     """Start `cmd` and return once `GET ready_path` answers 200; the caller must `stop()` it."""
@@ -124,7 +124,7 @@ def start_server(
             time.sleep(0.1)
 
 
-def start_fake(module: str, *, timeout: float = 60) -> ServerProcess:
+def start_fake(module: str, *, timeout: float = 180) -> ServerProcess:
     """One of the fake upstreams in tests/fakes (`python -m MODULE --port P`), ready to script."""
     repo = Path(__file__).resolve().parents[2]
     port = free_port()

@@ -31,7 +31,7 @@ def private_redis() -> Iterator[str]:
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # failures only: generous on a loaded runner
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):

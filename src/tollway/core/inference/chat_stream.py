@@ -64,6 +64,22 @@ def delta_texts(chunk: dict[str, Any]) -> list[str]:
     return texts
 
 
+async def cut_attended(tasks: set[asyncio.Task[None]], settle_seconds: float) -> int:
+    """Shutdown: cut the streams still metering (their producers), while their clients may still read.
+
+    Each cut producer settles what it relayed, then sends its client a final error frame with code
+    SERVICE_UNAVAILABLE (the route's dialect turns it into its own shape: Anthropic's
+    `overloaded_error` event, Gemini's UNAVAILABLE) and ends the stream. Returns how many were cut;
+    waits at most `settle_seconds` for them to settle."""
+    live = {task for task in tasks if not task.done()}
+    for task in live:
+        task.cancel()
+    if live:
+        log.warning("shutdown cut %d stream(s) still running; each is billed for what it relayed", len(live))
+        await asyncio.wait(live, timeout=settle_seconds)
+    return len(live)
+
+
 class ChatStream:
     def __init__(
         self,
@@ -147,7 +163,7 @@ class ChatStream:
         except TimeoutError:
             outcome, status = "client_disconnect_timeout", 499
         except asyncio.CancelledError:
-            # Only Pipeline.drain() cancels a producer: the process is stopping and the grace is
+            # Only cut_attended() cancels a producer: the process is stopping and the grace is
             # over. Bill what was relayed rather than leave the hold for a sweeper to release unpaid.
             outcome, status, failure = "shutdown", 503, ErrorCode.SERVICE_UNAVAILABLE
             current = asyncio.current_task()

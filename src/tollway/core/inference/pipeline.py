@@ -28,7 +28,7 @@ from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference import chat_plan, genai, holds
-from tollway.core.inference.chat_stream import ChatStream, generated_texts
+from tollway.core.inference.chat_stream import ChatStream, cut_attended, generated_texts
 from tollway.core.inference.router import Router, timed
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
@@ -369,14 +369,13 @@ class Pipeline:
         settles what it relayed before the ledger closes."""
         if not self._background:
             return
-        _, pending = await asyncio.wait(set(self._background), timeout=seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning(
-                "shutdown cut %d stream(s) still running; each is billed for what it relayed", len(pending)
-            )
-            await asyncio.wait(pending, timeout=settle_seconds)
+        await asyncio.wait(set(self._background), timeout=seconds)
+        await self.cut_streams(settle_seconds)
+
+    async def cut_streams(self, settle_seconds: float = 10.0) -> int:
+        """Cut every stream still metering now (chat_stream.cut_attended): each settles, and a client
+        still reading gets the shutdown frame. The server calls it when the shutdown grace runs out."""
+        return await cut_attended(set(self._background), settle_seconds)
 
 
 def charged_headers(headers: dict[str, str], charged: int) -> dict[str, str]:

@@ -176,6 +176,7 @@ class JobRunner:
             await self._fail(job, "INVALID_MODEL", "The model was removed from the catalog.")
             return
         last: list[UpstreamError] = []
+        failed_on: list[str] = []  # the providers whose submit failed, in order
 
         # The route's upstream model comes back with the answer: two routes may share one provider.
         async def attempt(provider: Provider, upstream_model: str) -> tuple[str, Output | str]:
@@ -183,6 +184,7 @@ class JobRunner:
                 return upstream_model, await self._begin(provider, upstream_model, work)
             except UpstreamError as exc:
                 last.append(exc)
+                failed_on.append(provider.id)
                 raise
 
         try:
@@ -191,7 +193,7 @@ class JobRunner:
             exc = last[-1] if last else None
             if exc is not None and not exc.retryable and not exc.timeout:
                 code = "CONTENT_FILTERED" if exc.status in (422, 451) else err.code.name
-                await self._fail(job, code, str(exc))
+                await self._fail(job, code, str(exc), provider=failed_on[-1] if failed_on else None)
             elif job.poll_deadline is not None and utcnow() >= job.poll_deadline:
                 # Never accepted as far as we can tell, but a timed-out submit may have landed.
                 await self.store.release(
@@ -351,13 +353,16 @@ class JobRunner:
             return job.quote_nano, job.units
         return (lower, returned) if lower < job.quote_nano else (job.quote_nano, job.units)
 
-    async def _fail(self, job: JobRow, code: str, message: str) -> None:
-        """A verified terminal failure: release the hold (nothing charged), then `failed`."""
-        await self._hold(job).release(502, outcome="failed", provider=job.provider)
+    async def _fail(self, job: JobRow, code: str, message: str, provider: str | None = None) -> None:
+        """A verified terminal failure: release the hold (nothing charged), then `failed`. The job row
+        and the usage row keep which provider failed (`provider`: the one whose submit failed)."""
+        provider = provider or job.provider
+        await self._hold(job).release(502, outcome="failed", provider=provider)
         await self.store.finish(
             job.id,
             self.owner,
             "failed",
+            provider=provider,
             cost_nano=0,
             error_code=code[:40],
             error_message=message[:300],

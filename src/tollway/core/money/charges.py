@@ -86,7 +86,13 @@ def charge(
     balance below zero, nor further below it when a card refund or dispute already did
     (core/funding/stripe_topups.py); a shortfall is logged. `freed` is what the account's reserved
     shrinks by: the whole hold for a per-call hold, the part charged for a hold carved from a lease
-    (the rest stays in the lease). Returns what was charged."""
+    (the rest stays in the lease). Returns what was charged.
+
+    Past the hold (an upstream that ignored the output cap it was sent, or a provider's usage above
+    it): the charge is the actual cost up to `hold` plus the account's available balance, and the
+    key's consumption limit (`key_period`) records that same charge even when it passes the limit.
+    The limit bounds what may be *held*; a key past it admits nothing more in its period, and the key's
+    spend always equals what the ledger charged under it (tests/money/test_key_limits.py, "past the hold")."""
     if 0 <= cost_nano <= hold:
         # The hold is part of reserved (reserved >= 0 is a CHECK), set aside when it was taken, so
         # the account can pay the cost: no need to read the account row.
