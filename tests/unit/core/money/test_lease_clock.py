@@ -26,7 +26,8 @@ from tollway.core.money import lease_rows as rows_module
 from tollway.core.money import leases as leases_module
 from tollway.core.money.leases import MIN_CALLS, SPEND_SECONDS, TARGET_CALLS
 from tollway.core.money.ledger import Ledger
-from tollway.store.tables import budget_leases, ledger as ledger_table, reservations
+from tollway.store.tables import budget_leases, reservations
+from tollway.store.tables import ledger as ledger_table
 
 HOLD = 1_000
 FUNDS = 1_000_000
@@ -331,7 +332,7 @@ async def test_a_retired_lease_s_call_at_its_hold_pays_from_the_lease_and_leaves
     engine: AsyncEngine, accounts_service: Accounts, leased: Ledger, ledger: Ledger
 ) -> None:
     account = await new_account(accounts_service, credit=FUNDS)
-    in_flight, old, new = await _retired_with_a_call_in_flight(leased, account)
+    in_flight, _, new = await _retired_with_a_call_in_flight(leased, account)
     assert await leased.settle(account, in_flight, HOLD) == HOLD
     await asyncio.gather(*leased.leases._ending)
     assert await lease_ids(engine, account) == [new]
