@@ -462,3 +462,32 @@ async def test_a_sweep_returns_only_leases_past_their_expiry_and_at_most_its_lim
     for account in accounts:
         assert await lease_rows(engine, account) == []
         await assert_invariants(ledger, engine, account)
+
+
+async def test_a_second_process_s_lease_is_sized_for_two_processes_sharing_the_account(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    """At most available / (2 × processes holding live leases on the account), counting the other
+    processes' leases on this account only."""
+    credit = 50 * HOLD
+    account = await new_account(accounts_service, credit=credit)
+    bystander = await new_account(accounts_service, credit=FUNDS)
+    ours, theirs = (Ledger(engine, lease_seconds=60, budget_leases=True) for _ in range(2))
+    calls = [rid() for _ in range(3)]
+    try:
+        await theirs.reserve(bystander, calls[0], HOLD)  # the asking process's own, elsewhere
+        await ours.reserve(account, calls[1], HOLD)
+        first = ours.leases._active[account].amount
+        assert first == TARGET_CALLS * HOLD
+        await theirs.reserve(account, calls[2], HOLD)
+        second = theirs.leases._active[account].amount
+        assert second == (credit - first) // 4
+        await ours.settle(account, calls[1], 10)
+        await theirs.settle(account, calls[2], 10)
+        await theirs.settle(bystander, calls[0], 10)
+    finally:
+        await ours.aclose()
+        await theirs.aclose()
+    for each in (account, bystander):
+        assert await lease_rows(engine, each) == []
+        await assert_invariants(ledger, engine, each)
