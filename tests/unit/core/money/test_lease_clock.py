@@ -491,3 +491,15 @@ async def test_a_second_process_s_lease_is_sized_for_two_processes_sharing_the_a
     for each in (account, bystander):
         assert await lease_rows(engine, each) == []
         await assert_invariants(ledger, engine, each)
+
+
+async def test_a_free_call_s_hold_of_nothing_takes_no_lease(
+    engine: AsyncEngine, accounts_service: Accounts, leased: Ledger, ledger: Ledger
+) -> None:
+    account = await new_account(accounts_service, credit=FUNDS)
+    request_id = rid()
+    reservation = await leased.reserve(account, request_id, 0)
+    assert reservation.amount_nano == 0
+    assert await lease_rows(engine, account) == []
+    assert await leased.settle(account, request_id, 0) == 0
+    await assert_invariants(ledger, engine, account)
