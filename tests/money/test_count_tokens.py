@@ -37,3 +37,11 @@ def test_counting_refuses_what_the_chat_would(fresh: Money) -> None:
     assert empty.status_code == 400, empty.text
     assert fresh.balances(account) == (CREDIT, 0)
     assert fresh.fake_requests() == []
+
+
+def test_counting_for_an_uncensored_model_needs_a_key_that_may_call_it(fresh: Money) -> None:
+    account, key = fresh.funded(CREDIT)  # an sfw key
+    response = _count(fresh, key, model="m-chat-uncensored", messages=[{"role": "user", "content": "hi"}])
+    assert response.status_code == 403, response.text
+    assert fresh.balances(account) == (CREDIT, 0)
+    assert fresh.fake_requests() == []
