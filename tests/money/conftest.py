@@ -78,6 +78,8 @@ models:
     routes: [{{provider: fake, model: gpt-4o-mini}}]
     pricing: {{input: "0.5", output: "1.7"}}
     markup: "0.85"
+  # the tier rule: an uncensored model needs an uncensored key on an age-verified account
+  - {{id: m-chat-uncensored, tier: uncensored, routes: [{{provider: fake, model: gpt-4o-mini}}], pricing: {{input: "0.2"}}}}
   - id: m-embed
     type: embedding
     routes: [{{provider: fake, model: text-embedding-3-small}}]
