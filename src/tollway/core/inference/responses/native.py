@@ -34,6 +34,7 @@ from tollway.core.inference.chat_plan import DEFAULT_OUTPUT_CAP
 from tollway.core.inference.chat_stream import END, ChatStream
 from tollway.core.inference.pipeline import Admitted, Call, Pipeline, Result, charged_headers
 from tollway.core.money.prices import TokenUsage, cost_number
+from tollway.dialects.responses.shapes import new_id
 from tollway.errors import ErrorCode
 from tollway.providers import registry
 from tollway.providers.base import Provider, UpstreamError
@@ -145,6 +146,7 @@ async def _buffered(pipeline: Pipeline, admitted: Admitted, body: JSON, prompt: 
     if usage is None:
         usage, source = TokenUsage(prompt, tokens.count(output_texts(answer.get("output")))), "estimated"
     answer["model"] = admitted.model.id
+    answer["id"] = new_id("resp")  # Tollway's own: what storage keys it by, and no upstream's handle
     charged = await pipeline.settle(admitted, provider.id, usage, source, "completed")
     answer["usage"] = usage_out(usage, charged)
     await keep(answer)  # after the charge: a failure here is a 500, the answer paid for is lost
@@ -197,6 +199,7 @@ class NativeStream(ChatStream):
     _sequence = 0
     _terminal: JSON | None = None
     _response: JSON | None = None  # the latest Response the upstream described
+    _id = ""  # Tollway's own id for the Response (as a buffered answer's)
 
     async def _event(self, data: JSON) -> None:
         data["sequence_number"] = self._sequence
@@ -207,7 +210,8 @@ class NativeStream(ChatStream):
         kind = chunk.get("type")
         response = chunk.get("response")
         if isinstance(response, dict):
-            response["model"] = self._model_id
+            self._id = self._id or new_id("resp")
+            response.update(model=self._model_id, id=self._id)
             self._response = response
         if kind in TERMINAL:
             self._last_usage = usage_of(response.get("usage") if isinstance(response, dict) else None)
