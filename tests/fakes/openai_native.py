@@ -12,14 +12,17 @@ deltas (an `error` event, then `response.failed`), ``cut`` after N deltas (no te
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes import common
 from tests.fakes.common import JSON
 
 CREATED = 1_700_000_000
@@ -86,7 +89,53 @@ def _message(text: str, status: str = "completed") -> JSON:
     return {"type": "message", "id": "msg_fake", "role": "assistant", "status": status, "content": [part]}
 
 
-def routes(begin: Begin) -> list[Route]:
+async def _form(request: Request, kind: str) -> tuple[JSON, Any] | Response:
+    """A multipart request, authenticated and recorded (its fields, the upload's size), its behavior popped."""
+    state = common.fake_state(request)
+    if request.headers.get("authorization") != f"Bearer {state.api_key}":
+        return JSONResponse(
+            {"error": {"message": "bad key", "type": "invalid_request_error"}}, status_code=401
+        )
+    form = await request.form()
+    record: JSON = {}
+    for name, value in form.multi_items():
+        record[name] = len(await value.read()) if isinstance(value, UploadFile) else value
+    behavior = await state.take(kind, record)
+    if scripted := common.scripted_status(behavior):
+        status, headers = scripted
+        error = {"error": {"message": common.status_message(behavior), "type": "server_error"}}
+        return JSONResponse(error, status_code=status, headers=headers)
+    return record, behavior
+
+
+def routes(begin: Begin, png: Callable[[], bytes]) -> list[Route]:
+    async def variations(request: Request) -> Response:
+        begun = await _form(request, "variations")
+        if isinstance(begun, Response):
+            return begun
+        record, behavior = begun
+        n = int(record.get("n") or 1)
+        if behavior["type"] == "images":  # an upstream that returns fewer (or more) than asked
+            n = int(behavior["count"])
+        data = [{"b64_json": base64.b64encode(png()).decode()} for _ in range(n)]
+        return JSONResponse({"created": CREATED, "data": data})
+
+    async def translations(request: Request) -> Response:
+        begun = await _form(request, "translations")
+        if isinstance(begun, Response):
+            return begun
+        record, _ = begun
+        text = f"translated: {record.get('file')} bytes"
+        segment = {"id": 0, "start": 0.0, "end": 2.5, "text": text}
+        answer = {
+            "task": "translate",
+            "language": "english",
+            "duration": 2.5,
+            "text": text,
+            "segments": [segment],
+        }
+        return JSONResponse(answer)
+
     async def responses(request: Request) -> Response:
         begun = await begin(request, "responses")
         if isinstance(begun, Response):
@@ -173,4 +222,8 @@ def routes(begin: Begin) -> list[Route]:
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
-    return [Route("/v1/responses", responses, methods=["POST"])]
+    return [
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/images/variations", variations, methods=["POST"]),
+        Route("/v1/audio/translations", translations, methods=["POST"]),
+    ]

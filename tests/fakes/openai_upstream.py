@@ -456,7 +456,7 @@ def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_C
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         *openai_legacy.routes(_begin),  # /v1/completions, /v1/moderations
-        *openai_native.routes(_begin),  # /v1/responses (and the other natively served routes)
+        *openai_native.routes(_begin, _png),  # /v1/responses (and the other natively served routes)
     ]
     return common.fake_app(routes, ScriptedState(api_key, chunk_delay))
 

@@ -1,4 +1,7 @@
-"""OpenAI's Responses API passed through to an upstream that serves it natively (catalog provider
+"""OpenAI's APIs beyond chat passed through as is to an upstream that serves them natively: the
+Responses API, image variations and audio translations (the catalog provider's `protocols`).
+
+The Responses API passed through to an upstream that serves it natively (catalog provider
 `protocols: [responses]`), mixed into OpenAIProvider.
 
 The request goes as the caller sent it (core/inference/responses/native.py has already set the model,
@@ -10,6 +13,7 @@ what was produced and tells the client the answer is incomplete.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +23,8 @@ import orjson
 from tollway.dialects.sse import iter_events
 from tollway.providers import http
 from tollway.providers.base import UpstreamError
-from tollway.providers.openai.media import OpenAIMedia
+from tollway.providers.media import ImageOp, Transcript, TranscriptionJob
+from tollway.providers.openai.media import OpenAIMedia, convert, multipart_headers
 
 TERMINAL = frozenset({"response.completed", "response.incomplete"})
 FAILED = frozenset({"error", "response.failed"})
@@ -63,3 +68,42 @@ class OpenAIResponses(OpenAIMedia):
             raise http.transport_failure(self.id, exc) from None
         if not ended:
             raise http.cut_failure(self.id)
+
+    # -- media routes some upstreams serve (`protocols: [image_variations, audio_translations]`) --
+
+    def _serves(self, protocol: str) -> None:
+        if protocol not in self.protocols:  # another route of the model may (the router moves on)
+            raise UpstreamError(
+                f"provider {self.id!r} does not serve {protocol}", retryable=False, kind="route"
+            )
+
+    async def image_variations(self, op: ImageOp, n: int, size: str) -> list[bytes]:
+        """`n` variations of `op.image` (OpenAI's /images/variations, dall-e-2 style), as `op.format`."""
+        self._serves("image_variations")
+        response = await self._post(
+            "/images/variations",
+            headers=multipart_headers(),
+            data={"model": op.model, "n": str(n), "size": size, "response_format": "b64_json"},
+            files={"image": ("image.png", io.BytesIO(op.image), "image/png")},
+        )
+        try:
+            items = orjson.loads(response.content).get("data")
+        except (orjson.JSONDecodeError, AttributeError):
+            raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
+        if not isinstance(items, list) or not items:
+            raise UpstreamError(f"provider {self.id!r} returned no images")
+        return [convert(self.id, await self._image_of(item), op.format) for item in items[:n]]
+
+    async def translate(self, job: TranscriptionJob) -> Transcript:
+        """Speech in any language as English text (OpenAI's /audio/translations), with its duration."""
+        self._serves("audio_translations")
+        data: dict[str, Any] = {"model": job.model, "response_format": "verbose_json"}
+        if job.prompt:
+            data["prompt"] = job.prompt
+        response = await self._post(
+            "/audio/translations",
+            headers=multipart_headers(),
+            data=data,
+            files={"file": (job.filename, io.BytesIO(job.audio), "application/octet-stream")},
+        )
+        return self._transcript(response.content)

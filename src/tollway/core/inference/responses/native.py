@@ -48,10 +48,11 @@ TERMINAL = frozenset({"response.completed", "response.incomplete"})
 NOT_FORWARDED = ("previous_response_id", "stream", "background", "conversation")
 
 
-def offered(catalog: Catalog, model: CatalogModel) -> bool:
-    """Whether every route of `model` is an upstream that serves the Responses API natively."""
+def offered(catalog: Catalog, model: CatalogModel, protocol: str = PROTOCOL) -> bool:
+    """Whether every route of `model` is an upstream that serves `protocol` natively (its catalog
+    entry's `protocols`: responses, image_variations, audio_translations)."""
     providers = [catalog.providers[route.provider] for route in model.config.routes]
-    return all(registry.capabilities(p.kind).native_protocols and PROTOCOL in p.protocols for p in providers)
+    return all(registry.capabilities(p.kind).native_protocols and protocol in p.protocols for p in providers)
 
 
 def resolve(catalog: Catalog, name: str) -> CatalogModel:
