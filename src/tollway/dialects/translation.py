@@ -38,13 +38,46 @@ def _bare(items: Any) -> Any:
     return bare
 
 
+# An assistant message's signed reasoning from an Anthropic upstream (`thinking` blocks with their
+# `signature`, `redacted_thinking` with its `data`), carried in the internal shape so the next turn can
+# replay it (Anthropic requires it on a tool-use turn with extended thinking). Only an Anthropic upstream
+# reads it; OpenAI-compatible upstreams never see it (without_cache_hints drops it).
+THINKING_BLOCKS = "thinking_blocks"
+
+
+def signed_thinking(blocks: Any) -> list[dict[str, Any]]:
+    """The replayable thinking blocks among `blocks`: thinking with a signature, redacted_thinking with data."""
+    kept: list[dict[str, Any]] = []
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "thinking" and isinstance(block.get("signature"), str) and block["signature"]:
+            kept.append(
+                {
+                    "type": "thinking",
+                    "thinking": str(block.get("thinking") or ""),
+                    "signature": block["signature"],
+                }
+            )
+        elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            kept.append({"type": "redacted_thinking", "data": block["data"]})
+    return kept
+
+
+def _without_thinking(message: Any) -> Any:
+    if isinstance(message, dict) and THINKING_BLOCKS in message:
+        return {k: v for k, v in message.items() if k != THINKING_BLOCKS}
+    return message
+
+
 def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat body without `cache_control` (a copy where there was one; `body` itself otherwise)."""
+    """The chat body without `cache_control` and replayed Anthropic thinking (`thinking_blocks`), which
+    only Anthropic reads (a copy where there was one; `body` itself otherwise)."""
     messages = body.get("messages")
     tools = body.get("tools")
     bare_messages = [
-        {**m, "content": _bare(m.get("content"))}
-        if isinstance(m, dict) and _bare(m.get("content")) is not m.get("content")
+        {**_without_thinking(m), "content": _bare(m.get("content"))}
+        if isinstance(m, dict) and (_bare(m.get("content")) is not m.get("content") or THINKING_BLOCKS in m)
         else m
         for m in messages or ()
     ]

@@ -1,0 +1,91 @@
+"""Extended thinking with tools across turns, through the official `anthropic` SDK against a real server
+routed to the fake Anthropic upstream (which, as Anthropic does, refuses a tool-use turn replayed
+without its signed thinking block): the signed `thinking` block comes back to the client (buffered and
+streamed), goes back to the upstream as it was on the next turn, and a thinking block whose signature
+was altered is the upstream's 400, relayed, nothing charged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.contract.refusals import untouched
+from tests.contract.servers import Protocols
+
+pytestmark = pytest.mark.slow
+TOOLS: Any = [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}]
+THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.fixture
+def client(protocols: Protocols) -> Callable[[], tuple[str, anthropic.Anthropic]]:
+    def make() -> tuple[str, anthropic.Anthropic]:
+        account = protocols.new_account("5.00")
+        return account, anthropic.Anthropic(
+            base_url=protocols.url, api_key=protocols.new_key(account), max_retries=0
+        )
+
+    return make
+
+
+def first_turn(sdk: anthropic.Anthropic, stream: bool) -> list[Any]:
+    question: Any = [{"role": "user", "content": "weather in Paris"}]
+    kwargs: Any = {"model": "claude-thinking", "max_tokens": 2000, "thinking": THINKING, "tools": TOOLS}
+    if stream:
+        with sdk.messages.stream(messages=question, **kwargs) as live:
+            return [block.to_dict() for block in live.get_final_message().content]
+    return [block.to_dict() for block in sdk.messages.create(messages=question, **kwargs).content]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_signed_thinking_is_replayed_on_the_tool_result_turn(
+    protocols: Protocols, client: Callable[[], tuple[str, anthropic.Anthropic]], stream: bool
+) -> None:
+    _, sdk = client()
+    blocks = first_turn(sdk, stream)
+    assert [b["type"] for b in blocks] == ["thinking", "tool_use"]
+    assert blocks[0]["thinking"] == "pondering weather in Paris" and blocks[0]["signature"].startswith("sig-")
+    result: Any = [{"type": "tool_result", "tool_use_id": blocks[1]["id"], "content": "sunny"}]
+    second = sdk.messages.create(
+        model="claude-thinking",
+        max_tokens=2000,
+        thinking=THINKING,
+        tools=TOOLS,
+        messages=[
+            {"role": "user", "content": "weather in Paris"},
+            {"role": "assistant", "content": blocks},
+            {"role": "user", "content": result},
+        ],
+    )
+    assert [b.type for b in second.content] == ["thinking", "text"]
+    assert second.content[1].text == "echo: result sunny"  # type: ignore[union-attr]
+    sent = protocols.last_request("anthropic")["messages"][1]["content"]
+    assert sent[0] == {k: blocks[0][k] for k in ("type", "thinking", "signature")}
+
+
+def test_an_altered_signature_is_the_upstreams_400_and_costs_nothing(
+    protocols: Protocols, client: Callable[[], tuple[str, anthropic.Anthropic]]
+) -> None:
+    account, sdk = client()
+    blocks = first_turn(sdk, stream=False)
+    blocks[0]["signature"] = "sig-forged"
+    result: Any = [{"type": "tool_result", "tool_use_id": blocks[1]["id"], "content": "sunny"}]
+    with (
+        untouched(protocols, account, held_and_released=True),
+        pytest.raises(anthropic.BadRequestError) as refused,
+    ):
+        sdk.messages.create(
+            model="claude-thinking",
+            max_tokens=2000,
+            thinking=THINKING,
+            tools=TOOLS,
+            messages=[
+                {"role": "user", "content": "weather in Paris"},
+                {"role": "assistant", "content": blocks},
+                {"role": "user", "content": result},
+            ],
+        )
+    assert "signature" in refused.value.message
