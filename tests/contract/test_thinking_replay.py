@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 
 from tests.contract.refusals import untouched
@@ -89,3 +90,33 @@ def test_an_altered_signature_is_the_upstreams_400_and_costs_nothing(
             ],
         )
     assert "signature" in refused.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_reasoning_items_carry_the_signed_thinking_to_the_next_turn(
+    protocols: Protocols, stream: bool
+) -> None:
+    """The Responses API on an Anthropic upstream: the reasoning item's `encrypted_content` holds the
+    signed thinking; sent back with the function call and its output, it is replayed as it was."""
+    account = protocols.new_account("5.00")
+    sdk = openai.OpenAI(base_url=f"{protocols.url}/v1", api_key=protocols.new_key(account), max_retries=0)
+    tools: Any = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+    asked: Any = {"model": "claude-thinking", "tools": tools, "reasoning": {"effort": "minimal"}}
+    if stream:
+        with sdk.responses.stream(input="weather in Paris", **asked) as live:
+            first = live.get_final_response()
+    else:
+        first = sdk.responses.create(input="weather in Paris", **asked)
+    output = [item.to_dict() for item in first.output]
+    assert [item["type"] for item in output] == ["reasoning", "function_call"]
+    assert output[0]["encrypted_content"] and output[0]["content"][0]["text"] == "pondering weather in Paris"
+    follow_up: Any = [
+        {"role": "user", "content": "weather in Paris"},
+        *output,
+        {"type": "function_call_output", "call_id": output[1]["call_id"], "output": "sunny"},
+    ]
+    second = sdk.responses.create(input=follow_up, **asked)
+    assert second.output_text == "echo: result sunny"
+    replayed = protocols.last_request("anthropic")["messages"][1]["content"]
+    assert replayed[0]["type"] == "thinking" and replayed[0]["thinking"] == "pondering weather in Paris"
+    assert replayed[1]["type"] == "tool_use"
