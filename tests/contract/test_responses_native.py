@@ -153,5 +153,5 @@ def test_an_item_reference_without_storage_is_a_400_naming_it(server: Tollway) -
                 headers={"authorization": f"Bearer {key}"},
                 json={"model": model, "input": [{"type": "item_reference", "id": "msg_1"}]},
             )
-            assert_error(answer, 400, "RESPONSE_STORAGE_OFF", "input[0]")
+            assert_error(answer, 400, "RESPONSE_STORAGE_OFF", "input.0")
             assert "item_reference" in answer.json()["error"]["message"]

@@ -163,7 +163,7 @@ def test_an_item_reference_is_the_stored_item_it_names(server: Tollway, model: s
     calls = server.fake_calls("chat") + server.fake_calls("responses")
     with pytest.raises(openai.NotFoundError) as refused:
         client.responses.create(model=model, input=[{"type": "item_reference", "id": "msg_nope"}])
-    assert refused.value.body["param"] == "input[0].id"  # type: ignore[index]
+    assert refused.value.body["param"] == "input.0.id"  # type: ignore[index]
     assert server.fake_calls("chat") + server.fake_calls("responses") == calls
     assert first.usage is not None and second.usage is not None
     # fake-native prices its cached input at $0.50 (fake-chat's fake reports none cached)

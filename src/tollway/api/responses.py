@@ -91,7 +91,7 @@ async def _referenced(store: ResponseStore, who: Caller, body: Body) -> Body:
             raise TollwayError(
                 ErrorCode.NOT_FOUND,
                 f"No stored item {item.get('id')!r} (or its response expired).",
-                param=f"input[{index}].id",
+                param=f"input.{index}.id",
             )
         resolved.append(found)
     return {**body, "input": resolved}
@@ -110,7 +110,7 @@ def _no_references(body: Body) -> None:
                 ErrorCode.RESPONSE_STORAGE_OFF,
                 "Response storage is off on this deployment, so an `item_reference` names no kept item: "
                 "send the item itself.",
-                param=f"input[{index}]",
+                param=f"input.{index}",
             )
 
 
