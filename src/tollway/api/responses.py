@@ -129,8 +129,8 @@ async def _create(request: Request, who: Caller) -> Response:
     pipeline = request.app.state.services.pipeline
     call = Call(request_id(request), who, "chat")
     try:
-        resolved = native.resolve(pipeline.catalog, model)
-        if native.offered(pipeline.catalog, resolved):  # passed through as is (providers/openai/responses.py)
+        resolved = native.native_model(pipeline.catalog, model)
+        if resolved is not None:  # passed through as is (providers/openai/responses.py)
             native_result = await native.respond(pipeline, call, body, chat, resolved, keep)
             if native_result.frames is None:
                 return JSON(native_result.body, headers=native_result.headers)

@@ -35,7 +35,7 @@ from tollway.core.inference.chat_stream import END, ChatStream
 from tollway.core.inference.pipeline import Admitted, Call, Pipeline, Result, charged_headers
 from tollway.core.money.prices import TokenUsage, cost_number
 from tollway.dialects.responses.shapes import new_id
-from tollway.errors import ErrorCode
+from tollway.errors import ErrorCode, TollwayError
 from tollway.providers import registry
 from tollway.providers.base import Provider, UpstreamError
 
@@ -55,8 +55,14 @@ def offered(catalog: Catalog, model: CatalogModel, protocol: str = PROTOCOL) -> 
     return all(registry.capabilities(p.kind).native_protocols and protocol in p.protocols for p in providers)
 
 
-def resolve(catalog: Catalog, name: str) -> CatalogModel:
-    return model_names.resolve(catalog, name, "text")
+def native_model(catalog: Catalog, name: str) -> CatalogModel | None:
+    """The model `name` names when it is passed through natively; None for the translated path (which
+    also resolves what only chat knows, e.g. a Venice `model:param` suffix, and refuses the unknown)."""
+    try:
+        model = model_names.resolve(catalog, name, "text")
+    except TollwayError:
+        return None
+    return model if offered(catalog, model) else None
 
 
 def usage_of(raw: Any) -> TokenUsage | None:
