@@ -1,4 +1,5 @@
-"""Extended thinking with tools across turns, through the official `anthropic` SDK against a real server
+"""Extended thinking with tools across turns, through the official `anthropic` and `openai` SDKs (messages,
+Responses, chat completions) against a real server
 routed to the fake Anthropic upstream (which, as Anthropic does, refuses a tool-use turn replayed
 without its signed thinking block): the signed `thinking` block comes back to the client (buffered and
 streamed), goes back to the upstream as it was on the next turn, and a thinking block whose signature
@@ -120,3 +121,20 @@ def test_responses_reasoning_items_carry_the_signed_thinking_to_the_next_turn(
     replayed = protocols.last_request("anthropic")["messages"][1]["content"]
     assert replayed[0]["type"] == "thinking" and replayed[0]["thinking"] == "pondering weather in Paris"
     assert replayed[1]["type"] == "tool_use"
+
+
+def test_chat_completions_carry_thinking_blocks_to_send_back(protocols: Protocols) -> None:
+    """OpenAI's chat shape has no place for signed thinking: the assistant message carries it as
+    `thinking_blocks` (as LiteLLM's does); sent back on that message, it is replayed as it was."""
+    account = protocols.new_account("5.00")
+    sdk = openai.OpenAI(base_url=f"{protocols.url}/v1", api_key=protocols.new_key(account), max_retries=0)
+    tools: Any = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    question: Any = {"role": "user", "content": "weather in Paris"}
+    asked: Any = {"model": "claude-thinking", "tools": tools, "reasoning_effort": "minimal"}
+    first = sdk.chat.completions.create(messages=[question], **asked).choices[0].message
+    replay = first.to_dict()
+    assert replay["thinking_blocks"][0]["signature"].startswith("sig-") and first.tool_calls
+    answer: Any = {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "sunny"}
+    second = sdk.chat.completions.create(messages=[question, replay, answer], **asked)
+    assert second.choices[0].message.content == "echo: result sunny"
+    assert protocols.last_request("anthropic")["messages"][1]["content"][0]["type"] == "thinking"
