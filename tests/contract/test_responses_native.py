@@ -155,3 +155,20 @@ def test_an_item_reference_without_storage_is_a_400_naming_it(server: Tollway) -
             )
             assert_error(answer, 400, "RESPONSE_STORAGE_OFF", "input.0")
             assert "item_reference" in answer.json()["error"]["message"]
+
+
+def test_a_small_balance_shrinks_the_cap_sent_upstream_and_none_is_a_402(server: Tollway) -> None:
+    account, key = server.funded("0.00005")
+    raw = server.client(key).responses.with_raw_response.create(model="fake-native", input="one two")
+    cap = int(raw.headers["x-tollway-output-cap"])
+    assert 1 <= cap < 1000 and sent(server)["max_output_tokens"] == cap
+    balance, reserved, ledger_sum, _ = server.ledger_sums(account)
+    assert balance >= 0 and reserved == 0 and ledger_sum == balance
+    poor, poor_key = server.funded("0")
+    with untouched(server, poor, lambda: server.fake_calls("responses")):
+        answer = httpx2.post(
+            f"{server.url}/v1/responses",
+            headers={"authorization": f"Bearer {poor_key}"},
+            json={"model": "fake-native", "input": "hi"},
+        )
+        assert answer.status_code == 402, answer.text
