@@ -92,6 +92,7 @@ def test_a_streamed_response_is_relayed_renumbered_and_charged_its_usage(server:
     assert [event.sequence_number for event in events] == list(range(len(events)))
     assert final.output_text == "echo: a b c" and final.model == "fake-native"
     assert sent(server)["stream"] is True and sent(server)["store"] is False
+    assert all(event.response.store is False for event in events if hasattr(event, "response"))  # storage off
     assert final.usage is not None
     expected = cost(3, 2, 4)
     assert final.usage.to_dict()["cost"] == pytest.approx(expected / 1e9, abs=0)

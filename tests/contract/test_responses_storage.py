@@ -169,3 +169,18 @@ def test_an_item_reference_is_the_stored_item_it_names(server: Tollway, model: s
     # fake-native prices its cached input at $0.50 (fake-chat's fake reports none cached)
     cached = sum(u.input_tokens_details.cached_tokens for u in (first.usage, second.usage))
     assert_billed(server, account, charge(first.usage) + charge(second.usage) - cached * 500)
+
+
+def test_a_streamed_native_response_is_stored_and_continued(server: Tollway) -> None:
+    _, key = server.funded()
+    client = server.client(key)
+    with client.responses.stream(model="fake-native", input="first words") as live:
+        events = list(live)
+        first = live.get_final_response()
+    assert first.store is True and all(e.response.store for e in events if hasattr(e, "response"))
+    assert client.responses.retrieve(first.id).output_text == "echo: first words"
+    second = client.responses.create(model="fake-native", input="then", previous_response_id=first.id)
+    assert second.output_text == "echo: then"
+    sent = server.fake("GET", "stats")["last_request"]
+    assert [item.get("role") for item in sent["input"]] == ["user", "assistant", "user"]
+    assert "previous_response_id" not in sent and sent["store"] is False  # continued here, never upstream

@@ -137,7 +137,7 @@ async def respond(
     upstream.update(max_output_tokens=cap, store=False)
     async with admitted.hold:  # a failure before the first byte releases it
         if body.get("stream"):
-            return await _stream(pipeline, call, admitted, upstream, prompt, keep)
+            return await _stream(pipeline, call, admitted, upstream, prompt, keep, body.get("store") is True)
         return await _buffered(pipeline, admitted, upstream, prompt, keep)
 
 
@@ -161,7 +161,7 @@ async def _buffered(pipeline: Pipeline, admitted: Admitted, body: JSON, prompt: 
 
 
 async def _stream(
-    pipeline: Pipeline, call: Call, admitted: Admitted, body: JSON, prompt: int, keep: Keep
+    pipeline: Pipeline, call: Call, admitted: Admitted, body: JSON, prompt: int, keep: Keep, stored: bool
 ) -> Result:
     async def open_stream(provider: Provider, upstream_model: str) -> tuple[JSON | None, Any]:
         if PROTOCOL not in getattr(provider, "protocols", ()):
@@ -191,7 +191,7 @@ async def _stream(
         drain_seconds=pipeline.drain_seconds,
         trace=admitted.trace,
     )
-    stream.keep = keep
+    stream.keep, stream.stored = keep, stored
     return Result(headers=admitted.headers, frames=pipeline.relay(stream))
 
 
@@ -203,6 +203,7 @@ class NativeStream(ChatStream):
     """The chat relay (its task, drain and settlement) carrying a native Responses event stream."""
 
     keep: Keep | None = None
+    stored = False  # whether Tollway keeps the response (the upstream is always sent store: false)
     _sequence = 0
     _terminal: JSON | None = None
     _response: JSON | None = None  # the latest Response the upstream described
@@ -218,7 +219,7 @@ class NativeStream(ChatStream):
         response = chunk.get("response")
         if isinstance(response, dict):
             self._id = self._id or new_id("resp")
-            response.update(model=self._model_id, id=self._id)
+            response.update(model=self._model_id, id=self._id, store=self.stored)
             self._response = response
         if kind in TERMINAL:
             self._last_usage = usage_of(response.get("usage") if isinstance(response, dict) else None)
