@@ -64,10 +64,39 @@ def signed_thinking(blocks: Any) -> list[dict[str, Any]]:
     return kept
 
 
+# A Gemini upstream's `thoughtSignature` on a functionCall part rides on the internal tool call where
+# Google's own OpenAI-compatible API puts it, `extra_content.google.thought_signature`, so the next turn
+# can send it back (Gemini requires it on function calls with thinking). Only Gemini reads it.
+EXTRA_CONTENT = "extra_content"
+
+
+def thought_signature(call: Any) -> str | None:
+    google = ((call.get(EXTRA_CONTENT) or {}) if isinstance(call, dict) else {}).get("google")
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def with_thought_signature(call: dict[str, Any], signature: Any) -> dict[str, Any]:
+    if isinstance(signature, str) and signature:
+        call[EXTRA_CONTENT] = {"google": {"thought_signature": signature}}
+    return call
+
+
 def _without_thinking(message: Any) -> Any:
-    if isinstance(message, dict) and THINKING_BLOCKS in message:
-        return {k: v for k, v in message.items() if k != THINKING_BLOCKS}
-    return message
+    """A message without what only Anthropic (thinking_blocks) or Gemini (thought signatures) reads."""
+    if not isinstance(message, dict):
+        return message
+    listed = message.get("tool_calls")
+    calls: list[Any] = listed if isinstance(listed, list) else []
+    signed = any(isinstance(c, dict) and EXTRA_CONTENT in c for c in calls)
+    if THINKING_BLOCKS not in message and not signed:
+        return message
+    out = {k: v for k, v in message.items() if k != THINKING_BLOCKS}
+    if signed:
+        out["tool_calls"] = [
+            {k: v for k, v in c.items() if k != EXTRA_CONTENT} if isinstance(c, dict) else c for c in calls
+        ]
+    return out
 
 
 def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +106,8 @@ def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:
     tools = body.get("tools")
     bare_messages = [
         {**_without_thinking(m), "content": _bare(m.get("content"))}
-        if isinstance(m, dict) and (_bare(m.get("content")) is not m.get("content") or THINKING_BLOCKS in m)
+        if isinstance(m, dict)
+        and (_bare(m.get("content")) is not m.get("content") or _without_thinking(m) is not m)
         else m
         for m in messages or ()
     ]

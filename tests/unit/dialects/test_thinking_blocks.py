@@ -8,8 +8,15 @@ from typing import Any
 
 from tollway.dialects.anthropic.shapes import request_from_openai, response_to_openai
 from tollway.dialects.anthropic.stream import FromOpenAI, ToOpenAI
+from tollway.dialects.gemini.shapes import candidate_delta
+from tollway.dialects.gemini.shapes import request_from_openai as gemini_request
 from tollway.dialects.responses.items import opened_thinking, sealed_thinking, to_messages
-from tollway.dialects.translation import THINKING_BLOCKS, signed_thinking, without_cache_hints
+from tollway.dialects.translation import (
+    THINKING_BLOCKS,
+    signed_thinking,
+    thought_signature,
+    without_cache_hints,
+)
 
 SIGNED = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
 REDACTED = {"type": "redacted_thinking", "data": "opaque"}
@@ -81,3 +88,26 @@ def test_a_reasoning_item_round_trips_onto_the_next_assistant_turn() -> None:
     messages = to_messages(None, items)
     assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
     assert messages[1][THINKING_BLOCKS] == [SIGNED] and messages[1]["tool_calls"][0]["id"] == "c1"
+
+
+def test_a_gemini_thought_signature_rides_on_the_tool_call_and_goes_back() -> None:
+    candidate = {
+        "content": {
+            "role": "model",
+            "parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "ts"}],
+        }
+    }
+    _, [call], _ = candidate_delta(candidate)
+    assert call["extra_content"] == {"google": {"thought_signature": "ts"}}
+    assert thought_signature(call) == "ts"
+    request = gemini_request(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]}],
+        }
+    )
+    [_, model_turn] = request["contents"]
+    assert model_turn["parts"][0]["thoughtSignature"] == "ts"
+    body = {"messages": [{"role": "assistant", "tool_calls": [call]}]}
+    assert "extra_content" not in without_cache_hints(body)["messages"][0]["tool_calls"][0]
+    assert "extra_content" in body["messages"][0]["tool_calls"][0]
