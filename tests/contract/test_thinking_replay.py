@@ -138,3 +138,35 @@ def test_chat_completions_carry_thinking_blocks_to_send_back(protocols: Protocol
     second = sdk.chat.completions.create(messages=[question, replay, answer], **asked)
     assert second.choices[0].message.content == "echo: result sunny"
     assert protocols.last_request("anthropic")["messages"][1]["content"][0]["type"] == "thinking"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_gemini_thought_signature_goes_back_with_its_function_call(
+    protocols: Protocols, stream: bool
+) -> None:
+    """A Gemini upstream with thinking refuses a replayed function call without its thoughtSignature: the
+    chat answer carries it where Google's OpenAI-compatible API does, and it goes back as it was."""
+    account = protocols.new_account("5.00")
+    sdk = openai.OpenAI(base_url=f"{protocols.url}/v1", api_key=protocols.new_key(account), max_retries=0)
+    tools: Any = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    question: Any = {"role": "user", "content": "weather in Paris"}
+    asked: Any = {"model": "gemini-fake", "tools": tools, "reasoning_effort": "low"}
+    if stream:
+        chunks = list(sdk.chat.completions.create(messages=[question], stream=True, **asked))
+        [call] = [
+            c.to_dict() for chunk in chunks for choice in chunk.choices for c in choice.delta.tool_calls or ()
+        ]
+        call = {
+            "id": call["id"],
+            "type": "function",
+            "function": call["function"],
+            "extra_content": call["extra_content"],
+        }
+    else:
+        message = sdk.chat.completions.create(messages=[question], **asked).choices[0].message
+        [call] = message.to_dict()["tool_calls"]
+    assert call["extra_content"] == {"google": {"thought_signature": "gsig-weather"}}
+    replay: Any = {"role": "assistant", "content": None, "tool_calls": [call]}
+    answer: Any = {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}
+    second = sdk.chat.completions.create(messages=[question, replay, answer], **asked)
+    assert (second.choices[0].message.content or "").startswith("echo: result")
