@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     credit_usd: Decimal = Field(default=Decimal("0.01"), gt=0)
     # Generated media (core/media/store.py): kept this long, in at most this many bytes.
     media_ttl_seconds: int = 3600
-    # Responses API storage (core/inference/stored_responses.py): 0 = off, every response stateless and
+    # Responses API storage (core/inference/responses/stored.py): 0 = off, every response stateless and
     # `store`/`previous_response_id` a 400; > 0 = responses are kept (encrypted) this many seconds.
     response_store_ttl_seconds: int = Field(default=0, ge=0)
     # Redemption codes (core/funding/codes.py, issue 25): off until the operator turns them on.

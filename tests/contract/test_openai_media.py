@@ -98,15 +98,17 @@ def test_bad_image_edits_are_400_and_charge_nothing(
 def test_variations_and_translations_are_refused_in_openais_shape(
     tollway: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:
+    """Where the model's upstream does not serve them (the embedded engines make no variations and
+    translate nothing); test_media_pass_through.py has the upstreams that do."""
     account, key = funded()
     client = tollway.client(key)
     with untouched(tollway, account):
         with pytest.raises(openai.BadRequestError) as variation:
-            client.images.create_variation(image=("a.png", _png()))
+            client.images.create_variation(model="local-procedural", image=("a.png", _png()))
         with pytest.raises(openai.BadRequestError) as translation:
             client.audio.translations.create(model="whisper-1", file=("a.wav", b"RIFF0000WAVE"))
     assert_error(variation.value.response, 400, "UNSUPPORTED_CAPABILITY", "model")
-    assert "no image-variation model" in variation.value.message
+    assert "does not offer image-variation" in variation.value.message
     assert_error(translation.value.response, 400, "UNSUPPORTED_CAPABILITY", "model")
     assert "does not translate" in translation.value.message
 

@@ -262,7 +262,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "RESPONSE_STORAGE_OFF",
         "previous_response_id",
     ),
-    ("item reference", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "VALIDATION", "input.0.type"),
+    (
+        "item reference",
+        {"input": [{"type": "item_reference", "id": "msg_1"}]},
+        "RESPONSE_STORAGE_OFF",
+        "input.0",
+    ),
     ("string number", {"input": "x", "max_output_tokens": "5"}, "VALIDATION", "max_output_tokens"),
     ("bad effort", {"input": "x", "reasoning": {"effort": "extreme"}}, "VALIDATION", "reasoning.effort"),
 ]

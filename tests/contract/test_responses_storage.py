@@ -139,3 +139,48 @@ def test_rows_are_sealed_at_rest_and_deleted_at_the_ttl(server: Tollway) -> None
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(kept.id)
     assert query(server.database_url, "select count(*) from stored_responses where id = ?", kept.id) == [(0,)]
+
+
+@pytest.mark.parametrize("model", ["fake-chat", "fake-native"])
+def test_an_item_reference_is_the_stored_item_it_names(server: Tollway, model: str) -> None:
+    account, key = server.funded()
+    client = server.client(key)
+    first = client.responses.create(model=model, input="remember these words")
+    [answer] = first.output
+    items: Any = [{"type": "item_reference", "id": answer.id}, {"role": "user", "content": "and more"}]
+    second = client.responses.create(model=model, input=items)
+    assert second.output_text == "echo: and more"
+    last = server.fake("GET", "stats")["last_request"]
+    if model == "fake-chat":  # translated: the referenced answer is the assistant's turn
+        assert [(m["role"], m["content"]) for m in last["messages"]] == [
+            ("assistant", "echo: remember these words"),
+            ("user", "and more"),
+        ]
+    else:  # passed through: the item itself, as stored
+        assert last["input"][0]["id"] == answer.id and last["input"][0]["type"] == "message"
+    listed = client.responses.input_items.list(second.id).data
+    assert listed[-1].id == answer.id  # type: ignore[union-attr]
+    calls = server.fake_calls("chat") + server.fake_calls("responses")
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.responses.create(model=model, input=[{"type": "item_reference", "id": "msg_nope"}])
+    assert refused.value.body["param"] == "input.0.id"  # type: ignore[index]
+    assert server.fake_calls("chat") + server.fake_calls("responses") == calls
+    assert first.usage is not None and second.usage is not None
+    # fake-native prices its cached input at $0.50 (fake-chat's fake reports none cached)
+    cached = sum(u.input_tokens_details.cached_tokens for u in (first.usage, second.usage))
+    assert_billed(server, account, charge(first.usage) + charge(second.usage) - cached * 500)
+
+
+def test_a_streamed_native_response_is_stored_and_continued(server: Tollway) -> None:
+    _, key = server.funded()
+    client = server.client(key)
+    with client.responses.stream(model="fake-native", input="first words") as live:
+        events = list(live)
+        first = live.get_final_response()
+    assert first.store is True and all(e.response.store for e in events if hasattr(e, "response"))
+    assert client.responses.retrieve(first.id).output_text == "echo: first words"
+    second = client.responses.create(model="fake-native", input="then", previous_response_id=first.id)
+    assert second.output_text == "echo: then"
+    sent = server.fake("GET", "stats")["last_request"]
+    assert [item.get("role") for item in sent["input"]] == ["user", "assistant", "user"]
+    assert "previous_response_id" not in sent and sent["store"] is False  # continued here, never upstream

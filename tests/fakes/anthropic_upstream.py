@@ -8,11 +8,18 @@ and no tool_result in the last turn, the answer is a tool_use of the first tool 
 error_event (an `overloaded_error` event), slow, fill (exactly `max_tokens` words), garbage ("json":
 a body or an SSE data line that is not JSON; "shape": content that is not a list of blocks, or a delta
 that is not an object), as in the OpenAI fake.
+
+Extended thinking (``thinking: {type: enabled}``): the answer starts with a `thinking` block ("pondering
+<last user text>") signed ``sig-<sha256 of its text>``, streamed as thinking_delta then signature_delta.
+As Anthropic does, a request with thinking on is refused 400 when an assistant turn that used a tool
+does not start with its thinking block, or when a replayed thinking block's signature is not the one
+this fake signed it with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +39,32 @@ def _text(content: Any) -> str:
     return " ".join(
         b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text"
     )
+
+
+def _signature(thinking: str) -> str:
+    return "sig-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+
+
+def _thinking_refusal(body: JSON) -> str | None:
+    """Why Anthropic would refuse this replay with thinking on (None: it would not)."""
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return None
+    for message in body.get("messages") or ():
+        blocks = message.get("content") if isinstance(message.get("content"), list) else []
+        for block in blocks:
+            if block.get("type") == "thinking" and block.get("signature") != _signature(
+                block.get("thinking", "")
+            ):
+                return "messages: Invalid `signature` in `thinking` block"
+        uses_tool = any(b.get("type") == "tool_use" for b in blocks)
+        first = blocks[0].get("type") if blocks else None
+        if (
+            message.get("role") == "assistant"
+            and uses_tool
+            and first not in ("thinking", "redacted_thinking")
+        ):
+            return "messages: Expected `thinking` or `redacted_thinking`, but found `tool_use`."
+    return None
 
 
 def _error(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -72,6 +105,8 @@ async def messages(request: Request) -> Response:
     tool_results = [
         b for b in last.get("content") or () if isinstance(b, dict) and b.get("type") == "tool_result"
     ]
+    if refused := _thinking_refusal(body):
+        return _error(400, "invalid_request_error", refused)
     tools = body.get("tools") or []
     content: list[JSON]
     if tools and not tool_results:
@@ -92,6 +127,10 @@ async def messages(request: Request) -> Response:
         if len(words) > int(body["max_tokens"]):
             words, stop = words[: int(body["max_tokens"])], "max_tokens"
         content, completion = [{"type": "text", "text": " ".join(words)}], len(words)
+    if (body.get("thinking") or {}).get("type") == "enabled":
+        thought = f"pondering {last_text}"
+        content = [{"type": "thinking", "thinking": thought, "signature": _signature(thought)}, *content]
+        completion += len(thought.split())
     usage = {
         "input_tokens": prompt - cached,
         "output_tokens": completion,
@@ -124,7 +163,11 @@ async def _stream(message: JSON, behavior: JSON, delay: float) -> AsyncIterator[
     yield _event("ping", {"type": "ping"})
     deltas: list[tuple[int, JSON]] = []
     for index, block in enumerate(message["content"]):
-        if block["type"] == "text":
+        if block["type"] == "thinking":
+            opener = {"type": "thinking", "thinking": ""}
+            pieces = [{"type": "thinking_delta", "thinking": block["thinking"]}]
+            pieces.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "text":
             opener = {"type": "text", "text": ""}
             words = block["text"].split(" ")
             texts = common.pieces_of(words) if len(words) > common.FILL_PIECE_WORDS else None

@@ -8,6 +8,8 @@ thoughtsTokenCount 2. With `tools` and no functionResponse in the last turn, the
 functionCall of the first function with ``{"echo": <last user text>}``. Behaviors as in the OpenAI fake:
 fill answers exactly `generationConfig.maxOutputTokens` words (the fill's `uncapped` without one);
 garbage "json" is a body or an SSE data line that is not JSON, "shape" candidates that are not a list.
+With `generationConfig.thinkingConfig`, a functionCall part carries ``thoughtSignature: "gsig-<name>"``,
+and, as Gemini does, a request whose model turn has a functionCall without its signature is a 400.
 """
 
 from __future__ import annotations
@@ -74,13 +76,22 @@ async def generate(request: Request) -> Response:
     responses = [p["functionResponse"] for p in last.get("parts") or () if "functionResponse" in p]
     declarations = [d for t in body.get("tools") or () for d in t.get("functionDeclarations") or ()]
     config = body.get("generationConfig") or {}
+    thinking = "thinkingConfig" in config
+    for content in contents if thinking else ():
+        for part in content.get("parts") or ():
+            call = part.get("functionCall")
+            if (
+                content.get("role") == "model"
+                and call
+                and part.get("thoughtSignature") != f"gsig-{call['name']}"
+            ):
+                return _error(400, "Function call is missing a thought_signature in functionCall parts.")
     parts: list[JSON]
     if declarations and not responses:
-        parts, finish, completion = (
-            [{"functionCall": {"name": declarations[0]["name"], "args": {"echo": last_text}}}],
-            "STOP",
-            5,
-        )
+        call: JSON = {"functionCall": {"name": declarations[0]["name"], "args": {"echo": last_text}}}
+        if thinking:
+            call["thoughtSignature"] = f"gsig-{declarations[0]['name']}"
+        parts, finish, completion = [call], "STOP", 5
     else:
         if responses:
             last_text = "result " + json.dumps(responses[0].get("response"), separators=(",", ":"))

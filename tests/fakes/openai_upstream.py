@@ -63,7 +63,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes import common, openai_legacy
+from tests.fakes import common, openai_legacy, openai_native
 from tests.fakes.common import DEFAULT_API_KEY, DEFAULT_CHUNK_DELAY, JSON, CutConnection, ScriptedState
 
 # A fixed timestamp keeps whole responses byte-for-byte reproducible.
@@ -456,6 +456,7 @@ def create_app(api_key: str = DEFAULT_API_KEY, *, chunk_delay: float = DEFAULT_C
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         *openai_legacy.routes(_begin),  # /v1/completions, /v1/moderations
+        *openai_native.routes(_begin, _png),  # /v1/responses (and the other natively served routes)
     ]
     return common.fake_app(routes, ScriptedState(api_key, chunk_delay))
 

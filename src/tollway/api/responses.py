@@ -3,7 +3,7 @@
 The body is checked and translated to the internal chat shape (dialects/responses/), run through
 `pipeline.chat` (so admission, holds, limits, content tiers and exact settlement are chat's), and the
 answer translated back: a Response object, or the typed streaming events. Response storage
-(core/inference/stored_responses.py) is off unless the operator sets a TTL: then `store` (default true)
+(core/inference/responses/stored.py) is off unless the operator sets a TTL: then `store` (default true)
 keeps a response for its account, `previous_response_id` continues one, and GET/DELETE work; another
 account's id is 404. Off, they are 400 RESPONSE_STORAGE_OFF. `POST /v1/responses/input_tokens` counts a
 request's input with the tokenizer that sizes holds, for free.
@@ -23,7 +23,8 @@ from tollway.api.spec import BY_ID, PAID, SSE, WRITES, documented
 from tollway.base import tokens
 from tollway.core.caller import Caller
 from tollway.core.inference.pipeline import Call
-from tollway.core.inference.stored_responses import ResponseStore
+from tollway.core.inference.responses import native
+from tollway.core.inference.responses.stored import ResponseStore
 from tollway.dialects.responses import state
 from tollway.dialects.responses.request import (
     InputTokensRequest,
@@ -59,6 +60,7 @@ async def create_response(request: Request, who: Caller = Depends(inference_call
 async def _continued(store: ResponseStore | None, who: Caller, body: Body) -> Body:
     """With storage on: `store` defaults to true, and `input` carries the previous response's items."""
     if store is None:
+        _no_references(body)
         return body
     body = {**body, "store": body.get("store") is not False}
     previous_id = body.get("previous_response_id")
@@ -71,7 +73,45 @@ async def _continued(store: ResponseStore | None, who: Caller, body: Body) -> Bo
                 param="previous_response_id",
             )
         body["input"] = state.continued(previous, body.get("input"))
-    return body
+    return await _referenced(store, who, body)
+
+
+async def _referenced(store: ResponseStore, who: Caller, body: Body) -> Body:
+    """`item_reference` input items replaced by the stored items they name (this account's only)."""
+    items = body.get("input")
+    if not isinstance(items, list) or not any(_is_reference(item) for item in items):
+        return body
+    resolved = []
+    for index, item in enumerate(items):
+        if not _is_reference(item):
+            resolved.append(item)
+            continue
+        found = await store.find_item(str(who.account_id), str(item.get("id") or ""))
+        if found is None:
+            raise TollwayError(
+                ErrorCode.NOT_FOUND,
+                f"No stored item {item.get('id')!r} (or its response expired).",
+                param=f"input.{index}.id",
+            )
+        resolved.append(found)
+    return {**body, "input": resolved}
+
+
+def _is_reference(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "item_reference"
+
+
+def _no_references(body: Body) -> None:
+    """With storage off an `item_reference` has nothing to name: a 400 that says so."""
+    items = body.get("input")
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        if _is_reference(item):
+            raise TollwayError(
+                ErrorCode.RESPONSE_STORAGE_OFF,
+                "Response storage is off on this deployment, so an `item_reference` names no kept item: "
+                "send the item itself.",
+                param=f"input.{index}",
+            )
 
 
 async def _create(request: Request, who: Caller) -> Response:
@@ -79,15 +119,29 @@ async def _create(request: Request, who: Caller) -> Response:
     body = await _continued(store, who, checked_request(await read_json(request)))
     chat = request_to_chat(body, storage=store is not None)
     model = str(body["model"])
-    try:
-        result = await request.app.state.services.pipeline.chat(Call(request_id(request), who, "chat"), chat)
-    except TollwayError as err:
-        raise responses_param(err) from None
     items = state.as_items(body.get("input")) if store is not None and body["store"] else None
 
     async def keep(response: Body) -> None:
+        response["store"] = items is not None
         if store is not None and items is not None:
             await store.save(str(who.account_id), response["id"], items, response)
+
+    pipeline = request.app.state.services.pipeline
+    call = Call(request_id(request), who, "chat")
+    try:
+        resolved = native.native_model(pipeline.catalog, model)
+        if resolved is not None:  # passed through as is (providers/openai/responses.py)
+            native_result = await native.respond(pipeline, call, body, chat, resolved, keep)
+            if native_result.frames is None:
+                return JSON(native_result.body, headers=native_result.headers)
+            return StreamingResponse(
+                native_result.frames,
+                media_type="text/event-stream",
+                headers={**native_result.headers, **SSE_HEADERS},
+            )
+        result = await pipeline.chat(call, chat)
+    except TollwayError as err:
+        raise responses_param(err) from None
 
     if result.frames is not None:
         return StreamingResponse(

@@ -82,6 +82,12 @@ class ProviderConfig(_Strict):
     flavor: Literal["openai", "venice"] = "openai"
     # `openai` kind: the upstream's queue/poll media API for async jobs (providers/queue_media.py).
     jobs: QueueApiConfig | None = None
+    # `openai` kind: OpenAI's APIs this upstream serves natively beyond chat: `responses` (a Responses
+    # request is passed through as is, core/inference/responses/native.py), `image_variations`
+    # (/images/variations), `audio_translations` (/audio/translations). Others are refused or translated.
+    protocols: list[Literal["responses", "image_variations", "audio_translations"]] = Field(
+        default_factory=list
+    )
 
 
 class RouteConfig(_Strict):

@@ -38,13 +38,76 @@ def _bare(items: Any) -> Any:
     return bare
 
 
+# An assistant message's signed reasoning from an Anthropic upstream (`thinking` blocks with their
+# `signature`, `redacted_thinking` with its `data`), carried in the internal shape so the next turn can
+# replay it (Anthropic requires it on a tool-use turn with extended thinking). Only an Anthropic upstream
+# reads it; OpenAI-compatible upstreams never see it (without_cache_hints drops it).
+THINKING_BLOCKS = "thinking_blocks"
+
+
+def signed_thinking(blocks: Any) -> list[dict[str, Any]]:
+    """The replayable thinking blocks among `blocks`: thinking with a signature, redacted_thinking with data."""
+    kept: list[dict[str, Any]] = []
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "thinking" and isinstance(block.get("signature"), str) and block["signature"]:
+            kept.append(
+                {
+                    "type": "thinking",
+                    "thinking": str(block.get("thinking") or ""),
+                    "signature": block["signature"],
+                }
+            )
+        elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            kept.append({"type": "redacted_thinking", "data": block["data"]})
+    return kept
+
+
+# A Gemini upstream's `thoughtSignature` on a functionCall part rides on the internal tool call where
+# Google's own OpenAI-compatible API puts it, `extra_content.google.thought_signature`, so the next turn
+# can send it back (Gemini requires it on function calls with thinking). Only Gemini reads it.
+EXTRA_CONTENT = "extra_content"
+
+
+def thought_signature(call: Any) -> str | None:
+    google = ((call.get(EXTRA_CONTENT) or {}) if isinstance(call, dict) else {}).get("google")
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def with_thought_signature(call: dict[str, Any], signature: Any) -> dict[str, Any]:
+    if isinstance(signature, str) and signature:
+        call[EXTRA_CONTENT] = {"google": {"thought_signature": signature}}
+    return call
+
+
+def _without_thinking(message: Any) -> Any:
+    """A message without what only Anthropic (thinking_blocks) or Gemini (thought signatures) reads."""
+    if not isinstance(message, dict):
+        return message
+    listed = message.get("tool_calls")
+    calls: list[Any] = listed if isinstance(listed, list) else []
+    signed = any(isinstance(c, dict) and EXTRA_CONTENT in c for c in calls)
+    if THINKING_BLOCKS not in message and not signed:
+        return message
+    out = {k: v for k, v in message.items() if k != THINKING_BLOCKS}
+    if signed:
+        out["tool_calls"] = [
+            {k: v for k, v in c.items() if k != EXTRA_CONTENT} if isinstance(c, dict) else c for c in calls
+        ]
+    return out
+
+
 def without_cache_hints(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat body without `cache_control` (a copy where there was one; `body` itself otherwise)."""
+    """The chat body without `cache_control` and replayed Anthropic thinking (`thinking_blocks`), which
+    only Anthropic reads (a copy where there was one; `body` itself otherwise)."""
     messages = body.get("messages")
     tools = body.get("tools")
     bare_messages = [
-        {**m, "content": _bare(m.get("content"))}
-        if isinstance(m, dict) and _bare(m.get("content")) is not m.get("content")
+        {**_without_thinking(m), "content": _bare(m.get("content"))}
+        if isinstance(m, dict)
+        and (_bare(m.get("content")) is not m.get("content") or _without_thinking(m) is not m)
         else m
         for m in messages or ()
     ]

@@ -36,6 +36,9 @@ class Capabilities:
     completions: str = "never"
     # `/moderations`: an OpenAI-compatible upstream serving a catalog model of type `moderation`.
     moderations: bool = False
+    # OpenAI's APIs beyond chat passed through as is where the provider's catalog entry lists them in
+    # `protocols` (Responses, image variations, audio translations): OpenAI-compatible upstreams only.
+    native_protocols: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,12 @@ KINDS: dict[str, Kind] = {
     "openai": Kind(
         lambda c, timeout: OpenAIProvider(c, timeout=timeout),
         Capabilities(
-            structured_output=True, queue_media=True, completions="declared", moderations=True, logprobs=True
+            structured_output=True,
+            queue_media=True,
+            completions="declared",
+            moderations=True,
+            logprobs=True,
+            native_protocols=True,
         ),
     ),
     "anthropic": Kind(

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
-from tollway.core.inference.stored_responses import ResponseStore
+from tollway.core.inference.responses.stored import ResponseStore
 from tollway.core.jobs.store import ACTIVE
 from tollway.core.limits.limiter import Limiter
 from tollway.core.money import invariants

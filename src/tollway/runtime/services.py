@@ -28,9 +28,9 @@ from tollway.core.funding.x402 import X402
 from tollway.core.funding.x402 import build as build_x402
 from tollway.core.idempotency import Idempotency, MemoryRecords, RedisRecords
 from tollway.core.inference.pipeline import Pipeline
+from tollway.core.inference.responses.stored import ResponseStore
 from tollway.core.inference.router import RetryPolicy, Router
 from tollway.core.inference.search import SearxngSearch
-from tollway.core.inference.stored_responses import ResponseStore
 from tollway.core.jobs.service import Jobs
 from tollway.core.limits.gate import RateGate
 from tollway.core.limits.limiter import FailedPolicy, Limiter, MemoryLimiter

@@ -242,7 +242,7 @@ jobs = Table(
 Index("ix_jobs_status_next_run", jobs.c.status, jobs.c.next_run_at)
 Index("ix_jobs_account_created", jobs.c.account_id, jobs.c.created_at)
 
-# Responses API storage (migration 0006, core/inference/stored_responses.py), off unless
+# Responses API storage (migration 0006, core/inference/responses/stored.py), off unless
 # TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0. `sealed`: the input items and the Response, encrypted with a
 # key derived from TOLLWAY_SECRET; the row is deleted at `expires_at` and never read after it.
 stored_responses = Table(

@@ -214,7 +214,7 @@ async def audio_transcriptions(request: Request, who: Caller = Depends(inference
             media_type="text/event-stream",
             headers={**charged.headers, **SSE_HEADERS},
         )
-    return _transcript_response(transcript, fmt, granularities, charged)
+    return transcript_response(transcript, fmt, granularities, charged)
 
 
 def _granularities(fields: Fields, fmt: str) -> list[Any]:
@@ -237,8 +237,8 @@ def _granularities(fields: Fields, fmt: str) -> list[Any]:
     return list(granularities)
 
 
-def _transcript_response(
-    transcript: Transcript, fmt: str, granularities: list[Any], charged: Charged
+def transcript_response(
+    transcript: Transcript, fmt: str, granularities: list[Any], charged: Charged, task: str = "transcribe"
 ) -> Response:
     headers = charged.headers
     if fmt == "text":
@@ -254,7 +254,7 @@ def _transcript_response(
     if fmt == "json":
         return JSON({"text": transcript.text, "usage": usage}, headers=headers)
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": task,
         "language": LANGUAGE_NAMES.get(transcript.language or "", transcript.language),
         "duration": round(transcript.duration, 3),
         "text": transcript.text,

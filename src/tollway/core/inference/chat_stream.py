@@ -23,7 +23,7 @@ from tollway.errors import ErrorCode
 from tollway.providers.base import UpstreamError
 
 log = logging.getLogger("tollway.pipeline")
-_END = object()
+_END = END = object()  # the last item of a relay's queue (END: for relays built on this one)
 _MESSAGES = {
     ErrorCode.UPSTREAM_ERROR: "The upstream failed mid-stream; the answer is incomplete.",
     ErrorCode.SERVICE_UNAVAILABLE: "The server is shutting down; the answer is incomplete and was "

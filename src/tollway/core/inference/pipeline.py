@@ -306,6 +306,11 @@ class Pipeline:
         )
         return Result(headers=admitted.headers, frames=self.relay(stream))
 
+    @property
+    def drain_seconds(self) -> float:
+        """How long a stream whose client left is still read and metered."""
+        return self._drain_seconds
+
     def relay(self, stream: ChatStream) -> AsyncIterator[bytes]:
         """Start a metered relay, kept among the streams a reload or shutdown waits for."""
         return stream.start(self._background)

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tollway.core.access import policy
 from tollway.core.catalog.catalog import CatalogModel
@@ -147,6 +147,32 @@ class Media:
         charged = await self._settle(admitted, provider, actual, produced)
         return images, Charged(self._headers(admitted, provider, charged), charged)
 
+    async def variations(
+        self, call: Call, model: CatalogModel, op: ImageOp, n: int, size: tuple[int, int]
+    ) -> tuple[list[bytes], Charged]:
+        """OpenAI's image variations, passed through (providers/openai/responses.py): per image × n,
+        billed for the images that came back."""
+        price = unit_price(model, "per_image")
+        width, height = size
+
+        def attempt(p: MediaProvider, upstream: str) -> Awaitable[list[bytes]]:
+            if not hasattr(p, "image_variations"):
+                raise UpstreamError(
+                    f"provider {upstream!r} makes no variations", retryable=False, kind="route"
+                )
+            routed = ImageOp(upstream, op.image, op.format)
+            images: Awaitable[list[bytes]] = cast(Any, p).image_variations(routed, n, f"{width}x{height}")
+            return images
+
+        admitted, provider, images = await self._run(
+            call, model, image_cost(price, width, height, None, n), attempt
+        )
+        produced = min(len(images), n)
+        charged = await self._settle(
+            admitted, provider, image_cost(price, width, height, None, produced), produced
+        )
+        return images[:produced], Charged(self._headers(admitted, provider, charged), charged)
+
     async def image_op(
         self, call: Call, model: CatalogModel, kind: str, op: ImageOp
     ) -> tuple[bytes, Charged]:
@@ -216,8 +242,10 @@ class Media:
     # -- transcription --------------------------------------------------------------------------
 
     async def transcribe(
-        self, call: Call, model: CatalogModel, job: TranscriptionJob
+        self, call: Call, model: CatalogModel, job: TranscriptionJob, *, translate: bool = False
     ) -> tuple[Transcript, Charged]:
+        """A transcription, or (`translate`) a translation to English passed through to an upstream
+        that serves /audio/translations (providers/openai/responses.py); both billed per second."""
         price = unit_price(model, "per_second")
         seconds = await asyncio.to_thread(_probe_seconds, job.audio)
         if seconds is None:
@@ -228,7 +256,7 @@ class Media:
             call,
             model,
             seconds_cost(price, reserve_ms),
-            lambda p, upstream: p.transcribe(_with_model(job, upstream)),
+            lambda p, upstream: _transcriber(p, translate)(_with_model(job, upstream)),
         )
         # An upstream that reports no duration is billed the probed length.
         duration = transcript.duration if transcript.duration > 0 else seconds
@@ -236,6 +264,17 @@ class Media:
         cost = seconds_cost(price, actual_ms)
         charged = await self._settle(admitted, provider, cost, math.ceil(actual_ms / 1000))
         return transcript, Charged(self._headers(admitted, provider, charged), charged)
+
+
+def _transcriber(
+    provider: MediaProvider, translate: bool
+) -> Callable[[TranscriptionJob], Awaitable[Transcript]]:
+    if not translate:
+        return provider.transcribe
+    if not hasattr(provider, "translate"):
+        raise UpstreamError("the provider does not translate", retryable=False, kind="route")
+    method: Callable[[TranscriptionJob], Awaitable[Transcript]] = cast(Any, provider).translate
+    return method
 
 
 def _with_model(job: Any, upstream: str) -> Any:

@@ -11,7 +11,14 @@ from typing import Any
 
 from tollway.dialects.anthropic.shapes import FINISH_TO_STOP, JSON, tool_use_block
 from tollway.dialects.content import collapse, image_part, inline_image_part, text_of, tool_call
-from tollway.dialects.translation import cache_hint, effort_of_budget, refusal, refuse_present
+from tollway.dialects.translation import (
+    THINKING_BLOCKS,
+    cache_hint,
+    effort_of_budget,
+    refusal,
+    refuse_present,
+    signed_thinking,
+)
 
 # -- Anthropic → OpenAI (the inbound request) ----------------------------------------------------
 
@@ -65,8 +72,8 @@ def _tool_result_text(content: Any) -> str:
 INBOUND = "this deployment (the request is translated for its upstreams)"
 # Messages fields that ask for an Anthropic-hosted facility the translation cannot carry.
 NO_OPENAI_MEANING = ("container", "mcp_servers", "context_management", "service_tier")
-# Content blocks the internal shape has a place for; thinking blocks replayed from an earlier answer
-# are the model's own reasoning, which every upstream regenerates: they carry no instruction.
+# Content blocks the internal shape has a place for; signed thinking blocks replayed from an earlier answer
+# go back to an Anthropic upstream as they were (thinking_blocks), and are dropped for any other.
 BLOCK_TYPES = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
 
 
@@ -172,6 +179,8 @@ def _assistant_to_openai(blocks: list[Any]) -> JSON:
     ]
     if calls:
         reply["tool_calls"] = calls
+    if thinking := signed_thinking(blocks):  # replayed to an Anthropic upstream, dropped for others
+        reply[THINKING_BLOCKS] = thinking
     return reply
 
 
@@ -252,7 +261,7 @@ def message_id(openai_id: str) -> str:
 def response_from_openai(result: JSON, model: str) -> JSON:
     choice = (result.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    content: list[JSON] = []
+    content: list[JSON] = signed_thinking(message.get(THINKING_BLOCKS))
     if text := text_of(message.get("content")):
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():

@@ -20,11 +20,13 @@ from tollway.dialects.content import (
 )
 from tollway.dialects.translation import (
     EFFORT_BUDGETS,
+    THINKING_BLOCKS,
     cache_hint,
     json_schema_of,
     refusal,
     refuse_non_function_tools,
     refuse_present,
+    signed_thinking,
 )
 
 JSON = dict[str, Any]
@@ -164,7 +166,9 @@ def request_from_openai(body: JSON) -> JSON:
     for message in rest:
         role = message.get("role")
         if role == "assistant":
-            blocks = _blocks(message.get("content"))
+            # Signed thinking from an earlier answer goes back first, as Anthropic requires on a
+            # turn that used tools with extended thinking (dialects/translation.py THINKING_BLOCKS).
+            blocks = [*signed_thinking(message.get(THINKING_BLOCKS)), *_blocks(message.get("content"))]
             for call in message.get("tool_calls") or ():
                 blocks.append(tool_use_block(call, f"toolu_{len(blocks)}"))
             append_turn(messages, "assistant", blocks, "content")
@@ -228,6 +232,7 @@ def usage_to_openai(usage: Any) -> JSON | None:
 def response_to_openai(message: JSON) -> JSON:
     texts: list[str] = []
     calls: list[JSON] = []
+    thinking = signed_thinking(message.get("content"))
     for block in message.get("content") or ():
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
@@ -236,6 +241,8 @@ def response_to_openai(message: JSON) -> JSON:
     reply: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
+    if thinking:
+        reply[THINKING_BLOCKS] = thinking
     out: JSON = {
         "id": message.get("id") or "",
         "object": "chat.completion",

@@ -11,6 +11,7 @@ import orjson
 from tollway.dialects.anthropic.inbound import message_id, usage_from_openai
 from tollway.dialects.anthropic.shapes import FINISH_TO_STOP, STOP_TO_FINISH, usage_to_openai
 from tollway.dialects.sse import DONE, openai_chunks
+from tollway.dialects.translation import THINKING_BLOCKS, signed_thinking
 from tollway.errors import ErrorCode
 
 JSON = dict[str, Any]
@@ -29,6 +30,7 @@ class ToOpenAI:
         self.created = int(time.time())
         self.usage: JSON = {}
         self.tools: dict[int, int] = {}  # Anthropic content block index → OpenAI tool_calls index
+        self.thinking: dict[int, JSON] = {}  # a thinking block being received, by its index
         self.done = False
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> JSON:
@@ -49,6 +51,9 @@ class ToOpenAI:
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data.get("content_block") or {}
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                self.thinking[int(data.get("index") or 0)] = dict(block)
+                return []
             if block.get("type") == "tool_use":
                 index = self.tools.setdefault(int(data.get("index") or 0), len(self.tools))
                 call = {
@@ -63,13 +68,22 @@ class ToOpenAI:
             return []
         if kind == "content_block_delta":
             delta = data.get("delta") or {}
+            building = self.thinking.get(int(data.get("index") or 0))
+            if building is not None and delta.get("type") in ("thinking_delta", "signature_delta"):
+                field = "thinking" if delta["type"] == "thinking_delta" else "signature"
+                building[field] = str(building.get(field) or "") + str(delta.get(field) or "")
+                return []
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text") or ""})]
             if delta.get("type") == "input_json_delta":
                 index = self.tools.get(int(data.get("index") or 0), 0)
                 call = {"index": index, "function": {"arguments": delta.get("partial_json") or ""}}
                 return [self._chunk({"tool_calls": [call]})]
-            return []  # thinking and signature deltas are not part of the OpenAI shape
+            return []
+        if kind == "content_block_stop" and int(data.get("index") or 0) in self.thinking:
+            # A whole signed block, once its signature is in: replayable on the next turn.
+            blocks = signed_thinking([self.thinking.pop(int(data.get("index") or 0))])
+            return [self._chunk({THINKING_BLOCKS: blocks})] if blocks else []
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if isinstance(v, int)})
             stop = (data.get("delta") or {}).get("stop_reason")
@@ -136,12 +150,31 @@ class FromOpenAI:
         )
         return out
 
+    def _thinking(self, block: JSON) -> list[bytes]:
+        """A signed thinking block, whole: its opener, its text and its signature, closed."""
+        if block["type"] == "redacted_thinking":
+            return [*self._open(block, ("thinking", self.index + 1)), *self._close()]
+        out = self._open({"type": "thinking", "thinking": "", "signature": ""}, ("thinking", self.index + 1))
+        for delta in (
+            {"type": "thinking_delta", "thinking": block["thinking"]},
+            {"type": "signature_delta", "signature": block["signature"]},
+        ):
+            out.append(
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": self.index, "delta": delta},
+                )
+            )
+        return out + self._close()
+
     def feed(self, chunk: JSON) -> list[bytes]:
         out = self._start(chunk)
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
+            for signed in signed_thinking(delta.get(THINKING_BLOCKS)):
+                out += self._thinking(signed)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self.block != ("text", -1):

@@ -18,7 +18,7 @@ from tollway.dialects.content import (
     tool_call,
 )
 from tollway.dialects.gemini.shapes import FINISH_FROM_OPENAI, GENERATION_FIELDS, JSON, get
-from tollway.dialects.translation import effort_of_budget, refusal
+from tollway.dialects.translation import effort_of_budget, refusal, thought_signature, with_thought_signature
 
 INBOUND = "this deployment (the request is translated for its upstreams)"
 # generationConfig fields the translation gives a meaning (below); any other is refused by name.
@@ -102,7 +102,8 @@ def _messages_to_openai(body: JSON) -> list[JSON]:
                     call_id = str(call.get("id") or f"call_{counter}")
                     counter += 1
                     pending_ids.setdefault(str(call.get("name")), []).append(call_id)
-                    calls.append(tool_call(call_id, call.get("name"), call.get("args")))
+                    named = tool_call(call_id, call.get("name"), call.get("args"))
+                    calls.append(with_thought_signature(named, get(part, "thoughtSignature")))
             if calls:
                 reply["tool_calls"] = calls
             messages.append(reply)
@@ -243,14 +244,15 @@ def candidate_from_openai(index: int, text: str, calls: list[JSON], finish: str 
     gemini_parts: list[JSON] = [{"text": text}] if text else []
     for call in calls:
         function = call.get("function") or {}
-        gemini_parts.append(
-            {
-                "functionCall": {
-                    "name": function.get("name") or "",
-                    "args": arguments_object(function.get("arguments")),
-                }
+        part: JSON = {
+            "functionCall": {
+                "name": function.get("name") or "",
+                "args": arguments_object(function.get("arguments")),
             }
-        )
+        }
+        if signature := thought_signature(call):
+            part["thoughtSignature"] = signature
+        gemini_parts.append(part)
     candidate: JSON = {"content": {"role": "model", "parts": gemini_parts}, "index": index}
     if finish:
         candidate["finishReason"] = FINISH_FROM_OPENAI.get(finish, "OTHER")

@@ -52,6 +52,8 @@ class Part(_Strict):
     file_data: FileData | None = None
     function_call: FunctionCall | None = None
     function_response: FunctionResponse | None = None
+    # Gemini's signature of its thinking, on a functionCall part: sent back to a Gemini upstream as it was.
+    thought_signature: str | None = None
 
 
 class Content(_Strict):

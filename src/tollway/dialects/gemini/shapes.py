@@ -19,7 +19,14 @@ from tollway.dialects.content import (
     text_of,
     tool_call,
 )
-from tollway.dialects.translation import EFFORT_BUDGETS, refusal, refuse_non_function_tools, refuse_present
+from tollway.dialects.translation import (
+    EFFORT_BUDGETS,
+    refusal,
+    refuse_non_function_tools,
+    refuse_present,
+    thought_signature,
+    with_thought_signature,
+)
 
 JSON = dict[str, Any]
 UPSTREAM = "a Gemini upstream"
@@ -124,14 +131,15 @@ def _contents_from_openai(rest: list[JSON]) -> list[JSON]:
             for call in message.get("tool_calls") or ():
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = function.get("name") or ""
-                new.append(
-                    {
-                        "functionCall": {
-                            "name": function.get("name") or "",
-                            "args": arguments_object(function.get("arguments")),
-                        }
+                part: JSON = {
+                    "functionCall": {
+                        "name": function.get("name") or "",
+                        "args": arguments_object(function.get("arguments")),
                     }
-                )
+                }
+                if signature := thought_signature(call):  # replayed as Gemini gave it
+                    part["thoughtSignature"] = signature
+                new.append(part)
             append_turn(contents, "model", new, "parts")
         elif role == "tool":
             call_id = str(message.get("tool_call_id") or "")
@@ -238,12 +246,8 @@ def candidate_delta(candidate: JSON, first_tool_index: int = 0) -> tuple[str, li
         call = get(part, "functionCall")
         if isinstance(call, dict):
             index = first_tool_index + len(calls)
-            calls.append(
-                {
-                    "index": index,
-                    **tool_call(call.get("id") or f"call_{index}", call.get("name") or "", call.get("args")),
-                }
-            )
+            named = tool_call(call.get("id") or f"call_{index}", call.get("name") or "", call.get("args"))
+            calls.append(with_thought_signature({"index": index, **named}, get(part, "thoughtSignature")))
     reason = get(candidate, "finishReason")
     finish = None
     if reason:

@@ -12,6 +12,7 @@ from tollway.dialects.gemini.errors import error_body
 from tollway.dialects.gemini.inbound import candidate_from_openai, usage_from_openai
 from tollway.dialects.gemini.shapes import candidate_delta, get, usage_to_openai
 from tollway.dialects.sse import DONE, openai_chunks
+from tollway.dialects.translation import EXTRA_CONTENT
 from tollway.errors import ErrorCode
 
 JSON = dict[str, Any]
@@ -97,6 +98,8 @@ class FromOpenAI:
                 function = call.get("function") or {}
                 held["function"]["name"] += function.get("name") or ""
                 held["function"]["arguments"] += function.get("arguments") or ""
+                if EXTRA_CONTENT in call:  # a Gemini thought signature, sent back with the call
+                    held[EXTRA_CONTENT] = call[EXTRA_CONTENT]
             if choice.get("finish_reason"):
                 self.finish[index] = choice["finish_reason"]
             text = delta.get("content")

@@ -1,15 +1,24 @@
 """Responses `input` items → internal chat messages, pure. Every item either has a meaning in chat or
 is a 400 that names it: nothing is dropped without a word, except `reasoning` items, which an earlier
-answer returned for the caller to send back and which no chat upstream takes."""
+answer returned for the caller to send back and which no chat upstream takes; one that carries an
+Anthropic upstream's signed thinking (`encrypted_content`, see `sealed_thinking`) goes back on the
+assistant turn that follows it, which Anthropic requires on a tool-use turn with extended thinking."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
+import orjson
+
 from tollway.dialects.content import collapse, image_part
+from tollway.dialects.translation import THINKING_BLOCKS, signed_thinking
 from tollway.errors import ErrorCode, TollwayError
 
 JSON = dict[str, Any]
+THINKING_PREFIX = "tollway-thinking-v1."  # not encrypted: the reasoning item shows the same text
+_REPLAY = "_thinking"  # a placeholder role: the thinking of the next assistant turn
 HOSTED_ITEMS = frozenset(
     {
         "file_search_call",
@@ -82,7 +91,37 @@ def to_messages(instructions: Any, items: Any) -> list[JSON]:
     calls: set[str] = set()
     for index, item in enumerate(items or ()):
         _item(item, f"input.{index}", messages, calls)
-    return messages
+    return _with_thinking(messages)
+
+
+def sealed_thinking(blocks: list[JSON]) -> str:
+    """Signed thinking blocks as a reasoning item's `encrypted_content` (the caller sends it back)."""
+    return THINKING_PREFIX + base64.urlsafe_b64encode(orjson.dumps(blocks)).decode()
+
+
+def opened_thinking(value: Any) -> list[JSON]:
+    """The signed thinking blocks of an `encrypted_content` this deployment wrote; [] for any other."""
+    if not isinstance(value, str) or not value.startswith(THINKING_PREFIX):
+        return []
+    try:
+        return signed_thinking(orjson.loads(base64.urlsafe_b64decode(value[len(THINKING_PREFIX) :])))
+    except (binascii.Error, ValueError):
+        return []
+
+
+def _with_thinking(messages: list[JSON]) -> list[JSON]:
+    """Replayed thinking put on the assistant turn right after it (dropped if none follows)."""
+    out: list[JSON] = []
+    pending: list[JSON] = []
+    for message in messages:
+        if message["role"] == _REPLAY:
+            pending += message[THINKING_BLOCKS]
+            continue
+        if pending and message["role"] == "assistant":
+            message = {**message, THINKING_BLOCKS: pending}
+        pending = []
+        out.append(message)
+    return out
 
 
 def _item(item: JSON, param: str, messages: list[JSON], calls: set[str]) -> None:
@@ -105,9 +144,11 @@ def _item(item: JSON, param: str, messages: list[JSON], calls: set[str]) -> None
         output = _output_text(item.get("output"), f"{param}.output")
         messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
     elif kind == "reasoning":
-        return
+        if blocks := opened_thinking(item.get("encrypted_content")):
+            messages.append({"role": _REPLAY, THINKING_BLOCKS: blocks})
     elif kind == "item_reference":
-        raise _bad("item_reference items are not served: send the item itself.", f"{param}.type")
+        # Resolved from stored responses before this (api/responses.py); one left is not resolvable.
+        raise _bad("This item_reference names no stored item: send the item itself.", f"{param}.type")
     elif kind in HOSTED_ITEMS:
         raise _bad(f"{kind} items belong to tools this deployment does not run.", f"{param}.type")
     else:

@@ -14,7 +14,8 @@ from typing import Any
 
 from tollway.dialects.content import text_of
 from tollway.dialects.responses import json_schema
-from tollway.dialects.responses.items import to_messages
+from tollway.dialects.responses.items import sealed_thinking, to_messages
+from tollway.dialects.translation import THINKING_BLOCKS, signed_thinking
 from tollway.errors import ErrorCode, TollwayError
 
 JSON = dict[str, Any]
@@ -262,8 +263,14 @@ def response_from_chat(result: JSON, body: JSON, model: str) -> JSON:
     message = choice.get("message") or {}
     output: list[JSON] = []
     thinking = message.get("reasoning_content")
-    if isinstance(thinking, str) and thinking:
-        output.append(reasoning_item(new_id("rs"), thinking))
+    signed = signed_thinking(message.get(THINKING_BLOCKS))
+    if not (isinstance(thinking, str) and thinking):
+        thinking = "".join(block.get("thinking", "") for block in signed)
+    if thinking or signed:
+        item = reasoning_item(new_id("rs"), thinking)
+        if signed:  # an Anthropic upstream's signed thinking, for the caller to send back
+            item["encrypted_content"] = sealed_thinking(signed)
+        output.append(item)
     calls = message.get("tool_calls") or []
     text = text_of(message.get("content"))
     if text or not calls:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from tollway.dialects.responses.items import sealed_thinking
 from tollway.dialects.responses.shapes import (
     envelope,
     finish,
@@ -25,6 +26,7 @@ from tollway.dialects.responses.shapes import (
     reasoning_item,
 )
 from tollway.dialects.sse import DONE, openai_chunks
+from tollway.dialects.translation import THINKING_BLOCKS, signed_thinking
 from tollway.errors import ErrorCode
 
 JSON = dict[str, Any]
@@ -128,6 +130,18 @@ class FromChat:
         out.append(self._event("response.reasoning_text.delta", **self._where(), content_index=0, delta=text))
         return out
 
+    def _signed(self, blocks: list[JSON]) -> list[bytes]:
+        """An Anthropic upstream's signed thinking, whole: a reasoning item carrying it to send back."""
+        text = "".join(block.get("thinking", "") for block in blocks)
+        if text and self.key == ("reasoning", -1):  # the same thinking already streamed as text
+            text = ""
+        out = self._reasoning(text) if text else []
+        if self.key != ("reasoning", -1):
+            out += self._open(reasoning_item(new_id("rs"), ""), ("reasoning", -1))
+        assert self.item is not None
+        self.item["encrypted_content"] = sealed_thinking(blocks)
+        return out
+
     def _tool(self, call: JSON) -> list[bytes]:
         out: list[bytes] = []
         position = int(call.get("index") or 0)
@@ -156,6 +170,8 @@ class FromChat:
             thinking = delta.get("reasoning_content")
             if isinstance(thinking, str) and thinking:
                 out += self._reasoning(thinking)
+            if signed := signed_thinking(delta.get(THINKING_BLOCKS)):
+                out += self._signed(signed)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 out += self._text(text)

@@ -29,12 +29,12 @@ MAX_UPSTREAM_IMAGE_BYTES = 64 * 1024 * 1024
 _fetcher = UrlFetcher(max_bytes=MAX_UPSTREAM_IMAGE_BYTES, timeout_seconds=60)
 
 
-def _multipart_headers() -> dict[str, str]:
+def multipart_headers() -> dict[str, str]:
     # The pooled client defaults to JSON; naming the boundary makes httpx2 encode multipart with it.
     return {"content-type": f"multipart/form-data; boundary={secrets.token_hex(16)}"}
 
 
-def _convert(provider_id: str, data: bytes, fmt: str) -> bytes:
+def convert(provider_id: str, data: bytes, fmt: str) -> bytes:
     """The upstream's image in the format the client asked for. It is decoded either way: bytes that are
     no readable image are the upstream's failure (502), never the client's 400 nor a broken file."""
     try:
@@ -123,11 +123,11 @@ class OpenAIMedia:
             items = result.get("data")
         if not isinstance(items, list) or not items:
             raise UpstreamError(f"provider {self.id!r} returned no images")
-        return [_convert(self.id, await self._image_of(item), job.format) for item in items]
+        return [convert(self.id, await self._image_of(item), job.format) for item in items]
 
     async def _venice_binary(self, path: str, body: dict[str, Any], fmt: str) -> bytes:
         response = await self._post(path, content=orjson.dumps(body))
-        return _convert(self.id, response.content, fmt)
+        return convert(self.id, response.content, fmt)
 
     async def edit_image(self, op: ImageOp) -> bytes:
         if self.flavor == "venice":
@@ -135,7 +135,7 @@ class OpenAIMedia:
             return await self._venice_binary("/image/edit", payload, op.format)
         response = await self._post(
             "/images/edits",
-            headers=_multipart_headers(),
+            headers=multipart_headers(),
             data={"model": op.model, "prompt": op.prompt, "response_format": "b64_json"},
             files={"image": ("image." + op.format, io.BytesIO(op.image), f"image/{op.format}")},
         )
@@ -145,7 +145,7 @@ class OpenAIMedia:
             raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
         if not isinstance(items, list) or not items:
             raise UpstreamError(f"provider {self.id!r} returned no image")
-        return _convert(self.id, await self._image_of(items[0]), op.format)
+        return convert(self.id, await self._image_of(items[0]), op.format)
 
     async def upscale_image(self, op: ImageOp) -> bytes:
         if self.flavor != "venice":
@@ -212,12 +212,16 @@ class OpenAIMedia:
             data["prompt"] = job.prompt
         response = await self._post(
             "/audio/transcriptions",
-            headers=_multipart_headers(),
+            headers=multipart_headers(),
             data=data,
             files={"file": (job.filename, io.BytesIO(job.audio), "application/octet-stream")},
         )
+        return self._transcript(response.content)
+
+    def _transcript(self, content: bytes) -> Transcript:
+        """A verbose_json transcription (or translation) answer."""
         try:
-            result = orjson.loads(response.content)
+            result = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise UpstreamError(f"provider {self.id!r} sent invalid JSON") from None
         if not isinstance(result, dict) or not isinstance(result.get("text"), str):

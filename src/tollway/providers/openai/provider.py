@@ -14,7 +14,7 @@ from tollway.dialects.sse import iter_events
 from tollway.dialects.translation import without_cache_hints
 from tollway.providers import checks, http
 from tollway.providers.base import UpstreamError
-from tollway.providers.openai.media import OpenAIMedia
+from tollway.providers.openai.responses import OpenAIResponses
 
 log = logging.getLogger("tollway.providers.openai")
 # What a request cannot do without, whatever an allow-list says.
@@ -25,10 +25,13 @@ ESSENTIAL_PARAMS = frozenset(
 CAP_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
-class OpenAIProvider(OpenAIMedia):
+class OpenAIProvider(OpenAIResponses):
     def __init__(self, config: ProviderConfig, *, timeout: float) -> None:
         self.id = config.id
         self.flavor = config.flavor
+        self.protocols = frozenset(
+            config.protocols
+        )  # OpenAI APIs served natively (providers/openai/responses.py)
         headers = {}
         if key := http.secret(config):
             headers["authorization"] = f"Bearer {key}"

@@ -65,6 +65,28 @@ class ResponseStore:
             return None
         return value
 
+    async def find_item(self, account_id: str, item_id: str, scan: int = 200) -> JSON | None:
+        """The item `item_id` (an `item_reference`'s id) among this account's live responses, newest
+        first: an input item, or an output item (valid input too). Only the `scan` newest are opened."""
+        query = (
+            select(stored_responses.c.sealed)
+            .where(stored_responses.c.account_id == account_id, stored_responses.c.expires_at > utcnow())
+            .order_by(stored_responses.c.created_at.desc())
+            .limit(scan)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        for sealed in rows:
+            try:
+                value = orjson.loads(self._fernet.decrypt(bytes(sealed)))
+            except InvalidToken:
+                continue
+            for item in [*value["input"], *(value["response"].get("output") or ())]:
+                if isinstance(item, dict) and item.get("id") == item_id:
+                    found: JSON = item
+                    return found
+        return None
+
     async def delete(self, account_id: str, response_id: str) -> bool:
         async with self.engine.begin() as conn:
             result = await conn.execute(
