@@ -26,13 +26,10 @@ pytestmark = pytest.mark.slow
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
 NOT_SERVED = {
     "POST /image/multi-edit": "not built",
-    "PATCH /api_keys": "not built",
     "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
     "POST /audio/voices": "voice cloning not built",
-    "POST /video/complete": "not built",
     "POST /video/transcriptions": "not built",
     "POST /augment/text-parser": "not built",
-    "POST /audio/complete": "not built",
     "GET /billing/usage-analytics": "not built",
     "GET /billing/usage-history": "not built",
     "GET /crypto/rpc/networks": "not built",

@@ -1,0 +1,9 @@
+"""Venice-only operations (issue 23) that have no NightVeil/OpenAI counterpart to share a module with:
+the job lifecycle's `complete`, and the routes added for parity with Venice's OpenAPI document.
+`ROUTERS` are included under both prefixes, after the other routers (runtime/app.py)."""
+
+from fastapi import APIRouter
+
+from tollway.api.venice import completion
+
+ROUTERS: tuple[APIRouter, ...] = (completion.router,)
