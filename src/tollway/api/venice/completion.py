@@ -38,7 +38,7 @@ async def _complete(request: Request, who: Caller, kind: str) -> Response:
     body = validate(CompleteRequest, dict(await read_fields(request)))
     jobs = jobs_of(request)
     job = await jobs.owned(who, body.queue_id)
-    if job.kind != kind or body.model not in (job.model, _resolved(request, body.model)):
+    if job.kind != kind or job.model not in (body.model, _resolved(request, body.model)):
         raise TollwayError(ErrorCode.JOB_NOT_FOUND, param="queue_id")
     if job.status in ("queued", "processing", "unknown"):
         return JSON({"success": False})
