@@ -30,8 +30,6 @@ NOT_SERVED = {
     "POST /audio/voices": "voice cloning not built",
     "POST /video/transcriptions": "not built",
     "POST /augment/text-parser": "not built",
-    "GET /billing/usage-analytics": "not built",
-    "GET /billing/usage-history": "not built",
     "GET /crypto/rpc/networks": "not built",
     "POST /crypto/rpc/{network}": "not built",
     "POST /augment/scrape": "not built",
@@ -46,7 +44,6 @@ XFAIL = {
     "types every embedding as an array of numbers",
     "POST /responses": "`error: null` on success, as OpenAI's Responses object has it; the document types `error` as "
     "an object, not nullable",
-    "GET /billing/usage": "retired in Venice's document (410, use usage-history); served until usage-history is",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ MEDIA_MODELS = [
 def call(
     server: Tollway, method: str, path: str, key: str | None, body: Any = None, **kw: Any
 ) -> httpx2.Response:
-    headers = {"authorization": f"Bearer {key}"} if key else {}
+    headers = {**({"authorization": f"Bearer {key}"} if key else {}), **kw.pop("headers", {})}
     return httpx2.request(method, f"{server.url}{path}", json=body, headers=headers, timeout=60, **kw)
 
 
@@ -329,3 +330,164 @@ def test_characters_in_the_documented_shape_with_filters(venice: Tollway) -> Non
         call(venice, "GET", "/api/v1/characters", key, params={"limit": 0}), 400, "VALIDATION", "limit"
     )
     assert call(venice, "GET", "/api/v1/characters/nobody", key).status_code == 404
+
+
+# -- billing: usage-history, usage-analytics, and the retired billing/usage --------------------------
+
+
+def _spend(server: Tollway, calls: int) -> tuple[str, str, str]:
+    """An account with an admin key and an inference key that made `calls` chat calls: (account, admin, key)."""
+    account_id = server.new_account("5.00")
+    admin = server.new_key(account_id, scope="admin", label="ops")
+    key = server.new_key(account_id, label="customer")
+    client = server.client(key)
+    for n in range(calls):
+        client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": f"call {n}"}], max_tokens=5
+        )
+    return account_id, admin, key
+
+
+def _walk(server: Tollway, key: str, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """Every entry of a walk, and the number of pages it took."""
+    entries: list[dict[str, Any]] = []
+    pages, query = 0, dict(params)
+    while True:
+        answer = call(server, "GET", "/api/v1/billing/usage-history", key, params=query)
+        assert answer.status_code == 200, answer.text
+        body = documented("GET /billing/usage-history", answer)
+        entries += body["data"]
+        pages += 1
+        if body["nextCursor"] is None:
+            return entries, pages
+        query = {"cursor": body["nextCursor"]}
+
+
+def _nano(amount: float) -> int:
+    return int((Decimal(str(amount)) * NANO).to_integral_value())
+
+
+def test_usage_history_walks_every_entry_once_in_ascending_time_and_sums_to_the_charges(
+    server: Tollway,
+) -> None:
+    account_id, admin, key = _spend(server, 12)
+    deadline = time.monotonic() + 10
+    while len(entries := _walk(server, admin)[0]) < 12:  # usage rows land just after the answer
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    paged, pages = _walk(server, admin, pageSize=10)
+    assert paged == entries and pages == 2
+    assert [e["timestamp"] for e in entries] == sorted(e["timestamp"] for e in entries)
+    assert len({e["inferenceDetails"]["requestId"] for e in entries}) == 12
+    balance, reserved, _, _ = server.ledger_sums(account_id)
+    assert reserved == 0 and -sum(_nano(e["amount"]) for e in entries) == 5 * NANO - balance
+    # A walk is pinned when it starts: a call made mid-walk is not in it (the next walk has it).
+    first = call(server, "GET", "/api/v1/billing/usage-history", admin, params={"pageSize": 10}).json()
+    server.client(key).chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "x"}], max_tokens=5
+    )
+    rest = call(
+        server, "GET", "/api/v1/billing/usage-history", admin, params={"cursor": first["nextCursor"]}
+    ).json()
+    assert len(first["data"]) + len(rest["data"]) == 12 and rest["nextCursor"] is None
+    # The inference key sees its own usage; other currencies are empty (Tollway bills USD).
+    assert len(_walk(server, key)[0]) >= 12
+    assert _walk(server, admin, currency="DIEM")[0] == []
+    deadline = time.monotonic() + 10
+    while len(entries := _walk(server, admin)[0]) < 13:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    later = entries[5]["timestamp"]
+    assert _walk(server, admin, startTimestamp=later)[0] == entries[5:]
+    assert _walk(server, admin, endTimestamp=later)[0] == entries[:5]
+    csv_page = call(
+        server,
+        "GET",
+        "/api/v1/billing/usage-history",
+        admin,
+        params={"pageSize": 10},
+        headers={"accept": "text/csv"},
+    )
+    assert csv_page.headers["content-type"].startswith("text/csv") and csv_page.headers["x-next-cursor"]
+    assert len(csv_page.text.strip().splitlines()) == 11
+
+
+def test_usage_history_refuses_bad_cursors_and_filters_beside_a_cursor(tollway: Tollway) -> None:
+    account_id, admin, _ = _spend(tollway, 11)
+    time.sleep(0.3)
+    cursor = call(tollway, "GET", "/api/v1/billing/usage-history", admin, params={"pageSize": 10}).json()[
+        "nextCursor"
+    ]
+    assert cursor
+    other_account = tollway.new_account("1.00")
+    other_admin = tollway.new_key(other_account, scope="admin")
+    tampered = cursor[:-3] + ("AAA" if cursor[-3:] != "AAA" else "BBB")
+    with untouched(tollway, account_id), untouched(tollway, other_account):
+        for who, params, param in (
+            (admin, {"cursor": tampered}, "cursor"),
+            (admin, {"cursor": "not-a-cursor"}, "cursor"),
+            (other_admin, {"cursor": cursor}, "cursor"),  # issued to another account
+            (admin, {"cursor": cursor, "pageSize": "10"}, "pageSize"),
+            (admin, {"pageSize": "9"}, "pageSize"),
+            (admin, {"currency": "EUR"}, "currency"),
+            (admin, {"startTimestamp": "yesterday"}, "startTimestamp"),
+            (
+                admin,
+                {"startTimestamp": "2026-01-02T00:00:00Z", "endTimestamp": "2026-01-01T00:00:00Z"},
+                "endTimestamp",
+            ),
+        ):
+            answer = call(tollway, "GET", "/api/v1/billing/usage-history", who, params=params)
+            assert_error(answer, 400, "VALIDATION", param)
+            documented("GET /billing/usage-history", answer)
+    assert call(tollway, "GET", "/api/v1/billing/usage-history", None).status_code == 401
+
+
+def test_usage_analytics_breaks_the_spend_down_by_day_model_and_key(server: Tollway) -> None:
+    account_id, admin, key = _spend(server, 3)
+    time.sleep(0.3)
+    answer = documented(
+        "GET /billing/usage-analytics", call(server, "GET", "/api/v1/billing/usage-analytics", admin)
+    )
+    balance = server.ledger_sums(account_id)[0]
+    spent = 5 * NANO - balance
+    assert answer["lookback"] == "7d" and len(answer["byDate"]) == 7
+    assert _nano(answer["byDate"][-1]["USD"]) == spent and answer["byDate"][0]["USD"] == 0
+    [model] = answer["byModel"]
+    assert (
+        model["modelName"] == "fake-chat"
+        and model["modelType"] == "LLM"
+        and _nano(model["totalUsd"]) == spent
+    )
+    [by_key] = answer["byKey"]
+    assert by_key["description"] == "customer" and _nano(by_key["totalUsd"]) == spent
+    assert answer["topModels"] == ["fake-chat"] and answer["topKeyNames"] == ["customer"]
+    assert _nano(answer["byModelDaily"][-1]["fake-chat"]) == spent
+    today = datetime.now(UTC).date().isoformat()
+    ranged = call(
+        server, "GET", "/api/v1/billing/usage-analytics", key, params={"startDate": today, "endDate": today}
+    )
+    assert documented("GET /billing/usage-analytics", ranged)["lookback"] == f"{today}:{today}"
+    for params, param in (
+        ({"lookback": "91d"}, "lookback"),
+        ({"lookback": "week"}, "lookback"),
+        ({"startDate": today}, "endDate"),
+        ({"startDate": "2026-01-01", "endDate": "2026-06-01"}, "endDate"),
+        ({"startDate": "2026-13-01", "endDate": "2026-12-31"}, "startDate"),
+    ):
+        assert_error(
+            call(server, "GET", "/api/v1/billing/usage-analytics", admin, params=params),
+            400,
+            "VALIDATION",
+            param,
+        )
+
+
+def test_billing_usage_is_retired_under_api_v1_and_names_usage_history(tollway: Tollway) -> None:
+    _, key = tollway.funded("1.00")
+    gone = call(tollway, "GET", "/api/v1/billing/usage", key)
+    assert_error(gone, 410, "ENDPOINT_RETIRED")
+    documented("GET /billing/usage", gone)
+    assert "usage-history" in gone.json()["error"] and "successor-version" in gone.headers["link"]
+    assert gone.headers["sunset"] and gone.headers["deprecation"]
+    assert call(tollway, "GET", "/v1/billing/usage", key).status_code == 200  # NightVeil's route stays

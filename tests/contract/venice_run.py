@@ -191,7 +191,7 @@ def send(op: Operation, probe: Probe, ctx: Context) -> httpx2.Response | None:
 def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
     """Why the document's example request was refused, if it was: it is built from the document, so
     it must be served. A 404 of an operation on a path parameter is the document's example id being
-    absent here, and stays allowed."""
+    absent here, and stays allowed; so is the 4xx of an operation the document retired (no 2xx)."""
     path_param = any(p.get("in") == "path" for p in op.op.get("parameters", []))
     if response.status_code == 402 and op.op.get("x-payment-info"):
         return ""  # a paid operation (x402) asked without a payment: its 402 is the document's requirements
@@ -201,6 +201,11 @@ def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
         return ""
     if response.status_code == 404 and path_param:
         return ""
+    if (
+        not any(status.startswith("2") for status in op.responses())
+        and str(response.status_code) in op.responses()
+    ):
+        return ""  # a retired operation (billing/usage): the document's answer is its 4xx
     return f"the document's example was refused: {response.text[:200]}"
 
 
