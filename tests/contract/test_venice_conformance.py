@@ -29,11 +29,8 @@ NOT_SERVED = {
     "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
     "POST /audio/voices": "voice cloning not built",
     "POST /video/transcriptions": "not built",
-    "POST /augment/text-parser": "not built",
     "GET /crypto/rpc/networks": "not built",
     "POST /crypto/rpc/{network}": "not built",
-    "POST /augment/scrape": "not built",
-    "POST /augment/search": "not built",
 }
 
 # Served operations with an answer that does not match the document yet, and why.
@@ -45,6 +42,11 @@ XFAIL = {
     "POST /responses": "`error: null` on success, as OpenAI's Responses object has it; the document types `error` as "
     "an object, not nullable",
 }
+
+# Operations whose documented example needs the internet (augment/scrape fetches https://example.com, and
+# only public addresses may be fetched): where the run is offline, the example is refused; online, it conforms.
+NEEDS_INTERNET = {"POST /augment/scrape": "the example scrapes https://example.com"}
+OFFLINE = ("Cannot resolve the page URL", "The page URL could not be fetched", "The page URL did not answer")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,8 @@ def test_every_answer_of_a_served_operation_matches_the_document(
     answers = [a for a in conformance[1] if a.operation == name]
     assert answers, f"no request was sent for {name}"
     wrong = [f"[{a.label} → {a.status}] {'; '.join(a.failures)}" for a in answers if not a.ok]
+    if name in NEEDS_INTERNET and wrong and all(any(o in w for o in OFFLINE) for w in wrong):
+        pytest.xfail(f"offline: {NEEDS_INTERNET[name]}")
     if name in XFAIL:
         assert wrong, f"{name} now conforms: take it off XFAIL ({XFAIL[name]})"
         pytest.xfail(f"{XFAIL[name]}: {wrong[0][:200]}")

@@ -178,6 +178,8 @@ def send(op: Operation, probe: Probe, ctx: Context) -> httpx2.Response | None:
     kwargs: dict[str, Any] = {"params": probe.query, "headers": headers, "timeout": 180}
     if probe.multipart and isinstance(probe.body, dict):
         files = {k: (f"{k}.bin", make()) for k, make in BINARY_FIELDS.items() if k in probe.body}
+        if op.path == "/augment/text-parser":  # a document, not the audio file other `file` fields take
+            files["file"] = ("notes.txt", b"Meeting notes: ship the parser on Tuesday.\n")
         data = {k: str(v) for k, v in probe.body.items() if k not in files}
         kwargs |= {"files": files, "data": data}
     elif probe.body is not None:

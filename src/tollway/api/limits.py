@@ -42,7 +42,7 @@ INFERENCE_ROUTES = (
     "/responses",
     "/responses/input_tokens",
 )
-UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations")
+UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations", "/augment/text-parser")
 IMAGE_ROUTES = (
     "/image/edit",
     "/images/edits",

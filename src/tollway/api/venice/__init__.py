@@ -4,6 +4,6 @@ the job lifecycle's `complete`, and the routes added for parity with Venice's Op
 
 from fastapi import APIRouter
 
-from tollway.api.venice import completion
+from tollway.api.venice import augment, completion
 
-ROUTERS: tuple[APIRouter, ...] = (completion.router,)
+ROUTERS: tuple[APIRouter, ...] = (completion.router, augment.router)
