@@ -21,6 +21,8 @@ import yaml
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, catalog_yaml, start_tollway
 from tests.contract.venice_spec import operations, schema_errors
+from tests.support.documents import docx_with, pdf_with
+from tests.support.processes import ServerProcess, start_fake
 
 pytestmark = pytest.mark.slow
 NANO = 1_000_000_000
@@ -77,7 +79,15 @@ def documented(name: str, response: httpx2.Response) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def venice(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Any) -> Iterator[Tollway]:
+def search_upstream() -> Iterator[ServerProcess]:
+    with start_fake("tests.fakes.search_upstream") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def venice(
+    tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess, search_upstream: ServerProcess
+) -> Iterator[Tollway]:
     tmp = tmp_path_factory.mktemp("venice-parity")
     catalog = yaml.safe_load(catalog_yaml(fake_upstream.base_url))
     catalog["models"] += MEDIA_MODELS
@@ -85,7 +95,12 @@ def venice(tmp_path_factory: pytest.TempPathFactory, fake_upstream: Any) -> Iter
     path = Path(tmp) / "venice.yaml"
     path.write_text(yaml.safe_dump(catalog))
     database_url = f"sqlite:///{tmp}/tollway.db"
-    process = start_tollway(tmp, fake_upstream.base_url, database_url, {"TOLLWAY_CONFIG": str(path)})
+    process = start_tollway(
+        tmp,
+        fake_upstream.base_url,
+        database_url,
+        {"TOLLWAY_CONFIG": str(path), "TOLLWAY_SEARCH_URL": f"{search_upstream.base_url}/search"},
+    )
     yield Tollway(process, database_url, fake_upstream.base_url)
     process.stop()
 
@@ -491,3 +506,95 @@ def test_billing_usage_is_retired_under_api_v1_and_names_usage_history(tollway: 
     assert "usage-history" in gone.json()["error"] and "successor-version" in gone.headers["link"]
     assert gone.headers["sunset"] and gone.headers["deprecation"]
     assert call(tollway, "GET", "/v1/billing/usage", key).status_code == 200  # NightVeil's route stays
+
+
+# -- augment: text-parser, search, scrape -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "text"),
+    [
+        ("report.pdf", pdf_with("Quarterly report"), "Quarterly report"),
+        ("notes.docx", docx_with("Ship it", "on Tuesday"), "Ship it\non Tuesday"),
+        ("notes.txt", b"plain words", "plain words"),
+    ],
+)
+def test_text_parser_extracts_each_format_and_charges_nothing(
+    tollway: Tollway, name: str, data: bytes, text: str
+) -> None:
+    account_id, key = tollway.funded("1.00")
+    with untouched(tollway, account_id):
+        answer = call(tollway, "POST", "/api/v1/augment/text-parser", key, files={"file": (name, data)})
+        assert answer.status_code == 200, answer.text
+        body = documented("POST /augment/text-parser", answer)
+        assert body["text"] == text and body["tokens"] > 0
+        plain = call(
+            tollway,
+            "POST",
+            "/api/v1/augment/text-parser",
+            key,
+            files={"file": (name, data)},
+            data={"response_format": "text"},
+        )
+        assert plain.headers["content-type"].startswith("text/plain") and plain.text == text
+
+
+def test_text_parser_refuses_what_it_cannot_read(tollway: Tollway) -> None:
+    account_id, key = tollway.funded("1.00")
+    path = "/api/v1/augment/text-parser"
+    with untouched(tollway, account_id):
+        for files, data, param in (
+            ({"file": ("x.pdf", b"%PDF-1.4 broken")}, None, "file"),
+            ({"file": ("x.bin", b"\x00\x01\x02binary")}, None, "file"),
+            ({"other": ("x.txt", b"hi")}, None, "file"),
+            ({"file": ("x.txt", b"hi")}, {"response_format": "xml"}, "response_format"),
+        ):
+            answer = call(tollway, "POST", path, key, files=files, data=data)
+            assert_error(answer, 400, "VALIDATION", param)
+            documented("POST /augment/text-parser", answer)
+        assert call(tollway, "POST", path, key, {"file": "x"}).status_code == 415
+        assert call(tollway, "POST", path, None, files={"file": ("x.txt", b"hi")}).status_code == 401
+
+
+def test_search_answers_from_the_configured_backend(venice: Tollway) -> None:
+    account_id, key = venice.funded("1.00")
+    with untouched(venice, account_id):
+        answer = call(venice, "POST", "/api/v1/augment/search", key, {"query": "lighthouses", "limit": 2})
+        body = documented("POST /augment/search", answer)
+        assert body["query"] == "lighthouses" and len(body["results"]) == 2
+        assert body["results"][0]["title"] == "Result 0 for lighthouses" and body["results"][0]["date"]
+        for bad, param in (
+            ({"query": ""}, "query"),
+            ({"query": "x", "limit": 21}, "limit"),
+            ({"query": "x", "search_provider": "bing"}, "search_provider"),
+        ):
+            assert_error(call(venice, "POST", "/api/v1/augment/search", key, bad), 400, "VALIDATION", param)
+
+
+def test_search_without_a_backend_is_a_clear_400(tollway: Tollway) -> None:
+    account_id, key = tollway.funded("1.00")
+    with untouched(tollway, account_id):
+        answer = call(tollway, "POST", "/api/v1/augment/search", key, {"query": "lighthouses"})
+    assert_error(answer, 400, "VALIDATION", "search_provider")
+    assert "TOLLWAY_SEARCH_URL" in answer.json()["error"]
+    documented("POST /augment/search", answer)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:9/", "public"),
+        ("http://10.0.0.1/", "public"),
+        ("ftp://example.com/", "url"),
+        ("not a url", "url"),
+    ],
+)
+def test_scrape_refuses_private_and_malformed_urls_and_charges_nothing(
+    tollway: Tollway, url: str, says: str
+) -> None:
+    account_id, key = tollway.funded("1.00")
+    with untouched(tollway, account_id):
+        answer = call(tollway, "POST", "/api/v1/augment/scrape", key, {"url": url})
+    assert_error(answer, 400, "VALIDATION", "url")
+    assert says in answer.json()["error"]
+    documented("POST /augment/scrape", answer)
