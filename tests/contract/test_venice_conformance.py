@@ -29,8 +29,8 @@ NOT_SERVED = {
     "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
     "POST /audio/voices": "voice cloning not built",
     "POST /video/transcriptions": "not built",
-    "GET /crypto/rpc/networks": "not built",
-    "POST /crypto/rpc/{network}": "not built",
+    "POST /crypto/rpc/{network}": "the JSON-RPC proxy (allow-listed methods, billed per credit) is not built; "
+    "GET /crypto/rpc/networks lists the configured networks",
 }
 
 # Served operations with an answer that does not match the document yet, and why.

@@ -46,6 +46,10 @@ CHARACTERS = [
         "tags": ["roleplay"],
     },
 ]
+# Node URLs carry provider keys in real deployments: the listing shows the slugs only.
+RPC_NETWORKS = (
+    '{"ethereum-mainnet": "https://node.invalid/key-123", "base-mainnet": "https://node.invalid/key-456"}'
+)
 MEDIA_MODELS = [
     {
         "id": "local-procedural-video",
@@ -99,7 +103,11 @@ def venice(
         tmp,
         fake_upstream.base_url,
         database_url,
-        {"TOLLWAY_CONFIG": str(path), "TOLLWAY_SEARCH_URL": f"{search_upstream.base_url}/search"},
+        {
+            "TOLLWAY_CONFIG": str(path),
+            "TOLLWAY_SEARCH_URL": f"{search_upstream.base_url}/search",
+            "TOLLWAY_CRYPTO_RPC_NETWORKS": RPC_NETWORKS,
+        },
     )
     yield Tollway(process, database_url, fake_upstream.base_url)
     process.stop()
@@ -598,3 +606,17 @@ def test_scrape_refuses_private_and_malformed_urls_and_charges_nothing(
     assert_error(answer, 400, "VALIDATION", "url")
     assert says in answer.json()["error"]
     documented("POST /augment/scrape", answer)
+
+
+# -- crypto RPC networks ------------------------------------------------------------------------------
+
+
+def test_rpc_networks_lists_the_configured_slugs_sorted_without_a_key(
+    venice: Tollway, tollway: Tollway
+) -> None:
+    answer = call(venice, "GET", "/api/v1/crypto/rpc/networks", None)
+    assert documented("GET /crypto/rpc/networks", answer) == {
+        "networks": ["base-mainnet", "ethereum-mainnet"]
+    }
+    assert "key-" not in answer.text
+    assert call(tollway, "GET", "/api/v1/crypto/rpc/networks", None).json() == {"networks": []}
