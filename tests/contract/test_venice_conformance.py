@@ -25,7 +25,6 @@ pytestmark = pytest.mark.slow
 
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
 NOT_SERVED = {
-    "POST /image/multi-edit": "not built",
     "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
     "POST /audio/voices": "voice cloning not built",
     "POST /video/transcriptions": "not built",

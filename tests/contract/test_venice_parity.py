@@ -7,6 +7,8 @@ module server of its own adds the local video/music engines and a character cata
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 import yaml
+from PIL import Image
 
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, catalog_yaml, start_tollway
@@ -620,3 +623,73 @@ def test_rpc_networks_lists_the_configured_slugs_sorted_without_a_key(
     }
     assert "key-" not in answer.text
     assert call(tollway, "GET", "/api/v1/crypto/rpc/networks", None).json() == {"networks": []}
+
+
+# -- image/multi-edit ---------------------------------------------------------------------------------
+
+
+def _png(size: tuple[int, int], colour: tuple[int, int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+BASE = _png((256, 256), (200, 80, 40, 255))
+LAYER = _png((64, 64), (0, 0, 255, 128))  # scaled to the base's size and laid over it
+EDIT_PRICE = 4_000_000  # local-image-edit: $0.004 per image (tests/contract/catalog.yaml)
+
+
+def test_multi_edit_composites_the_layers_and_charges_one_edit_exactly(tollway: Tollway) -> None:
+    account_id, key = tollway.funded("1.00")
+    body = {"modelId": "local-image-edit", "prompt": "sunset", "images": [_data_url(BASE), _data_url(LAYER)]}
+    answer = call(tollway, "POST", "/api/v1/image/multi-edit", key, {**body, "output_format": "webp"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/webp"
+    edited = Image.open(io.BytesIO(answer.content))
+    assert edited.size == (256, 256)
+    files = [("images", ("base.png", BASE, "image/png")), ("images", ("layer.png", LAYER, "image/png"))]
+    form = call(
+        tollway,
+        "POST",
+        "/api/v1/image/multi-edit",
+        key,
+        files=files,
+        data={"modelId": "local-image-edit", "prompt": "sunset"},
+    )
+    assert form.status_code == 200 and form.headers["content-type"] == "image/png", form.text
+    assert tollway.ledger_sums(account_id)[:2] == (NANO - 2 * EDIT_PRICE, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "path"),
+    [
+        ({"images": []}, "VALIDATION", ["images"]),
+        ({"images": [_data_url(BASE)] * 9}, "VALIDATION", ["images"]),
+        ({"images": ["not an image"]}, "INVALID_IMAGE_FORMAT", ["images", "0"]),
+        (
+            {"images": [_data_url(_png((100, 100), (0, 0, 0, 255)))]},
+            "VALIDATION",
+            ["images", "0"],
+        ),  # < 65,536 px
+        ({"images": [_data_url(BASE), "http://127.0.0.1:9/x.png"]}, "VALIDATION", ["images", "1"]),
+        ({"prompt": ""}, "VALIDATION", ["prompt"]),
+        ({"output_format": "gif"}, "VALIDATION", ["output_format"]),
+        ({"modelId": "no-such-model"}, "INVALID_MODEL", ["modelId"]),
+    ],
+)
+def test_multi_edit_refuses_bad_input_and_charges_nothing(
+    tollway: Tollway, change: dict[str, Any], code: str, path: list[str]
+) -> None:
+    account_id, key = tollway.funded("1.00")
+    body = {"modelId": "local-image-edit", "prompt": "sunset", "images": [_data_url(BASE)], **change}
+    with untouched(tollway, account_id):
+        answer = call(tollway, "POST", "/api/v1/image/multi-edit", key, body)
+    assert_error(answer, 400, code)
+    node = documented("POST /image/multi-edit", answer)["details"]
+    for part in path:
+        node = node[part]
+    assert node["_errors"], answer.text

@@ -45,6 +45,7 @@ INFERENCE_ROUTES = (
 UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations", "/augment/text-parser")
 IMAGE_ROUTES = (
     "/image/edit",
+    "/image/multi-edit",
     "/images/edits",
     "/images/variations",
     "/image/upscale",
