@@ -23,6 +23,7 @@ from PIL import Image
 
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, catalog_yaml, start_tollway
+from tests.contract.test_input_limits import head_answer, send_head
 from tests.contract.venice_spec import operations, schema_errors
 from tests.support.documents import docx_with, pdf_with
 from tests.support.processes import ServerProcess, start_fake
@@ -693,3 +694,17 @@ def test_multi_edit_refuses_bad_input_and_charges_nothing(
     for part in path:
         node = node[part]
     assert node["_errors"], answer.text
+
+
+# -- 431 in the prefix's envelope ---------------------------------------------------------------------
+
+
+def test_a_head_over_64_kib_under_api_v1_is_a_431_in_venices_shape(tollway: Tollway) -> None:
+    start = b"GET /api/v1/models HTTP/1.1\r\nhost: x\r\nx-huge: "
+    _, answer = send_head(tollway, start, b"a" * 8 * 1024, 1024 * 1024)
+    status, headers, body = head_answer(answer)
+    assert status == 431 and headers["connection"] == "close"
+    assert body["code"] == "HEADERS_TOO_LARGE" and body["request_id"] == headers["x-request-id"]
+    assert schema_errors({"$ref": "#/components/schemas/StandardError"}, body) == []
+    _, answer = send_head(tollway, start.replace(b"/api/v1/", b"/v1/"), b"a" * 8 * 1024, 1024 * 1024)
+    assert head_answer(answer)[2]["error"]["code"] == "HEADERS_TOO_LARGE"  # /v1 keeps OpenAI's envelope
