@@ -101,6 +101,8 @@ def _body(op: Operation, schema: dict[str, Any], ctx: Context) -> dict[str, Any]
         body["image"] = FILL_INS["image"]
     if "model" in deref(schema).get("properties", {}) and op.path in MODELS:
         body["model"] = MODELS[op.path]
+    if op.path == "/augment/scrape":  # only public pages may be fetched, and the run may be offline:
+        body["url"] = "http://192.0.2.1/"  # TEST-NET-1, never public: the same refusal on any machine
     if op.path == "/image/multi-edit":  # its model is `modelId` (the document's default is Venice's)
         body["modelId"] = MODELS[op.path]
     if op.path == "/chat/completions":
