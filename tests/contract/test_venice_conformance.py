@@ -25,8 +25,6 @@ pytestmark = pytest.mark.slow
 
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
 NOT_SERVED = {
-    "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
-    "POST /audio/voices": "voice cloning not built",
     "POST /video/transcriptions": "not built",
     "POST /crypto/rpc/{network}": "the JSON-RPC proxy (allow-listed methods, billed per credit) is not built; "
     "GET /crypto/rpc/networks lists the configured networks",
@@ -38,6 +36,8 @@ XFAIL = {
     "POST /api_keys/generate_web3_key": "off unless TOLLWAY_WEB3_KEYS=true: a 404 the document has no status for",
     "POST /embeddings": "encoding_format=base64 answers a base64 string (as OpenAI's SDKs expect); the document "
     "types every embedding as an array of numbers",
+    "POST /audio/voices": "no engine here clones voices: every request is a 400 saying so (the issue's \"a clear "
+    "4xx\"), a refusal of the document's example",
     "POST /augment/scrape": "only public pages may be scraped and the run may be offline: its example is sent "
     "to TEST-NET-1 (192.0.2.1, never public), and refused the same way on any machine",
     "POST /responses": "`error: null` on success, as OpenAI's Responses object has it; the document types `error` as "

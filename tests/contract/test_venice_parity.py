@@ -708,3 +708,37 @@ def test_a_head_over_64_kib_under_api_v1_is_a_431_in_venices_shape(tollway: Toll
     assert schema_errors({"$ref": "#/components/schemas/StandardError"}, body) == []
     _, answer = send_head(tollway, start.replace(b"/api/v1/", b"/v1/"), b"a" * 8 * 1024, 1024 * 1024)
     assert head_answer(answer)[2]["error"]["code"] == "HEADERS_TOO_LARGE"  # /v1 keeps OpenAI's envelope
+
+
+# -- character reviews, voice cloning ---------------------------------------------------------------------
+
+
+def test_character_reviews_are_an_empty_page_in_the_documented_shape(venice: Tollway) -> None:
+    _, key = venice.funded("1.00")
+    answer = call(
+        venice, "GET", "/api/v1/characters/alan-watts/reviews", key, params={"page": 2, "pageSize": 5}
+    )
+    assert documented("GET /characters/{slug}/reviews", answer) == {
+        "object": "list",
+        "data": [],
+        "pagination": {"page": 2, "pageSize": 5, "total": 0, "totalPages": 0},
+        "summary": {"averageRating": 0, "totalReviews": 0},
+    }
+    assert call(venice, "GET", "/api/v1/characters/nobody/reviews", key).status_code == 404
+    bad = call(venice, "GET", "/api/v1/characters/alan-watts/reviews", key, params={"pageSize": 101})
+    assert_error(bad, 400, "VALIDATION")
+    assert call(venice, "GET", "/api/v1/characters/alan-watts/reviews", None).status_code == 401
+
+
+def test_voice_cloning_is_a_clear_400_that_stores_and_charges_nothing(tollway: Tollway) -> None:
+    account_id, key = tollway.funded("1.00")
+    with untouched(tollway, account_id):
+        answer = call(
+            tollway, "POST", "/api/v1/audio/voices", key, files={"file": ("me.wav", b"RIFF....WAVE")}
+        )
+    assert_error(answer, 400, "VALIDATION", "model")
+    assert "not offered" in documented("POST /audio/voices", answer)["error"]
+    assert (
+        call(tollway, "POST", "/api/v1/audio/voices", None, files={"file": ("me.wav", b"x")}).status_code
+        == 401
+    )

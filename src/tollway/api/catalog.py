@@ -2,7 +2,7 @@
 
 - Model name maps: `GET models/traits` and `GET models/compatibility_mapping` (seed 002 §6.4-6.5).
   Registered before the OpenAI router, so `models/traits` is not taken for a model id.
-- Characters: `GET characters`, `GET characters/{slug}` (seed 002 §5). The operator defines them in
+- Characters: `GET characters`, `GET characters/{slug}`, `GET characters/{slug}/reviews` (seed 002 §5). The operator defines them in
   the catalog YAML (`characters:`); a catalog reload changes them.
 """
 
@@ -100,3 +100,29 @@ async def list_characters(
 async def get_character(request: Request, slug: str, who: Caller = Depends(inference_caller)) -> Response:
     character = find(request.app.state.services.catalog.config.characters, slug)
     return JSON({"object": "character", "data": character_object(character, _default_model(request))})
+
+
+@router.get(
+    "/characters/{slug}/reviews",
+    summary="A character's reviews (Venice); none are collected here: an empty page",
+    tags=["characters"],
+    **documented(errors=BY_ID),
+)
+async def character_reviews(
+    request: Request,
+    slug: str,
+    page: int = Query(1, ge=1, le=1_000_000),
+    pageSize: int = Query(20, ge=1, le=100),
+    who: Caller = Depends(inference_caller),
+) -> Response:
+    """Tollway collects no ratings or reviews (no table for them): every character's page is empty, and its
+    summary says 0 reviews, as its `stats` do. An unknown slug is 404."""
+    find(request.app.state.services.catalog.config.characters, slug)
+    return JSON(
+        {
+            "object": "list",
+            "data": [],
+            "pagination": {"page": page, "pageSize": pageSize, "total": 0, "totalPages": 0},
+            "summary": {"averageRating": 0, "totalReviews": 0},
+        }
+    )
