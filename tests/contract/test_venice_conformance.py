@@ -25,7 +25,6 @@ pytestmark = pytest.mark.slow
 
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
 NOT_SERVED = {
-    "POST /video/transcriptions": "not built",
     "POST /crypto/rpc/{network}": "the JSON-RPC proxy (allow-listed methods, billed per credit) is not built; "
     "GET /crypto/rpc/networks lists the configured networks",
 }
@@ -38,6 +37,8 @@ XFAIL = {
     "types every embedding as an array of numbers",
     "POST /audio/voices": "no engine here clones voices: every request is a 400 saying so (the issue's \"a clear "
     "4xx\"), a refusal of the document's example",
+    "POST /video/transcriptions": "Tollway does not fetch videos from YouTube: every request is a 400 saying so "
+    "(and pointing at audio/transcriptions), a refusal of the document's example",
     "POST /augment/scrape": "only public pages may be scraped and the run may be offline: its example is sent "
     "to TEST-NET-1 (192.0.2.1, never public), and refused the same way on any machine",
     "POST /responses": "`error: null` on success, as OpenAI's Responses object has it; the document types `error` as "

@@ -742,3 +742,15 @@ def test_voice_cloning_is_a_clear_400_that_stores_and_charges_nothing(tollway: T
         call(tollway, "POST", "/api/v1/audio/voices", None, files={"file": ("me.wav", b"x")}).status_code
         == 401
     )
+
+
+def test_video_transcription_from_a_url_is_a_clear_400_that_fetches_and_charges_nothing(
+    tollway: Tollway,
+) -> None:
+    account_id, key = tollway.funded("1.00")
+    body = {"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ"}
+    with untouched(tollway, account_id):
+        answer = call(tollway, "POST", "/api/v1/video/transcriptions", key, body)
+    assert_error(answer, 400, "VALIDATION", "url")
+    assert "audio/transcriptions" in documented("POST /video/transcriptions", answer)["error"]
+    assert call(tollway, "POST", "/api/v1/video/transcriptions", None, body).status_code == 401

@@ -4,12 +4,12 @@ the job lifecycle's `complete`, and the routes added for parity with Venice's Op
 
 from fastapi import APIRouter
 
-from tollway.api.venice import augment, completion, crypto, multi_edit, voices
+from tollway.api.venice import augment, completion, crypto, multi_edit, not_offered
 
 ROUTERS: tuple[APIRouter, ...] = (
     completion.router,
     augment.router,
     crypto.router,
     multi_edit.router,
-    voices.router,
+    not_offered.router,
 )
