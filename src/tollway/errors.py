@@ -76,6 +76,11 @@ class ErrorCode(Enum):
         "invalid_request_error",
         "This model was retired. GET /v1/models lists the models you can use.",
     )
+    ENDPOINT_RETIRED = (
+        410,
+        "invalid_request_error",
+        "This endpoint was retired. Its documentation names the replacement.",
+    )
     REQUEST_TOO_LARGE = (413, "invalid_request_error", "The request body is too large.")
     HEADERS_TOO_LARGE = (
         431,

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     web3_keys: bool = False
     # Web search for chat (venice_parameters.enable_web_search): a SearXNG-compatible JSON endpoint.
     search_url: str | None = None
+    # Venice's crypto RPC networks (GET crypto/rpc/networks lists the slugs): a JSON object of network slug
+    # → node URL, e.g. {"base-mainnet": "https://…"}. The URLs may hold provider keys: never shown or logged.
+    crypto_rpc_networks: dict[str, str] = Field(default_factory=dict)
     # Operations (docs/deploy.md). Every replica's sweeper runs every sweep_interval_seconds and frees
     # the holds whose lease ran out: a crashed replica's money is free within lease + interval.
     sweep_interval_seconds: float = 10.0
@@ -233,6 +236,16 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @field_validator("crypto_rpc_networks")
+    @classmethod
+    def _rpc_networks(cls, value: dict[str, str]) -> dict[str, str]:
+        for slug, url in value.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", slug) or not re.match(r"https?://", url):
+                raise ValueError(
+                    'use {"network-slug": "https://node.example/…"} (lowercase slugs, http(s) URLs)'
+                )
+        return value
 
     @field_validator("metrics_address")
     @classmethod

@@ -307,7 +307,7 @@ def test_the_last_page_allowed_is_an_empty_page(
     tollway: Tollway, funded: Callable[..., tuple[str, str]]
 ) -> None:
     _, key = funded("1.00")
-    response = call(tollway, key, "/api/v1/billing/usage?page=1000000&limit=500", method="GET")
+    response = call(tollway, key, "/v1/billing/usage?page=1000000&limit=500", method="GET")
     assert response.status_code == 200 and response.json()["data"] == []
 
 

@@ -299,6 +299,7 @@ def test_character_routes(venice: Tollway, key: str) -> None:
     character = one["data"]
     for field in (
         "adult",
+        "author",
         "createdAt",
         "description",
         "name",
@@ -310,7 +311,14 @@ def test_character_routes(venice: Tollway, key: str) -> None:
         "webEnabled",
     ):
         assert field in character
-    assert character["stats"] == {"imports": 0} and character["tags"] == ["Philosophy"]
+    assert character["stats"] == {
+        "averageRating": 0,
+        "imports": 0,
+        "ratingCount": 0,
+        "ratingSum": 0,
+        "userRating": None,
+    }
+    assert character["tags"] == ["Philosophy"] and character["featured"] is False and character["id"]
     missing = get(venice, key, "characters/nobody")
     assert missing.status_code == 404 and missing.json()["code"] == "CHARACTER_NOT_FOUND"
 

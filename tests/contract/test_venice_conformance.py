@@ -25,20 +25,8 @@ pytestmark = pytest.mark.slow
 
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
 NOT_SERVED = {
-    "POST /image/multi-edit": "not built",
-    "PATCH /api_keys": "not built",
-    "GET /characters/{slug}/reviews": "characters have no reviews yet (needs tables)",
-    "POST /audio/voices": "voice cloning not built",
-    "POST /video/complete": "not built",
-    "POST /video/transcriptions": "not built",
-    "POST /augment/text-parser": "not built",
-    "POST /audio/complete": "not built",
-    "GET /billing/usage-analytics": "not built",
-    "GET /billing/usage-history": "not built",
-    "GET /crypto/rpc/networks": "not built",
-    "POST /crypto/rpc/{network}": "not built",
-    "POST /augment/scrape": "not built",
-    "POST /augment/search": "not built",
+    "POST /crypto/rpc/{network}": "the JSON-RPC proxy (allow-listed methods, billed per credit) is not built; "
+    "GET /crypto/rpc/networks lists the configured networks",
 }
 
 # Served operations with an answer that does not match the document yet, and why.
@@ -47,9 +35,14 @@ XFAIL = {
     "POST /api_keys/generate_web3_key": "off unless TOLLWAY_WEB3_KEYS=true: a 404 the document has no status for",
     "POST /embeddings": "encoding_format=base64 answers a base64 string (as OpenAI's SDKs expect); the document "
     "types every embedding as an array of numbers",
+    "POST /audio/voices": "no engine here clones voices: every request is a 400 saying so (the issue's \"a clear "
+    "4xx\"), a refusal of the document's example",
+    "POST /video/transcriptions": "Tollway does not fetch videos from YouTube: every request is a 400 saying so "
+    "(and pointing at audio/transcriptions), a refusal of the document's example",
+    "POST /augment/scrape": "only public pages may be scraped and the run may be offline: its example is sent "
+    "to TEST-NET-1 (192.0.2.1, never public), and refused the same way on any machine",
     "POST /responses": "`error: null` on success, as OpenAI's Responses object has it; the document types `error` as "
     "an object, not nullable",
-    "GET /billing/usage": "retired in Venice's document (410, use usage-history); served until usage-history is",
 }
 
 

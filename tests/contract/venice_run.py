@@ -101,6 +101,10 @@ def _body(op: Operation, schema: dict[str, Any], ctx: Context) -> dict[str, Any]
         body["image"] = FILL_INS["image"]
     if "model" in deref(schema).get("properties", {}) and op.path in MODELS:
         body["model"] = MODELS[op.path]
+    if op.path == "/augment/scrape":  # only public pages may be fetched, and the run may be offline:
+        body["url"] = "http://192.0.2.1/"  # TEST-NET-1, never public: the same refusal on any machine
+    if op.path == "/image/multi-edit":  # its model is `modelId` (the document's default is Venice's)
+        body["modelId"] = MODELS[op.path]
     if op.path == "/chat/completions":
         body["max_tokens"] = FILL_INS["max_tokens"]
     if "queue_id" in body:
@@ -178,6 +182,8 @@ def send(op: Operation, probe: Probe, ctx: Context) -> httpx2.Response | None:
     kwargs: dict[str, Any] = {"params": probe.query, "headers": headers, "timeout": 180}
     if probe.multipart and isinstance(probe.body, dict):
         files = {k: (f"{k}.bin", make()) for k, make in BINARY_FIELDS.items() if k in probe.body}
+        if op.path == "/augment/text-parser":  # a document, not the audio file other `file` fields take
+            files["file"] = ("notes.txt", b"Meeting notes: ship the parser on Tuesday.\n")
         data = {k: str(v) for k, v in probe.body.items() if k not in files}
         kwargs |= {"files": files, "data": data}
     elif probe.body is not None:
@@ -191,7 +197,7 @@ def send(op: Operation, probe: Probe, ctx: Context) -> httpx2.Response | None:
 def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
     """Why the document's example request was refused, if it was: it is built from the document, so
     it must be served. A 404 of an operation on a path parameter is the document's example id being
-    absent here, and stays allowed."""
+    absent here, and stays allowed; so is the 4xx of an operation the document retired (no 2xx)."""
     path_param = any(p.get("in") == "path" for p in op.op.get("parameters", []))
     if response.status_code == 402 and op.op.get("x-payment-info"):
         return ""  # a paid operation (x402) asked without a payment: its 402 is the document's requirements
@@ -201,6 +207,11 @@ def refused(op: Operation, probe: Probe, response: httpx2.Response) -> str:
         return ""
     if response.status_code == 404 and path_param:
         return ""
+    if (
+        not any(status.startswith("2") for status in op.responses())
+        and str(response.status_code) in op.responses()
+    ):
+        return ""  # a retired operation (billing/usage): the document's answer is its 4xx
     return f"the document's example was refused: {response.text[:200]}"
 
 

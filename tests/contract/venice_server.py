@@ -63,11 +63,19 @@ def conformance_run(
     tmp: Path, on_answer: Callable[[Answer], None] | None = None
 ) -> tuple[set[str], list[Answer]]:
     """Start the servers in `tmp`, run every probe, stop them."""
-    with start_fake("tests.fakes.openai_upstream") as fake:
+    with (
+        start_fake("tests.fakes.openai_upstream") as fake,
+        start_fake("tests.fakes.search_upstream") as search,
+    ):
         database_url = f"sqlite:///{tmp}/tollway.db"
         catalog = tmp / "venice.yaml"
         catalog.write_text(conformance_catalog(fake.base_url))
-        env = {"TOLLWAY_CONFIG": str(catalog), "TOLLWAY_FAILED_REQUEST_LIMIT": "false", **x402_env()}
+        env = {
+            "TOLLWAY_CONFIG": str(catalog),
+            "TOLLWAY_FAILED_REQUEST_LIMIT": "false",
+            "TOLLWAY_SEARCH_URL": f"{search.base_url}/search",  # augment/search's backend (a fake SearXNG)
+            **x402_env(),
+        }
         process = start_tollway(tmp, fake.base_url, database_url, env)
         try:
             return run(conformance_context(Tollway(process, database_url, fake.base_url)), on_answer)

@@ -2,7 +2,7 @@
 
 - Model name maps: `GET models/traits` and `GET models/compatibility_mapping` (seed 002 §6.4-6.5).
   Registered before the OpenAI router, so `models/traits` is not taken for a model id.
-- Characters: `GET characters`, `GET characters/{slug}` (seed 002 §5). The operator defines them in
+- Characters: `GET characters`, `GET characters/{slug}`, `GET characters/{slug}/reviews` (seed 002 §5). The operator defines them in
   the catalog YAML (`characters:`); a catalog reload changes them.
 """
 
@@ -18,7 +18,7 @@ from tollway.base.config import MODEL_TYPES
 from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import VENICE_TYPE_NAMES
-from tollway.core.catalog.characters import character_object, find
+from tollway.core.catalog.characters import character_object, find, select
 from tollway.errors import ErrorCode, TollwayError
 
 router = APIRouter()
@@ -58,10 +58,40 @@ async def compatibility_mapping(
     return JSON({"object": "list", "type": type, "data": data})
 
 
+def _default_model(request: Request) -> str:
+    """What a chat naming a character without a pinned model is answered by, as Venice lists it:
+    the catalog's first text model (the caller may name another)."""
+    text = request.app.state.services.catalog.of_type("text")
+    return str(text[0].id) if text else ""
+
+
 @router.get("/characters", summary="Characters (Venice)", tags=["characters"], **documented(errors=KEYED))
-async def list_characters(request: Request, who: Caller = Depends(inference_caller)) -> Response:
-    characters = request.app.state.services.catalog.config.characters
-    return JSON({"object": "list", "data": [character_object(c) for c in characters]})
+async def list_characters(
+    request: Request,
+    who: Caller = Depends(inference_caller),
+    isAdult: str | None = None,
+    isWebEnabled: str | None = None,
+    isPro: str | None = None,  # no model is "pro" here: accepted, filters nothing out on false
+    modelId: list[str] = Query(default_factory=list),
+    categories: list[str] = Query(default_factory=list),
+    search: str | None = Query(None, max_length=200),
+    limit: int = 50,
+    offset: int | None = 0,
+) -> Response:
+    query = {
+        "isAdult": isAdult,
+        "isWebEnabled": isWebEnabled,
+        "modelId": modelId,
+        "categories": categories,
+        "search": search,
+        "limit": limit,
+        "offset": offset,
+    }
+    default = _default_model(request)
+    characters = select(request.app.state.services.catalog.config.characters, query, default)
+    if isPro == "true":
+        characters = []
+    return JSON({"object": "list", "data": [character_object(c, default) for c in characters]})
 
 
 @router.get(
@@ -69,4 +99,30 @@ async def list_characters(request: Request, who: Caller = Depends(inference_call
 )
 async def get_character(request: Request, slug: str, who: Caller = Depends(inference_caller)) -> Response:
     character = find(request.app.state.services.catalog.config.characters, slug)
-    return JSON({"object": "character", "data": character_object(character)})
+    return JSON({"object": "character", "data": character_object(character, _default_model(request))})
+
+
+@router.get(
+    "/characters/{slug}/reviews",
+    summary="A character's reviews (Venice); none are collected here: an empty page",
+    tags=["characters"],
+    **documented(errors=BY_ID),
+)
+async def character_reviews(
+    request: Request,
+    slug: str,
+    page: int = Query(1, ge=1, le=1_000_000),
+    pageSize: int = Query(20, ge=1, le=100),
+    who: Caller = Depends(inference_caller),
+) -> Response:
+    """Tollway collects no ratings or reviews (no table for them): every character's page is empty, and its
+    summary says 0 reviews, as its `stats` do. An unknown slug is 404."""
+    find(request.app.state.services.catalog.config.characters, slug)
+    return JSON(
+        {
+            "object": "list",
+            "data": [],
+            "pagination": {"page": page, "pageSize": pageSize, "total": 0, "totalPages": 0},
+            "summary": {"averageRating": 0, "totalReviews": 0},
+        }
+    )

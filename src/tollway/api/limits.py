@@ -42,9 +42,10 @@ INFERENCE_ROUTES = (
     "/responses",
     "/responses/input_tokens",
 )
-UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations")
+UPLOAD_ROUTES = ("/audio/transcriptions", "/audio/translations", "/augment/text-parser")
 IMAGE_ROUTES = (
     "/image/edit",
+    "/image/multi-edit",
     "/images/edits",
     "/images/variations",
     "/image/upscale",

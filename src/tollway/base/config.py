@@ -255,6 +255,11 @@ class CharacterConfig(BaseModel):
     imports: int = 0
     created_at: str = EPOCH
     updated_at: str = EPOCH
+    # Venice's discovery fields: a stable id (derived from the slug unless given), the author's short
+    # handle, featured. Ratings are not collected (no reviews): the stats say 0 ratings.
+    id: str | None = None
+    author: str = "operator"
+    featured: bool = False
 
 
 class CatalogConfig(_Strict):

@@ -1,4 +1,4 @@
-"""Fetching a URL a client gave us (image inputs), under DESIGN §8's rules.
+"""Fetching a URL a client gave us (image inputs, pages to scrape), under DESIGN §8's rules.
 
 Only http(s); every address the host resolves to must be public (no private, loopback,
 link-local, multicast or reserved range), checked for each redirect hop; an IPv6 address that
@@ -102,7 +102,9 @@ class UrlFetcher:
         timeout_seconds: float = 10.0,
         resolver: Resolver | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        noun: str = "image",  # what the URL is of, as refusals name it ("page" for augment/scrape)
     ) -> None:
+        self.noun = noun
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
         self._resolver = resolver or _resolve
@@ -132,7 +134,7 @@ class UrlFetcher:
         try:
             addresses = addresses or await self._resolver(host, port)
         except (OSError, ValueError):
-            raise _refuse(f"Cannot resolve the image URL's host {host!r}.", param) from None
+            raise _refuse(f"Cannot resolve the {self.noun} URL's host {host!r}.", param) from None
         if not addresses or not all(is_public(a) for a in addresses):
             # Never say which address it resolved to: that would map the internal network.
             raise _refuse("Image URLs must point to a public internet address.", param)
@@ -150,7 +152,7 @@ class UrlFetcher:
             async with asyncio.timeout(self.timeout_seconds):
                 return await self._fetch(url, param, accept)
         except TimeoutError:
-            raise _refuse("The image URL did not answer in time.", param) from None
+            raise _refuse(f"The {self.noun} URL did not answer in time.", param) from None
 
     async def _fetch(self, url: str, param: str, accept: str) -> bytes:
         async with httpx2.AsyncClient(
@@ -170,17 +172,17 @@ class UrlFetcher:
                 try:
                     response = await client.send(request, stream=True)
                 except httpx2.HTTPError:
-                    raise _refuse("The image URL could not be fetched.", param) from None
+                    raise _refuse(f"The {self.noun} URL could not be fetched.", param) from None
                 try:
                     if response.is_redirect and "location" in response.headers:
-                        url = _follow(url, response.headers["location"], param)
+                        url = _follow(url, response.headers["location"], param, self.noun)
                         continue
                     if response.status_code != 200:
-                        raise _refuse(f"The image URL answered HTTP {response.status_code}.", param)
+                        raise _refuse(f"The {self.noun} URL answered HTTP {response.status_code}.", param)
                     return await self._read(response, param)
                 finally:
                     await response.aclose()
-        raise _refuse("The image URL redirected too many times.", param)
+        raise _refuse(f"The {self.noun} URL redirected too many times.", param)
 
     async def _read(self, response: httpx2.Response, param: str) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -196,13 +198,13 @@ class UrlFetcher:
     def _too_large(self, param: str) -> TollwayError:
         return TollwayError(
             ErrorCode.INVALID_FILE_SIZE,
-            f"The image at the URL is larger than {self.max_bytes} bytes.",
+            f"The {self.noun} at the URL is larger than {self.max_bytes} bytes.",
             param=param,
         )
 
 
-def _follow(url: str, location: str, param: str) -> str:
+def _follow(url: str, location: str, param: str, noun: str = "image") -> str:
     try:
         return urljoin(url, location)
     except ValueError:  # the redirect's Location is itself malformed
-        raise _refuse("The image URL redirected to a malformed URL.", param) from None
+        raise _refuse(f"The {noun} URL redirected to a malformed URL.", param) from None

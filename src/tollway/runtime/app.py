@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from tollway import __version__, console
-from tollway.api import accounts, funding, ops, spec
+from tollway.api import accounts, funding, ops, spec, venice
 from tollway.api import anthropic as anthropic_api
 from tollway.api import catalog as catalog_api
 from tollway.api import gemini as gemini_api
@@ -254,6 +254,8 @@ def create_app(
         for router in accounts.ROUTERS:  # in their order (api/accounts/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)
         for router in funding.ROUTERS:  # issue 25's rails, each off until configured
+            app.include_router(router, prefix=prefix, include_in_schema=documented)
+        for router in venice.ROUTERS:  # Venice-only operations (api/venice/__init__.py)
             app.include_router(router, prefix=prefix, include_in_schema=documented)
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too

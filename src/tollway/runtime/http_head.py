@@ -4,19 +4,19 @@ HEAD_MAX_BYTES): past it → 431 and the connection closes.
 httptools keeps a request's head in memory however long it grows (a 64 MB header was read whole), and
 uvicorn sets no bound of its own on that protocol. The bytes of each head are counted as they arrive,
 before the parser sees them, so a head over the limit is refused at once, before any route or key
-check sees it.
+check sees it. The refusal is in the envelope of the surface the request line's path belongs to
+(api/http.py's error_response: Venice's under /api/v1, OpenAI's under /v1, ...).
 """
 
 from __future__ import annotations
 
 import logging
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from tollway.api.http import error_response
 from tollway.api.limits import HEAD_MAX_BYTES
 from tollway.base.ids import new_request_id
-from tollway.dialects.openai import openai_envelope
 from tollway.errors import ErrorCode, TollwayError
 
 log = logging.getLogger("tollway.http")
@@ -26,6 +26,7 @@ class BoundedHead(HttpToolsProtocol):
     _head_open = True  # until the first request's headers end
     _head_bytes = 0
     _tail = b""  # the last bytes of the head so far: its end (CRLF CRLF) may straddle two reads
+    _start = b""  # the head's first bytes: the request line, whose path picks the refusal's envelope
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -33,6 +34,8 @@ class BoundedHead(HttpToolsProtocol):
         if self._head_open:
             # Counted before the parser sees the bytes: httptools rejects a URL over 64 KiB with a
             # bare 400 of its own, and buffers a header of any length.
+            if not self._head_bytes:
+                self._start = data[:2048]
             seen = self._tail + data
             end = seen.find(b"\r\n\r\n")
             size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._tail))
@@ -55,7 +58,9 @@ class BoundedHead(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         rid = new_request_id()
-        body = orjson.dumps(openai_envelope(TollwayError(ErrorCode.HEADERS_TOO_LARGE), rid))
+        parts = self._start.split(b" ", 2)
+        path = parts[1].split(b"?", 1)[0].decode("latin-1") if len(parts) > 1 else ""
+        body = bytes(error_response(TollwayError(ErrorCode.HEADERS_TOO_LARGE), rid, path).body)
         head = [STATUS_LINE[431]]
         for name, value in [
             *self.server_state.default_headers,

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from tollway.api.accounts import (
     admin,
     billing,
+    billing_history,
     key_edits,
     keys,
     operator,
@@ -27,6 +28,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports.router,
     statements.router,
     billing.router,
+    billing_history.router,
     web3_keys.router,  # before venice_keys: api_keys/generate_web3_key must win over api_keys/{id}
     web3_keys.admin_router,
     keys.router,

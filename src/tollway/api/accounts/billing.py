@@ -40,6 +40,16 @@ CURRENCIES = ("USD", "VCU", "DIEM")
 MAX_PAGE = (
     1_000_000  # × 500 per page: an OFFSET far inside 64 bits  # Venice's enum; Tollway bills in USD only
 )
+USAGE_RETIRED = (
+    "GET /api/v1/billing/usage was retired on 2026-09-16: use GET /api/v1/billing/usage-history, the same "
+    "entries with cursor pagination. Replace `page` and `limit` with `pageSize` and each answer's "
+    "`nextCursor` (sent as `cursor`), and `startDate`/`endDate` with `startTimestamp`/`endTimestamp`."
+)
+USAGE_SUNSET = {
+    "deprecation": "@1783555200",
+    "sunset": "Wed, 16 Sep 2026 00:00:00 GMT",
+    "link": '</api/v1/billing/usage-history>; rel="successor-version"',
+}
 
 
 async def account_caller(request: Request) -> Caller:
@@ -119,9 +129,9 @@ async def usage_report(
 
 @router.get(
     "/billing/usage",
-    summary="Billing usage entries, paginated; JSON or CSV (Accept: text/csv)",
+    summary="Billing usage entries, paginated; JSON or CSV (Accept: text/csv). Under /api/v1: 410 (usage-history)",
     **documented(
-        errors=KEYED,
+        errors=(*KEYED, 410),
         ok={"application/json": {"schema": JSON_OBJECT}, "text/csv": {"schema": {"type": "string"}}},
     ),
 )
@@ -135,6 +145,8 @@ async def billing_usage(
     limit: str | None = Query(None, description="items per page, 1..500, default 200"),
     who: Caller = Depends(account_caller),
 ) -> Response:
+    if request.url.path.startswith("/api/"):  # Venice sunset it: /v1 (NightVeil's) keeps serving it
+        raise TollwayError(ErrorCode.ENDPOINT_RETIRED, USAGE_RETIRED, headers=USAGE_SUNSET)
     if currency is not None and currency not in CURRENCIES:
         raise TollwayError(
             ErrorCode.VALIDATION, "`currency` must be one of USD, VCU, DIEM.", param="currency"

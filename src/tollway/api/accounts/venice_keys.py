@@ -2,7 +2,8 @@
 
 `POST api_keys` (`apiKeyType`, `description`, `consumptionLimit`, `expiresAt`) → 200
 `{"data": {..., "apiKey"}, "success": true}`; `GET api_keys` (`last6Chars`, never the secret);
-`GET api_keys/{id}`; `DELETE api_keys?id=` → `{"success": true}`. Admin-scope keys only.
+`GET api_keys/{id}`; `PATCH api_keys` (`id` and what changes) → `{"data": <the key>, "success": true}`;
+`DELETE api_keys?id=` → `{"success": true}`. Admin-scope keys only.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
-from tollway.api.accounts.keys import actor_of, key_admin_caller
+from tollway.api.accounts.keys import actor_of, audit_actor, key_admin_caller
 from tollway.api.http import JSON, read_json
-from tollway.api.spec import BY_ID, KEYED, documented
+from tollway.api.spec import BY_ID, KEYED, WRITES, documented
 from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
+from tollway.core.accounts import audit
+from tollway.core.accounts.key_admin import KeyAdmin, KeyPatch
 from tollway.core.caller import Caller
 from tollway.core.inference.schemas import validate
 from tollway.core.money.amounts import UsdAmount
@@ -71,6 +74,43 @@ class VeniceNewKey(BaseModel):
     modelPrivacy: Literal["ALL"] = "ALL"
 
     _check_expiry = field_validator("expiresAt")(expiry_form)
+
+
+class VeniceKeyUpdate(BaseModel):
+    """`PATCH api_keys`: a field left out is left as it is; `expiresAt` "" or null removes the expiry,
+    a `consumptionLimit` with no usd/diem amount removes the limit. `limitPeriod` alone re-windows the
+    key's limit (a key without one has nothing to re-window: it stays unlimited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    description: str | None = Field(default=None, max_length=64)
+    consumptionLimit: VeniceLimit | None = None
+    expiresAt: str | None = None
+    limitPeriod: Literal["EPOCH", "MONTH", "LIFETIME"] | None = None
+    modelPrivacy: Literal["ALL"] | None = None  # as on create: PRIVATE_* is a clear 400
+
+    _check_expiry = field_validator("expiresAt")(expiry_form)
+
+
+def key_patch(body: VeniceKeyUpdate, current: dict[str, Any]) -> KeyPatch:
+    """Venice's update → the one KeyPatch the NightVeil edit routes apply."""
+    fields = body.model_fields_set
+    changes: dict[str, Any] = {}
+    if "description" in fields and body.description is not None:
+        changes["label"] = body.description
+    if "expiresAt" in fields:
+        expiry = parse_expiry(body.expiresAt)
+        check_future(expiry, "expiresAt")
+        changes["expires_at"] = expiry
+    limit = current.get("consumption_limit")
+    period = PERIODS[body.limitPeriod] if body.limitPeriod else (limit["period"] if limit else "day")
+    if "consumptionLimit" in fields:
+        given = body.consumptionLimit
+        amounts = [a for a in (given.usd, given.diem) if a and usd_to_nano(a)] if given else []
+        changes["consumption_limit"] = ConsumptionLimit(usd=amounts[0], period=period) if amounts else None  # type: ignore[arg-type]
+    elif body.limitPeriod and limit:
+        changes["consumption_limit"] = ConsumptionLimit(usd=limit["usd"], period=period)  # type: ignore[arg-type]
+    return KeyPatch(**changes)
 
 
 def parse_expiry(value: str | None) -> datetime | None:
@@ -173,6 +213,34 @@ async def create_api_key(request: Request, who: Caller = Depends(key_admin_calle
     )
     return JSON(
         venice_created(key), headers={"warning": VCU_IGNORED} if vcu_ignored(body.consumptionLimit) else None
+    )
+
+
+@router.patch(
+    "/api_keys",
+    summary="Update an API key (Venice shape): description, expiry, consumption limit and its period",
+    **documented(body=VeniceKeyUpdate, errors=WRITES),
+)
+async def update_api_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:
+    body = validate(VeniceKeyUpdate, await read_json(request))
+    assert who.account_id is not None
+    services = request.app.state.services
+    current = await services.keys.get(body.id, who.account_id)  # another tenant's key: 404
+    key, fields = await KeyAdmin(services.engine, services.keys).edit(
+        body.id, key_patch(body, current), account_id=who.account_id, actor=actor_of(who)
+    )
+    if fields:  # in the audit log, as the NightVeil edit routes record it
+        await audit.record(
+            services.engine,
+            audit_actor(request, who),
+            "key.edit",
+            account_id=key["account_id"],
+            target=body.id,
+            details={"fields": fields},
+        )
+    return JSON(
+        {"data": venice_view(key), "success": True},
+        headers={"warning": VCU_IGNORED} if vcu_ignored(body.consumptionLimit) else None,
     )
 
 

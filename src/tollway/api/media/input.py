@@ -204,7 +204,7 @@ async def image_bytes(request: Request, fields: Fields, param: str = "image") ->
             except (binascii.Error, ValueError):
                 raise TollwayError(
                     ErrorCode.INVALID_IMAGE_FORMAT,
-                    "`image` is neither a file, base64, a data URL nor an http(s) URL.",
+                    f"`{param}` is neither a file, base64, a data URL nor an http(s) URL.",
                     param=param,
                 ) from None
     else:

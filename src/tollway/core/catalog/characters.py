@@ -7,6 +7,7 @@ character that pins a model is answered by that model.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from tollway.base.config import CharacterConfig
@@ -45,22 +46,87 @@ def find(characters: list[CharacterConfig], slug: str) -> CharacterConfig:
     )
 
 
-def character_object(character: CharacterConfig) -> dict[str, Any]:
-    """Venice's Character shape (seed 003 ListCharacters200ResponseDataInner, plus `modelId`)."""
+def character_id(character: CharacterConfig) -> str:
+    """The configured id, or one derived from the slug: stable across reloads and replicas."""
+    return character.id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"tollway:character:{character.slug}"))
+
+
+def character_object(character: CharacterConfig, default_model: str = "") -> dict[str, Any]:
+    """Venice's Character shape (its document's ListCharacters item). `modelId` is the pinned model, or
+    the model a chat naming the character without one gets (`default_model`). No ratings are collected:
+    the rating stats are zero and `userRating` null."""
     return {
         "adult": character.adult,
+        "author": character.author,
         "createdAt": character.created_at,
         "description": character.description,
-        "modelId": character.model,
+        "featured": character.featured,
+        "id": character_id(character),
+        "modelId": character.model or default_model,
         "name": character.name,
         "photoUrl": character.photo_url,
         "shareUrl": character.share_url,
         "slug": character.slug,
-        "stats": {"imports": character.imports},
+        "stats": {
+            "averageRating": 0,
+            "imports": character.imports,
+            "ratingCount": 0,
+            "ratingSum": 0,
+            "userRating": None,
+        },
         "tags": character.tags,
         "updatedAt": character.updated_at,
         "webEnabled": character.web_enabled,
     }
+
+
+def _flag(value: str | None, param: str) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise TollwayError(ErrorCode.VALIDATION, f"`{param}` must be true or false.", param=param)
+    return value == "true"
+
+
+def _names(values: list[str]) -> set[str]:
+    """A repeated parameter, each value possibly comma-separated (Venice accepts both)."""
+    return {part.strip().lower() for value in values for part in value.split(",") if part.strip()}
+
+
+def select(
+    characters: list[CharacterConfig],
+    query: dict[str, Any],
+    default_model: str = "",
+) -> list[CharacterConfig]:
+    """Venice's list filters: isAdult, isWebEnabled, modelId, categories (tags), search (name,
+    description, tags; `#tag` matches a tag), then offset and limit (1..100, default 50)."""
+    adult = _flag(query.get("isAdult"), "isAdult")
+    web = _flag(query.get("isWebEnabled"), "isWebEnabled")
+    models = _names(query.get("modelId") or [])
+    categories = _names(query.get("categories") or [])
+    search = str(query.get("search") or "").strip().lower()
+    limit, offset = query.get("limit", 50), query.get("offset") or 0
+    if not 0 < limit <= 100:
+        raise TollwayError(ErrorCode.VALIDATION, "`limit` must be 1 to 100.", param="limit")
+    if offset < 0:
+        raise TollwayError(ErrorCode.VALIDATION, "`offset` must be 0 or more.", param="offset")
+
+    def matches(c: CharacterConfig) -> bool:
+        tags = {t.lower() for t in c.tags}
+        if search.startswith("#"):
+            found = search[1:] in tags
+        else:
+            text = " ".join([c.name, c.description or "", *c.tags]).lower()
+            found = search in text
+        return (
+            (adult is None or c.adult == adult)
+            and (web is None or c.web_enabled == web)
+            and (not models or (c.model or default_model).lower() in models)
+            and (not categories or bool(categories & tags))
+            and found
+        )
+
+    return [c for c in characters if matches(c)][offset : offset + limit]
 
 
 def apply(character: CharacterConfig, body: dict[str, Any]) -> dict[str, Any]:
