@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from eth_abi.abi import encode
-from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -57,6 +55,8 @@ class Signed:
 
 
 def call_data(auth: Authorization) -> str:
+    from eth_abi.abi import encode  # imported here: eth_abi/eth_account cost ~0.5 s at every start
+
     sig = auth.signature
     v = sig[64] if sig[64] >= 27 else sig[64] + 27
     args = [auth.payer, auth.to, auth.value, auth.valid_after, auth.valid_before]
@@ -69,6 +69,8 @@ class Chain:
         self._url = rpc_url
         self._chain_id = chain_id
         self._asset = asset
+        from eth_account import Account  # only a server that settles x402 payments needs it
+
         self._account = Account.from_key(key)
         self._client = httpx2.AsyncClient(timeout=timeout)
         self._send_lock = asyncio.Lock()  # one relayer nonce at a time in this process

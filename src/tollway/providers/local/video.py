@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from tollway.media_formats import ASPECT_RATIOS, RESOLUTIONS, frame_size
 from tollway.providers.base import UpstreamError
-from tollway.providers.local import audio_gen, images
+from tollway.providers.local import images
 from tollway.providers.local.ffmpeg import ffmpeg_exe
 
 FPS = 24
@@ -81,6 +81,8 @@ def render_mp4(spec: VideoSpec, on_progress: Callable[[float], None] | None = No
         args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(spec.fps)]
         args += ["-i", "pipe:0"]
         if spec.audio:
+            from tollway.providers.local import audio_gen  # numpy: loaded by the first video with sound only
+
             track = Path(tmp) / "audio.wav"
             pcm = audio_gen.music(audio_gen.AudioSpec(spec.prompt, spec.seconds, spec.seed))
             with wave.open(str(track), "wb") as wav:
