@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
 from tollway.core.funding.x402_checks import Authorization
 
-SELECTOR = keccak(
-    text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
-)[:4]
+FUNCTION = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+SELECTOR = bytes.fromhex("e3ee160e")  # keccak(FUNCTION)[:4] (a unit test checks it): no eth_utils at start
 ARGUMENT_TYPES = [
     "address",
     "address",
@@ -114,6 +111,8 @@ class Chain:
         """The settlement, signed with the relayer's next nonce (hold `sending` from here to `send`)."""
         nonce = int(await self.rpc("eth_getTransactionCount", [self.relayer, "pending"]), 16)
         gas_price = int(await self.rpc("eth_gasPrice", []), 16)
+        from eth_utils.address import to_checksum_address
+
         tx = {  # EIP-1559 (type 2), as Base expects; the tip at most the going price
             "type": 2,
             "to": to_checksum_address(self._asset),
