@@ -90,6 +90,7 @@ class StripeTopups:
         import stripe  # here, not at the top: it loads aiohttp, ~0.5 s off every start without Stripe
 
         stripe.enable_telemetry = False  # the library would write an id under ~/.config/stripe
+        self._stripe = stripe
         self._tx = Transactor(engine)
         self._client = stripe.StripeClient(
             secret_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
@@ -134,15 +135,13 @@ class StripeTopups:
         }
         if self._cancel_url:
             params["cancel_url"] = self._cancel_url
-        import stripe
-
         try:
             session = await asyncio.to_thread(
                 self._client.v1.checkout.sessions.create,
                 params,  # type: ignore[arg-type]  # the library's TypedDict of these very keys
                 {"idempotency_key": topup_id},
             )
-        except stripe.StripeError as exc:
+        except self._stripe.StripeError as exc:
             # The library's message may quote part of the key: log the kind and status, say neither.
             log.warning("stripe checkout session failed: %s (http %s)", type(exc).__name__, exc.http_status)
             raise TollwayError(
