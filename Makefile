@@ -34,8 +34,9 @@ lint: install
 # Most tests wait on real servers and databases, not the CPU: more workers than cores pays.
 WORKERS ?= 4
 
+# --durations: the 25 slowest set-ups and tests, so a CI log shows where the 15-minute budget goes.
 test: lint
-	$(BIN)/python -m pytest -n $(WORKERS)
+	$(BIN)/python -m pytest -n $(WORKERS) --durations=25
 
 # The inner loop: the unit tier without the tests marked slow (no server, no subprocess), well under a
 # minute. `make test` runs everything.

@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from eth_abi.abi import encode
-from eth_account import Account
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
 from tollway.core.funding.x402_checks import Authorization
 
-SELECTOR = keccak(
-    text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
-)[:4]
-STATE_SELECTOR = keccak(text="authorizationState(address,bytes32)")[:4]  # EIP-3009's view of a nonce
+# The selectors as constants (a unit test checks them against keccak): eth_abi, eth_account and eth_utils
+# cost ~0.5 s at every start, so they are imported only where a rail uses them.
+FUNCTION = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+SELECTOR = bytes.fromhex("e3ee160e")  # keccak(FUNCTION)[:4]
+STATE_FUNCTION = "authorizationState(address,bytes32)"  # EIP-3009's view of a nonce
+STATE_SELECTOR = bytes.fromhex("e94a0102")  # keccak(STATE_FUNCTION)[:4]
 ARGUMENT_TYPES = [
     "address",
     "address",
@@ -63,6 +61,8 @@ def call_data(auth: Authorization) -> str:
     v = sig[64] if sig[64] >= 27 else sig[64] + 27
     args = [auth.payer, auth.to, auth.value, auth.valid_after, auth.valid_before]
     args += [bytes.fromhex(auth.nonce[2:]), v, sig[:32], sig[32:64]]
+    from eth_abi.abi import encode
+
     return "0x" + (SELECTOR + encode(ARGUMENT_TYPES, args)).hex()
 
 
@@ -134,6 +134,8 @@ class Chain(JsonRpc):
         super().__init__(rpc_url, timeout=timeout)
         self._chain_id = chain_id
         self._asset = asset
+        from eth_account import Account
+
         self._account = Account.from_key(key)
         self._send_lock = asyncio.Lock()  # one relayer nonce at a time in this process
 
@@ -149,6 +151,8 @@ class Chain(JsonRpc):
 
     async def sign(self, auth: Authorization, gas: int) -> Signed:
         """The settlement, signed with the relayer's next nonce (hold `sending` from here to `send`)."""
+        from eth_utils.address import to_checksum_address
+
         nonce = int(await self.rpc("eth_getTransactionCount", [self.relayer, "pending"]), 16)
         gas_price = int(await self.rpc("eth_gasPrice", []), 16)
         tx = {  # EIP-1559 (type 2), as Base expects; the tip at most the going price
@@ -181,6 +185,8 @@ class Chain(JsonRpc):
 
     async def authorization_used(self, payer: str, nonce: str) -> bool:
         """Whether the token has consumed this authorization (by our transaction or anyone's)."""
+        from eth_abi.abi import encode
+
         data = (
             "0x" + (STATE_SELECTOR + encode(["address", "bytes32"], [payer, bytes.fromhex(nonce[2:])])).hex()
         )

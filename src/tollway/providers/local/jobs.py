@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollway import media_formats
 from tollway.providers.base import UpstreamError
-from tollway.providers.local import audio_gen, ffmpeg, images, video
+from tollway.providers.local import ffmpeg, images, video
 from tollway.providers.local.speech import sentences, speak_all
 from tollway.providers.media import IMAGE_TYPES, InputImage, Output, image_job
 
@@ -56,6 +56,8 @@ async def _local_audio(provider: LocalMedia, engine: str, p: dict[str, Any]) -> 
     fmt = str(p.get("format") or "mp3")
     _, content_type = media_formats.AUDIO_FORMATS[fmt]
     if engine in ("procedural-music", "procedural-sfx"):
+        from tollway.providers.local import audio_gen  # numpy: loaded by the first procedural sound only
+
         spec = audio_gen.AudioSpec(str(p["prompt"]), float(p["seconds"]), int(p.get("seed", 0)))
         synth = audio_gen.music if engine == "procedural-music" else audio_gen.sound_effect
 

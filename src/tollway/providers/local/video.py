@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from tollway.media_formats import ASPECT_RATIOS, RESOLUTIONS, frame_size
 from tollway.providers.base import UpstreamError
-from tollway.providers.local import audio_gen, images
+from tollway.providers.local import images
 from tollway.providers.local.ffmpeg import ffmpeg_exe
 
 FPS = 24
@@ -54,6 +54,13 @@ def _canvas(spec: VideoSpec, width: int, height: int) -> Image.Image:
     return still.convert("RGB")
 
 
+def _soundtrack(spec: VideoSpec) -> tuple[bytes, int]:
+    """The video's music (PCM) and its sample rate. numpy loads with the first video with sound only."""
+    from tollway.providers.local import audio_gen
+
+    return audio_gen.music(audio_gen.AudioSpec(spec.prompt, spec.seconds, spec.seed)), audio_gen.SAMPLE_RATE
+
+
 def render_mp4(spec: VideoSpec, on_progress: Callable[[float], None] | None = None) -> bytes:
     """Encode the video (blocking: run in a worker thread). Returns the MP4 bytes."""
     if spec.resolution not in RESOLUTIONS or spec.aspect_ratio not in ASPECT_RATIOS:
@@ -82,11 +89,11 @@ def render_mp4(spec: VideoSpec, on_progress: Callable[[float], None] | None = No
         args += ["-i", "pipe:0"]
         if spec.audio:
             track = Path(tmp) / "audio.wav"
-            pcm = audio_gen.music(audio_gen.AudioSpec(spec.prompt, spec.seconds, spec.seed))
+            pcm, rate = _soundtrack(spec)
             with wave.open(str(track), "wb") as wav:
                 wav.setnchannels(1)
                 wav.setsampwidth(2)
-                wav.setframerate(audio_gen.SAMPLE_RATE)
+                wav.setframerate(rate)
                 wav.writeframes(pcm)
             args += ["-i", str(track), "-c:a", "aac", "-b:a", "96k"]
         args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p"]

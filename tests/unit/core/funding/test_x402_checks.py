@@ -14,7 +14,13 @@ from eth_account.messages import encode_defunct
 from x402.http.utils import encode_payment_signature_header
 from x402.schemas import PaymentPayload, PaymentRequirements
 
-from tollway.core.funding.chain import SELECTOR, call_data
+from tollway.core.funding.chain import (
+    FUNCTION,
+    SELECTOR,
+    STATE_FUNCTION,
+    STATE_SELECTOR,
+    call_data,
+)
 from tollway.core.funding.x402_checks import (
     TYPES,
     Terms,
@@ -74,6 +80,13 @@ def test_a_good_payment_passes_and_encodes_the_usdc_call() -> None:
     assert auth.payer == PAYER.address.lower() and auth.value == 10_000_000 and auth.to == PAY_TO
     data = call_data(auth)
     assert data.startswith("0x" + SELECTOR.hex()) and len(data) == 2 + 2 * (4 + 9 * 32)
+
+
+def test_the_selector_is_the_first_four_bytes_of_the_functions_keccak() -> None:
+    from eth_utils.crypto import keccak
+
+    assert keccak(text=FUNCTION)[:4] == SELECTOR
+    assert keccak(text=STATE_FUNCTION)[:4] == STATE_SELECTOR
 
 
 @pytest.mark.parametrize(
