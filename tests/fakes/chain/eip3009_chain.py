@@ -188,7 +188,7 @@ class LocalChain:
         part = address.lower().removeprefix("0x")
         self.stalled.add(part) if on else self.stalled.discard(part)
 
-    def mine(self) -> int:
+    def mine_to_now(self) -> int:
         """Mine empty blocks until the latest is stamped now (eth-tester stamps a block when its parent
         is mined, so after a pause one block is stamped back then); the latest block's timestamp."""
         with self.lock:
