@@ -59,7 +59,7 @@ def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_usable(tollw
     [
         ("GET", "/v1/chat/completions", "POST"),
         ("PUT", "/api/v1/embeddings", "POST"),
-        ("PATCH", "/v1/api_keys", "GET, POST, DELETE"),  # three routes share the path
+        ("PUT", "/v1/api_keys", "GET, POST, PATCH, DELETE"),  # four routes share the path
         ("POST", "/v1/api_keys/key_x", "GET"),
         ("GET", "/v1beta/models/fake-chat:generateContent", "POST"),
         ("DELETE", "/v1/admin/accounts/acct_x", "GET, PATCH"),
