@@ -77,10 +77,13 @@ def test_operator_searches_pages_suspends_and_resumes(browser: Any, server: Toll
     page.get_by_role("link", name="Accounts", exact=True).click()
     page.get_by_label("Search accounts").fill(tag.upper())  # any case
     page.get_by_role("button", name="Search").click()
+    # all_inner_texts() does not wait: read each page only once the browser is on it
+    page.wait_for_url(re.compile(r"[?&]q="))
     first = page.locator("tbody tr td:nth-child(2)").all_inner_texts()
     assert len(first) == 25
     shot(page, "operator-accounts-search")
     page.get_by_role("link", name="Next page").click()
+    page.wait_for_url(re.compile(r"[?&]after="))
     second = page.locator("tbody tr td:nth-child(2)").all_inner_texts()
     assert sorted(first + second) == [f"{tag} customer {i:02}" for i in range(26)]  # cursor pages
     assert page.get_by_role("link", name="Next page").count() == 0
