@@ -14,6 +14,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def alembic_config(async_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    # versions/ holds the core schema, versions/funding/ the payment rails' tables: one chain across both
+    cfg.set_main_option("recursive_version_locations", "true")
     cfg.set_main_option("sqlalchemy.url", async_url)
     return cfg
 
