@@ -20,6 +20,8 @@ import pytest
 from tests.contract.servers import OPERATOR_KEY, Tollway
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+# Waiting assertions: `is_visible()` reads the page once, before a click's navigation may have finished.
+expect = playwright_api.expect
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
 pytestmark = [
@@ -90,7 +92,7 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, server: Tollwa
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_label("Secret").input_value()
     assert secret.startswith("sk-") or len(secret) > 20
-    assert page.get_by_role("button", name="Copy").is_visible()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
     shot(page, "keys")
 
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=secret, max_retries=0, timeout=60)
@@ -102,7 +104,7 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, server: Tollwa
     assert label in chart.inner_html() and "fake-chat" in page.locator("#by-model").inner_html()
     shot(page, "dashboard")
     page.goto("/console/usage")
-    assert page.get_by_role("cell", name="fake-chat").first.is_visible()
+    expect(page.get_by_role("cell", name="fake-chat").first).to_be_visible()
     shot(page, "usage")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
@@ -117,7 +119,7 @@ def test_reseller_runs_keys_usage_and_revocation(browser: object, server: Tollwa
 
     page.goto("/console/keys")
     page.get_by_role("button", name=f"Revoke key {label}").click()
-    assert page.get_by_text(f"Key {label} revoked.").is_visible()
+    expect(page.get_by_text(f"Key {label} revoked.")).to_be_visible()
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "hi"}])
 
@@ -135,16 +137,17 @@ def test_operator_credit_shows_on_reseller_dashboard(browser: object, server: To
     operator.get_by_label("Account id").fill(account_id)  # type: ignore[attr-defined]
     operator.get_by_label("Amount (USD)").fill("2.50")  # type: ignore[attr-defined]
     operator.get_by_role("button", name="Credit").click()  # type: ignore[attr-defined]
-    assert operator.get_by_text("balance now $3.500000000").is_visible()  # type: ignore[attr-defined]
+    expect(operator.get_by_text("balance now $3.500000000")).to_be_visible()  # type: ignore[attr-defined]
     shot(operator, "operator-credit")
     operator.get_by_role("link", name="Accounts").click()  # type: ignore[attr-defined]
     operator.get_by_label("Account name").fill("Made in the console")  # type: ignore[attr-defined]
     operator.get_by_label("Opening credit (USD)").fill("0.75")  # type: ignore[attr-defined]
     operator.get_by_role("button", name="Create account").click()  # type: ignore[attr-defined]
+    expect(operator.get_by_text("created: its id is")).to_be_visible()  # type: ignore[attr-defined]
     created = operator.locator("td", has_text="acct_").first.inner_text()  # type: ignore[attr-defined]
     assert server.account(created)["balance_usd"] == "0.750000000"
     operator.goto(f"/console/operator/accounts?id={account_id}")  # type: ignore[attr-defined]
-    assert operator.get_by_role("cell", name="3.500000000").first.is_visible()  # type: ignore[attr-defined]
+    expect(operator.get_by_role("cell", name="3.500000000").first).to_be_visible()  # type: ignore[attr-defined]
     shot(operator, "operator-accounts")
     assert operator.goto("/console/operator/accounts?id=acct_nobody").status == 404  # type: ignore[attr-defined]
     reseller = sign_in(browser, server, admin_key)
@@ -160,7 +163,7 @@ def test_script_label_renders_as_text(browser: object, server: Tollway) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
     page.goto("/console/keys")
-    assert page.get_by_role("cell", name=evil, exact=True).is_visible()
+    expect(page.get_by_role("cell", name=evil, exact=True)).to_be_visible()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.content()
     assert dialogs == []
 
