@@ -12,7 +12,7 @@ same connection: SQLite's stdlib driver, or asyncpg's adapter under `run_sync`.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -50,6 +50,37 @@ class Prepared:
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run with `params`; return the first row (attribute access by column name) or None."""
+        plan, values = self._bind(conn, params)
+        cursor = self._cursor(conn)
+        try:
+            cursor.execute(plan.sql, values)
+            if not cursor.description:
+                return None
+            row = cursor.fetchone()
+            return None if row is None else self._row_class(cursor.description)(*row)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _wrapped(conn, plan, values, error) from error
+        finally:
+            cursor.close()
+
+    def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row, rows of the same keys, in one driver call (executemany: asyncpg sends
+        them all before it reads the answers, one round trip for the lot)."""
+        if not rows:
+            return
+        bound = [self._bind(conn, row) for row in rows]
+        plan = bound[0][0]
+        if any(other is not plan for other, _ in bound):
+            raise ValueError("Prepared.many needs rows of the same keys")
+        cursor = self._cursor(conn)
+        try:
+            cursor.executemany(plan.sql, [values for _, values in bound])
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _wrapped(conn, plan, bound[0][1], error) from error
+        finally:
+            cursor.close()
+
+    def _bind(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Plan, tuple[Any, ...]]:
         if self._defaults:
             params = {**self._defaults, **params}
         key = (conn.dialect.name, tuple(params))
@@ -58,6 +89,10 @@ class Prepared:
             value if process is None else process(value)
             for value, process in zip((params[n] for n in plan.names), plan.processors, strict=True)
         )
+        return plan, values
+
+    @staticmethod
+    def _cursor(conn: Connection) -> Any:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         # As the asyncpg dialect's execution context does (pre_exec, handle_dbapi_exception): after a
         # schema change, its cached prepared statements are prepared again rather than failing on
@@ -65,24 +100,7 @@ class Prepared:
         schema_asof = getattr(conn.dialect, "_invalidate_schema_cache_asof", None)
         if schema_asof is not None:
             cursor._invalidate_schema_cache_asof = schema_asof  # type: ignore[union-attr]
-        try:
-            cursor.execute(plan.sql, values)
-            if not cursor.description:
-                return None
-            row = cursor.fetchone()
-            return None if row is None else self._row_class(cursor.description)(*row)
-        except conn.dialect.loaded_dbapi.Error as error:
-            conn.dialect.execution_ctx_cls.handle_dbapi_exception(_Context(conn.dialect), error)  # type: ignore[arg-type]
-            raise exc.DBAPIError.instance(  # values hidden, as every engine does (store/db.py)
-                plan.sql,
-                values,
-                error,
-                conn.dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                dialect=conn.dialect,
-            ) from error
-        finally:
-            cursor.close()
+        return cursor
 
     def _compile(self, conn: Connection, key: tuple[str, tuple[str, ...]]) -> _Plan:
         compiled = self._statement.compile(dialect=conn.dialect, column_keys=list(key[1]))
@@ -100,3 +118,15 @@ class Prepared:
         if row_class is None:
             row_class = self._rows[names] = namedtuple("Row", names)
         return row_class
+
+
+def _wrapped(conn: Connection, plan: _Plan, values: tuple[Any, ...], error: Exception) -> exc.StatementError:
+    conn.dialect.execution_ctx_cls.handle_dbapi_exception(_Context(conn.dialect), error)  # type: ignore[arg-type]
+    return exc.DBAPIError.instance(  # values hidden, as every engine does (store/db.py)
+        plan.sql,
+        values,
+        error,
+        conn.dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        dialect=conn.dialect,
+    )

@@ -18,7 +18,31 @@ from tollway.store.tables import usage_daily
 
 def add(conn: Connection, row: dict[str, Any], cost_nano: int) -> None:
     """Count one usage row (metadata only) into its day's group: an upsert, atomic per group."""
-    values = {
+    _upsert_for(conn).first(conn, _values(row, cost_nano))
+
+
+def add_many(conn: Connection, rows: list[tuple[dict[str, Any], int]]) -> None:
+    """`add` for each (usage row, cost): summed per group first, then one upsert per group in one
+    driver call, groups in key order (two transactions upserting the same groups lock them alike)."""
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row, cost_nano in rows:
+        values = _values(row, cost_nano)
+        key = tuple(values[k] for k in _GROUP)
+        total = groups.get(key)
+        if total is None:
+            groups[key] = values
+        else:
+            for counter in _COUNTERS:
+                total[counter] += values[counter]
+    _upsert_for(conn).many(conn, [groups[key] for key in sorted(groups)])
+
+
+_GROUP = ("account_id", "day", "key_id", "key_label", "model")
+_COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "cost_nano")
+
+
+def _values(row: dict[str, Any], cost_nano: int) -> dict[str, Any]:
+    return {
         "account_id": row["account_id"],
         "day": as_utc(row["created_at"]).date().isoformat(),
         "key_id": row.get("key_id") or "",
@@ -29,10 +53,13 @@ def add(conn: Connection, row: dict[str, Any], cost_nano: int) -> None:
         "completion_tokens": int(row.get("completion_tokens") or 0),
         "cost_nano": int(cost_nano),
     }
+
+
+def _upsert_for(conn: Connection) -> Prepared:
     statement = _UPSERTS.get(conn.dialect.name)
     if statement is None:
         statement = _UPSERTS[conn.dialect.name] = Prepared(_upsert(conn.dialect.name))
-    statement.first(conn, values)
+    return statement
 
 
 _UPSERTS: dict[str, Prepared] = {}

@@ -43,9 +43,19 @@ A body that PostgreSQL aborted as a deadlock victim or a serialization failure (
 batches locking two accounts in opposite orders) is rolled back to its SAVEPOINT and run once
 more in the next batch, after this batch's COMMIT has released the locks the other one waits for.
 
+A body may come with a set-based form (`run(fn, many=..., item=...)`): bodies of one batch that share
+`many` run as one call `many(conn, items)` inside one SAVEPOINT, one statement per table for the
+whole group instead of one per body each; on PostgreSQL every statement is a round trip on the
+drainer's connection, paid while the whole process waits on the batch (docs/benchmarks.md). `many`
+must leave the database as running each body in turn would and return each body's result in order;
+when it raises (a row it expected was not there, a reference already applied, a CHECK), its
+SAVEPOINT is rolled back and every body of the group runs alone, so each caller gets its own
+outcome. A group of one runs alone.
+
 A caller cancelled before its body ran is dropped from the queue; once its batch has started the
 body runs and may commit (the lease sweeper frees a hold nobody owns). One Transactor serves one
-event loop. `batches` and `retries` count transactions and re-run batches (tests read them).
+event loop. `batches`, `retries` and `grouped` count transactions, re-run batches and bodies run
+in a set-based group (tests read them).
 """
 
 from __future__ import annotations
@@ -76,6 +86,7 @@ class Transactor:
     def __init__(self, engine: AsyncEngine) -> None:
         self.batches = 0  # transactions run (one per batch)
         self.retries = 0  # batches run again after their transaction failed as a whole
+        self.grouped = 0  # bodies whose outcome came from a set-based group
         self._pending: deque[_Job[Any]] = deque()
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -87,9 +98,17 @@ class Transactor:
         else:
             self._async = postgres_writer_engine(engine.url)
 
-    async def run(self, fn: Callable[[Connection], T]) -> T:
+    async def run(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        many: Callable[[Connection, list[Any]], list[T]] | None = None,
+        item: Any = None,
+    ) -> T:
+        """Run `fn` in the next batch; with `many`, together with the batch's other bodies of that
+        `many` as `many(conn, [their items])` when there are some (the module's docstring)."""
         loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(fn, loop.create_future(), loop)
+        job: _Job[T] = _Job(fn, loop.create_future(), loop, many, item)
         self._pending.append(job)
         if self._thread is not None:
             # Every job schedules a drain; a drain that finds the queue already emptied by the one
@@ -112,6 +131,7 @@ class Transactor:
         done: list[tuple[_Job[Any], bool, Any]] = []
         again: list[_Job[Any]] = []
         for job, (ok, value) in zip(batch, outcomes, strict=True):
+            self.grouped += job.grouped
             if not ok and not job.again and _transient(value):
                 job.again = True
                 again.append(job)
@@ -207,7 +227,10 @@ class _Job(Generic[T]):
     fn: Callable[[Connection], T]
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
+    many: Callable[[Connection, list[Any]], list[T]] | None = None
+    item: Any = None
     again: bool = False  # already put back once, as a deadlock victim
+    grouped: bool = False  # its outcome came from its set-based group
 
 
 class _Lost(Exception):
@@ -223,7 +246,7 @@ def _run_batch(conn: Connection, batch: list[_Job[Any]]) -> list[_Outcome]:
     try:
         with conn.begin() as transaction:
             if len(batch) > 1:
-                return [_savepointed(conn, job) for job in batch]
+                return _run_bodies(conn, batch)
             try:  # alone: its own transaction, no SAVEPOINT round trips
                 return [(True, batch[0].fn(conn))]
             except Exception as exc:
@@ -233,6 +256,46 @@ def _run_batch(conn: Connection, batch: list[_Job[Any]]) -> list[_Outcome]:
                 return [(False, exc)]
     except Exception as exc:
         raise _Lost(exc) from exc
+
+
+def _run_bodies(conn: Connection, batch: list[_Job[Any]]) -> list[_Outcome]:
+    """Each body in its SAVEPOINT, except groups sharing a set-based form: one SAVEPOINT each."""
+    groups: dict[Any, list[int]] = {}
+    for i, job in enumerate(batch):
+        if job.many is not None:
+            groups.setdefault(job.many, []).append(i)
+    outcomes: list[_Outcome | None] = [None] * len(batch)
+    for i, job in enumerate(batch):
+        if outcomes[i] is not None:
+            continue
+        members = groups.get(job.many, []) if job.many is not None else []
+        if len(members) > 1 and members[0] == i:
+            results = _together(conn, [batch[j] for j in members])
+            if results is not None:
+                for j, result in zip(members, results, strict=True):
+                    batch[j].grouped = True
+                    outcomes[j] = (True, result)
+                continue
+        outcomes[i] = _savepointed(conn, job)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _together(conn: Connection, jobs: list[_Job[Any]]) -> list[Any] | None:
+    """The group's set-based run in one SAVEPOINT; None when it raised (then each runs alone)."""
+    many = jobs[0].many
+    assert many is not None
+    savepoint = conn.begin_nested()
+    try:
+        results = many(conn, [job.item for job in jobs])
+        if len(results) != len(jobs):
+            raise RuntimeError("a set-based body returned a result count unlike its bodies'")
+    except Exception as exc:
+        if _broken(conn, exc):
+            raise
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return results
 
 
 def _savepointed(conn: Connection, job: _Job[Any]) -> _Outcome:

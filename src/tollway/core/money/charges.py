@@ -118,6 +118,25 @@ def charge(
     return int(charged)
 
 
+def append_many(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """`append` for each entry (the INSERT_LEDGER columns but created_at), in one driver call."""
+    now = utcnow()
+    sql.INSERT_LEDGER.many(conn, [{**entry, "created_at": now} for entry in entries])
+
+
+def record_usage_many(conn: Connection, rows: list[tuple[dict[str, Any], int]]) -> None:
+    """`record_usage` for each (usage row, cost): one INSERT per set of columns, one rollup upsert per
+    group, each in one driver call."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row, cost_nano in rows:
+        by_columns.setdefault(tuple(row), []).append({**row, "cost_nano": cost_nano})
+    for same in by_columns.values():
+        sql.INSERT_USAGE.many(conn, same)
+    rollup.add_many(conn, rows)
+    for row, cost_nano in rows:
+        usage_events.capture(conn, row, cost_nano)
+
+
 def record_usage(conn: Connection, usage_row: dict[str, Any] | None, cost_nano: int) -> None:
     if usage_row is not None:
         sql.INSERT_USAGE.first(conn, {**usage_row, "cost_nano": cost_nano})

@@ -6,6 +6,7 @@ ledger entry a unique (account, kind, reference).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +95,69 @@ def settle(
     if give_back and took == 1:
         shrink(conn, lease_id, account_id, hold - from_lease, f"{lease_id}/{request_id}")
     return charged, from_lease
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A settlement `settle_many` can take: within its hold (0 <= cost <= hold), lease not retired."""
+
+    lease_id: str
+    hold: int
+    account_id: str
+    request_id: str
+    cost_nano: int
+    key_id: str | None
+    usage_row: dict[str, Any] | None
+
+
+def settle_many(conn: Connection, batch: list[Settlement]) -> list[tuple[int, int]]:
+    """`settle` for each, set-based (the Transactor's `many`): each lease and each account updated
+    once by its batch's sum, the ledger entries, usage rows and rollups inserted in one driver call
+    each. Within its hold a settlement charges its cost, all of it from its lease, so the sums are
+    the same as settling one by one. Raises NotTogether when a lease cannot pay its sum (ended,
+    swept, or over): each then settles alone, as `settle` decides. Same row order as `settle`:
+    the lease rows, then the accounts (in id order), then the rest."""
+    per_lease: dict[str, int] = {}
+    per_account: dict[str, int] = {}
+    for item in batch:
+        if not 0 <= item.cost_nano <= item.hold:
+            raise NotTogether(f"settlement {item.request_id} is not within its hold")
+        per_lease[item.lease_id] = per_lease.get(item.lease_id, 0) + item.cost_nano
+        per_account[item.account_id] = per_account.get(item.account_id, 0) + item.cost_nano
+    for lease_id in sorted(per_lease):
+        took = conn.execute(
+            update(budget_leases)
+            .where(
+                budget_leases.c.id == lease_id,
+                budget_leases.c.consumed_nano + per_lease[lease_id] <= budget_leases.c.amount_nano,
+            )
+            .values(consumed_nano=budget_leases.c.consumed_nano + per_lease[lease_id])
+        ).rowcount
+        if took != 1:
+            raise NotTogether(f"lease {lease_id} cannot pay its batch")
+    for account_id in sorted(per_account):
+        charged = per_account[account_id]
+        sql.CHARGE_ACCOUNT.first(conn, {"p_account": account_id, "p_charge": charged, "p_hold": charged})
+    charges.append_many(
+        conn,
+        [
+            {
+                "account_id": item.account_id,
+                "kind": "settle",
+                "amount_nano": -item.cost_nano,
+                "reserved_delta_nano": -item.cost_nano,
+                "reference": item.request_id,
+                "key_id": item.key_id,
+            }
+            for item in batch
+        ],
+    )
+    charges.record_usage_many(conn, [(item.usage_row, item.cost_nano) for item in batch if item.usage_row])
+    return [(item.cost_nano, item.cost_nano) for item in batch]
+
+
+class NotTogether(Exception):
+    """A batch `settle_many` leaves to `settle`, one by one."""
 
 
 def shrink(conn: Connection, lease_id: str, account_id: str, amount: int, reference: str) -> None:

@@ -157,12 +157,16 @@ class Leases:
         lease.carved += extra
         hold = carve.hold + extra
         spent = 0
+        body = partial(rows.settle, lease_id=lease.id, hold=hold, account_id=account_id, request_id=request_id,
+                       cost_nano=cost_nano, key_id=carve.key_id, usage_row=usage_row, give_back=lease.retired)  # fmt: skip
         try:
-            charged, spent = await self._tx.run(
-                partial(rows.settle, lease_id=lease.id, hold=hold, account_id=account_id,
-                        request_id=request_id, cost_nano=cost_nano, key_id=carve.key_id, usage_row=usage_row,
-                        give_back=lease.retired)
-            )  # fmt: skip
+            if lease.retired or not 0 <= cost_nano <= hold:
+                charged, spent = await self._tx.run(body)
+            else:  # the common case, settled together with the batch's others (rows.settle_many)
+                item = rows.Settlement(
+                    lease.id, hold, account_id, request_id, cost_nano, carve.key_id, usage_row
+                )
+                charged, spent = await self._tx.run(body, many=rows.settle_many, item=item)
             return charged
         finally:
             lease.carved -= extra
