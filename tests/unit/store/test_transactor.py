@@ -130,6 +130,36 @@ async def test_bodies_queued_together_share_a_transaction_and_fail_alone(
     assert transactor.batches == 1 if engine.dialect.name == "postgresql" else transactor.batches < 10
 
 
+def _insert_many(table: str) -> Callable[[Connection, list[int]], list[int]]:
+    def many(conn: Connection, values: list[int]) -> list[int]:
+        _insert_into(table).many(conn, [{"v": v} for v in values])
+        return values
+
+    return many
+
+
+async def test_bodies_with_a_set_based_form_run_as_one_group_or_each_alone_when_it_fails(
+    engine: AsyncEngine, table: str, transactor: Transactor
+) -> None:
+    many = _insert_many(table)  # one function for the whole test: a group is bodies sharing it
+    together = [transactor.run(_insert(table, v), many=many, item=v) for v in range(1, 21)]
+    alone = [transactor.run(_insert(table, v)) for v in (21, 22)]
+    assert await asyncio.gather(*together, *alone) == list(range(1, 23))
+    if engine.dialect.name == "postgresql":  # one batch: the group of 20 ran as one
+        assert (transactor.batches, transactor.grouped) == (1, 20)
+    assert await _values(engine, table) == list(range(1, 23))
+    # A group whose set-based run fails (here a value already in the table) is run body by body:
+    # only the repeated one fails, and the others land.
+    grouped = transactor.grouped
+    values = [23, 24, 5, 25]
+    outcomes = await asyncio.gather(
+        *(transactor.run(_insert(table, v), many=many, item=v) for v in values), return_exceptions=True
+    )
+    assert [type(o) for o in outcomes] == [int, int, IntegrityError, int]
+    assert transactor.grouped == grouped
+    assert await _values(engine, table) == list(range(1, 26))
+
+
 async def test_a_caller_cancelled_before_its_body_ran_is_dropped(
     pg_engine: AsyncEngine, pg_table: str
 ) -> None:
