@@ -233,6 +233,11 @@ class _Job(Generic[T]):
     grouped: bool = False  # its outcome came from its set-based group
 
 
+class NotTogether(Exception):
+    """Raised by a set-based form for a group it does not take (a row not as it expected): its bodies
+    then run one by one. Any exception does that; this one says it was expected."""
+
+
 class _Lost(Exception):
     """The batch's transaction failed as a whole: nothing committed, unless it was the COMMIT."""
 

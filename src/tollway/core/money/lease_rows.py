@@ -16,6 +16,7 @@ from tollway.base.clock import utcnow
 from tollway.core.money import charges
 from tollway.core.money import statements as sql
 from tollway.store.tables import accounts, budget_leases
+from tollway.store.transactor import NotTogether
 
 
 def take(
@@ -154,10 +155,6 @@ def settle_many(conn: Connection, batch: list[Settlement]) -> list[tuple[int, in
     )
     charges.record_usage_many(conn, [(item.usage_row, item.cost_nano) for item in batch if item.usage_row])
     return [(item.cost_nano, item.cost_nano) for item in batch]
-
-
-class NotTogether(Exception):
-    """A batch `settle_many` leaves to `settle`, one by one."""
 
 
 def shrink(conn: Connection, lease_id: str, account_id: str, amount: int, reference: str) -> None:

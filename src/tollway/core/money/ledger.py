@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import period_key, utcnow
 from tollway.core.caller import KeyLimit
-from tollway.core.money import charges, key_limits
+from tollway.core.money import batched, charges, key_limits
 from tollway.core.money import statements as sql
 from tollway.core.money.amounts import MAX_NANO
 from tollway.core.money.leases import Leases
@@ -157,7 +157,10 @@ class Ledger:
             while True:  # at most three rounds: the account's room, then the key's, shrink it
                 try:
                     tx = partial(self._reserve_tx, hold=hold, key_limit=key_limit, also=also)
-                    row, key_left = await self._tx.run(tx)
+                    if key_limit is None and also is None:  # with the batch's others (core/money/batched.py)
+                        row, key_left = await self._tx.run(tx, many=batched.reserve_many, item=hold)
+                    else:
+                        row, key_left = await self._tx.run(tx)
                     break
                 except key_limits.Shortfall as short:
                     if least_nano is None or not least_nano <= short.room < hold["amount_nano"]:
@@ -240,9 +243,12 @@ class Ledger:
         usage_row: dict[str, Any] | None,
         also: Callable[[Connection], None] | None = None,
     ) -> int:
-        return await self._tx.run(
-            lambda conn: self._settle_tx(conn, account_id, request_id, cost_nano, usage_row, also)
-        )
+        tx = partial(self._settle_tx, account_id=account_id, request_id=request_id, cost_nano=cost_nano,
+                     usage_row=usage_row, also=also)  # fmt: skip
+        if also is not None:
+            return await self._tx.run(tx)
+        item = batched.Settlement(account_id, request_id, cost_nano, usage_row)
+        return await self._tx.run(tx, many=batched.settle_many, item=item)
 
     @staticmethod
     def _settle_tx(
