@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # Venice's crypto RPC networks (GET crypto/rpc/networks lists the slugs): a JSON object of network slug
     # → node URL, e.g. {"base-mainnet": "https://…"}. The URLs may hold provider keys: never shown or logged.
     crypto_rpc_networks: dict[str, str] = Field(default_factory=dict)
+    # POST crypto/rpc/{network} (core/rpc/): what one credit costs (Venice's ~7e-7 USD; a standard EVM
+    # call is 20 credits), in USD to at most 9 decimals, charged as is (no catalog markup); and how long
+    # the node may take to answer before the call is a 502 and nothing is charged.
+    crypto_rpc_credit_usd: Decimal = Field(default=Decimal("0.0000007"), gt=0)
+    crypto_rpc_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Operations (docs/deploy.md). Every replica's sweeper runs every sweep_interval_seconds and frees
     # the holds whose lease ran out: a crashed replica's money is free within lease + interval.
     sweep_interval_seconds: float = 10.0
@@ -245,6 +250,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     'use {"network-slug": "https://node.example/…"} (lowercase slugs, http(s) URLs)'
                 )
+        return value
+
+    @field_validator("crypto_rpc_credit_usd")
+    @classmethod
+    def _whole_nanos(cls, value: Decimal) -> Decimal:
+        if (value * 1_000_000_000) % 1 != 0:
+            raise ValueError("a price in USD with at most 9 decimals (whole nano-USD), e.g. 0.0000007")
         return value
 
     @field_validator("metrics_address")

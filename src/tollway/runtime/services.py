@@ -38,6 +38,7 @@ from tollway.core.media.pipeline import Media
 from tollway.core.media.store import MediaStore
 from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import usd_to_nano
+from tollway.core.rpc.proxy import RpcProxy
 from tollway.media_formats import MAX_IMAGE_BYTES
 from tollway.providers import registry
 from tollway.providers.base import Provider
@@ -72,6 +73,7 @@ class Services:
     publisher: Publisher | None = None  # the outbox's publisher, when events or alerts are on
     x402: X402 | None = None  # x402 top-ups, when the operator configured them (settings.x402_enabled)
     deposits: Deposits | None = None  # USDC deposit addresses and their watcher (settings.deposits_enabled)
+    rpc: RpcProxy | None = None  # POST crypto/rpc/{network}, when TOLLWAY_CRYPTO_RPC_NETWORKS names any
     renewing: asyncio.Task[None] | None = None  # the lease renewal of this process's live calls
 
     def renew_leases(self) -> None:
@@ -105,6 +107,8 @@ class Services:
             await self.x402.aclose()
         if self.deposits is not None:
             await self.deposits.aclose()
+        if self.rpc is not None:
+            await self.rpc.aclose()
         await self.ledger.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
@@ -227,6 +231,19 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         publisher=publisher,
         x402=build_x402(settings, engine, ledger),
         deposits=build_deposits(settings, engine),
+        rpc=rpc_from(settings, ledger, pipeline.rate_gate),
+    )
+
+
+def rpc_from(settings: Settings, ledger: Ledger, rate_gate: RateGate | None) -> RpcProxy | None:
+    if not settings.crypto_rpc_networks:
+        return None
+    return RpcProxy(
+        ledger,
+        rate_gate,
+        settings.crypto_rpc_networks,
+        credit_nano=usd_to_nano(settings.crypto_rpc_credit_usd),
+        timeout_seconds=settings.crypto_rpc_timeout_seconds,
     )
 
 

@@ -64,6 +64,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        # A batch (an array) is answered item by item, in order, as an array (the crypto RPC proxy's tests).
+        answer = [self._one(item) for item in request] if isinstance(request, list) else self._one(request)
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _one(self, request: dict[str, Any]) -> dict[str, Any]:
         params = json.dumps(request.get("params", [])).lower()
         while any(part in params for part in self.chain.stalled):  # a node that does not answer (yet)
             time.sleep(0.05)
@@ -73,12 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = self.chain.call(request["method"], request.get("params", []))
             except Exception as exc:  # what a node says of a reverted call or a bad transaction
                 answer = {"jsonrpc": "2.0", "error": {"code": 3, "message": str(exc)[:300]}}
-        body = json.dumps({**_wire(dict(answer)), "id": request.get("id")}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        wired = {**_wire(dict(answer)), "id": request.get("id")}
+        error = dict(answer).get("error")
+        if isinstance(error, dict):  # a node's error code is a JSON integer, not a hex quantity
+            wired["error"] = {"code": int(error.get("code", -32000)), "message": str(error.get("message", ""))}
+        return wired
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -47,6 +47,7 @@ MODEL_CLASSES: dict[str, RateLimitsConfig] = {
     "image-flux": _cfg(rpm=20, rpd=14_400),
     "audio": _cfg(rpm=60, rpd=86_400),
     "embedding": _cfg(rpm=500, rpd=288_000, tpm=1_000_000),  # text-embedding-bge-m3
+    "crypto-rpc": _cfg(rpm=100),  # POST crypto/rpc/{network} (core/rpc/proxy.py): Venice's paid tier
 }
 CLASS_OF_TYPE = {
     "text": "llm-medium",
