@@ -44,7 +44,10 @@ def node() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, fake_upstream: ServerProcess, chain: LocalChain, node: ServerProcess
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_upstream: ServerProcess,
+    chain: LocalChain,
+    node: ServerProcess,
 ) -> Iterator[Tollway]:
     tmp = tmp_path_factory.mktemp("crypto-rpc")
     database_url = f"sqlite:///{tmp}/tollway.db"
@@ -111,7 +114,15 @@ def test_a_single_call_is_charged_base_credits_times_its_tier(server: Tollway, c
     assert answer.headers["x-venice-rpc-cost-usd"] == "0.00001400"  # the document's ≈ $0.000014
     assert answer.headers["x-tollway-cost-usd"] == "0.000014000"
     assert charged(server, account_id) == 20 * CREDIT_NANO
-    assert usage_row(server, answer) == ("crypto-rpc", "crypto/rpc", "ethereum-mainnet", 20, 14_000, "completed", 200)
+    assert usage_row(server, answer) == (
+        "crypto-rpc",
+        "crypto/rpc",
+        "ethereum-mainnet",
+        20,
+        14_000,
+        "completed",
+        200,
+    )
     zk = rpc(server, "zksync-mainnet", call("eth_chainId", ident="zk"), key)  # zkSync's base is 30
     assert zk.status_code == 200 and zk.json()["id"] == "zk"
     assert zk.headers["x-venice-rpc-credits"] == "30"
@@ -144,7 +155,10 @@ def test_a_batch_of_mixed_tiers_is_charged_the_sum(server: Tollway, node: Server
 def test_a_json_rpc_error_item_is_billed_five_credits(server: Tollway, chain: LocalChain) -> None:
     account_id, key = server.funded("1.00")
     holder = chain.w3.eth.accounts[0]
-    batch = [call("eth_getBalance", [holder, "latest"], "ok"), call("eth_getBalance", ["0xnot", "latest"], "bad")]
+    batch = [
+        call("eth_getBalance", [holder, "latest"], "ok"),
+        call("eth_getBalance", ["0xnot", "latest"], "bad"),
+    ]
     answer = rpc(server, "ethereum-mainnet", batch, key)
     assert answer.status_code == 200, answer.text
     ok, bad = documented(answer)
@@ -160,15 +174,32 @@ def test_a_json_rpc_error_item_is_billed_five_credits(server: Tollway, chain: Lo
 @pytest.mark.parametrize(
     ("network", "methods", "refused"),
     [
-        ("ethereum-mainnet", ["eth_blockNumber", "eth_newFilter", "eth_subscribe"], ["eth_newFilter", "eth_subscribe"]),
-        ("ethereum-mainnet", ["eth_getFilterChanges", "eth_uninstallFilter"], ["eth_getFilterChanges", "eth_uninstallFilter"]),
+        (
+            "ethereum-mainnet",
+            ["eth_blockNumber", "eth_newFilter", "eth_subscribe"],
+            ["eth_newFilter", "eth_subscribe"],
+        ),
+        (
+            "ethereum-mainnet",
+            ["eth_getFilterChanges", "eth_uninstallFilter"],
+            ["eth_getFilterChanges", "eth_uninstallFilter"],
+        ),
         ("solana-mainnet", ["getBalance", "accountSubscribe"], ["accountSubscribe"]),
         ("starknet-mainnet", ["starknet_blockNumber", "eth_call"], ["eth_call"]),  # EVM on Starknet
-        ("arbitrum-mainnet", ["eth_sign", "personal_sign"], ["eth_sign", "personal_sign"]),  # not in the table
+        (
+            "arbitrum-mainnet",
+            ["eth_sign", "personal_sign"],
+            ["eth_sign", "personal_sign"],
+        ),  # not in the table
     ],
 )
 def test_a_batch_with_an_unsupported_method_is_refused_whole_and_charges_nothing(
-    server: Tollway, chain: LocalChain, node: ServerProcess, network: str, methods: list[str], refused: list[str]
+    server: Tollway,
+    chain: LocalChain,
+    node: ServerProcess,
+    network: str,
+    methods: list[str],
+    refused: list[str],
 ) -> None:
     account_id, key = server.funded("1.00")
     sent = (len(chain.requests), len(node_methods(node)))
@@ -185,7 +216,10 @@ def test_the_reasons_are_venices(server: Tollway) -> None:
     _, key = server.funded("1.00")
     filters = rpc(server, "ethereum-mainnet", call("eth_newFilter", [{}]), key).json()["error"]
     assert "eth_getLogs" in filters and "stateful" in filters
-    assert "HTTP-only" in rpc(server, "ethereum-mainnet", call("eth_subscribe", ["newHeads"]), key).json()["error"]
+    assert (
+        "HTTP-only"
+        in rpc(server, "ethereum-mainnet", call("eth_subscribe", ["newHeads"]), key).json()["error"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -242,7 +276,14 @@ def test_a_node_down_or_answering_html_is_a_502_and_charges_nothing(server: Toll
     assert_error(answer, 502, "UPSTREAM_ERROR")
     assert network in answer.json()["error"] and "Nothing was charged" in answer.json()["error"]
     model, _, provider, units, cost, outcome, status = usage_row(server, answer)
-    assert (model, provider, units, cost, outcome, status) == ("crypto-rpc", network, 0, 0, "upstream_error", 502)
+    assert (model, provider, units, cost, outcome, status) == (
+        "crypto-rpc",
+        network,
+        0,
+        0,
+        "upstream_error",
+        502,
+    )
 
 
 def test_an_idempotency_key_replays_the_answer_and_charges_once(server: Tollway, chain: LocalChain) -> None:
@@ -267,7 +308,9 @@ def test_a_balance_that_cannot_pay_the_worst_case_is_a_402_before_the_node(
     account_id, key = server.funded("0.000020")  # 20,000 nano-USD: one standard call, not two
     sent = len(chain.requests)
     with untouched(server, account_id):
-        answer = rpc(server, "ethereum-mainnet", [call("eth_chainId", [], 1), call("eth_blockNumber", [], 2)], key)
+        answer = rpc(
+            server, "ethereum-mainnet", [call("eth_chainId", [], 1), call("eth_blockNumber", [], 2)], key
+        )
     assert_error(answer, 402, "INSUFFICIENT_BALANCE")
     documented(answer)
     assert len(chain.requests) == sent

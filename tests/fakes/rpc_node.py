@@ -39,7 +39,11 @@ def answer(state: _Calls, call: Any) -> JSON:
         return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
     state.methods.append(call["method"])
     if "fail" in json.dumps(call.get("params", [])):
-        return {"jsonrpc": "2.0", "id": call.get("id"), "error": {"code": -32602, "message": "invalid params"}}
+        return {
+            "jsonrpc": "2.0",
+            "id": call.get("id"),
+            "error": {"code": -32602, "message": "invalid params"},
+        }
     return {"jsonrpc": "2.0", "id": call.get("id"), "result": "0x1"}
 
 

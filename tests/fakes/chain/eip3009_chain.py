@@ -86,7 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
         wired = {**_wire(dict(answer)), "id": request.get("id")}
         error = dict(answer).get("error")
         if isinstance(error, dict):  # a node's error code is a JSON integer, not a hex quantity
-            wired["error"] = {"code": int(error.get("code", -32000)), "message": str(error.get("message", ""))}
+            wired["error"] = {
+                "code": int(error.get("code", -32000)),
+                "message": str(error.get("message", "")),
+            }
         return wired
 
     def log_message(self, *args: Any) -> None:

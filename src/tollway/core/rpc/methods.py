@@ -30,7 +30,11 @@ EVM_STANDARD = frozenset(
         *("eth_getBlockTransactionCountByHash", "eth_getBlockTransactionCountByNumber", "eth_getCode"),
         *("eth_getLogs", "eth_getProof", "eth_getStorageAt", "eth_getTransactionByBlockHashAndIndex"),
         *("eth_getTransactionByBlockNumberAndIndex", "eth_getTransactionByHash", "eth_getTransactionCount"),
-        *("eth_getTransactionReceipt", "eth_getUncleByBlockHashAndIndex", "eth_getUncleByBlockNumberAndIndex"),
+        *(
+            "eth_getTransactionReceipt",
+            "eth_getUncleByBlockHashAndIndex",
+            "eth_getUncleByBlockNumberAndIndex",
+        ),
         *("eth_getUncleCountByBlockHash", "eth_getUncleCountByBlockNumber", "eth_maxPriorityFeePerGas"),
         *("eth_blobBaseFee", "eth_protocolVersion", "eth_sendRawTransaction", "eth_syncing"),
         *("eth_createAccessList", "eth_simulateV1", "net_version", "net_listening", "net_peerCount"),
@@ -56,7 +60,13 @@ SOLANA = frozenset(
         *("getSlotLeader", "getSlotLeaders", "getStakeMinimumDelegation", "getTokenAccountBalance"),
         *("getTokenAccountsByDelegate", "getTokenAccountsByOwner", "getTokenLargestAccounts"),
         *("getTokenSupply", "getTransaction", "getTransactionCount", "getVersion", "getVoteAccounts"),
-        *("isBlockhashValid", "minimumLedgerSlot", "requestAirdrop", "sendTransaction", "simulateTransaction"),
+        *(
+            "isBlockhashValid",
+            "minimumLedgerSlot",
+            "requestAirdrop",
+            "sendTransaction",
+            "simulateTransaction",
+        ),
     }
 )
 SOLANA_LARGE = frozenset({"getLargestAccounts", "getSupply"})
@@ -147,9 +157,7 @@ def check(body: Any, network: str) -> Calls:
     """The request checked whole (shape, batch size, every method): a 400 before anything is held."""
     batch = isinstance(body, list)
     if not batch and not isinstance(body, dict):
-        raise _bad(
-            f"Send a JSON-RPC 2.0 request object, or a batch: an array of 1 to {MAX_BATCH} of them."
-        )
+        raise _bad(f"Send a JSON-RPC 2.0 request object, or a batch: an array of 1 to {MAX_BATCH} of them.")
     raws: list[Any] = body if batch else [body]
     if not raws or len(raws) > MAX_BATCH:
         raise _bad(f"A batch holds 1 to {MAX_BATCH} requests; this one has {len(raws)}.")
