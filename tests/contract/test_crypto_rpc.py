@@ -129,6 +129,17 @@ def test_a_single_call_is_charged_base_credits_times_its_tier(server: Tollway, c
     assert charged(server, account_id) == 50 * CREDIT_NANO
 
 
+def test_a_call_without_jsonrpc_or_id_is_answered_with_its_position_as_id(server: Tollway) -> None:
+    """Venice's document requires only `method`; without an `id` a node would answer nothing."""
+    account_id, key = server.funded("1.00")
+    answer = rpc(server, "ethereum-mainnet", {"method": "eth_chainId"}, key)
+    assert answer.status_code == 200, answer.text
+    assert documented(answer)["id"] == 1
+    batch = rpc(server, "ethereum-mainnet", [{"method": "eth_chainId"}, {"method": "net_version"}], key)
+    assert [item["id"] for item in documented(batch)] == [1, 2]
+    assert charged(server, account_id) == 60 * CREDIT_NANO
+
+
 def test_a_batch_of_mixed_tiers_is_charged_the_sum(server: Tollway, node: ServerProcess) -> None:
     account_id, key = server.funded("1.00")
     batch = [

@@ -24,10 +24,7 @@ from tests.contract.venice_spec import operations
 pytestmark = pytest.mark.slow
 
 # Operations of the document Tollway does not serve yet (issue 23, "Operations not yet served").
-NOT_SERVED = {
-    "POST /crypto/rpc/{network}": "the JSON-RPC proxy (allow-listed methods, billed per credit) is not built; "
-    "GET /crypto/rpc/networks lists the configured networks",
-}
+NOT_SERVED: dict[str, str] = {}
 
 # Served operations with an answer that does not match the document yet, and why.
 XFAIL = {

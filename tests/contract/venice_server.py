@@ -3,6 +3,7 @@ account with credit, an inference key and an admin key; and one run of every doc
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,7 @@ def conformance_run(
     with (
         start_fake("tests.fakes.openai_upstream") as fake,
         start_fake("tests.fakes.search_upstream") as search,
+        start_fake("tests.fakes.rpc_node") as node,
     ):
         database_url = f"sqlite:///{tmp}/tollway.db"
         catalog = tmp / "venice.yaml"
@@ -74,6 +76,8 @@ def conformance_run(
             "TOLLWAY_CONFIG": str(catalog),
             "TOLLWAY_FAILED_REQUEST_LIMIT": "false",
             "TOLLWAY_SEARCH_URL": f"{search.base_url}/search",  # augment/search's backend (a fake SearXNG)
+            # crypto/rpc/{network}: the document's example network, on a fake JSON-RPC node
+            "TOLLWAY_CRYPTO_RPC_NETWORKS": json.dumps({"ethereum-mainnet": f"{node.base_url}/rpc"}),
             **x402_env(),
         }
         process = start_tollway(tmp, fake.base_url, database_url, env)

@@ -23,6 +23,8 @@ rounds up to the nano: a markup never makes a price cheaper than intended.
     price model (flat surcharges); the synchronous image routes use seed 000's multipliers above.
   - music and sound effects: seconds × `per_second`; long speech: characters × `per_million_chars`.
   The quote is what is held at submit and, unless the upstream reports less, exactly what is charged.
+- Crypto JSON-RPC (core/rpc/): `rpc_cost`, credits × the price of a credit (TOLLWAY_CRYPTO_RPC_CREDIT_USD,
+  Venice's ~7e-7 USD, an operator setting and not a catalog price: no markup).
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ def nano_to_usd(nano: int) -> str:
 
 
 COST_HEADER = "x-tollway-cost-usd"  # what a call was charged, as `nano_to_usd` writes it
+
+
+def rpc_cost(credits: int, credit_nano: int) -> int:
+    """A crypto RPC call's charge: whole credits at a whole nano-USD each, so exact."""
+    return credits * credit_nano
+
+
+def usd_8(nano: int) -> str:
+    """Venice's `X-Venice-RPC-Cost-USD`: USD to 8 decimal places (14000 -> "0.00001400"), rounded half even."""
+    return f"{Decimal(nano).scaleb(-9):.8f}"
 
 
 def cost_number(nano: int) -> float:

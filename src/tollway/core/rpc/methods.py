@@ -137,8 +137,11 @@ def _bad(message: str, param: str | None = None) -> TollwayError:
     return TollwayError(ErrorCode.VALIDATION, message, param=param)
 
 
-def _item(raw: Any, at: str) -> dict[str, Any]:
-    """One JSON-RPC 2.0 request object, with `jsonrpc` filled in when the caller left it out."""
+def _item(raw: Any, at: str, position: int) -> dict[str, Any]:
+    """One JSON-RPC 2.0 request object, with `jsonrpc` filled in when the caller left it out, and `id`:
+    a call without one would be a notification, which a node answers with nothing — nothing to relay,
+    yet the node did the work — while Venice's answers always carry an id. It gets its position
+    (from 1: a single call's is 1)."""
     if not isinstance(raw, dict):
         raise _bad(f"Each batch item must be a JSON-RPC 2.0 request object; {at or 'the body'} is not.", at)
     if not isinstance(raw.get("method"), str) or not raw["method"]:
@@ -150,7 +153,7 @@ def _item(raw: Any, at: str) -> dict[str, Any]:
     ident = raw.get("id")
     if isinstance(ident, bool) or not isinstance(ident, int | str | None):
         raise _bad("`id` must be an integer or a string.", f"{at}.id")
-    return {"jsonrpc": "2.0", **raw}
+    return {"jsonrpc": "2.0", **raw} if "id" in raw else {"jsonrpc": "2.0", **raw, "id": position}
 
 
 def check(body: Any, network: str) -> Calls:
@@ -161,7 +164,7 @@ def check(body: Any, network: str) -> Calls:
     raws: list[Any] = body if batch else [body]
     if not raws or len(raws) > MAX_BATCH:
         raise _bad(f"A batch holds 1 to {MAX_BATCH} requests; this one has {len(raws)}.")
-    items = [_item(raw, f"[{i}]" if batch else "") for i, raw in enumerate(raws)]
+    items = [_item(raw, f"[{i}]" if batch else "", i + 1) for i, raw in enumerate(raws)]
     chain, base = family(network), base_credits(network)
     tiers = [tier(item["method"], chain) for item in items]
     refused = {item["method"]: why for item, why in zip(items, tiers, strict=True) if isinstance(why, str)}

@@ -29,7 +29,7 @@ from tollway.core.caller import Caller
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.limits.gate import RateGate
 from tollway.core.money.ledger import Ledger
-from tollway.core.money.prices import COST_HEADER, nano_to_usd
+from tollway.core.money.prices import COST_HEADER, nano_to_usd, rpc_cost, usd_8
 from tollway.core.rpc import methods
 from tollway.errors import ErrorCode, TollwayError
 
@@ -112,10 +112,10 @@ class RpcProxy:
                 await hold.release(exc.status, provider=network)
                 raise
             credits = methods.credits(calls, answer)
-            cost = await hold.settle(credits * self.credit_nano, provider=network, units=credits)
+            cost = await hold.settle(rpc_cost(credits, self.credit_nano), provider=network, units=credits)
         headers = {
             "x-venice-rpc-credits": str(credits),
-            "x-venice-rpc-cost-usd": f"{Decimal(cost).scaleb(-9):.8f}",
+            "x-venice-rpc-cost-usd": usd_8(cost),
             COST_HEADER: nano_to_usd(cost),
             "x-tollway-cost-nano": str(cost),
             **hold.rate.headers,
@@ -133,7 +133,7 @@ class RpcProxy:
                 request_id=request_id,
                 model=RPC_MODEL,
                 endpoint="crypto/rpc",
-                estimate_nano=calls.worst_case * self.credit_nano,
+                estimate_nano=rpc_cost(calls.worst_case, self.credit_nano),
             )
         except TollwayError as exc:
             if exc.code == ErrorCode.RATE_LIMITED:  # Venice's 429 says which cap tripped in `customMessage`

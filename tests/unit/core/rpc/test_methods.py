@@ -74,6 +74,12 @@ def test_refused_methods_say_why(network: str, method: str, why: str) -> None:
 def test_jsonrpc_is_filled_in_and_the_body_keeps_its_shape() -> None:
     single = methods.check({"method": "eth_chainId", "id": 7}, "base-mainnet")
     assert single.body() == {"jsonrpc": "2.0", "method": "eth_chainId", "id": 7}
+    # No `id` (a notification, which a node would answer with nothing): its position, from 1.
+    assert methods.check({"method": "eth_chainId"}, "base-mainnet").body()["id"] == 1
+    numbered = methods.check(
+        [{"method": "eth_chainId"}, call("eth_call", None), {"method": "net_version"}], "x"
+    )
+    assert [item["id"] for item in numbered.items] == [1, None, 3]
     batch = methods.check([call("eth_chainId")], "base-mainnet")
     assert batch.batch and batch.body() == [call("eth_chainId")]
 
