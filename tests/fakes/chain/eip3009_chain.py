@@ -86,8 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
         wired = {**_wire(dict(answer)), "id": request.get("id")}
         error = dict(answer).get("error")
         if isinstance(error, dict):  # a node's error code is a JSON integer, not a hex quantity
+            code = error.get("code")
             wired["error"] = {
-                "code": int(error.get("code", -32000)),
+                "code": code if isinstance(code, int) else -32000,
                 "message": str(error.get("message", "")),
             }
         return wired
