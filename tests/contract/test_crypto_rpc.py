@@ -10,6 +10,7 @@ documented status and charges nothing; no answer or log line names a node URL (t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,6 +343,8 @@ def test_the_rate_limit_is_a_429_with_venices_custom_message(server: Tollway) ->
     assert_error(answer, 429, "RATE_LIMITED")
     assert "Rate limit" in documented(answer)["customMessage"]
     assert answer.headers["retry-after"]
+    assert answer.headers["x-ratelimit-limit"] == "1" and answer.headers["x-ratelimit-remaining"] == "0"
+    assert int(answer.headers["x-ratelimit-reset"]) > time.time()
 
 
 def test_no_answer_or_log_line_names_a_node_url(server: Tollway) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -67,6 +68,18 @@ def unsupported(network: str) -> TollwayError:
         f"Unsupported network {network[:64]!r}: {NETWORKS_ROUTE} lists the networks served here.",
         param="network",
     )
+
+
+def venice_429(exc: TollwayError) -> None:
+    """Venice's 429 for this route: which cap tripped in `customMessage`, and its `X-RateLimit-*` headers
+    (the per-minute cap, what is left of it, and when it resets as a Unix time) beside OpenAI's."""
+    exc.extra.setdefault("customMessage", exc.message)
+    given = exc.headers
+    if "x-ratelimit-limit-requests" in given:
+        exc.headers["x-ratelimit-limit"] = given["x-ratelimit-limit-requests"]
+        exc.headers["x-ratelimit-remaining"] = given.get("x-ratelimit-remaining-requests", "0")
+    if given.get("retry-after", "").isdigit():
+        exc.headers["x-ratelimit-reset"] = str(int(time.time()) + int(given["retry-after"]))
 
 
 class NodeFailed(Exception):
@@ -136,8 +149,8 @@ class RpcProxy:
                 estimate_nano=rpc_cost(calls.worst_case, self.credit_nano),
             )
         except TollwayError as exc:
-            if exc.code == ErrorCode.RATE_LIMITED:  # Venice's 429 says which cap tripped in `customMessage`
-                exc.extra.setdefault("customMessage", exc.message)
+            if exc.code == ErrorCode.RATE_LIMITED:
+                venice_429(exc)
             raise
 
     def _http(self) -> httpx2.AsyncClient:
