@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from tollway.core.money.prices import rpc_cost, usd_8, usd_to_nano
 from tollway.core.rpc import methods
 from tollway.errors import TollwayError
+from tollway.settings import Settings
 
 FINE = {"evm": "eth_blockNumber", "solana": "getSlot", "starknet": "starknet_chainId"}  # a batch's good item
 
@@ -110,3 +114,12 @@ def test_one_error_for_the_whole_request_puts_every_item_at_five() -> None:
 def test_an_error_never_costs_more_than_the_hold() -> None:
     cheapest = min(methods.base_credits(n) for n in ("base-mainnet", "solana-mainnet", "zksync-era"))
     assert cheapest * methods.STANDARD > methods.ERROR_CREDITS
+
+
+def test_the_credit_price_setting_is_whole_nano_usd() -> None:
+    price = usd_to_nano(Settings().crypto_rpc_credit_usd)
+    assert price == 700  # Venice's ~7e-7 USD
+    assert usd_8(rpc_cost(20, price)) == "0.00001400" and usd_8(rpc_cost(80, price)) == "0.00005600"
+    assert Settings(crypto_rpc_credit_usd=Decimal("0.000000001")).crypto_rpc_credit_usd == Decimal("1e-9")
+    with pytest.raises(ValidationError, match="9 decimals"):
+        Settings(crypto_rpc_credit_usd=Decimal("0.0000000005"))
