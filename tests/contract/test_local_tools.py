@@ -24,7 +24,10 @@ WEATHER = {
 }
 LOOKUP = {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}
 TOOLS: list[Any] = [
-    {"type": "function", "function": {"name": "lookup", "description": "Look a word up.", "parameters": LOOKUP}},
+    {
+        "type": "function",
+        "function": {"name": "lookup", "description": "Look a word up.", "parameters": LOOKUP},
+    },
     {
         "type": "function",
         "function": {"name": "get_weather", "description": "The weather forecast.", "parameters": WEATHER},

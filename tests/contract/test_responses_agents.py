@@ -113,7 +113,10 @@ def test_a_two_step_tool_calling_agent_on_the_embedded_model(tollway: Tollway, s
     )
     assert [row[3] for row in rows] == ["smollm2-135m", "smollm2-135m"]  # both model calls, each charged
     assert all(int(row[2]) > 0 for row in rows)
-    assert sum(int(r[0]) for r in rows) == usage.input_tokens and sum(int(r[1]) for r in rows) == usage.output_tokens
+    assert (
+        sum(int(r[0]) for r in rows) == usage.input_tokens
+        and sum(int(r[1]) for r in rows) == usage.output_tokens
+    )
     # $0.10 in / $0.40 out per 1M tokens: 100 and 400 nano-USD a token
     assert sum(int(row[2]) for row in rows) == usage.input_tokens * 100 + usage.output_tokens * 400
     balance, reserved, ledger_sum, reserved_sum = tollway.ledger_sums(account)

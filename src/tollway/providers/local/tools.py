@@ -27,13 +27,14 @@ JSON = dict[str, Any]
 
 
 def _bad(message: str, param: str) -> TollwayError:
-    return TollwayError(ErrorCode.VALIDATION, f"The embedded model cannot take this request: {message}", param=param)
+    return TollwayError(
+        ErrorCode.VALIDATION, f"The embedded model cannot take this request: {message}", param=param
+    )
 
 
 def _function(tool: Any) -> JSON | None:
-    if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict):
-        return tool["function"]
-    return None
+    function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+    return function if isinstance(function, dict) else None
 
 
 def _named(entry: Any) -> str | None:
@@ -55,8 +56,8 @@ def forced(body: JSON) -> list[JSON] | None:
     elif isinstance(choice, dict) and choice.get("type") == "function":
         names = [_named(choice)]
     elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        allowed = choice.get("allowed_tools") if isinstance(choice.get("allowed_tools"), dict) else {}
-        if allowed.get("mode") != "required":
+        allowed = choice.get("allowed_tools")
+        if not isinstance(allowed, dict) or allowed.get("mode") != "required":
             return None
         names = [_named(entry) for entry in allowed.get("tools") or ()]
     else:
@@ -103,7 +104,9 @@ def _example(function: JSON) -> str:
 def _instruction(functions: list[JSON]) -> str:
     def named(f: JSON) -> str:
         description = f.get("description")
-        return f"`{f['name']}`" + (f" ({description})" if isinstance(description, str) and description else "")
+        return f"`{f['name']}`" + (
+            f" ({description})" if isinstance(description, str) and description else ""
+        )
 
     if len(functions) == 1:
         return (
@@ -122,7 +125,9 @@ def history_as_text(messages: list[Any]) -> list[Any]:
     for message in messages:
         calls = message.get("tool_calls") if isinstance(message, dict) else None
         if message.get("role") == "assistant" and isinstance(calls, list) and calls:
-            said = [message["content"]] if isinstance(message.get("content"), str) and message["content"] else []
+            said = (
+                [message["content"]] if isinstance(message.get("content"), str) and message["content"] else []
+            )
             for call in calls:
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict):
@@ -138,10 +143,15 @@ def constrain(request: JSON, functions: list[JSON]) -> JSON:
     out = {k: v for k, v in request.items() if k not in ("tools", "tool_choice", "response_format")}
     # Just before the user's last message: after it, the model tends to copy the instruction's example.
     messages = list(request["messages"])
-    last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    last = max(
+        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=-1
+    )
     at = last if last >= 0 else len(messages)
     out["messages"] = [*messages[:at], {"role": "system", "content": _instruction(functions)}, *messages[at:]]
-    out["response_format"] = {"type": "json_schema", "json_schema": {"name": "call", "schema": _schema(functions)}}
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "call", "schema": _schema(functions)},
+    }
     return out
 
 
@@ -188,8 +198,8 @@ async def calls_stream(chunks: AsyncIterator[JSON], functions: list[JSON]) -> As
         head = head or {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
         for choice in chunk.get("choices") or ():
             index = choice.get("index", 0)
-            delta = choice.get("delta") or {}
-            texts.setdefault(index, []).append(delta.get("content") or "")
+            said = choice.get("delta") or {}
+            texts.setdefault(index, []).append(said.get("content") or "")
             if choice.get("finish_reason") is not None:
                 finish[index] = choice["finish_reason"]
         if chunk.get("usage") is not None:
