@@ -141,3 +141,26 @@ def test_a_tool_choice_naming_no_tool_is_refused_and_not_charged(
     body: Any = refused.value.body
     assert body["param"] == "tool_choice" and "names no function tool" in body["message"]
     assert tollway.ledger_sums(account) == (1_000_000_000, 0, 1_000_000_000, 0)
+
+
+def test_an_anthropic_client_forcing_a_tool_gets_a_tool_use_block(
+    tollway: Tollway, funded: Callable[..., tuple[str, str]]
+) -> None:
+    """Anthropic's `tool_choice` `{"type": "tool"}` arrives as a named function: the same grammar."""
+    import anthropic
+
+    account, key = funded("1.00")
+    client = anthropic.Anthropic(base_url=tollway.url, api_key=key, max_retries=0)
+    reply = client.messages.create(
+        model="smollm2-135m",
+        max_tokens=100,
+        messages=ASK,
+        tools=[{"name": "get_weather", "description": "The weather forecast.", "input_schema": WEATHER}],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )
+    [block] = reply.content
+    assert block.type == "tool_use" and block.name == "get_weather" and reply.stop_reason == "tool_use"
+    jsonschema.validate(block.input, WEATHER)
+    balance, reserved, ledger_sum, _ = tollway.ledger_sums(account)
+    assert reserved == 0 and ledger_sum == balance
+    assert 1_000_000_000 - balance == reply.usage.input_tokens * 100 + reply.usage.output_tokens * 400
