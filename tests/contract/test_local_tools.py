@@ -163,4 +163,6 @@ def test_an_anthropic_client_forcing_a_tool_gets_a_tool_use_block(
     jsonschema.validate(block.input, WEATHER)
     balance, reserved, ledger_sum, _ = tollway.ledger_sums(account)
     assert reserved == 0 and ledger_sum == balance
-    assert 1_000_000_000 - balance == reply.usage.input_tokens * 100 + reply.usage.output_tokens * 400
+    # Anthropic's input_tokens leaves out llama.cpp's prompt-cache hits; with no cached price they cost input's
+    read = reply.usage.input_tokens + (reply.usage.cache_read_input_tokens or 0)
+    assert 1_000_000_000 - balance == read * 100 + reply.usage.output_tokens * 400
