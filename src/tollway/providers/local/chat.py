@@ -14,11 +14,13 @@ import re
 import secrets
 import threading
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 from tollway.errors import ErrorCode, TollwayError
 from tollway.providers.base import UpstreamError
+from tollway.providers.local import tools
 
 # What llama.cpp's chat endpoint understands; anything else in a request is dropped, not errored.
 _PASSED = {
@@ -97,6 +99,8 @@ class LlamaChat:
     @staticmethod
     def _request(body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k in _PASSED}
+        if any(isinstance(m, dict) and m.get("tool_calls") for m in request.get("messages") or ()):
+            request["messages"] = tools.history_as_text(request["messages"])
         if request.get("logprobs") is True and not request.get("top_logprobs"):
             # llama.cpp drops logprobs at top_logprobs 0 and lists alternatives when it is left out;
             # OpenAI gives the chosen tokens' logprobs and no alternatives (trimmed in `_alternatives`).
@@ -135,15 +139,26 @@ class LlamaChat:
             raise refused_request(str(exc) or type(exc).__name__) from None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        functions = tools.forced(body)
+        request = self._request({**body, "stream": False})
+        if functions is not None:
+            request = tools.constrain(request, functions)
+
         def run() -> dict[str, Any]:
             server = self.load()
-            result = self.check(self._handle(server, self._request({**body, "stream": False})))
-            return _alternatives(result, body)
+            result = _alternatives(self.check(self._handle(server, request)), body)
+            return result if functions is None else tools.as_calls(result, functions)
 
         return await asyncio.to_thread(run)
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        functions = tools.forced(body)
         request = self._request({**body, "stream": True, "stream_options": {"include_usage": True}})
+        if functions is not None:
+            async with aclosing(self.stream(tools.constrain(request, functions))) as chunks:
+                async for chunk in tools.calls_stream(chunks, functions):
+                    yield chunk
+            return
         async for chunk in self.stream(request):
             yield _alternatives(chunk, body)
 
