@@ -28,8 +28,8 @@ NOT_SERVED: dict[str, str] = {}
 
 # Served operations with an answer that does not match the document yet, and why.
 XFAIL = {
-    "GET /api_keys/generate_web3_key": "off unless TOLLWAY_WEB3_KEYS=true: a 404 the document has no status for",
-    "POST /api_keys/generate_web3_key": "off unless TOLLWAY_WEB3_KEYS=true: a 404 the document has no status for",
+    "POST /api_keys/generate_web3_key": "the document lists no status but 200, and its examples' signatures are "
+    "not signatures of a token this server issued: each is refused (403), a status the document has no entry for",
     "POST /embeddings": "encoding_format=base64 answers a base64 string (as OpenAI's SDKs expect); the document "
     "types every embedding as an array of numbers",
     "POST /audio/voices": "no engine here clones voices: every request is a 400 saying so (the issue's \"a clear "

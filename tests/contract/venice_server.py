@@ -78,6 +78,7 @@ def conformance_run(
             "TOLLWAY_SEARCH_URL": f"{search.base_url}/search",  # augment/search's backend (a fake SearXNG)
             # crypto/rpc/{network}: the document's example network, on a fake JSON-RPC node
             "TOLLWAY_CRYPTO_RPC_NETWORKS": json.dumps({"ethereum-mainnet": f"{node.base_url}/rpc"}),
+            "TOLLWAY_WEB3_KEYS": "true",  # api_keys/generate_web3_key: off by default, checked here
             **x402_env(),
         }
         process = start_tollway(tmp, fake.base_url, database_url, env)
