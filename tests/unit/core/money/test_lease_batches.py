@@ -9,10 +9,8 @@ to have been taken together (`grouped`); SQLite's writer thread may start on the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,15 +25,6 @@ from tollway.store.tables import usage, usage_daily
 
 HOLD = 1_000
 FUNDS = 1_000_000
-
-
-@pytest.fixture
-async def leased(engine: AsyncEngine) -> AsyncIterator[Ledger]:
-    ledger = Ledger(engine, lease_seconds=60, budget_leases=True)
-    try:
-        yield ledger
-    finally:
-        await ledger.aclose()
 
 
 async def _carved(leased: Ledger, account: str, n: int) -> list[str]:

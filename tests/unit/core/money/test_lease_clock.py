@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
@@ -47,15 +46,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(leases_module, "time", SimpleNamespace(monotonic=fake.monotonic))
     return fake
-
-
-@pytest.fixture
-async def leased(engine: AsyncEngine) -> AsyncIterator[Ledger]:
-    ledger = Ledger(engine, lease_seconds=60, budget_leases=True)  # carving stops 40 s after a renewal
-    try:
-        yield ledger
-    finally:
-        await ledger.aclose()
 
 
 async def lease_ids(engine: AsyncEngine, account_id: str) -> list[str]:

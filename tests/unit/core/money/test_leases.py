@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,15 +25,6 @@ from tollway.store.tables import budget_leases, reservations, usage
 
 HOLD = 1_000
 FUNDS = 1_000_000  # half of it is 500 holds: a first lease is TARGET_CALLS holds
-
-
-@pytest.fixture
-async def leased(engine: AsyncEngine) -> AsyncIterator[Ledger]:
-    ledger = Ledger(engine, lease_seconds=60, budget_leases=True)
-    try:
-        yield ledger
-    finally:
-        await ledger.aclose()
 
 
 async def lease_rows(engine: AsyncEngine, account_id: str) -> list[tuple[str, int, int]]:
