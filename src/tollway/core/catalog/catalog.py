@@ -23,10 +23,12 @@ LISTED_TYPES = (*MODEL_TYPES, *VENICE_TYPE_NAMES, "code", "all")
 class CatalogModel:
     """A model as the pipeline sees it: its config plus prices in nano-USD, markup applied."""
 
-    __slots__ = ("config", "id", "markup", "token_prices", "type")
+    __slots__ = ("config", "id", "markup", "private", "token_prices", "type")
 
-    def __init__(self, config: ModelConfig, markup: Decimal) -> None:
+    def __init__(self, config: ModelConfig, markup: Decimal, *, private: bool = False) -> None:
         self.config = config
+        # No upstream sees its prompts (every route an embedded engine): Venice's privacy "private".
+        self.private = private
         self.markup = markup  # the model's own, or the catalog's: every price of this model carries it
         self.id = config.id
         self.type = config.type
@@ -66,7 +68,10 @@ class Catalog:
             if m.type in ("text", "embedding") and m.pricing.input is None:
                 problems.append(f"model {m.id!r} has no pricing.input (USD per 1M tokens)")
             markup = Decimal(decimal_string(m.markup)) if m.markup else default_markup
-            model = CatalogModel(m, markup)
+            local = all(
+                r.provider in self.providers and self.providers[r.provider].kind == "local" for r in m.routes
+            )
+            model = CatalogModel(m, markup, private=local)
             self.models[m.id] = model
             self._names[m.id] = model
         for model in self.models.values():
@@ -115,7 +120,7 @@ class Catalog:
 
     def private(self, model: CatalogModel) -> bool:
         """Whether no upstream sees the model's prompts: every route is an embedded engine."""
-        return all(self.providers[r.provider].kind == "local" for r in model.config.routes)
+        return model.private
 
 
 def parse_date(value: str) -> date:
