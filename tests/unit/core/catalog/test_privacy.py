@@ -46,7 +46,12 @@ def test_an_unknown_policy_refuses_rather_than_leaks() -> None:
 
 def _model(private: bool, model_type: str = "text") -> CatalogModel:
     config = ModelConfig.model_validate(
-        {"id": "up-1", "type": model_type, "routes": [{"provider": "p", "model": "x"}], "pricing": {"input": "1"}}
+        {
+            "id": "up-1",
+            "type": model_type,
+            "routes": [{"provider": "p", "model": "x"}],
+            "pricing": {"input": "1"},
+        }
     )
     return CatalogModel(config, Decimal(1), private=private)
 
@@ -72,7 +77,11 @@ def test_the_catalog_marks_models_whose_every_route_is_embedded_private() -> Non
                     {"id": "here", "kind": "local"},
                 ],
                 "models": [
-                    {"id": "local-m", "routes": [{"provider": "here", "model": "x"}], "pricing": {"input": "1"}},
+                    {
+                        "id": "local-m",
+                        "routes": [{"provider": "here", "model": "x"}],
+                        "pricing": {"input": "1"},
+                    },
                     {"id": "up-m", "routes": [{"provider": "up", "model": "x"}], "pricing": {"input": "1"}},
                     {
                         "id": "mixed",
