@@ -10,7 +10,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tollway.base.config import MODEL_TYPES, CatalogConfig, CatalogError, ModelConfig, decimal_string
+from tollway.base.config import (
+    MODEL_TYPES,
+    CatalogConfig,
+    CatalogError,
+    CharacterConfig,
+    ModelConfig,
+    decimal_string,
+)
 from tollway.core.catalog import characters as _characters
 from tollway.core.money.prices import TokenPrices, scale_price
 from tollway.errors import ErrorCode, TollwayError
@@ -51,6 +58,8 @@ class Catalog:
         self.config = config
         self.providers = {p.id: p for p in config.providers}
         self.models: dict[str, CatalogModel] = {}
+        # The characters the operator manages through the admin API (core/catalog/character_store.py).
+        self.stored_characters: list[CharacterConfig] = []
         self._names: dict[str, CatalogModel] = {}
         problems: list[str] = []
         if len(self.providers) != len(config.providers):
@@ -117,6 +126,12 @@ class Catalog:
             return [m for m in self.models.values() if m.type == "text" and m.supports("code")]
         model_type = VENICE_TYPE_NAMES.get(model_type, model_type)
         return [m for m in self.models.values() if model_type == "all" or m.type == model_type]
+
+    @property
+    def characters(self) -> list[CharacterConfig]:
+        """The catalog file's characters, then the stored ones (a stored slug never shadows the file's)."""
+        mine = {c.slug for c in self.config.characters}
+        return [*self.config.characters, *(c for c in self.stored_characters if c.slug not in mine)]
 
     def private(self, model: CatalogModel) -> bool:
         """Whether no upstream sees the model's prompts: every route is an embedded engine."""
