@@ -52,9 +52,9 @@ class CharacterFields(BaseModel):
 class NewCharacter(CharacterFields):
     """`POST admin/characters`: a slug, a name and a system prompt at least."""
 
-    slug: str = Field(min_length=1, max_length=64, pattern=SLUG)  # type: ignore[assignment]
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
-    system_prompt: str = Field(min_length=1, max_length=100_000)  # type: ignore[assignment]
+    slug: str = Field(min_length=1, max_length=64, pattern=SLUG)
+    name: str = Field(min_length=1, max_length=200)
+    system_prompt: str = Field(min_length=1, max_length=100_000)
 
 
 def _instant(value: Any) -> str:
