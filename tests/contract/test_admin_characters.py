@@ -243,6 +243,31 @@ def test_bad_edits_are_refused_and_change_nothing(server: Tollway) -> None:
     assert server.admin("DELETE", f"/characters/{taken}").status_code == 200
 
 
+def test_null_is_the_fields_default(server: Tollway) -> None:
+    slug = new_slug()
+    body = {"slug": slug, "name": "N", "system_prompt": "p", "tags": None, "model": None, "description": "d"}
+    made = server.admin("POST", "/characters", body)
+    assert made.status_code == 201, made.text
+    assert (made.json()["tags"], made.json()["model"], made.json()["adult"]) == ([], None, False)
+    cleared = server.admin(
+        "PATCH", f"/characters/{slug}", {"description": None, "adult": None, "tags": ["t"]}
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["description"], cleared.json()["adult"], cleared.json()["tags"]) == (
+        None,
+        False,
+        ["t"],
+    )
+    # A required field cannot go back to a default it does not have.
+    assert_error(
+        server.admin("PATCH", f"/characters/{slug}", {"system_prompt": None}),
+        400,
+        "VALIDATION",
+        "system_prompt",
+    )
+    assert server.admin("DELETE", f"/characters/{slug}").status_code == 200
+
+
 def test_only_the_operator_manages_characters(server: Tollway) -> None:
     account_id = server.new_account("5.00")
     keys = [server.new_key(account_id, scope="admin"), server.new_key(account_id)]

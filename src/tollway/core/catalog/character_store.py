@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import as_utc, utcnow
 from tollway.base.config import CharacterConfig
+from tollway.base.validation import validate
 from tollway.core.catalog import characters as _characters
 from tollway.core.catalog.catalog import Catalog
 from tollway.errors import ErrorCode, TollwayError
@@ -31,8 +32,9 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # as the YAML's (base/config.py), and at
 
 
 class CharacterFields(BaseModel):
-    """What PATCH may change; a field left out is left as it is. The server keeps the timestamps and
-    the id (derived from the slug); a slug never changes: delete and create to rename."""
+    """What PATCH may change; a field left out is left as it is, null sets it back to its default (as
+    if the YAML left it out). The server keeps the timestamps and the id (derived from the slug); a
+    slug never changes: delete and create to rename."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -83,6 +85,11 @@ def _check(catalog: Catalog, character: CharacterConfig) -> None:
         raise TollwayError(ErrorCode.VALIDATION, problem, param="settings")
 
 
+def _given(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields with a value: null is the field's default, as a YAML that leaves it out."""
+    return {k: v for k, v in data.items() if v is not None}
+
+
 def _yaml_slugs(catalog: Catalog) -> set[str]:
     return {c.slug for c in catalog.config.characters}
 
@@ -112,9 +119,8 @@ async def create(engine: AsyncEngine, catalog: Catalog, new: NewCharacter) -> di
         raise TollwayError(
             ErrorCode.CONFLICT, f"Character {new.slug!r} is defined in the catalog file.", param="slug"
         )
-    data = new.model_dump(exclude_unset=True)
-    character = CharacterConfig.model_validate(data)
-    _check(catalog, character)
+    data = _given(new.model_dump(exclude_unset=True))
+    _check(catalog, validate(CharacterConfig, data))
     now = utcnow()
     try:
         async with engine.begin() as conn:
@@ -136,8 +142,9 @@ async def edit(engine: AsyncEngine, catalog: Catalog, slug: str, patch: Characte
         row = (await conn.execute(select(table).where(table.c.slug == slug).with_for_update())).first()
         if row is None:
             raise _unknown(slug)
-        data = {**row.data, **patch.model_dump(exclude_unset=True)}
-        _check(catalog, CharacterConfig.model_validate(data))
+        changes = patch.model_dump(exclude_unset=True)
+        data = _given({**row.data, **changes})
+        _check(catalog, validate(CharacterConfig, data))
         await conn.execute(update(table).where(table.c.slug == slug).values(data=data, updated_at=utcnow()))
     await refresh(engine, catalog)
     return _one(catalog, slug)
