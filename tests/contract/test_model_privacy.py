@@ -180,6 +180,14 @@ def test_native_keys_take_model_privacy_too(server: Tollway) -> None:
         "fake-chat",
         "PRIVATE_ONLY",
     )
+    # PATCH /v1/keys/{id} (an account admin) and /v1/admin/keys/{id} (the operator): the same field.
+    key_id = minted.json()["id"]
+    edited = call(server, "PATCH", f"/v1/keys/{key_id}", admin, {"model_privacy": "PRIVATE_TEXT"})
+    assert edited.status_code == 200 and edited.json()["model_privacy"] == "PRIVATE_TEXT", edited.text
+    by_operator = server.admin("PATCH", f"/keys/{key_id}", {"model_privacy": None})
+    assert by_operator.status_code == 200 and by_operator.json()["model_privacy"] == "ALL", by_operator.text
+    bad = call(server, "PATCH", f"/v1/keys/{key_id}", admin, {"model_privacy": "NONE"})
+    assert_error(bad, 400, "VALIDATION", "model_privacy")
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
