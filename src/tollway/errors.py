@@ -48,6 +48,11 @@ class ErrorCode(Enum):
         "permission_error",
         "This model is uncensored-tier: use a key minted with content_tier=uncensored.",
     )
+    MODEL_PRIVACY_FORBIDDEN = (
+        403,
+        "permission_error",
+        "This key's modelPrivacy does not allow this model: call a private model, or change the key's policy.",
+    )
     AGE_VERIFICATION_REQUIRED = (403, "permission_error", "Uncensored access needs an age-verified account.")
     ACCOUNT_SUSPENDED = (
         403,

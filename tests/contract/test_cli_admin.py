@@ -130,6 +130,12 @@ def test_keys_edit_rotate_and_usage(cli: Cli) -> None:
     assert edited["label"] == "two" and edited["consumption_limit"] == {"usd": "0.500000000", "period": "day"}
     refused(cli("keys", "edit", key["id"], "--tier", "uncensored", "--json"), 1, "AGE_VERIFICATION_REQUIRED")
     refused(cli("keys", "edit", key["id"], "--limit-usd", "x", "--json"), 2, "VALIDATION")
+    assert key["model_privacy"] == "ALL"
+    private = ok(cli("keys", "edit", key["id"], "--model-privacy", "PRIVATE_ONLY", "--json"))
+    assert private["model_privacy"] == "PRIVATE_ONLY"
+    refused(cli("keys", "edit", key["id"], "--model-privacy", "SOME", "--json"), 2, "VALIDATION")
+    strict = ok(cli("keys", "create", "--account", account, "--model-privacy", "PRIVATE_TEXT", "--json"))
+    assert strict["model_privacy"] == "PRIVATE_TEXT"
     rotated = ok(cli("keys", "rotate", key["id"], "--grace-seconds", "60", "--json"))
     assert rotated["key"] != key["key"] and rotated["previous_key_valid_until"]
     listed = ok(cli("keys", "list", "--account", account, "--json"))

@@ -282,7 +282,7 @@ PAST = "2020-01-01T00:00:00Z"
         ),
         (
             "/api/v1/api_keys",
-            {"apiKeyType": "ADMIN", "description": "x", "modelPrivacy": "PRIVATE_ONLY"},
+            {"apiKeyType": "ADMIN", "description": "x", "modelPrivacy": "PRIVATE"},
             "modelPrivacy",
         ),
         (

@@ -185,7 +185,7 @@ def test_patch_api_keys_updates_description_limit_period_and_expiry(server: Toll
         ({"id": "KEY", "description": "x" * 65}, 400, "VALIDATION", "description"),
         ({"id": "KEY", "expiresAt": "2020-01-01"}, 400, "VALIDATION", "expiresAt"),
         ({"id": "KEY", "expiresAt": "tomorrow"}, 400, "VALIDATION", "expiresAt"),
-        ({"id": "KEY", "modelPrivacy": "PRIVATE_ONLY"}, 400, "VALIDATION", "modelPrivacy"),
+        ({"id": "KEY", "modelPrivacy": "PRIVATE"}, 400, "VALIDATION", "modelPrivacy"),
         ({"id": "KEY", "limitPeriod": "WEEK"}, 400, "VALIDATION", "limitPeriod"),
         ({"id": "KEY", "consumptionLimit": {"usd": -1}}, 400, "VALIDATION", None),
         ({"id": "KEY", "nickname": "x"}, 400, "VALIDATION", "nickname"),

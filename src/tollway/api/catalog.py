@@ -3,7 +3,8 @@
 - Model name maps: `GET models/traits` and `GET models/compatibility_mapping` (seed 002 §6.4-6.5).
   Registered before the OpenAI router, so `models/traits` is not taken for a model id.
 - Characters: `GET characters`, `GET characters/{slug}`, `GET characters/{slug}/reviews` (seed 002 §5). The operator defines them in
-  the catalog YAML (`characters:`); a catalog reload changes them.
+  the catalog YAML (`characters:`), or through the admin API (`admin/characters`, api/accounts/operator.py,
+  stored in the database); a catalog reload changes the YAML's.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ async def list_characters(
         "offset": offset,
     }
     default = _default_model(request)
-    characters = select(request.app.state.services.catalog.config.characters, query, default)
+    characters = select(request.app.state.services.catalog.characters, query, default)
     if isPro == "true":
         characters = []
     return JSON({"object": "list", "data": [character_object(c, default) for c in characters]})
@@ -98,7 +99,7 @@ async def list_characters(
     "/characters/{slug}", summary="One character (Venice)", tags=["characters"], **documented(errors=BY_ID)
 )
 async def get_character(request: Request, slug: str, who: Caller = Depends(inference_caller)) -> Response:
-    character = find(request.app.state.services.catalog.config.characters, slug)
+    character = find(request.app.state.services.catalog.characters, slug)
     return JSON({"object": "character", "data": character_object(character, _default_model(request))})
 
 
@@ -117,7 +118,7 @@ async def character_reviews(
 ) -> Response:
     """Tollway collects no ratings or reviews (no table for them): every character's page is empty, and its
     summary says 0 reviews, as its `stats` do. An unknown slug is 404."""
-    find(request.app.state.services.catalog.config.characters, slug)
+    find(request.app.state.services.catalog.characters, slug)
     return JSON(
         {
             "object": "list",

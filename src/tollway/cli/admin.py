@@ -202,6 +202,7 @@ def keys_edit(
     limit_usd: Annotated[str | None, Optional(help="Consumption limit in USD, or 'none'.")] = None,
     limit_period: Annotated[str, Optional(help="day | week | month | total")] = "total",
     rpm: Annotated[int | None, Optional(help="Requests per minute (replaces the key's rate limits).")] = None,
+    model_privacy: Annotated[str | None, Optional(help="ALL | PRIVATE_TEXT | PRIVATE_ONLY")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Edit a key (only the options given change)."""
@@ -218,6 +219,8 @@ def keys_edit(
         )
     if rpm is not None:
         fields["rate_limits"] = {"rpm": rpm}
+    if model_privacy is not None:
+        fields["model_privacy"] = model_privacy
     try:
         patch = KeyPatch.model_validate(fields)
     except ValueError as exc:

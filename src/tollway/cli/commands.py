@@ -170,6 +170,9 @@ def keys_create(
     rpd: Annotated[int | None, typer.Option(help="Requests per day.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight at once.")] = None,
+    model_privacy: Annotated[
+        str, typer.Option(help="ALL | PRIVATE_TEXT | PRIVATE_ONLY: the models it may call, by privacy.")
+    ] = "ALL",
     as_json: JsonFlag = False,
 ) -> None:
     """Mint a key. The secret is printed once."""
@@ -184,6 +187,7 @@ def keys_create(
                 "consumption_limit": limit,
                 "expires_at": expires_at,
                 "rate_limits": {k: v for k, v in rates.items() if v is not None} or None,
+                "model_privacy": model_privacy,
             }
         )
         check_future(settings.expires_at, "--expires-at")

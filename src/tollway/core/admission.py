@@ -1,6 +1,7 @@
 """THE charge path: every paid request is admitted here and ends here (DESIGN §3, steps 5–10).
 
-`admit()` runs, in this order: the operator key's refusal, the tier/age check (`check_tier`), the rate
+`admit()` runs, in this order: the operator key's refusal, the key's checks on the model (`check_tier`: its
+`modelPrivacy`, then the tier/age check), the rate
 limits (a refused request holds nothing), then one atomic hold of the worst case in the ledger (402
 before any upstream call). It returns a `Hold`, which ends exactly once:
 
@@ -30,6 +31,7 @@ from sqlalchemy import Connection
 
 from tollway.base.clock import as_utc, utcnow
 from tollway.core.caller import Caller
+from tollway.core.catalog import privacy
 from tollway.core.catalog.catalog import CatalogModel
 from tollway.core.limits.gate import RateGate, Ticket
 from tollway.core.money.ledger import Ledger, Reservation
@@ -38,7 +40,9 @@ from tollway.errors import ErrorCode, TollwayError
 
 
 def check_tier(caller: Caller, model: CatalogModel) -> None:
-    """An uncensored model needs an uncensored key on an age-verified account."""
+    """The key may call the model: its modelPrivacy allows the model's privacy tier (403
+    MODEL_PRIVACY_FORBIDDEN), and an uncensored model needs an uncensored key on an age-verified account."""
+    privacy.check(caller, model)
     if model.config.tier != "uncensored":
         return
     if caller.content_tier != "uncensored":

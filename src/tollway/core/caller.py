@@ -34,6 +34,9 @@ class Caller:
     rate_limits: dict[str, int] | None = None
     expires_at: datetime | None = None
     plan: str = "standard"  # the account's plan: default rate limits (core/limits/gate.py)
+    model_privacy: str = (
+        "ALL"  # ALL | PRIVATE_TEXT | PRIVATE_ONLY: the models it may call (core/catalog/privacy.py)
+    )
 
     @property
     def is_operator(self) -> bool:

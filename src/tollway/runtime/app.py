@@ -32,6 +32,7 @@ from tollway.api.media import openai_media
 from tollway.api.media import tasks as tasks_api
 from tollway.api.middleware import FailedRequests, RequestContext
 from tollway.core.access.key_events_bus import KeyEventsBus
+from tollway.core.catalog import character_store
 from tollway.errors import TollwayError
 from tollway.mcp_server import http as mcp_http
 from tollway.runtime import maintenance
@@ -144,9 +145,15 @@ def create_app(
         reloader = Reloader(services, in_flight, reload_others)
         app.state.reloader = reloader
         _on_sighup(reloader)
+        await character_store.refresh(services.engine, services.catalog)  # the admin API's characters
         tasks = [
             asyncio.create_task(
                 maintenance.sweep_forever(services.ledger, services.engine, settings.sweep_interval_seconds)
+            ),
+            asyncio.create_task(
+                maintenance.characters_forever(
+                    services.engine, lambda: services.catalog, settings.sweep_interval_seconds
+                )
             ),
         ]
         if settings.ledger_check_interval_seconds > 0:

@@ -1,8 +1,9 @@
 """Periodic work every replica runs: renew the leases of its own live calls (holds and in-flight slots),
 release expired reservations (a crashed replica's holds), refresh
 the reservation and job-queue gauges, delete usage rows past the retention (their totals stay in usage_daily),
-delete stored responses past their TTL, and export the ledger invariant check (core/money/invariants.py,
-run by one replica at a time).
+delete stored responses past their TTL, export the ledger invariant check (core/money/invariants.py,
+run by one replica at a time), and re-read the characters the operator manages through the admin API
+(core/catalog/character_store.py: another replica's change is seen within one sweep interval).
 
 Every replica runs it; each step is safe to run concurrently (a hold is released by exactly one
 DELETE ... RETURNING; a retention batch deletes whatever is still there).
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import utcnow
+from tollway.core.catalog import character_store
+from tollway.core.catalog.catalog import Catalog
 from tollway.core.inference.responses.stored import ResponseStore
 from tollway.core.jobs.store import ACTIVE
 from tollway.core.limits.limiter import Limiter
@@ -125,6 +129,16 @@ async def stored_responses_forever(store: ResponseStore, interval: float) -> Non
         except Exception:
             log.exception("stored responses sweep failed")
         await asyncio.sleep(interval)
+
+
+async def characters_forever(engine: AsyncEngine, catalog: Callable[[], Catalog], interval: float) -> None:
+    """The stored characters onto the current catalog (`catalog()`: a reload swaps it), every interval."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await character_store.refresh(engine, catalog())
+        except Exception:
+            log.exception("reading the stored characters failed")
 
 
 async def check_ledger_once(engine: AsyncEngine, interval: float) -> invariants.LastCheck:

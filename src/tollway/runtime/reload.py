@@ -71,6 +71,7 @@ class Reloader:
         router = build_router(providers, settings)
         router.circuits = {k: v for k, v in pipeline.router.circuits.items() if k[0] in providers}
         # The switch: no await from here to the end of the block.
+        catalog.stored_characters = services.catalog.stored_characters  # the admin API's (character_store.py)
         pipeline.catalog = catalog
         pipeline.router = router
         if pipeline.rate_gate is not None:

@@ -72,6 +72,10 @@ api_keys = Table(
     # Migration 0008: a rotated key's old secret (its hash) stays valid until previous_until.
     Column("previous_hash", String(64), index=True),
     Column("previous_until", DateTime(timezone=True)),
+    # Migration 0016: Venice's modelPrivacy, the models the key may call (core/catalog/privacy.py).
+    Column(
+        "model_privacy", String(16), nullable=False, server_default="ALL"
+    ),  # ALL | PRIVATE_TEXT | PRIVATE_ONLY
 )
 
 # Append-only. balance = sum(amount_nano); reserved = sum(reserved_delta_nano), per account.
@@ -361,4 +365,15 @@ console_sessions = Table(
     Column("account_id", String(40)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Characters the operator manages through the admin API (migration 0016, core/catalog/character_store.py),
+# beside the catalog YAML's: `data` is the character as the YAML would write it (base/config.py).
+characters = Table(
+    "characters",
+    metadata,
+    Column("slug", String(64), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

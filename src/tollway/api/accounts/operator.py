@@ -1,6 +1,7 @@
 """The operator's business routes (issue 24): find, edit, suspend and resume accounts; adjust balances
-with a reason; the audit log. Thin: the rules are core/accounts/. Need the operator key; every change is
-written to the audit log with the acting key and the client's IP."""
+with a reason; the audit log; characters beyond the catalog file's (core/catalog/character_store.py).
+Thin: the rules are core/. Need the operator key; every change is written to the audit log with the
+acting key and the client's IP."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tollway.core.accounts import audit
 from tollway.core.accounts.adjustments import Adjustment, AdjustmentFields, Adjustments
 from tollway.core.accounts.directory import AccountDirectory, AccountPatch, known_plans
 from tollway.core.caller import Caller
+from tollway.core.catalog import character_store
+from tollway.core.catalog.character_store import CharacterFields, NewCharacter
 from tollway.core.inference.schemas import validate
 from tollway.core.money.prices import usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
@@ -167,3 +170,63 @@ async def audit_log(
         limit=page_size(limit),
     )
     return JSON({"object": "list", "data": data, "has_more": cursor is not None, "next_cursor": cursor})
+
+
+# -- characters (issue 23): the operator's, beside the catalog YAML's; Venice's GET characters lists both --
+
+
+@router.get(
+    "/characters",
+    summary="Characters: the catalog file's and the admin API's, with every field and their `source`",
+    tags=["characters"],
+    **documented(errors=KEYED),
+)
+async def list_characters(request: Request, who: Caller = Depends(operator_caller)) -> Response:
+    return JSON({"object": "list", "data": character_store.admin_view(request.app.state.services.catalog)})
+
+
+@router.post(
+    "/characters",
+    summary="Create a character (stored; chat names it with venice_parameters.character_slug)",
+    tags=["characters"],
+    **documented(body=NewCharacter, errors=(*WRITES, 409), status=201),
+)
+async def create_character(request: Request, who: Caller = Depends(operator_caller)) -> Response:
+    body = validate(NewCharacter, await read_json(request))
+    services = request.app.state.services
+    character = await character_store.create(services.engine, services.catalog, body)
+    fields = sorted(body.model_fields_set)  # names only: a system prompt is content, never audited
+    await audit.record(
+        services.engine, actor(request, who), "character.create", target=body.slug, details={"fields": fields}
+    )
+    return JSON(character, status_code=201)
+
+
+@router.patch(
+    "/characters/{slug}",
+    summary="Edit a stored character: a field left out is left as it is",
+    tags=["characters"],
+    **documented(body=CharacterFields, errors=(*WRITES, 409)),
+)
+async def edit_character(request: Request, slug: str, who: Caller = Depends(operator_caller)) -> Response:
+    patch = validate(CharacterFields, await read_json(request))
+    services = request.app.state.services
+    character = await character_store.edit(services.engine, services.catalog, slug, patch)
+    fields = sorted(patch.model_fields_set)
+    await audit.record(
+        services.engine, actor(request, who), "character.edit", target=slug, details={"fields": fields}
+    )
+    return JSON(character)
+
+
+@router.delete(
+    "/characters/{slug}",
+    summary="Delete a stored character (the catalog file's are edited in the file)",
+    tags=["characters"],
+    **documented(errors=(*BY_ID, 409)),
+)
+async def delete_character(request: Request, slug: str, who: Caller = Depends(operator_caller)) -> Response:
+    services = request.app.state.services
+    await character_store.remove(services.engine, services.catalog, slug)
+    await audit.record(services.engine, actor(request, who), "character.delete", target=slug)
+    return JSON({"object": "character", "slug": slug, "deleted": True})

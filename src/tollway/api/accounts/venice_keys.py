@@ -4,6 +4,9 @@
 `{"data": {..., "apiKey"}, "success": true}`; `GET api_keys` (`last6Chars`, never the secret);
 `GET api_keys/{id}`; `PATCH api_keys` (`id` and what changes) → `{"data": <the key>, "success": true}`;
 `DELETE api_keys?id=` → `{"success": true}`. Admin-scope keys only.
+
+`modelPrivacy` (ALL | PRIVATE_TEXT | PRIVATE_ONLY) is the key's stored `model_privacy`, the same field
+the NightVeil routes take: admission refuses a model it excludes (core/catalog/privacy.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tollway.core.access.keys import ConsumptionLimit, KeySettings, check_future
 from tollway.core.accounts import audit
 from tollway.core.accounts.key_admin import KeyAdmin, KeyPatch
 from tollway.core.caller import Caller
+from tollway.core.catalog.privacy import ModelPrivacy
 from tollway.core.inference.schemas import validate
 from tollway.core.money.amounts import UsdAmount
 from tollway.core.money.prices import usd_to_nano
@@ -70,8 +74,7 @@ class VeniceNewKey(BaseModel):
     consumptionLimit: VeniceLimit | None = None
     expiresAt: str | None = None
     limitPeriod: Literal["EPOCH", "MONTH", "LIFETIME"] = "EPOCH"  # Venice's legacy default: daily
-    # Keys restricted to private models need a stored policy (a column, a migration): only ALL for now.
-    modelPrivacy: Literal["ALL"] = "ALL"
+    modelPrivacy: ModelPrivacy = "ALL"
 
     _check_expiry = field_validator("expiresAt")(expiry_form)
 
@@ -87,7 +90,7 @@ class VeniceKeyUpdate(BaseModel):
     consumptionLimit: VeniceLimit | None = None
     expiresAt: str | None = None
     limitPeriod: Literal["EPOCH", "MONTH", "LIFETIME"] | None = None
-    modelPrivacy: Literal["ALL"] | None = None  # as on create: PRIVATE_* is a clear 400
+    modelPrivacy: ModelPrivacy | None = None
 
     _check_expiry = field_validator("expiresAt")(expiry_form)
 
@@ -110,6 +113,8 @@ def key_patch(body: VeniceKeyUpdate, current: dict[str, Any]) -> KeyPatch:
         changes["consumption_limit"] = ConsumptionLimit(usd=amounts[0], period=period) if amounts else None  # type: ignore[arg-type]
     elif body.limitPeriod and limit:
         changes["consumption_limit"] = ConsumptionLimit(usd=limit["usd"], period=period)  # type: ignore[arg-type]
+    if "modelPrivacy" in fields:
+        changes["model_privacy"] = body.modelPrivacy or "ALL"
     return KeyPatch(**changes)
 
 
@@ -124,12 +129,22 @@ def parse_expiry(value: str | None) -> datetime | None:
 
 def venice_settings(body: VeniceNewKey) -> KeySettings:
     return key_settings(
-        body.apiKeyType, body.description, body.consumptionLimit, body.expiresAt, body.limitPeriod
+        body.apiKeyType,
+        body.description,
+        body.consumptionLimit,
+        body.expiresAt,
+        body.limitPeriod,
+        body.modelPrivacy,
     )
 
 
 def key_settings(
-    key_type: str, description: str, limit: VeniceLimit | None, expires_at: str | None, period: str = "EPOCH"
+    key_type: str,
+    description: str,
+    limit: VeniceLimit | None,
+    expires_at: str | None,
+    period: str = "EPOCH",
+    privacy: ModelPrivacy = "ALL",
 ) -> KeySettings:
     """Venice fields → the one KeySettings model every minting route shares. A `vcu` limit is
     deprecated in Venice's document: ignored (the route says so in a `Warning` header)."""
@@ -143,6 +158,7 @@ def key_settings(
         scope="admin" if key_type == "ADMIN" else "inference",
         expires_at=expiry,
         consumption_limit=limit_usd,
+        model_privacy=privacy,
     )
 
 
@@ -166,7 +182,7 @@ def venice_policy(view: dict[str, Any]) -> dict[str, str]:
     """`limitPeriod` (EPOCH when the key has no limit: Venice's default) and `modelPrivacy`."""
     limit = view.get("consumption_limit")
     period = VENICE_PERIODS.get(limit["period"]) if limit else "EPOCH"
-    return {**({"limitPeriod": period} if period else {}), "modelPrivacy": "ALL"}
+    return {**({"limitPeriod": period} if period else {}), "modelPrivacy": view.get("model_privacy") or "ALL"}
 
 
 def venice_view(view: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +234,8 @@ async def create_api_key(request: Request, who: Caller = Depends(key_admin_calle
 
 @router.patch(
     "/api_keys",
-    summary="Update an API key (Venice shape): description, expiry, consumption limit and its period",
+    summary="Update an API key (Venice shape): description, expiry, consumption limit and its period, "
+    "model privacy",
     **documented(body=VeniceKeyUpdate, errors=WRITES),
 )
 async def update_api_key(request: Request, who: Caller = Depends(key_admin_caller)) -> Response:

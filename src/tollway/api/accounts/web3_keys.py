@@ -26,6 +26,7 @@ from tollway.api.http import JSON, read_json
 from tollway.api.limits import parse_json
 from tollway.api.spec import WRITES, documented
 from tollway.core.access.web3 import Wallets, issue_token, normalize_address, recover_signer, verify_token
+from tollway.core.catalog.privacy import ModelPrivacy
 from tollway.core.inference.schemas import validate
 from tollway.errors import ErrorCode, TollwayError
 
@@ -46,6 +47,7 @@ class Web3NewKey(BaseModel):
     consumptionLimit: VeniceLimit | None = None
     description: str = Field(default="Web3 API Key", min_length=1, max_length=200)
     expiresAt: str | None = None
+    modelPrivacy: ModelPrivacy = "ALL"
 
     _check_address = field_validator("address")(_address)
     _check_expiry = field_validator("expiresAt")(expiry_form)
@@ -110,7 +112,9 @@ async def web3_key(request: Request) -> Response:
             "This wallet is not bound to an account; ask the operator.",
             param="address",
         )
-    settings = key_settings("INFERENCE", body.description, body.consumptionLimit, body.expiresAt)
+    settings = key_settings(
+        "INFERENCE", body.description, body.consumptionLimit, body.expiresAt, privacy=body.modelPrivacy
+    )
     await wallets.use_nonce(nonce)
     key = await services.keys.mint(account_id, settings, actor=f"web3:{body.address}")
     warning = {"warning": VCU_IGNORED} if vcu_ignored(body.consumptionLimit) else None

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tollway.base.clock import as_utc, utcnow
 from tollway.base.ids import new_id
 from tollway.core.caller import Caller, KeyLimit
+from tollway.core.catalog.privacy import ModelPrivacy
 from tollway.core.limits.gate import retry_headers
 from tollway.core.limits.limiter import Limiter
 from tollway.core.money.amounts import PositiveUsdAmount
@@ -65,6 +66,7 @@ class KeySettings(BaseModel):
     expires_at: datetime | None = None
     consumption_limit: ConsumptionLimit | None = None
     rate_limits: RateLimits | None = None
+    model_privacy: ModelPrivacy = "ALL"  # Venice's modelPrivacy: the models it may call (catalog/privacy.py)
 
 
 def check_future(expires_at: datetime | None, param: str) -> None:
@@ -85,6 +87,7 @@ def key_view(row: Any) -> dict[str, Any]:
         "label": row.label,
         "scope": row.scope,
         "content_tier": row.content_tier,
+        "model_privacy": row.model_privacy,
         "display": f"{row.display_prefix}…{row.last6}",
         "last6Chars": row.last6,
         "consumption_limit": limit,
@@ -209,6 +212,7 @@ class Keys:
             rate_limits=row.rate_limits,
             expires_at=expires_at,
             plan=row.plan,
+            model_privacy=row.model_privacy,
         )
 
     # -- management ---------------------------------------------------------------------------
@@ -255,6 +259,7 @@ class Keys:
             "label": settings.label,
             "scope": settings.scope,
             "content_tier": settings.content_tier,
+            "model_privacy": settings.model_privacy,
             "consumption_limit_nano": usd_to_nano(limit.usd) if limit else None,
             "consumption_period": limit.period if limit else None,
             "rate_limits": settings.rate_limits.model_dump(exclude_none=True)

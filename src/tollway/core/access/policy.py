@@ -24,12 +24,13 @@ import httpx2
 
 from tollway.base import tokens
 from tollway.base.config import ContentPolicyConfig, ModerationConfig, PolicyRule
+from tollway.core.catalog import privacy
 from tollway.core.limits.gate import check_failed_now
 from tollway.errors import ErrorCode, TollwayError
 
 if TYPE_CHECKING:
     from tollway.core.caller import Caller
-    from tollway.core.catalog.catalog import Catalog
+    from tollway.core.catalog.catalog import Catalog, CatalogModel
 
 log = logging.getLogger("tollway.policy")
 
@@ -147,8 +148,14 @@ def policy_for(catalog: Catalog) -> ContentPolicy | None:
     return policy
 
 
-async def enforce(catalog: Catalog, caller: Caller, body: dict[str, Any]) -> None:
-    """The pipeline's one call: check the input of a request before any reservation or upstream call."""
+async def enforce(
+    catalog: Catalog, caller: Caller, body: dict[str, Any], model: CatalogModel | None = None
+) -> None:
+    """The pipeline's one call: check the input of a request before any reservation or upstream call.
+    With `model`, the key's modelPrivacy first: a moderation endpoint must not see a prompt the key
+    may not send to that model (core/catalog/privacy.py)."""
+    if model is not None:
+        privacy.check(caller, model)
     policy = policy_for(catalog)
     if policy is not None:
         await policy.check(caller.content_tier, texts_of(body))

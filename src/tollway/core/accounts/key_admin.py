@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.base.clock import as_utc, utcnow
 from tollway.core.access.keys import ConsumptionLimit, Keys, RateLimits, check_future, key_view, record_event
+from tollway.core.catalog.privacy import ModelPrivacy
 from tollway.core.money.prices import nano_to_usd, usd_to_nano
 from tollway.errors import ErrorCode, TollwayError
 from tollway.store.tables import accounts, api_keys, usage, usage_daily
@@ -35,6 +36,7 @@ class KeyPatch(BaseModel):
     expires_at: datetime | None = None
     consumption_limit: ConsumptionLimit | None = None
     rate_limits: RateLimits | None = None
+    model_privacy: ModelPrivacy | None = None  # null: ALL
 
 
 class Rotation(BaseModel):
@@ -85,6 +87,8 @@ class KeyAdmin:
             limit = patch.consumption_limit
             values["consumption_limit_nano"] = usd_to_nano(limit.usd) if limit else None
             values["consumption_period"] = limit.period if limit else None
+        if "model_privacy" in fields:
+            values["model_privacy"] = patch.model_privacy or "ALL"
         if "rate_limits" in fields:
             limits = patch.rate_limits
             values["rate_limits"] = limits.model_dump(exclude_none=True) if limits else None

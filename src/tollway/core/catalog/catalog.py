@@ -10,7 +10,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tollway.base.config import MODEL_TYPES, CatalogConfig, CatalogError, ModelConfig, decimal_string
+from tollway.base.config import (
+    MODEL_TYPES,
+    CatalogConfig,
+    CatalogError,
+    CharacterConfig,
+    ModelConfig,
+    decimal_string,
+)
 from tollway.core.catalog import characters as _characters
 from tollway.core.money.prices import TokenPrices, scale_price
 from tollway.errors import ErrorCode, TollwayError
@@ -23,10 +30,12 @@ LISTED_TYPES = (*MODEL_TYPES, *VENICE_TYPE_NAMES, "code", "all")
 class CatalogModel:
     """A model as the pipeline sees it: its config plus prices in nano-USD, markup applied."""
 
-    __slots__ = ("config", "id", "markup", "token_prices", "type")
+    __slots__ = ("config", "id", "markup", "private", "token_prices", "type")
 
-    def __init__(self, config: ModelConfig, markup: Decimal) -> None:
+    def __init__(self, config: ModelConfig, markup: Decimal, *, private: bool = False) -> None:
         self.config = config
+        # No upstream sees its prompts (every route an embedded engine): Venice's privacy "private".
+        self.private = private
         self.markup = markup  # the model's own, or the catalog's: every price of this model carries it
         self.id = config.id
         self.type = config.type
@@ -49,6 +58,8 @@ class Catalog:
         self.config = config
         self.providers = {p.id: p for p in config.providers}
         self.models: dict[str, CatalogModel] = {}
+        # The characters the operator manages through the admin API (core/catalog/character_store.py).
+        self.stored_characters: list[CharacterConfig] = []
         self._names: dict[str, CatalogModel] = {}
         problems: list[str] = []
         if len(self.providers) != len(config.providers):
@@ -66,7 +77,10 @@ class Catalog:
             if m.type in ("text", "embedding") and m.pricing.input is None:
                 problems.append(f"model {m.id!r} has no pricing.input (USD per 1M tokens)")
             markup = Decimal(decimal_string(m.markup)) if m.markup else default_markup
-            model = CatalogModel(m, markup)
+            local = all(
+                r.provider in self.providers and self.providers[r.provider].kind == "local" for r in m.routes
+            )
+            model = CatalogModel(m, markup, private=local)
             self.models[m.id] = model
             self._names[m.id] = model
         for model in self.models.values():
@@ -113,9 +127,15 @@ class Catalog:
         model_type = VENICE_TYPE_NAMES.get(model_type, model_type)
         return [m for m in self.models.values() if model_type == "all" or m.type == model_type]
 
+    @property
+    def characters(self) -> list[CharacterConfig]:
+        """The catalog file's characters, then the stored ones (a stored slug never shadows the file's)."""
+        mine = {c.slug for c in self.config.characters}
+        return [*self.config.characters, *(c for c in self.stored_characters if c.slug not in mine)]
+
     def private(self, model: CatalogModel) -> bool:
         """Whether no upstream sees the model's prompts: every route is an embedded engine."""
-        return all(self.providers[r.provider].kind == "local" for r in model.config.routes)
+        return model.private
 
 
 def parse_date(value: str) -> date:

@@ -285,7 +285,7 @@ def prepare(catalog: Catalog, body: dict[str, Any], caller: Caller, *, search_co
     params = venice.merge(suffix, venice.body_params(body))
     character = None
     if params.character_slug is not None:
-        character = characters.find(catalog.config.characters, params.character_slug)
+        character = characters.find(catalog.characters, params.character_slug)
         _check_character_access(caller, character)
         if character.model is not None:
             base = character.model  # the character's pinned model answers

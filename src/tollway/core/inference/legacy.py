@@ -63,7 +63,7 @@ async def complete(pipeline: Pipeline, call: Call, body: dict[str, Any]) -> Resu
     """A legacy completion, buffered or streamed; charged at the model's token prices."""
     request = validate(CompletionRequest, body)
     model, deprecation = _resolve(pipeline, request)
-    await policy.enforce(pipeline.catalog, call.caller, body)  # 422 before any charge
+    await policy.enforce(pipeline.catalog, call.caller, body, model)  # 422 before any charge
     assert model.token_prices is not None
     prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
     runs = len(prompts) * max(request.n or 1, request.best_of or 1)  # what an engine generates

@@ -206,7 +206,7 @@ class Pipeline:
         # suffix, venice_parameters, trait/compatibility, deprecation, character, system prompts
         plan = chat_plan.prepare(self.catalog, body, call.caller, search_configured=self.search is not None)
         model = plan.model
-        await policy.enforce(self.catalog, call.caller, body)  # 422 CONTENT_BLOCKED before any charge
+        await policy.enforce(self.catalog, call.caller, body, model)  # 422 CONTENT_BLOCKED before any charge
         body = plan.body
         assert model.token_prices is not None
         prompt_estimate = tokens.count_prompt(body) + plan.context_allowance

@@ -70,7 +70,7 @@ class Jobs:
         """Hold the quote and record the job, in one transaction.
 
         Returns (job, the balance this caller may see before it: admission.shown_balance)."""
-        await policy.enforce(self.catalog, caller, {"input": [t for t in new.texts if t]})
+        await policy.enforce(self.catalog, caller, {"input": [t for t in new.texts if t]}, new.model)
         job_id = new_job_id(new.kind)
         poll_timeout = self.clients.poll_timeout(None)
         values = {

@@ -121,9 +121,9 @@ class Media:
             raise
         return admitted, provider.id, out
 
-    async def _check_policy(self, call: Call, *texts: str) -> None:
-        """The catalog's content policy on prompts and speech input: 422 before any charge."""
-        await policy.enforce(self.pipeline.catalog, call.caller, {"input": [t for t in texts if t]})
+    async def _check_policy(self, call: Call, model: CatalogModel, *texts: str) -> None:
+        """The key's modelPrivacy, the catalog's content policy on prompts and speech input: before any charge."""
+        await policy.enforce(self.pipeline.catalog, call.caller, {"input": [t for t in texts if t]}, model)
 
     def _headers(self, admitted: Admitted, provider: str, cost: int) -> dict[str, str]:
         return {
@@ -136,7 +136,7 @@ class Media:
     # -- images ---------------------------------------------------------------------------------
 
     async def generate(self, call: Call, model: CatalogModel, job: ImageJob) -> tuple[list[bytes], Charged]:
-        await self._check_policy(call, job.prompt)
+        await self._check_policy(call, model, job.prompt)
         cost = image_cost(unit_price(model, "per_image"), job.width, job.height, job.quality, job.n)
         admitted, provider, images = await self._run(
             call, model, cost, lambda p, upstream: p.generate_images(_with_model(job, upstream))
@@ -177,7 +177,7 @@ class Media:
         self, call: Call, model: CatalogModel, kind: str, op: ImageOp
     ) -> tuple[bytes, Charged]:
         """kind: edit | upscale | background."""
-        await self._check_policy(call, op.prompt)
+        await self._check_policy(call, model, op.prompt)
         price = unit_price(model, "per_image")
         cost = upscale_cost(price, op.scale) if kind == "upscale" else price
 
@@ -197,7 +197,7 @@ class Media:
     # -- speech ---------------------------------------------------------------------------------
 
     async def speech(self, call: Call, model: CatalogModel, job: SpeechJob) -> tuple[bytes, Charged]:
-        await self._check_policy(call, job.input)
+        await self._check_policy(call, model, job.input)
         characters = len(job.input)
         cost = speech_cost(unit_price(model, "per_million_chars"), characters)
         admitted, provider, audio = await self._run(
@@ -211,7 +211,7 @@ class Media:
     ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Audio chunks as they are encoded. Routing falls back only before the first chunk; the
         call is settled when the stream ends, also when the client leaves (the audio was made)."""
-        await self._check_policy(call, job.input)
+        await self._check_policy(call, model, job.input)
         characters = len(job.input)
         cost = speech_cost(unit_price(model, "per_million_chars"), characters)
 

@@ -121,7 +121,7 @@ async def respond(
     """`body` is the checked Responses request (continuation and item references resolved); `chat` its
     chat translation, for the content policy and the prompt count. `keep` stores the finished Response."""
     model, deprecation = model_names.deprecation(pipeline.catalog, model)
-    await policy.enforce(pipeline.catalog, call.caller, chat)  # 422 before any charge
+    await policy.enforce(pipeline.catalog, call.caller, chat, model)  # 422 before any charge
     assert model.token_prices is not None
     prompt = tokens.count_prompt(chat)
     ceiling = model.config.max_output_tokens or DEFAULT_OUTPUT_CAP
