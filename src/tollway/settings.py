@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     # the node may take to answer before the call is a 502 and nothing is charged.
     crypto_rpc_credit_usd: Decimal = Field(default=Decimal("0.0000007"), gt=0)
     crypto_rpc_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Venice's augment routes (core/augment.py): the price of one call of each, in USD to at most 9
+    # decimals, charged as is (no catalog markup). Venice's document prices them "dynamic" between 0.001
+    # and 10.00 USD a call, with no unit: the default is its least price. 0 keeps a route free (still a
+    # usage row, at cost 0).
+    augment_text_parser_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
+    augment_search_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
+    augment_scrape_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
     # Operations (docs/deploy.md). Every replica's sweeper runs every sweep_interval_seconds and frees
     # the holds whose lease ran out: a crashed replica's money is free within lease + interval.
     sweep_interval_seconds: float = 10.0
@@ -252,7 +259,9 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("crypto_rpc_credit_usd")
+    @field_validator(
+        "crypto_rpc_credit_usd", "augment_text_parser_usd", "augment_search_usd", "augment_scrape_usd"
+    )
     @classmethod
     def _whole_nanos(cls, value: Decimal) -> Decimal:
         if (value * 1_000_000_000) % 1 != 0:

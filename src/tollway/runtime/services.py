@@ -14,6 +14,7 @@ from tollway.base.fetch import UrlFetcher
 from tollway.core.access.accounts import Accounts
 from tollway.core.access.keys import Keys
 from tollway.core.access.secret_check import check_secret
+from tollway.core.augment import Metered, Operation
 from tollway.core.batches.service import Batches
 from tollway.core.catalog.catalog import Catalog
 from tollway.core.events.alerts import Alerts, AlertSink
@@ -63,6 +64,7 @@ class Services:
     media: Media  # the synchronous media routes' charging (core/media/pipeline.py)
     media_store: MediaStore  # generated media and job inputs, for the media routes and the jobs alike
     url_fetcher: UrlFetcher  # image inputs given as URLs
+    augment: Metered  # Venice's augment routes: their prices and their charging (core/augment.py)
     limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits (core/limits/limiter.py)
     responses: ResponseStore | None = (
         None  # Responses API storage, when TOLLWAY_RESPONSE_STORE_TTL_SECONDS > 0
@@ -219,6 +221,7 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         Media(pipeline),
         media_store_from(settings),
         UrlFetcher(max_bytes=MAX_IMAGE_BYTES),
+        augment_from(settings, ledger),
         limiter=limiter,
         responses=(
             ResponseStore(engine, settings.pepper(), settings.response_store_ttl_seconds)
@@ -233,6 +236,15 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         deposits=build_deposits(settings, engine),
         rpc=rpc_from(settings, ledger, pipeline.rate_gate),
     )
+
+
+def augment_from(settings: Settings, ledger: Ledger) -> Metered:
+    prices: dict[Operation, int] = {
+        "text-parser": usd_to_nano(settings.augment_text_parser_usd),
+        "search": usd_to_nano(settings.augment_search_usd),
+        "scrape": usd_to_nano(settings.augment_scrape_usd),
+    }
+    return Metered(ledger, prices)
 
 
 def rpc_from(settings: Settings, ledger: Ledger, rate_gate: RateGate | None) -> RpcProxy | None:

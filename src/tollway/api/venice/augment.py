@@ -1,8 +1,12 @@
 """Venice's augment routes: `augment/text-parser` (text out of a PDF, DOCX, PPTX, XLSX or text upload;
 core/media/documents.py), `augment/search` (the operator's search backend, TOLLWAY_SEARCH_URL, the one
 chat's web search uses; without one, a 400 saying so) and `augment/scrape` (one public page through the
-SSRF-safe fetcher, base/fetch.py, as text). None of them is priced in the catalog, so none is charged;
-an inference key is needed, as for chat. Nothing of the documents, queries or pages is stored or logged.
+SSRF-safe fetcher, base/fetch.py, as text). Each is charged a flat price per call (TOLLWAY_AUGMENT_*_USD;
+0 keeps one free) through the one charge path (core/augment.py): the request is checked first (400s
+hold nothing), then the price is held (402 before any parse, search or fetch), the work is done, and the
+price is settled with the `x-tollway-cost-usd` header; work that fails is its 4xx/5xx and charges
+nothing. An inference key is needed, as for chat. Nothing of the documents, queries or pages is stored
+or logged.
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ from starlette.datastructures import UploadFile
 from starlette.responses import PlainTextResponse, Response
 
 from tollway.api.auth import inference_caller
-from tollway.api.http import JSON, read_json
+from tollway.api.http import JSON, read_json, request_id
 from tollway.api.media.input import read_fields, upload_bytes
 from tollway.api.spec import FORM, KEYED, documented, json_only
 from tollway.base import tokens
 from tollway.base.fetch import UrlFetcher
 from tollway.base.validation import validate
+from tollway.core.augment import Metered
 from tollway.core.caller import Caller
-from tollway.core.inference.search import MAX_SCRAPE_BYTES, SearchUnavailable, page_text
+from tollway.core.inference.search import (
+    MAX_SCRAPE_BYTES,
+    Citation,
+    SearchProvider,
+    SearchUnavailable,
+    page_text,
+)
 from tollway.core.media import documents
 from tollway.errors import ErrorCode, TollwayError
 
@@ -33,6 +44,11 @@ NO_SEARCH = (
     "(TOLLWAY_SEARCH_URL)."
 )
 _scraper: UrlFetcher | None = None
+
+
+def metered(request: Request) -> Metered:
+    augment: Metered = request.app.state.services.augment
+    return augment
 
 
 class TextParserRequest(BaseModel):
@@ -55,13 +71,14 @@ class ScrapeRequest(BaseModel):
 
 @router.post(
     "/augment/text-parser",
-    summary="Text out of a document (PDF, DOCX, PPTX, XLSX, text); not charged",
+    summary="Text out of a document (PDF, DOCX, PPTX, XLSX, text), charged per call",
     **documented(
         body=TextParserRequest,
         media=(FORM,),
         files=("file",),
-        errors=(*KEYED, 413, 415),
+        errors=(*KEYED, 402, 413, 415),
         ok={**json_only(), "text/plain": {"schema": {"type": "string"}}},
+        charged=True,
     ),
 )
 async def text_parser(request: Request, who: Caller = Depends(inference_caller)) -> Response:
@@ -75,41 +92,58 @@ async def text_parser(request: Request, who: Caller = Depends(inference_caller))
             ErrorCode.VALIDATION, "`response_format` must be json or text.", param="response_format"
         )
     data = await upload_bytes(upload, documents.MAX_UPLOAD_BYTES, "file")
-    text = await asyncio.to_thread(documents.extract, data, upload.filename or "")
+    name = upload.filename or ""
+
+    async def parse() -> str:  # an unreadable document is a 400 that releases the hold
+        return await asyncio.to_thread(documents.extract, data, name)
+
+    text, cost = await metered(request).run(who, request_id(request), "text-parser", "tollway", parse)
     if response_format == "text":
-        return PlainTextResponse(text)
-    return JSON({"text": text, "tokens": tokens.count([text])})
+        return PlainTextResponse(text, headers=cost)
+    return JSON({"text": text, "tokens": tokens.count([text])}, headers=cost)
 
 
 @router.post(
     "/augment/search",
-    summary="Web search through the operator's search backend; not charged",
-    **documented(body=SearchRequest, errors=(*KEYED, 415, 502)),
+    summary="Web search through the operator's search backend, charged per call",
+    **documented(body=SearchRequest, errors=(*KEYED, 402, 415, 502), charged=True),
 )
 async def web_search(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = validate(SearchRequest, await read_json(request))
-    provider = request.app.state.services.pipeline.search
-    if provider is None:
+    backend: SearchProvider | None = request.app.state.services.pipeline.search
+    if backend is None:  # the operator's configuration, not the caller's doing: nothing is held
         raise TollwayError(ErrorCode.VALIDATION, NO_SEARCH, param="search_provider")
-    try:
-        found = await provider.search(body.query, body.limit)
-    except SearchUnavailable as exc:
-        raise TollwayError(ErrorCode.UPSTREAM_ERROR, f"Web search failed: {exc}.") from None
+    searcher = backend
+
+    async def search() -> list[Citation]:  # a backend that is down is a 502 that releases the hold
+        try:
+            return await searcher.search(body.query, body.limit)
+        except SearchUnavailable as exc:
+            raise TollwayError(
+                ErrorCode.UPSTREAM_ERROR, f"Web search failed: {exc}. Nothing was charged."
+            ) from None
+
+    found, cost = await metered(request).run(who, request_id(request), "search", "search", search)
     results = [{"title": c.title, "url": c.url, "content": c.content, "date": c.date or ""} for c in found]
-    return JSON({"query": body.query, "results": results})
+    return JSON({"query": body.query, "results": results}, headers=cost)
 
 
 @router.post(
     "/augment/scrape",
-    summary="One public web page as text (markdown); not charged",
-    **documented(body=ScrapeRequest, errors=(*KEYED, 413, 415)),
+    summary="One public web page as text (markdown), charged per call",
+    **documented(body=ScrapeRequest, errors=(*KEYED, 402, 413, 415), charged=True),
 )
 async def scrape(request: Request, who: Caller = Depends(inference_caller)) -> Response:
     body = validate(ScrapeRequest, await read_json(request))
     global _scraper
     if _scraper is None:
         _scraper = UrlFetcher(max_bytes=MAX_SCRAPE_BYTES, timeout_seconds=10, noun="page")
-    raw = await _scraper.fetch(body.url, param="url", accept="text/html, text/plain;q=0.9, */*;q=0.5")
+    scraper = _scraper
+
+    async def fetch() -> bytes:  # refused by the address rules, too large, unreachable: a 4xx, released
+        return await scraper.fetch(body.url, param="url", accept="text/html, text/plain;q=0.9, */*;q=0.5")
+
+    raw, cost = await metered(request).run(who, request_id(request), "scrape", "web", fetch)
     title, text = page_text(raw)
     content = f"# {title}\n\n{text}" if title else text
-    return JSON({"url": body.url, "content": content, "format": "markdown"})
+    return JSON({"url": body.url, "content": content, "format": "markdown"}, headers=cost)
