@@ -523,6 +523,17 @@ def test_billing_usage_is_retired_under_api_v1_and_names_usage_history(tollway: 
 # -- augment: text-parser, search, scrape -----------------------------------------------------------
 
 
+# What each costs, its 402, its failures and its price of 0 are tests/contract/test_augment_charges.py's.
+TEXT_PARSER_NANO = 1_000_000  # TOLLWAY_AUGMENT_TEXT_PARSER_USD's default: Venice's least price, 0.001 USD
+SEARCH_NANO = 1_000_000  # TOLLWAY_AUGMENT_SEARCH_USD's default
+
+
+def spent(server: Tollway, account_id: str) -> int:
+    balance, reserved, _, _ = server.ledger_sums(account_id)
+    assert reserved == 0
+    return NANO - balance  # the accounts here start with 1.00 USD
+
+
 @pytest.mark.parametrize(
     ("name", "data", "text"),
     [
@@ -531,33 +542,38 @@ def test_billing_usage_is_retired_under_api_v1_and_names_usage_history(tollway: 
         ("notes.txt", b"plain words", "plain words"),
     ],
 )
-def test_text_parser_extracts_each_format_and_charges_nothing(
+def test_text_parser_extracts_each_format_and_charges_its_price(
     tollway: Tollway, name: str, data: bytes, text: str
 ) -> None:
     account_id, key = tollway.funded("1.00")
-    with untouched(tollway, account_id):
-        answer = call(tollway, "POST", "/api/v1/augment/text-parser", key, files={"file": (name, data)})
-        assert answer.status_code == 200, answer.text
-        body = documented("POST /augment/text-parser", answer)
-        assert body["text"] == text and body["tokens"] > 0
-        plain = call(
-            tollway,
-            "POST",
-            "/api/v1/augment/text-parser",
-            key,
-            files={"file": (name, data)},
-            data={"response_format": "text"},
-        )
-        assert plain.headers["content-type"].startswith("text/plain") and plain.text == text
+    answer = call(tollway, "POST", "/api/v1/augment/text-parser", key, files={"file": (name, data)})
+    assert answer.status_code == 200, answer.text
+    body = documented("POST /augment/text-parser", answer)
+    assert body["text"] == text and body["tokens"] > 0
+    assert answer.headers["x-tollway-cost-usd"] == "0.001000000"
+    plain = call(
+        tollway,
+        "POST",
+        "/api/v1/augment/text-parser",
+        key,
+        files={"file": (name, data)},
+        data={"response_format": "text"},
+    )
+    assert plain.headers["content-type"].startswith("text/plain") and plain.text == text
+    assert spent(tollway, account_id) == 2 * TEXT_PARSER_NANO
 
 
 def test_text_parser_refuses_what_it_cannot_read(tollway: Tollway) -> None:
     account_id, key = tollway.funded("1.00")
     path = "/api/v1/augment/text-parser"
-    with untouched(tollway, account_id):
+    # A document is only found unreadable while it is parsed, after the hold: released, nothing charged.
+    with untouched(tollway, account_id, held_and_released=True):
+        for files in ({"file": ("x.pdf", b"%PDF-1.4 broken")}, {"file": ("x.bin", b"\x00\x01\x02binary")}):
+            answer = call(tollway, "POST", path, key, files=files)
+            assert_error(answer, 400, "VALIDATION", "file")
+            documented("POST /augment/text-parser", answer)
+    with untouched(tollway, account_id):  # the form is checked before any hold
         for files, data, param in (
-            ({"file": ("x.pdf", b"%PDF-1.4 broken")}, None, "file"),
-            ({"file": ("x.bin", b"\x00\x01\x02binary")}, None, "file"),
             ({"other": ("x.txt", b"hi")}, None, "file"),
             ({"file": ("x.txt", b"hi")}, {"response_format": "xml"}, "response_format"),
         ):
@@ -570,11 +586,12 @@ def test_text_parser_refuses_what_it_cannot_read(tollway: Tollway) -> None:
 
 def test_search_answers_from_the_configured_backend(venice: Tollway) -> None:
     account_id, key = venice.funded("1.00")
+    answer = call(venice, "POST", "/api/v1/augment/search", key, {"query": "lighthouses", "limit": 2})
+    body = documented("POST /augment/search", answer)
+    assert body["query"] == "lighthouses" and len(body["results"]) == 2
+    assert body["results"][0]["title"] == "Result 0 for lighthouses" and body["results"][0]["date"]
+    assert spent(venice, account_id) == SEARCH_NANO
     with untouched(venice, account_id):
-        answer = call(venice, "POST", "/api/v1/augment/search", key, {"query": "lighthouses", "limit": 2})
-        body = documented("POST /augment/search", answer)
-        assert body["query"] == "lighthouses" and len(body["results"]) == 2
-        assert body["results"][0]["title"] == "Result 0 for lighthouses" and body["results"][0]["date"]
         for bad, param in (
             ({"query": ""}, "query"),
             ({"query": "x", "limit": 21}, "limit"),
@@ -585,7 +602,7 @@ def test_search_answers_from_the_configured_backend(venice: Tollway) -> None:
 
 def test_search_without_a_backend_is_a_clear_400(tollway: Tollway) -> None:
     account_id, key = tollway.funded("1.00")
-    with untouched(tollway, account_id):
+    with untouched(tollway, account_id):  # the server's configuration: refused before any hold
         answer = call(tollway, "POST", "/api/v1/augment/search", key, {"query": "lighthouses"})
     assert_error(answer, 400, "VALIDATION", "search_provider")
     assert "TOLLWAY_SEARCH_URL" in answer.json()["error"]
@@ -593,19 +610,19 @@ def test_search_without_a_backend_is_a_clear_400(tollway: Tollway) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "says"),
+    ("url", "says", "held"),
     [
-        ("http://127.0.0.1:9/", "public"),
-        ("http://10.0.0.1/", "public"),
-        ("ftp://example.com/", "url"),
-        ("not a url", "url"),
+        ("http://127.0.0.1:9/", "public", True),  # the SSRF guard refuses it after the hold: released
+        ("http://10.0.0.1/", "public", True),
+        ("ftp://example.com/", "url", False),  # the body's check, before any hold
+        ("not a url", "url", False),
     ],
 )
 def test_scrape_refuses_private_and_malformed_urls_and_charges_nothing(
-    tollway: Tollway, url: str, says: str
+    tollway: Tollway, url: str, says: str, held: bool
 ) -> None:
     account_id, key = tollway.funded("1.00")
-    with untouched(tollway, account_id):
+    with untouched(tollway, account_id, held_and_released=held):
         answer = call(tollway, "POST", "/api/v1/augment/scrape", key, {"url": url})
     assert_error(answer, 400, "VALIDATION", "url")
     assert says in answer.json()["error"]
