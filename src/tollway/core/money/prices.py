@@ -25,6 +25,8 @@ rounds up to the nano: a markup never makes a price cheaper than intended.
   The quote is what is held at submit and, unless the upstream reports less, exactly what is charged.
 - Crypto JSON-RPC (core/rpc/): `rpc_cost`, credits × the price of a credit (TOLLWAY_CRYPTO_RPC_CREDIT_USD,
   Venice's ~7e-7 USD, an operator setting and not a catalog price: no markup).
+- Venice's augment routes (core/augment.py): a flat price per call (TOLLWAY_AUGMENT_*_USD, operator
+  settings, whole nano-USD, no markup).
 """
 
 from __future__ import annotations
