@@ -277,3 +277,18 @@ def test_a_price_of_0_keeps_a_route_free_with_a_usage_row(free: Tollway, operati
         "completed",
         200,
     )
+
+
+def test_text_parser_is_charged_and_refused_the_same_on_postgresql(tollway_pg: Tollway) -> None:
+    """The same charge path on PostgreSQL (the session server: default prices, no search backend)."""
+    account_id, key = tollway_pg.funded("1.00")
+    answer = parse(tollway_pg, key, "notes.txt", b"plain words")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-tollway-cost-usd"] == "0.001000000"
+    assert charged(tollway_pg, account_id) == 1_000_000
+    assert usage_row(tollway_pg, answer)[4:] == (1_000_000, "completed", 200)
+    with untouched(tollway_pg, account_id, held_and_released=True):
+        assert_error(parse(tollway_pg, key, "x.pdf", b"%PDF-1.4 broken"), 400, "VALIDATION", "file")
+    poor, poor_key = tollway_pg.funded("0.000999999")
+    with untouched(tollway_pg, poor):
+        assert_error(parse(tollway_pg, poor_key, "notes.txt", b"plain words"), 402, "INSUFFICIENT_BALANCE")
