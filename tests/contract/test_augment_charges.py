@@ -292,3 +292,16 @@ def test_text_parser_is_charged_and_refused_the_same_on_postgresql(tollway_pg: T
     poor, poor_key = tollway_pg.funded("0.000999999")
     with untouched(tollway_pg, poor):
         assert_error(parse(tollway_pg, poor_key, "notes.txt", b"plain words"), 402, "INSUFFICIENT_BALANCE")
+
+
+def test_a_private_only_key_may_still_call_them(server: Tollway) -> None:
+    """modelPrivacy restricts models; the augment routes were never subject to it, and still are not."""
+    account_id = server.new_account("1.00")
+    admin = server.new_key(account_id, scope="admin")
+    body = {"apiKeyType": "INFERENCE", "description": "strict", "modelPrivacy": "PRIVATE_ONLY"}
+    created = call(server, "POST", "/api/v1/api_keys", admin, body)
+    assert created.status_code == 200, created.text
+    strict = created.json()["data"]["apiKey"]
+    for operation in ("text-parser", "search", "scrape"):
+        assert a_call(server, strict, operation).status_code == 200
+    assert charged(server, account_id) == sum(PRICES.values())

@@ -36,7 +36,9 @@ T = TypeVar("T")
 
 def _model(operation: Operation, name: str) -> CatalogModel:
     # Not a catalog model: a row of the usage table. `type` only matters to the rate gate, which these
-    # calls do not pass; the default tier keeps check_tier out of the way.
+    # calls do not pass; the default tier keeps check_tier out of the way. `private`: a key's modelPrivacy
+    # (core/catalog/privacy.py) restricts which models it may call, and these routes were never subject
+    # to it: charging them must not change which keys may call them.
     return CatalogModel(
         ModelConfig(
             id=f"augment-{operation}",
@@ -46,6 +48,7 @@ def _model(operation: Operation, name: str) -> CatalogModel:
             pricing=PricingConfig(),
         ),
         Decimal(1),
+        private=True,
     )
 
 
