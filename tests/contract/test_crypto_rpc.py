@@ -130,6 +130,14 @@ def test_a_single_call_is_charged_base_credits_times_its_tier(server: Tollway, c
     assert charged(server, account_id) == 50 * CREDIT_NANO
 
 
+def test_a_private_only_key_may_call_the_proxy(server: Tollway) -> None:
+    """modelPrivacy says which models may see a key's prompts; no model sees a JSON-RPC call."""
+    account_id, key = server.funded("1.00", model_privacy="PRIVATE_ONLY")
+    answer = rpc(server, "ethereum-mainnet", call("eth_blockNumber"), key)
+    assert answer.status_code == 200, answer.text
+    assert charged(server, account_id) == 20 * CREDIT_NANO
+
+
 def test_a_call_without_jsonrpc_or_id_is_answered_with_its_position_as_id(server: Tollway) -> None:
     """Venice's document requires only `method`; without an `id` a node would answer nothing."""
     account_id, key = server.funded("1.00")

@@ -39,7 +39,9 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024  # the largest node answer relayed (and kept 
 NETWORKS_ROUTE = "GET /api/v1/crypto/rpc/networks"
 # What admission and the rate gate see: not a catalog model, but a row of the usage table and a rate
 # class. `type` only picks the plan's row (core/limits/gate.py): the plans set text and image limits,
-# and an RPC call is neither, so Venice's 100 RPM of the `crypto-rpc` class applies.
+# and an RPC call is neither, so Venice's 100 RPM of the `crypto-rpc` class applies. `private`: a key's
+# modelPrivacy (core/catalog/privacy.py) is about which models see a caller's prompts, not about this
+# proxy, which no model sees (as for the augment routes, core/augment.py).
 RPC_MODEL = CatalogModel(
     ModelConfig(
         id="crypto-rpc",
@@ -50,6 +52,7 @@ RPC_MODEL = CatalogModel(
         rate_class="crypto-rpc",
     ),
     Decimal(1),
+    private=True,
 )
 
 
