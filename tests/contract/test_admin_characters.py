@@ -22,7 +22,7 @@ import yaml
 
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, catalog_yaml, start_tollway
-from tests.contract.venice_spec import operations, schema_errors
+from tests.contract.venice_spec import documented
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -52,15 +52,6 @@ def call(server: Tollway, method: str, path: str, key: str, body: Any = None) ->
     return httpx2.request(
         method, f"{server.url}{path}", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60
     )
-
-
-def documented(name: str, response: httpx2.Response) -> dict[str, Any]:
-    """The answer's body, after checking it against Venice's document for its status."""
-    [op] = [o for o in operations() if o.name == name]
-    content = op.responses()[str(response.status_code)]["content"]["application/json"]
-    body: dict[str, Any] = response.json()
-    assert schema_errors(content["schema"], body) == [], body
-    return body
 
 
 def audited(server: Tollway, slug: str) -> list[tuple[str, Any]]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, start_tollway
-from tests.contract.venice_spec import operations, schema_errors
+from tests.contract.venice_spec import documented as venice_documented
 from tests.fakes.chain.eip3009_chain import LocalChain
 from tests.support.databases import query
 from tests.support.processes import ServerProcess, start_fake
@@ -81,10 +81,7 @@ def call(method: str, params: list[Any] | None = None, ident: int | str = 1) -> 
 
 
 def documented(answer: httpx2.Response) -> Any:
-    [op] = [o for o in operations() if o.name == "POST /crypto/rpc/{network}"]
-    schema = op.responses()[str(answer.status_code)]["content"]["application/json"]["schema"]
-    assert not schema_errors(schema, answer.json()), schema_errors(schema, answer.json())
-    return answer.json()
+    return venice_documented("POST /crypto/rpc/{network}", answer)
 
 
 def charged(server: Tollway, account_id: str) -> int:

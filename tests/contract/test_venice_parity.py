@@ -24,7 +24,7 @@ from PIL import Image
 from tests.contract.refusals import assert_error, untouched
 from tests.contract.servers import Tollway, catalog_yaml, start_tollway
 from tests.contract.test_input_limits import head_answer, send_head
-from tests.contract.venice_spec import operations, schema_errors
+from tests.contract.venice_spec import documented, schema_errors
 from tests.support.documents import docx_with, pdf_with
 from tests.support.processes import ServerProcess, start_fake
 
@@ -75,15 +75,6 @@ def call(
 ) -> httpx2.Response:
     headers = {**({"authorization": f"Bearer {key}"} if key else {}), **kw.pop("headers", {})}
     return httpx2.request(method, f"{server.url}{path}", json=body, headers=headers, timeout=60, **kw)
-
-
-def documented(name: str, response: httpx2.Response) -> dict[str, Any]:
-    """The answer's body, after checking it against the document's schema for its status."""
-    [op] = [o for o in operations() if o.name == name]
-    content = op.responses()[str(response.status_code)]["content"]["application/json"]
-    body: dict[str, Any] = response.json()
-    assert schema_errors(content["schema"], body) == [], body
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,16 @@ def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return [line[:300] for line in found[:5]]
 
 
+def documented(name: str, response: Any) -> Any:
+    """An answer's JSON body (an httpx2 response) after checking it against the document's schema for
+    operation `name` (e.g. "GET /characters") and the answer's status."""
+    [op] = [o for o in operations() if o.name == name]
+    content = op.responses()[str(response.status_code)]["content"]["application/json"]
+    body = response.json()
+    assert schema_errors(content["schema"], body) == [], body
+    return body
+
+
 # -- example values --
 
 
