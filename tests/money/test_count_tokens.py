@@ -47,7 +47,6 @@ def test_counting_for_an_uncensored_model_needs_a_key_that_may_call_it(fresh: Mo
     assert fresh.fake_requests() == []
 
 
-
 def test_counting_a_searched_prompt_is_refused_where_the_chat_would_be(fresh: Money) -> None:
     """This server has no search provider: a chat asking for web search (here by the model's feature
     suffix) is a 400 (test_chat_search.py), and so is counting its prompt; `auto` is counted."""
