@@ -45,3 +45,25 @@ def test_counting_for_an_uncensored_model_needs_a_key_that_may_call_it(fresh: Mo
     assert response.status_code == 403, response.text
     assert fresh.balances(account) == (CREDIT, 0)
     assert fresh.fake_requests() == []
+
+
+def test_counting_a_searched_prompt_is_refused_where_the_chat_would_be(fresh: Money) -> None:
+    """This server has no search provider: a chat asking for web search (here by the model's feature
+    suffix) is a 400 (test_chat_search.py), and so is counting its prompt; `auto` is counted."""
+    account, key = fresh.funded(CREDIT)
+    messages = [{"role": "user", "content": "hi"}]
+    searched = {"model": "m-chat:enable_web_search=on", "messages": messages}
+    chat = fresh.call(key, "POST", "messages", json={**searched, "max_tokens": 20})
+    refused = _count(fresh, key, **searched)
+    for response in (chat, refused):
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["message"].startswith("Web search is not available on this server")
+    allowed = _count(fresh, key, model="m-chat:enable_web_search=auto", messages=messages)
+    assert allowed.status_code == 200, allowed.text
+    plain = _count(fresh, key, messages=messages)
+    assert allowed.json() == plain.json()  # nothing is searched, so nothing is added to count
+    assert fresh.balances(account) == (CREDIT, 0)
+    assert fresh.usage_rows(account) == []
+    assert fresh.fake_requests() == []

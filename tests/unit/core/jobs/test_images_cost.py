@@ -59,6 +59,8 @@ def test_no_image_or_every_image_or_an_unknown_tier_is_charged_the_quote() -> No
     job = _job(270_000_000, tier="2K")
     assert runner._images_cost(job, 0) == (270_000_000, 4)
     assert runner._images_cost(job, 4) == (270_000_000, 4)
+    # Quoted before a reload cut the price: every image came back, so the quote it was admitted at.
+    assert runner._images_cost(_job(300_000_000, tier="2K"), 4) == (300_000_000, 4)
     assert runner._images_cost(_job(270_000_000), 2) == (270_000_000, 4)  # no tier recorded
 
 

@@ -56,7 +56,9 @@ async def test_fund_refuses_a_missing_account_the_ceiling_and_zero(
     assert await fund(engine, account, 11, "credit", "stripe:over") is False
     assert await fund(engine, account, 10, "credit", "stripe:at") is True
     assert await exact(ledger, account) == (MAX_NANO, 0)
-    with pytest.raises(ValueError):
+    assert await fund(engine, account, 1, "credit", "stripe:one") is False  # the smallest credit too
+    assert await exact(ledger, account) == (MAX_NANO, 0)
+    with pytest.raises(ValueError, match=r"^a funding entry moves money$"):  # a caller's bug, said so
         await fund(engine, account, 0, "credit", "stripe:zero")
 
 
