@@ -10,9 +10,7 @@ sweeper of another process returns them, a lease later."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.core.money.test_leases import lease_rows
@@ -24,15 +22,6 @@ from tollway.core.money.ledger import Ledger
 
 HOLD = 1_000
 FUNDS = 1_000_000
-
-
-@pytest.fixture
-async def leased(engine: AsyncEngine) -> AsyncIterator[Ledger]:
-    ledger = Ledger(engine, lease_seconds=60, budget_leases=True)
-    try:
-        yield ledger
-    finally:
-        await ledger.aclose()  # a second close: nothing is left to return
 
 
 async def test_shutdown_returns_every_lease_once_while_a_late_call_gives_its_account_s_lease_back(
