@@ -42,7 +42,10 @@ def client(config: ProviderConfig, headers: dict[str, str], *, timeout: float) -
         base_url=config.base_url.rstrip("/"),
         headers={"content-type": "application/json", **headers, **config.headers},
         timeout=httpx2.Timeout(config.timeout_seconds or timeout, connect=10.0),
-        limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+        # Idle connections are dropped after 4 s, before the 5 s after which uvicorn (and many servers
+        # like it) close theirs: reusing a connection the server is closing at that moment fails the
+        # call with a dropped connection.
+        limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=4.0),
         event_hooks={"request": [_trace_context]},
     )
 

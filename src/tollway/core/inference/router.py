@@ -178,7 +178,9 @@ class Router:
                 extra=extra,
             )
             return None
-        log.warning("upstream failed", extra=extra)
+        # The error's own words say which failure it was (a timeout, a dropped connection): they
+        # name the provider by id and an exception class, never a URL or an upstream's body.
+        log.warning("upstream failed", extra={**extra, "error": str(exc)})
         if exc.kind == "rejected" or not exc.retryable:
             circuit.released()  # says nothing about the route's health
             raise _failure(exc, attempts)
