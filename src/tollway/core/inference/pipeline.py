@@ -28,7 +28,7 @@ from tollway.core.caller import Caller
 from tollway.core.catalog import names as model_names
 from tollway.core.catalog.catalog import Catalog, CatalogModel
 from tollway.core.inference import chat_plan, genai, holds
-from tollway.core.inference.chat_stream import ChatStream, cut_attended, generated_texts
+from tollway.core.inference.chat_stream import ChatStream, Settle, cut_attended, generated_texts
 from tollway.core.inference.router import Router, timed
 from tollway.core.inference.schemas import ChatRequest, EmbeddingsRequest, validate
 from tollway.core.inference.search import SearchProvider
@@ -272,25 +272,9 @@ class Pipeline:
         wants_usage: bool,
         chunk_object: str = "chat.completion.chunk",
     ) -> Result:
-        """Open the upstream stream `start` gives (retries and fallback only before its first chunk),
-        then relay and meter it in its own task (core/inference/chat_stream.py). Chat's and legacy
-        completions' (`chunk_object` "text_completion")."""
-
-        async def open_stream(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
-            iterator = start(provider, upstream_model).__aiter__()
-            try:
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                first = None
-            return first, iterator
-
-        provider, (first, upstream) = await self.first_route(
-            admitted.model, open_stream, admitted.headers, admitted.trace
-        )
-
-        async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
-            return await self.settle(admitted, provider.id, usage, source, outcome, status)
-
+        """Open the upstream stream `start` gives, then relay and meter it in its own task
+        (core/inference/chat_stream.py). Chat's and legacy completions' (`chunk_object` "text_completion")."""
+        first, upstream, settle = await self.open_stream(admitted, start)
         stream = ChatStream(
             request_id=call.request_id,
             model_id=admitted.model.id,
@@ -305,6 +289,25 @@ class Pipeline:
             trace=admitted.trace,
         )
         return Result(headers=admitted.headers, frames=self.relay(stream))
+
+    async def open_stream(
+        self, admitted: Admitted, start: Callable[[Provider, str], AsyncIterator[dict[str, Any]]]
+    ) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]], Settle]:
+        """On the first route that answers (retries and fallback only before its first event), the
+        stream `start` opens: its first event (None: empty), the rest, and that route's settlement."""
+
+        async def first_event(provider: Provider, upstream_model: str) -> tuple[dict[str, Any] | None, Any]:
+            iterator = start(provider, upstream_model).__aiter__()
+            return await anext(iterator, None), iterator
+
+        provider, (first, upstream) = await self.first_route(
+            admitted.model, first_event, admitted.headers, admitted.trace
+        )
+
+        async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
+            return await self.settle(admitted, provider.id, usage, source, outcome, status)
+
+        return first, upstream, settle
 
     @property
     def drain_seconds(self) -> float:

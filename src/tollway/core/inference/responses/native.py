@@ -163,23 +163,12 @@ async def _buffered(pipeline: Pipeline, admitted: Admitted, body: JSON, prompt: 
 async def _stream(
     pipeline: Pipeline, call: Call, admitted: Admitted, body: JSON, prompt: int, keep: Keep, stored: bool
 ) -> Result:
-    async def open_stream(provider: Provider, upstream_model: str) -> tuple[JSON | None, Any]:
+    def start(provider: Provider, upstream_model: str) -> Any:
         if PROTOCOL not in getattr(provider, "protocols", ()):
             raise _not_offered(provider)
-        events = cast(Any, provider).respond_stream({**body, "model": upstream_model}).__aiter__()
-        try:
-            first = await events.__anext__()
-        except StopAsyncIteration:
-            first = None
-        return first, events
+        return cast(Any, provider).respond_stream({**body, "model": upstream_model})
 
-    provider, (first, upstream) = await pipeline.first_route(
-        admitted.model, open_stream, admitted.headers, admitted.trace
-    )
-
-    async def settle(usage: TokenUsage, source: str, outcome: str, status: int) -> int:
-        return await pipeline.settle(admitted, provider.id, usage, source, outcome, status)
-
+    first, upstream, settle = await pipeline.open_stream(admitted, start)
     stream = NativeStream(
         request_id=call.request_id,
         model_id=admitted.model.id,
