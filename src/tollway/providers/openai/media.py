@@ -208,10 +208,14 @@ class OpenAIMedia:
         data["timestamp_granularities[]"] = ["segment", "word"] if job.words else ["segment"]
         if job.language:
             data["language"] = job.language
+        return await self._post_audio("/audio/transcriptions", job, data)
+
+    async def _post_audio(self, path: str, job: TranscriptionJob, data: dict[str, Any]) -> Transcript:
+        """`job`'s audio posted to `path` (multipart, with `data` and its prompt): the answer's transcript."""
         if job.prompt:
             data["prompt"] = job.prompt
         response = await self._post(
-            "/audio/transcriptions",
+            path,
             headers=multipart_headers(),
             data=data,
             files={"file": (job.filename, io.BytesIO(job.audio), "application/octet-stream")},

@@ -97,13 +97,6 @@ class OpenAIResponses(OpenAIMedia):
     async def translate(self, job: TranscriptionJob) -> Transcript:
         """Speech in any language as English text (OpenAI's /audio/translations), with its duration."""
         self._serves("audio_translations")
-        data: dict[str, Any] = {"model": job.model, "response_format": "verbose_json"}
-        if job.prompt:
-            data["prompt"] = job.prompt
-        response = await self._post(
-            "/audio/translations",
-            headers=multipart_headers(),
-            data=data,
-            files={"file": (job.filename, io.BytesIO(job.audio), "application/octet-stream")},
+        return await self._post_audio(
+            "/audio/translations", job, {"model": job.model, "response_format": "verbose_json"}
         )
-        return self._transcript(response.content)
