@@ -1,6 +1,9 @@
 """The ceiling for a Python gateway: Starlette + httpx2 (Tollway's HTTP client), no auth, no billing.
 
-    python bench/passthrough.py --port 9200 --upstream http://127.0.0.1:9100
+    python bench/passthrough.py --port 9200 --upstream http://127.0.0.1:9100 [--client httpx2|aiohttp] [--server uvicorn|granian]
+
+`--client` and `--server` measure the parts side by side (issue 20 step 4): the same relay with aiohttp's
+client instead of httpx2's, or served by granian (Rust, its own HTTP/1.1) instead of uvicorn.
 
 `POST /v1/chat/completions` forwards the body bytes to the upstream and relays the answer: buffered as one
 body, streamed (`"stream": true`) chunk by chunk. It parses the request JSON once, as any gateway must to
@@ -11,8 +14,11 @@ and process count as `tollway serve`.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx2
 import orjson
@@ -24,46 +30,87 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
-def create_app(upstream: str) -> Starlette:
-    state: dict[str, httpx2.AsyncClient] = {}
+def create_app(upstream: str, client: str = "httpx2") -> Starlette:
+    relay = _aiohttp_relay(upstream) if client == "aiohttp" else _httpx2_relay(upstream)
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/v1/chat/completions", relay.chat, methods=["POST"]), Route("/health", health)],
+        lifespan=relay.lifespan,
+    )
+
+
+_HEADERS = {"content-type": "application/json", "authorization": "Bearer upstream-secret"}
+
+
+class _httpx2_relay:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # The same pool limits as Tollway's provider client (providers/http.py).
-        state["client"] = httpx2.AsyncClient(
-            base_url=upstream,
+        self.client = httpx2.AsyncClient(
+            base_url=self.upstream,
             timeout=httpx2.Timeout(600, connect=10.0),
             limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
             trust_env=False,
         )
         yield
-        await state["client"].aclose()
+        await self.client.aclose()
 
-    async def chat(request: Request) -> Response:
+    async def chat(self, request: Request) -> Response:
         body = await request.body()
-        client = state["client"]
-        headers = {"content-type": "application/json", "authorization": "Bearer upstream-secret"}
         if orjson.loads(body).get("stream"):
-            upstream_request = client.build_request(
-                "POST", "/v1/chat/completions", content=body, headers=headers
+            upstream_request = self.client.build_request(
+                "POST", "/v1/chat/completions", content=body, headers=_HEADERS
             )
-            response = await client.send(upstream_request, stream=True)
+            response = await self.client.send(upstream_request, stream=True)
             return StreamingResponse(
                 response.aiter_raw(),
                 status_code=response.status_code,
                 media_type="text/event-stream",
                 background=BackgroundTask(response.aclose),
             )
-        response = await client.post("/v1/chat/completions", content=body, headers=headers)
+        response = await self.client.post("/v1/chat/completions", content=body, headers=_HEADERS)
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
-    async def health(_request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
-    return Starlette(
-        routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)],
-        lifespan=lifespan,
-    )
+class _aiohttp_relay:
+    def __init__(self, upstream: str) -> None:
+        self.url = upstream.rstrip("/") + "/v1/chat/completions"
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=512, limit_per_host=512, keepalive_timeout=4.0)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=600, connect=10.0)
+        )
+        yield
+        await self.session.close()
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.body()
+        response = await self.session.post(self.url, data=body, headers=_HEADERS)
+        if orjson.loads(body).get("stream"):
+            return StreamingResponse(
+                response.content.iter_any(),
+                status_code=response.status,
+                media_type="text/event-stream",
+                background=BackgroundTask(response.release),
+            )
+        content = await response.read()
+        response.release()
+        return Response(content, status_code=response.status, media_type="application/json")
+
+
+def app_from_env() -> Starlette:
+    """granian imports the app by name: the upstream and client come from the environment."""
+    return create_app(os.environ["PASSTHROUGH_UPSTREAM"], os.environ.get("PASSTHROUGH_CLIENT", "httpx2"))
 
 
 def main() -> None:
@@ -73,9 +120,28 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--upstream", required=True, help="base URL of the upstream, without /v1")
+    parser.add_argument("--client", choices=["httpx2", "aiohttp"], default="httpx2")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     args = parser.parse_args()
+    if args.server == "granian":
+        from granian import Granian
+
+        os.environ["PASSTHROUGH_UPSTREAM"], os.environ["PASSTHROUGH_CLIENT"] = args.upstream, args.client
+        sys.path.insert(0, str(Path(__file__).parent))
+        Granian(
+            "passthrough:app_from_env",
+            factory=True,
+            address=args.host,
+            port=args.port,
+            interface="asgi",
+            loop="uvloop",
+            http="1",
+            workers=1,
+            log_access=False,
+        ).serve()
+        return
     uvicorn.run(
-        create_app(args.upstream),
+        create_app(args.upstream, args.client),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -30,7 +30,10 @@ IDLE = ("select (selectors.py", "_worker (concurrent/futures/thread.py:81)", "wa
 # it runs; stdlib frames (asyncio, contextlib) are walked past.
 AREAS = [
     ("logging (log records, formatting)", ("logging/",)),
-    ("upstream call (httpx2, httpcore, anyio)", ("providers/http.py", "httpx2/", "httpcore2/", "anyio/")),
+    (
+        "upstream call (httpx2, aiohttp, httpcore, anyio)",
+        ("providers/http.py", "upstream_transport.py", "httpx2/", "aiohttp/", "httpcore2/", "anyio/"),
+    ),
     ("ledger (SQLAlchemy, driver)", ("store/db.py", "core/money/ledger.py", "sqlalchemy/", "sqlite")),
     ("auth: key lookup", ("core/access/keys.py", "api/auth.py")),
     ("rate limits", ("core/limits", "api/accounts/rate_limits.py")),

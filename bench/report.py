@@ -150,7 +150,7 @@ def ratios(summary: dict[str, Any]) -> dict[str, float]:
         for ours in TOLLWAY_SYSTEMS:
             # A leased system is also set against the same Tollway with per-call holds.
             without = [ours.removesuffix("-leases")] if ours.endswith("-leases") else []
-            for theirs in ("passthrough", "litellm-pg", "litellm-nodb", *without):
+            for theirs in ("passthrough", "passthrough-aiohttp", "litellm-pg", "litellm-nodb", *without):
                 a, b = rps(ours, mode), rps(theirs, mode)
                 if a and b:
                     out[f"{ours}/{theirs} max RPS {mode}"] = round(a / b, 2)

@@ -5,7 +5,8 @@
 
 One fake upstream (bench/upstream.py) serves every system. Systems, each one server process:
   direct            the upstream itself (the floor)
-  passthrough       bench/passthrough.py: Starlette + httpx2, no auth, no billing (the Python ceiling)
+  passthrough       bench/passthrough.py: Starlette + httpx2's own pool, no auth, no billing (the Python ceiling)
+  passthrough-aiohttp  the same relay on aiohttp's pool, as Tollway's upstream calls are (the higher ceiling)
   tollway-sqlite    `tollway serve` on SQLite: keys, rate limits, reservation, settlement
   tollway-pg        `tollway serve` on PostgreSQL + Redis (a fresh database on 127.0.0.1:5432)
   tollway-*-leases  the same with budget leases on (TOLLWAY_BUDGET_LEASES, core/money/leases.py)
@@ -53,7 +54,7 @@ from systems import (
 )
 
 MODES = {
-    "smoke": {"concurrency": [1, 4], "duration": 1.0, "warmup": 0.3, "systems": ALL_SYSTEMS[:3]},
+    "smoke": {"concurrency": [1, 4], "duration": 1.0, "warmup": 0.3, "systems": ["direct", "passthrough", "tollway-sqlite"]},
     "quick": {"concurrency": [1, 16, 64], "duration": 4.0, "warmup": 1.0, "systems": ALL_SYSTEMS},
     "full": {"concurrency": [1, 16, 64, 256], "duration": 15.0, "warmup": 2.0, "systems": ALL_SYSTEMS},
 }
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                     running[name] = System("direct", upstream.base_url, proc=None)
                 elif name == "passthrough":
                     running[name] = start_passthrough(upstream.base_url, tmp)
+                elif name == "passthrough-aiohttp":
+                    running[name] = start_passthrough(upstream.base_url, tmp, client="aiohttp")
                 elif name in TOLLWAY_SYSTEMS:
                     postgres, extra = TOLLWAY_SYSTEMS[name]
                     running[name] = start_tollway_on(name, upstream.base_url, tmp, postgres, extra)

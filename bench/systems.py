@@ -33,6 +33,7 @@ MODEL = "gpt-4o-mini"
 ALL_SYSTEMS = [
     "direct",
     "passthrough",
+    "passthrough-aiohttp",
     "tollway-sqlite",
     "tollway-pg",
     "tollway-sqlite-leases",
@@ -204,10 +205,11 @@ def fresh_pg_database(prefix: str, admin: str = PG_ADMIN) -> tuple[str, Any]:
 # -- the systems -----------------------------------------------------------------------------------
 
 
-def start_passthrough(upstream: str, tmp: Path) -> System:
+def start_passthrough(upstream: str, tmp: Path, client: str = "httpx2") -> System:
     port = free_port()
     cmd = [sys.executable, str(HERE / "passthrough.py"), "--port", str(port), "--upstream", upstream]
-    return start("passthrough", cmd, port, {}, "/health", tmp)
+    name = "passthrough" if client == "httpx2" else f"passthrough-{client}"
+    return start(name, cmd + ["--client", client], port, {}, "/health", tmp)
 
 
 def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra: dict[str, str]) -> System:

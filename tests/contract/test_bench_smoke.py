@@ -27,7 +27,7 @@ from tollway.store.db import create_engine
 from tollway.store.migrate import upgrade_async
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEMS = ["direct", "passthrough", "tollway-sqlite", "tollway-sqlite-leases"]
+SYSTEMS = ["direct", "passthrough", "passthrough-aiohttp", "tollway-sqlite", "tollway-sqlite-leases"]
 
 
 def bench(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
@@ -79,6 +79,7 @@ def test_bench_harness_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert leased["leased nano"] == leased["paid from leases nano"] + leased["returned nano"]
     assert result["checks"]["tollway-sqlite"]["leases taken"] == 0
     assert "tollway-sqlite/passthrough max RPS buffered" in result["ratios"]
+    assert "tollway-sqlite/passthrough-aiohttp max RPS stream" in result["ratios"]
     assert "tollway-sqlite-leases/tollway-sqlite max RPS stream" in result["ratios"]
     assert "| tollway-sqlite | buffered | 2 |" in done.stdout
     assert "| tollway-sqlite-leases | stream | 2 |" in done.stdout

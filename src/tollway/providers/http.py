@@ -14,6 +14,7 @@ import httpx2
 import orjson
 
 from tollway.base.config import ProviderConfig
+from tollway.base.upstream_transport import AiohttpTransport
 from tollway.providers.base import UpstreamError, classify
 from tollway.providers.redact import upstream_detail
 from tollway.telemetry import tracing
@@ -42,10 +43,11 @@ def client(config: ProviderConfig, headers: dict[str, str], *, timeout: float) -
         base_url=config.base_url.rstrip("/"),
         headers={"content-type": "application/json", **headers, **config.headers},
         timeout=httpx2.Timeout(config.timeout_seconds or timeout, connect=10.0),
+        # aiohttp's pool (base/upstream_transport.py: httpx2's own probes every idle connection per request).
         # Idle connections are dropped after 4 s, before the 5 s after which uvicorn (and many servers
         # like it) close theirs: reusing a connection the server is closing at that moment fails the
         # call with a dropped connection.
-        limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=4.0),
+        transport=AiohttpTransport(max_connections=512, keepalive_expiry=4.0),
         event_hooks={"request": [_trace_context]},
     )
 
