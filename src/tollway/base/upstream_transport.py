@@ -15,6 +15,7 @@ the same thing, so providers/http.py tells a timeout from a refused or dropped c
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -68,12 +69,22 @@ class _Body(httpx2.AsyncByteStream):
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """One aiohttp session, made on first use inside the running event loop (a session belongs to its loop).
 
-    Proxies come from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), as with httpx2's `trust_env`."""
+    Proxies come from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), as with httpx2's `trust_env`,
+    read once per host: aiohttp's own `trust_env` reads the whole environment again on every request."""
 
     def __init__(self, *, max_connections: int, keepalive_expiry: float) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
+
+    def _proxy(self, url: httpx2.URL) -> str | None:
+        origin = (url.scheme, url.host)
+        if origin not in self._proxies:
+            proxies = urllib.request.getproxies()
+            bypass = bool(urllib.request.proxy_bypass(url.host))  # NO_PROXY
+            self._proxies[origin] = None if bypass else proxies.get(url.scheme)
+        return self._proxies[origin]
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -83,7 +94,6 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             # httpx2 decodes the body (auto_decompress off) and sets every header itself.
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                trust_env=True,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
@@ -103,6 +113,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body or None,
                 allow_redirects=False,  # httpx2 follows redirects itself, if asked to
                 compress=False,
+                proxy=self._proxy(request.url),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=timeout.get("pool"),

@@ -208,3 +208,20 @@ async def test_the_proxy_from_the_environment_is_used(monkeypatch: pytest.Monkey
             response = await http.get("/v1/models")
     assert response.json() == {"via": "proxy"}
     assert heads[0].startswith(b"GET http://upstream.example/v1/models HTTP/1.1\r\n")
+
+
+async def test_no_proxy_hosts_are_called_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def direct(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b'{"via":"direct"}'))
+        await writer.drain()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens: using it would fail
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    async with serving(direct) as (url, heads), client(url) as http:
+        response = await http.get("/v1/models")
+    assert response.json() == {"via": "direct"}
+    assert heads[0].startswith(b"GET /v1/models HTTP/1.1\r\n")
