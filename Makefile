@@ -47,15 +47,16 @@ unit: install
 # mutants, several hours on 2 cores (the ledger, limits and keys mutants each run ~70 tests), so not
 # part of `make test`. Results stay in mutants/ and in tools/mutation-cache.tar.gz (committed, restored
 # into a fresh clone: tools/mutation_cache.py); a stopped run resumes, a second run only re-tests what
-# changed. `make mutate FRESH=1` starts from nothing. `make mutate MUTANTS='tollway.core.money.ledger*'` runs (or re-runs) a subset. SQLite only: a
-# mutant is Python that both databases run alike (`make test` runs both). tools/mutation_report.py
-# prints the per-module counts and the score; run it alone to read the results again.
+# changed. `make mutate FRESH=1` starts from nothing. `make mutate MUTANTS='tollway.core.money.ledger*'` runs (or re-runs) a subset. SQLite by default: a
+# mutant is Python that both databases run alike (`make test` runs both); `BACKENDS=sqlite,postgresql`
+# for the set-based batch forms, which only PostgreSQL's drainer is sure to group (docs/testing.md).
+# tools/mutation_report.py prints the per-module counts and the score; run it alone to read them again.
 mutate: install
 	$(if $(FRESH),rm -rf mutants,$(BIN)/python tools/mutation_cache.py restore)
 	# mutmut runs type_check_command (mypy) by name: the venv's bin must be on PATH on a fresh clone.
 	# Its children mostly wait on test servers and sleeps, so twice the cores keeps the CPU busy.
 	# The results are saved even when the run stops early (Ctrl-C): the next run goes on from them.
-	PATH="$(CURDIR)/$(BIN):$$PATH" TOLLWAY_TEST_BACKENDS=sqlite $(BIN)/mutmut run \
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOLLWAY_TEST_BACKENDS=$(or $(BACKENDS),sqlite) $(BIN)/mutmut run \
 		--max-children $$(( 2 * $$(nproc) )) $(MUTANTS); status=$$?; \
 		$(BIN)/python tools/mutation_cache.py save; exit $$status
 	$(BIN)/python tools/mutation_report.py

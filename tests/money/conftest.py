@@ -73,6 +73,12 @@ models:
     pricing: {{input: "3.000000007", output: "15.33", cached_input: "0.30"}}
     markup: "1.5"
     max_output_tokens: 500
+  # the same prices with a batch discount: a Batch API line costs 63 % of its call, rounded up
+  - id: m-chat-batch
+    routes: [{{provider: fake, model: gpt-4o-mini}}]
+    pricing: {{input: "3.000000007", output: "15.33", cached_input: "0.30", batch_discount: "0.37"}}
+    markup: "1.5"
+    max_output_tokens: 500
   # tokens: a model markup below 1 (a discount)
   - id: m-chat-discount
     routes: [{{provider: fake, model: gpt-4o-mini}}]

@@ -22,6 +22,8 @@ The rules:
   - image tasks: n × (per_image, or per_image_input with an input image, + surcharges of the tier
     "1K|2K|4K" and of the quality);
   - music: seconds × per_second; long speech: characters × per_million_chars / 1M.
+- a batch line (the Batch API) costs its call's price less `pricing.batch_discount` (a fraction),
+  rounded up to the nano; without one, the full price.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class Oracle:
             + reasoning * reasoning_price
         )
         return _ceil(total / MILLION)
+
+    def batch_line(self, model: str, usage: Tokens) -> int:
+        discount = self.price(model, "batch_discount") or Decimal(0)
+        return _ceil(self.tokens(model, usage) * (1 - discount))
 
     def image(self, model: str, *, width: int, height: int, quality: str | None, n: int) -> int:
         side = max(width, height)

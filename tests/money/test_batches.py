@@ -23,8 +23,8 @@ MODEL = "m-chat-markup"  # a model markup over the global one and prices that ro
 USAGE = {"prompt_tokens": 1234, "completion_tokens": 57}
 
 
-def _line(custom_id: str) -> dict[str, Any]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": custom_id}], "max_tokens": 100}
+def _line(custom_id: str, model: str = MODEL) -> dict[str, Any]:
+    body = {"model": model, "messages": [{"role": "user", "content": custom_id}], "max_tokens": 100}
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
 
@@ -33,11 +33,12 @@ def _job_status(money: Money, job_id: str) -> str:
     return str(status)
 
 
-def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: Money) -> None:
+@pytest.mark.parametrize("model", [MODEL, "m-chat-batch"])  # without and with a batch discount
+def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: Money, model: str) -> None:
     account, key = fresh.funded(CREDIT)
     client = fresh.client(key)
     fresh.script(*({"type": "usage", "mode": "exact", "usage": USAGE} for _ in range(2)))
-    data = b"".join(json.dumps(_line(name)).encode() + b"\n" for name in ("first", "second"))
+    data = b"".join(json.dumps(_line(name, model)).encode() + b"\n" for name in ("first", "second"))
     upload = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
     batch = client.batches.create(
         input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -52,7 +53,9 @@ def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: M
     output = [json.loads(line) for line in client.files.content(done.output_file_id).content.splitlines()]
     assert sorted(line["custom_id"] for line in output) == ["first", "second"]
     assert all(line["response"]["status_code"] == 200 for line in output)
-    price = ORACLE.tokens(MODEL, Tokens(USAGE["prompt_tokens"], USAGE["completion_tokens"]))
+    price = ORACLE.batch_line(model, Tokens(USAGE["prompt_tokens"], USAGE["completion_tokens"]))
+    if model == "m-chat-batch":
+        assert price < ORACLE.tokens(model, Tokens(USAGE["prompt_tokens"], USAGE["completion_tokens"]))
     rows = fresh.usage_rows(account)
     assert len(rows) == 2
     assert all(row["cost_nano"] == price for row in rows)

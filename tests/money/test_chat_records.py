@@ -60,6 +60,10 @@ def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fres
     assert usage["total_tokens"] == row["prompt_tokens"] + row["completion_tokens"]
     price = ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
     assert row["cost_nano"] == fresh.charged(account) == price > 0
+    # The answer's cost is the ledger's charge, as a JSON number that is its exact decimal.
+    assert Decimal(str(usage["cost"])) * 1_000_000_000 == row["cost_nano"]
+    # Every choice carries `logprobs` (null when not asked for), as OpenAI's do; the fake leaves it out.
+    assert reply["choices"] and all("logprobs" in c and c["logprobs"] is None for c in reply["choices"])
 
 
 def test_a_chat_holds_the_max_tokens_it_asks_for_not_the_models_cap(fresh: Money) -> None:
