@@ -148,8 +148,8 @@ def ratios(summary: dict[str, Any]) -> dict[str, float]:
 
     for mode in ("buffered", "stream"):
         for ours in TOLLWAY_SYSTEMS:
-            # A leased system is also set against the same Tollway with per-call holds.
-            without = [ours.removesuffix("-leases")] if ours.endswith("-leases") else []
+            # A leased (or two-worker) system is also set against the same Tollway without.
+            without = [ours.rsplit("-", 1)[0]] if ours.endswith(("-leases", "-2workers")) else []
             for theirs in ("passthrough", "passthrough-aiohttp", "litellm-pg", "litellm-nodb", *without):
                 a, b = rps(ours, mode), rps(theirs, mode)
                 if a and b:

@@ -10,6 +10,7 @@ One fake upstream (bench/upstream.py) serves every system. Systems, each one ser
   tollway-sqlite    `tollway serve` on SQLite: keys, rate limits, reservation, settlement
   tollway-pg        `tollway serve` on PostgreSQL + Redis (a fresh database on 127.0.0.1:5432)
   tollway-*-leases  the same with budget leases on (TOLLWAY_BUDGET_LEASES, core/money/leases.py)
+  tollway-pg-2workers  `tollway serve --workers 2` on PostgreSQL + Redis (TOLLWAY_WORKERS=2)
   litellm-pg        LiteLLM proxy with a virtual key and spend tracking on PostgreSQL (its own database)
   litellm-nodb      LiteLLM proxy with the master key and no database
 LiteLLM runs from bench/.venv-litellm (`make bench-venv`); when it is missing or fails to start, its rows say
@@ -54,7 +55,12 @@ from systems import (
 )
 
 MODES = {
-    "smoke": {"concurrency": [1, 4], "duration": 1.0, "warmup": 0.3, "systems": ["direct", "passthrough", "tollway-sqlite"]},
+    "smoke": {
+        "concurrency": [1, 4],
+        "duration": 1.0,
+        "warmup": 0.3,
+        "systems": ["direct", "passthrough", "tollway-sqlite"],
+    },
     "quick": {"concurrency": [1, 16, 64], "duration": 4.0, "warmup": 1.0, "systems": ALL_SYSTEMS},
     "full": {"concurrency": [1, 16, 64, 256], "duration": 15.0, "warmup": 2.0, "systems": ALL_SYSTEMS},
 }

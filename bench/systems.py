@@ -38,6 +38,7 @@ ALL_SYSTEMS = [
     "tollway-pg",
     "tollway-sqlite-leases",
     "tollway-pg-leases",
+    "tollway-pg-2workers",
     "litellm-pg",
     "litellm-nodb",
 ]
@@ -209,7 +210,7 @@ def start_passthrough(upstream: str, tmp: Path, client: str = "httpx2") -> Syste
     port = free_port()
     cmd = [sys.executable, str(HERE / "passthrough.py"), "--port", str(port), "--upstream", upstream]
     name = "passthrough" if client == "httpx2" else f"passthrough-{client}"
-    return start(name, cmd + ["--client", client], port, {}, "/health", tmp)
+    return start(name, [*cmd, "--client", client], port, {}, "/health", tmp)
 
 
 def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra: dict[str, str]) -> System:
@@ -249,6 +250,8 @@ TOLLWAY_SYSTEMS: dict[str, tuple[bool, dict[str, str]]] = {
     "tollway-pg": (True, {}),
     "tollway-sqlite-leases": (False, {"TOLLWAY_BUDGET_LEASES": "true"}),
     "tollway-pg-leases": (True, {"TOLLWAY_BUDGET_LEASES": "true"}),
+    # `tollway serve --workers 2` (issue 20 step 5): two processes on one port, one database and Redis.
+    "tollway-pg-2workers": (True, {"TOLLWAY_WORKERS": "2"}),
 }
 
 
