@@ -54,7 +54,7 @@ from systems import (
     stop,
 )
 
-MODES = {
+MODES: dict[str, dict[str, Any]] = {
     "smoke": {
         "concurrency": [1, 4],
         "duration": 1.0,
