@@ -59,6 +59,9 @@ markup: "1.25"
 providers:
   - {{id: local, kind: local}}
   - {{id: fake, kind: openai, base_url: "{fake}/v1", api_key_env: MONEY_UPSTREAM_KEY}}
+  # the same fake, serving OpenAI's image variations and audio translations as they are (`protocols`)
+  - {{id: native, kind: openai, base_url: "{fake}/v1", api_key_env: MONEY_UPSTREAM_KEY,
+     protocols: [image_variations, audio_translations]}}
   - {{id: qfake, kind: openai, base_url: "{queue}/v1", api_key_env: MONEY_UPSTREAM_KEY,
      jobs: {{poll_interval_seconds: 0.2, poll_timeout_seconds: 600}}}}
 models:
@@ -110,6 +113,9 @@ models:
   # a voice at the fake upstream, after m-tts (the first voice is the default)
   - {{id: m-tts-up, type: tts, routes: [{{provider: fake, model: tts-1}}], pricing: {{per_million_chars: "15.07"}}}}
   - {{id: m-stt, type: stt, routes: [{{provider: local, model: whisper-tiny-en}}], pricing: {{per_second: "0.00017"}}}}
+  # passed through to `native` (test_pass_through_media.py): per image × n, per second of the upstream's duration
+  - {{id: m-variations, type: image, routes: [{{provider: native, model: dall-e-2}}], pricing: {{per_image: "0.0173"}}, markup: "1.3"}}
+  - {{id: m-translate, type: stt, routes: [{{provider: native, model: whisper-1}}], pricing: {{per_second: "0.0061"}}}}
   # video: per second + per-second surcharges + flat surcharges, a model markup
   - id: m-video
     type: video
