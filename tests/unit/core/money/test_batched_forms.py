@@ -246,6 +246,12 @@ async def test_leased_settle_many_refuses_a_lease_that_cannot_pay_its_sum(
                 select(budget_leases.c.amount_nano).where(budget_leases.c.id == carve.lease.id)
             )
         ).scalar_one()
+    # A batch that takes the lease exactly to its amount is taken together; one nano more is not.
+    exact = lease_rows.Settlement(carve.lease.id, amount, account, request_id, amount, None, None)
+    async with engine.connect() as conn:
+        taken = await conn.run_sync(lambda c: lease_rows.settle_many(c, [exact]))
+        await conn.rollback()
+    assert taken == [(amount, amount)]
     past = lease_rows.Settlement(carve.lease.id, amount + 1, account, request_id, amount + 1, None, None)
     with pytest.raises(NotTogether):
         await _in_tx(engine, lambda c: lease_rows.settle_many(c, [past]))
