@@ -21,6 +21,7 @@ from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
 from tollway.core.money.leases import TARGET_CALLS
 from tollway.core.money.ledger import Ledger
+from tollway.store.tables import ledger as ledger_table
 from tollway.store.tables import usage, usage_daily
 
 HOLD = 1_000
@@ -136,4 +137,57 @@ async def test_settlements_after_their_lease_was_swept_pay_from_the_balance_one_
     finally:
         await cut_off.aclose()
     assert await ledger.balances(account) == (FUNDS - sum(range(300, 305)), 0)
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_keyed_settlements_queued_together_name_their_keys(
+    engine: AsyncEngine, accounts_service: Accounts, leased: Ledger, ledger: Ledger
+) -> None:
+    account = await new_account(accounts_service, credit=FUNDS)
+    keys = [f"key_{n}_{rid()}" for n in range(3)]
+    ids = [rid() for _ in range(6)]
+    for n, request_id in enumerate(ids):
+        await leased.reserve(account, request_id, HOLD, None, keys[n % 3])
+    grouped = leased._tx.grouped
+    await asyncio.gather(
+        *(leased.settle(account, r, 10 + n, usage_row(account, r)) for n, r in enumerate(ids))
+    )
+    if engine.dialect.name == "postgresql":
+        assert leased._tx.grouped - grouped == len(ids)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(ledger_table.c.reference, ledger_table.c.key_id).where(
+                ledger_table.c.account_id == account, ledger_table.c.kind == "settle"
+            )
+        )
+        named = dict(rows.all())
+    assert named == {r: keys[n % 3] for n, r in enumerate(ids)}
+    await assert_invariants(ledger, engine, account)
+
+
+async def test_settlements_of_a_retired_lease_queued_together_give_back_their_rest_at_once(
+    engine: AsyncEngine, accounts_service: Accounts, leased: Ledger, ledger: Ledger
+) -> None:
+    """A retired lease keeps only what its calls in flight may spend; each settlement returns its
+    unspent hold at once (nothing else of the lease can use it), together or not."""
+    account = await new_account(accounts_service, credit=FUNDS)
+    ids = await _carved(leased, account, 4)
+    carve = leased.leases.carve_of(ids[0])
+    assert carve is not None
+    await leased.leases._retire(carve.lease)
+    [(lease_id, amount, _)] = await lease_rows(engine, account)
+    assert amount == 4 * HOLD  # trimmed to what its calls in flight hold
+    costs = [0, 1, HOLD // 2]  # three settle together; the fourth call is still in flight
+    charged = await asyncio.gather(
+        *(leased.settle(account, r, c, usage_row(account, r)) for r, c in zip(ids[:3], costs, strict=True))
+    )
+    assert charged == costs
+    spent = sum(costs)
+    # Every unspent nano of the three went back: the lease keeps the fourth call's hold and what it paid.
+    assert await lease_rows(engine, account) == [(lease_id, HOLD + spent, spent)]
+    assert await leased.balances(account) == (FUNDS - spent, HOLD)
+    assert await leased.settle(account, ids[3], HOLD, usage_row(account, ids[3])) == HOLD
+    # Its last call settled: nothing of the retired lease is left reserved (its row ends in the background).
+    assert [(a, c) for _, a, c in await lease_rows(engine, account)] in ([], [(spent + HOLD, spent + HOLD)])
+    assert await leased.balances(account) == (FUNDS - spent - HOLD, 0)
     await assert_invariants(ledger, engine, account)
