@@ -33,6 +33,8 @@ def test_variations_are_charged_per_image_that_came_back(fresh: Money) -> None:
     assert (row["provider"], row["units"], row["outcome"]) == ("native", 3, "completed")
     assert row["cost_nano"] == fresh.charged(account) == price
     assert raw.headers["x-tollway-provider"] == "native"
+    sent = fresh.fake_requests()[-1]
+    assert (sent["model"], sent["n"], sent["size"], sent["image"]) == ("dall-e-2", "3", "512x512", len(png()))
     assert fresh.balances(account) == (CREDIT - price, 0)
     # Fewer images than asked: only those are billed.
     fresh.script({"type": "images", "count": 1})
