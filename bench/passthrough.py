@@ -1,4 +1,4 @@
-"""The ceiling for a Python gateway: Starlette + httpx2 (Tollway's HTTP client), no auth, no billing.
+"""The ceiling for a Python gateway: Starlette + httpx2 on its own pool, no auth, no billing.
 
     python bench/passthrough.py --port 9200 --upstream http://127.0.0.1:9100 [--client httpx2|aiohttp] [--server uvicorn|granian]
 
@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 
 def create_app(upstream: str, client: str = "httpx2") -> Starlette:
-    relay = _aiohttp_relay(upstream) if client == "aiohttp" else _httpx2_relay(upstream)
+    relay = _AiohttpRelay(upstream) if client == "aiohttp" else _Httpx2Relay(upstream)
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -45,7 +45,7 @@ def create_app(upstream: str, client: str = "httpx2") -> Starlette:
 _HEADERS = {"content-type": "application/json", "authorization": "Bearer upstream-secret"}
 
 
-class _httpx2_relay:
+class _Httpx2Relay:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
 
@@ -78,7 +78,7 @@ class _httpx2_relay:
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
 
-class _aiohttp_relay:
+class _AiohttpRelay:
     def __init__(self, upstream: str) -> None:
         self.url = upstream.rstrip("/") + "/v1/chat/completions"
 

@@ -15,9 +15,10 @@ the same thing, so providers/http.py tells a timeout from a refused or dropped c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -37,10 +38,8 @@ def _errors() -> tuple[tuple[type[BaseException], type[httpx2.TransportError]], 
         (aiohttp.ConnectionTimeoutError, httpx2.ConnectTimeout),
         (aiohttp.SocketTimeoutError, httpx2.ReadTimeout),
         (aiohttp.ServerTimeoutError, httpx2.ReadTimeout),
-        (
-            asyncio.TimeoutError,
-            httpx2.PoolTimeout,
-        ),  # aiohttp's `connect` limit: waiting for a pooled connection
+        # aiohttp's `connect` limit: waiting for a pooled connection.
+        (asyncio.TimeoutError, httpx2.PoolTimeout),
         (aiohttp.ClientProxyConnectionError, httpx2.ProxyError),
         (aiohttp.ClientHttpProxyError, httpx2.ProxyError),
         (aiohttp.ClientConnectorError, httpx2.ConnectError),
@@ -53,11 +52,16 @@ def _errors() -> tuple[tuple[type[BaseException], type[httpx2.TransportError]], 
     )
 
 
-def _mapped(exc: BaseException) -> httpx2.TransportError | None:
-    for source, target in _errors():
-        if isinstance(exc, source):
-            return target(str(exc) or type(exc).__name__)
-    return None
+@contextlib.contextmanager
+def _as_httpx2() -> Iterator[None]:
+    """An aiohttp failure inside raised as the httpx2 error it means; anything else as it is."""
+    try:
+        yield
+    except Exception as exc:
+        for source, target in _errors():
+            if isinstance(exc, source):
+                raise target(str(exc) or type(exc).__name__) from exc
+        raise
 
 
 class _Body(httpx2.AsyncByteStream):
@@ -65,14 +69,10 @@ class _Body(httpx2.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _as_httpx2():
             # Whatever has arrived, at once: a stream's events are relayed as they come.
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except Exception as exc:
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
 
     async def aclose(self) -> None:
         # Back to the pool when the body was read to its end; an unfinished body closes its connection.
@@ -119,7 +119,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
-        try:
+        with _as_httpx2():
             response = await self._open().request(
                 request.method,
                 str(request.url),
@@ -138,10 +138,6 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
-        except Exception as exc:
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()

@@ -11,7 +11,6 @@ every row they touch is compared, with ids replaced by their position.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.unit.core.money.test_lease_rows import run
 from tests.unit.core.money.test_ledger import new_account, rid, usage_row
 from tollway.base.clock import period_key, utcnow
 from tollway.core.access.accounts import Accounts
@@ -54,11 +54,6 @@ async def _books(engine: AsyncEngine, account: str, names: dict[str, str]) -> di
         rows = (await conn.execute(select(key_spend).where(key_spend.c.key_id.in_(keys)))).all()
         books["key_spend"] = sorted((plain(r) for r in rows), key=repr)
     return books
-
-
-async def _in_tx(engine: AsyncEngine, fn: Callable[[Connection], Any]) -> Any:
-    async with engine.begin() as conn:
-        return await conn.run_sync(fn)
 
 
 def _reserve_one_by_one(conn: Connection, holds: list[dict[str, Any]]) -> list[tuple[Any, int | None]]:
@@ -121,7 +116,7 @@ async def test_reserve_many_holds_as_the_single_bodies_do(
             for n, (r, a) in enumerate(zip(requests, amounts, strict=True))
         ]
         form = batched.reserve_many if together else _reserve_one_by_one
-        rows = await _in_tx(engine, partial(form, holds=holds))
+        rows = await run(engine, partial(form, holds=holds))
         results.append([(int(row.balance_nano), int(row.reserved_nano), left) for row, left in rows])
         books.append(await _books(engine, account, _names(account, requests, [key])))
     assert results[1] == results[0]
@@ -137,7 +132,7 @@ async def test_reserve_many_refuses_holds_its_account_cannot_fund_together(
     account = await new_account(accounts_service, credit=FUNDS)
     holds = [_hold(account, rid(), FUNDS // 2 + 1, None, utcnow()) for _ in range(2)]  # each fits, not both
     with pytest.raises(NotTogether):
-        await _in_tx(engine, lambda c: batched.reserve_many(c, holds))
+        await run(engine, lambda c: batched.reserve_many(c, holds))
 
 
 async def test_reserve_many_refuses_rows_of_different_columns(
@@ -147,7 +142,7 @@ async def test_reserve_many_refuses_rows_of_different_columns(
     odd = {k: v for k, v in _hold(account, rid(), 5, None, utcnow()).items() if k != "key_period"}
     holds = [_hold(account, rid(), 5, None, utcnow()), odd]
     with pytest.raises(NotTogether):
-        await _in_tx(engine, lambda c: batched.reserve_many(c, holds))
+        await run(engine, lambda c: batched.reserve_many(c, holds))
 
 
 @pytest.mark.parametrize("with_usage", [True, False])
@@ -169,7 +164,7 @@ async def test_settle_many_settles_as_the_single_bodies_do(
         rows = [usage_row(account, r) if with_usage else None for r in requests]
         batch = [batched.Settlement(account, r, c, u) for r, c, u in zip(requests, costs, rows, strict=True)]
         settle = batched.settle_many if together else _settle_one_by_one
-        charged = await _in_tx(engine, partial(settle, batch=batch))
+        charged = await run(engine, partial(settle, batch=batch))
         results.append(charged)
         books.append(await _books(engine, account, _names(account, requests, keys)))
     assert results[1] == results[0] == costs
@@ -204,9 +199,9 @@ async def test_settle_many_refuses_what_it_cannot_take(
     )
     batch = [batched.Settlement(account, first, 500, None), batched.Settlement(account, request, cost, None)]
     with pytest.raises(NotTogether):
-        await _in_tx(engine, lambda c: batched.settle_many(c, batch))
+        await run(engine, lambda c: batched.settle_many(c, batch))
     control = [batched.Settlement(account, first, 500, None)]
-    assert await _in_tx(engine, lambda c: batched.settle_many(c, control)) == [500]
+    assert await run(engine, lambda c: batched.settle_many(c, control)) == [500]
 
 
 async def test_leased_settle_many_settles_as_the_single_bodies_do(
@@ -231,7 +226,7 @@ async def test_leased_settle_many_settles_as_the_single_bodies_do(
             if carve is not None
         ]
         leased_settle = lease_rows.settle_many if together else _lease_settle_one_by_one
-        charged = await _in_tx(engine, partial(leased_settle, batch=items))
+        charged = await run(engine, partial(leased_settle, batch=items))
         results.append(charged)
         _forget(leased, requests)
         lease_ids = {carve.lease.id: f"lease{n}" for n, carve in enumerate(carves) if carve is not None}
@@ -264,8 +259,8 @@ async def test_leased_settle_many_refuses_a_lease_that_cannot_pay_its_sum(
     assert taken == [(amount, amount)]
     past = lease_rows.Settlement(carve.lease.id, amount + 1, account, request_id, amount + 1, None, None)
     with pytest.raises(NotTogether):
-        await _in_tx(engine, lambda c: lease_rows.settle_many(c, [past]))
+        await run(engine, lambda c: lease_rows.settle_many(c, [past]))
     over = lease_rows.Settlement(carve.lease.id, 1_000, account, request_id, 1_001, None, None)
     with pytest.raises(NotTogether):
-        await _in_tx(engine, lambda c: lease_rows.settle_many(c, [over]))
+        await run(engine, lambda c: lease_rows.settle_many(c, [over]))
     assert await leased.settle(account, request_id, 1_000) == 1_000  # the call itself settles as usual
