@@ -58,12 +58,14 @@ class Settings(BaseSettings):
     # Rate limits (core/limits/limiter.py). With redis_url set, replicas share limits through Redis.
     limits_on_redis_error: Literal["open", "closed"] = "closed"  # closed: 503; open: admit unlimited
     redis_max_connections: int = 64
-    redis_pool_timeout_seconds: float = 0.5  # wait for a pooled connection, then fail (never hang)
-    redis_socket_timeout_seconds: float = 0.5
     # One limiter operation end to end (pool wait, a flush on its way, the round trip): past it, the
-    # on-error policy. It is wall time on the event loop, so a busy process needs headroom over the
-    # socket timeout, or load alone reads as a Redis failure.
+    # on-error policy. It is wall time on the event loop, so it needs headroom on a busy process, or
+    # load alone reads as a Redis failure (a burst of 30 calls on a loaded 2-core host took > 0.5 s).
     redis_deadline_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Waiting for a pooled connection, and one socket connect or read. Both are wall time on the
+    # event loop too, so unset they are the deadline; set them only to fail faster than it.
+    redis_pool_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
+    redis_socket_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     redis_key_prefix: str = "tollway:rl:"
     # How late, at most, a call's end (its slot freed, its tokens corrected) reaches Redis when no other
     # round trip of the process takes it first (core/limits/redis.py). 0: at once, a round trip each.

@@ -68,6 +68,11 @@ def redis_env(name: str) -> dict[str, str]:
     }
 
 
+def errors_logged(servers: list[Tollway]) -> list[str]:
+    """What the servers logged as errors: shown when a status count is off, to say why."""
+    return [line for s in servers for line in s.process.log_text().splitlines() if '"level":"error"' in line]
+
+
 @dataclass
 class Tollway:
     """A running server plus what tests need to drive it."""

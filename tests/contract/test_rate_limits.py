@@ -15,7 +15,7 @@ import openai
 import pytest
 import redis
 
-from tests.contract.servers import Tollway, postgres_database, shared_redis_url, start_tollway
+from tests.contract.servers import Tollway, errors_logged, postgres_database, shared_redis_url, start_tollway
 from tests.support.processes import ServerProcess
 from tests.support.redis_server import private_redis, round_trip_counters
 
@@ -269,7 +269,8 @@ def test_two_replicas_share_one_limit_exactly(replicas: tuple[Tollway, Tollway])
 
     responses = asyncio.run(storm())
     ok = [r for r in responses if r.status_code == 200]
-    assert len(ok) == 10 and all(r.status_code == 429 for r in responses if r.status_code != 200)
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 10 and statuses.count(429) == 6, (statuses, errors_logged([a, b]))
     served_by = {str(r.url).rsplit("/v1", 1)[0] for r in ok}
     assert served_by == {a.url, b.url}, "both replicas served some of the 10"
     # The remaining counts agree across replicas: each of 9..0 handed out exactly once.

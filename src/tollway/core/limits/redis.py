@@ -104,18 +104,20 @@ class RedisLimiter(Limiter):
         prefix: str = "tollway:rl:",
         on_error: Literal["open", "closed"] = "closed",
         max_connections: int = 64,
-        pool_timeout: float = 0.5,
-        socket_timeout: float = 0.5,
-        deadline: float = 1.0,
+        pool_timeout: float | None = None,
+        socket_timeout: float | None = None,
+        deadline: float = 2.0,
         slot_seconds: float = 30.0,
         flush_seconds: float = 0.005,
     ) -> None:
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=pool_timeout,  # waiting for a free connection is bounded too
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
+            # Unset, each is the deadline: they are wall time on the event loop, and shorter ones
+            # turn a busy process into "Redis failed" (503s under a burst).
+            timeout=pool_timeout or deadline,
+            socket_timeout=socket_timeout or deadline,
+            socket_connect_timeout=socket_timeout or deadline,
             # No client-side retries: a retry loop is how a down Redis becomes a hung request.
             retry=Retry(NoBackoff(), 0),
         )

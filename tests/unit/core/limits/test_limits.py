@@ -434,3 +434,27 @@ async def test_redis_slower_than_the_deadline_is_cut_off(redis_factory: Callable
         assert time.monotonic() - started < 5.0
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("socket_timeout", [None, 0.3])
+async def test_a_busy_event_loop_is_not_read_as_a_redis_failure(
+    redis_factory: Callable[..., Limiter], socket_timeout: float | None
+) -> None:
+    """Redis answers within 0.05 s, but the process is busy for 0.8 s in the meantime (a burst of
+    calls on a loaded host). The timeouts are wall time on the event loop: unset, they are the
+    deadline (2 s) and the call is admitted; a socket timeout set shorter than the stall fails it,
+    which is why it is not the default."""
+    server = await _slow_redis_proxy(delay=0.05)
+    try:
+        url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+        limiter = redis_factory(url, pool_timeout=None, socket_timeout=socket_timeout, deadline=2.0)
+        await limiter.admit("warm", Limits(rpm=100), 0)  # the connection and the scripts are ready
+        asyncio.get_running_loop().call_later(0.01, time.sleep, 0.8)  # while the admission awaits Redis
+        if socket_timeout is None:
+            assert (await limiter.admit("busy", Limits(rpm=100), 0)).allowed
+        else:
+            with pytest.raises(TollwayError) as refused:
+                await limiter.admit("busy", Limits(rpm=100), 0)
+            assert refused.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    finally:
+        server.close()
