@@ -44,6 +44,7 @@ BEHAVIOR_TYPES = frozenset(
         "fill",
         "garbage",
         "images",
+        "empty",
     }
 )
 NORMAL: JSON = {"type": "normal"}

@@ -33,6 +33,7 @@ authenticated chat/embeddings request pops one (an empty queue means "answer nor
 - ``{"type": "fill", "uncapped": 2024}``: answer exactly as many tokens as the request's cap
   (``max_completion_tokens`` or ``max_tokens``), or ``uncapped`` (default 2024) when it sent none, as a
   real model does that never stops on its own; streamed 64 words a chunk, finish_reason "length".
+- ``{"type": "empty"}``: a stream that is only ``data: [DONE]``: no chunk, no usage (stream-only).
 - ``{"type": "images", "count": K}``: an images answer with exactly K images, whatever ``n`` asked.
 - ``{"type": "garbage", "what": "json" | "shape" | "base64" | "image", "after_chunks": N}``: an answer
   that cannot be read. Chat: a body cut inside its JSON ("json"), or choices in the wrong shape
@@ -192,6 +193,8 @@ async def chat_completions(request: Request) -> Response:
         if broken == "shape":
             return JSONResponse(reply.envelope("chat.completion", [{"index": 0, "message": "x"}]))
         return Response(common.BROKEN_JSON, media_type="application/json")
+    if body.get("stream") and behavior["type"] == "empty":
+        return StreamingResponse(iter([_sse("[DONE]")]), media_type="text/event-stream")
     if body.get("stream"):
         chunks = _stream_chat(reply, body, behavior, state.chunk_delay_for(behavior))
         return StreamingResponse(

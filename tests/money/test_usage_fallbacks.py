@@ -170,3 +170,25 @@ def test_a_buffered_answer_without_usage_shows_the_estimate_it_was_charged(
         == ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
         > 0
     )
+
+
+def test_a_stream_that_ends_before_its_first_event_is_charged_its_prompt(fresh: Money) -> None:
+    """The upstream answers 200 and then only `[DONE]`: no chunk, no usage. The stream still ends
+    cleanly for the client, and the prompt the upstream read is charged on Tollway's estimate (an
+    answer of nothing costs nothing more); the hold is settled, not left to the sweeper."""
+    account, key = fresh.funded()
+    fresh.script({"type": "empty"})
+    body = {
+        "model": "m-chat",
+        "messages": [{"role": "user", "content": "say nothing at all"}],
+        "max_tokens": 50,
+    }
+    chunks = list(fresh.client(key).chat.completions.create(**body, stream=True))
+    assert not any(c.choices and c.choices[0].delta.content for c in chunks)
+    fresh.settle_until(account, 1)
+    [row] = fresh.usage_rows(account)
+    assert (row["outcome"], row["status_code"], row["completion_tokens"]) == ("completed", 200, 0)
+    assert row["prompt_tokens"] == tokens.count_prompt(body) > 0
+    assert fresh.charged(account) == ORACLE.tokens("m-chat", Tokens(prompt=row["prompt_tokens"])) > 0
+    assert _source(fresh, account) == "estimated"
+    assert fresh.balances(account)[1] == 0
