@@ -58,12 +58,10 @@ class Settings(BaseSettings):
     # Rate limits (core/limits/limiter.py). With redis_url set, replicas share limits through Redis.
     limits_on_redis_error: Literal["open", "closed"] = "closed"  # closed: 503; open: admit unlimited
     redis_max_connections: int = 64
-    # One limiter operation end to end (pool wait, a flush on its way, the round trip): past it, the
-    # on-error policy. It is wall time on the event loop, so it needs headroom on a busy process, or
-    # load alone reads as a Redis failure (a burst of 30 calls on a loaded 2-core host took > 0.5 s).
+    # One limiter operation end to end (pool wait, a flush on its way, the round trip), then the
+    # on-error policy. The three are wall time on a busy event loop, so the pool wait and socket
+    # timeouts are the deadline unless set (0.5 s read a burst on a loaded host as a Redis failure).
     redis_deadline_seconds: float = Field(default=2.0, gt=0, le=60)
-    # Waiting for a pooled connection, and one socket connect or read. Both are wall time on the
-    # event loop too, so unset they are the deadline; set them only to fail faster than it.
     redis_pool_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     redis_socket_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     redis_key_prefix: str = "tollway:rl:"
