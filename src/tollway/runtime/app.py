@@ -200,10 +200,11 @@ def create_app(
         app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document
         app.state.ready = True
         try:
-            async with mcp_sessions.run() if mcp_sessions else contextlib.nullcontext():
-                yield
+            yield
         finally:
             app.state.ready = False
+            if mcp_endpoint is not None:
+                await mcp_endpoint.aclose()
             if stop_metrics is not None:
                 stop_metrics()
             for task in tasks:
@@ -267,9 +268,9 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(gemini_api.router)  # /v1beta/... and /api/v1beta/..., models.list/get too
     console.install(app)  # /console (the browser console) and /docs, offline
-    mcp_sessions = None
+    mcp_endpoint = None
     if settings.mcp:  # /mcp: the MCP tools, each a call into this app (mcp_server/http.py)
-        mcp_route, mcp_sessions = mcp_http.route(app, _mcp_key, MCP_BODY_BYTES)
+        mcp_route, mcp_endpoint = mcp_http.route(app, _mcp_key, MCP_BODY_BYTES)
         app.router.routes.append(mcp_route)
     app.add_middleware(FailedRequests)  # inside RequestContext: sees the request id
     if tracing.enabled():  # server spans, inside AccessLog: they read the ids the access log collects

@@ -15,11 +15,8 @@ an xpub changed under existing addresses is named, never silently answered with 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bip32 import BIP32  # type: ignore[import-untyped]
-from coincurve import PublicKey
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +26,13 @@ from tollway.errors import ErrorCode, TollwayError
 from tollway.store.funding_tables import deposit_addresses
 from tollway.store.tables import accounts
 from tollway.store.transactor import Transactor
+
+if TYPE_CHECKING:
+    from bip32 import BIP32  # type: ignore[import-untyped]
+
+# The key-derivation and address libraries are imported where they are used: with eth_utils they
+# are about 0.1 s of every process's start (the CLI's too), and only a server that takes USDC
+# deposits derives an address.
 
 MAX_INDEX = 2**31 - 1  # non-hardened children only: hardened ones need the private key
 PRIVATE_PREFIXES = ("xprv", "tprv", "yprv", "zprv", "uprv", "vprv")
@@ -45,6 +49,8 @@ def parse_xpub(xpub: str) -> BIP32:
             "TOLLWAY_DEPOSIT_XPUB is an extended PRIVATE key: give the server the extended public key "
             "(xpub…) only; keep the private key in your wallet."
         )
+    from bip32 import BIP32
+
     try:
         node = BIP32.from_xpub(xpub)
     except Exception:
@@ -58,11 +64,21 @@ def parse_xpub(xpub: str) -> BIP32:
 
 def address_at(node: BIP32, index: int) -> str:
     """The Ethereum address (EIP-55 checksummed) of the node's non-hardened child `index`."""
+    from coincurve import PublicKey
+    from eth_utils.crypto import keccak
+
     if not 0 <= index <= MAX_INDEX:
         raise ValueError("a non-hardened child index is 0 to 2**31 - 1")
     compressed = node.get_pubkey_from_path([index])
     point = PublicKey(compressed).format(compressed=False)[1:]  # x ‖ y, 64 bytes
-    return str(to_checksum_address(keccak(point)[-20:]))
+    return checksummed(keccak(point)[-20:])
+
+
+def checksummed(address: str | bytes) -> str:
+    """The EIP-55 spelling of an address."""
+    from eth_utils.address import to_checksum_address
+
+    return str(to_checksum_address(address))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +137,7 @@ class DepositAddresses:
             ).first()
         if row is None:
             return None
-        return DepositAddress(account_id, int(row.idx), to_checksum_address(str(row.address)))
+        return DepositAddress(account_id, int(row.idx), checksummed(str(row.address)))
 
     def _allocate(self, conn: Connection, account_id: str) -> DepositAddress:
         if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
