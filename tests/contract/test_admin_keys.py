@@ -99,8 +99,10 @@ def test_an_edit_reaches_a_cached_key_at_once(server: Tollway) -> None:
     key = mint(server, account_id)
     assert chat(server, key["key"]).status_code == 200  # cached for 600 s
     assert server.admin("PATCH", f"/keys/{key['id']}", {"rate_limits": {"rpm": 1}}).status_code == 200
-    # The call before the edit is in this minute's window: the new limit (1 a minute) refuses the next.
-    assert chat(server, key["key"]).status_code == 429
+    # Under the new limit (1 a minute) the second of two calls in a row is refused. The first may
+    # still be admitted: the call before the edit was spaced only by the old, higher limit, and on a
+    # loaded machine that fraction of a second may have passed by then.
+    assert [chat(server, key["key"]).status_code for _ in range(2)][1] == 429
 
 
 def test_a_reseller_edits_and_rotates_only_its_own_keys(server: Tollway) -> None:
