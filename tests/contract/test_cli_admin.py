@@ -8,34 +8,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.contract.servers import postgres_database
+from tests.support.cli import Cli, in_process
 from tests.support.databases import drop_postgres_database
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def cli_in(cwd: Path, env: dict[str, str]) -> Cli:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tollway", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,7 +30,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     env.pop("TOLLWAY_OPERATOR_KEY", None)
     if request.param == "postgresql":
         env["TOLLWAY_SECRET"] = uuid.uuid4().hex
-    yield cli_in(REPO, env)
+    yield in_process(REPO, env)
     if request.param == "postgresql":
         drop_postgres_database(database_url)
 
@@ -147,7 +132,7 @@ def test_keys_edit_rotate_and_usage(cli: Cli) -> None:
 def test_the_cli_says_which_database_and_never_makes_one_by_accident(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLWAY_")}
     env["TOLLWAY_DATA_DIR"] = str(tmp_path / "data")
-    stray = cli_in(tmp_path, env)
+    stray = in_process(tmp_path, env)
     denied = stray("accounts", "list", "--json")
     body = refused(denied, 2, "CONFIGURATION")
     assert str(tmp_path / "tollway.db") in body["message"] and "--create-database" in body["message"]
@@ -158,6 +143,6 @@ def test_the_cli_says_which_database_and_never_makes_one_by_accident(tmp_path: P
     assert (tmp_path / "tollway.db").exists()
     assert stray("accounts", "list", "--json").returncode == 0  # it exists now: no flag needed
     secret_url = "postgresql://user:hunter2@127.0.0.1:1/nowhere"
-    shown = cli_in(tmp_path, {**env, "TOLLWAY_DATABASE_URL": secret_url})("accounts", "list", "--json")
+    shown = in_process(tmp_path, {**env, "TOLLWAY_DATABASE_URL": secret_url})("accounts", "list", "--json")
     assert shown.returncode != 0 and "hunter2" not in shown.stderr + shown.stdout
     assert "database: postgresql://user:***@127.0.0.1:1/nowhere" in shown.stderr

@@ -472,7 +472,8 @@ def test_web3_key_creation_with_a_bound_wallet(web3_tollway: Tollway) -> None:
 def test_cli_keys_cover_every_setting_and_the_audit_trail(tmp_path: Path) -> None:
     import json
     import os
-    import subprocess
+
+    from tests.support.cli import in_process
 
     env = {
         **os.environ,
@@ -481,15 +482,7 @@ def test_cli_keys_cover_every_setting_and_the_audit_trail(tmp_path: Path) -> Non
     }
     env.pop("TOLLWAY_OPERATOR_KEY", None)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tollway", *args],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    run = in_process(REPO, env)
 
     account = json.loads(run("accounts", "create", "cli-acme", "--json").stdout)
     created = run(
