@@ -5,7 +5,8 @@ Each call is one `admit` (rpm + rpd + tpm + concurrency checked and committed to
 `finish` that corrects tokens and frees the slot, as the pipeline does per request. Limits are set
 high so every call is admitted: the common path is what we measure. On Redis a finish is queued and
 rides in the next admission's round trip (core/limits/redis.py), so its time shows there; the
-round trips per call are counted too (1.00 expected).
+round trips per call are counted too (1.00 expected). `--cpu`: instead, 64 calls at a time for
+8 s, and the process CPU per admit + finish (what a busy server pays per call on its one core).
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ async def measure(limiter: Limiter, calls: int) -> tuple[list[float], list[float
     return admit_us, finish_us
 
 
+async def cpu_per_call(limiter: Limiter, seconds: float = 8.0, concurrency: int = 64) -> tuple[float, float]:
+    """Calls per second and process CPU µs per admit + finish, `concurrency` callers at once."""
+    calls = 0
+    stop = time.monotonic() + seconds
+
+    async def caller(i: int) -> None:
+        nonlocal calls
+        while time.monotonic() < stop:
+            verdict = await limiter.admit(f"key_{i}:llm-medium", LIMITS, 500)
+            assert verdict.lease is not None
+            await limiter.finish(verdict.lease, 120)
+            calls += 1
+
+    cpu, started = time.process_time(), time.monotonic()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    return calls / (time.monotonic() - started), (time.process_time() - cpu) / calls * 1e6
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1]
 
@@ -53,7 +72,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--cpu", action="store_true", help="CPU per call at 64 concurrent calls")
     args = parser.parse_args()
+    if args.cpu:
+        from tollway.core.limits.redis import RedisLimiter
+
+        for name, limiter in (
+            ("in-process", MemoryLimiter()),
+            ("redis", RedisLimiter(args.redis, prefix=f"bench:{uuid.uuid4().hex[:8]}:")),
+        ):
+            await cpu_per_call(limiter, 1.0)  # warm up
+            rate, cpu_us = await cpu_per_call(limiter)
+            print(f"{name:<10} {rate:8.0f} calls/s  {cpu_us:6.1f} µs CPU per admit + finish (64 at a time)")
+            await limiter.aclose()
+        return
     memory = MemoryLimiter()
     await measure(memory, 1000)  # warm up
     report("in-process", *await measure(memory, args.calls))
