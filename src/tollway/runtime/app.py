@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -198,6 +199,10 @@ def create_app(
         listen = settings.metrics_listen if settings.metrics else None
         stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
         app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document
+        # What start-up built lives as long as the process: out of the cycle collector's sight, a full
+        # collection no longer walks ~190k objects, 100 ms of a stalled event loop each time.
+        gc.collect()
+        gc.freeze()
         app.state.ready = True
         try:
             yield
