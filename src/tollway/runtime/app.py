@@ -200,9 +200,12 @@ def create_app(
         stop_metrics = metrics.serve_apart(*listen) if listen else None  # TOLLWAY_METRICS_ADDRESS
         app.state.reference = console.reference.build(app.openapi())  # /llms.txt, from the live document
         # What start-up built lives as long as the process: out of the cycle collector's sight, a full
-        # collection no longer walks ~190k objects, 100 ms of a stalled event loop each time.
+        # collection no longer walks ~190k objects, 100 ms of a stalled event loop each time. A larger
+        # first generation lets a call's short-lived objects die by reference count before a
+        # collection sees them, so fewer reach the older ones (docs/benchmarks.md, 128 and 256 streams).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(20_000, 10, 10)
         app.state.ready = True
         try:
             yield
