@@ -10,4 +10,17 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# The longest tests, started first. xdist hands tests to its workers in collection order, and the OpenAPI
+# gate alone takes 3–4 minutes on a loaded 2-core machine: started late, it set the run's end (a full run
+# was still running it alone on one worker after the rest had finished).
+LONGEST_FIRST = ("tests/contract/test_openapi.py", "tests/contract/test_venice_conformance.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(
+        key=lambda item: not item.nodeid.startswith(LONGEST_FIRST)
+    )  # stable: the rest keep their order
