@@ -15,8 +15,7 @@ import pytest
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # The longest tests, started first. xdist hands tests to its workers in collection order, and the OpenAPI
-# gate alone takes 3–4 minutes on a loaded 2-core machine: started late, it set the run's end (a full run
-# was still running it alone on one worker after the rest had finished).
+# gate alone takes 3–4 minutes on a loaded 2-core machine: started late, it can set the run's end.
 LONGEST_FIRST = ("tests/contract/test_openapi.py", "tests/contract/test_venice_conformance.py")
 
 
