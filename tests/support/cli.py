@@ -10,22 +10,12 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def in_process(cwd: Path, env: dict[str, str]) -> Cli:
@@ -37,12 +27,16 @@ def in_process(cwd: Path, env: dict[str, str]) -> Cli:
         code: int | str | None = 0
         argv = ["tollway", *args]
         with (
-            _environment(env),
-            contextlib.chdir(cwd),
+            pytest.MonkeyPatch.context() as patch,
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
-            _argv(argv),
         ):
+            for name in set(os.environ) - set(env):
+                patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            patch.chdir(cwd)
+            patch.setattr(sys, "argv", argv)
             try:
                 main()
             except SystemExit as exit_:
@@ -53,12 +47,3 @@ def in_process(cwd: Path, env: dict[str, str]) -> Cli:
         return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
     return run
-
-
-@contextlib.contextmanager
-def _argv(argv: list[str]) -> Iterator[None]:
-    saved, sys.argv = sys.argv, argv
-    try:
-        yield
-    finally:
-        sys.argv = saved
