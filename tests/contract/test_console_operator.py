@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.contract.servers import OPERATOR_KEY, Tollway
-from tests.contract.test_console_browser import CHROMIUM, admin_account, shot, sign_in
+from tests.contract.test_console_browser import CHROMIUM, admin_account, expect, shot, sign_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -95,7 +95,7 @@ def test_operator_searches_pages_suspends_and_resumes(browser: Any, server: Toll
     page.get_by_label("Age verified").check()
     page.get_by_label("Name").fill(f"{tag} renamed")
     page.get_by_role("button", name="Save account").click()
-    assert page.get_by_text("Saved: age_verified, name.").is_visible()
+    expect(page.get_by_text("Saved: age_verified, name.")).to_be_visible()
     account = server.account(target)
     assert account["age_verified"] is True and account["name"] == f"{tag} renamed"
 
@@ -134,12 +134,12 @@ def test_operator_searches_pages_suspends_and_resumes(browser: Any, server: Toll
         shot(page, shot_name)
     page.goto(f"/console/operator/usage?account_id={target}")
     assert "fake-chat" in page.locator("#revenue-by-model").inner_html()
-    assert page.get_by_role("cell", name=target).first.is_visible()
+    expect(page.get_by_role("cell", name=target).first).to_be_visible()
     page.goto("/console/operator/upstreams")
     fake = page.locator("tr", has=page.get_by_role("cell", name="fake", exact=True))
     assert int(fake.locator("td").nth(1).inner_text()) >= 1  # every replica's calls in the window
     page.goto("/console/operator/catalog")
-    assert page.get_by_role("cell", name="fake-chat", exact=True).is_visible()
+    expect(page.get_by_role("cell", name="fake-chat", exact=True)).to_be_visible()
 
 
 def test_refund_with_reason_is_in_the_audit_log_and_the_statements(browser: Any, server: Tollway) -> None:
@@ -156,11 +156,11 @@ def test_refund_with_reason_is_in_the_audit_log_and_the_statements(browser: Any,
         for name in ("csrf", "idempotency_key", "type", "amount_usd", "reason")
     }
     page.get_by_role("button", name="Apply adjustment").click()
-    assert page.get_by_text("Applied: refund of $1.25").is_visible()
+    expect(page.get_by_text("Applied: refund of $1.25")).to_be_visible()
     again = page.context.request.post(f"/console/operator/accounts/{account_id}/adjust", form=fields)
     assert again.status == 200 and "already submitted" in again.text()
     assert server.account(account_id)["balance_usd"] == "2.250000000"
-    assert page.get_by_role("cell", name=reason).is_visible()  # recent adjustments, as text
+    expect(page.get_by_role("cell", name=reason)).to_be_visible()  # recent adjustments, as text
     shot(page, "operator-adjusted")
 
     # Bad input: a clear 400 each, nothing moves.
@@ -213,7 +213,7 @@ def test_reseller_edits_and_rotates_a_key(browser: Any, server: Tollway) -> None
     page.get_by_label("Limit period").select_option("month")
     page.get_by_label("Requests per minute").fill("30")
     page.get_by_role("button", name="Save key").click()
-    assert page.get_by_text("Saved: consumption_limit, label, rate_limits.").is_visible()
+    expect(page.get_by_text("Saved: consumption_limit, label, rate_limits.")).to_be_visible()
     shot(page, "key-edit")
     listed = server.admin("GET", f"/accounts/{account_id}/keys").json()["data"]
     key = next(k for k in listed if k["label"] == f"{label}-v2")
@@ -223,7 +223,8 @@ def test_reseller_edits_and_rotates_a_key(browser: Any, server: Tollway) -> None
     page.get_by_label("Old secret keeps working for").select_option("3600")
     page.get_by_role("button", name="Rotate key").click()
     new = page.get_by_label("Secret", exact=True).input_value()
-    assert new != old and page.get_by_text(re.compile("old secret works until")).is_visible()
+    assert new != old
+    expect(page.get_by_text(re.compile("old secret works until"))).to_be_visible()
     shot(page, "key-rotated")
     for secret in (new, old):  # the old one during its grace period
         assert chat(openai.OpenAI(base_url=f"{server.url}/v1", api_key=secret, max_retries=0, timeout=60))
@@ -287,7 +288,7 @@ def test_new_pages_escape_names_label_controls_and_page_the_audit_log(browser: A
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"/console/operator/accounts?q={account_id}")
-    assert page.get_by_role("cell", name=evil, exact=True).is_visible()
+    expect(page.get_by_role("cell", name=evil, exact=True)).to_be_visible()
     page.goto(f"/console/operator/accounts/{account_id}")
     assert page.locator("h1").inner_text() == f"Account {evil}" and dialogs == []
     for path in (
@@ -305,7 +306,7 @@ def test_new_pages_escape_names_label_controls_and_page_the_audit_log(browser: A
     assert page.locator("tbody tr").count() == 50
     page.get_by_role("link", name="Older entries").click()
     assert page.locator("tbody tr").count() == 6  # 5 credits and the account's creation
-    assert page.get_by_role("cell", name="account.create").is_visible()
+    expect(page.get_by_role("cell", name="account.create")).to_be_visible()
     assert page.get_by_role("link", name="Older entries").count() == 0
     page.get_by_role("link", name="Newest").click()
     assert page.locator("tbody tr").count() == 50

@@ -202,7 +202,7 @@ def llms_full_txt(spec: dict[str, Any], guide: str) -> str:
 
 
 def build(spec: dict[str, Any], guide: str | None = None) -> dict[str, str]:
-    """Both documents, by file name (what start-up keeps and `tollway docs export` writes)."""
+    """Both documents, by file name (what the first request for one keeps and `tollway docs export` writes)."""
     text = readme() if guide is None else guide
     return {"llms.txt": llms_txt(spec, text), "llms-full.txt": llms_full_txt(spec, text)}
 
