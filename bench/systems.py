@@ -213,7 +213,15 @@ def start_passthrough(upstream: str, tmp: Path, client: str = "httpx2") -> Syste
     return start(name, [*cmd, "--client", client], port, {}, "/health", tmp)
 
 
-def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra: dict[str, str]) -> System:
+def start_tollway(
+    name: str,
+    upstream: str,
+    tmp: Path,
+    database_url: str,
+    extra: dict[str, str],
+    launcher: list[str] | None = None,
+) -> System:
+    """`launcher` runs the `tollway` command line instead of `python -m tollway` (bench/phase_server.py)."""
     home = tmp / name
     home.mkdir()
     catalog = home / "catalog.yaml"
@@ -228,7 +236,7 @@ def start_tollway(name: str, upstream: str, tmp: Path, database_url: str, extra:
         "TOLLWAY_SECRET": "bench-key-hashing-secret",  # required on PostgreSQL, shared by the replicas
         **extra,
     }
-    cmd = [sys.executable, "-m", "tollway", "serve", "--port", str(port)]
+    cmd = [*(launcher or [sys.executable, "-m", "tollway"]), "serve", "--port", str(port)]
     system = start(name, cmd, port, env, "/ready", tmp)
     admin = {"authorization": f"Bearer {OPERATOR_KEY}"}
     with httpx2.Client(
@@ -256,18 +264,23 @@ TOLLWAY_SYSTEMS: dict[str, tuple[bool, dict[str, str]]] = {
 
 
 def start_tollway_on(
-    name: str, upstream: str, tmp: Path, postgres: bool, extra: dict[str, str] | None = None
+    name: str,
+    upstream: str,
+    tmp: Path,
+    postgres: bool,
+    extra: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
 ) -> System:
     """`tollway serve` on a database of its own (a fresh PostgreSQL one, dropped by stop(), or a
     SQLite file), which notes["database_url"] names for the money check (bench/money_check.py)."""
     if not postgres:
         url = f"sqlite:///{tmp}/{name}.db"
-        system = start_tollway(name, upstream, tmp, url, dict(extra or {}))
+        system = start_tollway(name, upstream, tmp, url, dict(extra or {}), launcher)
     else:
         url, drop = fresh_pg_database("tollway_bench")
         try:
             system = start_tollway(
-                name, upstream, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL, **(extra or {})}
+                name, upstream, tmp, url, {"TOLLWAY_REDIS_URL": REDIS_URL, **(extra or {})}, launcher
             )
         except Exception:
             drop()
