@@ -63,3 +63,30 @@ def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: M
     assert fresh.charged(account) == 2 * price
     assert fresh.balances(account) == (CREDIT - 2 * price, 0)
     assert len(fresh.fake_requests()) == 2
+
+
+def test_a_batch_is_not_paced_by_its_keys_per_minute_limit(fresh: Money) -> None:
+    """Like the providers' batch queues, a batch's lines are paced by the batch runner, not by the
+    key's per-minute limits (core/inference/pipeline.py `admit`): a key allowed one request a minute
+    runs a batch of three, each line charged once. Money still binds every line."""
+    account, key = fresh.funded(CREDIT, rate_limits={"rpm": 1})
+    client = fresh.client(key)
+    fresh.script(*({"type": "usage", "mode": "exact", "usage": USAGE} for _ in range(3)))
+    names = ("first", "second", "third")
+    data = b"".join(json.dumps(_line(name)).encode() + b"\n" for name in names)
+    upload = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    wait_until(lambda: _job_status(fresh, batch.id) in ("completed", "failed"), f"job {batch.id} to end")
+    done = client.batches.retrieve(batch.id)
+    assert done.request_counts is not None
+    assert (done.status, done.request_counts.completed, done.request_counts.failed) == ("completed", 3, 0)
+    price = ORACLE.batch_line(MODEL, Tokens(USAGE["prompt_tokens"], USAGE["completion_tokens"]))
+    assert [row["cost_nano"] for row in fresh.usage_rows(account)] == [price] * 3
+    assert fresh.balances(account) == (CREDIT - 3 * price, 0)
+    # The key's own limit still holds for its live calls: the first is admitted, the second refused.
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "live"}], "max_tokens": 5}
+    fresh.script({"type": "usage", "mode": "exact", "usage": USAGE})
+    statuses = [fresh.call(key, "POST", "chat/completions", json=body).status_code for _ in range(2)]
+    assert statuses == [200, 429]

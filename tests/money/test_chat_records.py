@@ -157,3 +157,43 @@ def test_an_inference_answer_carries_only_documented_headers_each_once(fresh: Mo
     assert {"x-request-id", "x-tollway-model-id", "x-tollway-provider", "x-tollway-attempts"} <= set(ours)
     fresh.settle_until(account, 1)
     assert fresh.balances(account)[1] == 0
+
+
+def _balance_headers(money: Money, key: str) -> tuple[str | None, str | None]:
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "what is left?"}], "max_tokens": 5}
+    answer = money.call(key, "POST", "chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.headers.get("x-balance-usd"), answer.headers.get("x-venice-balance-usd")
+
+
+def _usd(nano: int) -> Decimal:
+    return Decimal(nano) / NANO
+
+
+def test_the_balance_header_shows_what_the_key_may_spend_before_the_call(fresh: Money) -> None:
+    """`x-balance-usd` (and Venice's `x-venice-balance-usd`): an admin key sees the account's available
+    balance; a key with a consumption limit sees what it may still spend, never more than the account
+    has; any other key (a reseller's customer) sees nothing (core/admission.py `shown_balance`)."""
+    account, admin = fresh.funded(CREDIT, scope="admin")
+    first = _balance_headers(fresh, admin)
+    assert first[0] is not None and first[0] == first[1]
+    assert Decimal(first[0]) == _usd(CREDIT)
+    fresh.settle_until(account, 1)
+    before = CREDIT - fresh.charged(account)
+    second = _balance_headers(fresh, admin)
+    assert second[0] is not None and Decimal(second[0]) == _usd(before) < _usd(CREDIT)
+    assert second[0] == second[1]
+
+    fresh.settle_until(account, 2)
+    limited = fresh.new_key(account, consumption_limit={"usd": "1.00", "period": "day"})
+    left = _balance_headers(fresh, limited)
+    assert left[0] is not None and Decimal(left[0]) == Decimal("1.00") and left[0] == left[1]
+    fresh.settle_until(account, 3)
+    before = CREDIT - fresh.charged(account)
+    roomy = fresh.new_key(account, consumption_limit={"usd": "100.00", "period": "day"})
+    capped = _balance_headers(fresh, roomy)  # the limit is above what the account has
+    assert capped[0] is not None and Decimal(capped[0]) == _usd(before) and capped[0] == capped[1]
+
+    customer = fresh.new_key(account)
+    assert _balance_headers(fresh, customer) == (None, None)
+    fresh.settle_until(account, 5)
