@@ -106,6 +106,22 @@ def test_plans_default_to_seed_004_and_yaml_overrides_them() -> None:
 # -- in-process backend, fake clock -------------------------------------------------------------
 
 
+async def test_a_plain_hit_refills_one_emission_interval_after_the_burst() -> None:
+    """Key creation's limit (`hit`): 20 an hour as a burst of 20, then one more every 3 minutes (within
+    the limiter's 1 µs tolerance: an interval even 180 µs longer refuses the call at 3 minutes)."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    hits = [await limiter.hit("keys:a", 20, 3600) for _ in range(21)]
+    assert [allowed for allowed, _ in hits] == [True] * 20 + [False]
+    assert hits[-1][1] == pytest.approx(180e6)  # retry after one emission interval
+    clock.advance(180 - 0.01)
+    assert not (await limiter.hit("keys:a", 20, 3600))[0]
+    clock.advance(0.01)
+    assert (await limiter.hit("keys:a", 20, 3600))[0]
+    assert not (await limiter.hit("keys:a", 20, 3600))[0]
+    assert (await limiter.hit("keys:b", 20, 3600))[0]  # another bucket is untouched
+
+
 async def test_burst_then_refill_and_reset_headers() -> None:
     clock = FakeClock()
     limiter = MemoryLimiter(clock)
