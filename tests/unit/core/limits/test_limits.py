@@ -138,6 +138,12 @@ async def test_burst_then_refill_and_reset_headers() -> None:
     assert verdicts[9].headers()["x-ratelimit-reset-requests"] == "1m0s"
     refused = verdicts[10]
     assert refused.limit_type == "RPM" and refused.transient
+    # A refusal reports the bucket as it stands: empty, full again a minute from now.
+    assert refused.headers() == {
+        "x-ratelimit-limit-requests": "10",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "1m0s",
+    }
     assert refused.retry_after_us == pytest.approx(6_000_000)
     clock.advance(5.9)
     assert not (await limiter.admit("b", limits, 0)).allowed
