@@ -17,6 +17,7 @@ usages are chosen so that prompt alone, completion alone or the estimate fall ou
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -164,3 +165,17 @@ def test_queued_jobs_take_nothing_from_the_token_budget(fresh: Money) -> None:
         )
         assert job.status_code == 200, job.text
     fresh.settle_until(account, 4)
+
+
+def test_jobs_queued_at_once_take_nothing_from_the_token_budget(fresh: Money) -> None:
+    """The same, with the jobs queued together: each admission happens while the others wait on
+    their holds, before any of them has finished its ticket, so a job that took even one token would
+    refuse the ones beside it on a budget of one."""
+    account, key = fresh.funded(rate_limits={"tpm": 1})
+    body = {"model": "m-music", "prompt": "a hum", "duration": 1}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = list(
+            pool.map(lambda _: fresh.call(key, "POST", "audio/queue", json=body).status_code, range(6))
+        )
+    assert statuses == [200] * 6
+    fresh.settle_until(account, 6)

@@ -154,6 +154,8 @@ async def test_the_operator_key_holds_nothing(ledger: Ledger) -> None:
             ledger, None, Caller("operator"), request_id="r", model=_model(), endpoint="chat", estimate_nano=1
         )
     assert refused.value.code is ErrorCode.UNAUTHORIZED
+    # api/auth.py refuses it first over HTTP; this is the path's own guard (batch lines, MCP, RPC).
+    assert refused.value.message == "The operator key manages accounts; mint a key to call models."
 
 
 async def test_the_balance_a_hold_shows_is_the_keys_or_the_admins_or_none(
