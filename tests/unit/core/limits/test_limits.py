@@ -122,6 +122,22 @@ async def test_a_plain_hit_refills_one_emission_interval_after_the_burst() -> No
     assert (await limiter.hit("keys:b", 20, 3600))[0]  # another bucket is untouched
 
 
+async def test_the_request_headers_show_whichever_limit_has_less_left() -> None:
+    """Per minute and per day both set: the x-ratelimit-*-requests headers name the one with fewer
+    requests left, not the smaller limit. After a minute's burst of 10 the per-minute budget refills
+    while the day's (12) does not: 9 left of the minute's 10, 1 of the day's 12, so the day's shows."""
+    clock = FakeClock()
+    limiter = MemoryLimiter(clock)
+    limits = Limits(rpm=10, rpd=12)
+    for _ in range(10):
+        assert (await limiter.admit("b", limits, 0)).allowed
+    clock.advance(60)
+    verdict = await limiter.admit("b", limits, 0)
+    assert verdict.allowed
+    headers = verdict.headers()
+    assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("12", "1")
+
+
 async def test_burst_then_refill_and_reset_headers() -> None:
     clock = FakeClock()
     limiter = MemoryLimiter(clock)

@@ -12,11 +12,11 @@ from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.core.money.test_ledger import new_account, rid, usage_row
-from tests.unit.core.test_admission import _caller, _hold, _rows
+from tests.unit.core.test_admission import _caller, _hold, _model, _rows
 from tests.unit.helpers import assert_invariants
 from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
-from tollway.core.admission import Hold
+from tollway.core.admission import Hold, admit
 from tollway.core.money.ledger import Ledger
 from tollway.core.money.prices import TokenUsage
 from tollway.store.tables import usage
@@ -71,6 +71,25 @@ async def test_a_carved_hold_cannot_be_settled_with_also(
     finally:
         await leased.aclose()
     await assert_invariants(ledger, engine, account)
+
+
+async def test_a_batch_line_admitted_under_budget_leases_holds_per_call_and_settles_with_also(
+    engine: AsyncEngine, accounts_service: Accounts, leased: Ledger
+) -> None:
+    """A hold whose settlement runs `also` (a batch line's) is never carved from a lease
+    (core/admission.py passes carve=False): it settles, with its `also`, as a per-call hold."""
+    caller = await _caller(accounts_service)
+    assert caller.account_id is not None
+    calls: list[str] = []
+    hold = await admit(
+        leased, None, caller, request_id=rid(), model=_model(), endpoint="chat", estimate_nano=1_000,
+        settle_also=lambda conn: calls.append("line"),
+    )  # fmt: skip
+    assert leased.leases.carve_of(hold.request_id) is None
+    assert await leased.balances(caller.account_id) == (10_000, 1_000)  # a per-call hold, on the account
+    assert await hold.settle(400, provider="p") == 400
+    assert calls == ["line"]
+    assert await assert_invariants(leased, engine, caller.account_id) == (9_600, 0)
 
 
 async def test_a_hold_s_settle_also_runs_and_when_it_refuses_the_hold_is_freed(
