@@ -182,3 +182,21 @@ def test_a_failed_chat_gives_back_its_whole_token_estimate(fresh: Money) -> None
     assert after.status_code == 200, after.text
     remaining = [int(r.headers["x-ratelimit-remaining-tokens"]) for r in (first, after)]
     assert remaining[0] == remaining[1] < tpm
+
+
+def test_a_key_held_to_private_models_is_refused_a_model_an_upstream_serves(fresh: Money) -> None:
+    """A key's modelPrivacy (core/catalog/privacy.py) reaches its caller: PRIVATE_ONLY refuses m-chat,
+    whose route is an upstream (not private), 403 before any hold or upstream call; ALL serves it."""
+    account = fresh.new_account(CREDIT)
+    minted = fresh.admin("POST", f"/accounts/{account}/keys", {"label": "p", "model_privacy": "PRIVATE_ONLY"})
+    assert minted.status_code == 201, minted.text
+    assert minted.json()["model_privacy"] == "PRIVATE_ONLY"  # the key's view names its policy
+    body = {"model": "m-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    refused = fresh.call(minted.json()["key"], "POST", "chat/completions", json=body)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "MODEL_PRIVACY_FORBIDDEN"
+    assert fresh.fake_requests() == []
+    assert fresh.balances(account) == (CREDIT, 0) and fresh.usage_rows(account) == []
+    served = fresh.call(fresh.new_key(account, model_privacy="ALL"), "POST", "chat/completions", json=body)
+    assert served.status_code == 200, served.text
+    fresh.settle_until(account, 1)

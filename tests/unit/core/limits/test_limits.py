@@ -138,6 +138,16 @@ async def test_the_request_headers_show_whichever_limit_has_less_left() -> None:
     assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]) == ("12", "1")
 
 
+async def test_the_token_headers_show_the_budget_left_after_the_estimate() -> None:
+    clock = FakeClock()
+    verdict = await MemoryLimiter(clock).admit("b", Limits(tpm=100), 30)
+    assert verdict.allowed and verdict.headers() == {
+        "x-ratelimit-limit-tokens": "100",
+        "x-ratelimit-remaining-tokens": "70",
+        "x-ratelimit-reset-tokens": "18s",  # 30 tokens at 100 a minute
+    }
+
+
 async def test_burst_then_refill_and_reset_headers() -> None:
     clock = FakeClock()
     limiter = MemoryLimiter(clock)
