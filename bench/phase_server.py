@@ -19,13 +19,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+ADMISSION = "admission (rate limit + hold)"
+UPSTREAM = "upstream call (provider.chat)"
+SETTLEMENT = "settlement (ledger.settle)"
+# The phases that follow one another in a call, none inside another: the rest of the call is outside them.
+IN_TURN = (ADMISSION, UPSTREAM, SETTLEMENT)
 # (module, class or "", coroutine function, label): the phases of a buffered chat call.
 PHASES = [
-    ("tollway.core.admission", "", "admit", "admission (rate limit + hold)"),
+    ("tollway.core.admission", "", "admit", ADMISSION),
     ("tollway.core.limits.gate", "RateGate", "admit", "rate limit admit"),
     ("tollway.core.money.ledger", "Ledger", "reserve", "hold (ledger.reserve)"),
-    ("tollway.providers.openai.provider", "OpenAIProvider", "chat", "upstream call (provider.chat)"),
-    ("tollway.core.money.ledger", "Ledger", "settle", "settlement (ledger.settle)"),
+    ("tollway.providers.openai.provider", "OpenAIProvider", "chat", UPSTREAM),
+    ("tollway.core.money.ledger", "Ledger", "settle", SETTLEMENT),
     ("tollway.store.transactor", "Transactor", "run", "Transactor transactions (hold, settlement)"),
     ("tollway.core.access.keys", "Keys", "authenticate", "key lookup"),
 ]

@@ -20,14 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from money_check import stop_and_check
-from phase_server import CHAT, PHASES
-from systems import HERE, System, free_port, measure, prime, start, start_passthrough, start_tollway_on, stop
-
-
-def start_upstream(tmp: Path) -> System:
-    port = free_port()
-    cmd = [sys.executable, str(HERE / "upstream.py"), "--port", str(port), "--latency-ms", "10"]
-    return start("upstream", cmd, port, {}, "/health", tmp)
+from phase_server import CHAT, IN_TURN, PHASES
+from systems import HERE, System, measure, prime, start_passthrough, start_tollway_on, start_upstream, stop
 
 
 def p50(result: dict[str, Any]) -> float:
@@ -49,7 +43,7 @@ def main() -> int:
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tollway-phases-"))
-    upstream = start_upstream(tmp)
+    upstream = start_upstream(tmp, "--latency-ms", "10")
     exact = True
     try:
         direct = measure(System("direct", upstream.base_url), 1, False, args.duration, 1)
@@ -80,16 +74,7 @@ def main() -> int:
             print("| phase | mean ms per call | share of the call |\n| --- | ---: | ---: |")
             for label, ms in rows:
                 print(f"| {label} | {ms:.3f} | {ms / whole:.0%} |")
-            timed = sum(
-                ms
-                for label, ms in rows
-                if label
-                in (
-                    "admission (rate limit + hold)",
-                    "upstream call (provider.chat)",
-                    "settlement (ledger.settle)",
-                )
-            )
+            timed = sum(ms for label, ms in rows if label in IN_TURN)
             print(f"| outside the timed phases | {whole - timed:.3f} | {(whole - timed) / whole:.0%} |\n")
     finally:
         stop(upstream)

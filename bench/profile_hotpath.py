@@ -100,15 +100,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     folded = args.out / f"{label}.folded"
     tmp = Path(tempfile.mkdtemp(prefix="tollway-profile-"))
-    up_port = systems.free_port()
-    upstream = systems.start(
-        "upstream",
-        [sys.executable, str(systems.HERE / "upstream.py"), "--port", str(up_port)],
-        up_port,
-        {},
-        "/health",
-        tmp,
-    )
+    upstream = systems.start_upstream(tmp)
     cleanup = None
     try:
         if args.system == "passthrough":  # the same measure for the bare proxy: the Python floor

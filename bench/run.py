@@ -41,16 +41,15 @@ from systems import (
     HERE,
     TOLLWAY_SYSTEMS,
     System,
-    free_port,
     litellm_missing,
     measure,
     prime,
     rss_mib,
     skip_reason,
-    start,
     start_litellm,
     start_passthrough,
     start_tollway_on,
+    start_upstream,
     stop,
 )
 
@@ -113,27 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         "checks": {},
     }
     tmp = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
-    up_port = free_port()
-    upstream = start(
-        "upstream",
-        [
-            sys.executable,
-            str(HERE / "upstream.py"),
-            "--port",
-            str(up_port),
-            "--latency-ms",
-            str(args.latency_ms),
-            "--ttft-ms",
-            str(args.ttft_ms),
-            "--chunks",
-            str(args.chunks),
-            "--tokens-per-s",
-            str(args.tokens_per_s),
-        ],
-        up_port,
-        {},
-        "/health",
+    upstream = start_upstream(
         tmp,
+        *("--latency-ms", str(args.latency_ms), "--ttft-ms", str(args.ttft_ms)),
+        *("--chunks", str(args.chunks), "--tokens-per-s", str(args.tokens_per_s)),
     )
     running: dict[str, System] = {}
     try:

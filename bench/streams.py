@@ -38,20 +38,18 @@ from money_check import stop_and_check
 from systems import (
     HERE,
     System,
-    free_port,
     prime,
     rss_mib,
-    start,
     start_passthrough,
     start_tollway_on,
+    start_upstream,
     stop,
 )
 
 
-def start_upstream(tmp: Path, name: str, tokens_per_s: float) -> System:
-    port = free_port()
-    cmd = [sys.executable, str(HERE / "upstream.py"), "--port", str(port), "--chunks-from-max-tokens"]
-    return start(name, [*cmd, "--tokens-per-s", str(tokens_per_s)], port, {}, "/health", tmp)
+def start_paced_upstream(tmp: Path, name: str, tokens_per_s: float) -> System:
+    """The fake upstream streaming one chunk per output token asked for, at `tokens_per_s`."""
+    return start_upstream(tmp, "--chunks-from-max-tokens", "--tokens-per-s", str(tokens_per_s), name=name)
 
 
 def start_gateway(name: str, upstream: System, tmp: Path, postgres: bool) -> System:
@@ -77,7 +75,7 @@ def result_of(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def stall_phase(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    upstream = start_upstream(tmp, "upstream", 1000 / args.cadence_ms)
+    upstream = start_paced_upstream(tmp, "upstream", 1000 / args.cadence_ms)
     running: dict[str, System] = {}
     phase: dict[str, Any] = {"runs": {}, "checks": {}}
     try:
@@ -128,7 +126,7 @@ def largest_stall_free(rows: list[dict[str, Any]]) -> int | None:
 
 
 def soak_phase(args: argparse.Namespace, tmp: Path, seconds: float) -> dict[str, Any]:
-    upstream = start_upstream(tmp, "soak-upstream", args.soak_tokens_per_s)
+    upstream = start_paced_upstream(tmp, "soak-upstream", args.soak_tokens_per_s)
     system: System | None = None
     try:
         system = start_gateway(f"{tollway_name(args)}-soak", upstream, tmp, args.postgres)

@@ -206,6 +206,13 @@ def fresh_pg_database(prefix: str, admin: str = PG_ADMIN) -> tuple[str, Any]:
 # -- the systems -----------------------------------------------------------------------------------
 
 
+def start_upstream(tmp: Path, *options: str, name: str = "upstream") -> System:
+    """The fake upstream (bench/upstream.py) with `options` (its latency, chunks, pace)."""
+    port = free_port()
+    cmd = [sys.executable, str(HERE / "upstream.py"), "--port", str(port), *options]
+    return start(name, cmd, port, {}, "/health", tmp)
+
+
 def start_passthrough(upstream: str, tmp: Path, client: str = "httpx2") -> System:
     port = free_port()
     cmd = [sys.executable, str(HERE / "passthrough.py"), "--port", str(port), "--upstream", upstream]
