@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from openai.types import Batch
 
 from tests.money.conftest import ORACLE
 from tests.money.harness import NANO, Money
@@ -33,19 +34,25 @@ def _job_status(money: Money, job_id: str) -> str:
     return str(status)
 
 
-@pytest.mark.parametrize("model", [MODEL, "m-chat-batch"])  # without and with a batch discount
-def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: Money, model: str) -> None:
-    account, key = fresh.funded(CREDIT)
-    client = fresh.client(key)
-    fresh.script(*({"type": "usage", "mode": "exact", "usage": USAGE} for _ in range(2)))
-    data = b"".join(json.dumps(_line(name, model)).encode() + b"\n" for name in ("first", "second"))
+def _run_batch(money: Money, key: str, names: tuple[str, ...], model: str = MODEL) -> Batch:
+    """A chat batch of one line per name, each answered with USAGE, run to its end by the runner."""
+    client = money.client(key)
+    money.script(*({"type": "usage", "mode": "exact", "usage": USAGE} for _ in names))
+    data = b"".join(json.dumps(_line(name, model)).encode() + b"\n" for name in names)
     upload = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
     batch = client.batches.create(
         input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
     # The batch is a row of the jobs table, which the runner ends once it has run the batch.
-    wait_until(lambda: _job_status(fresh, batch.id) in ("completed", "failed"), f"job {batch.id} to end")
-    done = client.batches.retrieve(batch.id)
+    wait_until(lambda: _job_status(money, batch.id) in ("completed", "failed"), f"job {batch.id} to end")
+    return client.batches.retrieve(batch.id)
+
+
+@pytest.mark.parametrize("model", [MODEL, "m-chat-batch"])  # without and with a batch discount
+def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: Money, model: str) -> None:
+    account, key = fresh.funded(CREDIT)
+    client = fresh.client(key)
+    done = _run_batch(fresh, key, ("first", "second"), model)
     assert done.status == "completed", done
     assert done.request_counts is not None
     assert (done.request_counts.completed, done.request_counts.failed) == (2, 0)
@@ -59,7 +66,7 @@ def test_a_batch_runs_every_line_and_charges_each_the_price_of_its_chat(fresh: M
     rows = fresh.usage_rows(account)
     assert len(rows) == 2
     assert all(row["cost_nano"] == price for row in rows)
-    assert all(row["request_id"].startswith(f"{batch.id}/") for row in rows)
+    assert all(row["request_id"].startswith(f"{done.id}/") for row in rows)
     assert fresh.charged(account) == 2 * price
     assert fresh.balances(account) == (CREDIT - 2 * price, 0)
     assert len(fresh.fake_requests()) == 2
@@ -70,16 +77,7 @@ def test_a_batch_is_not_paced_by_its_keys_per_minute_limit(fresh: Money) -> None
     key's per-minute limits (core/inference/pipeline.py `admit`): a key allowed one request a minute
     runs a batch of three, each line charged once. Money still binds every line."""
     account, key = fresh.funded(CREDIT, rate_limits={"rpm": 1})
-    client = fresh.client(key)
-    fresh.script(*({"type": "usage", "mode": "exact", "usage": USAGE} for _ in range(3)))
-    names = ("first", "second", "third")
-    data = b"".join(json.dumps(_line(name)).encode() + b"\n" for name in names)
-    upload = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
-    batch = client.batches.create(
-        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-    )
-    wait_until(lambda: _job_status(fresh, batch.id) in ("completed", "failed"), f"job {batch.id} to end")
-    done = client.batches.retrieve(batch.id)
+    done = _run_batch(fresh, key, ("first", "second", "third"))
     assert done.request_counts is not None
     assert (done.status, done.request_counts.completed, done.request_counts.failed) == ("completed", 3, 0)
     price = ORACLE.batch_line(MODEL, Tokens(USAGE["prompt_tokens"], USAGE["completion_tokens"]))
