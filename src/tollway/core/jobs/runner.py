@@ -45,6 +45,13 @@ from tollway.settings import Settings
 log = logging.getLogger("tollway.jobs")
 
 
+def pass_interval(settings: Settings) -> float:
+    """Seconds between claim passes when nothing wakes the runner (a job due again after a poll delay,
+    or put by another replica): the poll interval, at least 50 ms so a tiny setting does not spin on
+    the database, and at most 2 s so a due job never waits longer than that."""
+    return max(0.05, min(settings.jobs_poll_interval_seconds, 2.0))
+
+
 @dataclass(slots=True)
 class _Work:
     job: JobRow
@@ -81,7 +88,7 @@ class JobRunner:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        tick = max(0.05, min(self.settings.jobs_poll_interval_seconds, 2.0))
+        tick = pass_interval(self.settings)
         try:
             while not self._stopping:
                 try:
