@@ -449,6 +449,33 @@ async def test_sweeper_releases_only_expired_holds(
     await assert_invariants(ledger, engine, account)
 
 
+async def test_a_sweep_takes_holds_past_their_expiry_not_at_it_and_at_most_its_limit(
+    engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger
+) -> None:
+    """A hold is live up to its expiry, inclusive. One pass releases at most `limit` holds (200 by
+    default): the maintenance loop sweeps every few seconds, so a backlog goes in bounded passes."""
+    short = Ledger(engine, lease_seconds=60)
+    try:
+        while await short.sweep(now=FAR_FUTURE, limit=1_000_000):  # what earlier tests left
+            pass
+        account = await new_account(accounts_service, credit=1_000_000)
+        holds = [rid() for _ in range(203)]
+        await asyncio.gather(*(short.reserve(account, request_id, 10) for request_id in holds))
+        expiry = utcnow() + timedelta(seconds=30)
+        async with engine.begin() as conn:
+            await conn.execute(update(reservations).values(expires_at=expiry))
+        assert await short.sweep(now=expiry) == 0  # at its expiry, not yet past it
+        later = expiry + timedelta(microseconds=1)
+        assert await short.sweep(now=later, limit=2) == 2
+        assert await short.sweep(now=later) == 200
+        assert await short.sweep(now=later) == 1
+        assert await short.sweep(now=later) == 0
+        assert await short.balances(account) == (1_000_000, 0)
+    finally:
+        await short.aclose()
+    await assert_invariants(ledger, engine, account)
+
+
 async def _expiry(engine: AsyncEngine, request_id: str) -> float:
     return await seconds_to_expiry(engine, reservations, request_id)
 
