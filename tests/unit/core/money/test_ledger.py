@@ -113,11 +113,12 @@ async def test_credit_rejects_non_positive_amounts_and_unknown_kinds(
     engine: AsyncEngine, ledger: Ledger, accounts_service: Accounts
 ) -> None:
     account = await new_account(accounts_service, credit=100)
-    with pytest.raises(ValueError):
+    # The messages are for the programmer who got it wrong: say what was wrong.
+    with pytest.raises(ValueError, match=r"^a credit must be positive$"):
         await ledger.credit(account, 0, reference="zero")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^a credit must be positive$"):
         await ledger.credit(account, -5, reference="neg")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^settle$"):  # the kind it does not take
         await ledger.credit(account, 5, reference="x", kind="settle")
     assert await ledger.balances(account) == (100, 0)
     await assert_invariants(ledger, engine, account)
