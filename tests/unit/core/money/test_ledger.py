@@ -134,7 +134,8 @@ async def test_racing_credits_cannot_take_a_balance_past_the_ceiling(
         *(ledger.credit(account, 1_000, reference=rid("top-up")) for _ in range(5)), return_exceptions=True
     )
     assert sum(result is True for result in results) == 3
-    assert all(isinstance(result, CeilingExceeded) for result in results if result is not True)
+    refused = [result for result in results if result is not True]
+    assert all(isinstance(result, CeilingExceeded) and result.args == (account,) for result in refused)
     assert await ledger.balances(account) == (MAX_NANO, 0)
     with pytest.raises(TollwayError) as info:
         await accounts_service.credit(account, 1, reference=rid("top-up"), param="amount_usd")
