@@ -438,6 +438,33 @@ def test_a_job_that_outlives_its_lease_keeps_it_and_shows_its_progress_while_it_
         ]
 
 
+def test_a_runner_has_at_most_jobs_concurrency_steps_in_flight(money_fakes: Fakes, tmp_path: Path) -> None:
+    """`jobs_concurrency` is how many steps one runner runs at once: with one slot, a second render
+    queued behind the first waits, unleased, until the first ends. Each is charged once."""
+    with own_server(money_fakes, tmp_path, jobs_concurrency=1) as (money, _):
+        account, key = money.funded(CREDIT)
+        ids = [accepted(submit(money, key, LONG_VIDEO), LONG_VIDEO)[0] for _ in range(2)]
+        most, waited = 0, False
+        deadline = time.monotonic() + 90
+        while True:
+            rows = money.rows("select status, lease_owner from jobs where account_id = ?", account)
+            leased = sum(owner is not None for _, owner in rows)
+            most = max(most, leased)
+            waited |= leased == 1 and ("queued", None) in rows
+            if all(state not in ("queued", "processing") for state, _ in rows):
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.01)
+        assert (most, waited) == (1, True)
+        assert {state for state, _ in rows} == {"completed"}
+        money.settle_until(account, 2)
+        for job_id in ids:
+            assert ledger_of(money, job_id) == [
+                ("reserve", 0, LONG_VIDEO.quote),
+                ("settle", -LONG_VIDEO.quote, -LONG_VIDEO.quote),
+            ]
+
+
 def test_a_step_that_breaks_is_retried_at_its_providers_poll_interval_and_charges_once(
     money_fakes: Fakes, tmp_path: Path
 ) -> None:

@@ -145,9 +145,11 @@ async def test_racing_credits_cannot_take_a_balance_past_the_ceiling(
 
 async def test_credit_to_unknown_account_is_not_found(ledger: Ledger) -> None:
     # Not False: False means "this reference was already applied", which would hide a typo in an id.
+    unknown = f"acct_{secrets.token_hex(10)}"
     with pytest.raises(TollwayError) as info:
-        await ledger.credit(f"acct_{secrets.token_hex(10)}", 100, reference="r1")
+        await ledger.credit(unknown, 100, reference="r1")
     assert info.value.code is ErrorCode.NOT_FOUND
+    assert info.value.message.startswith(f"No account {unknown!r}, or ")
 
 
 async def test_the_balances_of_an_unknown_account_name_it(ledger: Ledger) -> None:
@@ -164,6 +166,7 @@ async def test_adjust_cannot_make_available_negative(
     with pytest.raises(TollwayError) as info:
         await ledger.credit(account, -401, reference="adj-1", kind="adjust")
     assert info.value.code is ErrorCode.NOT_FOUND
+    assert info.value.message.endswith(", or the adjustment would make its available balance negative.")
     assert await ledger.balances(account) == (1_000, 600)
     assert await ledger.credit(account, -400, reference="adj-1", kind="adjust") is True
     assert await ledger.balances(account) == (600, 600)
