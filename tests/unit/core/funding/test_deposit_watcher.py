@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from eth_account import Account
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fakes.chain.eip3009_chain import LocalChain
 from tollway.core.access.accounts import Accounts
 from tollway.core.funding.chain import ChainReader
 from tollway.core.funding.deposit_addresses import DepositAddresses
+from tollway.core.funding.deposit_cursor import state_name
 from tollway.core.funding.deposits import (
     TRANSFER_TOPIC,
     DepositWatcher,
@@ -33,6 +34,7 @@ from tollway.core.funding.deposits import (
 from tollway.store.funding_tables import chain_deposits
 from tollway.store.tables import accounts as accounts_table
 from tollway.store.tables import ledger as ledger_table
+from tollway.store.tables import server_state
 
 pytestmark = pytest.mark.slow
 XPUB = "xpub6EF8jXqFeFEW5bwMU7RpQtHkzE4KJxcqJtvkCjJumzW8CPpacXkb92ek4WzLQXjL93HycJwTPUAcuNxCqFPKKU5m5Z2Vq4nCyh5CyPeBFFr"
@@ -106,6 +108,11 @@ class Rail:
 @pytest.fixture
 async def rail(engine: AsyncEngine, chain: LocalChain, accts: Accounts) -> AsyncIterator[Rail]:
     token = await asyncio.to_thread(chain.deploy_token)
+    # A token's address is its deployer's and nonce's: a second LocalChain (this module's tests run
+    # apart, as mutmut orders them, or a rerun) deploys at the addresses of the first, whose cursors may
+    # still be in the session's PostgreSQL database, leased. This token's cursor starts from nothing.
+    async with engine.begin() as conn:
+        await conn.execute(delete(server_state).where(server_state.c.name == state_name(token.address)))
     start = await asyncio.to_thread(chain.mine, 1)
     made = Rail(engine, chain, token, start, DepositAddresses(engine, XPUB), accts, [])
     try:
