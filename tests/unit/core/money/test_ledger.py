@@ -502,6 +502,9 @@ async def test_renew_extends_the_leases_this_ledger_owns_and_nothing_else(
 async def _renew_only_ours(
     engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger, ours: Ledger, other: Ledger
 ) -> None:
+    # The sweep below counts every hold in the database: first free what earlier tests left.
+    while await ours.sweep(now=FAR_FUTURE, limit=1_000_000):
+        pass
     account = await new_account(accounts_service, credit=10_000)
     live, settled, released, job, theirs = rid(), rid(), rid(), rid(), rid()
     for request_id in (live, settled, released):
