@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.unit.core.money.test_leases import count, lease_rows
-from tests.unit.core.money.test_ledger import ledger_rows, new_account, rid
+from tests.unit.core.money.test_ledger import ledger_rows, new_account, rid, sweep_everything
 from tests.unit.helpers import assert_invariants, seconds_to_expiry
 from tollway.base.clock import utcnow
 from tollway.core.access.accounts import Accounts
@@ -428,9 +428,9 @@ async def test_shutdown_waits_for_a_retired_lease_s_end(
 async def test_a_sweep_returns_only_leases_past_their_expiry_and_at_most_its_limit(
     engine: AsyncEngine, accounts_service: Accounts, leased: Ledger, ledger: Ledger
 ) -> None:
-    # The counts below are of every lease and hold in the database: first sweep away what earlier tests on this
-    # (shared PostgreSQL) database left (test_lease_rows.py takes leases it never ends).
-    await leased.sweep(now=utcnow() + timedelta(days=1), limit=1_000_000)
+    # The counts below are of every lease and hold in the database: first sweep away what earlier tests
+    # left (test_lease_rows.py takes leases it never ends).
+    await sweep_everything(leased)
     other = Ledger(engine, lease_seconds=60, budget_leases=True)
     accounts = [await new_account(accounts_service, credit=FUNDS) for _ in range(2)]
     try:

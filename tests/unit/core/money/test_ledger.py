@@ -31,6 +31,15 @@ def rid(tag: str = "req") -> str:
     return f"{tag}_{secrets.token_hex(8)}"
 
 
+async def sweep_everything(ledger: Ledger) -> int:
+    """Sweep as if far in the future until nothing is left: every hold and every other process's lease
+    (tests on the shared PostgreSQL database leave some); how many were released."""
+    released = 0
+    while swept := await ledger.sweep(now=FAR_FUTURE):
+        released += swept
+    return released
+
+
 async def new_account(accounts_service: Accounts, credit: int = 0, **kwargs: Any) -> str:
     account = await accounts_service.create(f"unit-{secrets.token_hex(3)}", credit_nano=credit, **kwargs)
     return account.id
@@ -442,10 +451,7 @@ async def test_sweeper_releases_only_expired_holds(
         await short.reserve(account, request_id, 600)
         await short.sweep(now=utcnow())  # not expired yet
         assert await short.balances(account) == (1_000, 600)
-        released = 0
-        while swept := await short.sweep(now=FAR_FUTURE):
-            released += swept
-        assert released >= 1
+        assert await sweep_everything(short) >= 1
         assert await short.balances(account) == (1_000, 0)
         assert (await ledger_rows(engine, account))[-1] == ("release", 0, -600, request_id)
         assert await short.release(request_id) is False
@@ -461,8 +467,7 @@ async def test_a_sweep_takes_holds_past_their_expiry_not_at_it_and_at_most_its_l
     default): the maintenance loop sweeps every few seconds, so a backlog goes in bounded passes."""
     short = Ledger(engine, lease_seconds=60)
     try:
-        while await short.sweep(now=FAR_FUTURE, limit=1_000_000):  # what earlier tests left
-            pass
+        await sweep_everything(short)  # what earlier tests left
         account = await new_account(accounts_service, credit=1_000_000)
         holds = [rid() for _ in range(203)]
         await asyncio.gather(*(short.reserve(account, request_id, 10) for request_id in holds))
@@ -502,9 +507,7 @@ async def test_renew_extends_the_leases_this_ledger_owns_and_nothing_else(
 async def _renew_only_ours(
     engine: AsyncEngine, accounts_service: Accounts, ledger: Ledger, ours: Ledger, other: Ledger
 ) -> None:
-    # The sweep below counts every hold in the database: first free what earlier tests left.
-    while await ours.sweep(now=FAR_FUTURE, limit=1_000_000):
-        pass
+    await sweep_everything(ours)  # the sweep below counts every hold in the database
     account = await new_account(accounts_service, credit=10_000)
     live, settled, released, job, theirs = rid(), rid(), rid(), rid(), rid()
     for request_id in (live, settled, released):
@@ -581,8 +584,7 @@ async def test_settle_after_sweep_charges_from_available_without_going_negative(
     account = await new_account(accounts_service, credit=1_000)
     slow, other = rid(), rid()
     await ledger.reserve(account, slow, 600)
-    while await ledger.sweep(now=FAR_FUTURE):
-        pass
+    await sweep_everything(ledger)
     assert await ledger.balances(account) == (1_000, 0)
     await ledger.reserve(account, other, 700)  # the freed money was taken by another request
     # The slow call finally finishes and costs 500; only 300 is available.
@@ -722,8 +724,7 @@ async def test_key_limit_hold_is_released_by_the_sweeper(
     key_id = f"key_{secrets.token_hex(8)}"
     limit = KeyLimit(key_id, 1_000, "total")
     await ledger.reserve(account, rid(), 1_000, limit, key_id)
-    while await ledger.sweep(now=FAR_FUTURE):
-        pass
+    await sweep_everything(ledger)
     assert await key_spend_of(engine, key_id) == {"total": (0, 0)}
     await ledger.reserve(account, rid(), 1_000, limit, key_id)
     await assert_invariants(ledger, engine, account)
