@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,15 @@ from tests.support.processes import free_port
 OPERATOR_KEY = "op-money-operator-key"
 UPSTREAM_KEY = "upstream-secret"
 NANO = 1_000_000_000
+
+
+def usd_nano(usd: str) -> int:
+    """A USD amount as the API writes it (`quote_usd`, `cost_usd`, a balance header) as exact nano-USD,
+    never through a float."""
+    value = Decimal(usd) * NANO
+    assert value == value.to_integral_value(), usd
+    return int(value)
+
 
 # Functions a server's startup called, during `mutmut run`'s stats phase. mutmut picks the tests
 # to run against a mutant by the functions each test called; a session server's lifespan (the job

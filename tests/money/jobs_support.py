@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx2
 
 from tests.money.conftest import ORACLE
-from tests.money.harness import NANO, Money, seconds_until
+from tests.money.harness import Money, seconds_until, usd_nano
 from tollway.core.money.ledger import Ledger
 from tollway.settings import Settings
 from tollway.store.db import create_engine
@@ -73,13 +72,6 @@ def long_speech_job(text: str) -> Job:
     """Speech on `audio/queue`: held and charged per character."""
     body = {"model": "m-tts", "input": text}
     return Job("audio/queue", body, ORACLE.long_speech("m-tts", len(text)), len(text), "audio_queue")
-
-
-def usd_nano(usd: str) -> int:
-    """A `quote_usd` / `cost_usd` string as exact nano-USD (never through a float)."""
-    value = Decimal(usd) * NANO
-    assert value == value.to_integral_value(), usd
-    return int(value)
 
 
 def sweep(money: Money, after: timedelta) -> int:

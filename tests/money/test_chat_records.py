@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 
 import httpx2
 import pytest
 
 from tests.money.conftest import ORACLE
-from tests.money.harness import NANO, Money
+from tests.money.harness import NANO, Money, usd_nano
 from tests.money.oracle import Tokens
 from tollway.base import tokens
 
@@ -61,7 +60,7 @@ def test_a_buffered_chat_answer_and_its_usage_row_agree_on_what_was_charged(fres
     price = ORACLE.tokens("m-chat", Tokens(row["prompt_tokens"], row["completion_tokens"]))
     assert row["cost_nano"] == fresh.charged(account) == price > 0
     # The answer's cost is the ledger's charge, as a JSON number that is its exact decimal.
-    assert Decimal(str(usage["cost"])) * 1_000_000_000 == row["cost_nano"]
+    assert usd_nano(str(usage["cost"])) == row["cost_nano"]
     # Every choice carries `logprobs` (null when not asked for), as OpenAI's do; the fake leaves it out.
     assert reply["choices"] and all("logprobs" in c and c["logprobs"] is None for c in reply["choices"])
 
@@ -88,7 +87,7 @@ def test_a_chat_holds_the_max_tokens_it_asks_for_not_the_models_cap(fresh: Money
     poor, poor_key = fresh.funded(least - 1)
     refused = fresh.call(poor_key, "POST", "chat/completions", json=body)
     assert refused.status_code == 402, refused.text
-    assert int(Decimal(refused.json()["error"]["required"]) * NANO) == hold
+    assert usd_nano(refused.json()["error"]["required"]) == hold
     assert fresh.balances(poor) == (least - 1, 0)
     assert len(fresh.fake_requests()) == 2
     assert 0 < fresh.charged(account) <= hold
@@ -166,10 +165,6 @@ def _balance_headers(money: Money, key: str) -> tuple[str | None, str | None]:
     return answer.headers.get("x-balance-usd"), answer.headers.get("x-venice-balance-usd")
 
 
-def _usd(nano: int) -> Decimal:
-    return Decimal(nano) / NANO
-
-
 def test_the_balance_header_shows_what_the_key_may_spend_before_the_call(fresh: Money) -> None:
     """`x-balance-usd` (and Venice's `x-venice-balance-usd`): an admin key sees the account's available
     balance; a key with a consumption limit sees what it may still spend, never more than the account
@@ -177,22 +172,22 @@ def test_the_balance_header_shows_what_the_key_may_spend_before_the_call(fresh: 
     account, admin = fresh.funded(CREDIT, scope="admin")
     first = _balance_headers(fresh, admin)
     assert first[0] is not None and first[0] == first[1]
-    assert Decimal(first[0]) == _usd(CREDIT)
+    assert usd_nano(first[0]) == CREDIT
     fresh.settle_until(account, 1)
     before = CREDIT - fresh.charged(account)
     second = _balance_headers(fresh, admin)
-    assert second[0] is not None and Decimal(second[0]) == _usd(before) < _usd(CREDIT)
+    assert second[0] is not None and usd_nano(second[0]) == before < CREDIT
     assert second[0] == second[1]
 
     fresh.settle_until(account, 2)
     limited = fresh.new_key(account, consumption_limit={"usd": "1.00", "period": "day"})
     left = _balance_headers(fresh, limited)
-    assert left[0] is not None and Decimal(left[0]) == Decimal("1.00") and left[0] == left[1]
+    assert left[0] is not None and usd_nano(left[0]) == 1 * NANO and left[0] == left[1]
     fresh.settle_until(account, 3)
     before = CREDIT - fresh.charged(account)
     roomy = fresh.new_key(account, consumption_limit={"usd": "100.00", "period": "day"})
     capped = _balance_headers(fresh, roomy)  # the limit is above what the account has
-    assert capped[0] is not None and Decimal(capped[0]) == _usd(before) and capped[0] == capped[1]
+    assert capped[0] is not None and usd_nano(capped[0]) == before and capped[0] == capped[1]
 
     customer = fresh.new_key(account)
     assert _balance_headers(fresh, customer) == (None, None)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.money.conftest import ORACLE
-from tests.money.harness import NANO, Money
+from tests.money.harness import NANO, Money, usd_nano
 from tests.money.jobs_support import (
     DONE,
     TASK_ROUTES,
@@ -33,7 +33,6 @@ from tests.money.jobs_support import (
     long_speech_job,
     music_job,
     submit,
-    usd_nano,
     wait_end,
 )
 from tests.money.test_oracle import png
